@@ -86,7 +86,6 @@ impl PublicKey {
         y.copy_from_slice(&self.raw[33..]);
         y
     }
-
 }
 
 impl core::fmt::Debug for PublicKey {
@@ -182,12 +181,9 @@ impl EcdhSecret for AwsLc {
         // AWS-LC accepts scalars >= n by reducing them; RFC 9180 keys must be in [1, n-1], so the
         // range is checked with the same rule as the p256 backend first.
         P256::from_scalar(scalar)?;
-        aws_lc_rs::agreement::PrivateKey::from_private_key(
-            &aws_lc_rs::agreement::ECDH_P256,
-            scalar,
-        )
-        .map(Self)
-        .map_err(|_| HpkeError::InvalidPrivateKey)
+        aws_lc_rs::agreement::PrivateKey::from_private_key(&aws_lc_rs::agreement::ECDH_P256, scalar)
+            .map(Self)
+            .map_err(|_| HpkeError::InvalidPrivateKey)
     }
 
     fn generate() -> Result<Self, HpkeError> {

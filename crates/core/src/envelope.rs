@@ -323,36 +323,23 @@ fn digits(s: &[u8]) -> bool {
 
 impl Header {
     fn check(&self) -> Result<(), SealError> {
-        let ctx = &self.context;
-        if let Some(session) = &ctx.session {
-            if session.is_empty()
-                || session.len() > MAX_SESSION_LEN
-                || !visible_ascii(session.as_bytes())
-            {
-                return Err(SealError::InvalidContext);
-            }
+        fn text_ok(s: Option<&String>, max: usize) -> bool {
+            s.is_none_or(|s| !s.is_empty() && s.len() <= max && visible_ascii(s.as_bytes()))
         }
-        if let Some(origin) = &ctx.origin {
-            if origin.is_empty()
-                || origin.len() > MAX_ORIGIN_LEN
-                || !visible_ascii(origin.as_bytes())
-            {
-                return Err(SealError::InvalidContext);
-            }
+        fn digits_ok(s: Option<&String>, lengths: &[usize]) -> bool {
+            s.is_none_or(|s| lengths.contains(&s.len()) && digits(s.as_bytes()))
         }
-        let hints = &self.hints;
+        let (ctx, hints) = (&self.context, &self.hints);
+        if !text_ok(ctx.session.as_ref(), MAX_SESSION_LEN)
+            || !text_ok(ctx.origin.as_ref(), MAX_ORIGIN_LEN)
+        {
+            return Err(SealError::InvalidContext);
+        }
         if !hints.is_empty() && self.kind != FieldKind::Pan {
             return Err(SealError::HintsNotAllowed);
         }
-        if let Some(bin) = &hints.bin {
-            if !matches!(bin.len(), 6 | 8) || !digits(bin.as_bytes()) {
-                return Err(SealError::InvalidHints);
-            }
-        }
-        if let Some(last4) = &hints.last4 {
-            if last4.len() != 4 || !digits(last4.as_bytes()) {
-                return Err(SealError::InvalidHints);
-            }
+        if !digits_ok(hints.bin.as_ref(), &[6, 8]) || !digits_ok(hints.last4.as_ref(), &[4]) {
+            return Err(SealError::InvalidHints);
         }
         Ok(())
     }
@@ -461,8 +448,8 @@ impl PreparedContext {
     /// Prepares a context with a chosen ECDH backend.
     pub fn prepare_with<S: EcdhSecret>(recipient: &RecipientKey) -> Result<Self, SealError> {
         let id = EnvelopeId::random()?;
-        let (enc, ctx) = hpke::setup_base_sender::<S>(AEAD, &recipient.public_key, INFO)
-            .map_err(seal_error)?;
+        let (enc, ctx) =
+            hpke::setup_base_sender::<S>(AEAD, &recipient.public_key, INFO).map_err(seal_error)?;
         Ok(Self {
             key_id: recipient.kid.clone(),
             enc,
@@ -482,7 +469,8 @@ impl PreparedContext {
     ) -> Result<Self, SealError> {
         let encapsulated =
             hpke::encap_derived::<S>(&recipient.public_key, ikm_e).map_err(seal_error)?;
-        let ctx = hpke::Context::new(AEAD, &encapsulated.shared_secret, INFO).map_err(seal_error)?;
+        let ctx =
+            hpke::Context::new(AEAD, &encapsulated.shared_secret, INFO).map_err(seal_error)?;
         Ok(Self {
             key_id: recipient.kid.clone(),
             enc: encapsulated.enc,
@@ -502,6 +490,17 @@ impl PreparedContext {
     }
 
     /// Seals `value` and returns the envelope's text form. Symmetric work only.
+    ///
+    /// The context is consumed, so it cannot seal a second value:
+    ///
+    /// ```compile_fail,E0382
+    /// # use fieldseal_core::envelope::{FieldKind, PreparedContext, SealParams};
+    /// # fn twice(prepared: PreparedContext) {
+    /// let params = SealParams::new(FieldKind::Cvc, 0);
+    /// let first = prepared.seal(b"123", &params);
+    /// let second = prepared.seal(b"456", &params); // error[E0382]: use of moved value
+    /// # }
+    /// ```
     pub fn seal(mut self, value: &[u8], params: &SealParams) -> Result<String, SealError> {
         if value.is_empty() {
             return Err(SealError::EmptyValue);
@@ -667,9 +666,7 @@ impl Envelope {
         if text.len() > MAX_TEXT_LEN {
             return Err(ParseError::TooLong);
         }
-        let body = text
-            .strip_prefix(PREFIX)
-            .ok_or(ParseError::MissingPrefix)?;
+        let body = text.strip_prefix(PREFIX).ok_or(ParseError::MissingPrefix)?;
         let bytes = Base64UrlUnpadded::decode_vec(body).map_err(|_| ParseError::InvalidEncoding)?;
         Self::from_bytes(&bytes)
     }
@@ -692,9 +689,8 @@ impl Envelope {
         if !KeyId::is_valid(kid) {
             return Err(ParseError::InvalidKeyId);
         }
-        let key_id =
-            KeyId::new(core::str::from_utf8(kid).map_err(|_| ParseError::InvalidKeyId)?)
-                .map_err(|_| ParseError::InvalidKeyId)?;
+        let key_id = KeyId::new(core::str::from_utf8(kid).map_err(|_| ParseError::InvalidKeyId)?)
+            .map_err(|_| ParseError::InvalidKeyId)?;
         let kind = FieldKind::from_code(r.u8()?).ok_or(ParseError::UnknownKind)?;
         let created_at = u64::from_be_bytes(r.array()?);
         let id = EnvelopeId(r.array()?);

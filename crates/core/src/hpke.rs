@@ -103,9 +103,7 @@ impl Aead {
 
     fn suite_id(self) -> [u8; 10] {
         let a = self.id().to_be_bytes();
-        [
-            b'H', b'P', b'K', b'E', 0x00, 0x10, 0x00, 0x01, a[0], a[1],
-        ]
+        [b'H', b'P', b'K', b'E', 0x00, 0x10, 0x00, 0x01, a[0], a[1]]
     }
 }
 
@@ -144,7 +142,12 @@ impl AeadKey {
     }
 
     #[cfg(feature = "open")]
-    fn open(&self, nonce: &[u8; NN], aad: &[u8], ct: &[u8]) -> Result<Zeroizing<Vec<u8>>, HpkeError> {
+    fn open(
+        &self,
+        nonce: &[u8; NN],
+        aad: &[u8],
+        ct: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, HpkeError> {
         let body_len = ct.len().checked_sub(NT).ok_or(HpkeError::Authentication)?;
         let (body, tag) = ct.split_at(body_len);
         let mut buf = Zeroizing::new(body.to_vec());
@@ -425,13 +428,7 @@ impl Context {
     pub fn export(&self, exporter_context: &[u8], out: &mut [u8]) -> Result<(), HpkeError> {
         let prk = Hkdf::<Sha256>::from_prk(self.exporter_secret.as_slice())
             .map_err(|_| HpkeError::LengthTooLong)?;
-        labeled_expand(
-            &prk,
-            &self.aead.suite_id(),
-            b"sec",
-            exporter_context,
-            out,
-        )
+        labeled_expand(&prk, &self.aead.suite_id(), b"sec", exporter_context, out)
     }
 }
 
@@ -462,7 +459,7 @@ pub fn setup_base_recipient<S: EcdhSecret>(
 /// Single-use primitives exposed so that the published vectors can test exactly the code the
 /// envelope uses. Not needed to seal or open envelopes.
 pub mod hazmat {
-    use super::{AeadKey, Aead, HpkeError, NN};
+    use super::{Aead, AeadKey, HpkeError, NN};
     #[cfg(feature = "open")]
     use zeroize::Zeroizing;
 
@@ -491,7 +488,12 @@ pub mod hazmat {
 
     /// Plain HKDF-SHA256 (RFC 5869) extract-then-expand, through the same crate calls as the
     /// labeled functions.
-    pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<(), HpkeError> {
+    pub fn hkdf_sha256(
+        salt: &[u8],
+        ikm: &[u8],
+        info: &[u8],
+        out: &mut [u8],
+    ) -> Result<(), HpkeError> {
         let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), ikm);
         hk.expand_multi_info(&[info], out)
             .map_err(|_| HpkeError::LengthTooLong)

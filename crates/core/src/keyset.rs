@@ -89,7 +89,7 @@ pub enum KeySetError {
 }
 
 /// A key identifier: 1 to 64 characters from `A-Z a-z 0-9 . _ -`. Compared in constant time.
-#[derive(Clone, Hash)]
+#[derive(Clone)]
 pub struct KeyId(String);
 
 impl KeyId {
@@ -137,6 +137,12 @@ impl PartialEq for KeyId {
 }
 
 impl Eq for KeyId {}
+
+impl core::hash::Hash for KeyId {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl core::fmt::Debug for KeyId {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -354,7 +360,10 @@ mod tests {
     use crate::ecdh::{EcdhSecret, P256};
 
     fn key(seed: u8) -> PublicKey {
-        P256::from_scalar(&[seed; 32]).unwrap().public_key().unwrap()
+        P256::from_scalar(&[seed; 32])
+            .unwrap()
+            .public_key()
+            .unwrap()
     }
 
     fn jwk_json(kid: &str, pk: &PublicKey, extra: &str, nbf: u64, exp: u64) -> String {
@@ -393,7 +402,10 @@ mod tests {
             (set(&[], 10), KeySetError::Empty),
             (
                 set(
-                    &[jwk_json("a", &pk, "", 1, 100), jwk_json("a", &key(2), "", 1, 100)],
+                    &[
+                        jwk_json("a", &pk, "", 1, 100),
+                        jwk_json("a", &key(2), "", 1, 100),
+                    ],
                     10,
                 ),
                 KeySetError::DuplicateKeyId("a".into()),
@@ -415,19 +427,31 @@ mod tests {
                 KeySetError::PrivateKeyMaterial("a".into()),
             ),
             (
-                set(&[jwk_json("a", &pk, "", 1, 100).replace("P-256", "P-384")], 10),
+                set(
+                    &[jwk_json("a", &pk, "", 1, 100).replace("P-256", "P-384")],
+                    10,
+                ),
                 KeySetError::UnsupportedCurve("a".into()),
             ),
             (
-                set(&[jwk_json("a", &pk, "", 1, 100).replace("HPKE-7", "HPKE-0")], 10),
+                set(
+                    &[jwk_json("a", &pk, "", 1, 100).replace("HPKE-7", "HPKE-0")],
+                    10,
+                ),
                 KeySetError::UnsupportedAlgorithm("a".into()),
             ),
             (
-                set(&[jwk_json("a", &pk, "", 1, 100).replace(r#""EC""#, r#""OKP""#)], 10),
+                set(
+                    &[jwk_json("a", &pk, "", 1, 100).replace(r#""EC""#, r#""OKP""#)],
+                    10,
+                ),
                 KeySetError::UnsupportedKeyType("a".into()),
             ),
             (
-                set(&[jwk_json("a", &pk, "", 1, 100).replace(r#""enc""#, r#""sig""#)], 10),
+                set(
+                    &[jwk_json("a", &pk, "", 1, 100).replace(r#""enc""#, r#""sig""#)],
+                    10,
+                ),
                 KeySetError::WrongUse("a".into()),
             ),
             (

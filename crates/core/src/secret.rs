@@ -84,8 +84,17 @@ mod tests {
 
     #[test]
     fn equality_compares_contents() {
-        assert_eq!(SecretValue::from_slice(b"123"), SecretValue::from_slice(b"123"));
-        assert_ne!(SecretValue::from_slice(b"123"), SecretValue::from_slice(b"124"));
-        assert_ne!(SecretValue::from_slice(b"123"), SecretValue::from_slice(b"1234"));
+        assert_eq!(
+            SecretValue::from_slice(b"123"),
+            SecretValue::from_slice(b"123")
+        );
+        assert_ne!(
+            SecretValue::from_slice(b"123"),
+            SecretValue::from_slice(b"124")
+        );
+        assert_ne!(
+            SecretValue::from_slice(b"123"),
+            SecretValue::from_slice(b"1234")
+        );
     }
 }

@@ -41,7 +41,11 @@ fn key_pair(i: usize) -> (OpeningKey<P256>, Vec<u8>) {
     let scalar = derive_scalar(ikm.as_bytes());
     let key = OpeningKey::<P256>::from_scalar(KeyId::new(kid).unwrap(), &scalar).unwrap();
     let (_, pk) = hpke::derive_key_pair::<P256>(ikm.as_bytes()).unwrap();
-    assert_eq!(&pk, key.public_key(), "DeriveKeyPair disagrees with its definition");
+    assert_eq!(
+        &pk,
+        key.public_key(),
+        "DeriveKeyPair disagrees with its definition"
+    );
     (key, scalar.to_vec())
 }
 
@@ -57,7 +61,13 @@ fn derive_scalar(ikm: &[u8]) -> [u8; 32] {
     for counter in 0u8..=255 {
         let mut candidate = [0u8; 32];
         hk.expand_multi_info(
-            &[&32u16.to_be_bytes(), b"HPKE-v1", suite, b"candidate", &[counter]],
+            &[
+                &32u16.to_be_bytes(),
+                b"HPKE-v1",
+                suite,
+                b"candidate",
+                &[counter],
+            ],
             &mut candidate,
         )
         .unwrap();
@@ -162,7 +172,10 @@ fn ikm_e(i: usize) -> Vec<u8> {
 fn envelope_id(i: usize) -> EnvelopeId {
     let mut id = [0u8; 16];
     for (j, b) in id.iter_mut().enumerate() {
-        *b = u8::try_from((i * 16 + j) % 256).unwrap().wrapping_mul(37).wrapping_add(11);
+        *b = u8::try_from((i * 16 + j) % 256)
+            .unwrap()
+            .wrapping_mul(37)
+            .wrapping_add(11);
     }
     EnvelopeId(id)
 }
@@ -236,8 +249,9 @@ fn invalid_cases(valid: &[Value], keys: &[(OpeningKey<P256>, Vec<u8>)]) -> Vec<V
     let base_text = valid[0]["envelope"].as_str().unwrap().to_owned();
     let base = Base64UrlUnpadded::decode_vec(&base_text[PREFIX.len()..]).unwrap();
     let header_len = hex(&valid[0]["header"]).len();
-    let minimal = Base64UrlUnpadded::decode_vec(&valid[2]["envelope"].as_str().unwrap()[PREFIX.len()..])
-        .unwrap();
+    let minimal =
+        Base64UrlUnpadded::decode_vec(&valid[2]["envelope"].as_str().unwrap()[PREFIX.len()..])
+            .unwrap();
     let minimal_header_len = hex(&valid[2]["header"]).len();
     let mut out = Vec::new();
     let mut push = |name: &str, expect: &str, note: &str, envelope: String| {
@@ -249,88 +263,199 @@ fn invalid_cases(valid: &[Value], keys: &[(OpeningKey<P256>, Vec<u8>)]) -> Vec<V
         text_of(&b)
     };
     // created_at sits after version (1), suite (6), kid length (1), kid (10) and kind (1).
-    push("fail_tampered_header", "Authentication",
-        "one bit of created_at flipped; the header is the AAD", flip(1 + 6 + 1 + 10 + 1 + 7));
-    push("fail_tampered_envelope_id", "Authentication",
-        "one bit of the envelope id flipped", flip(1 + 6 + 1 + 10 + 1 + 8));
-    push("fail_tampered_ciphertext", "Authentication",
-        "one bit of the ciphertext flipped", flip(header_len + 65 + 2 + 3));
-    push("fail_tampered_tag", "Authentication", "last bit of the tag flipped", flip(base.len() - 1));
+    push(
+        "fail_tampered_header",
+        "Authentication",
+        "one bit of created_at flipped; the header is the AAD",
+        flip(1 + 6 + 1 + 10 + 1 + 7),
+    );
+    push(
+        "fail_tampered_envelope_id",
+        "Authentication",
+        "one bit of the envelope id flipped",
+        flip(1 + 6 + 1 + 10 + 1 + 8),
+    );
+    push(
+        "fail_tampered_ciphertext",
+        "Authentication",
+        "one bit of the ciphertext flipped",
+        flip(header_len + 65 + 2 + 3),
+    );
+    push(
+        "fail_tampered_tag",
+        "Authentication",
+        "last bit of the tag flipped",
+        flip(base.len() - 1),
+    );
     {
         // A different valid point as enc: parses, then fails to authenticate.
         let mut b = base.clone();
         b[header_len..header_len + 65].copy_from_slice(keys[1].0.public_key().as_bytes());
-        push("fail_substituted_enc", "Authentication", "enc replaced by another valid point", text_of(&b));
+        push(
+            "fail_substituted_enc",
+            "Authentication",
+            "enc replaced by another valid point",
+            text_of(&b),
+        );
     }
     {
         // kid "test-key-1" -> "test-key-2": a known key, but not the one sealed to.
         let mut b = base.clone();
         b[1 + 6 + 1 + 9] = b'2';
-        push("fail_other_known_key_id", "Authentication",
-            "key id changed to another key the vault holds", text_of(&b));
+        push(
+            "fail_other_known_key_id",
+            "Authentication",
+            "key id changed to another key the vault holds",
+            text_of(&b),
+        );
         b[1 + 6 + 1 + 9] = b'9';
-        push("fail_unknown_key_id", "UnknownKey", "key id changed to one the vault does not hold", text_of(&b));
+        push(
+            "fail_unknown_key_id",
+            "UnknownKey",
+            "key id changed to one the vault does not hold",
+            text_of(&b),
+        );
     }
-    push("fail_truncated_ciphertext", "Truncated", "last byte removed", text_of(&base[..base.len() - 1]));
-    push("fail_truncated_header", "Truncated", "cut inside the header", text_of(&base[..20]));
+    push(
+        "fail_truncated_ciphertext",
+        "Truncated",
+        "last byte removed",
+        text_of(&base[..base.len() - 1]),
+    );
+    push(
+        "fail_truncated_header",
+        "Truncated",
+        "cut inside the header",
+        text_of(&base[..20]),
+    );
     push("fail_empty", "Truncated", "prefix only", PREFIX.to_owned());
     {
         let mut b = base.clone();
         b.push(0);
-        push("fail_trailing_byte", "TrailingBytes", "one byte after the ciphertext", text_of(&b));
+        push(
+            "fail_trailing_byte",
+            "TrailingBytes",
+            "one byte after the ciphertext",
+            text_of(&b),
+        );
     }
     {
         let mut b = base.clone();
         b[0] = 2;
-        push("fail_unknown_version", "UnsupportedVersion", "version byte 2", text_of(&b));
+        push(
+            "fail_unknown_version",
+            "UnsupportedVersion",
+            "version byte 2",
+            text_of(&b),
+        );
     }
     {
         let mut b = base.clone();
         b[6] = 0x01;
-        push("fail_unknown_suite", "UnsupportedSuite", "AEAD id 0x0001 (AES-128-GCM)", text_of(&b));
+        push(
+            "fail_unknown_suite",
+            "UnsupportedSuite",
+            "AEAD id 0x0001 (AES-128-GCM)",
+            text_of(&b),
+        );
     }
     {
         let mut b = minimal.clone();
         b[minimal_header_len + 64] ^= 0x01;
-        push("fail_off_curve_point", "InvalidPoint", "last bit of enc's y flipped: off the curve", text_of(&b));
+        push(
+            "fail_off_curve_point",
+            "InvalidPoint",
+            "last bit of enc's y flipped: off the curve",
+            text_of(&b),
+        );
         let mut b = minimal.clone();
         b[minimal_header_len] = 0x02;
-        push("fail_compressed_point_tag", "InvalidPoint",
-            "enc tagged 0x02 (compressed): only uncompressed points are accepted", text_of(&b));
+        push(
+            "fail_compressed_point_tag",
+            "InvalidPoint",
+            "enc tagged 0x02 (compressed): only uncompressed points are accepted",
+            text_of(&b),
+        );
         let mut b = minimal.clone();
         b[minimal_header_len..minimal_header_len + 65].fill(0);
-        push("fail_zero_point", "InvalidPoint", "enc all zeros", text_of(&b));
+        push(
+            "fail_zero_point",
+            "InvalidPoint",
+            "enc all zeros",
+            text_of(&b),
+        );
     }
     {
         let mut b = minimal.clone();
         b[1 + 6 + 1 + 10] = 0xee;
-        push("fail_unknown_kind", "UnknownKind", "kind code 0xee", text_of(&b));
+        push(
+            "fail_unknown_kind",
+            "UnknownKind",
+            "kind code 0xee",
+            text_of(&b),
+        );
     }
     {
         let mut b = minimal.clone();
         let at = minimal_header_len + 65;
         b[at..at + 2].copy_from_slice(&16u16.to_be_bytes());
         b.truncate(at + 2 + 16);
-        push("fail_ciphertext_too_short", "InvalidCiphertextLength", "ct_len 16: a tag and no value", text_of(&b));
+        push(
+            "fail_ciphertext_too_short",
+            "InvalidCiphertextLength",
+            "ct_len 16: a tag and no value",
+            text_of(&b),
+        );
     }
     {
         let mut b = minimal.clone();
         b[1 + 6] = 0;
-        push("fail_empty_key_id", "InvalidKeyId", "kid length 0", text_of(&b));
+        push(
+            "fail_empty_key_id",
+            "InvalidKeyId",
+            "kid length 0",
+            text_of(&b),
+        );
     }
-    push("fail_missing_prefix", "MissingPrefix", "no fse1. prefix", base_text[PREFIX.len()..].to_owned());
-    push("fail_padded_base64", "InvalidEncoding", "base64 padding is not allowed", format!("{base_text}="));
-    push("fail_standard_base64_alphabet", "InvalidEncoding", "'+' and '/' are not base64url",
-        format!("{}+/{}", PREFIX, &base_text[PREFIX.len() + 2..]));
-    push("fail_too_long", "TooLong", "longer than the largest envelope",
-        format!("{PREFIX}{}", "A".repeat(fieldseal_core::envelope::MAX_TEXT_LEN)));
+    push(
+        "fail_missing_prefix",
+        "MissingPrefix",
+        "no fse1. prefix",
+        base_text[PREFIX.len()..].to_owned(),
+    );
+    push(
+        "fail_padded_base64",
+        "InvalidEncoding",
+        "base64 padding is not allowed",
+        format!("{base_text}="),
+    );
+    push(
+        "fail_standard_base64_alphabet",
+        "InvalidEncoding",
+        "'+' and '/' are not base64url",
+        format!("{}+/{}", PREFIX, &base_text[PREFIX.len() + 2..]),
+    );
+    push(
+        "fail_too_long",
+        "TooLong",
+        "longer than the largest envelope",
+        format!(
+            "{PREFIX}{}",
+            "A".repeat(fieldseal_core::envelope::MAX_TEXT_LEN)
+        ),
+    );
     {
         // Hints on a CVC envelope, resealed so that only the header check can refuse it.
         let mut h = hex(&valid[2]["header"]);
         let n = h.len();
         h[n - 3] = CardBrand::Visa.code();
         let text = reseal(&h, b"123", &keys[0].0, &ikm_e(2));
-        push("fail_hints_on_cvc", "HintsNotAllowed", "a brand hint on a CVC envelope", text);
+        push(
+            "fail_hints_on_cvc",
+            "HintsNotAllowed",
+            "a brand hint on a CVC envelope",
+            text,
+        );
     }
     {
         // A PAN envelope whose last-four hint differs from the value: authentic but inconsistent.
@@ -338,7 +463,12 @@ fn invalid_cases(valid: &[Value], keys: &[(OpeningKey<P256>, Vec<u8>)]) -> Vec<V
         let n = h.len();
         h[n - 1] = b'2';
         let text = reseal(&h, b"4111111111111111", &keys[0].0, &ikm_e(0));
-        push("fail_hint_mismatch", "HintMismatch", "last4 hint 1112 on value ending 1111", text);
+        push(
+            "fail_hint_mismatch",
+            "HintMismatch",
+            "last4 hint 1112 on value ending 1111",
+            text,
+        );
     }
     out
 }
@@ -392,7 +522,11 @@ fn backend_trials<S: EcdhSecret + 'static>(doc: &Arc<Value>) -> Vec<Trial> {
     let mut trials = Vec::new();
     for (i, case) in doc["valid"].as_array().unwrap().iter().enumerate() {
         let d = Arc::clone(doc);
-        let name = format!("envelope_v1/{}/open/{}", S::BACKEND, case["name"].as_str().unwrap());
+        let name = format!(
+            "envelope_v1/{}/open/{}",
+            S::BACKEND,
+            case["name"].as_str().unwrap()
+        );
         trials.push(Trial::test(name, move || {
             let v = &d["valid"][i];
             let opened = opener::<S>(&d).open(v["envelope"].as_str().unwrap())?;
@@ -400,18 +534,38 @@ fn backend_trials<S: EcdhSecret + 'static>(doc: &Arc<Value>) -> Vec<Trial> {
             let h = &opened.header;
             check(h.kind.as_str() == v["kind"], || "kind".into())?;
             check(h.key_id.as_str() == v["kid"], || "kid".into())?;
-            check(h.created_at == v["created_at"].as_u64().unwrap(), || "created_at".into())?;
+            check(h.created_at == v["created_at"].as_u64().unwrap(), || {
+                "created_at".into()
+            })?;
             check(h.id.to_hex() == v["envelope_id"], || "envelope id".into())?;
-            check(h.context.session.as_deref() == v["context"]["session"].as_str(), || "session".into())?;
-            check(h.context.origin.as_deref() == v["context"]["origin"].as_str(), || "origin".into())?;
-            check(h.hints.brand.map(CardBrand::as_str) == v["hints"]["brand"].as_str(), || "brand".into())?;
-            check(h.hints.bin.as_deref() == v["hints"]["bin"].as_str(), || "bin".into())?;
-            check(h.hints.last4.as_deref() == v["hints"]["last4"].as_str(), || "last4".into())
+            check(
+                h.context.session.as_deref() == v["context"]["session"].as_str(),
+                || "session".into(),
+            )?;
+            check(
+                h.context.origin.as_deref() == v["context"]["origin"].as_str(),
+                || "origin".into(),
+            )?;
+            check(
+                h.hints.brand.map(CardBrand::as_str) == v["hints"]["brand"].as_str(),
+                || "brand".into(),
+            )?;
+            check(h.hints.bin.as_deref() == v["hints"]["bin"].as_str(), || {
+                "bin".into()
+            })?;
+            check(
+                h.hints.last4.as_deref() == v["hints"]["last4"].as_str(),
+                || "last4".into(),
+            )
         }));
     }
     for (i, case) in doc["invalid"].as_array().unwrap().iter().enumerate() {
         let d = Arc::clone(doc);
-        let name = format!("envelope_v1/{}/{}", S::BACKEND, case["name"].as_str().unwrap());
+        let name = format!(
+            "envelope_v1/{}/{}",
+            S::BACKEND,
+            case["name"].as_str().unwrap()
+        );
         trials.push(Trial::test(name, move || {
             let c = &d["invalid"][i];
             let want = c["expect"].as_str().unwrap();
@@ -455,9 +609,12 @@ fn seal_trials(doc: &Arc<Value>) -> Vec<Trial> {
                     origin: v["context"]["origin"].as_str().map(Into::into),
                 },
                 hints: Hints {
-                    brand: v["hints"]["brand"]
-                        .as_str()
-                        .map(|b| CardBrand::ALL.into_iter().find(|x| x.as_str() == b).unwrap()),
+                    brand: v["hints"]["brand"].as_str().map(|b| {
+                        CardBrand::ALL
+                            .into_iter()
+                            .find(|x| x.as_str() == b)
+                            .unwrap()
+                    }),
                     bin: v["hints"]["bin"].as_str().map(Into::into),
                     last4: v["hints"]["last4"].as_str().map(Into::into),
                 },
@@ -480,13 +637,16 @@ fn main() {
     }
     let committed = std::fs::read_to_string(vector_path()).unwrap_or_default();
     let doc: Arc<Value> = Arc::new(serde_json::from_str(&committed).unwrap_or(Value::Null));
-    let mut trials = vec![Trial::test("envelope_v1/file_matches_generator", move || {
-        check(committed == rendered, || {
-            "tests/vectors/envelope-v1.json differs from what the code generates; if the change \
+    let mut trials = vec![Trial::test(
+        "envelope_v1/file_matches_generator",
+        move || {
+            check(committed == rendered, || {
+                "tests/vectors/envelope-v1.json differs from what the code generates; if the change \
              is deliberate, regenerate with FIELDSEAL_WRITE_VECTORS=1"
                 .into()
-        })
-    })];
+            })
+        },
+    )];
     if doc.is_object() {
         trials.extend(seal_trials(&doc));
         trials.extend(backend_trials::<P256>(&doc));

@@ -129,7 +129,9 @@ fn aes_gcm_trials(doc: &Value) -> Vec<Trial> {
                     check_eq("ciphertext", &sealed, &ct)?;
                     check_eq("plaintext", &opened?, &msg)
                 } else {
-                    check(opened.is_err(), || format!("invalid case opened: {}", t["comment"]))
+                    check(opened.is_err(), || {
+                        format!("invalid case opened: {}", t["comment"])
+                    })
                 }
             }))
         })
@@ -161,10 +163,12 @@ fn hkdf_trials(doc: &Value) -> Vec<Trial> {
         .collect()
 }
 
+type MakeTrials = fn(&Value) -> Vec<Trial>;
+
 fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
-    let files: [(&str, fn(&Value) -> Vec<Trial>); 4] = [
+    let files: [(&str, MakeTrials); 4] = [
         ("ecdh_secp256r1_ecpoint_test.json", |d| {
             let mut t = ecpoint_trials::<P256>(d);
             t.extend(ecpoint_trials::<AwsLc>(d));

@@ -35,8 +35,10 @@ pub fn load(name: &str) -> Result<serde_json::Value, Trial> {
                 }))
             } else {
                 eprintln!("NOTICE: SKIPPED {name}: {msg}");
-                Err(Trial::test(format!("vectors/{name}/present (skipped)"), || Ok(()))
-                    .with_ignored_flag(true))
+                Err(
+                    Trial::test(format!("vectors/{name}/present (skipped)"), || Ok(()))
+                        .with_ignored_flag(true),
+                )
             }
         }
     }
@@ -49,12 +51,20 @@ pub fn hex(v: &serde_json::Value) -> Vec<u8> {
 
 /// Fails a trial with a message unless `cond` holds.
 pub fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), Failed> {
-    if cond { Ok(()) } else { Err(Failed::from(what())) }
+    if cond {
+        Ok(())
+    } else {
+        Err(Failed::from(what()))
+    }
 }
 
 /// Fails a trial unless `got == want`, showing both in hex.
 pub fn check_eq(what: &str, got: &[u8], want: &[u8]) -> Result<(), Failed> {
     check(got == want, || {
-        format!("{what}: got {}, want {}", hex::encode(got), hex::encode(want))
+        format!(
+            "{what}: got {}, want {}",
+            hex::encode(got),
+            hex::encode(want)
+        )
     })
 }
