@@ -57,7 +57,7 @@ pub const MAX_HEADER_LEN: usize = 1
 /// Longest binary envelope.
 pub const MAX_ENVELOPE_LEN: usize = MAX_HEADER_LEN + NENC + 2 + MAX_VALUE_LEN + NT;
 /// Longest text envelope, prefix included.
-pub const MAX_TEXT_LEN: usize = PREFIX.len() + MAX_ENVELOPE_LEN.div_ceil(3) * 4;
+pub const MAX_TEXT_LEN: usize = PREFIX.len() + (MAX_ENVELOPE_LEN * 4).div_ceil(3);
 
 /// What kind of value an envelope holds. The vault validates, stores, masks and authorizes by kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
