@@ -42,6 +42,8 @@
 //!   several times faster natively; the vault's).
 //! - [`keyset`]: the JWK-compatible key set a vault publishes and a page loads.
 //! - [`envelope`]: envelope v1, its text form and strict parser; opening behind feature `open`.
+//! - [`card`]: card rules shared by the browser and the vault: brands, lengths, Luhn, CVC, expiry,
+//!   as-you-type formatting.
 //! - [`secret`]: [`secret::SecretValue`], whose `Debug` and `Display` redact and which is wiped on
 //!   drop.
 //!
@@ -62,6 +64,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod card;
 pub mod ecdh;
 pub mod envelope;
 pub mod hpke;
