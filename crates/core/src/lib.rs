@@ -44,6 +44,8 @@
 //! - [`envelope`]: envelope v1, its text form and strict parser; opening behind feature `open`.
 //! - [`card`]: card rules shared by the browser and the vault: brands, lengths, Luhn, CVC, expiry,
 //!   as-you-type formatting.
+//! - `at_rest` (feature `open`): the vault's symmetric cryptography: values and keys encrypted at
+//!   rest (AES-256-GCM), keyed fingerprints (HMAC-SHA256), API key digests, the audit hash chain.
 //! - [`secret`]: [`secret::SecretValue`], whose `Debug` and `Display` redact and which is wiped on
 //!   drop.
 //!
@@ -64,6 +66,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "open")]
+pub mod at_rest;
 pub mod card;
 pub mod ecdh;
 pub mod envelope;

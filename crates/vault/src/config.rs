@@ -1,0 +1,257 @@
+//! Settings: a TOML file, then `FIELDSEAL_*` environment variables, then defaults. `Debug` masks
+//! secrets (the master key).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The settings file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The settings file is not valid TOML of the expected shape.
+    #[error("invalid settings in {}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable has a value of the wrong type.
+    #[error("invalid value for {name}: {message}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// How SQLite syncs commits to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Survives a killed process; the last commits may be lost on power failure (WAL mode).
+    Normal,
+    /// Every commit is on disk before it is acknowledged.
+    Full,
+}
+
+/// The vault's settings.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Directory for the database, the master key file (if generated) and other state.
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Database URL: `sqlite://PATH` (default `sqlite://<data_dir>/vault.db`).
+    pub database_url: Option<String>,
+    /// The key-encryption key itself, base64url (32 bytes). Prefer `master_key_file`.
+    pub master_key: Option<String>,
+    /// File holding the key-encryption key (base64url, 32 bytes). Default `<data_dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    /// Roles and their permissions (TOML). Default: the built-in policy (see `policy`).
+    pub policy_file: Option<PathBuf>,
+    /// How old an envelope may be, in seconds.
+    pub freshness_window_secs: u64,
+    /// How far in the future an envelope's creation time may be, in seconds.
+    pub clock_skew_secs: u64,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most envelopes or tokens in one request.
+    pub max_batch: usize,
+    /// Lifetime of a new HPKE key pair, in days.
+    pub key_lifetime_days: u64,
+    /// How long a card security code is kept if it is not used, in seconds.
+    pub cvc_retention_secs: u64,
+    /// SQLite durability.
+    pub sqlite_synchronous: Synchronous,
+    /// Log format: `json` or `text`.
+    pub log_format: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("vault-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            database_url: None,
+            master_key: None,
+            master_key_file: None,
+            policy_file: None,
+            freshness_window_secs: 600,
+            clock_skew_secs: 60,
+            max_body_bytes: 1024 * 1024,
+            max_batch: 100,
+            key_lifetime_days: 365,
+            cvc_retention_secs: 3600,
+            sqlite_synchronous: Synchronous::Normal,
+            log_format: "json".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("database_url", &self.database_url())
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("master_key_file", &self.master_key_file())
+            .field("policy_file", &self.policy_file)
+            .field("freshness_window_secs", &self.freshness_window_secs)
+            .field("clock_skew_secs", &self.clock_skew_secs)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_batch", &self.max_batch)
+            .field("key_lifetime_days", &self.key_lifetime_days)
+            .field("cvc_retention_secs", &self.cvc_retention_secs)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+fn env_var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn env_parse<T: std::str::FromStr>(name: &'static str, slot: &mut T) -> Result<(), ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    if let Some(v) = env_var(name) {
+        *slot = v.parse().map_err(|e: T::Err| ConfigError::Env {
+            name,
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// Loads settings: the file (if given, or `FIELDSEAL_CONFIG`), then environment overrides.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env_var("FIELDSEAL_CONFIG").map(PathBuf::from));
+        let mut settings = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path,
+                    message: e.to_string(),
+                })?
+            }
+            None => Settings::default(),
+        };
+        settings.apply_env()?;
+        Ok(settings)
+    }
+
+    fn apply_env(&mut self) -> Result<(), ConfigError> {
+        if let Some(v) = env_var("FIELDSEAL_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        env_parse("FIELDSEAL_LISTEN", &mut self.listen)?;
+        if let Some(v) = env_var("FIELDSEAL_DATABASE_URL") {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = env_var("FIELDSEAL_MASTER_KEY") {
+            self.master_key = Some(v);
+        }
+        if let Some(v) = env_var("FIELDSEAL_MASTER_KEY_FILE") {
+            self.master_key_file = Some(v.into());
+        }
+        if let Some(v) = env_var("FIELDSEAL_POLICY_FILE") {
+            self.policy_file = Some(v.into());
+        }
+        env_parse(
+            "FIELDSEAL_FRESHNESS_WINDOW_SECS",
+            &mut self.freshness_window_secs,
+        )?;
+        env_parse("FIELDSEAL_CLOCK_SKEW_SECS", &mut self.clock_skew_secs)?;
+        env_parse("FIELDSEAL_MAX_BODY_BYTES", &mut self.max_body_bytes)?;
+        env_parse("FIELDSEAL_MAX_BATCH", &mut self.max_batch)?;
+        env_parse("FIELDSEAL_KEY_LIFETIME_DAYS", &mut self.key_lifetime_days)?;
+        env_parse("FIELDSEAL_CVC_RETENTION_SECS", &mut self.cvc_retention_secs)?;
+        if let Some(v) = env_var("FIELDSEAL_SQLITE_SYNCHRONOUS") {
+            self.sqlite_synchronous = match v.as_str() {
+                "normal" => Synchronous::Normal,
+                "full" => Synchronous::Full,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "FIELDSEAL_SQLITE_SYNCHRONOUS",
+                        message: "expected normal or full".into(),
+                    });
+                }
+            };
+        }
+        if let Some(v) = env_var("FIELDSEAL_LOG_FORMAT") {
+            self.log_format = v;
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("vault.db").display()))
+    }
+
+    /// The master key file in effect.
+    pub fn master_key_file(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn debug_masks_the_master_key() {
+        let s = Settings {
+            master_key: Some("c2VjcmV0LWtleS1tYXRlcmlhbA".into()),
+            ..Settings::default()
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        assert!(shown.contains("[REDACTED]"));
+    }
+
+    #[test]
+    fn file_values_and_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("fs-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("vault.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\nmax_batch = 7\n").unwrap();
+        let s: Settings = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(s.listen.port(), 9999);
+        assert_eq!(s.max_batch, 7);
+        assert_eq!(s.freshness_window_secs, 600);
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let err = toml::from_str::<Settings>(&std::fs::read_to_string(&path).unwrap());
+        assert!(err.is_err());
+    }
+}

@@ -1,0 +1,454 @@
+//! The HTTP API under `/v1`, with JSON errors, request ids, access logs that never hold a value,
+//! body and batch limits, health endpoints and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Request, State,
+};
+use axum::http::{HeaderValue, Method, StatusCode, header, request::Parts};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::store::{Store, StoreError};
+use crate::vault::{Caller, DeleteOutcome, ItemError, TokenizeItem, Vault};
+
+/// Every route: method and path, as the OpenAPI document lists them.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/keys"),
+    ("POST", "/v1/tokenize"),
+    ("POST", "/v1/detokenize"),
+    ("DELETE", "/v1/tokens/{token}"),
+    ("GET", "/v1/openapi.json"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+];
+
+/// An API error: HTTP status, a stable code and a message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Full => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "the vault's storage is full; nothing was stored",
+            ),
+            StoreError::Busy => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_busy",
+                "the vault's storage is busy; retry",
+            ),
+            StoreError::Database(detail) => {
+                // Details go to the log (they never hold values), the caller gets a generic body.
+                tracing::error!(error = %detail, "storage error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the vault's log for the request id",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// JSON body extractor whose rejections are API errors.
+pub struct ApiJson<T>(pub T);
+
+impl<T, St> FromRequest<St> for ApiJson<T>
+where
+    Json<T>: FromRequest<St, Rejection = JsonRejection>,
+    St: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &St) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+                    _ => "bad_request",
+                };
+                // The rejection text names the JSON problem (line, column, member); serde never
+                // copies string contents into it.
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// The shared state.
+pub type AppState<S> = Arc<Vault<S>>;
+
+impl<S: Store> FromRequestParts<AppState<S>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        state.authenticate(header).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing, unknown or revoked API key",
+            )
+        })
+    }
+}
+
+async fn keys<S: Store>(State(vault): State<AppState<S>>) -> Result<Response, ApiError> {
+    let json = vault.key_set_json().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_keys",
+            "the vault has no valid key; run `fieldseal-vault keys rotate`",
+        )
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (
+                header::CACHE_CONTROL,
+                "public, max-age=300, stale-while-revalidate=60",
+            ),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        json,
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenizeRequest {
+    items: Vec<TokenizeItem>,
+}
+
+#[derive(Serialize)]
+struct ItemResult<T: Serialize> {
+    ok: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    result: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ItemError>,
+}
+
+fn item<T: Serialize>(r: Result<T, ItemError>) -> ItemResult<T> {
+    match r {
+        Ok(v) => ItemResult {
+            ok: true,
+            result: Some(v),
+            error: None,
+        },
+        Err(e) => ItemResult {
+            ok: false,
+            result: None,
+            error: Some(e),
+        },
+    }
+}
+
+fn check_batch(len: usize, max: usize) -> Result<(), ApiError> {
+    if len == 0 {
+        return Err(ApiError::bad_request("the batch is empty"));
+    }
+    if len > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!("at most {max} items per request"),
+        ));
+    }
+    Ok(())
+}
+
+async fn forbidden<S: Store>(
+    vault: &Vault<S>,
+    caller: &Caller,
+    action: &str,
+    what: &str,
+) -> ApiError {
+    if let Err(e) = vault.audit_denial(caller, action, what).await {
+        return e.into();
+    }
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("role {} may not {what}", caller.role_name),
+    )
+}
+
+async fn tokenize<S: Store>(
+    State(vault): State<AppState<S>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<TokenizeRequest>,
+) -> Result<Response, ApiError> {
+    if caller.role.tokenize.is_empty() {
+        return Err(forbidden(&vault, &caller, "tokenize", "tokenize").await);
+    }
+    check_batch(req.items.len(), vault.settings().max_batch)?;
+    let results = vault.tokenize(&caller, req.items).await?;
+    let results: Vec<_> = results.into_iter().map(item).collect();
+    Ok(Json(json!({ "results": results })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetokenizeRequest {
+    tokens: Vec<String>,
+    purpose: String,
+}
+
+async fn detokenize<S: Store>(
+    State(vault): State<AppState<S>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<DetokenizeRequest>,
+) -> Result<Response, ApiError> {
+    if !caller.role.may_reveal() {
+        return Err(forbidden(&vault, &caller, "reveal", "reveal values").await);
+    }
+    let purpose = req.purpose.trim();
+    if purpose.is_empty() || purpose.len() > 200 || purpose.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "purpose_required",
+            "state the purpose of the reveal (1 to 200 characters)",
+        ));
+    }
+    check_batch(req.tokens.len(), vault.settings().max_batch)?;
+    let results = vault.detokenize(&caller, &req.tokens, purpose).await?;
+    let results: Vec<_> = results.into_iter().map(item).collect();
+    let mut response = Json(json!({ "results": results })).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+async fn delete_token<S: Store>(
+    State(vault): State<AppState<S>>,
+    caller: Caller,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    if caller.role.delete.is_empty() {
+        return Err(forbidden(&vault, &caller, "delete", "delete tokens").await);
+    }
+    match vault.delete(&caller, &token).await? {
+        DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT.into_response()),
+        DeleteOutcome::NotFound => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such token",
+        )),
+        DeleteOutcome::Forbidden => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("role {} may not delete this token's kind", caller.role_name),
+        )),
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document().to_string(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz<S: Store>(State(vault): State<AppState<S>>) -> Response {
+    let db = vault.store().ping().await.is_ok();
+    let keys = vault.key_set_json().is_some();
+    let status = if db && keys {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(json!({ "database": db, "keys": keys }))).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// Request ids and access logs: method, route template (never the raw path or body), status and
+/// time.
+async fn observe(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(new_request_id);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert("x-request-id", v);
+    }
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
+    let mut response = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    let h = response.headers_mut();
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+fn new_request_id() -> String {
+    let r: [u8; 8] = fieldseal_core::at_rest::random_bytes().unwrap_or_default();
+    r.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The router.
+pub fn router<S: Store>(vault: AppState<S>) -> Router {
+    let limit = vault.settings().max_body_bytes;
+    Router::new()
+        .route("/v1/keys", get(keys::<S>))
+        .route("/v1/tokenize", post(tokenize::<S>))
+        .route("/v1/detokenize", post(detokenize::<S>))
+        .route("/v1/tokens/{token}", delete(delete_token::<S>))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz::<S>))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(observe))
+        .with_state(vault)
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight requests. Also runs the purge of
+/// expired card security codes and replay ids, and reloads keys rotated by other processes.
+pub async fn serve<S: Store>(
+    listener: TcpListener,
+    vault: AppState<S>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let background = {
+        let vault = Arc::clone(&vault);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                match vault.purge().await {
+                    Ok((t, r)) if t + r > 0 => {
+                        tracing::info!(expired_tokens = t, replay_ids = r, "purged");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "purge failed"),
+                }
+                if let Err(e) = vault.reload_keys().await {
+                    tracing::warn!(error = %e, "key reload failed");
+                }
+            }
+        })
+    };
+    let app = router(vault);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    background.abort();
+    result
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Binds the configured address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Methods as `axum` names them, for the route table check.
+pub fn method(name: &str) -> Option<Method> {
+    Method::from_bytes(name.as_bytes()).ok()
+}

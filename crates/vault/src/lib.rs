@@ -1,0 +1,34 @@
+//! fieldseal-vault opens envelopes sealed in the browser, stores the values encrypted, issues
+//! tokens, and reveals values only to authorized roles, auditing every access in a hash chain.
+//!
+//! The binary `fieldseal-vault` wraps this library (`init`, `serve`, `keys`, `apikey`, `audit`).
+//! Tests and embedders start the real server with [`http::serve`] on any listener:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use fieldseal_vault::{config::Settings, http, vault::Vault};
+//!
+//! let settings = Settings::load(None)?;            // vault.toml / FIELDSEAL_* variables
+//! let vault = Arc::new(Vault::open(settings).await?);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! http::serve(listener, vault, http::shutdown_signal()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! All cryptography comes from `fieldseal-core`; this crate holds none of its own.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod apikeys;
+pub mod audit;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod openapi;
+pub mod policy;
+pub mod sqlite;
+pub mod store;
+pub mod values;
+pub mod vault;

@@ -1,0 +1,189 @@
+//! The OpenAPI 3.1 document served at `/v1/openapi.json`. A test checks that it lists exactly the
+//! router's routes.
+
+use serde_json::{Value, json};
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+    })
+}
+
+/// The document.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "fieldseal vault",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Opens envelopes sealed in the browser, stores values encrypted, issues tokens, reveals values by role. Every tokenize, reveal, deletion and denial is audited."
+        },
+        "components": {
+            "securitySchemes": {
+                "apiKey": { "type": "http", "scheme": "bearer", "description": "An API key: fsk_<id>_<secret>." }
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": { "error": { "$ref": "#/components/schemas/ItemError" } }
+                },
+                "ItemError": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": { "type": "string", "examples": ["replayed"] },
+                        "message": { "type": "string" }
+                    }
+                },
+                "KeySet": {
+                    "type": "object",
+                    "required": ["keys", "server_time"],
+                    "properties": {
+                        "keys": { "type": "array", "items": { "$ref": "#/components/schemas/Jwk" } },
+                        "server_time": { "type": "integer", "description": "The vault's clock, Unix seconds." }
+                    }
+                },
+                "Jwk": {
+                    "type": "object",
+                    "required": ["kty", "crv", "use", "alg", "kid", "x", "y", "nbf", "exp"],
+                    "properties": {
+                        "kty": { "const": "EC" }, "crv": { "const": "P-256" }, "use": { "const": "enc" },
+                        "alg": { "const": "HPKE-7" }, "kid": { "type": "string" },
+                        "x": { "type": "string" }, "y": { "type": "string" },
+                        "nbf": { "type": "integer" }, "exp": { "type": "integer" }
+                    }
+                },
+                "TokenizeRequest": {
+                    "type": "object",
+                    "required": ["items"],
+                    "properties": {
+                        "items": {
+                            "type": "array", "minItems": 1, "maxItems": 100,
+                            "items": {
+                                "type": "object",
+                                "required": ["envelope"],
+                                "properties": {
+                                    "envelope": { "type": "string", "description": "An envelope v1 (fse1.…)." },
+                                    "format": { "enum": ["random", "format_preserving", "deterministic"], "default": "random" }
+                                }
+                            }
+                        }
+                    }
+                },
+                "TokenizeResult": {
+                    "type": "object",
+                    "required": ["ok"],
+                    "properties": {
+                        "ok": { "type": "boolean" },
+                        "token": { "type": "string" }, "kind": { "type": "string" },
+                        "format": { "type": "string" }, "fingerprint": { "type": "string" },
+                        "brand": { "type": "string" }, "bin": { "type": "string" }, "last4": { "type": "string" },
+                        "error": { "$ref": "#/components/schemas/ItemError" }
+                    }
+                },
+                "DetokenizeRequest": {
+                    "type": "object",
+                    "required": ["tokens", "purpose"],
+                    "properties": {
+                        "tokens": { "type": "array", "minItems": 1, "maxItems": 100, "items": { "type": "string" } },
+                        "purpose": { "type": "string", "minLength": 1, "maxLength": 200 }
+                    }
+                },
+                "DetokenizeResult": {
+                    "type": "object",
+                    "required": ["ok"],
+                    "properties": {
+                        "ok": { "type": "boolean" },
+                        "token": { "type": "string" }, "kind": { "type": "string" },
+                        "reveal": { "enum": ["plain", "masked"] }, "value": { "type": "string" },
+                        "error": { "$ref": "#/components/schemas/ItemError" }
+                    }
+                }
+            }
+        },
+        "paths": {
+            "/v1/keys": {
+                "get": {
+                    "summary": "The key set envelopes are sealed to (JWK-compatible), with the server's time.",
+                    "responses": {
+                        "200": { "description": "Key set", "content": { "application/json": {
+                            "schema": { "$ref": "#/components/schemas/KeySet" },
+                            "example": { "keys": [{ "kty": "EC", "crv": "P-256", "use": "enc", "alg": "HPKE-7", "kid": "k202611-3f9a0c71d2e4", "x": "…", "y": "…", "nbf": 1795000000, "exp": 1826536000 }], "server_time": 1795000100 }
+                        } } },
+                        "503": error_response("No valid key")
+                    }
+                }
+            },
+            "/v1/tokenize": {
+                "post": {
+                    "summary": "Open envelopes and store their values; one token (or error) per envelope.",
+                    "security": [{ "apiKey": [] }],
+                    "requestBody": { "required": true, "content": { "application/json": {
+                        "schema": { "$ref": "#/components/schemas/TokenizeRequest" },
+                        "example": { "items": [{ "envelope": "fse1.AQAQAAEAAg…", "format": "format_preserving" }] }
+                    } } },
+                    "responses": {
+                        "200": { "description": "Per-item results", "content": { "application/json": {
+                            "schema": { "type": "object", "properties": { "results": { "type": "array", "items": { "$ref": "#/components/schemas/TokenizeResult" } } } },
+                            "example": { "results": [
+                                { "ok": true, "token": "4111113748290011", "kind": "pan", "format": "format_preserving", "fingerprint": "fp_Qm9hA1xv0eKc3oXGk2bUxw", "brand": "visa", "bin": "411111", "last4": "1111" },
+                                { "ok": false, "error": { "code": "replayed", "message": "this envelope was already submitted" } }
+                            ] }
+                        } } },
+                        "400": error_response("Malformed request"),
+                        "401": error_response("Missing, unknown or revoked API key"),
+                        "403": error_response("The role may not tokenize"),
+                        "413": error_response("Body or batch too large")
+                    }
+                }
+            },
+            "/v1/detokenize": {
+                "post": {
+                    "summary": "Reveal values, plain or masked as the caller's role allows, for a stated purpose.",
+                    "security": [{ "apiKey": [] }],
+                    "requestBody": { "required": true, "content": { "application/json": {
+                        "schema": { "$ref": "#/components/schemas/DetokenizeRequest" },
+                        "example": { "tokens": ["tok_3JxB8q0Wc2rW1yTtq4nQ9A"], "purpose": "refund order 1042" }
+                    } } },
+                    "responses": {
+                        "200": { "description": "Per-token results", "content": { "application/json": {
+                            "schema": { "type": "object", "properties": { "results": { "type": "array", "items": { "$ref": "#/components/schemas/DetokenizeResult" } } } },
+                            "example": { "results": [{ "ok": true, "token": "tok_3JxB8q0Wc2rW1yTtq4nQ9A", "kind": "email", "reveal": "masked", "value": "j***@example.com" }] }
+                        } } },
+                        "400": error_response("Malformed request or missing purpose"),
+                        "401": error_response("Missing, unknown or revoked API key"),
+                        "403": error_response("The role may not reveal anything"),
+                        "413": error_response("Body or batch too large")
+                    }
+                }
+            },
+            "/v1/tokens/{token}": {
+                "delete": {
+                    "summary": "Delete a token and its stored value.",
+                    "security": [{ "apiKey": [] }],
+                    "parameters": [{ "name": "token", "in": "path", "required": true, "schema": { "type": "string" } }],
+                    "responses": {
+                        "204": { "description": "Deleted" },
+                        "401": error_response("Missing, unknown or revoked API key"),
+                        "403": error_response("The role may not delete this kind"),
+                        "404": error_response("No such token")
+                    }
+                }
+            },
+            "/v1/openapi.json": {
+                "get": { "summary": "This document.", "responses": { "200": { "description": "OpenAPI document" } } }
+            },
+            "/healthz": {
+                "get": { "summary": "Liveness.", "responses": { "200": { "description": "Alive", "content": { "application/json": { "example": { "status": "ok" } } } } } }
+            },
+            "/readyz": {
+                "get": { "summary": "Readiness: database reachable and a valid key loaded.", "responses": {
+                    "200": { "description": "Ready", "content": { "application/json": { "example": { "database": true, "keys": true } } } },
+                    "503": { "description": "Not ready" }
+                } }
+            }
+        }
+    })
+}

@@ -1,0 +1,245 @@
+//! Roles and what they may do, per field kind: tokenize, reveal plain, reveal masked, delete.
+//!
+//! ```toml
+//! [roles.checkout]          # the merchant's checkout back end
+//! tokenize = ["*"]
+//!
+//! [roles.support]           # support agents
+//! reveal_masked = ["pan", "email", "phone", "name"]
+//!
+//! [roles.payments]          # the payment job
+//! tokenize = ["*"]
+//! reveal_plain = ["pan", "exp", "cvc", "name"]
+//! reveal_masked = ["*"]
+//! delete = ["*"]
+//! ```
+//!
+//! `"*"` stands for every kind. A kind listed under `reveal_plain` is revealed in the clear, one
+//! under `reveal_masked` only masked; a kind under neither is refused.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fieldseal_core::envelope::FieldKind;
+use serde::Deserialize;
+
+/// The built-in policy, used when no policy file is configured.
+pub const DEFAULT_POLICY: &str = r#"
+[roles.checkout]
+tokenize = ["*"]
+
+[roles.support]
+reveal_masked = ["pan", "email", "phone", "name"]
+
+[roles.payments]
+tokenize = ["*"]
+reveal_plain = ["pan", "exp", "cvc", "name"]
+reveal_masked = ["*"]
+delete = ["*"]
+"#;
+
+/// Why a policy was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("cannot read policy file {0}: {1}")]
+    Read(String, std::io::Error),
+    /// Not TOML of the expected shape.
+    #[error("invalid policy: {0}")]
+    Parse(String),
+    /// A kind name that does not exist.
+    #[error("invalid policy: role {role}: unknown field kind {kind:?}")]
+    UnknownKind {
+        /// The role.
+        role: String,
+        /// The name.
+        kind: String,
+    },
+    /// A role name outside `a-z 0-9 _ -` or longer than 64.
+    #[error("invalid policy: bad role name {0:?}")]
+    BadRoleName(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyDoc {
+    roles: BTreeMap<String, RoleDoc>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RoleDoc {
+    tokenize: Vec<String>,
+    reveal_plain: Vec<String>,
+    reveal_masked: Vec<String>,
+    delete: Vec<String>,
+}
+
+/// A set of field kinds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindSet(Vec<FieldKind>);
+
+impl KindSet {
+    fn parse(role: &str, names: &[String]) -> Result<Self, PolicyError> {
+        let mut kinds = Vec::new();
+        for name in names {
+            if name == "*" {
+                return Ok(Self(FieldKind::ALL.to_vec()));
+            }
+            let kind = name.parse().map_err(|_| PolicyError::UnknownKind {
+                role: role.into(),
+                kind: name.clone(),
+            })?;
+            kinds.push(kind);
+        }
+        Ok(Self(kinds))
+    }
+
+    /// Whether the set holds `kind`.
+    pub fn contains(&self, kind: FieldKind) -> bool {
+        self.0.contains(&kind)
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// How a token's value may be revealed to a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reveal {
+    /// In the clear.
+    Plain,
+    /// Masked.
+    Masked,
+    /// Not at all.
+    Denied,
+}
+
+/// One role's permissions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Role {
+    /// Kinds the role may tokenize.
+    pub tokenize: KindSet,
+    /// Kinds revealed in the clear.
+    pub reveal_plain: KindSet,
+    /// Kinds revealed masked.
+    pub reveal_masked: KindSet,
+    /// Kinds whose tokens the role may delete.
+    pub delete: KindSet,
+}
+
+impl Role {
+    /// How `kind` is revealed to this role.
+    pub fn reveal(&self, kind: FieldKind) -> Reveal {
+        if self.reveal_plain.contains(kind) {
+            Reveal::Plain
+        } else if self.reveal_masked.contains(kind) {
+            Reveal::Masked
+        } else {
+            Reveal::Denied
+        }
+    }
+
+    /// Whether the role may reveal anything at all.
+    pub fn may_reveal(&self) -> bool {
+        !self.reveal_plain.is_empty() || !self.reveal_masked.is_empty()
+    }
+}
+
+/// All roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    roles: BTreeMap<String, Role>,
+}
+
+fn valid_role_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+impl Policy {
+    /// Parses a policy document.
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let doc: PolicyDoc = toml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
+        let mut roles = BTreeMap::new();
+        for (name, r) in doc.roles {
+            if !valid_role_name(&name) {
+                return Err(PolicyError::BadRoleName(name));
+            }
+            let role = Role {
+                tokenize: KindSet::parse(&name, &r.tokenize)?,
+                reveal_plain: KindSet::parse(&name, &r.reveal_plain)?,
+                reveal_masked: KindSet::parse(&name, &r.reveal_masked)?,
+                delete: KindSet::parse(&name, &r.delete)?,
+            };
+            roles.insert(name, role);
+        }
+        Ok(Self { roles })
+    }
+
+    /// Loads the policy file, or the built-in policy.
+    pub fn load(file: Option<&Path>) -> Result<Self, PolicyError> {
+        match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| PolicyError::Read(path.display().to_string(), e))?;
+                Self::parse(&text)
+            }
+            None => Self::parse(DEFAULT_POLICY),
+        }
+    }
+
+    /// The role with this name.
+    pub fn role(&self, name: &str) -> Option<&Role> {
+        self.roles.get(name)
+    }
+
+    /// The role names.
+    pub fn role_names(&self) -> impl Iterator<Item = &str> {
+        self.roles.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn default_policy_grants_what_it_says() {
+        let p = Policy::load(None).unwrap();
+        let support = p.role("support").unwrap();
+        assert_eq!(support.reveal(FieldKind::Pan), Reveal::Masked);
+        assert_eq!(support.reveal(FieldKind::Cvc), Reveal::Denied);
+        assert!(!support.tokenize.contains(FieldKind::Pan));
+        let payments = p.role("payments").unwrap();
+        assert_eq!(payments.reveal(FieldKind::Pan), Reveal::Plain);
+        assert_eq!(payments.reveal(FieldKind::Email), Reveal::Masked);
+        let checkout = p.role("checkout").unwrap();
+        assert!(!checkout.may_reveal());
+        assert!(checkout.tokenize.contains(FieldKind::Iban));
+        assert!(p.role("admin").is_none());
+    }
+
+    #[test]
+    fn refuses_unknown_kinds_fields_and_bad_names() {
+        assert!(matches!(
+            Policy::parse("[roles.a]\ntokenize = [\"card\"]\n"),
+            Err(PolicyError::UnknownKind { .. })
+        ));
+        assert!(matches!(
+            Policy::parse("[roles.a]\nreveal = [\"pan\"]\n"),
+            Err(PolicyError::Parse(_))
+        ));
+        assert!(matches!(
+            Policy::parse("[roles.\"A B\"]\n"),
+            Err(PolicyError::BadRoleName(_))
+        ));
+    }
+}

@@ -1,0 +1,580 @@
+//! The vault over real HTTP on 127.0.0.1 with a real SQLite file: tokenize, reveal by role, the
+//! authorization matrix, replay, freshness, tampering, unknown keys, rotation, token formats,
+//! fingerprints, API errors and the OpenAPI document.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{Keys, Server, TempDir, init, seal_to};
+use fieldseal_core::card::luhn_valid;
+use fieldseal_core::ecdh::P256;
+use fieldseal_core::envelope::{FieldKind, OpeningKey};
+use fieldseal_core::keyset::{KeyId, KeySet};
+use fieldseal_vault::vault::now;
+use serde_json::{Value, json};
+
+const VISA: &str = "4111111111111111";
+const MC2: &str = "2223003122003222";
+const AMEX: &str = "378282246310005";
+const EMAIL: &str = "jane.doe@example.com";
+
+async fn setup(tag: &str) -> (TempDir, Keys, Server) {
+    let dir = TempDir::new(tag);
+    let keys = init(&dir.0).await;
+    let server = Server::start(&dir.0).await;
+    (dir, keys, server)
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn tokenize_then_reveal_by_role() {
+    let (_dir, keys, s) = setup("roles").await;
+    let pan = s
+        .tokenize_value(&keys, FieldKind::Pan, VISA, "random")
+        .await;
+    assert_eq!(pan["ok"], true, "{pan}");
+    assert_eq!(pan["brand"], "visa");
+    assert_eq!(pan["last4"], "1111");
+    assert_eq!(pan["bin"], "411111");
+    assert!(pan["token"].as_str().unwrap().starts_with("tok_"));
+    assert!(pan["fingerprint"].as_str().unwrap().starts_with("fp_"));
+    let email = s
+        .tokenize_value(&keys, FieldKind::Email, EMAIL, "random")
+        .await;
+    let cvc = s
+        .tokenize_value(&keys, FieldKind::Cvc, "123", "random")
+        .await;
+    let (pt, et, ct) = (
+        pan["token"].as_str().unwrap(),
+        email["token"].as_str().unwrap(),
+        cvc["token"].as_str().unwrap(),
+    );
+
+    // payments: the card in the clear, e-mail masked.
+    let (status, body) = s
+        .detokenize(&keys.payments, &[pt, et], "capture order 1042")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["reveal"], "plain");
+    assert_eq!(body["results"][0]["value"], VISA);
+    assert_eq!(body["results"][1]["reveal"], "masked");
+    assert_eq!(body["results"][1]["value"], "j***@example.com");
+
+    // support: masked card and e-mail, no CVC.
+    let (status, body) = s
+        .detokenize(&keys.support, &[pt, et, ct], "customer call")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["value"], "411111******1111");
+    assert_eq!(body["results"][1]["value"], "j***@example.com");
+    assert_eq!(body["results"][2]["ok"], false);
+    assert_eq!(code(&body["results"][2]), "forbidden");
+
+    // checkout: may not reveal at all.
+    let (status, body) = s.detokenize(&keys.checkout, &[pt], "curious").await;
+    assert_eq!(status, 403);
+    assert_eq!(code(&body), "forbidden");
+
+    // A CVC revealed in the clear is used up.
+    let (_, body) = s
+        .detokenize(&keys.payments, &[ct], "authorize payment")
+        .await;
+    assert_eq!(body["results"][0]["value"], "123");
+    let (_, body) = s
+        .detokenize(&keys.payments, &[ct], "authorize payment again")
+        .await;
+    assert_eq!(code(&body["results"][0]), "not_found");
+
+    // Unknown tokens and a missing purpose.
+    let (_, body) = s.detokenize(&keys.payments, &["tok_nope"], "x").await;
+    assert_eq!(code(&body["results"][0]), "not_found");
+    let (status, body) = s.detokenize(&keys.payments, &[pt], "  ").await;
+    assert_eq!((status, code(&body)), (400, "purpose_required"));
+}
+
+#[tokio::test]
+async fn authorization_matrix_has_no_unexpected_allow() {
+    let (_dir, keys, s) = setup("matrix").await;
+    let token = s
+        .tokenize_value(&keys, FieldKind::Pan, VISA, "random")
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bogus = "fsk_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned();
+    let callers = [
+        ("none", String::new()),
+        ("malformed", "not-a-key".to_owned()),
+        ("unknown", bogus),
+        ("revoked", keys.revoked.clone()),
+        ("wrong-secret", {
+            let last = if keys.payments.ends_with('x') {
+                'y'
+            } else {
+                'x'
+            };
+            format!("{}{last}", &keys.payments[..keys.payments.len() - 1])
+        }),
+        ("checkout", keys.checkout.clone()),
+        ("support", keys.support.clone()),
+        ("payments", keys.payments.clone()),
+    ];
+    // Expected HTTP status per endpoint: tokenize, detokenize, delete (of a PAN token).
+    let expected = |who: &str| match who {
+        "checkout" => [200, 403, 403],
+        "support" => [403, 200, 403],
+        "payments" => [200, 200, 204],
+        _ => [401, 401, 401],
+    };
+    for (who, key) in &callers {
+        let env = s.seal(FieldKind::Pan, VISA).await;
+        let t = s
+            .client
+            .post(s.url("/v1/tokenize"))
+            .header("authorization", format!("Bearer {key}"))
+            .json(&json!({ "items": [{ "envelope": env }] }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        let d = s
+            .client
+            .post(s.url("/v1/detokenize"))
+            .header("authorization", format!("Bearer {key}"))
+            .json(&json!({ "tokens": [token], "purpose": "matrix" }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        // Delete last, and only once the others are done with the token.
+        let del = s
+            .client
+            .delete(s.url(&format!("/v1/tokens/{token}")))
+            .header("authorization", format!("Bearer {key}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!([t, d, del], expected(who), "caller {who}");
+    }
+    // After the payments role deleted it, the token is gone for everyone.
+    let (_, body) = s
+        .detokenize(&keys.payments, &[&token], "after delete")
+        .await;
+    assert_eq!(code(&body["results"][0]), "not_found");
+    assert_eq!(s.delete(&keys.payments, &token).await, 404);
+
+    // Every denial is in the audit log.
+    let log = common::audit_all(s.vault.store()).await;
+    let denials = log.iter().filter(|e| e.outcome == "denied").count();
+    assert!(denials >= 5 * 3 + 4, "only {denials} denials audited");
+}
+
+#[tokio::test]
+async fn replayed_envelopes_are_refused_also_after_restart() {
+    let dir = TempDir::new("replay");
+    let keys = init(&dir.0).await;
+    let s = Server::start(&dir.0).await;
+    let env = s.seal(FieldKind::Pan, VISA).await;
+    let (_, first) = s
+        .tokenize(&keys.checkout, json!([{ "envelope": env }]))
+        .await;
+    assert_eq!(first["results"][0]["ok"], true);
+    let (_, again) = s
+        .tokenize(&keys.checkout, json!([{ "envelope": env }]))
+        .await;
+    assert_eq!(code(&again["results"][0]), "replayed");
+    // In one batch too.
+    let env2 = s.seal(FieldKind::Pan, VISA).await;
+    let (_, batch) = s
+        .tokenize(
+            &keys.checkout,
+            json!([{ "envelope": env2 }, { "envelope": env2 }]),
+        )
+        .await;
+    assert_eq!(batch["results"][0]["ok"], true);
+    assert_eq!(code(&batch["results"][1]), "replayed");
+    s.stop().await;
+
+    let s = Server::start(&dir.0).await;
+    let (_, after) = s
+        .tokenize(&keys.checkout, json!([{ "envelope": env }]))
+        .await;
+    assert_eq!(code(&after["results"][0]), "replayed");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn stale_future_tampered_and_unknown_key_envelopes_are_refused() {
+    let (_dir, keys, s) = setup("refusals").await;
+    let ks = s.key_set().await;
+    let t = ks.server_time();
+    let stale = seal_to(&ks, FieldKind::Email, EMAIL, t - 601);
+    let fresh_edge = seal_to(&ks, FieldKind::Email, EMAIL, t - 500);
+    let future = seal_to(&ks, FieldKind::Email, EMAIL, t + 120);
+    let skew_ok = seal_to(&ks, FieldKind::Email, EMAIL, t + 30);
+
+    let good = seal_to(&ks, FieldKind::Email, EMAIL, t);
+    let flip = |env: &str, at: usize| {
+        let mut b = env.as_bytes().to_vec();
+        b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(b).unwrap()
+    };
+    let tampered_ct = flip(&good, good.len() - 3);
+    // Inside the envelope id (after a 20-character kid): the header is authenticated too.
+    let tampered_header = flip(&good, 66);
+
+    let foreign = OpeningKey::<P256>::generate(KeyId::new("k-not-here").unwrap()).unwrap();
+    let foreign_set = KeySet::new(vec![foreign.recipient(t - 10, t + 1000)], t).unwrap();
+    let unknown = seal_to(&foreign_set, FieldKind::Email, EMAIL, t);
+
+    let (status, body) = s
+        .tokenize(
+            &keys.checkout,
+            json!([
+                { "envelope": stale }, { "envelope": fresh_edge }, { "envelope": future },
+                { "envelope": skew_ok }, { "envelope": tampered_ct }, { "envelope": tampered_header },
+                { "envelope": unknown }, { "envelope": "fse1.AQ" }, { "envelope": "hello" },
+            ]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let codes: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| if r["ok"] == true { "ok" } else { code(r) })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "stale",
+            "ok",
+            "future_dated",
+            "ok",
+            "authentication_failed",
+            "authentication_failed",
+            "unknown_key",
+            "malformed_envelope",
+            "malformed_envelope",
+        ]
+    );
+    // Tampering is reported identically wherever it happened.
+    assert_eq!(body["results"][4]["error"], body["results"][5]["error"]);
+
+    // Values are validated for their kind after opening.
+    let bad_pan = s.seal(FieldKind::Pan, "4111111111111112").await;
+    let (_, body) = s
+        .tokenize(&keys.checkout, json!([{ "envelope": bad_pan }]))
+        .await;
+    assert_eq!(code(&body["results"][0]), "card_luhn_mismatch");
+}
+
+#[tokio::test]
+async fn rotation_keeps_old_envelopes_opening_until_retirement() {
+    let (_dir, keys, s) = setup("rotation").await;
+    let old = s.key_set().await;
+    let old_kid = old.primary().kid.as_str().to_owned();
+    let before = seal_to(&old, FieldKind::Name, "Jane Doe", old.server_time());
+    let before2 = seal_to(&old, FieldKind::Name, "Jane Doe", old.server_time());
+
+    let vault = &s.vault;
+    let kek = fieldseal_vault::vault::kek_from_settings(vault.settings()).unwrap();
+    let new_kid = fieldseal_vault::keys::rotate(vault.store(), kek.as_ref(), now(), 86_400, "cli")
+        .await
+        .unwrap();
+    vault.reload_keys().await.unwrap();
+
+    let ks = s.key_set().await;
+    assert_eq!(ks.primary().kid.as_str(), new_kid);
+    assert_eq!(ks.keys().len(), 2);
+    let (_, body) = s
+        .tokenize(&keys.checkout, json!([{ "envelope": before }]))
+        .await;
+    assert_eq!(
+        body["results"][0]["ok"], true,
+        "old-key envelope after rotation: {body}"
+    );
+    let after = s
+        .tokenize_value(&keys, FieldKind::Name, "Jane Doe", "random")
+        .await;
+    assert_eq!(after["ok"], true);
+
+    fieldseal_vault::keys::retire(vault.store(), &old_kid, now(), "cli")
+        .await
+        .unwrap();
+    vault.reload_keys().await.unwrap();
+    let (_, body) = s
+        .tokenize(&keys.checkout, json!([{ "envelope": before2 }]))
+        .await;
+    assert_eq!(code(&body["results"][0]), "unknown_key");
+    assert_eq!(s.key_set().await.keys().len(), 1);
+    // The last live key cannot be retired.
+    assert!(
+        fieldseal_vault::keys::retire(vault.store(), &new_kid, now(), "cli")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn token_formats_and_fingerprints() {
+    let (_dir, keys, s) = setup("formats").await;
+    for pan in [VISA, MC2, AMEX] {
+        let r = s
+            .tokenize_value(&keys, FieldKind::Pan, pan, "format_preserving")
+            .await;
+        let t = r["token"].as_str().unwrap();
+        assert_eq!(t.len(), pan.len(), "{t}");
+        assert_eq!(&t[..6], &pan[..6]);
+        assert_eq!(&t[t.len() - 4..], &pan[pan.len() - 4..]);
+        assert!(
+            !luhn_valid(t.as_bytes()),
+            "format-preserving token {t} passes Luhn"
+        );
+        assert_ne!(t, pan);
+        let (_, body) = s.detokenize(&keys.payments, &[t], "verify fpe").await;
+        assert_eq!(body["results"][0]["value"], pan);
+    }
+    let r = s
+        .tokenize_value(&keys, FieldKind::Email, EMAIL, "format_preserving")
+        .await;
+    assert_eq!(code(&r), "unsupported_format");
+
+    let d1 = s
+        .tokenize_value(&keys, FieldKind::Pan, VISA, "deterministic")
+        .await;
+    let d2 = s
+        .tokenize_value(&keys, FieldKind::Pan, VISA, "deterministic")
+        .await;
+    let d3 = s
+        .tokenize_value(&keys, FieldKind::Pan, MC2, "deterministic")
+        .await;
+    assert_eq!(d1["token"], d2["token"]);
+    assert_ne!(d1["token"], d3["token"]);
+    assert!(d1["token"].as_str().unwrap().starts_with("tokd_"));
+
+    let r1 = s
+        .tokenize_value(&keys, FieldKind::Email, EMAIL, "random")
+        .await;
+    let r2 = s
+        .tokenize_value(&keys, FieldKind::Email, "Jane.Doe@Example.com", "random")
+        .await;
+    let r3 = s
+        .tokenize_value(&keys, FieldKind::Email, "john@example.com", "random")
+        .await;
+    assert_ne!(r1["token"], r2["token"]);
+    assert_eq!(
+        r1["fingerprint"], r2["fingerprint"],
+        "same e-mail, same fingerprint"
+    );
+    assert_ne!(r1["fingerprint"], r3["fingerprint"]);
+    assert_eq!(
+        d1["fingerprint"],
+        s.tokenize_value(&keys, FieldKind::Pan, VISA, "random")
+            .await["fingerprint"]
+    );
+}
+
+#[tokio::test]
+async fn api_errors_are_json_with_codes() {
+    let (_dir, keys, s) = setup("errors").await;
+    let post = |path: &str, body: String| {
+        s.client
+            .post(s.url(path))
+            .bearer_auth(&keys.payments)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let r = post("/v1/tokenize", "{not json".into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(code(&b), "bad_request");
+
+    let r = post(
+        "/v1/tokenize",
+        format!(
+            "{{\"items\":[{{\"envelope\":\"{}\"}}]}}",
+            "A".repeat(2_000_000)
+        ),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(code(&r.json().await.unwrap()), "payload_too_large");
+
+    let items: Vec<Value> = (0..101).map(|_| json!({ "envelope": "fse1.AQ" })).collect();
+    let (status, body) = s.tokenize(&keys.payments, json!(items)).await;
+    assert_eq!((status, code(&body)), (413, "batch_too_large"));
+    let (status, body) = s.tokenize(&keys.payments, json!([])).await;
+    assert_eq!((status, code(&body)), (400, "bad_request"));
+
+    let r = s.client.get(s.url("/v1/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let id = r
+        .headers()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 16);
+    assert_eq!(code(&r.json().await.unwrap()), "not_found");
+    let r = s
+        .client
+        .get(s.url("/healthz"))
+        .header("x-request-id", "trace-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-123");
+    let r = s.client.get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s.client.get(s.url("/v1/keys")).send().await.unwrap();
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+}
+
+#[tokio::test]
+async fn openapi_document_matches_the_routes() {
+    let (_dir, keys, s) = setup("openapi").await;
+    let doc: Value = s
+        .client
+        .get(s.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let routed: BTreeSet<(String, String)> = fieldseal_vault::http::ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, routed);
+    // Every listed route exists on the server (a matched route never answers the fallback 404).
+    for (method, path) in &routed {
+        let url = s.url(&path.replace("{token}", "tok_x"));
+        let r = s
+            .client
+            .request(fieldseal_vault::http::method(method).unwrap(), url)
+            .bearer_auth(&keys.payments)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(
+            !(status == 404 && body["error"]["message"] == "no such endpoint"),
+            "{method} {path} is documented but not routed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let (_dir, keys, mut s) = setup("shutdown").await;
+    let ks = s.key_set().await;
+    let items: Vec<Value> = (0..100)
+        .map(|_| json!({ "envelope": seal_to(&ks, FieldKind::Pan, VISA, ks.server_time()) }))
+        .collect();
+    let request = s
+        .client
+        .post(s.url("/v1/tokenize"))
+        .bearer_auth(&keys.checkout)
+        .json(&json!({ "items": items }))
+        .send();
+    let pending = tokio::spawn(request);
+    // Let the request reach the server, then ask it to stop while the batch is being processed.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    s.shutdown().await;
+    let response = pending.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let ok = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ok"] == true)
+        .count();
+    assert_eq!(ok, 100);
+}
+
+#[tokio::test]
+async fn a_full_disk_gets_a_clear_error_and_loses_nothing() {
+    let (_dir, keys, s) = setup("full").await;
+    let kept = s
+        .tokenize_value(&keys, FieldKind::Pan, VISA, "random")
+        .await;
+    let kept = kept["token"].as_str().unwrap().to_owned();
+    let store = s.vault.store();
+    let pages = store.page_count().await.unwrap();
+    store.limit_pages(pages).await.unwrap();
+
+    let ks = s.key_set().await;
+    let mut refused = Vec::new();
+    for _ in 0..200 {
+        let envelopes: Vec<String> = (0..50)
+            .map(|_| seal_to(&ks, FieldKind::Email, EMAIL, ks.server_time()))
+            .collect();
+        let items: Vec<Value> = envelopes.iter().map(|e| json!({ "envelope": e })).collect();
+        let (status, body) = s.tokenize(&keys.checkout, json!(items)).await;
+        assert_eq!(status, 200, "{body}");
+        for (env, r) in envelopes.iter().zip(body["results"].as_array().unwrap()) {
+            if r["ok"] != true {
+                assert_eq!(code(r), "storage_full", "{r}");
+                refused.push(env.clone());
+            }
+        }
+        if !refused.is_empty() {
+            break;
+        }
+    }
+    assert!(!refused.is_empty(), "the capped database never filled up");
+
+    // What was stored before is intact and still revealed.
+    store.limit_pages(1_000_000).await.unwrap();
+    let (_, body) = s
+        .detokenize(&keys.payments, &[&kept], "after disk full")
+        .await;
+    assert_eq!(body["results"][0]["value"], VISA);
+    // The refused envelopes were not consumed: they go through once there is room.
+    let items: Vec<Value> = refused.iter().map(|e| json!({ "envelope": e })).collect();
+    let (_, body) = s.tokenize(&keys.checkout, json!(items)).await;
+    assert!(
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["ok"] == true),
+        "{body}"
+    );
+    let log = common::audit_all(store).await;
+    let mut v = fieldseal_vault::audit::Verifier::default();
+    for e in &log {
+        v.check(e).unwrap();
+    }
+}

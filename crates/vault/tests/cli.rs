@@ -1,0 +1,373 @@
+//! The `fieldseal-vault` binary end to end, as an operator runs it: `init`, `apikey create`, `serve`
+//! (real process, real HTTP), a graceful stop, `audit verify` and `audit export`; then proof that no
+//! test card number, e-mail or API key secret reached the logs or, in the clear, the database files;
+//! and that changing one byte of one audit row in the SQLite file is caught and named.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use common::{TempDir, seal_to};
+use fieldseal_core::envelope::FieldKind;
+use fieldseal_core::keyset::KeySet;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fieldseal-vault");
+const VISA: &str = "4111111111111111";
+const MC2: &str = "2223003122003222";
+const EMAIL: &str = "leak.check@example.com";
+const PURPOSE: &str = "dispute-7781-zq";
+
+fn vault(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("FIELDSEAL_DATA_DIR", dir)
+        .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
+        .env_remove("FIELDSEAL_MASTER_KEY")
+        .env_remove("FIELDSEAL_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn start(dir: &Path, log: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("FIELDSEAL_DATA_DIR", dir)
+        .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
+        .env("FIELDSEAL_LOG", "debug")
+        .env_remove("FIELDSEAL_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("fieldseal-vault listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    (child, base)
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn operator_flow_leaves_no_value_in_logs_or_database_and_catches_audit_tampering() {
+    let tmp = TempDir::new("cli");
+    let dir = tmp.0.join("data");
+
+    // init: data directory, master key file (owner-only), first key. A second init refuses.
+    let out = ok(&vault(&dir, &["init"]));
+    assert!(out.contains("first key:"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("master.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "master.key is readable by others");
+        let mode = std::fs::metadata(dir.join("vault.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "vault.db is readable by others");
+    }
+    assert!(!vault(&dir, &["init"]).status.success());
+
+    let checkout = ok(&vault(&dir, &["apikey", "create", "--role", "checkout"]))
+        .trim()
+        .to_owned();
+    let payments = ok(&vault(
+        &dir,
+        &["apikey", "create", "--role", "payments", "--label", "jobs"],
+    ))
+    .trim()
+    .to_owned();
+    let support = ok(&vault(&dir, &["apikey", "create", "--role", "support"]))
+        .trim()
+        .to_owned();
+    assert!(checkout.starts_with("fsk_"));
+    assert!(
+        !vault(&dir, &["apikey", "create", "--role", "root"])
+            .status
+            .success()
+    );
+    let list = ok(&vault(&dir, &["apikey", "list"]));
+    assert!(list.contains("payments") && list.contains("jobs"));
+    assert!(
+        !list.contains(&checkout[17..]),
+        "apikey list shows a secret"
+    );
+    let shown = ok(&vault(&dir, &["settings"]));
+    assert!(shown.contains("data_dir"));
+
+    let log = tmp.0.join("serve.log");
+    let (mut child, base) = start(&dir, &log);
+    let http = reqwest::Client::new();
+    let ks = KeySet::parse(
+        &http
+            .get(format!("{base}/v1/keys"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let t = ks.server_time();
+    let items = json!({ "items": [
+        { "envelope": seal_to(&ks, FieldKind::Pan, VISA, t) },
+        { "envelope": seal_to(&ks, FieldKind::Pan, MC2, t), "format": "format_preserving" },
+        { "envelope": seal_to(&ks, FieldKind::Email, EMAIL, t) },
+        { "envelope": seal_to(&ks, FieldKind::Pan, "4111111111111112", t) },
+    ]});
+    let r: Value = http
+        .post(format!("{base}/v1/tokenize"))
+        .bearer_auth(&checkout)
+        .json(&items)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tokens: Vec<String> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(3)
+        .map(|x| x["token"].as_str().unwrap().to_owned())
+        .collect();
+    for who in [&payments, &support, &checkout] {
+        let _ = http
+            .post(format!("{base}/v1/detokenize"))
+            .bearer_auth(who)
+            .json(&json!({ "tokens": tokens, "purpose": PURPOSE }))
+            .send()
+            .await
+            .unwrap();
+    }
+    let _ = http
+        .post(format!("{base}/v1/detokenize"))
+        .bearer_auth(format!(
+            "{}{}",
+            &payments[..20],
+            "A".repeat(payments.len() - 20)
+        ))
+        .json(&json!({ "tokens": tokens, "purpose": PURPOSE }))
+        .send()
+        .await
+        .unwrap();
+    let status = http
+        .delete(format!("{base}/v1/tokens/{}", tokens[0]))
+        .bearer_auth(&payments)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+
+    // Graceful stop on SIGTERM.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(
+        child.wait().unwrap().success(),
+        "serve did not exit cleanly on SIGTERM"
+    );
+
+    let verify = ok(&vault(&dir, &["audit", "verify"]));
+    assert!(verify.contains("intact"), "{verify}");
+    let export_path = tmp.0.join("audit.jsonl");
+    ok(&vault(
+        &dir,
+        &["audit", "export", "--output", export_path.to_str().unwrap()],
+    ));
+    let export = std::fs::read_to_string(&export_path).unwrap();
+    let entries: Vec<Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reveal = entries
+        .iter()
+        .find(|e| e["action"] == "reveal" && e["purpose"] == PURPOSE && e["outcome"] == "plain")
+        .expect("a plain reveal with its purpose is audited");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "auth" && e["outcome"] == "denied")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "delete" && e["outcome"] == "ok")
+    );
+
+    // No value, spaced or not, and no API key secret anywhere.
+    let mut files = vec![log.clone(), export_path.clone()];
+    for name in ["vault.db", "vault.db-wal", "vault.db-shm"] {
+        if dir.join(name).exists() {
+            files.push(dir.join(name));
+        }
+    }
+    let needles = [
+        VISA.to_owned(),
+        "4111 1111 1111 1111".into(),
+        MC2.to_owned(),
+        "4111111111111112".into(),
+        EMAIL.to_owned(),
+        checkout[17..].to_owned(),
+        payments[17..].to_owned(),
+    ];
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for n in &needles {
+            assert!(
+                !contains(&bytes, n),
+                "{} contains a secret value",
+                f.display()
+            );
+        }
+    }
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains("\"route\":\"/v1/detokenize\""),
+        "access log missing"
+    );
+
+    // Change one byte of one audit row in the file: verify names that entry.
+    let db = dir.join("vault.db");
+    assert!(
+        !dir.join("vault.db-wal").exists()
+            || std::fs::metadata(dir.join("vault.db-wal")).unwrap().len() == 0
+    );
+    let mut bytes = std::fs::read(&db).unwrap();
+    let at = bytes
+        .windows(PURPOSE.len())
+        .position(|w| w == PURPOSE.as_bytes())
+        .expect("purpose stored in the audit table");
+    bytes[at + 8] ^= 0x01; // "dispute-7781-zq" becomes "dispute-6781-zq"
+    std::fs::write(&db, &bytes).unwrap();
+    let out = vault(&dir, &["audit", "verify"]);
+    assert!(!out.status.success(), "tampered chain verified");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Which entry was hit: the one whose purpose now reads differently.
+    let tampered_export = tmp.0.join("tampered.jsonl");
+    ok(&vault(
+        &dir,
+        &[
+            "audit",
+            "export",
+            "--output",
+            tampered_export.to_str().unwrap(),
+        ],
+    ));
+    let hit = std::fs::read_to_string(&tampered_export)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["purpose"] == "dispute-6781-zq")
+        .expect("the changed row");
+    let seq = hit["seq"].as_i64().unwrap();
+    assert!(
+        text.contains(&format!("BROKEN at entry {seq}:")),
+        "verify did not name entry {seq}: {text}"
+    );
+    let _ = reveal;
+}
+
+#[tokio::test]
+async fn a_killed_process_loses_no_committed_token() {
+    let tmp = TempDir::new("kill");
+    let dir = tmp.0.join("data");
+    ok(&vault(&dir, &["init"]));
+    let checkout = ok(&vault(&dir, &["apikey", "create", "--role", "checkout"]))
+        .trim()
+        .to_owned();
+    let payments = ok(&vault(&dir, &["apikey", "create", "--role", "payments"]))
+        .trim()
+        .to_owned();
+    let log = tmp.0.join("serve.log");
+    let (mut child, base) = start(&dir, &log);
+    let http = reqwest::Client::new();
+    let ks = KeySet::parse(
+        &http
+            .get(format!("{base}/v1/keys"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let env = seal_to(&ks, FieldKind::Pan, VISA, ks.server_time());
+    let r: Value = http
+        .post(format!("{base}/v1/tokenize"))
+        .bearer_auth(&checkout)
+        .json(&json!({ "items": [{ "envelope": env }] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = r["results"][0]["token"].as_str().unwrap().to_owned();
+    child.kill().unwrap(); // SIGKILL: no shutdown path runs
+    child.wait().unwrap();
+
+    let (mut child, base) = start(&dir, &log);
+    let r: Value = http
+        .post(format!("{base}/v1/detokenize"))
+        .bearer_auth(&payments)
+        .json(&json!({ "tokens": [token], "purpose": "after crash" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["results"][0]["value"], VISA);
+    let r: Value = http
+        .post(format!("{base}/v1/tokenize"))
+        .bearer_auth(&checkout)
+        .json(&json!({ "items": [{ "envelope": env }] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["results"][0]["error"]["code"], "replayed");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(ok(&vault(&dir, &["audit", "verify"])).contains("intact"));
+}

@@ -1,0 +1,279 @@
+//! A real vault on 127.0.0.1 (port 0) over a real SQLite file in a fresh directory, API keys for
+//! each role, and helpers that seal envelopes with fieldseal-core as a browser would.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use fieldseal_core::envelope::{FieldKind, Hints, PreparedContext, SealParams};
+use fieldseal_core::keyset::KeySet;
+use fieldseal_vault::apikeys;
+use fieldseal_vault::audit::AuditDraft;
+use fieldseal_vault::config::Settings;
+use fieldseal_vault::http;
+use fieldseal_vault::keys::{self, LocalKek};
+use fieldseal_vault::sqlite::SqliteStore;
+use fieldseal_vault::store::{ApiKeyRecord, Store};
+use fieldseal_vault::vault::{Vault, now, open_store};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const MASTER_KEY: [u8; 32] = [42; 32];
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "fieldseal-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn settings(dir: &Path) -> Settings {
+    Settings {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        master_key: Some(Base64UrlUnpadded::encode_string(&MASTER_KEY)),
+        ..Settings::default()
+    }
+}
+
+/// Initializes a vault in `dir` and creates one API key per role (plus one revoked key).
+pub async fn init(dir: &Path) -> Keys {
+    let s = settings(dir);
+    let store = open_store(&s).await.unwrap();
+    let kek = LocalKek::from_base64(s.master_key.as_deref().unwrap(), "test").unwrap();
+    keys::init(&store, &kek, now(), 365 * 86_400).await.unwrap();
+    let mut out = Keys::default();
+    for role in ["checkout", "support", "payments", "revoked"] {
+        let k = apikeys::generate().unwrap();
+        let record = ApiKeyRecord {
+            id: k.id.clone(),
+            digest: k.digest.to_vec(),
+            role: if role == "revoked" {
+                "payments".into()
+            } else {
+                role.into()
+            },
+            label: role.into(),
+            created_at: now(),
+            revoked_at: None,
+        };
+        store
+            .insert_api_key(record, AuditDraft::new(now(), "cli", "apikey.create", "ok"))
+            .await
+            .unwrap();
+        if role == "revoked" {
+            store
+                .revoke_api_key(
+                    &k.id,
+                    now(),
+                    AuditDraft::new(now(), "cli", "apikey.revoke", "ok"),
+                )
+                .await
+                .unwrap();
+        }
+        match role {
+            "checkout" => out.checkout = k.full,
+            "support" => out.support = k.full,
+            "payments" => out.payments = k.full,
+            _ => out.revoked = k.full,
+        }
+    }
+    out
+}
+
+#[derive(Default, Clone)]
+pub struct Keys {
+    pub checkout: String,
+    pub support: String,
+    pub payments: String,
+    pub revoked: String,
+}
+
+/// A running server.
+pub struct Server {
+    pub base: String,
+    pub vault: Arc<Vault<SqliteStore>>,
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    pub async fn start(dir: &Path) -> Self {
+        Self::start_with(settings(dir)).await
+    }
+
+    pub async fn start_with(s: Settings) -> Self {
+        let vault = Arc::new(Vault::open(s).await.unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(http::serve(listener, Arc::clone(&vault), async {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            vault,
+            client: reqwest::Client::new(),
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Graceful shutdown; waits for the server to finish.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn key_set(&self) -> KeySet {
+        let text = self
+            .client
+            .get(self.url("/v1/keys"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        KeySet::parse(&text).unwrap()
+    }
+
+    /// POST /v1/tokenize with `key`; returns status and body.
+    pub async fn tokenize(&self, key: &str, items: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url("/v1/tokenize"))
+            .bearer_auth(key)
+            .json(&json!({ "items": items }))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn detokenize(&self, key: &str, tokens: &[&str], purpose: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url("/v1/detokenize"))
+            .bearer_auth(key)
+            .json(&json!({ "tokens": tokens, "purpose": purpose }))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn delete(&self, key: &str, token: &str) -> u16 {
+        self.client
+            .delete(self.url(&format!("/v1/tokens/{token}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Seals `value` as the page would, to the served key set's primary key.
+    pub async fn seal(&self, kind: FieldKind, value: &str) -> String {
+        let ks = self.key_set().await;
+        seal_to(&ks, kind, value, ks.server_time())
+    }
+
+    /// Tokenizes one value with the checkout key and returns the result object.
+    pub async fn tokenize_value(
+        &self,
+        keys: &Keys,
+        kind: FieldKind,
+        value: &str,
+        format: &str,
+    ) -> Value {
+        let env = self.seal(kind, value).await;
+        let (status, body) = self
+            .tokenize(
+                &keys.checkout,
+                json!([{ "envelope": env, "format": format }]),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["results"][0].clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn seal_to(ks: &KeySet, kind: FieldKind, value: &str, created_at: u64) -> String {
+    let mut params = SealParams::new(kind, created_at);
+    if kind == FieldKind::Pan {
+        let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+        params.hints = Hints {
+            brand: fieldseal_core::card::detect_brand(&digits),
+            bin: Some(digits[..6].into()),
+            last4: Some(digits[digits.len() - 4..].into()),
+        };
+    }
+    PreparedContext::prepare(ks.primary())
+        .unwrap()
+        .seal(value.as_bytes(), &params)
+        .unwrap()
+}
+
+/// The whole audit log.
+pub async fn audit_all(store: &SqliteStore) -> Vec<fieldseal_vault::audit::AuditRecord> {
+    let mut out = Vec::new();
+    loop {
+        let page = store
+            .audit_log(
+                out.last()
+                    .map_or(0, |e: &fieldseal_vault::audit::AuditRecord| e.seq),
+                500,
+            )
+            .await
+            .unwrap();
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
