@@ -376,6 +376,9 @@ pub struct Expiry {
 /// with a separator (`3/29`).
 pub fn parse_expiry(input: &str) -> Result<Expiry, CardError> {
     let s: String = input.chars().filter(|c| !c.is_whitespace()).collect();
+    if !s.is_ascii() {
+        return Err(CardError::InvalidExpiry);
+    }
     let (m, y) = match s.split_once(['/', '-']) {
         Some((m, y)) => (m, y),
         None if s.len() == 4 || s.len() == 6 => s.split_at(2),
@@ -604,6 +607,10 @@ mod tests {
         assert_eq!(parse_expiry("00/29"), Err(CardError::InvalidMonth));
         assert_eq!(parse_expiry("12/293"), Err(CardError::InvalidExpiry));
         assert_eq!(parse_expiry("ab/cd"), Err(CardError::InvalidExpiry));
+        // Non-ASCII input never reaches byte slicing.
+        assert_eq!(parse_expiry("1é1"), Err(CardError::InvalidExpiry));
+        assert_eq!(parse_expiry("1２29"), Err(CardError::InvalidExpiry));
+        assert_eq!(parse_expiry("１２/２９"), Err(CardError::InvalidExpiry));
         // 2026-11-22T00:00:00Z
         let now = 1_795_305_600;
         assert_eq!(year_month(now), (2026, 11));

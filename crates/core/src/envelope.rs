@@ -335,11 +335,12 @@ impl Header {
         {
             return Err(SealError::InvalidContext);
         }
-        if !hints.is_empty() && self.kind != FieldKind::Pan {
-            return Err(SealError::HintsNotAllowed);
-        }
+        // In field order: the hint fields themselves, then whether the kind may carry hints.
         if !digits_ok(hints.bin.as_ref(), &[6, 8]) || !digits_ok(hints.last4.as_ref(), &[4]) {
             return Err(SealError::InvalidHints);
+        }
+        if !hints.is_empty() && self.kind != FieldKind::Pan {
+            return Err(SealError::HintsNotAllowed);
         }
         Ok(())
     }
@@ -700,8 +701,12 @@ impl Envelope {
             0 => None,
             code => Some(CardBrand::from_code(code).ok_or(ParseError::InvalidHints)?),
         };
-        let bin = r.opt_str(8).map_err(|_| ParseError::InvalidHints)?;
-        let last4 = r.opt_str(4).map_err(|_| ParseError::InvalidHints)?;
+        let hint = |e| match e {
+            ParseError::InvalidContext => ParseError::InvalidHints,
+            other => other,
+        };
+        let bin = r.opt_str(8).map_err(hint)?;
+        let last4 = r.opt_str(4).map_err(hint)?;
         let header = Header {
             key_id,
             kind,

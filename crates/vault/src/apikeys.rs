@@ -59,7 +59,12 @@ impl Presented {
 
 /// Parses `Bearer fsk_<id>_<secret>` (or the bare key).
 pub fn parse(header: &str) -> Option<Presented> {
-    let key = header.strip_prefix("Bearer ").unwrap_or(header).trim();
+    // The scheme name is case-insensitive (RFC 9110 §11.1).
+    let key = match header.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest,
+        _ => header,
+    }
+    .trim();
     let rest = key.strip_prefix(PREFIX)?;
     let (id, secret) = rest.split_at_checked(12)?;
     let secret = secret.strip_prefix('_')?;
@@ -90,6 +95,11 @@ mod tests {
         assert!(k.full.starts_with("fsk_"));
         let p = parse(&format!("Bearer {}", k.full)).unwrap();
         assert_eq!(p.id, k.id);
+        assert!(
+            parse(&format!("bearer {}", k.full))
+                .unwrap()
+                .matches(&k.digest)
+        );
         assert!(p.matches(&k.digest));
         let other = generate().unwrap();
         assert!(!parse(&other.full).unwrap().matches(&k.digest));

@@ -135,6 +135,12 @@ pub fn entry_hash(prev: &[u8; 32], seq: i64, d: &AuditDraft) -> [u8; 32] {
     chain_hash(prev, &canonical(seq, d))
 }
 
+/// The MAC that anchors the chain's head: HMAC-SHA256 under the audit key (wrapped under the KEK
+/// like every vault key) over the head's position and hash.
+pub fn head_mac(key: &fieldseal_core::at_rest::SymmetricKey, seq: i64, hash_hex: &str) -> String {
+    hex(&key.mac("audit-head", &[&seq.to_be_bytes(), hash_hex.as_bytes()]))
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -203,6 +209,53 @@ impl Verifier {
     /// How many entries verified.
     pub fn verified(&self) -> i64 {
         self.next_seq - 1
+    }
+
+    /// After the last entry: checks the anchored head `(seq, hash, mac)` against the chain, so
+    /// that deleted newest entries, or a rewritten chain, are caught.
+    pub fn check_head(
+        &self,
+        head: Option<&(i64, String, String)>,
+        key: &fieldseal_core::at_rest::SymmetricKey,
+    ) -> Result<(), Broken> {
+        let last = self.verified();
+        let Some((seq, hash, mac)) = head else {
+            if last == 0 {
+                return Ok(());
+            }
+            return Err(Broken {
+                seq: last,
+                reason: "the anchored head is missing".into(),
+            });
+        };
+        if !fieldseal_core::at_rest::ct_eq(head_mac(key, *seq, hash).as_bytes(), mac.as_bytes()) {
+            return Err(Broken {
+                seq: *seq,
+                reason: "the anchored head's MAC does not verify".into(),
+            });
+        }
+        if *seq > last {
+            return Err(Broken {
+                seq: last + 1,
+                reason: format!(
+                    "entries {} to {seq} are missing (the log was cut short)",
+                    last + 1
+                ),
+            });
+        }
+        if *seq < last {
+            return Err(Broken {
+                seq: seq + 1,
+                reason: "entries follow the anchored head".into(),
+            });
+        }
+        if *hash != hex(&self.prev_hash) {
+            return Err(Broken {
+                seq: *seq,
+                reason: "the chain does not end at the anchored head".into(),
+            });
+        }
+        Ok(())
     }
 }
 

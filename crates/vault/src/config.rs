@@ -106,7 +106,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
-            .field("database_url", &self.database_url())
+            .field("database_url", &mask_url_password(&self.database_url()))
             .field(
                 "master_key",
                 &self.master_key.as_ref().map(|_| "[REDACTED]"),
@@ -122,6 +122,20 @@ impl std::fmt::Debug for Settings {
             .field("sqlite_synchronous", &self.sqlite_synchronous)
             .field("log_format", &self.log_format)
             .finish()
+    }
+}
+
+/// Hides the password of a `scheme://user:password@host/...` URL.
+fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:[REDACTED]@{host}")
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -154,9 +168,18 @@ impl Settings {
                     path: path.clone(),
                     source,
                 })?;
-                toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                    path,
-                    message: e.to_string(),
+                toml::from_str(&text).map_err(|e: toml::de::Error| {
+                    // The full error quotes the offending line, which may hold the master key.
+                    let line = e
+                        .span()
+                        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+                    ConfigError::Parse {
+                        path,
+                        message: match line {
+                            Some(l) => format!("line {l}: {}", e.message()),
+                            None => e.message().to_owned(),
+                        },
+                    }
                 })?
             }
             None => Settings::default(),
@@ -238,6 +261,14 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("c2VjcmV0"), "{shown}");
         assert!(shown.contains("[REDACTED]"));
+        let pg = Settings {
+            database_url: Some("postgres://vault:hunter2@db/vault".into()),
+            ..Settings::default()
+        };
+        let shown = format!("{pg:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("postgres://vault:[REDACTED]@db/vault")
+        );
     }
 
     #[test]
@@ -253,5 +284,9 @@ mod tests {
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
         let err = toml::from_str::<Settings>(&std::fs::read_to_string(&path).unwrap());
         assert!(err.is_err());
+        // A malformed line is named by number, never quoted: it may hold the master key.
+        std::fs::write(&path, "master_key = \"c2VjcmV0LWtleS1t\" x\n").unwrap();
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("line 1") && !err.contains("c2VjcmV0"), "{err}");
     }
 }

@@ -18,6 +18,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::store::{Store, StoreError};
 use crate::vault::{Caller, DeleteOutcome, ItemError, TokenizeItem, Vault};
@@ -101,17 +102,26 @@ where
     async fn from_request(req: Request, state: &St) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Self(v)),
-            Err(rejection) => {
-                let status = rejection.status();
-                let code = match status {
-                    StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-                    _ => "bad_request",
-                };
-                // The rejection text names the JSON problem (line, column, member); serde never
-                // copies string contents into it.
-                Err(ApiError::new(status, code, rejection.body_text()))
-            }
+            // Our own messages: the extractor's text can quote the body, which may hold a value.
+            Err(rejection) => Err(match rejection {
+                JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "send the body as application/json",
+                ),
+                JsonRejection::JsonSyntaxError(_) => {
+                    ApiError::bad_request("the body is not valid JSON")
+                }
+                JsonRejection::JsonDataError(_) => ApiError::bad_request(
+                    "the body does not match the request schema (see /v1/openapi.json)",
+                ),
+                other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the body is larger than the vault accepts",
+                ),
+                _ => ApiError::bad_request("the body could not be read"),
+            }),
         }
     }
 }
@@ -153,7 +163,8 @@ async fn keys<S: Store>(State(vault): State<AppState<S>>) -> Result<Response, Ap
             (header::CONTENT_TYPE, "application/json"),
             (
                 header::CACHE_CONTROL,
-                "public, max-age=300, stale-while-revalidate=60",
+                // Revalidated on every use: the set carries the server's clock.
+                "public, no-cache",
             ),
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
         ],
@@ -260,6 +271,14 @@ async fn detokenize<S: Store>(
         ));
     }
     check_batch(req.tokens.len(), vault.settings().max_batch)?;
+    let distinct: std::collections::HashSet<&String> = req.tokens.iter().collect();
+    if distinct.len() != req.tokens.len() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "duplicate_tokens",
+            "each token may appear once per request",
+        ));
+    }
     let results = vault.detokenize(&caller, &req.tokens, purpose).await?;
     let results: Vec<_> = results.into_iter().map(item).collect();
     let mut response = Json(json!({ "results": results })).into_response();
@@ -342,7 +361,8 @@ async fn observe(mut req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
-    let mut response = next.run(req).await;
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = next.run(req).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -396,7 +416,7 @@ pub async fn serve<S: Store>(
     let background = {
         let vault = Arc::clone(&vault);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
             loop {
                 tick.tick().await;
                 match vault.purge().await {

@@ -152,6 +152,7 @@ const KEK_CHECK_PLAINTEXT: &[u8] = b"fieldseal kek check v1";
 pub const DATA_KEY_ID: i64 = 1;
 const DATA_KEY: &str = "data-key:1";
 const FINGERPRINT_KEY: &str = "fingerprint-key";
+const AUDIT_KEY: &str = "audit-key";
 const DETERMINISTIC_KEY: &str = "deterministic-key";
 
 fn hpke_aad(kid: &str) -> Vec<u8> {
@@ -206,6 +207,12 @@ pub async fn init<S: Store>(
     if is_initialized(store).await? {
         return Err(KeyError::AlreadyInitialized);
     }
+    // The audit key first: every later step appends to the audit log, whose head it anchors.
+    let audit_key = SymmetricKey::generate().map_err(|_| KeyError::Crypto)?;
+    let wrapped = kek.wrap(audit_key.expose(), AUDIT_KEY.as_bytes())?;
+    store.set_audit_key(audit_key);
+    let audit = AuditDraft::new(now, "cli", "secret.create", "ok").detail(AUDIT_KEY);
+    store.put_secret(AUDIT_KEY, wrapped, audit).await?;
     for name in [DATA_KEY, FINGERPRINT_KEY, DETERMINISTIC_KEY] {
         new_secret(store, kek, name, now).await?;
     }
@@ -217,8 +224,8 @@ pub async fn init<S: Store>(
     Ok(kid)
 }
 
-/// Checks the KEK against the vault and unwraps the symmetric keys.
-pub async fn load_secrets<S: Store>(store: &S, kek: &dyn KekProvider) -> Result<Secrets, KeyError> {
+/// Checks the KEK against the vault.
+async fn check_kek<S: Store>(store: &S, kek: &dyn KekProvider) -> Result<(), KeyError> {
     let check = store
         .secret(KEK_CHECK)
         .await?
@@ -227,6 +234,23 @@ pub async fn load_secrets<S: Store>(store: &S, kek: &dyn KekProvider) -> Result<
     if plain.expose() != KEK_CHECK_PLAINTEXT {
         return Err(KeyError::WrongMasterKey);
     }
+    Ok(())
+}
+
+/// The key that anchors the audit chain's head (for `audit verify`).
+pub async fn audit_key<S: Store>(
+    store: &S,
+    kek: &dyn KekProvider,
+) -> Result<SymmetricKey, KeyError> {
+    check_kek(store, kek).await?;
+    load_secret(store, kek, AUDIT_KEY).await
+}
+
+/// Checks the KEK against the vault, unwraps the symmetric keys, and gives the store the audit
+/// key so that it can append to the audit log.
+pub async fn load_secrets<S: Store>(store: &S, kek: &dyn KekProvider) -> Result<Secrets, KeyError> {
+    check_kek(store, kek).await?;
+    store.set_audit_key(load_secret(store, kek, AUDIT_KEY).await?);
     Ok(Secrets {
         data_key: load_secret(store, kek, DATA_KEY).await?,
         fingerprint_key: load_secret(store, kek, FINGERPRINT_KEY).await?,
@@ -308,8 +332,12 @@ impl KeyRing {
             }
             let damaged = || KeyError::Damaged(k.kid.clone());
             let kid = KeyId::new(&k.kid).map_err(|_| damaged())?;
-            let scalar = kek.unwrap(&k.wrapped_private, &hpke_aad(&k.kid))?;
-            let scalar: [u8; 32] = scalar.expose().try_into().map_err(|_| damaged())?;
+            let wrapped = kek.unwrap(&k.wrapped_private, &hpke_aad(&k.kid))?;
+            let mut scalar = zeroize::Zeroizing::new([0u8; 32]);
+            if wrapped.len() != 32 {
+                return Err(damaged());
+            }
+            scalar.copy_from_slice(wrapped.expose());
             let key =
                 OpeningKey::<AwsLc>::from_scalar(kid.clone(), &scalar).map_err(|_| damaged())?;
             let public = PublicKey::from_sec1(&k.public_key).map_err(|_| damaged())?;
@@ -333,13 +361,14 @@ impl KeyRing {
     }
 
     /// The key set at `now`: unexpired live keys, newest first (so a tie on `nbf` goes to the
-    /// newest key).
+    /// newest key), at most the 16 newest (older live keys still open envelopes).
     pub fn key_set(&self, now: u64) -> Option<KeySet> {
         let keys: Vec<RecipientKey> = self
             .published
             .iter()
             .rev()
             .filter(|k| k.expires > now)
+            .take(fieldseal_core::keyset::MAX_KEYS)
             .cloned()
             .collect();
         KeySet::new(keys, now).ok()

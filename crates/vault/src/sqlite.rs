@@ -6,14 +6,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, params};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 
-use crate::audit::{AuditDraft, AuditRecord, entry_hash, hex};
+use fieldseal_core::at_rest::SymmetricKey;
+
+use crate::audit::{AuditDraft, AuditRecord, entry_hash, head_mac, hex};
 use crate::config::Synchronous;
 use crate::store::{ApiKeyRecord, HpkeKeyRecord, InsertOutcome, Store, StoreError, TokenRecord};
 
 /// Schema migrations, applied in order; each runs once, in a transaction.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE secrets (
     name TEXT PRIMARY KEY,
     wrapped BLOB NOT NULL,
@@ -67,7 +72,16 @@ CREATE TABLE audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    mac TEXT NOT NULL
+);
+"#,
+];
 
 fn db_error(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
@@ -85,6 +99,7 @@ fn is_constraint(e: &rusqlite::Error) -> bool {
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    audit_key: Arc<std::sync::RwLock<Option<Arc<SymmetricKey>>>>,
     path: PathBuf,
 }
 
@@ -106,6 +121,7 @@ impl SqliteStore {
         .map_err(db_error)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            audit_key: Arc::new(std::sync::RwLock::new(None)),
             path: path.to_path_buf(),
         })
     }
@@ -147,12 +163,21 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.run_keyed(move |c, _| f(c)).await
+    }
+
+    /// Like `run`, with the audit key for appends.
+    async fn run_keyed<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &AuditKey) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let conn = Arc::clone(&self.conn);
+        let key = AuditKey(self.audit_key.read().ok().and_then(|k| k.clone()));
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
                 .map_err(|_| StoreError::Database("connection lock poisoned".into()))?;
-            f(&mut guard)
+            f(&mut guard, &key)
         })
         .await
         .map_err(|e| StoreError::Database(format!("storage task failed: {e}")))?
@@ -176,14 +201,34 @@ fn create_private_file(_path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Appends one entry to the chain inside `tx`.
-fn append_audit_tx(tx: &Transaction<'_>, d: &AuditDraft) -> rusqlite::Result<()> {
+/// Starts a write transaction that takes the database's write lock at once (`BEGIN IMMEDIATE`), so
+/// that a concurrent writer in another process (an operator command) waits for the busy timeout
+/// instead of interleaving: the audit chain head read inside the transaction stays the head.
+fn write_tx(c: &mut Connection) -> Result<Transaction<'_>, StoreError> {
+    c.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_error)
+}
+
+/// The audit key, when the vault's secrets are loaded.
+struct AuditKey(Option<Arc<SymmetricKey>>);
+
+/// Appends one entry to the chain inside `tx` and moves the anchored head to it. Without the audit
+/// key nothing can be appended: an entry the head does not cover would look like tampering.
+fn append_audit_tx(tx: &Transaction<'_>, key: &AuditKey, d: &AuditDraft) -> Result<(), StoreError> {
+    let key = key.0.as_ref().ok_or_else(|| {
+        StoreError::Database("audit key not loaded: cannot append to the audit log".into())
+    })?;
+    append_audit_inner(tx, key, d).map_err(db_error)
+}
+
+fn append_audit_inner(
+    tx: &Transaction<'_>,
+    key: &SymmetricKey,
+    d: &AuditDraft,
+) -> rusqlite::Result<()> {
     let last: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (prev_seq, prev_hex) = last.unwrap_or((0, hex(&[0u8; 32])));
     let mut prev = [0u8; 32];
@@ -195,23 +240,28 @@ fn append_audit_tx(tx: &Transaction<'_>, d: &AuditDraft) -> rusqlite::Result<()>
     }
     let seq = prev_seq + 1;
     let hash = entry_hash(&prev, seq, d);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit (seq, at, actor, action, token, kind, purpose, outcome, detail, \
          prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
-            seq,
-            d.at,
-            d.actor,
-            d.action,
-            d.token,
-            d.kind,
-            d.purpose,
-            d.outcome,
-            d.detail,
-            prev_hex,
-            hex(&hash)
-        ],
-    )?;
+    )?
+    .execute(params![
+        seq,
+        d.at,
+        d.actor,
+        d.action,
+        d.token,
+        d.kind,
+        d.purpose,
+        d.outcome,
+        d.detail,
+        prev_hex,
+        hex(&hash)
+    ])?;
+    tx.prepare_cached(
+        "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3) ON CONFLICT (id) DO \
+         UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+    )?
+    .execute(params![seq, hex(&hash), head_mac(key, seq, &hex(&hash))])?;
     Ok(())
 }
 
@@ -274,7 +324,7 @@ impl Store for SqliteStore {
                 if version <= applied {
                     continue;
                 }
-                let tx = c.transaction()?;
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 tx.execute_batch(sql)?;
                 tx.execute(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, \
@@ -316,8 +366,8 @@ impl Store for SqliteStore {
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
         let name = name.to_owned();
-        self.run(move |c| {
-            let tx = c.transaction().map_err(db_error)?;
+        self.run_keyed(move |c, ak| {
+            let tx = write_tx(c)?;
             let n = tx
                 .execute(
                     "INSERT OR IGNORE INTO secrets (name, wrapped, created_at) VALUES (?1, ?2, ?3)",
@@ -325,7 +375,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_error)?;
             if n == 1 {
-                append_audit_tx(&tx, &audit).map_err(db_error)?;
+                append_audit_tx(&tx, ak, &audit)?;
             }
             tx.commit().map_err(db_error)?;
             Ok(n == 1)
@@ -360,8 +410,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_hpke_key(&self, k: HpkeKeyRecord, audit: AuditDraft) -> Result<(), StoreError> {
-        self.run(move |c| {
-            let tx = c.transaction().map_err(db_error)?;
+        self.run_keyed(move |c, ak| {
+            let tx = write_tx(c)?;
             tx.execute(
                 "INSERT INTO hpke_keys (kid, public_key, wrapped_private, created_at, not_before, \
                  expires_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -376,7 +426,7 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(db_error)?;
-            append_audit_tx(&tx, &audit).map_err(db_error)?;
+            append_audit_tx(&tx, ak, &audit)?;
             tx.commit().map_err(db_error)
         })
         .await
@@ -389,8 +439,8 @@ impl Store for SqliteStore {
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
         let kid = kid.to_owned();
-        self.run(move |c| {
-            let tx = c.transaction().map_err(db_error)?;
+        self.run_keyed(move |c, ak| {
+            let tx = write_tx(c)?;
             let n = tx
                 .execute(
                     "UPDATE hpke_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL",
@@ -398,7 +448,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_error)?;
             if n == 1 {
-                append_audit_tx(&tx, &audit).map_err(db_error)?;
+                append_audit_tx(&tx, ak, &audit)?;
             }
             tx.commit().map_err(db_error)?;
             Ok(n == 1)
@@ -413,34 +463,35 @@ impl Store for SqliteStore {
         replay_until: i64,
         audit: AuditDraft,
     ) -> Result<InsertOutcome, StoreError> {
-        self.run(move |c| {
-            let tx = c.transaction().map_err(db_error)?;
-            match tx.execute(
-                "INSERT INTO replay (envelope_id, until) VALUES (?1, ?2)",
-                params![envelope_id.as_slice(), replay_until],
-            ) {
+        self.run_keyed(move |c, ak| {
+            let tx = write_tx(c)?;
+            let replay = tx
+                .prepare_cached("INSERT INTO replay (envelope_id, until) VALUES (?1, ?2)")
+                .and_then(|mut st| st.execute(params![envelope_id.as_slice(), replay_until]));
+            match replay {
                 Ok(_) => {}
                 Err(e) if is_constraint(&e) => return Ok(InsertOutcome::Replayed),
                 Err(e) => return Err(db_error(e)),
             }
-            let inserted = tx.execute(
-                &format!(
+            let inserted = tx
+                .prepare_cached(&format!(
                     "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
                      ?9, ?10)"
-                ),
-                params![
-                    t.token,
-                    t.kind,
-                    t.data_key_id,
-                    t.ciphertext,
-                    t.fingerprint,
-                    t.brand,
-                    t.bin,
-                    t.last4,
-                    t.created_at,
-                    t.expires_at
-                ],
-            );
+                ))
+                .and_then(|mut st| {
+                    st.execute(params![
+                        t.token,
+                        t.kind,
+                        t.data_key_id,
+                        t.ciphertext,
+                        t.fingerprint,
+                        t.brand,
+                        t.bin,
+                        t.last4,
+                        t.created_at,
+                        t.expires_at
+                    ])
+                });
             let outcome = match inserted {
                 Ok(_) => InsertOutcome::Inserted,
                 Err(e) if is_constraint(&e) => {
@@ -460,7 +511,7 @@ impl Store for SqliteStore {
                 }
                 Err(e) => return Err(db_error(e)),
             };
-            append_audit_tx(&tx, &audit).map_err(db_error)?;
+            append_audit_tx(&tx, ak, &audit)?;
             tx.commit().map_err(db_error)?;
             Ok(outcome)
         })
@@ -470,15 +521,11 @@ impl Store for SqliteStore {
     async fn token(&self, token: &str, now: i64) -> Result<Option<TokenRecord>, StoreError> {
         let token = token.to_owned();
         self.run(move |c| {
-            c.query_row(
-                &format!(
-                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = ?1 AND (expires_at IS NULL \
-                     OR expires_at > ?2)"
-                ),
-                params![token, now],
-                token_row,
-            )
-            .optional()
+            c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = ?1 AND (expires_at IS NULL OR \
+                 expires_at > ?2)"
+            ))
+            .and_then(|mut st| st.query_row(params![token, now], token_row).optional())
             .map_err(db_error)
         })
         .await
@@ -486,31 +533,42 @@ impl Store for SqliteStore {
 
     async fn record_reveals(
         &self,
-        audit: Vec<AuditDraft>,
-        consume: Vec<String>,
-    ) -> Result<(), StoreError> {
-        self.run(move |c| {
-            let tx = c.transaction().map_err(db_error)?;
-            for d in &audit {
-                append_audit_tx(&tx, d).map_err(db_error)?;
-            }
-            for token in &consume {
-                tx.execute("DELETE FROM tokens WHERE token = ?1", [token])
+        mut audit: Vec<AuditDraft>,
+        consume: Vec<(usize, String)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.run_keyed(move |c, ak| {
+            let tx = write_tx(c)?;
+            let mut consumed = Vec::with_capacity(consume.len());
+            for (index, token) in &consume {
+                let n = tx
+                    .prepare_cached("DELETE FROM tokens WHERE token = ?1")
+                    .and_then(|mut st| st.execute([token]))
                     .map_err(db_error)?;
+                if n == 0
+                    && let Some(entry) = audit.get_mut(*index)
+                {
+                    entry.outcome = "not_found".into();
+                    entry.detail = "already used".into();
+                }
+                consumed.push(n == 1);
             }
-            tx.commit().map_err(db_error)
+            for d in &audit {
+                append_audit_tx(&tx, ak, d)?;
+            }
+            tx.commit().map_err(db_error)?;
+            Ok(consumed)
         })
         .await
     }
 
     async fn delete_token(&self, token: &str, audit: AuditDraft) -> Result<bool, StoreError> {
         let token = token.to_owned();
-        self.run(move |c| {
-            let tx = c.transaction().map_err(db_error)?;
+        self.run_keyed(move |c, ak| {
+            let tx = write_tx(c)?;
             let n = tx
                 .execute("DELETE FROM tokens WHERE token = ?1", [token])
                 .map_err(db_error)?;
-            append_audit_tx(&tx, &audit).map_err(db_error)?;
+            append_audit_tx(&tx, ak, &audit)?;
             tx.commit().map_err(db_error)?;
             Ok(n == 1)
         })
@@ -518,9 +576,9 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, audit: AuditDraft) -> Result<(), StoreError> {
-        self.run(move |c| {
-            let tx = c.transaction().map_err(db_error)?;
-            append_audit_tx(&tx, &audit).map_err(db_error)?;
+        self.run_keyed(move |c, ak| {
+            let tx = write_tx(c)?;
+            append_audit_tx(&tx, ak, &audit)?;
             tx.commit().map_err(db_error)
         })
         .await
@@ -557,15 +615,15 @@ impl Store for SqliteStore {
     }
 
     async fn insert_api_key(&self, k: ApiKeyRecord, audit: AuditDraft) -> Result<(), StoreError> {
-        self.run(move |c| {
-            let tx = c.transaction().map_err(db_error)?;
+        self.run_keyed(move |c, ak| {
+            let tx = write_tx(c)?;
             tx.execute(
                 "INSERT INTO api_keys (id, digest, role, label, created_at, revoked_at) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![k.id, k.digest, k.role, k.label, k.created_at, k.revoked_at],
             )
             .map_err(db_error)?;
-            append_audit_tx(&tx, &audit).map_err(db_error)?;
+            append_audit_tx(&tx, ak, &audit)?;
             tx.commit().map_err(db_error)
         })
         .await
@@ -574,12 +632,10 @@ impl Store for SqliteStore {
     async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let id = id.to_owned();
         self.run(move |c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT id, digest, role, label, created_at, revoked_at FROM api_keys WHERE id = ?1",
-                [id],
-                api_key_row,
             )
-            .optional()
+            .and_then(|mut st| st.query_row([id], api_key_row).optional())
             .map_err(db_error)
         })
         .await
@@ -606,8 +662,8 @@ impl Store for SqliteStore {
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
         let id = id.to_owned();
-        self.run(move |c| {
-            let tx = c.transaction().map_err(db_error)?;
+        self.run_keyed(move |c, ak| {
+            let tx = write_tx(c)?;
             let n = tx
                 .execute(
                     "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
@@ -615,7 +671,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_error)?;
             if n == 1 {
-                append_audit_tx(&tx, &audit).map_err(db_error)?;
+                append_audit_tx(&tx, ak, &audit)?;
             }
             tx.commit().map_err(db_error)?;
             Ok(n == 1)
@@ -624,17 +680,53 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, now: i64) -> Result<(u64, u64), StoreError> {
-        self.run(move |c| {
-            let tokens = c
-                .execute(
-                    "DELETE FROM tokens WHERE expires_at IS NOT NULL AND expires_at <= ?1",
-                    [now],
-                )
-                .map_err(db_error)?;
-            let replay = c
+        self.run_keyed(move |c, ak| {
+            let tx = write_tx(c)?;
+            let expired: Vec<(String, String)> = {
+                let mut st = tx
+                    .prepare(
+                        "SELECT token, kind FROM tokens WHERE expires_at IS NOT NULL AND \
+                         expires_at <= ?1",
+                    )
+                    .map_err(db_error)?;
+                let rows = st
+                    .query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(db_error)?;
+                rows.collect::<Result<_, _>>().map_err(db_error)?
+            };
+            for (token, kind) in &expired {
+                tx.execute("DELETE FROM tokens WHERE token = ?1", [token])
+                    .map_err(db_error)?;
+                let d = AuditDraft::new(now, "vault", "delete", "ok")
+                    .token(token)
+                    .kind(kind)
+                    .detail("retention period over");
+                append_audit_tx(&tx, ak, &d)?;
+            }
+            let replay = tx
                 .execute("DELETE FROM replay WHERE until <= ?1", [now])
                 .map_err(db_error)?;
-            Ok((tokens as u64, replay as u64))
+            tx.commit().map_err(db_error)?;
+            Ok((expired.len() as u64, replay as u64))
+        })
+        .await
+    }
+
+    fn set_audit_key(&self, key: SymmetricKey) {
+        if let Ok(mut slot) = self.audit_key.write() {
+            *slot = Some(Arc::new(key));
+        }
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, String, String)>, StoreError> {
+        self.run(|c| {
+            c.query_row(
+                "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, text(r, 1)?, text(r, 2)?)),
+            )
+            .optional()
+            .map_err(db_error)
         })
         .await
     }

@@ -156,13 +156,15 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
 
-    /// Appends audit entries (a batch of reveals) and deletes `consume`d tokens (used card
-    /// security codes), in one transaction.
+    /// Deletes `consume`d tokens (card security codes revealed in the clear: `(index into audit,
+    /// token)`) and appends the audit entries, in one transaction. A token another request
+    /// consumed first is not deleted again: its audit entry's outcome becomes `not_found` and its
+    /// flag in the result is `false`, so the caller must not disclose it.
     fn record_reveals(
         &self,
         audit: Vec<AuditDraft>,
-        consume: Vec<String>,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        consume: Vec<(usize, String)>,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 
     /// Deletes a token and audits it; returns whether it existed.
     fn delete_token(
@@ -208,6 +210,17 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditDraft,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Deletes tokens expired at `now` and replay ids past their window; returns both counts.
+    /// Deletes tokens expired at `now` (auditing each) and replay ids past their window; returns
+    /// both counts.
     fn purge(&self, now: i64) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
+
+    /// Sets the key that authenticates the audit chain's head. Every append updates the head
+    /// (`seq`, `hash`) and its MAC in the same transaction, so deleting the newest entries, or
+    /// rewriting the chain, is detected by whoever holds the key.
+    fn set_audit_key(&self, key: fieldseal_core::at_rest::SymmetricKey);
+
+    /// The anchored head: `(seq, hash, mac)`, if any entry exists.
+    fn audit_head(
+        &self,
+    ) -> impl Future<Output = Result<Option<(i64, String, String)>, StoreError>> + Send;
 }

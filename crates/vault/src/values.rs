@@ -158,10 +158,17 @@ pub fn format_preserving_token(pan: &str) -> Option<String> {
         return None;
     }
     let middle = n - 10;
-    let r: [u8; 16] = random_bytes().ok()?;
     let mut out: Vec<u8> = pan.as_bytes().to_vec();
-    for (i, slot) in out[6..6 + middle].iter_mut().enumerate() {
-        *slot = b'0' + r.get(i).copied().unwrap_or(0) % 10;
+    let mut slots = out[6..6 + middle].iter_mut();
+    // Uniform digits by rejection sampling: bytes of 250 and above are dropped (250 = 25 * 10).
+    while slots.len() > 0 {
+        let r: [u8; 32] = random_bytes().ok()?;
+        for b in r.into_iter().filter(|b| *b < 250) {
+            match slots.next() {
+                Some(slot) => *slot = b'0' + b % 10,
+                None => break,
+            }
+        }
     }
     if card::luhn_valid(&out) {
         // Changing one digit by one changes the Luhn sum by 1 or 2 (mod 10): never valid again.
@@ -184,20 +191,39 @@ pub fn fingerprint(key: &SymmetricKey, kind: FieldKind, value: &SecretValue) -> 
     format!("fp_{}", Base64UrlUnpadded::encode_string(&mac[..16]))
 }
 
-/// Whether a string looks like one of our tokens (bounded length, safe characters).
+/// Whether a string looks like one of our tokens (bounded length, safe characters) and not like a
+/// card number: format-preserving tokens are digits too, but never pass Luhn.
 pub fn plausible_token(t: &str) -> bool {
     (1..=64).contains(&t.len())
         && t.bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        && !looks_like_card_number(t)
 }
 
+/// A string of 12 to 19 digits that passes Luhn.
+pub fn looks_like_card_number(t: &str) -> bool {
+    (card::MIN_PAN_LEN..=card::MAX_PAN_LEN).contains(&t.len()) && card::luhn_valid(t.as_bytes())
+}
+
+/// Keeps at most `keep` trailing characters, and never more than a third of the value; values of
+/// four characters or fewer are hidden entirely.
 fn mask_keep_last(s: &str, keep: usize) -> String {
     let chars: Vec<char> = s.chars().collect();
     let n = chars.len();
-    let hidden = n.saturating_sub(keep);
+    let shown = if n <= 4 { 0 } else { keep.min(n / 3) };
+    let hidden = n - shown;
     let mut out: String = "*".repeat(hidden.max(4));
     out.extend(chars[hidden..].iter());
     out
+}
+
+/// Kinds with so few possible values that a keyed fingerprint or a deterministic token would let
+/// anyone who can tokenize recover them by enumeration: no fingerprint, no deterministic tokens.
+pub fn low_entropy(kind: FieldKind) -> bool {
+    matches!(
+        kind,
+        FieldKind::Cvc | FieldKind::Expiry | FieldKind::PostalCode | FieldKind::BirthDate
+    )
 }
 
 /// The masked form of a normalized value.
@@ -308,6 +334,15 @@ mod tests {
             }
         }
         assert!(format_preserving_token("41111").is_none());
+        // The middle digits are uniform: each digit appears about a tenth of the time.
+        let mut counts = [0u32; 10];
+        for _ in 0..2000 {
+            let t = format_preserving_token("4111111111111111").unwrap();
+            for d in t[6..12].bytes() {
+                counts[usize::from(d - b'0')] += 1;
+            }
+        }
+        assert!(counts.iter().all(|c| (900..1500).contains(c)), "{counts:?}");
     }
 
     #[test]
@@ -329,6 +364,13 @@ mod tests {
         );
         assert_ne!(random_token(), random_token());
         assert!(plausible_token(&random_token().unwrap()));
+        assert!(plausible_token(
+            &format_preserving_token("4111111111111111").unwrap()
+        ));
+        assert!(
+            !plausible_token("4111111111111111"),
+            "a card number is not a token"
+        );
     }
 
     #[test]
@@ -344,5 +386,10 @@ mod tests {
         assert_eq!(mask(FieldKind::Phone, &s("+1 415 555 0100")), "*********00");
         assert_eq!(mask(FieldKind::Name, &s("Jane Doe")), "J*** D***");
         assert_eq!(mask(FieldKind::Cvc, &s("123")), "***");
+        // Short values are hidden entirely; longer ones show at most a third.
+        assert_eq!(mask(FieldKind::Text, &s("ab")), "****");
+        assert_eq!(mask(FieldKind::Text, &s("abcd")), "****");
+        assert_eq!(mask(FieldKind::Text, &s("abcdef")), "****ef");
+        assert_eq!(mask(FieldKind::Phone, &s("12345")), "****5");
     }
 }

@@ -104,8 +104,9 @@ pub struct Tokenized {
     pub kind: String,
     /// Token format.
     pub format: TokenFormat,
-    /// Keyed fingerprint.
-    pub fingerprint: String,
+    /// Keyed fingerprint; none for low-entropy kinds (CVC, expiry, postal code, birth date).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     /// Card brand.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub brand: Option<String>,
@@ -416,15 +417,28 @@ impl<S: Store> Vault<S> {
                 }
             };
         let format = item.format.unwrap_or(TokenFormat::Random);
-        if format == TokenFormat::FormatPreserving && kind != FieldKind::Pan {
-            let e = ItemError::new(
-                "unsupported_format",
-                "format-preserving tokens are for card numbers only",
-            );
+        let unsupported = match format {
+            TokenFormat::FormatPreserving if kind != FieldKind::Pan => {
+                Some("format-preserving tokens are for card numbers only")
+            }
+            // Such a token could itself pass for a card number of a brand without Luhn.
+            TokenFormat::FormatPreserving
+                if normalized.brand == Some(fieldseal_core::envelope::CardBrand::UnionPay) =>
+            {
+                Some("format-preserving tokens are not offered for UnionPay cards")
+            }
+            TokenFormat::Deterministic if values::low_entropy(kind) => Some(
+                "deterministic tokens are not offered for kinds with few possible values: they \
+                 would reveal the value to anyone able to tokenize",
+            ),
+            _ => None,
+        };
+        if let Some(why) = unsupported {
+            let e = ItemError::new("unsupported_format", why);
             return self.refuse(caller, Some(kind), env_detail, e).await;
         }
-        let fingerprint =
-            values::fingerprint(&self.secrets.fingerprint_key, kind, &normalized.value);
+        let fingerprint = (!values::low_entropy(kind))
+            .then(|| values::fingerprint(&self.secrets.fingerprint_key, kind, &normalized.value));
         let replay_until = created
             .saturating_add(window)
             .saturating_add(skew)
@@ -458,7 +472,7 @@ impl<S: Store> Vault<S> {
                 kind: kind.as_str().into(),
                 data_key_id: DATA_KEY_ID,
                 ciphertext,
-                fingerprint: fingerprint.clone(),
+                fingerprint: fingerprint.clone().unwrap_or_default(),
                 brand: normalized.brand.map(|b| b.as_str().to_owned()),
                 bin: normalized.bin.clone(),
                 last4: normalized.last4.clone(),
@@ -500,7 +514,8 @@ impl<S: Store> Vault<S> {
     }
 
     /// Reveals tokens for a stated purpose, as the caller's role allows. Every token's outcome is
-    /// audited before any value is returned.
+    /// audited before any value is returned; a card security code revealed in the clear is deleted
+    /// in the same transaction, and disclosed only if this request was the one that deleted it.
     pub async fn detokenize(
         &self,
         caller: &Caller,
@@ -512,8 +527,7 @@ impl<S: Store> Vault<S> {
         let mut audit = Vec::with_capacity(tokens.len());
         let mut consume = Vec::new();
         for token in tokens {
-            let base = AuditDraft::new(now, &caller.actor(), "reveal", "")
-                .token(token)
+            let base = audit_token(AuditDraft::new(now, &caller.actor(), "reveal", ""), token)
                 .purpose(purpose);
             let record = if values::plausible_token(token) {
                 self.store.token(token, now).await?
@@ -547,24 +561,21 @@ impl<S: Store> Vault<S> {
                 )));
                 continue;
             }
-            let value = match self
+            let Ok(value) = self
                 .secrets
                 .data_key
                 .decrypt(&record.ciphertext, token.as_bytes())
-            {
-                Ok(v) => v,
-                Err(_) => {
-                    audit.push(AuditDraft {
-                        outcome: "error".into(),
-                        detail: "stored value failed authentication".into(),
-                        ..base
-                    });
-                    results.push(Err(ItemError::new(
-                        "integrity_error",
-                        "the stored value failed its integrity check",
-                    )));
-                    continue;
-                }
+            else {
+                audit.push(AuditDraft {
+                    outcome: "error".into(),
+                    detail: "stored value failed authentication".into(),
+                    ..base
+                });
+                results.push(Err(ItemError::new(
+                    "integrity_error",
+                    "the stored value failed its integrity check",
+                )));
+                continue;
             };
             let (label, shown) = match reveal {
                 Reveal::Plain => ("plain", value.expose_str().unwrap_or_default().to_owned()),
@@ -572,7 +583,7 @@ impl<S: Store> Vault<S> {
             };
             if reveal == Reveal::Plain && kind == FieldKind::Cvc {
                 // A card security code is used once and never kept past its use.
-                consume.push(token.clone());
+                consume.push((audit.len(), token.clone()));
             }
             audit.push(AuditDraft {
                 outcome: label.into(),
@@ -585,14 +596,20 @@ impl<S: Store> Vault<S> {
                 value: shown,
             }));
         }
-        self.store.record_reveals(audit, consume).await?;
+        let consumed = self.store.record_reveals(audit, consume.clone()).await?;
+        for ((index, _), won) in consume.iter().zip(consumed) {
+            if !won && let Some(slot) = results.get_mut(*index) {
+                // Another request used it first: this one discloses nothing.
+                *slot = Err(ItemError::new("not_found", "no such token"));
+            }
+        }
         Ok(results)
     }
 
     /// Deletes a token if the caller's role may delete its kind.
     pub async fn delete(&self, caller: &Caller, token: &str) -> Result<DeleteOutcome, StoreError> {
         let now = now();
-        let base = AuditDraft::new(now, &caller.actor(), "delete", "").token(token);
+        let base = audit_token(AuditDraft::new(now, &caller.actor(), "delete", ""), token);
         let record = if values::plausible_token(token) {
             self.store.token(token, now).await?
         } else {
@@ -640,6 +657,16 @@ impl<S: Store> Vault<S> {
     /// Deletes expired card security codes and old replay ids.
     pub async fn purge(&self) -> Result<(u64, u64), StoreError> {
         self.store.purge(now()).await
+    }
+}
+
+/// Records the token a caller named, if it looks like one of ours: a caller who sends a card
+/// number where a token belongs must not put it in the audit log.
+fn audit_token(draft: AuditDraft, token: &str) -> AuditDraft {
+    if values::plausible_token(token) {
+        draft.token(token)
+    } else {
+        draft.detail(format!("not a token ({} bytes)", token.len()))
     }
 }
 

@@ -443,12 +443,33 @@ async fn api_errors_are_json_with_codes() {
     let r = s.client.get(s.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let r = s.client.get(s.url("/v1/keys")).send().await.unwrap();
-    assert!(
-        r.headers()["cache-control"]
-            .to_str()
-            .unwrap()
-            .contains("max-age")
-    );
+    assert_eq!(r.headers()["cache-control"], "public, no-cache");
+
+    // Well-formed JSON of the wrong shape is a 400 that quotes nothing back.
+    let r = post("/v1/tokenize", r#"{"items":"4111111111111111"}"#.into())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("4111111111111111"), "{text}");
+    let r = post(
+        "/v1/detokenize",
+        r#"{"tokens":["a"],"purpose":"x","extra":1}"#.into(),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = s
+        .client
+        .post(s.url("/v1/tokenize"))
+        .bearer_auth(&keys.payments)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
 }
 
 #[tokio::test]
@@ -577,4 +598,124 @@ async fn a_full_disk_gets_a_clear_error_and_loses_nothing() {
     for e in &log {
         v.check(e).unwrap();
     }
+}
+
+#[tokio::test]
+async fn card_security_codes_are_revealed_once_and_never_fingerprinted() {
+    let (_dir, keys, s) = setup("cvc").await;
+    let cvc = s
+        .tokenize_value(&keys, FieldKind::Cvc, "737", "random")
+        .await;
+    assert_eq!(cvc["ok"], true);
+    assert!(
+        cvc.get("fingerprint").is_none(),
+        "a CVC fingerprint would reveal it: {cvc}"
+    );
+    let det = s
+        .tokenize_value(&keys, FieldKind::Cvc, "737", "deterministic")
+        .await;
+    assert_eq!(code(&det), "unsupported_format");
+    let exp = s
+        .tokenize_value(&keys, FieldKind::Expiry, "12/30", "deterministic")
+        .await;
+    assert_eq!(code(&exp), "unsupported_format");
+    let token = cvc["token"].as_str().unwrap().to_owned();
+
+    let (status, body) = s
+        .detokenize(&keys.payments, &[&token, &token], "twice in one")
+        .await;
+    assert_eq!((status, code(&body)), (400, "duplicate_tokens"));
+
+    // Many concurrent reveals: exactly one sees the code.
+    let mut pending = Vec::new();
+    for _ in 0..8 {
+        let (client, url, key, token) = (
+            s.client.clone(),
+            s.url("/v1/detokenize"),
+            keys.payments.clone(),
+            token.clone(),
+        );
+        pending.push(tokio::spawn(async move {
+            let r: Value = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({ "tokens": [token], "purpose": "authorize" }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["results"][0]["value"] == "737"
+        }));
+    }
+    let mut disclosed = 0;
+    for p in pending {
+        disclosed += usize::from(p.await.unwrap());
+    }
+    assert_eq!(disclosed, 1);
+}
+
+#[tokio::test]
+async fn malformed_field_values_get_clear_errors_and_the_vault_keeps_serving() {
+    let (_dir, keys, s) = setup("values").await;
+    for (kind, value, want) in [
+        (FieldKind::Expiry, "1é1", "expiry_invalid"),
+        (FieldKind::Expiry, "1\u{ff12}29", "expiry_invalid"),
+        (FieldKind::Expiry, "13/30", "expiry_invalid_month"),
+        (FieldKind::Cvc, "12a", "cvc_invalid"),
+        (FieldKind::Phone, "☎ 555", "phone_invalid"),
+        (FieldKind::Name, "\u{7}", "value_invalid"),
+        (FieldKind::Pan, "41111111111111", "card_invalid_length"),
+    ] {
+        let r = s.tokenize_value(&keys, kind, value, "random").await;
+        assert_eq!(code(&r), want, "{kind} {value:?}: {r}");
+    }
+    let r = s.client.get(s.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn per_kind_permissions_refuse_items_not_requests() {
+    let dir = TempDir::new("perkind");
+    let _keys = init(&dir.0).await;
+    let policy = dir.0.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[roles.emails]\ntokenize = [\"email\"]\nreveal_masked = [\"email\"]\ndelete = [\"email\"]\n\n\
+         [roles.payments]\ntokenize = [\"*\"]\nreveal_plain = [\"*\"]\n",
+    )
+    .unwrap();
+    let mut settings = common::settings(&dir.0);
+    settings.policy_file = Some(policy);
+    let emails = common::add_key(&settings, "emails").await;
+    let payments = common::add_key(&settings, "payments").await;
+    let s = Server::start_with(settings).await;
+    let pan = s.seal(FieldKind::Pan, VISA).await;
+    let email = s.seal(FieldKind::Email, EMAIL).await;
+    let (status, body) = s
+        .tokenize(&emails, json!([{ "envelope": pan }, { "envelope": email }]))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(code(&body["results"][0]), "forbidden");
+    assert_eq!(body["results"][1]["ok"], true);
+    let email_token = body["results"][1]["token"].as_str().unwrap().to_owned();
+    let (_, body) = s
+        .tokenize(
+            &payments,
+            json!([{ "envelope": s.seal(FieldKind::Pan, VISA).await }]),
+        )
+        .await;
+    let pan_token = body["results"][0]["token"].as_str().unwrap().to_owned();
+    // May delete e-mail tokens, not card tokens.
+    assert_eq!(s.delete(&emails, &pan_token).await, 403);
+    assert_eq!(s.delete(&emails, &email_token).await, 204);
+    // A card number sent where a token belongs never reaches the audit log.
+    let (_, body) = s.detokenize(&payments, &[VISA], "mistake").await;
+    assert_eq!(code(&body["results"][0]), "not_found");
+    let log = common::audit_all(s.vault.store()).await;
+    assert!(
+        log.iter()
+            .all(|e| e.token.as_deref() != Some(VISA) && !e.detail.contains(VISA))
+    );
 }

@@ -299,6 +299,23 @@ async fn operator_flow_leaves_no_value_in_logs_or_database_and_catches_audit_tam
         "verify did not name entry {seq}: {text}"
     );
     let _ = reveal;
+
+    // Restore the byte, then cut the newest two entries off: the anchored head catches it.
+    bytes[at + 8] ^= 0x01;
+    std::fs::write(&db, &bytes).unwrap();
+    assert!(ok(&vault(&dir, &["audit", "verify"])).contains("intact"));
+    let total = entries.len() as i64;
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("DELETE FROM audit WHERE seq > ?1", [total - 2])
+        .unwrap();
+    drop(conn);
+    let out = vault(&dir, &["audit", "verify"]);
+    assert!(!out.status.success(), "a truncated log verified");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("BROKEN at entry {}:", total - 1)) && text.contains("cut short"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

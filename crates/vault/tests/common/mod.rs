@@ -277,3 +277,24 @@ pub async fn audit_all(store: &SqliteStore) -> Vec<fieldseal_vault::audit::Audit
         out.extend(page);
     }
 }
+
+/// Creates an API key for `role` in the vault the settings describe.
+pub async fn add_key(s: &Settings, role: &str) -> String {
+    let store = open_store(s).await.unwrap();
+    let kek = fieldseal_vault::vault::kek_from_settings(s).unwrap();
+    keys::load_secrets(&store, kek.as_ref()).await.unwrap();
+    let k = apikeys::generate().unwrap();
+    let record = ApiKeyRecord {
+        id: k.id.clone(),
+        digest: k.digest.to_vec(),
+        role: role.into(),
+        label: String::new(),
+        created_at: now(),
+        revoked_at: None,
+    };
+    store
+        .insert_api_key(record, AuditDraft::new(now(), "cli", "apikey.create", "ok"))
+        .await
+        .unwrap();
+    k.full
+}

@@ -1,0 +1,547 @@
+//! `fieldseal-loadgen`: measures the vault over real HTTP on 127.0.0.1 (SQLite), next to the raw
+//! P-256 ECDH rate of the fastest backend measured in the same run on the same cores.
+//!
+//! It initializes a fresh vault in a temporary directory with the real `fieldseal-vault` binary,
+//! starts `fieldseal-vault serve` as a separate process, seals envelopes ahead of time (every
+//! envelope can be tokenized once: replays are refused), then runs each scenario at rising
+//! concurrency until throughput stops rising: tokenize with batches of 1 and of 100 envelopes, and
+//! detokenize one token per request. It reports requests and envelopes per second, p50/p99/p999
+//! latency, errors, and the server's peak resident memory, as a table and as JSON.
+#![allow(clippy::print_stdout)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use fieldseal_core::ecdh::{AwsLc, EcdhSecret, P256};
+use fieldseal_core::envelope::{FieldKind, Hints, PreparedContext, SealParams};
+use fieldseal_core::keyset::KeySet;
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(about = "Load test of fieldseal-vault over HTTP on 127.0.0.1")]
+struct Args {
+    /// The vault binary.
+    #[arg(long, default_value = "target/release/fieldseal-vault")]
+    vault: PathBuf,
+    /// Seconds measured per concurrency level.
+    #[arg(long, default_value_t = 3.0)]
+    step_secs: f64,
+    /// Highest concurrency tried.
+    #[arg(long, default_value_t = 64)]
+    max_concurrency: usize,
+    /// Envelopes sealed ahead of the run.
+    #[arg(long, default_value_t = 200_000)]
+    envelopes: usize,
+    /// JSON results file.
+    #[arg(long, default_value = "bench-results/vault.json")]
+    out: PathBuf,
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn cli(vault: &Path, dir: &Path, args: &[&str]) -> Result<String, Error> {
+    let out = Command::new(vault)
+        .args(args)
+        .env("FIELDSEAL_DATA_DIR", dir)
+        .env_remove("FIELDSEAL_MASTER_KEY")
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "fieldseal-vault {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(vault: &Path, dir: &Path) -> Result<Self, Error> {
+        let log = std::fs::File::create(dir.join("serve.log"))?;
+        let mut child = Command::new(vault)
+            .arg("serve")
+            .env("FIELDSEAL_DATA_DIR", dir)
+            .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
+            // Envelopes are sealed before the run: keep them fresh for its whole length.
+            .env("FIELDSEAL_FRESHNESS_WINDOW_SECS", "3600")
+            .env_remove("FIELDSEAL_MASTER_KEY")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        BufReader::new(stdout).read_line(&mut line)?;
+        let base = line
+            .trim()
+            .strip_prefix("fieldseal-vault listening on ")
+            .ok_or_else(|| format!("unexpected output from serve: {line:?}"))?
+            .to_owned();
+        Ok(Self { child, base })
+    }
+
+    /// Peak resident set size of the server process, in MiB (Linux).
+    fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Raw P-256 ECDH operations per second with AWS-LC on `threads` threads.
+fn ecdh_rate(threads: usize, secs: f64) -> Result<f64, Error> {
+    let peer = P256::generate()?.public_key()?;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || -> Result<u64, fieldseal_core::hpke::HpkeError> {
+                let sk = AwsLc::generate()?;
+                let mut n = 0u64;
+                let end = Instant::now() + Duration::from_secs_f64(secs);
+                while Instant::now() < end {
+                    for _ in 0..64 {
+                        std::hint::black_box(sk.diffie_hellman(std::hint::black_box(&peer))?);
+                    }
+                    n += 64;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut total = 0u64;
+    for h in handles {
+        total += h.join().map_err(|_| "ECDH thread panicked")??;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Seals `n` card-number envelopes to the key set's primary key, on all cores.
+fn seal_envelopes(ks: &KeySet, n: usize, threads: usize) -> Result<Vec<String>, Error> {
+    let ks = Arc::new(ks.clone());
+    let per = n.div_ceil(threads);
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let ks = Arc::clone(&ks);
+            std::thread::spawn(move || -> Result<Vec<String>, Error> {
+                let pan = "4111111111111111";
+                let mut params = SealParams::new(FieldKind::Pan, ks.server_time());
+                params.hints = Hints {
+                    brand: fieldseal_core::card::detect_brand(pan),
+                    bin: Some(pan[..6].into()),
+                    last4: Some(pan[12..].into()),
+                };
+                (0..per)
+                    .map(|_| {
+                        let p = PreparedContext::prepare_with::<AwsLc>(ks.primary())?;
+                        Ok(p.seal(pan.as_bytes(), &params)?)
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(per * threads);
+    for h in handles {
+        out.extend(h.join().map_err(|_| "sealing thread panicked")??);
+    }
+    out.truncate(n);
+    Ok(out)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Tokenize(usize),
+    Detokenize,
+}
+
+impl Scenario {
+    fn name(self) -> String {
+        match self {
+            Self::Tokenize(b) => format!("tokenize, batch of {b}"),
+            Self::Detokenize => "detokenize, 1 token per request".into(),
+        }
+    }
+}
+
+struct Work {
+    envelopes: Vec<String>,
+    next_envelope: AtomicUsize,
+    tokens: Vec<String>,
+    next_token: AtomicUsize,
+}
+
+#[derive(Default)]
+struct WorkerStats {
+    latencies_us: Vec<u64>,
+    items_ok: u64,
+    errors: u64,
+}
+
+struct StepResult {
+    concurrency: usize,
+    requests_per_sec: f64,
+    items_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    errors: u64,
+    requests: usize,
+    exhausted: bool,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+async fn one_request(
+    client: &reqwest::Client,
+    base: &str,
+    scenario: Scenario,
+    work: &Work,
+    checkout: &str,
+    payments: &str,
+) -> Option<Result<(u64, u64), Error>> {
+    let (url, key, body, expected) = match scenario {
+        Scenario::Tokenize(batch) => {
+            let start = work.next_envelope.fetch_add(batch, Ordering::Relaxed);
+            let items: Vec<Value> = work
+                .envelopes
+                .get(start..start + batch)?
+                .iter()
+                .map(|e| json!({ "envelope": e }))
+                .collect();
+            (
+                format!("{base}/v1/tokenize"),
+                checkout,
+                json!({ "items": items }),
+                batch,
+            )
+        }
+        Scenario::Detokenize => {
+            let i = work.next_token.fetch_add(1, Ordering::Relaxed);
+            let token = &work.tokens[i % work.tokens.len()];
+            (
+                format!("{base}/v1/detokenize"),
+                payments,
+                json!({ "tokens": [token], "purpose": "load test" }),
+                1,
+            )
+        }
+    };
+    Some(
+        async {
+            let r = client.post(url).bearer_auth(key).json(&body).send().await?;
+            if !r.status().is_success() {
+                return Ok((0, expected as u64));
+            }
+            let v: Value = r.json().await?;
+            let ok = v["results"]
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|x| x["ok"] == true).count())
+                as u64;
+            Ok((ok, expected as u64 - ok))
+        }
+        .await,
+    )
+}
+
+async fn run_step(
+    base: &str,
+    scenario: Scenario,
+    concurrency: usize,
+    secs: f64,
+    work: Arc<Work>,
+    keys: (String, String),
+) -> Result<StepResult, Error> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let warmup = Duration::from_millis(300);
+    let started = Instant::now();
+    let measure_from = started + warmup;
+    let end = measure_from + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, base, work, keys) = (
+            client.clone(),
+            base.to_owned(),
+            Arc::clone(&work),
+            keys.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut s = WorkerStats::default();
+            let mut exhausted = false;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                match one_request(&client, &base, scenario, &work, &keys.0, &keys.1).await {
+                    None => {
+                        exhausted = true;
+                        break;
+                    }
+                    Some(r) => {
+                        let t1 = Instant::now();
+                        if t0 >= measure_from && t1 <= end {
+                            s.latencies_us
+                                .push(t1.duration_since(t0).as_micros() as u64);
+                            match r {
+                                Ok((ok, failed)) => {
+                                    s.items_ok += ok;
+                                    s.errors += failed;
+                                }
+                                Err(_) => s.errors += 1,
+                            }
+                        }
+                    }
+                }
+            }
+            (s, exhausted)
+        }));
+    }
+    let mut all = WorkerStats::default();
+    let mut exhausted = false;
+    for t in tasks {
+        let (s, e) = t.await?;
+        all.latencies_us.extend(s.latencies_us);
+        all.items_ok += s.items_ok;
+        all.errors += s.errors;
+        exhausted |= e;
+    }
+    let measured = Instant::now()
+        .min(end)
+        .saturating_duration_since(measure_from)
+        .as_secs_f64();
+    all.latencies_us.sort_unstable();
+    let n = all.latencies_us.len();
+    Ok(StepResult {
+        concurrency,
+        requests_per_sec: n as f64 / measured,
+        items_per_sec: all.items_ok as f64 / measured,
+        p50_ms: percentile(&all.latencies_us, 50.0),
+        p99_ms: percentile(&all.latencies_us, 99.0),
+        p999_ms: percentile(&all.latencies_us, 99.9),
+        errors: all.errors,
+        requests: n,
+        exhausted,
+    })
+}
+
+/// Rising concurrency until throughput stops rising (two levels without a 5 % gain).
+async fn sweep(
+    base: &str,
+    scenario: Scenario,
+    args: &Args,
+    work: &Arc<Work>,
+    keys: &(String, String),
+) -> Result<Vec<StepResult>, Error> {
+    let mut steps: Vec<StepResult> = Vec::new();
+    let mut best = 0.0f64;
+    let mut flat = 0;
+    let mut c = 1;
+    while c <= args.max_concurrency {
+        let r = run_step(
+            base,
+            scenario,
+            c,
+            args.step_secs,
+            Arc::clone(work),
+            keys.clone(),
+        )
+        .await?;
+        println!(
+            "  {:<34} c={:<3} {:>9.0} req/s {:>9.0} items/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  errors {}",
+            scenario.name(),
+            c,
+            r.requests_per_sec,
+            r.items_per_sec,
+            r.p50_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.errors
+        );
+        let exhausted = r.exhausted;
+        if r.items_per_sec > best * 1.05 {
+            best = r.items_per_sec;
+            flat = 0;
+        } else {
+            flat += 1;
+        }
+        steps.push(r);
+        if flat >= 2 || exhausted {
+            break;
+        }
+        c *= 2;
+    }
+    Ok(steps)
+}
+
+fn step_json(s: &StepResult) -> Value {
+    json!({
+        "concurrency": s.concurrency,
+        "requests_per_sec": s.requests_per_sec,
+        "items_per_sec": s.items_per_sec,
+        "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "p999_ms": s.p999_ms,
+        "errors": s.errors, "requests": s.requests, "envelopes_exhausted": s.exhausted,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args = Args::parse();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("fieldseal-loadgen-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    cli(&args.vault, &dir.0, &["init"])?;
+    let checkout = cli(
+        &args.vault,
+        &dir.0,
+        &["apikey", "create", "--role", "checkout"],
+    )?;
+    let payments = cli(
+        &args.vault,
+        &dir.0,
+        &["apikey", "create", "--role", "payments"],
+    )?;
+    let server = Server::start(&args.vault, &dir.0)?;
+    println!(
+        "vault: {} (pid {}), {threads} cores",
+        server.base,
+        server.child.id()
+    );
+
+    let ecdh = tokio::task::spawn_blocking(move || ecdh_rate(threads, 3.0)).await??;
+    println!("reference: raw P-256 ECDH (AWS-LC) on {threads} threads: {ecdh:.0} ops/s");
+
+    let ks_text = reqwest::get(format!("{}/v1/keys", server.base))
+        .await?
+        .text()
+        .await?;
+    let ks = KeySet::parse(&ks_text)?;
+    let sealing = Instant::now();
+    let n = args.envelopes;
+    let envelopes = tokio::task::spawn_blocking(move || seal_envelopes(&ks, n, threads)).await??;
+    println!(
+        "sealed {} envelopes ahead of the run in {:.1} s",
+        envelopes.len(),
+        sealing.elapsed().as_secs_f64()
+    );
+
+    // Tokens to reveal: tokenize a first slice of envelopes outside the measurement.
+    let client = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    for chunk in envelopes[..2000].chunks(100) {
+        let items: Vec<Value> = chunk.iter().map(|e| json!({ "envelope": e })).collect();
+        let v: Value = client
+            .post(format!("{}/v1/tokenize", server.base))
+            .bearer_auth(&checkout)
+            .json(&json!({ "items": items }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        for r in v["results"].as_array().into_iter().flatten() {
+            if let Some(t) = r["token"].as_str() {
+                tokens.push(t.to_owned());
+            }
+        }
+    }
+    if tokens.len() != 2000 {
+        return Err(format!("setup tokenize returned {} tokens of 2000", tokens.len()).into());
+    }
+    let work = Arc::new(Work {
+        envelopes: envelopes[2000..].to_vec(),
+        next_envelope: AtomicUsize::new(0),
+        tokens,
+        next_token: AtomicUsize::new(0),
+    });
+    let keys = (checkout, payments);
+    let mut results = Vec::new();
+    for scenario in [
+        Scenario::Tokenize(1),
+        Scenario::Tokenize(100),
+        Scenario::Detokenize,
+    ] {
+        let steps = sweep(&server.base, scenario, &args, &work, &keys).await?;
+        results.push((scenario, steps));
+    }
+    let peak = server.peak_rss_mib();
+    drop(server);
+
+    println!();
+    println!(
+        "| scenario | best concurrency | requests/s | envelopes or tokens/s | p50 ms | p99 ms | p99.9 ms | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut json_scenarios = Vec::new();
+    for (scenario, steps) in &results {
+        let best = steps
+            .iter()
+            .max_by(|a, b| a.items_per_sec.total_cmp(&b.items_per_sec));
+        if let Some(b) = best {
+            println!(
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+                scenario.name(),
+                b.concurrency,
+                b.requests_per_sec,
+                b.items_per_sec,
+                b.p50_ms,
+                b.p99_ms,
+                b.p999_ms,
+                steps.iter().map(|s| s.errors).sum::<u64>()
+            );
+        }
+        json_scenarios.push(json!({
+            "scenario": scenario.name(),
+            "steps": steps.iter().map(step_json).collect::<Vec<_>>(),
+        }));
+    }
+    println!(
+        "\nreference: raw ECDH {ecdh:.0}/s on {threads} cores; server peak RSS {}",
+        peak.map_or("unknown".into(), |m| format!("{m:.1} MiB"))
+    );
+    let doc = json!({
+        "machine": { "cores": threads },
+        "reference": { "raw_ecdh_aws_lc_per_sec": ecdh, "threads": threads },
+        "server_peak_rss_mib": peak,
+        "scenarios": json_scenarios,
+    });
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&doc)? + "\n")?;
+    println!("results written to {}", args.out.display());
+    Ok(())
+}
