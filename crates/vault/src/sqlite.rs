@@ -14,7 +14,9 @@ use fieldseal_core::at_rest::SymmetricKey;
 
 use crate::audit::{AuditDraft, AuditRecord, entry_hash, head_mac, hex};
 use crate::config::Synchronous;
-use crate::store::{ApiKeyRecord, HpkeKeyRecord, InsertOutcome, Store, StoreError, TokenRecord};
+use crate::store::{
+    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
+};
 
 /// Schema migrations, applied in order; each runs once, in a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -212,57 +214,80 @@ fn write_tx(c: &mut Connection) -> Result<Transaction<'_>, StoreError> {
 /// The audit key, when the vault's secrets are loaded.
 struct AuditKey(Option<Arc<SymmetricKey>>);
 
-/// Appends one entry to the chain inside `tx` and moves the anchored head to it. Without the audit
-/// key nothing can be appended: an entry the head does not cover would look like tampering.
+/// Appends one entry to the chain inside `tx` and moves the anchored head to it.
 fn append_audit_tx(tx: &Transaction<'_>, key: &AuditKey, d: &AuditDraft) -> Result<(), StoreError> {
-    let key = key.0.as_ref().ok_or_else(|| {
-        StoreError::Database("audit key not loaded: cannot append to the audit log".into())
-    })?;
-    append_audit_inner(tx, key, d).map_err(db_error)
+    let mut chain = Chain::load(tx, key)?;
+    chain.append(tx, d)?;
+    chain.anchor(tx)
 }
 
-fn append_audit_inner(
-    tx: &Transaction<'_>,
-    key: &SymmetricKey,
-    d: &AuditDraft,
-) -> rusqlite::Result<()> {
-    let last: Option<(i64, String)> = tx
-        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (prev_seq, prev_hex) = last.unwrap_or((0, hex(&[0u8; 32])));
-    let mut prev = [0u8; 32];
-    for (i, byte) in prev.iter_mut().enumerate() {
-        *byte = prev_hex
-            .get(2 * i..2 * i + 2)
-            .and_then(|h| u8::from_str_radix(h, 16).ok())
-            .unwrap_or(0);
+/// The audit chain's head inside one write transaction: read once, advanced by each append, and
+/// anchored once at the end. Without the audit key nothing can be appended: an entry the anchored
+/// head does not cover would look like tampering.
+struct Chain<'k> {
+    key: &'k SymmetricKey,
+    seq: i64,
+    hash: [u8; 32],
+}
+
+impl<'k> Chain<'k> {
+    fn load(tx: &Transaction<'_>, key: &'k AuditKey) -> Result<Self, StoreError> {
+        let key = key.0.as_deref().ok_or_else(|| {
+            StoreError::Database("audit key not loaded: cannot append to the audit log".into())
+        })?;
+        let last: Option<(i64, String)> = tx
+            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(db_error)?;
+        let (seq, hash_hex) = last.unwrap_or((0, hex(&[0u8; 32])));
+        let mut hash = [0u8; 32];
+        for (i, byte) in hash.iter_mut().enumerate() {
+            *byte = hash_hex
+                .get(2 * i..2 * i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .unwrap_or(0);
+        }
+        Ok(Self { key, seq, hash })
     }
-    let seq = prev_seq + 1;
-    let hash = entry_hash(&prev, seq, d);
-    tx.prepare_cached(
-        "INSERT INTO audit (seq, at, actor, action, token, kind, purpose, outcome, detail, \
-         prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        seq,
-        d.at,
-        d.actor,
-        d.action,
-        d.token,
-        d.kind,
-        d.purpose,
-        d.outcome,
-        d.detail,
-        prev_hex,
-        hex(&hash)
-    ])?;
-    tx.prepare_cached(
-        "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3) ON CONFLICT (id) DO \
-         UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
-    )?
-    .execute(params![seq, hex(&hash), head_mac(key, seq, &hex(&hash))])?;
-    Ok(())
+
+    fn append(&mut self, tx: &Transaction<'_>, d: &AuditDraft) -> Result<(), StoreError> {
+        let seq = self.seq + 1;
+        let hash = entry_hash(&self.hash, seq, d);
+        tx.prepare_cached(
+            "INSERT INTO audit (seq, at, actor, action, token, kind, purpose, outcome, detail, \
+             prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                seq,
+                d.at,
+                d.actor,
+                d.action,
+                d.token,
+                d.kind,
+                d.purpose,
+                d.outcome,
+                d.detail,
+                hex(&self.hash),
+                hex(&hash)
+            ])
+        })
+        .map_err(db_error)?;
+        self.seq = seq;
+        self.hash = hash;
+        Ok(())
+    }
+
+    fn anchor(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        let hash = hex(&self.hash);
+        tx.prepare_cached(
+            "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3) ON CONFLICT (id) \
+             DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+        )
+        .and_then(|mut st| st.execute(params![self.seq, hash, head_mac(self.key, self.seq, &hash)]))
+        .map_err(db_error)?;
+        Ok(())
+    }
 }
 
 fn text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
@@ -456,64 +481,85 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_token(
-        &self,
-        t: TokenRecord,
-        envelope_id: [u8; 16],
-        replay_until: i64,
-        audit: AuditDraft,
-    ) -> Result<InsertOutcome, StoreError> {
+    async fn insert_tokens(&self, items: Vec<NewToken>) -> Result<Vec<InsertOutcome>, StoreError> {
         self.run_keyed(move |c, ak| {
-            let tx = write_tx(c)?;
-            let replay = tx
-                .prepare_cached("INSERT INTO replay (envelope_id, until) VALUES (?1, ?2)")
-                .and_then(|mut st| st.execute(params![envelope_id.as_slice(), replay_until]));
-            match replay {
-                Ok(_) => {}
-                Err(e) if is_constraint(&e) => return Ok(InsertOutcome::Replayed),
-                Err(e) => return Err(db_error(e)),
-            }
-            let inserted = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-                     ?9, ?10)"
-                ))
-                .and_then(|mut st| {
-                    st.execute(params![
-                        t.token,
-                        t.kind,
-                        t.data_key_id,
-                        t.ciphertext,
-                        t.fingerprint,
-                        t.brand,
-                        t.bin,
-                        t.last4,
-                        t.created_at,
-                        t.expires_at
-                    ])
-                });
-            let outcome = match inserted {
-                Ok(_) => InsertOutcome::Inserted,
-                Err(e) if is_constraint(&e) => {
-                    let same: Option<bool> = tx
-                        .query_row(
-                            "SELECT kind = ?2 AND fingerprint = ?3 FROM tokens WHERE token = ?1",
-                            params![t.token, t.kind, t.fingerprint],
-                            |r| r.get(0),
-                        )
-                        .optional()
-                        .map_err(db_error)?;
-                    if same == Some(true) {
-                        InsertOutcome::Existing
-                    } else {
-                        return Ok(InsertOutcome::TokenTaken);
+            let mut tx = write_tx(c)?;
+            let mut chain = Chain::load(&tx, ak)?;
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in &items {
+                let t = &item.token;
+                let sp = tx.savepoint().map_err(db_error)?;
+                let replay = sp
+                    .prepare_cached("INSERT INTO replay (envelope_id, until) VALUES (?1, ?2)")
+                    .and_then(|mut st| {
+                        st.execute(params![item.envelope_id.as_slice(), item.replay_until])
+                    });
+                let outcome = match replay {
+                    Err(e) if is_constraint(&e) => InsertOutcome::Replayed,
+                    Err(e) => return Err(db_error(e)),
+                    Ok(_) => {
+                        let inserted = sp
+                            .prepare_cached(&format!(
+                                "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, \
+                                 ?6, ?7, ?8, ?9, ?10)"
+                            ))
+                            .and_then(|mut st| {
+                                st.execute(params![
+                                    t.token,
+                                    t.kind,
+                                    t.data_key_id,
+                                    t.ciphertext,
+                                    t.fingerprint,
+                                    t.brand,
+                                    t.bin,
+                                    t.last4,
+                                    t.created_at,
+                                    t.expires_at
+                                ])
+                            });
+                        match inserted {
+                            Ok(_) => InsertOutcome::Inserted,
+                            Err(e) if is_constraint(&e) => {
+                                let same: Option<bool> = sp
+                                    .prepare_cached(
+                                        "SELECT kind = ?2 AND fingerprint = ?3 AND fingerprint != \
+                                         '' FROM tokens WHERE token = ?1",
+                                    )
+                                    .and_then(|mut st| {
+                                        st.query_row(params![t.token, t.kind, t.fingerprint], |r| {
+                                            r.get(0)
+                                        })
+                                        .optional()
+                                    })
+                                    .map_err(db_error)?;
+                                if same == Some(true) {
+                                    InsertOutcome::Existing
+                                } else {
+                                    InsertOutcome::TokenTaken
+                                }
+                            }
+                            Err(e) => return Err(db_error(e)),
+                        }
                     }
+                };
+                match outcome {
+                    // Keep the replay id: the envelope is consumed.
+                    InsertOutcome::Inserted | InsertOutcome::Existing => {
+                        sp.commit().map_err(db_error)?;
+                        chain.append(&tx, &item.audit)?;
+                    }
+                    InsertOutcome::Replayed => {
+                        drop(sp);
+                        chain.append(&tx, &item.replayed_audit)?;
+                    }
+                    // Nothing of this item is kept: the caller tries another token.
+                    InsertOutcome::TokenTaken => drop(sp),
                 }
-                Err(e) => return Err(db_error(e)),
-            };
-            append_audit_tx(&tx, ak, &audit)?;
+                outcomes.push(outcome);
+            }
+            chain.anchor(&tx)?;
             tx.commit().map_err(db_error)?;
-            Ok(outcome)
+            Ok(outcomes)
         })
         .await
     }

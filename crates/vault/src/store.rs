@@ -85,6 +85,21 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<i64>,
 }
 
+/// A token to store as part of a batch.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The token and its encrypted value.
+    pub token: TokenRecord,
+    /// The envelope it came from.
+    pub envelope_id: [u8; 16],
+    /// Until when the envelope id is kept against replay.
+    pub replay_until: i64,
+    /// The audit entry if it is stored.
+    pub audit: AuditDraft,
+    /// The audit entry if the envelope turns out to be a replay.
+    pub replayed_audit: AuditDraft,
+}
+
 /// What happened to a token insertion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertOutcome {
@@ -139,15 +154,13 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditDraft,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Stores a token, records the envelope id against replay (kept until `replay_until`) and
-    /// appends the audit entry, in one transaction.
-    fn insert_token(
+    /// Stores a batch of tokens in one transaction: per item, the replay id, the token and its audit
+    /// entry (or, for a replay, the refusal's audit entry), each item isolated by a savepoint. One
+    /// outcome per item, in order; a storage failure fails the whole batch and keeps nothing.
+    fn insert_tokens(
         &self,
-        token: TokenRecord,
-        envelope_id: [u8; 16],
-        replay_until: i64,
-        audit: AuditDraft,
-    ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
+        items: Vec<NewToken>,
+    ) -> impl Future<Output = Result<Vec<InsertOutcome>, StoreError>> + Send;
 
     /// A token, unless deleted or expired at `now`.
     fn token(

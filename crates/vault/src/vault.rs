@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::keys::{self, DATA_KEY_ID, KekProvider, KeyError, KeyRing, LocalKek, Secrets};
 use crate::policy::{Policy, Reveal, Role};
 use crate::sqlite::SqliteStore;
-use crate::store::{InsertOutcome, Store, StoreError, TokenRecord};
+use crate::store::{InsertOutcome, NewToken, Store, StoreError, TokenRecord};
 use crate::values::{self, TokenFormat};
 
 /// Seconds since the Unix epoch.
@@ -334,17 +334,43 @@ impl<S: Store> Vault<S> {
                 }
             }
         }
-        let mut out = Vec::with_capacity(items.len());
-        for (item, result) in items.iter().zip(opened) {
-            // A storage failure fails only its item: its transaction rolled back, so nothing of
-            // it was kept (its envelope id included) and it can be submitted again; the items
-            // before it keep their tokens.
-            out.push(match self.tokenize_one(caller, item, result).await {
-                Ok(r) => r,
-                Err(e) => Err(storage_item_error(&e)),
-            });
+        // Check every item; those that pass are stored together in one transaction.
+        let mut out: Vec<Option<Result<Tokenized, ItemError>>> = Vec::with_capacity(items.len());
+        let mut pending: Vec<(usize, Pending, Built)> = Vec::new();
+        for (i, (item, result)) in items.iter().zip(opened).enumerate() {
+            match self.check_item(caller, item, result).await {
+                Checked::Done(r) => out.push(Some(r)),
+                Checked::Store(ready) => {
+                    let (p, built) = *ready;
+                    out.push(None);
+                    pending.push((i, p, built));
+                }
+            }
         }
-        Ok(out)
+        if !pending.is_empty() {
+            let batch: Vec<NewToken> = pending.iter().map(|(_, _, b)| b.new.clone()).collect();
+            match self.store.insert_tokens(batch).await {
+                Ok(outcomes) => {
+                    for ((i, p, built), outcome) in pending.into_iter().zip(outcomes) {
+                        out[i] = Some(match outcome {
+                            InsertOutcome::Inserted | InsertOutcome::Existing => Ok(built.result),
+                            InsertOutcome::Replayed => Err(replayed()),
+                            InsertOutcome::TokenTaken => self.retry_taken(caller, p).await,
+                        });
+                    }
+                }
+                // Nothing of the batch was kept (envelope ids included): all can be resubmitted.
+                Err(e) => {
+                    for (i, _, _) in pending {
+                        out[i] = Some(Err(storage_item_error(&e)));
+                    }
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ItemError::new("internal", "no result"))))
+            .collect())
     }
 
     async fn refuse(
@@ -353,9 +379,8 @@ impl<S: Store> Vault<S> {
         kind: Option<FieldKind>,
         detail: String,
         err: ItemError,
-    ) -> Result<Result<Tokenized, ItemError>, StoreError> {
-        let mut audit = AuditDraft::new(now(), &caller.actor(), "tokenize", "refused")
-            .detail(format!("{}; {detail}", err.code));
+    ) -> Checked {
+        let mut audit = refusal_audit(caller, &err, &detail);
         if let Some(k) = kind {
             audit = audit.kind(k.as_str());
         }
@@ -363,15 +388,16 @@ impl<S: Store> Vault<S> {
             // The refusal stands even if it cannot be recorded; nothing was disclosed or stored.
             tracing::error!(error = %e, code = %err.code, "could not audit a refused envelope");
         }
-        Ok(Err(err))
+        Checked::Done(Err(err))
     }
 
-    async fn tokenize_one(
+    /// Opens, checks and prepares one item: a refusal (audited), or a token ready to store.
+    async fn check_item(
         &self,
         caller: &Caller,
         item: &TokenizeItem,
         result: Result<Opened, OpenError>,
-    ) -> Result<Result<Tokenized, ItemError>, StoreError> {
+    ) -> Checked {
         let opened = match result {
             Ok(o) => o,
             Err(e) => {
@@ -387,12 +413,11 @@ impl<S: Store> Vault<S> {
         };
         let h = &opened.header;
         let kind = h.kind;
-        let envelope_id = h.id.to_hex();
         let now = now();
         let created = i64::try_from(h.created_at).unwrap_or(i64::MAX);
         let window = i64::try_from(self.settings.freshness_window_secs).unwrap_or(i64::MAX);
         let skew = i64::try_from(self.settings.clock_skew_secs).unwrap_or(i64::MAX);
-        let env_detail = format!("envelope {envelope_id}");
+        let env_detail = format!("envelope {}", h.id.to_hex());
         if created < now.saturating_sub(window) {
             let e = ItemError::new("stale", format!("envelope is older than {window} seconds"));
             return self.refuse(caller, Some(kind), env_detail, e).await;
@@ -446,71 +471,105 @@ impl<S: Store> Vault<S> {
         let expires_at = (kind == FieldKind::Cvc).then(|| {
             now.saturating_add(i64::try_from(self.settings.cvc_retention_secs).unwrap_or(0))
         });
-        for _attempt in 0..16 {
-            let token = match format {
-                TokenFormat::Random => values::random_token(),
-                TokenFormat::FormatPreserving => normalized
-                    .value
-                    .expose_str()
-                    .and_then(values::format_preserving_token),
-                TokenFormat::Deterministic => Some(values::deterministic_token(
-                    &self.secrets.deterministic_key,
-                    kind,
-                    &normalized.value,
-                )),
-            };
-            let Some(token) = token else {
-                return Err(StoreError::Database("token generation failed".into()));
-            };
-            let ciphertext = self
-                .secrets
-                .data_key
-                .encrypt(normalized.value.expose(), token.as_bytes())
-                .map_err(|_| StoreError::Database("encryption failed".into()))?;
-            let record = TokenRecord {
+        let pending = Pending {
+            caller_actor: caller.actor(),
+            kind,
+            format,
+            normalized,
+            fingerprint,
+            envelope_id: h.id.0,
+            env_detail,
+            replay_until,
+            expires_at,
+            now,
+        };
+        match self.build(&pending) {
+            Ok(built) => Checked::Store(Box::new((pending, built))),
+            Err(e) => Checked::Done(Err(storage_item_error(&e))),
+        }
+    }
+
+    /// Draws a token for a pending item and encrypts its value under it.
+    fn build(&self, p: &Pending) -> Result<Built, StoreError> {
+        let token = match p.format {
+            TokenFormat::Random => values::random_token(),
+            TokenFormat::FormatPreserving => p
+                .normalized
+                .value
+                .expose_str()
+                .and_then(values::format_preserving_token),
+            TokenFormat::Deterministic => Some(values::deterministic_token(
+                &self.secrets.deterministic_key,
+                p.kind,
+                &p.normalized.value,
+            )),
+        }
+        .ok_or_else(|| StoreError::Database("token generation failed".into()))?;
+        let ciphertext = self
+            .secrets
+            .data_key
+            .encrypt(p.normalized.value.expose(), token.as_bytes())
+            .map_err(|_| StoreError::Database("encryption failed".into()))?;
+        let kind = p.kind.as_str();
+        let brand = p.normalized.brand.map(|b| b.as_str().to_owned());
+        let new = NewToken {
+            token: TokenRecord {
                 token: token.clone(),
-                kind: kind.as_str().into(),
+                kind: kind.into(),
                 data_key_id: DATA_KEY_ID,
                 ciphertext,
-                fingerprint: fingerprint.clone().unwrap_or_default(),
-                brand: normalized.brand.map(|b| b.as_str().to_owned()),
-                bin: normalized.bin.clone(),
-                last4: normalized.last4.clone(),
-                created_at: now,
-                expires_at,
-            };
-            let audit = AuditDraft::new(now, &caller.actor(), "tokenize", "ok")
+                fingerprint: p.fingerprint.clone().unwrap_or_default(),
+                brand: brand.clone(),
+                bin: p.normalized.bin.clone(),
+                last4: p.normalized.last4.clone(),
+                created_at: p.now,
+                expires_at: p.expires_at,
+            },
+            envelope_id: p.envelope_id,
+            replay_until: p.replay_until,
+            audit: AuditDraft::new(p.now, &p.caller_actor, "tokenize", "ok")
                 .token(&token)
-                .kind(kind.as_str())
-                .detail(format!("{env_detail}; format {format:?}"));
-            match self
-                .store
-                .insert_token(record, h.id.0, replay_until, audit)
-                .await?
-            {
-                InsertOutcome::Inserted | InsertOutcome::Existing => {
-                    return Ok(Ok(Tokenized {
-                        token,
-                        kind: kind.as_str().into(),
-                        format,
-                        fingerprint,
-                        brand: normalized.brand.map(|b| b.as_str().to_owned()),
-                        bin: normalized.bin,
-                        last4: normalized.last4,
-                    }));
-                }
-                InsertOutcome::Replayed => {
-                    let e = ItemError::new("replayed", "this envelope was already submitted");
-                    return self.refuse(caller, Some(kind), env_detail, e).await;
-                }
-                InsertOutcome::TokenTaken => {}
+                .kind(kind)
+                .detail(format!("{}; format {:?}", p.env_detail, p.format)),
+            replayed_audit: AuditDraft::new(p.now, &p.caller_actor, "tokenize", "refused")
+                .kind(kind)
+                .detail(format!("replayed; {}", p.env_detail)),
+        };
+        let result = Tokenized {
+            token,
+            kind: kind.into(),
+            format: p.format,
+            fingerprint: p.fingerprint.clone(),
+            brand,
+            bin: p.normalized.bin.clone(),
+            last4: p.normalized.last4.clone(),
+        };
+        Ok(Built { new, result })
+    }
+
+    /// A random or format-preserving token collided with another value's: draw again.
+    async fn retry_taken(&self, caller: &Caller, p: Pending) -> Result<Tokenized, ItemError> {
+        for _attempt in 0..15 {
+            let built = self.build(&p).map_err(|e| storage_item_error(&e))?;
+            match self.store.insert_tokens(vec![built.new]).await {
+                Ok(o) => match o.first() {
+                    Some(InsertOutcome::Inserted | InsertOutcome::Existing) => {
+                        return Ok(built.result);
+                    }
+                    Some(InsertOutcome::Replayed) => return Err(replayed()),
+                    _ => {}
+                },
+                Err(e) => return Err(storage_item_error(&e)),
             }
         }
         let e = ItemError::new(
             "token_space_exhausted",
             "no free format-preserving token for this number; use a random token",
         );
-        self.refuse(caller, Some(kind), env_detail, e).await
+        match self.refuse(caller, Some(p.kind), p.env_detail, e).await {
+            Checked::Done(r) => r,
+            Checked::Store(_) => Err(ItemError::new("internal", "no result")),
+        }
     }
 
     /// Reveals tokens for a stated purpose, as the caller's role allows. Every token's outcome is
@@ -668,6 +727,43 @@ fn audit_token(draft: AuditDraft, token: &str) -> AuditDraft {
     } else {
         draft.detail(format!("not a token ({} bytes)", token.len()))
     }
+}
+
+/// The outcome of checking one tokenize item.
+enum Checked {
+    /// Refused (already audited) or failed.
+    Done(Result<Tokenized, ItemError>),
+    /// Ready to store.
+    Store(Box<(Pending, Built)>),
+}
+
+/// A checked item with its token drawn and value encrypted.
+struct Pending {
+    caller_actor: String,
+    kind: FieldKind,
+    format: TokenFormat,
+    normalized: values::Normalized,
+    fingerprint: Option<String>,
+    envelope_id: [u8; 16],
+    env_detail: String,
+    replay_until: i64,
+    expires_at: Option<i64>,
+    now: i64,
+}
+
+/// A pending item's token: what to store and what to answer.
+struct Built {
+    new: NewToken,
+    result: Tokenized,
+}
+
+fn replayed() -> ItemError {
+    ItemError::new("replayed", "this envelope was already submitted")
+}
+
+fn refusal_audit(caller: &Caller, err: &ItemError, detail: &str) -> AuditDraft {
+    AuditDraft::new(now(), &caller.actor(), "tokenize", "refused")
+        .detail(format!("{}; {detail}", err.code))
 }
 
 /// What `delete` did.
