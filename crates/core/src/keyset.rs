@@ -88,6 +88,30 @@ pub enum KeySetError {
     NoUsableKey,
 }
 
+impl KeySetError {
+    /// A stable machine-readable code, such as `keyset_expired`.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::TooLarge => "keyset_too_large",
+            Self::Malformed(_) => "keyset_malformed",
+            Self::Empty => "keyset_empty",
+            Self::TooManyKeys => "keyset_too_many_keys",
+            Self::InvalidKeyId => "keyset_invalid_key_id",
+            Self::DuplicateKeyId(_) => "keyset_duplicate_key_id",
+            Self::UnsupportedKeyType(_) => "keyset_unsupported_key_type",
+            Self::UnsupportedCurve(_) => "keyset_unsupported_curve",
+            Self::UnsupportedAlgorithm(_) => "keyset_unsupported_algorithm",
+            Self::WrongUse(_) => "keyset_wrong_use",
+            Self::PrivateKeyMaterial(_) => "keyset_private_key_material",
+            Self::InvalidCoordinate(_) => "keyset_invalid_coordinate",
+            Self::InvalidPoint(_) => "keyset_invalid_point",
+            Self::InvalidValidity(_) => "keyset_invalid_validity",
+            Self::Expired(_) => "keyset_expired",
+            Self::NoUsableKey => "keyset_no_usable_key",
+        }
+    }
+}
+
 /// A key identifier: 1 to 64 characters from `A-Z a-z 0-9 . _ -`. Compared in constant time.
 #[derive(Clone)]
 pub struct KeyId(String);

@@ -44,6 +44,8 @@
 //! - [`envelope`]: envelope v1, its text form and strict parser; opening behind feature `open`.
 //! - [`card`]: card rules shared by the browser and the vault: brands, lengths, Luhn, CVC, expiry,
 //!   as-you-type formatting.
+//! - [`classify`]: which kinds of personal data a value looks like (card number, e-mail, phone,
+//!   US SSN, IBAN) and its sensitivity class.
 //! - [`secret`]: [`secret::SecretValue`], whose `Debug` and `Display` redact and which is wiped on
 //!   drop.
 //!
@@ -65,6 +67,7 @@
 #![deny(missing_docs)]
 
 pub mod card;
+pub mod classify;
 pub mod ecdh;
 pub mod envelope;
 pub mod hpke;
