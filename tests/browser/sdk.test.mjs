@@ -24,8 +24,9 @@ after(async () => {
 });
 
 /** Opens a page and waits until the fieldseal script has protected its form. */
-async function open(path) {
+async function open(path, init) {
   const page = await browser.newPage();
+  if (init) await page.addInitScript(init);
   const sent = [];
   page.on('request', (r) => sent.push({ url: r.url(), body: r.postData() ?? '' }));
   await page.goto(`${server.url}${path}`);
@@ -82,6 +83,21 @@ test('card number formatting keeps the caret, and brand events follow the typing
   assert.deepEqual(brands, ['amex', null, 'visa']);
   assert.equal(await card.getAttribute('autocomplete'), 'cc-number', 'autofill attributes stay');
   assert.equal(await card.evaluate((el) => el.localName), 'input');
+  await page.close();
+});
+
+test('the wasm is instantiated by streaming when served as application/wasm', async () => {
+  const { page } = await open('/checkout.html', () => {
+    window.streamed = [];
+    const original = WebAssembly.instantiateStreaming;
+    WebAssembly.instantiateStreaming = (source, imports) => {
+      const result = original.call(WebAssembly, source, imports);
+      result.then(() => window.streamed.push('streamed'), () => window.streamed.push('rejected'));
+      return result;
+    };
+  });
+  assert.equal(await page.evaluate(() => document.body.dataset.ready), '1');
+  assert.deepEqual(await page.evaluate(() => window.streamed), ['streamed']);
   await page.close();
 });
 
