@@ -16,10 +16,10 @@
 //! let keys = fieldseal::Keys::parse_native(&json).unwrap();
 //! let mut prepared = fieldseal::Prepared::new_native(&keys).unwrap();
 //! let mut value = b"4111 1111 1111 1111".to_vec();
-//! let envelope = prepared.seal_native(&mut value, "pan", 1, None, None).unwrap();
+//! let envelope = prepared.seal_native(&mut value, "pan", 1.0, None, None).unwrap();
 //! assert!(envelope.starts_with("fse1."));
 //! assert!(value.iter().all(|b| *b == 0), "the plaintext copy is wiped");
-//! assert!(prepared.seal_native(&mut b"4111111111111111".to_vec(), "pan", 1, None, None).is_err());
+//! assert!(prepared.seal_native(&mut b"4111111111111111".to_vec(), "pan", 1.0, None, None).is_err());
 //! ```
 //!
 //! # Errors
