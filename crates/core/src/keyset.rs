@@ -25,6 +25,8 @@ use subtle::ConstantTimeEq;
 
 use crate::ecdh::PublicKey;
 
+mod json;
+
 /// Largest key-set document accepted, in bytes.
 pub const MAX_KEY_SET_LEN: usize = 16 * 1024;
 /// Largest number of keys in a set.
@@ -331,8 +333,9 @@ impl KeySet {
         if json.len() > MAX_KEY_SET_LEN {
             return Err(KeySetError::TooLarge);
         }
-        let doc: KeySetDoc =
-            serde_json::from_str(json).map_err(|e| KeySetError::Malformed(e.to_string()))?;
+        // A strict reader of this one document shape (see `json`), so that the browser build
+        // carries no general-purpose JSON parser; it accepts exactly what serde_json would.
+        let doc = json::read(json).map_err(KeySetError::Malformed)?;
         if doc.keys.len() > MAX_KEYS {
             return Err(KeySetError::TooManyKeys);
         }
