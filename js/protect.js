@@ -242,6 +242,15 @@ export function protectForm(sealer, form, options = {}) {
     }
   }
   on(form, 'submit', onSubmit, { capture: true });
+  // form.submit() fires no submit event and would post the plaintext: route it through
+  // requestSubmit(), which does (and so validates and seals first).
+  const hadOwnSubmit = Object.prototype.hasOwnProperty.call(form, 'submit');
+  const ownSubmit = form.submit;
+  form.submit = () => form.requestSubmit();
+  listeners.push(() => {
+    if (hadOwnSubmit) form.submit = ownSubmit;
+    else delete form.submit;
+  });
 
   return {
     /** The protected fields: `{ name, kind, element }`. */

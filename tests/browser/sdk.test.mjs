@@ -169,6 +169,18 @@ test('the submitted request carries envelopes and no plaintext, and they open na
   await page.close();
 });
 
+test('a script calling form.submit() still posts envelopes only', async () => {
+  const { page } = await open('/checkout.html');
+  await fillValid(page);
+  const before = posts().length;
+  await Promise.all([page.waitForURL('**/pay'), page.evaluate(() => document.querySelector('#checkout').submit())]);
+  assert.equal(posts().length, before + 1);
+  const fields = Object.fromEntries(new URLSearchParams(posts().at(-1).body));
+  for (const name of ['card', 'exp', 'cvc', 'email']) assert.ok(fields[name].startsWith('fse1.'), name);
+  assert.deepEqual(leaks(posts().at(-1).body, [SECRETS.pan, SECRETS.panSpaced, SECRETS.email]), []);
+  await page.close();
+});
+
 test('stray-PAN guard, mode block: the submit stops with a message on the field', async () => {
   const { page } = await open('/checkout.html?stray=block');
   await fillValid(page);
@@ -218,6 +230,7 @@ test('detach() restores the form', async () => {
   await page.locator('#exp').focus();
   assert.equal(await page.locator('.fieldseal-message').count(), 1);
   await page.evaluate(() => window.protection.detach());
+  assert.equal(await page.evaluate(() => Object.hasOwn(document.querySelector('#checkout'), 'submit')), false);
   assert.equal(await page.locator('.fieldseal-message').count(), 0);
   assert.equal(await card.getAttribute('aria-invalid'), null);
   assert.equal(await card.getAttribute('aria-describedby'), 'card-help');
