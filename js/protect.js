@@ -117,7 +117,8 @@ export function protectForm(sealer, form, options = {}) {
         r = card.validatePan(value);
         break;
       case 'cvc':
-        r = card.validateCvc(value, brand);
+        // The brand of the number as it is now, even if it was set without an input event.
+        r = card.validateCvc(value, panField ? card.brand(panField.el.value) : null);
         break;
       case 'exp':
         r = card.validateExpiry(value);

@@ -119,6 +119,16 @@ test('validation on blur: aria-invalid, aria-describedby messages and events', a
   const events = await page.evaluate(() => window.events.filter((e) => e.type === 'invalid'));
   assert.deepEqual(events.map((e) => [e.target, e.detail.code]), [
     ['card', 'card_luhn_mismatch'], ['exp', 'expiry_invalid_month'], ['email', 'email_invalid']]);
+  // The security code's length follows the card's brand: 4 digits for Amex.
+  await card.fill('');
+  await card.pressSequentially('378282246310005');
+  await page.fill('#cvc', '123');
+  await page.locator('#email').focus();
+  assert.equal(await page.locator('#cvc').getAttribute('aria-invalid'), 'true', '3 digits on an Amex');
+  await page.fill('#cvc', '1234');
+  await page.locator('#email').focus();
+  assert.equal(await page.locator('#cvc').getAttribute('aria-invalid'), null, '4 digits on an Amex');
+  await page.fill('#cvc', '');
   // Correcting the number clears the error as the user types.
   await card.fill('');
   await card.pressSequentially('4111111111111111');
