@@ -21,7 +21,7 @@ names=$(node scripts/wasm-function-names.mjs "$wasm")
 count=$(wc -l <<<"$names")
 
 # Control: the names are there and the sealing side is found, so a miss below means absence.
-for want in 'fieldseal_core4hpke12key_schedule' 'fieldseal8Prepared4seal' 'fieldseal_core4ecdh9PublicKey9from_sec1'; do
+for want in 'fieldseal_core4hpke12key_schedule' 'fieldseal8Prepared11seal_native' 'fieldseal_core4ecdh9PublicKey9from_sec1'; do
   if ! grep -q "$want" <<<"$names"; then
     echo "FAIL: expected sealing-side function $want not found among $count names" >&2
     exit 1

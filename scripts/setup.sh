@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing fieldseal needs on a fresh machine, and nothing that is
-# already there: the pinned Rust toolchain's components and the wasm32 target (rust-toolchain.toml).
+# already there: the pinned Rust toolchain's components and the wasm32 target (rust-toolchain.toml),
+# Node.js, the wasm-bindgen CLI at exactly the crate's pinned version, Debian's Chromium and
+# ChromeDriver (browser tests; never a downloaded browser), and the npm devDependencies (npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,4 +25,22 @@ fi
 if ! command -v node >/dev/null 2>&1; then
   echo "setup: installing Node.js"
   apt-get update -qq && apt-get install -y -qq nodejs
+fi
+
+# The wasm-bindgen CLI must be the exact version Cargo.lock pins for the wasm-bindgen crate.
+wb=$(sed -n '/^name = "wasm-bindgen"$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$wb" ] \
+  || [ "$(wasm-bindgen-test-runner --version 2>/dev/null | cut -d' ' -f2)" != "$wb" ]; then
+  echo "setup: installing wasm-bindgen-cli $wb"
+  cargo install wasm-bindgen-cli --version "$wb"
+fi
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "setup: installing Debian's chromium and chromium-driver"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+# npm ci again only when package-lock.json changed since the last install.
+if ! cmp -s package-lock.json node_modules/.fieldseal-installed-lock 2>/dev/null; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+  cp package-lock.json node_modules/.fieldseal-installed-lock
 fi

@@ -3,7 +3,11 @@
 #   1. formatting and lints (rustfmt, clippy with -D warnings, all targets and features);
 #   2. cargo test --workspace: unit tests, the RFC 9180 / Wycheproof / envelope v1 vector suites
 #      (../shared/vectors is required when CI is set), doc tests;
-#   3. the browser build: wasm32 release build, checked to hold no recipient-side code.
+#   3. the browser build: wasm32 release build, checked to hold no recipient-side code;
+#   4. the wasm bindings' tests (wasm-bindgen-test) in Node and in headless Chromium;
+#   5. the npm package: `npm run build`, then the JS tests in Node (envelope header parser against
+#      the vectors, import without a DOM, sealer, size and SRI) and the browser tests
+#      (playwright-core driving Debian's Chromium against the built package on 127.0.0.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,5 +27,20 @@ cargo test --workspace
 
 step "browser wasm: build and seal-only check"
 scripts/check-wasm-seal-only.sh
+
+step "wasm bindings: wasm-bindgen-test in Node"
+cargo test --target wasm32-unknown-unknown --test bindings
+
+step "wasm bindings: wasm-bindgen-test in headless Chromium"
+WASM_BINDGEN_USE_BROWSER=1 cargo test --target wasm32-unknown-unknown --test bindings
+
+step "npm package: build"
+npm run build
+
+step "npm package: JS tests in Node"
+node --test tests/js/
+
+step "npm package: browser tests in Chromium"
+node --test --test-concurrency=1 tests/browser/
 
 step "all tests passed"

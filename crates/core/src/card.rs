@@ -20,7 +20,7 @@
 //! Every brand's numbers must pass Luhn except UnionPay's, some of which do not carry a Luhn
 //! check digit.
 
-use crate::envelope::CardBrand;
+use crate::envelope::{CardBrand, Hints};
 
 /// Shortest card number accepted (ISO/IEC 7812 allows 8, no network issues fewer than 12).
 pub const MIN_PAN_LEN: usize = 12;
@@ -289,6 +289,15 @@ impl Pan {
         self.digits
             .get(self.digits.len().saturating_sub(4)..)
             .unwrap_or_default()
+    }
+
+    /// The public hints an envelope of this number carries: brand, six-digit BIN, last four.
+    pub fn hints(&self) -> Hints {
+        Hints {
+            brand: self.brand,
+            bin: Some(self.bin6().to_owned()),
+            last4: Some(self.last4().to_owned()),
+        }
     }
 
     /// The number masked for display, keeping BIN and last four: `411111******1111`.

@@ -406,6 +406,23 @@ pub enum SealError {
     Randomness,
 }
 
+impl SealError {
+    /// A stable machine-readable code, such as `seal_empty_value`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::EmptyValue => "seal_empty_value",
+            Self::ValueTooLong => "seal_value_too_long",
+            Self::UnknownKind => "seal_unknown_kind",
+            Self::InvalidContext => "seal_invalid_context",
+            Self::HintsNotAllowed => "seal_hints_not_allowed",
+            Self::InvalidHints => "seal_invalid_hints",
+            Self::HintMismatch => "seal_hint_mismatch",
+            Self::InvalidRecipient => "seal_invalid_recipient",
+            Self::Randomness => "seal_randomness",
+        }
+    }
+}
+
 /// The public parameters of one seal.
 #[derive(Debug, Clone)]
 pub struct SealParams {

@@ -25,6 +25,8 @@ use subtle::ConstantTimeEq;
 
 use crate::ecdh::PublicKey;
 
+mod json;
+
 /// Largest key-set document accepted, in bytes.
 pub const MAX_KEY_SET_LEN: usize = 16 * 1024;
 /// Largest number of keys in a set.
@@ -86,6 +88,30 @@ pub enum KeySetError {
     /// No key is valid yet at `server_time`.
     #[error("no key is valid at the server time")]
     NoUsableKey,
+}
+
+impl KeySetError {
+    /// A stable machine-readable code, such as `keyset_expired`.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::TooLarge => "keyset_too_large",
+            Self::Malformed(_) => "keyset_malformed",
+            Self::Empty => "keyset_empty",
+            Self::TooManyKeys => "keyset_too_many_keys",
+            Self::InvalidKeyId => "keyset_invalid_key_id",
+            Self::DuplicateKeyId(_) => "keyset_duplicate_key_id",
+            Self::UnsupportedKeyType(_) => "keyset_unsupported_key_type",
+            Self::UnsupportedCurve(_) => "keyset_unsupported_curve",
+            Self::UnsupportedAlgorithm(_) => "keyset_unsupported_algorithm",
+            Self::WrongUse(_) => "keyset_wrong_use",
+            Self::PrivateKeyMaterial(_) => "keyset_private_key_material",
+            Self::InvalidCoordinate(_) => "keyset_invalid_coordinate",
+            Self::InvalidPoint(_) => "keyset_invalid_point",
+            Self::InvalidValidity(_) => "keyset_invalid_validity",
+            Self::Expired(_) => "keyset_expired",
+            Self::NoUsableKey => "keyset_no_usable_key",
+        }
+    }
 }
 
 /// A key identifier: 1 to 64 characters from `A-Z a-z 0-9 . _ -`. Compared in constant time.
@@ -307,8 +333,9 @@ impl KeySet {
         if json.len() > MAX_KEY_SET_LEN {
             return Err(KeySetError::TooLarge);
         }
-        let doc: KeySetDoc =
-            serde_json::from_str(json).map_err(|e| KeySetError::Malformed(e.to_string()))?;
+        // A strict reader of this one document shape (see `json`), so that the browser build
+        // carries no general-purpose JSON parser; it accepts exactly what serde_json would.
+        let doc = json::read(json).map_err(KeySetError::Malformed)?;
         if doc.keys.len() > MAX_KEYS {
             return Err(KeySetError::TooManyKeys);
         }

@@ -46,6 +46,8 @@
 //!   as-you-type formatting.
 //! - `at_rest` (feature `open`): the vault's symmetric cryptography: values and keys encrypted at
 //!   rest (AES-256-GCM), keyed fingerprints (HMAC-SHA256), API key digests, the audit hash chain.
+//! - [`classify`]: which kinds of personal data a value looks like (card number, e-mail, phone,
+//!   US SSN, IBAN) and its sensitivity class.
 //! - [`secret`]: [`secret::SecretValue`], whose `Debug` and `Display` redact and which is wiped on
 //!   drop.
 //!
@@ -69,6 +71,7 @@
 #[cfg(feature = "open")]
 pub mod at_rest;
 pub mod card;
+pub mod classify;
 pub mod ecdh;
 pub mod envelope;
 pub mod hpke;

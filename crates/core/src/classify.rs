@@ -1,0 +1,511 @@
+//! Which kinds of personal data a value looks like, and how sensitive it is: used by the browser
+//! SDK's stray-card-number guard and by the vault to refuse or tag values sent under the wrong
+//! field kind.
+//!
+//! The checks are structural, with the checksums each format carries, so that random text is rarely
+//! taken for personal data:
+//!
+//! | kind | recognised when |
+//! |---|---|
+//! | card number | 12 to 19 digits (single spaces or dashes between them allowed), a known brand's prefix and length, and Luhn ([`crate::card`]); anywhere in the value |
+//! | e-mail | the whole value is `local@domain`: RFC 5321 lengths, dot-atom local part, a domain of at least two labels with an alphabetic top-level label |
+//! | phone | the whole value is a telephone number: `+` and 8 to 15 digits (E.164), or 10 to 15 digits; digits, spaces, `-`, `.`, `(`, `)` only |
+//! | US SSN | the whole value is `AAA-GG-SSSS` (or nine digits, or spaces for dashes) with area not 000, 666 or 900-999, group not 00, serial not 0000 |
+//! | IBAN | the whole value is an IBAN (spaces allowed) of its country's length whose mod-97 check (ISO 13616) gives 1 |
+//!
+//! A value can match several kinds (a ten-digit number can be a phone number and, with luck, not
+//! much else); the sensitivity is the highest of its kinds.
+
+use crate::card;
+use crate::envelope::FieldKind;
+
+/// A kind of personal data a value can look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PiiKind {
+    /// A payment card number (PAN) with a known brand, a valid length and a Luhn check digit.
+    CardNumber,
+    /// An e-mail address.
+    Email,
+    /// A telephone number.
+    Phone,
+    /// A United States Social Security number.
+    UsSsn,
+    /// An international bank account number with a valid check.
+    Iban,
+}
+
+impl PiiKind {
+    /// Every kind, in the order [`classify`] reports them.
+    pub const ALL: [PiiKind; 5] = [
+        Self::CardNumber,
+        Self::Email,
+        Self::Phone,
+        Self::UsSsn,
+        Self::Iban,
+    ];
+
+    /// A stable name: `card_number`, `email`, `phone`, `us_ssn`, `iban`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CardNumber => "card_number",
+            Self::Email => "email",
+            Self::Phone => "phone",
+            Self::UsSsn => "us_ssn",
+            Self::Iban => "iban",
+        }
+    }
+
+    /// The envelope field kind a value of this kind is sealed as.
+    pub const fn field_kind(self) -> FieldKind {
+        match self {
+            Self::CardNumber => FieldKind::Pan,
+            Self::Email => FieldKind::Email,
+            Self::Phone => FieldKind::Phone,
+            Self::UsSsn => FieldKind::NationalId,
+            Self::Iban => FieldKind::Iban,
+        }
+    }
+
+    /// How sensitive a value of this kind is.
+    pub const fn sensitivity(self) -> Sensitivity {
+        match self {
+            Self::CardNumber => Sensitivity::PaymentCard,
+            _ => Sensitivity::Personal,
+        }
+    }
+}
+
+/// How a value must be handled, from least to most restricted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sensitivity {
+    /// Nothing recognised.
+    None,
+    /// Personal data (GDPR): e-mail, phone, national id, bank account.
+    Personal,
+    /// Payment card data (PCI DSS cardholder data).
+    PaymentCard,
+}
+
+impl Sensitivity {
+    /// A stable name: `none`, `personal`, `payment_card`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Personal => "personal",
+            Self::PaymentCard => "payment_card",
+        }
+    }
+}
+
+/// What [`classify`] found. Holds no part of the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    /// The kinds the value looks like, in [`PiiKind::ALL`] order.
+    pub kinds: Vec<PiiKind>,
+    /// The highest sensitivity among `kinds`, or [`Sensitivity::None`].
+    pub sensitivity: Sensitivity,
+}
+
+impl Classification {
+    /// Whether the value looks like `kind`.
+    pub fn is(&self, kind: PiiKind) -> bool {
+        self.kinds.contains(&kind)
+    }
+}
+
+/// Which kinds of personal data `value` looks like, and its sensitivity class.
+///
+/// ```
+/// use fieldseal_core::classify::{classify, PiiKind, Sensitivity};
+/// let c = classify("my card: 4111 1111 1111 1111");
+/// assert_eq!(c.kinds, [PiiKind::CardNumber]);
+/// assert_eq!(c.sensitivity, Sensitivity::PaymentCard);
+/// assert_eq!(classify("jane@example.com").sensitivity, Sensitivity::Personal);
+/// assert_eq!(classify("blue").sensitivity, Sensitivity::None);
+/// ```
+pub fn classify(value: &str) -> Classification {
+    let v = value.trim();
+    let kinds: Vec<PiiKind> = PiiKind::ALL
+        .into_iter()
+        .filter(|k| match k {
+            PiiKind::CardNumber => contains_card_number(v),
+            PiiKind::Email => is_email(v),
+            PiiKind::Phone => is_phone(v) && !is_ssn(v) && card::validate_pan(v).is_err(),
+            PiiKind::UsSsn => is_ssn(v),
+            PiiKind::Iban => is_iban(v),
+        })
+        .collect();
+    let sensitivity = kinds
+        .iter()
+        .map(|k| k.sensitivity())
+        .max()
+        .unwrap_or(Sensitivity::None);
+    Classification { kinds, sensitivity }
+}
+
+/// Whether `text` contains a card number: a run of 12 to 19 digits, possibly separated by single
+/// spaces or dashes, with a known brand's prefix and length and a valid Luhn check digit. Runs of
+/// more than 19 digits (order numbers, tracking codes) and runs right after a `+` (international
+/// phone numbers) are not card numbers.
+pub fn contains_card_number(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut digits: Vec<u8> = Vec::with_capacity(19);
+    let mut found = false;
+    // A run right after `+` is an international phone number, not a card number.
+    let mut after_plus = false;
+    let mut i = 0;
+    while i <= bytes.len() {
+        let c = bytes.get(i).copied();
+        match c {
+            Some(d @ b'0'..=b'9') => {
+                if digits.is_empty() {
+                    after_plus = i > 0 && bytes.get(i - 1) == Some(&b'+');
+                }
+                digits.push(d);
+            }
+            // A single separator between two digits continues the run.
+            Some(b' ' | b'-')
+                if !digits.is_empty()
+                    && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
+                    && bytes.get(i.wrapping_sub(1)).is_some_and(u8::is_ascii_digit) => {}
+            _ => {
+                if !found && !after_plus && is_card_number_digits(&digits) {
+                    found = true;
+                }
+                zeroize::Zeroize::zeroize(&mut digits);
+                digits.clear();
+            }
+        }
+        i += 1;
+    }
+    found
+}
+
+fn is_card_number_digits(digits: &[u8]) -> bool {
+    if !(card::MIN_PAN_LEN..=card::MAX_PAN_LEN).contains(&digits.len()) {
+        return false;
+    }
+    let Ok(text) = core::str::from_utf8(digits) else {
+        return false;
+    };
+    // A brand is required: random Luhn-valid digit strings of unknown ranges are too common.
+    card::validate_pan(text).is_ok_and(|pan| pan.brand().is_some())
+}
+
+/// Whether the whole value is an e-mail address (see the module table).
+pub fn is_email(v: &str) -> bool {
+    if v.len() > 254 {
+        return false;
+    }
+    let Some((local, domain)) = v.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && domain.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|c| c.is_ascii_alphabetic()));
+    local_ok && domain_ok
+}
+
+/// Whether the whole value is a telephone number (see the module table).
+pub fn is_phone(v: &str) -> bool {
+    let (international, rest) = match v.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, v),
+    };
+    if !rest
+        .bytes()
+        .all(|c| c.is_ascii_digit() || b" -.()".contains(&c))
+        || !rest.starts_with(|c: char| c.is_ascii_digit() || c == '(')
+    {
+        return false;
+    }
+    let n = rest.bytes().filter(u8::is_ascii_digit).count();
+    if international {
+        (8..=15).contains(&n) && !rest.trim_start_matches('(').starts_with('0')
+    } else {
+        (10..=15).contains(&n)
+    }
+}
+
+/// Whether the whole value is a US Social Security number (see the module table).
+pub fn is_ssn(v: &str) -> bool {
+    let b = v.as_bytes();
+    let digits: Vec<u8> = match b.len() {
+        9 => b.to_vec(),
+        11 if (b[3] == b'-' && b[6] == b'-') || (b[3] == b' ' && b[6] == b' ') => {
+            [&b[..3], &b[4..6], &b[7..]].concat()
+        }
+        _ => return false,
+    };
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let num = |s: &[u8]| s.iter().fold(0u32, |a, d| a * 10 + u32::from(d - b'0'));
+    let (area, group, serial) = (num(&digits[..3]), num(&digits[3..5]), num(&digits[5..]));
+    // 078-05-1120 was printed on a wallet insert in 1938 and is not a real number.
+    let famous_sample = (area, group, serial) == (78, 5, 1120);
+    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0 && !famous_sample
+}
+
+/// IBAN lengths by country (ISO 13616 registry).
+const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BR", 29),
+    (b"CH", 21),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DK", 18),
+    (b"EE", 20),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"MC", 27),
+    (b"MT", 31),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"PL", 28),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"SA", 24),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+];
+
+/// Whether the whole value is an IBAN: a known country, its length, alphanumeric, mod-97 = 1.
+/// Spaces between groups are allowed; letters may be lowercase.
+pub fn is_iban(v: &str) -> bool {
+    let s: Vec<u8> = v
+        .bytes()
+        .filter(|c| *c != b' ')
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    let Some(country) = s.first_chunk::<2>() else {
+        return false;
+    };
+    let Some(&(_, len)) = IBAN_LENGTHS.iter().find(|(c, _)| *c == country) else {
+        return false;
+    };
+    if s.len() != len
+        || !s[2..4].iter().all(u8::is_ascii_digit)
+        || !s.iter().all(u8::is_ascii_alphanumeric)
+    {
+        return false;
+    }
+    // Move the first four characters to the end, letters to 10..35, and take the number mod 97.
+    let rem = s[4..].iter().chain(&s[..4]).fold(0u32, |acc, &c| {
+        if c.is_ascii_digit() {
+            (acc * 10 + u32::from(c - b'0')) % 97
+        } else {
+            (acc * 100 + u32::from(c - b'A') + 10) % 97
+        }
+    });
+    rem == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_numbers_anywhere_in_the_value() {
+        for v in [
+            "4111111111111111",
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "378282246310005",
+            "5555555555554444",
+            "my card is 4111 1111 1111 1111, thanks",
+            "card:6011111111111117.",
+            "+ 4111 1111 1111 1111",
+        ] {
+            let c = classify(v);
+            assert!(c.is(PiiKind::CardNumber), "{v}");
+            assert_eq!(c.sensitivity, Sensitivity::PaymentCard, "{v}");
+        }
+    }
+
+    #[test]
+    fn not_card_numbers() {
+        for v in [
+            "4111111111111112",     // Luhn fails
+            "41111111111111111111", // 20 digits
+            "1234567812345670",     // Luhn ok, no brand
+            "4111  1111 1111 1111", // a double space ends the run
+            "+4915112345678",       // a phone number that happens to pass Luhn
+            "411111111111",         // Visa prefix, not a Visa length
+            "",
+        ] {
+            assert!(!classify(v).is(PiiKind::CardNumber), "{v}");
+        }
+    }
+
+    #[test]
+    fn emails() {
+        for v in ["jane@example.com", "a.b+tag@sub.example.co.uk", " x@y.io "] {
+            assert_eq!(classify(v).kinds, [PiiKind::Email], "{v}");
+        }
+        for v in [
+            "jane@example",
+            "jane@@example.com",
+            ".jane@example.com",
+            "ja..ne@example.com",
+            "jane@-example.com",
+            "jane@example.c0m",
+            "jane example@example.com",
+            "@example.com",
+        ] {
+            assert!(!is_email(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn phones() {
+        for v in [
+            "+1 415 555 2671",
+            "+44 20 7946 0958",
+            "(415) 555-2671",
+            "415.555.2671",
+            "+4915112345678",
+        ] {
+            let c = classify(v);
+            assert_eq!(c.kinds, [PiiKind::Phone], "{v}");
+            assert_eq!(c.sensitivity, Sensitivity::Personal);
+        }
+        for v in [
+            "555-2671",
+            "2026-11-22",
+            "+0 415 555 2671",
+            "+1 415 555 2671 ext",
+            "1234567890123456",
+            "-4155552671",
+        ] {
+            assert!(!classify(v).is(PiiKind::Phone), "{v}");
+        }
+    }
+
+    #[test]
+    fn ssns() {
+        for v in ["123-45-6789", "123456789", "123 45 6789", "899-99-9999"] {
+            let c = classify(v);
+            assert_eq!(c.kinds, [PiiKind::UsSsn], "{v}");
+        }
+        for v in [
+            "000-12-3456",
+            "666-12-3456",
+            "900-12-3456",
+            "123-00-4567",
+            "123-45-0000",
+            "078-05-1120",
+            "123-456-789",
+            "123-45 6789",
+            "12a-45-6789",
+        ] {
+            assert!(!is_ssn(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn ibans() {
+        for v in [
+            "DE89370400440532013000",
+            "DE89 3704 0044 0532 0130 00",
+            "GB82WEST12345698765432",
+            "gb82 west 1234 5698 7654 32",
+            "FR1420041010050500013M02606",
+            "NL91ABNA0417164300",
+            "NO9386011117947",
+        ] {
+            let c = classify(v);
+            assert_eq!(c.kinds, [PiiKind::Iban], "{v}");
+            assert_eq!(c.sensitivity, Sensitivity::Personal);
+        }
+        for v in [
+            "DE89370400440532013001", // check fails
+            "DE8937040044053201300",  // short for DE
+            "XX89370400440532013000", // unknown country
+            "DE8937040044053201300!",
+            "DEAB370400440532013000",
+        ] {
+            assert!(!is_iban(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn plain_text_is_not_sensitive() {
+        for v in [
+            "blue",
+            "Jane Doe",
+            "12",
+            "Main Street 5",
+            "2026-11-22",
+            "10115",
+        ] {
+            let c = classify(v);
+            assert!(c.kinds.is_empty(), "{v}: {:?}", c.kinds);
+            assert_eq!(c.sensitivity, Sensitivity::None);
+        }
+    }
+
+    #[test]
+    fn names_and_field_kinds_are_stable() {
+        let names: Vec<&str> = PiiKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["card_number", "email", "phone", "us_ssn", "iban"]);
+        assert_eq!(PiiKind::UsSsn.field_kind(), FieldKind::NationalId);
+        assert_eq!(Sensitivity::PaymentCard.as_str(), "payment_card");
+        assert!(Sensitivity::PaymentCard > Sensitivity::Personal);
+        assert!(Sensitivity::Personal > Sensitivity::None);
+    }
+}

@@ -1,0 +1,116 @@
+import type { CardBrand, FieldKind } from './envelope.js';
+export type { CardBrand, EnvelopeHeader, FieldKind } from './envelope.js';
+export { EnvelopeFormatError, isEnvelope, parseEnvelope } from './envelope.js';
+
+/** An error from fieldseal with a stable machine-readable code (`card_luhn_mismatch`, `seal_context_used`, `keyset_expired` ...). */
+export declare class FieldsealError extends Error {
+  readonly name: 'FieldsealError';
+  readonly code: string;
+  constructor(code: string, message: string, options?: ErrorOptions);
+}
+
+/** A key set as published by the vault's `GET /v1/keys`. */
+export interface KeySet {
+  keys: Array<Record<string, unknown>>;
+  server_time: number;
+}
+
+/** Public, authenticated context sealed into every envelope. */
+export interface SealContext {
+  /** The merchant's checkout session id (visible ASCII, at most 128 bytes). */
+  session?: string | null;
+  /** The page origin; defaults to `location.origin` on http(s) pages. `null` leaves it out. */
+  origin?: string | null;
+}
+
+export interface LoadOptions {
+  /** A key-set URL, or the key set itself (object or JSON text). */
+  keys: string | KeySet;
+  /** Where the wasm is: a URL, a Response, bytes or a compiled module. Default: next to this module. */
+  wasm?: string | URL | Request | Response | BufferSource | WebAssembly.Module;
+  /** How many sealing contexts to keep prepared (default 4; 0 prepares at seal time). */
+  poolSize?: number;
+  /** Context sealed into every envelope unless a seal gives its own. */
+  context?: SealContext;
+  /** The fetch used for a key-set URL (default: global fetch). */
+  fetch?: typeof fetch;
+}
+
+export interface SealOptions {
+  kind: FieldKind;
+  context?: SealContext;
+}
+
+export type Validation<T = {}> =
+  | ({ valid: true } & T)
+  | { valid: false; code: string; message: string };
+
+export interface CardHelpers {
+  /** The brand of a number or of its first digits, once only one brand is possible. */
+  brand(number: string): CardBrand | null;
+  /** Whether the digits pass the Luhn check. */
+  luhn(digits: string): boolean;
+  /** 4 for amex, 3 for other brands, null when unknown. */
+  cvcLength(brand: CardBrand | null): number | null;
+  /** Formats a card number as typed; `caret` is the caret index in `input`. */
+  format(input: string, caret?: number): { text: string; caret: number; brand: CardBrand | null };
+  validatePan(input: string): Validation<{ brand: CardBrand | null; bin: string; last4: string }>;
+  validateCvc(cvc: string, brand?: CardBrand | null): Validation;
+  /** Checked against the vault's clock. */
+  validateExpiry(input: string): Validation<{ month: number; year: number }>;
+}
+
+export type PiiKind = 'card_number' | 'email' | 'phone' | 'us_ssn' | 'iban';
+export type Sensitivity = 'none' | 'personal' | 'payment_card';
+
+export interface ProtectOptions {
+  /** A card number typed into any other field: block the submit (default), seal it, or do nothing. */
+  strayPan?: 'block' | 'seal' | 'off';
+  /** As-you-type card number formatting (default true). */
+  format?: boolean;
+  /** Context sealed into the form's envelopes. */
+  context?: SealContext;
+  /** Messages by code, replacing the built-in English ones. */
+  messages?: Record<string, string>;
+}
+
+/** Events dispatched (bubbling) by a protected form. */
+export interface FieldsealEventMap {
+  'fieldseal:brand': CustomEvent<{ brand: CardBrand | null }>;
+  'fieldseal:invalid': CustomEvent<{ kind: FieldKind | null; code: string; message: string; name: string | null }>;
+  'fieldseal:valid': CustomEvent<{ kind: FieldKind | null }>;
+  'fieldseal:sealed': CustomEvent<{ names: string[] }>;
+  'fieldseal:blocked': CustomEvent<{ reason: 'invalid' | 'stray_card_number' }>;
+  'fieldseal:error': CustomEvent<{ code: string; message: string }>;
+}
+
+export interface Protection {
+  readonly fields: ReadonlyArray<{ name: string | null; kind: FieldKind; element: HTMLInputElement | HTMLTextAreaElement }>;
+  /** Validates every protected field now, showing messages; true when all are valid. */
+  validate(): boolean;
+  /** Restores the form as it was. */
+  detach(): void;
+}
+
+export declare class Sealer {
+  private constructor();
+  /** The key id envelopes are sealed to. */
+  readonly keyId: string;
+  readonly stats: { pooled: number; poolSize: number; prepared: number; sealedFromPool: number; sealedCold: number };
+  /** The vault's current time (seconds), from the key set's server_time. */
+  serverNow(): number;
+  /** Prepares contexts now, up to `count` (default: the pool size). */
+  prepare(count?: number): void;
+  /** Seals one value; synchronous. Throws FieldsealError. */
+  seal(value: string, options: SealOptions): string;
+  /** Seals `{ name: value }` (name = kind) or `{ name: { value, kind } }`; empty values are left out. */
+  sealFields(fields: Record<string, string | null | undefined | { value: string; kind: FieldKind }>, options?: { context?: SealContext }): Record<string, string>;
+  readonly card: CardHelpers;
+  classify(value: string): { sensitivity: Sensitivity; kinds: PiiKind[] };
+  containsCardNumber(text: string): boolean;
+  fieldKindFor(piiKind: PiiKind): FieldKind | null;
+  protect(form: HTMLFormElement, options?: ProtectOptions): Protection;
+}
+
+/** Fetches (or takes) the key set, instantiates the wasm, and returns a Sealer. */
+export declare function load(options: LoadOptions): Promise<Sealer>;

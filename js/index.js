@@ -1,0 +1,249 @@
+// fieldseal: seals checkout fields in the page to the vault's key (envelope v1, HPKE RFC 9180).
+// Importing this module has no side effects and touches neither `window` nor `document`: it is
+// safe during server-side rendering. The wasm is fetched and instantiated by `load()`.
+import { protectForm } from './protect.js';
+
+export { parseEnvelope, isEnvelope, EnvelopeFormatError } from './envelope.js';
+
+/** An error from fieldseal, with a stable machine-readable `code`. */
+export class FieldsealError extends Error {
+  constructor(code, message, options) {
+    super(message, options);
+    this.name = 'FieldsealError';
+    this.code = code;
+  }
+}
+
+/** Re-throws an error from the wasm (a plain Error with `code`) as a FieldsealError. */
+function wrap(e) {
+  if (e instanceof FieldsealError) return e;
+  if (e && typeof e.code === 'string') return new FieldsealError(e.code, e.message);
+  return new FieldsealError('internal', String(e?.message ?? e));
+}
+
+const nowSeconds = () => Date.now() / 1000;
+
+let wasmModule = null;
+
+async function instantiate(wasm) {
+  const glue = await import('./wasm/fieldseal.js');
+  if (!wasmModule) {
+    // With a URL or Response the glue uses WebAssembly.instantiateStreaming when the server sends
+    // `application/wasm`, and falls back to bytes otherwise.
+    const source = wasm ?? new URL('./wasm/fieldseal_bg.wasm', import.meta.url);
+    await glue.default({ module_or_path: source });
+    wasmModule = glue;
+  }
+  return glue;
+}
+
+async function fetchKeys(keys, fetchImpl) {
+  if (typeof keys === 'string' && !keys.trimStart().startsWith('{')) {
+    const res = await fetchImpl(keys, { credentials: 'omit', cache: 'no-store' });
+    if (!res.ok) throw new FieldsealError('keyset_fetch', `key set request failed with HTTP ${res.status}`);
+    return { json: await res.text(), receivedAt: nowSeconds() };
+  }
+  const json = typeof keys === 'string' ? keys : JSON.stringify(keys);
+  return { json, receivedAt: nowSeconds() };
+}
+
+/**
+ * Loads the key set and the wasm and returns a Sealer.
+ * @param {import('./index.js').LoadOptions} options
+ */
+export async function load(options = {}) {
+  const { keys, wasm, poolSize = 4, context = {}, fetch: fetchImpl = globalThis.fetch } = options;
+  if (keys === undefined || keys === null) throw new FieldsealError('keyset_missing', 'load() needs { keys }: a key-set URL or a key set');
+  const [{ json, receivedAt }, glue] = await Promise.all([fetchKeys(keys, fetchImpl), instantiate(wasm)]);
+  let parsed;
+  try {
+    parsed = glue.Keys.parse(json);
+  } catch (e) {
+    throw wrap(e);
+  }
+  return new Sealer(glue, parsed, { receivedAt, poolSize, context });
+}
+
+const idle = (fn) => {
+  if (typeof globalThis.requestIdleCallback === 'function') {
+    const id = globalThis.requestIdleCallback(fn, { timeout: 2000 });
+    return () => globalThis.cancelIdleCallback(id);
+  }
+  const t = setTimeout(() => fn({ timeRemaining: () => 10, didTimeout: false }), 30);
+  t?.unref?.();
+  return () => clearTimeout(t);
+};
+
+const encoder = new TextEncoder();
+
+/** Seals values and protects forms. Create one with `load()`. */
+export class Sealer {
+  #glue;
+  #keys;
+  #offset;
+  #pool = [];
+  #poolSize;
+  #context;
+  #cancelRefill = null;
+  #stats = { prepared: 0, sealedFromPool: 0, sealedCold: 0 };
+
+  constructor(glue, keys, { receivedAt, poolSize, context }) {
+    this.#glue = glue;
+    this.#keys = keys;
+    // Server time = local time + offset, so a wrong device clock does not make envelopes stale.
+    this.#offset = keys.serverTime - receivedAt;
+    this.#poolSize = Math.max(0, Math.floor(poolSize));
+    this.#context = context;
+    this.#scheduleRefill();
+  }
+
+  /** The key id envelopes are sealed to. */
+  get keyId() {
+    return this.#keys.primaryKid;
+  }
+
+  /** The vault's current time, in seconds since the epoch, as learned from the key set. */
+  serverNow() {
+    return Math.floor(nowSeconds() + this.#offset);
+  }
+
+  /** Prepared contexts waiting, and counters of prepared and sealed values. */
+  get stats() {
+    return { pooled: this.#pool.length, poolSize: this.#poolSize, ...this.#stats };
+  }
+
+  /** Prepares up to `count` contexts now (the pool also refills itself when the page is idle). */
+  prepare(count = this.#poolSize) {
+    while (this.#pool.length < count) this.#pool.push(this.#newContext());
+  }
+
+  #newContext() {
+    try {
+      const ctx = new this.#glue.Prepared(this.#keys);
+      this.#stats.prepared++;
+      return ctx;
+    } catch (e) {
+      throw wrap(e);
+    }
+  }
+
+  #scheduleRefill() {
+    if (this.#cancelRefill || this.#pool.length >= this.#poolSize) return;
+    this.#cancelRefill = idle((deadline) => {
+      this.#cancelRefill = null;
+      try {
+        do {
+          this.#pool.push(this.#newContext());
+        } while (this.#pool.length < this.#poolSize && deadline.timeRemaining() > 3);
+      } catch {
+        return; // Retried at the next seal; sealing itself reports the error.
+      }
+      this.#scheduleRefill();
+    });
+  }
+
+  /**
+   * Seals one value and returns its envelope text, synchronously. Uses a prepared context when one
+   * is waiting (symmetric work only) and prepares one otherwise; a context is never used twice.
+   */
+  seal(value, options = {}) {
+    const { kind, context } = options;
+    if (typeof kind !== 'string') throw new FieldsealError('seal_unknown_kind', 'seal() needs { kind }, such as "pan" or "email"');
+    const ctx = this.#pool.shift() ?? null;
+    const prepared = ctx ?? this.#newContext();
+    const bytes = encoder.encode(String(value ?? ''));
+    const { session = null, origin = defaultOrigin() } = { ...this.#context, ...context };
+    try {
+      const envelope = prepared.seal(bytes, kind, this.serverNow(), session ?? undefined, origin ?? undefined);
+      this.#stats[ctx ? 'sealedFromPool' : 'sealedCold']++;
+      return envelope;
+    } catch (e) {
+      throw wrap(e);
+    } finally {
+      bytes.fill(0);
+      prepared.free();
+      this.#scheduleRefill();
+    }
+  }
+
+  /**
+   * Seals several values: `{ name: value }` where `name` is a field kind (`pan`, `cvc`, `email` ...),
+   * or `{ name: { value, kind } }`. Returns `{ name: envelope }`; empty values are left out.
+   */
+  sealFields(fields, options = {}) {
+    const out = {};
+    for (const [name, v] of Object.entries(fields)) {
+      const { value, kind } = v !== null && typeof v === 'object' ? v : { value: v, kind: name };
+      if (value === undefined || value === null || String(value) === '') continue;
+      out[name] = this.seal(value, { kind, context: options.context });
+    }
+    return out;
+  }
+
+  /** Card rules from fieldseal-core. */
+  get card() {
+    const g = this.#glue;
+    return {
+      brand: (number) => g.cardBrand(String(number)) ?? null,
+      luhn: (digits) => g.luhn(String(digits)),
+      cvcLength: (brand) => g.cvcLength(brand ?? undefined) || null,
+      format: (input, caret = String(input).length) => {
+        const f = g.formatPan(String(input), caret);
+        const r = { text: f.text, caret: f.caret, brand: f.brand ?? null };
+        f.free();
+        return r;
+      },
+      validatePan: (input) => check(() => {
+        const p = g.validatePan(String(input));
+        const r = { valid: true, brand: p.brand ?? null, bin: p.bin, last4: p.last4 };
+        p.free();
+        return r;
+      }),
+      validateCvc: (cvc, brand) => check(() => {
+        g.validateCvc(String(cvc), brand ?? undefined);
+        return { valid: true };
+      }),
+      validateExpiry: (input) => check(() => {
+        const e = g.validateExpiry(String(input), this.serverNow());
+        const r = { valid: true, month: e.month, year: e.year };
+        e.free();
+        return r;
+      }),
+    };
+  }
+
+  /** Which kinds of personal data `value` looks like, and its sensitivity class. */
+  classify(value) {
+    const [sensitivity, ...kinds] = this.#glue.classify(String(value ?? ''));
+    return { sensitivity, kinds };
+  }
+
+  /** Whether `text` contains a Luhn-valid card number of a known brand. */
+  containsCardNumber(text) {
+    return this.#glue.containsCardNumber(String(text ?? ''));
+  }
+
+  /** The field kind a classified kind is sealed as (`us_ssn` -> `national-id`). */
+  fieldKindFor(piiKind) {
+    return this.#glue.fieldKindFor(piiKind) ?? null;
+  }
+
+  /** Protects a form: validation, card formatting, sealing on submit, stray-PAN guard. */
+  protect(form, options = {}) {
+    return protectForm(this, form, options);
+  }
+}
+
+function check(fn) {
+  try {
+    return fn();
+  } catch (e) {
+    const err = wrap(e);
+    return { valid: false, code: err.code, message: err.message };
+  }
+}
+
+function defaultOrigin() {
+  const o = globalThis.location?.origin;
+  return typeof o === 'string' && /^https?:\/\//.test(o) ? o : null;
+}

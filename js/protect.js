@@ -1,0 +1,279 @@
+// sealer.protect(form, options): finds the sensitive fields of a form, formats and validates them
+// as the user types, and on submit seals each value into a hidden input carrying the field's name
+// while the plaintext input loses its `name`, so only envelopes are posted. The inputs stay the
+// page's own inputs with their `autocomplete` attributes, so browser autofill keeps working.
+
+// autocomplete tokens (HTML "autofill detail tokens") that mark a field fieldseal protects.
+const AUTOCOMPLETE_KINDS = {
+  'cc-number': 'pan',
+  'cc-csc': 'cvc',
+  'cc-exp': 'exp',
+  'cc-name': 'name',
+  email: 'email',
+  tel: 'phone',
+  'tel-national': 'phone',
+  bday: 'birth-date',
+};
+const KINDS = new Set(['pan', 'cvc', 'exp', 'name', 'email', 'phone', 'address', 'postal-code', 'birth-date',
+  'national-id', 'iban', 'text']);
+const SKIP_TYPES = new Set(['submit', 'button', 'reset', 'image', 'file', 'checkbox', 'radio']);
+
+const DEFAULT_MESSAGES = {
+  required: 'This field is required.',
+  email_invalid: 'Enter a valid e-mail address.',
+  phone_invalid: 'Enter a valid phone number.',
+  stray_card_number: 'A card number can only be entered in the card number field.',
+};
+
+/** The kind a field is protected as, or null. */
+function kindOf(el) {
+  const marked = el.getAttribute('data-seal');
+  if (marked === 'off') return null;
+  if (marked && KINDS.has(marked)) return marked;
+  const tokens = (el.getAttribute('autocomplete') ?? '').toLowerCase().split(/\s+/);
+  for (const t of tokens) if (AUTOCOMPLETE_KINDS[t]) return AUTOCOMPLETE_KINDS[t];
+  return null;
+}
+
+let nextId = 0;
+
+export function protectForm(sealer, form, options = {}) {
+  const doc = form.ownerDocument;
+  const strayPan = options.strayPan ?? 'block';
+  if (!['block', 'seal', 'off'].includes(strayPan)) throw new TypeError('strayPan must be "block", "seal" or "off"');
+  const messages = { ...DEFAULT_MESSAGES, ...options.messages };
+  const card = sealer.card;
+  const prefix = `fieldseal-${++nextId}`;
+
+  const fields = [];
+  const others = [];
+  for (const el of Array.from(form.elements)) {
+    if (el.localName !== 'input' && el.localName !== 'textarea') continue;
+    if (SKIP_TYPES.has(el.type) || el.hasAttribute('data-fieldseal-envelope')) continue;
+    const kind = kindOf(el);
+    if (kind) fields.push({ el, kind, name: el.getAttribute('name') });
+    else if (el.getAttribute('data-seal') !== 'off') others.push({ el, name: el.getAttribute('name') });
+  }
+  const panField = fields.find((f) => f.kind === 'pan');
+  let brand = null;
+
+  const saved = new Map();
+  const remember = (el) => {
+    if (!saved.has(el)) {
+      saved.set(el, {
+        name: el.getAttribute('name'),
+        invalid: el.getAttribute('aria-invalid'),
+        describedby: el.getAttribute('aria-describedby'),
+      });
+    }
+  };
+  const listeners = [];
+  const on = (target, type, fn, opts) => {
+    target.addEventListener(type, fn, opts);
+    listeners.push(() => target.removeEventListener(type, fn, opts));
+  };
+  const emit = (target, type, detail, cancelable = false) =>
+    target.dispatchEvent(new (doc.defaultView.CustomEvent)(`fieldseal:${type}`, { bubbles: true, cancelable, detail }));
+
+  // Accessible messages: one live element per field, referenced by aria-describedby.
+  const messageEls = new Map();
+  function showError(el, kind, code, message) {
+    remember(el);
+    let m = messageEls.get(el);
+    if (!m) {
+      m = doc.createElement('span');
+      m.id = `${prefix}-msg-${messageEls.size}`;
+      m.className = 'fieldseal-message';
+      m.setAttribute('aria-live', 'polite');
+      el.insertAdjacentElement('afterend', m);
+      messageEls.set(el, m);
+      const ids = (el.getAttribute('aria-describedby') ?? '').split(/\s+/).filter(Boolean);
+      el.setAttribute('aria-describedby', [...ids, m.id].join(' '));
+    }
+    m.textContent = message;
+    el.setAttribute('aria-invalid', 'true');
+    emit(el, 'invalid', { kind, code, message, name: saved.get(el)?.name ?? el.getAttribute('name') });
+  }
+  function clearError(el, kind) {
+    const m = messageEls.get(el);
+    if (m) m.textContent = '';
+    if (el.getAttribute('aria-invalid') === 'true') {
+      el.removeAttribute('aria-invalid');
+      emit(el, 'valid', { kind });
+    }
+  }
+
+  /** null when valid, else { code, message }. */
+  function validate(f) {
+    const value = f.el.value;
+    if (value.trim() === '') {
+      if (!f.el.required) return null;
+      const r = f.kind === 'pan' ? card.validatePan('') : { code: 'required', message: messages.required };
+      return { code: r.code, message: msg(r.code, r.message) };
+    }
+    let r = { valid: true };
+    switch (f.kind) {
+      case 'pan':
+        r = card.validatePan(value);
+        break;
+      case 'cvc':
+        // The brand of the number as it is now, even if it was set without an input event.
+        r = card.validateCvc(value, panField ? card.brand(panField.el.value) : null);
+        break;
+      case 'exp':
+        r = card.validateExpiry(value);
+        break;
+      case 'email':
+        if (!sealer.classify(value).kinds.includes('email')) r = { valid: false, code: 'email_invalid' };
+        break;
+      case 'phone':
+        if (!sealer.classify(value).kinds.includes('phone')) r = { valid: false, code: 'phone_invalid' };
+        break;
+      default:
+    }
+    return r.valid ? null : { code: r.code, message: msg(r.code, r.message) };
+  }
+  const msg = (code, fallback) => messages[code] ?? fallback ?? code;
+
+  function check(f) {
+    const err = validate(f);
+    if (err) showError(f.el, f.kind, err.code, err.message);
+    else clearError(f.el, f.kind);
+    return !err;
+  }
+
+  // As-you-type card number formatting, keeping the caret after the digit it followed.
+  function onPanInput(e) {
+    const el = e.target;
+    if (options.format !== false) {
+      const caret = el.selectionStart ?? el.value.length;
+      const f = card.format(el.value, caret);
+      if (f.text !== el.value) {
+        el.value = f.text;
+        if (doc.activeElement === el) el.setSelectionRange(f.caret, f.caret);
+      }
+    }
+    const b = card.brand(el.value);
+    if (b !== brand) {
+      brand = b;
+      if (b) el.setAttribute('data-brand', b);
+      else el.removeAttribute('data-brand');
+      emit(el, 'brand', { brand: b });
+    }
+    if (el.getAttribute('aria-invalid') === 'true') check(panField);
+  }
+
+  for (const f of fields) {
+    remember(f.el);
+    if (f.kind === 'pan') on(f.el, 'input', onPanInput);
+    on(f.el, 'blur', () => {
+      if (f.el.value !== '') check(f);
+    });
+    if (f.kind !== 'pan') {
+      on(f.el, 'input', () => {
+        if (f.el.getAttribute('aria-invalid') === 'true') check(f);
+      });
+    }
+  }
+
+  const hidden = [];
+  function addEnvelope(name, envelope) {
+    const h = doc.createElement('input');
+    h.type = 'hidden';
+    h.name = name;
+    h.value = envelope;
+    h.setAttribute('data-fieldseal-envelope', '');
+    form.appendChild(h);
+    hidden.push(h);
+  }
+  function stripName(el) {
+    remember(el);
+    el.removeAttribute('name');
+  }
+
+  function onSubmit(e) {
+    // Envelopes of an earlier attempt (a fetch-based checkout that stayed on the page) are replaced.
+    for (const h of hidden.splice(0)) h.remove();
+    let firstInvalid = null;
+    for (const f of fields) {
+      if (!check(f)) firstInvalid ??= f.el;
+    }
+    const strays = strayPan === 'off' ? [] : others.filter((o) => o.el.value && sealer.containsCardNumber(o.el.value));
+    if (strayPan === 'block') {
+      for (const o of strays) {
+        showError(o.el, null, 'stray_card_number', messages.stray_card_number);
+        firstInvalid ??= o.el;
+      }
+      for (const o of others) if (!strays.includes(o)) clearError(o.el, null);
+    }
+    if (firstInvalid) {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      firstInvalid.focus();
+      emit(form, 'blocked', { reason: strays.length && strayPan === 'block' ? 'stray_card_number' : 'invalid' });
+      return;
+    }
+    try {
+      const sealed = [];
+      for (const f of fields) {
+        const name = saved.get(f.el)?.name ?? f.name;
+        const value = f.el.value;
+        if (name && value.trim() !== '') {
+          addEnvelope(name, sealer.seal(value, { kind: f.kind, context: options.context }));
+          sealed.push(name);
+        }
+        stripName(f.el);
+      }
+      if (strayPan === 'seal') {
+        for (const o of strays) {
+          const name = saved.get(o.el)?.name ?? o.name;
+          const kind = card.validatePan(o.el.value).valid ? 'pan' : 'text';
+          if (name) addEnvelope(name, sealer.seal(o.el.value, { kind, context: options.context }));
+          stripName(o.el);
+          sealed.push(name);
+        }
+      }
+      emit(form, 'sealed', { names: sealed });
+    } catch (err) {
+      // Never post plaintext: undo the partial work, stop the submit, report.
+      for (const h of hidden.splice(0)) h.remove();
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      emit(form, 'error', { code: err.code ?? 'internal', message: err.message });
+    }
+  }
+  on(form, 'submit', onSubmit, { capture: true });
+  // form.submit() fires no submit event and would post the plaintext: route it through
+  // requestSubmit(), which does (and so validates and seals first).
+  const hadOwnSubmit = Object.prototype.hasOwnProperty.call(form, 'submit');
+  const ownSubmit = form.submit;
+  form.submit = () => form.requestSubmit();
+  listeners.push(() => {
+    if (hadOwnSubmit) form.submit = ownSubmit;
+    else delete form.submit;
+  });
+
+  return {
+    /** The protected fields: `{ name, kind, element }`. */
+    fields: fields.map((f) => ({ name: f.name, kind: f.kind, element: f.el })),
+    /** Validates every protected field now (shows messages); true when all are valid. */
+    validate() {
+      return fields.map(check).every(Boolean);
+    },
+    /** Removes every listener, message and envelope input, and restores names and ARIA attributes. */
+    detach() {
+      for (const off of listeners.splice(0)) off();
+      for (const h of hidden.splice(0)) h.remove();
+      for (const m of messageEls.values()) m.remove();
+      messageEls.clear();
+      for (const [el, s] of saved) {
+        const restore = (attr, v) => (v === null ? el.removeAttribute(attr) : el.setAttribute(attr, v));
+        restore('name', s.name);
+        restore('aria-invalid', s.invalid);
+        restore('aria-describedby', s.describedby);
+        el.removeAttribute('data-brand');
+      }
+      saved.clear();
+    },
+  };
+}

@@ -1,0 +1,164 @@
+// The built package (dist/) in Node, without a DOM: importing it touches no browser global, and
+// load() with the wasm bytes gives a working sealer (pool, server time, typed errors, helpers).
+// Run `npm run build` first (scripts/test.sh does).
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+
+const dist = new URL('../../dist/', import.meta.url);
+const doc = JSON.parse(readFileSync(new URL('../vectors/envelope-v1.json', import.meta.url), 'utf8'));
+const now = Math.floor(Date.now() / 1000);
+const keySet = (serverTime = now) => ({ keys: [doc.keys[0].jwk], server_time: serverTime });
+const wasm = () => readFileSync(new URL('wasm/fieldseal_bg.wasm', dist));
+
+test('importing the package in Node touches no DOM global', async () => {
+  assert.equal(typeof globalThis.window, 'undefined');
+  assert.equal(typeof globalThis.document, 'undefined');
+  const trap = (name) => Object.defineProperty(globalThis, name, {
+    configurable: true,
+    get() {
+      throw new Error(`${name} touched at import`);
+    },
+  });
+  trap('window');
+  trap('document');
+  try {
+    const mod = await import(new URL('index.js', dist));
+    assert.equal(typeof mod.load, 'function');
+    assert.equal(typeof mod.parseEnvelope, 'function');
+    assert.equal(typeof mod.FieldsealError, 'function');
+  } finally {
+    delete globalThis.window;
+    delete globalThis.document;
+  }
+});
+
+test('the exports map resolves the package by name', async () => {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+  assert.equal(pkg.type, 'module');
+  assert.equal(pkg.sideEffects, false);
+  for (const [entry, target] of Object.entries(pkg.exports)) {
+    const file = typeof target === 'string' ? target : target.default;
+    assert.doesNotThrow(() => readFileSync(new URL(`../../${file}`, import.meta.url)), `${entry} -> ${file}`);
+    if (typeof target === 'object') readFileSync(new URL(`../../${target.types}`, import.meta.url));
+  }
+  const self = await import('fieldseal');
+  assert.equal(typeof self.load, 'function');
+  const env = await import('fieldseal/envelope');
+  assert.equal(typeof env.parseEnvelope, 'function');
+});
+
+test('seal with a prepared context and with an empty pool; contexts are never reused', async () => {
+  const { load, parseEnvelope } = await import(new URL('index.js', dist));
+  const sealer = await load({ keys: keySet(), wasm: wasm(), poolSize: 2 });
+  assert.equal(sealer.keyId, 'test-key-1');
+  sealer.prepare();
+  assert.equal(sealer.stats.pooled, 2);
+  const seen = new Set();
+  for (let i = 0; i < 5; i++) {
+    const env = sealer.seal('4111 1111 1111 1111', { kind: 'pan', context: { session: 'cs_1' } });
+    const h = parseEnvelope(env);
+    assert.equal(h.kind, 'pan');
+    assert.deepEqual(h.hints, { brand: 'visa', bin: '411111', last4: '1111' });
+    assert.equal(h.context.session, 'cs_1');
+    assert.equal(h.context.origin, null, 'no origin outside a page');
+    assert.ok(!seen.has(h.envelopeId), 'fresh envelope id');
+    seen.add(h.envelopeId);
+    assert.ok(!seen.has(env));
+    seen.add(env);
+  }
+  const s = sealer.stats;
+  assert.equal(s.sealedFromPool, 2);
+  assert.equal(s.sealedCold, 3, 'empty pool still seals');
+  assert.equal(s.prepared, s.sealedFromPool + s.sealedCold, 'one context per envelope');
+
+  const cold = await load({ keys: JSON.stringify(keySet()), wasm: wasm(), poolSize: 0 });
+  parseEnvelope(cold.seal('jane@example.com', { kind: 'email' }));
+  assert.equal(cold.stats.sealedCold, 1);
+});
+
+test('the pool refills itself when idle', async () => {
+  const { load } = await import(new URL('index.js', dist));
+  const sealer = await load({ keys: keySet(), wasm: wasm(), poolSize: 3 });
+  const deadline = Date.now() + 5000;
+  while (sealer.stats.pooled < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(sealer.stats.pooled, 3);
+  sealer.seal('123', { kind: 'cvc' });
+  assert.equal(sealer.stats.pooled, 2);
+  while (sealer.stats.pooled < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(sealer.stats.pooled, 3);
+});
+
+test('creation time is the server time, whatever the device clock says', async () => {
+  const { load, parseEnvelope } = await import(new URL('index.js', dist));
+  // A key set issued by a server whose clock is a day behind this device.
+  const serverTime = now - 86_400;
+  const sealer = await load({ keys: keySet(serverTime), wasm: wasm() });
+  const h = parseEnvelope(sealer.seal('x', { kind: 'text' }));
+  assert.ok(Math.abs(h.createdAt - serverTime) <= 2, `${h.createdAt} vs ${serverTime}`);
+  assert.ok(Math.abs(sealer.serverNow() - serverTime) <= 2);
+});
+
+test('errors are FieldsealErrors with stable codes and no value in the message', async () => {
+  const { load, FieldsealError } = await import(new URL('index.js', dist));
+  const sealer = await load({ keys: keySet(), wasm: wasm() });
+  const code = (fn) => {
+    try {
+      fn();
+    } catch (e) {
+      assert.ok(e instanceof FieldsealError, `${e}`);
+      assert.ok(!e.message.includes('4111'));
+      return e.code;
+    }
+    return 'no error';
+  };
+  assert.equal(code(() => sealer.seal('4111111111111112', { kind: 'pan' })), 'card_luhn_mismatch');
+  assert.equal(code(() => sealer.seal('x', { kind: 'bogus' })), 'seal_unknown_kind');
+  assert.equal(code(() => sealer.seal('x', {})), 'seal_unknown_kind');
+  assert.equal(code(() => sealer.seal('', { kind: 'text' })), 'seal_empty_value');
+  assert.equal(code(() => sealer.seal('x', { kind: 'text', context: { session: 'has space' } })), 'seal_invalid_context');
+  await assert.rejects(load({ keys: { keys: [], server_time: now }, wasm: wasm() }), (e) => e instanceof FieldsealError && e.code === 'keyset_empty');
+  await assert.rejects(load({ wasm: wasm() }), (e) => e.code === 'keyset_missing');
+  const expired = { keys: [doc.keys[0].jwk], server_time: 1_900_000_000 };
+  await assert.rejects(load({ keys: expired, wasm: wasm() }), (e) => e.code === 'keyset_expired');
+});
+
+test('sealFields seals each value under its name and skips empty ones', async () => {
+  const { load, parseEnvelope } = await import(new URL('index.js', dist));
+  const sealer = await load({ keys: keySet(), wasm: wasm() });
+  const out = sealer.sealFields({
+    pan: '5555 5555 5555 4444',
+    cvc: '123',
+    exp: '12/30',
+    contact: { value: 'jane@example.com', kind: 'email' },
+    phone: '',
+  });
+  assert.deepEqual(Object.keys(out), ['pan', 'cvc', 'exp', 'contact']);
+  assert.equal(parseEnvelope(out.pan).hints.brand, 'mastercard');
+  assert.equal(parseEnvelope(out.contact).kind, 'email');
+  assert.equal(parseEnvelope(out.exp).kind, 'exp');
+});
+
+test('card helpers and classify come from fieldseal-core', async () => {
+  const { load } = await import(new URL('index.js', dist));
+  const { card, ...sealer } = await load({ keys: keySet(), wasm: wasm() }).then((s) => ({ card: s.card, s }));
+  assert.deepEqual(card.format('378282246310005', 15), { text: '3782 822463 10005', caret: 17, brand: 'amex' });
+  assert.deepEqual(card.format('41111', 2), { text: '4111 1', caret: 2, brand: 'visa' });
+  assert.equal(card.brand('62212'), null, 'UnionPay or Discover: undecided');
+  assert.equal(card.brand('622126'), 'discover');
+  assert.equal(card.luhn('79927398713'), true);
+  assert.equal(card.cvcLength('amex'), 4);
+  assert.equal(card.cvcLength(null), null);
+  assert.deepEqual(card.validatePan('4111 1111 1111 1111'), { valid: true, brand: 'visa', bin: '411111', last4: '1111' });
+  assert.equal(card.validatePan('4111 1111 1111 11').code, 'card_invalid_length');
+  assert.equal(card.validateCvc('12', 'visa').code, 'cvc_invalid');
+  assert.equal(card.validateExpiry('01/21').code, 'expiry_past');
+  assert.equal(card.validateExpiry('12/99').valid, false);
+  const y = (new Date().getUTCFullYear() + 2) % 100;
+  assert.equal(card.validateExpiry(`07 / ${y}`).valid, true);
+  assert.deepEqual(sealer.s.classify('write to jane@example.com'), { sensitivity: 'none', kinds: [] });
+  assert.deepEqual(sealer.s.classify('jane@example.com'), { sensitivity: 'personal', kinds: ['email'] });
+  assert.deepEqual(sealer.s.classify('pay 4111-1111-1111-1111'), { sensitivity: 'payment_card', kinds: ['card_number'] });
+  assert.equal(sealer.s.containsCardNumber('ref 1234'), false);
+  assert.equal(sealer.s.fieldKindFor('iban'), 'iban');
+});
