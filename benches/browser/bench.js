@@ -2,6 +2,7 @@
 // fieldseal with an empty pool (ECDH at seal time), and a WebCrypto reference doing the same
 // HPKE work by hand (ephemeral P-256 key, ECDH, HKDF-SHA256 key schedule, AES-256-GCM).
 import { load } from '/fieldseal/index.js';
+import { Aes256Gcm, CipherSuite, DhkemP256HkdfSha256, HkdfSha256 } from '@hpke/core';
 
 const N = Number(new URLSearchParams(location.search).get('n') ?? 200);
 const keys = await (await fetch('/v1/keys')).json();
@@ -76,6 +77,22 @@ async function webcryptoSeal(pt) {
 }
 await webcryptoSeal(te.encode(value));
 const wc = await perOp(null, () => webcryptoSeal(te.encode(value)));
+// @hpke/core (an HPKE library on WebCrypto), same suite, same value.
+const hpkeSuite2 = new CipherSuite({ kem: new DhkemP256HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes256Gcm() });
+const hpkeRecipient = await hpkeSuite2.kem.importKey('raw', pkRBytes.buffer, true);
+const hpkeCoreSeal = (pt) => hpkeSuite2.seal({ recipientPublicKey: hpkeRecipient, info }, pt, aad);
+await hpkeCoreSeal(te.encode(value));
+const hpkeCore = await perOp(null, () => hpkeCoreSeal(te.encode(value)));
+
+// A whole checkout form: card number, expiry, CVC, name, e-mail, phone, as submit seals them.
+const form = {
+  pan: value, exp: '12/30', cvc: '737', name: 'Jane Doe', email: 'jane.doe@example.com', phone: '+1 415 555 0100',
+};
+const fields = Object.keys(form).length;
+const formPrepared = await perOp(() => sealer.prepare(B * fields), () => sealer.sealFields(form));
+while (sealer.stats.pooled) sealer.seal('x', { kind: 'text' });
+const formCold = await perOp(null, () => sealer.sealFields(form));
+
 // WebCrypto AES-256-GCM alone (the symmetric part, as with a prepared context).
 const aesKey = await crypto.subtle.importKey('raw', crypto.getRandomValues(new Uint8Array(32)), 'AES-GCM', false, ['encrypt']);
 const wcAes = await perOp(null, () => crypto.subtle.encrypt({ name: 'AES-GCM', iv: crypto.getRandomValues(new Uint8Array(12)), additionalData: aad }, aesKey, te.encode(value)));
@@ -90,7 +107,11 @@ const result = {
     fieldsealEmptyPool: median(cold),
     webcryptoHpke: median(wc),
     webcryptoAesGcmOnly: median(wcAes),
+    hpkeCoreSeal: median(hpkeCore),
+    formPrepared: median(formPrepared),
+    formEmptyPool: median(formCold),
   },
+  formFields: fields,
   batch: B,
 };
 document.querySelector('#out').textContent = JSON.stringify(result, null, 2);
