@@ -35,7 +35,7 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     max_concurrency: usize,
     /// Envelopes sealed ahead of the run.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 300_000)]
     envelopes: usize,
     /// JSON results file.
     #[arg(long, default_value = "bench-results/vault.json")]
@@ -342,7 +342,8 @@ async fn run_step(
     let measured = Instant::now()
         .min(end)
         .saturating_duration_since(measure_from)
-        .as_secs_f64();
+        .as_secs_f64()
+        .max(1e-9);
     all.latencies_us.sort_unstable();
     let n = all.latencies_us.len();
     Ok(StepResult {
@@ -380,6 +381,14 @@ async fn sweep(
             keys.clone(),
         )
         .await?;
+        if r.requests == 0 {
+            // The envelopes sealed ahead ran out before this level measured anything.
+            println!(
+                "  {:<34} c={c:<3} not measured: no envelopes left",
+                scenario.name()
+            );
+            break;
+        }
         println!(
             "  {:<34} c={:<3} {:>9.0} req/s {:>9.0} items/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  errors {}",
             scenario.name(),

@@ -6,12 +6,12 @@
 //! and the vault needs to swap the ECDH backend. Published HPKE crates do neither, and the ones on
 //! the current RustCrypto releases would bring a second copy of `p256` into the wasm.
 //!
-//! Envelopes use AES-256-GCM only; AES-128-GCM is here so that both RFC 9180 vectors for this KEM and
+//! Envelopes use AES-256-GCM only; AES-128-GCM (feature `aes128`) is here so that both RFC 9180 vectors for this KEM and
 //! KDF are checked in full.
 
-use aes_gcm::aead::AeadInOut;
 #[cfg(feature = "aes128")]
 use aes_gcm::Aes128Gcm;
+use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit};
 use hkdf::{Hkdf, HkdfExtract};
 use sha2::Sha256;

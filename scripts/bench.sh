@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every benchmark, each next to a reference measured in the same run on the same machine, in well
+# under 10 minutes once built. Writes bench-results/{native,browser,vault,results}.json and prints
+# the tables that BENCHMARKS.md records.
+#   1. native (criterion): seal, prepare and open per ECDH backend, next to raw ECDH;
+#   2. Chromium: seal per field (prepared, empty pool) next to WebCrypto and @hpke/core in the same
+#      page, a whole checkout form, load() split, and the size of everything a page downloads;
+#   3. the vault over HTTP on 127.0.0.1 with SQLite: tokenize (batches of 1 and 100) and detokenize
+#      at rising concurrency, next to the raw ECDH rate on the same cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=bench-results
+mkdir -p "$out"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "setup and builds"
+scripts/setup.sh
+cargo build --release -p fieldseal-vault -p fieldseal-bench
+npm run build
+
+step "native: cargo bench -p fieldseal-core --bench seal_open"
+cargo bench -p fieldseal-core --bench seal_open -- --warm-up-time 1 --measurement-time 3
+node scripts/bench-native.mjs "$out/native.json"
+
+step "browser: Chromium"
+node benches/browser/run.mjs 300 "$out/browser.json"
+
+step "vault: fieldseal-loadgen over HTTP"
+target/release/fieldseal-loadgen --out "$out/vault.json"
+
+step "summary"
+node scripts/bench-summary.mjs "$out"
