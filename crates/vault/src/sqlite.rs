@@ -156,6 +156,28 @@ impl SqliteStore {
         .await
     }
 
+    /// Runs `sql` with `(id, at)` and, if it changed a row, appends `audit`, in one transaction;
+    /// returns whether a row changed.
+    async fn update_audited(
+        &self,
+        sql: &'static str,
+        id: &str,
+        at: i64,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.run_keyed(move |c, ak| {
+            let tx = write_tx(c)?;
+            let n = tx.execute(sql, params![id, at]).map_err(db_error)?;
+            if n == 1 {
+                append_audit_tx(&tx, ak, &audit)?;
+            }
+            tx.commit().map_err(db_error)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -463,21 +485,12 @@ impl Store for SqliteStore {
         at: i64,
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
-        let kid = kid.to_owned();
-        self.run_keyed(move |c, ak| {
-            let tx = write_tx(c)?;
-            let n = tx
-                .execute(
-                    "UPDATE hpke_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL",
-                    params![kid, at],
-                )
-                .map_err(db_error)?;
-            if n == 1 {
-                append_audit_tx(&tx, ak, &audit)?;
-            }
-            tx.commit().map_err(db_error)?;
-            Ok(n == 1)
-        })
+        self.update_audited(
+            "UPDATE hpke_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL",
+            kid,
+            at,
+            audit,
+        )
         .await
     }
 
@@ -707,21 +720,12 @@ impl Store for SqliteStore {
         at: i64,
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
-        let id = id.to_owned();
-        self.run_keyed(move |c, ak| {
-            let tx = write_tx(c)?;
-            let n = tx
-                .execute(
-                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                    params![id, at],
-                )
-                .map_err(db_error)?;
-            if n == 1 {
-                append_audit_tx(&tx, ak, &audit)?;
-            }
-            tx.commit().map_err(db_error)?;
-            Ok(n == 1)
-        })
+        self.update_audited(
+            "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+            id,
+            at,
+            audit,
+        )
         .await
     }
 

@@ -66,6 +66,24 @@ fn start(dir: &Path, log: &Path) -> (Child, String) {
     (child, base)
 }
 
+/// POSTs JSON with an API key and returns the JSON answer (`null` if it is not JSON).
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    key: impl std::fmt::Display,
+    body: &Value,
+) -> Value {
+    http.post(url)
+        .header("authorization", format!("Bearer {key}"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap_or(Value::Null)
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -144,16 +162,7 @@ async fn operator_flow_leaves_no_value_in_logs_or_database_and_catches_audit_tam
         { "envelope": seal_to(&ks, FieldKind::Email, EMAIL, t) },
         { "envelope": seal_to(&ks, FieldKind::Pan, "4111111111111112", t) },
     ]});
-    let r: Value = http
-        .post(format!("{base}/v1/tokenize"))
-        .bearer_auth(&checkout)
-        .json(&items)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = post(&http, &format!("{base}/v1/tokenize"), &checkout, &items).await;
     let tokens: Vec<String> = r["results"]
         .as_array()
         .unwrap()
@@ -162,25 +171,21 @@ async fn operator_flow_leaves_no_value_in_logs_or_database_and_catches_audit_tam
         .map(|x| x["token"].as_str().unwrap().to_owned())
         .collect();
     for who in [&payments, &support, &checkout] {
-        let _ = http
-            .post(format!("{base}/v1/detokenize"))
-            .bearer_auth(who)
-            .json(&json!({ "tokens": tokens, "purpose": PURPOSE }))
-            .send()
-            .await
-            .unwrap();
+        let _ = post(
+            &http,
+            &format!("{base}/v1/detokenize"),
+            who,
+            &json!({ "tokens": tokens, "purpose": PURPOSE }),
+        )
+        .await;
     }
-    let _ = http
-        .post(format!("{base}/v1/detokenize"))
-        .bearer_auth(format!(
-            "{}{}",
-            &payments[..20],
-            "A".repeat(payments.len() - 20)
-        ))
-        .json(&json!({ "tokens": tokens, "purpose": PURPOSE }))
-        .send()
-        .await
-        .unwrap();
+    let _ = post(
+        &http,
+        &format!("{base}/v1/detokenize"),
+        format!("{}{}", &payments[..20], "A".repeat(payments.len() - 20)),
+        &json!({ "tokens": tokens, "purpose": PURPOSE }),
+    )
+    .await;
     let status = http
         .delete(format!("{base}/v1/tokens/{}", tokens[0]))
         .bearer_auth(&payments)
@@ -344,42 +349,33 @@ async fn a_killed_process_loses_no_committed_token() {
     )
     .unwrap();
     let env = seal_to(&ks, FieldKind::Pan, VISA, ks.server_time());
-    let r: Value = http
-        .post(format!("{base}/v1/tokenize"))
-        .bearer_auth(&checkout)
-        .json(&json!({ "items": [{ "envelope": env }] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = post(
+        &http,
+        &format!("{base}/v1/tokenize"),
+        &checkout,
+        &json!({ "items": [{ "envelope": env }] }),
+    )
+    .await;
     let token = r["results"][0]["token"].as_str().unwrap().to_owned();
     child.kill().unwrap(); // SIGKILL: no shutdown path runs
     child.wait().unwrap();
 
     let (mut child, base) = start(&dir, &log);
-    let r: Value = http
-        .post(format!("{base}/v1/detokenize"))
-        .bearer_auth(&payments)
-        .json(&json!({ "tokens": [token], "purpose": "after crash" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = post(
+        &http,
+        &format!("{base}/v1/detokenize"),
+        &payments,
+        &json!({ "tokens": [token], "purpose": "after crash" }),
+    )
+    .await;
     assert_eq!(r["results"][0]["value"], VISA);
-    let r: Value = http
-        .post(format!("{base}/v1/tokenize"))
-        .bearer_auth(&checkout)
-        .json(&json!({ "items": [{ "envelope": env }] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = post(
+        &http,
+        &format!("{base}/v1/tokenize"),
+        &checkout,
+        &json!({ "items": [{ "envelope": env }] }),
+    )
+    .await;
     assert_eq!(r["results"][0]["error"]["code"], "replayed");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
