@@ -100,9 +100,120 @@ fn is_constraint(e: &rusqlite::Error) -> bool {
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
+    // Declared first so that it is dropped (and its thread joined) before the connection closes.
+    reveals: Arc<RevealWriter>,
     conn: Arc<Mutex<Connection>>,
     audit_key: Arc<std::sync::RwLock<Option<Arc<SymmetricKey>>>>,
     path: PathBuf,
+}
+
+/// One request's reveals: audit entries, CVC tokens to consume, and where to send the outcome.
+struct RevealJob {
+    audit: Vec<AuditDraft>,
+    consume: Vec<(usize, String)>,
+    done: tokio::sync::oneshot::Sender<Result<Vec<bool>, StoreError>>,
+}
+
+/// Group commit for reveals: one thread takes every reveal request waiting at that moment and
+/// commits their audit entries (and consumed card security codes) in one transaction, then
+/// answers each. Under load this turns many small commits into a few larger ones; a lone request
+/// waits for nothing.
+struct RevealWriter {
+    jobs: Mutex<Option<std::sync::mpsc::Sender<RevealJob>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl RevealWriter {
+    const MAX_JOBS: usize = 256;
+
+    fn start(
+        conn: Arc<Mutex<Connection>>,
+        key: Arc<std::sync::RwLock<Option<Arc<SymmetricKey>>>>,
+    ) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<RevealJob>();
+        let thread = std::thread::Builder::new()
+            .name("fieldseal-audit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    while jobs.len() < Self::MAX_JOBS {
+                        match rx.try_recv() {
+                            Ok(job) => jobs.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let key = AuditKey(key.read().ok().and_then(|k| k.clone()));
+                    let outcome = match conn.lock() {
+                        Ok(mut c) => commit_reveals(&mut c, &key, &mut jobs),
+                        Err(_) => Err(StoreError::Database("connection lock poisoned".into())),
+                    };
+                    match outcome {
+                        Ok(all) => {
+                            for (job, consumed) in jobs.into_iter().zip(all) {
+                                let _ = job.done.send(Ok(consumed));
+                            }
+                        }
+                        // Nothing was committed: every request of the group fails, none
+                        // discloses anything.
+                        Err(e) => {
+                            for job in jobs {
+                                let _ = job.done.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+            })
+            .ok();
+        Self {
+            jobs: Mutex::new(Some(tx)),
+            thread: Mutex::new(thread),
+        }
+    }
+}
+
+impl Drop for RevealWriter {
+    fn drop(&mut self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Consumes CVC tokens and appends the audit entries of every job in one transaction.
+fn commit_reveals(
+    c: &mut Connection,
+    key: &AuditKey,
+    jobs: &mut [RevealJob],
+) -> Result<Vec<Vec<bool>>, StoreError> {
+    let tx = write_tx(c)?;
+    let mut chain = Chain::load(&tx, key)?;
+    let mut all = Vec::with_capacity(jobs.len());
+    for job in jobs.iter_mut() {
+        let mut consumed = Vec::with_capacity(job.consume.len());
+        for (index, token) in &job.consume {
+            let n = tx
+                .prepare_cached("DELETE FROM tokens WHERE token = ?1")
+                .and_then(|mut st| st.execute([token]))
+                .map_err(db_error)?;
+            if n == 0
+                && let Some(entry) = job.audit.get_mut(*index)
+            {
+                entry.outcome = "not_found".into();
+                entry.detail = "already used".into();
+            }
+            consumed.push(n == 1);
+        }
+        for d in &job.audit {
+            chain.append(&tx, d)?;
+        }
+        all.push(consumed);
+    }
+    chain.anchor(&tx)?;
+    tx.commit().map_err(db_error)?;
+    Ok(all)
 }
 
 impl SqliteStore {
@@ -121,9 +232,15 @@ impl SqliteStore {
              PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
         ))
         .map_err(db_error)?;
+        let conn = Arc::new(Mutex::new(conn));
+        let audit_key = Arc::new(std::sync::RwLock::new(None));
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            audit_key: Arc::new(std::sync::RwLock::new(None)),
+            reveals: Arc::new(RevealWriter::start(
+                Arc::clone(&conn),
+                Arc::clone(&audit_key),
+            )),
+            conn,
+            audit_key,
             path: path.to_path_buf(),
         })
     }
@@ -592,32 +709,25 @@ impl Store for SqliteStore {
 
     async fn record_reveals(
         &self,
-        mut audit: Vec<AuditDraft>,
+        audit: Vec<AuditDraft>,
         consume: Vec<(usize, String)>,
     ) -> Result<Vec<bool>, StoreError> {
-        self.run_keyed(move |c, ak| {
-            let tx = write_tx(c)?;
-            let mut consumed = Vec::with_capacity(consume.len());
-            for (index, token) in &consume {
-                let n = tx
-                    .prepare_cached("DELETE FROM tokens WHERE token = ?1")
-                    .and_then(|mut st| st.execute([token]))
-                    .map_err(db_error)?;
-                if n == 0
-                    && let Some(entry) = audit.get_mut(*index)
-                {
-                    entry.outcome = "not_found".into();
-                    entry.detail = "already used".into();
-                }
-                consumed.push(n == 1);
-            }
-            for d in &audit {
-                append_audit_tx(&tx, ak, d)?;
-            }
-            tx.commit().map_err(db_error)?;
-            Ok(consumed)
-        })
-        .await
+        let (done, result) = tokio::sync::oneshot::channel();
+        let sent = self.reveals.jobs.lock().ok().and_then(|jobs| {
+            jobs.as_ref().map(|j| {
+                j.send(RevealJob {
+                    audit,
+                    consume,
+                    done,
+                })
+            })
+        });
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(StoreError::Database("audit writer stopped".into()));
+        }
+        result
+            .await
+            .map_err(|_| StoreError::Database("audit writer stopped".into()))?
     }
 
     async fn delete_token(&self, token: &str, audit: AuditDraft) -> Result<bool, StoreError> {

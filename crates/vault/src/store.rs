@@ -10,7 +10,7 @@ use std::future::Future;
 use crate::audit::{AuditDraft, AuditRecord};
 
 /// Why a storage operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The disk is full: nothing was written.
