@@ -191,7 +191,28 @@ export function protectForm(sealer, form, options = {}) {
     el.removeAttribute('name');
   }
 
+  // True while a submit is being handled: the browser builds the form data set after the submit
+  // event, in the same task, so detach() must not restore plaintext names until the next task.
+  let submitting = false;
+
+  // Fails closed: whatever goes wrong while checking or sealing, the submit is stopped, partial
+  // envelopes are removed, and an `error` event says why. Plaintext is never posted.
   function onSubmit(e) {
+    submitting = true;
+    setTimeout(() => {
+      submitting = false;
+    }, 0);
+    try {
+      checkAndSeal(e);
+    } catch (err) {
+      for (const h of hidden.splice(0)) h.remove();
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      emit(form, 'error', { code: err?.code ?? 'internal', message: String(err?.message ?? err) });
+    }
+  }
+
+  function checkAndSeal(e) {
     // Envelopes of an earlier attempt (a fetch-based checkout that stayed on the page) are replaced.
     for (const h of hidden.splice(0)) h.remove();
     let firstInvalid = null;
@@ -243,6 +264,27 @@ export function protectForm(sealer, form, options = {}) {
     }
   }
   on(form, 'submit', onSubmit, { capture: true });
+  // Backstop for every way of reading the form that skips the submit event
+  // (HTMLFormElement.prototype.submit.call(form), new FormData(form)): a protected field's entry
+  // that is not an envelope is removed, and so is any other entry holding a card number unless the
+  // guard is off. The data then lacks those fields instead of carrying them in the clear.
+  on(form, 'formdata', (e) => {
+    const data = e.formData;
+    for (const f of fields) {
+      const name = saved.get(f.el)?.name ?? f.name;
+      if (!name) continue;
+      const values = data.getAll(name);
+      if (values.some((v) => typeof v !== 'string' || !v.startsWith('fse1.'))) {
+        data.delete(name);
+        for (const v of values) if (typeof v === 'string' && v.startsWith('fse1.')) data.append(name, v);
+      }
+    }
+    if (strayPan !== 'off') {
+      for (const [name, v] of Array.from(data.entries())) {
+        if (typeof v === 'string' && !v.startsWith('fse1.') && sealer.containsCardNumber(v)) data.delete(name);
+      }
+    }
+  });
   // form.submit() fires no submit event and would post the plaintext: route it through
   // requestSubmit(), which does (and so validates and seals first).
   const hadOwnSubmit = Object.prototype.hasOwnProperty.call(form, 'submit');
@@ -263,17 +305,25 @@ export function protectForm(sealer, form, options = {}) {
     /** Removes every listener, message and envelope input, and restores names and ARIA attributes. */
     detach() {
       for (const off of listeners.splice(0)) off();
-      for (const h of hidden.splice(0)) h.remove();
-      for (const m of messageEls.values()) m.remove();
-      messageEls.clear();
-      for (const [el, s] of saved) {
-        const restore = (attr, v) => (v === null ? el.removeAttribute(attr) : el.setAttribute(attr, v));
-        restore('name', s.name);
-        restore('aria-invalid', s.invalid);
-        restore('aria-describedby', s.describedby);
-        el.removeAttribute('data-brand');
-      }
-      saved.clear();
+      // Called while a submit is in flight (from a `sealed` handler, say): the form data is built
+      // after the handlers return, so the restoring waits for the next task.
+      if (submitting) setTimeout(restore, 0);
+      else restore();
     },
   };
+
+  /** Removes messages and envelope inputs, and restores names and ARIA attributes. */
+  function restore() {
+    for (const h of hidden.splice(0)) h.remove();
+    for (const m of messageEls.values()) m.remove();
+    messageEls.clear();
+    for (const [el, s] of saved) {
+      const put = (attr, v) => (v === null ? el.removeAttribute(attr) : el.setAttribute(attr, v));
+      put('name', s.name);
+      put('aria-invalid', s.invalid);
+      put('aria-describedby', s.describedby);
+      el.removeAttribute('data-brand');
+    }
+    saved.clear();
+  }
 }

@@ -330,3 +330,53 @@ test('a page built with Vite 7 works', async () => {
   assert.ok(wasmRequests.length >= 1, 'the bundled wasm asset was fetched');
   await page.close();
 });
+
+test('fails closed: an error while checking or sealing stops the submit', async () => {
+  const { page } = await open('/checkout.html');
+  await fillValid(page);
+  await page.fill('#notes', 'ring twice');
+  await page.evaluate(() => {
+    window.sealer.containsCardNumber = () => {
+      throw new Error('wasm trapped');
+    };
+  });
+  const before = posts().length;
+  await page.click('#pay');
+  await page.waitForTimeout(300);
+  assert.equal(posts().length, before, 'nothing posted');
+  assert.ok((await page.evaluate(() => window.events)).some((e) => e.type === 'error'));
+  assert.equal(await page.evaluate(() => document.querySelectorAll('[data-fieldseal-envelope]').length), 0);
+  await page.close();
+});
+
+test('detach() from a sealed handler still posts envelopes only', async () => {
+  const { page } = await open('/checkout.html');
+  await fillValid(page);
+  await page.evaluate(() => {
+    document.querySelector('#checkout').addEventListener('fieldseal:sealed', () => window.protection.detach());
+  });
+  const { raw, fields } = await submit(page);
+  for (const name of ['card', 'exp', 'cvc', 'email']) assert.ok(fields[name].startsWith('fse1.'), name);
+  assert.deepEqual(leaks(raw), []);
+  await page.close();
+});
+
+test('paths that skip the submit event never see plaintext', async () => {
+  const { page } = await open('/checkout.html?stray=block');
+  await fillValid(page);
+  await page.fill('#notes', `card ${SECRETS.panSpaced}`);
+  // new FormData(form) before any submit: protected fields and stray card numbers are left out.
+  const entries = await page.evaluate(() => Array.from(new FormData(document.querySelector('#checkout')).entries()));
+  assert.deepEqual(leaks(JSON.stringify(entries)), []);
+  const names = entries.map(([name]) => name);
+  assert.ok(!names.includes('card') && !names.includes('notes'), `left out: ${names.join(', ')}`);
+  // The native submit, bypassing the submit event and the override.
+  const before = posts().length;
+  await Promise.all([
+    page.waitForURL('**/pay'),
+    page.evaluate(() => HTMLFormElement.prototype.submit.call(document.querySelector('#checkout'))),
+  ]);
+  assert.equal(posts().length, before + 1);
+  assert.deepEqual(leaks(posts().at(-1).body), []);
+  await page.close();
+});
