@@ -28,7 +28,7 @@ export interface LoadOptions {
   keys: string | KeySet;
   /** Where the wasm is: a URL, a Response, bytes or a compiled module. Default: next to this module. */
   wasm?: string | URL | Request | Response | BufferSource | WebAssembly.Module;
-  /** How many sealing contexts to keep prepared (default 4; 0 prepares at seal time). */
+  /** How many sealing contexts to keep prepared: 0 to 64 (default 4; 0 prepares at seal time). */
   poolSize?: number;
   /** Context sealed into every envelope unless a seal gives its own. */
   context?: SealContext;

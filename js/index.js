@@ -53,6 +53,9 @@ async function fetchKeys(keys, fetchImpl) {
  */
 export async function load(options = {}) {
   const { keys, wasm, poolSize = 4, context = {}, fetch: fetchImpl = globalThis.fetch } = options;
+  if (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > 64) {
+    throw new FieldsealError('invalid_option', 'poolSize must be a whole number from 0 to 64');
+  }
   if (keys === undefined || keys === null) throw new FieldsealError('keyset_missing', 'load() needs { keys }: a key-set URL or a key set');
   const [{ json, receivedAt }, glue] = await Promise.all([fetchKeys(keys, fetchImpl), instantiate(wasm)]);
   let parsed;

@@ -287,13 +287,23 @@ export function protectForm(sealer, form, options = {}) {
   });
   // form.submit() fires no submit event and would post the plaintext: route it through
   // requestSubmit(), which does (and so validates and seals first).
+  // A control named "submit" shadows the method and cannot be overridden (the assignment throws);
+  // then the formdata backstop above still keeps plaintext out of a native submit.
   const hadOwnSubmit = Object.prototype.hasOwnProperty.call(form, 'submit');
   const ownSubmit = form.submit;
-  form.submit = () => form.requestSubmit();
-  listeners.push(() => {
-    if (hadOwnSubmit) form.submit = ownSubmit;
-    else delete form.submit;
-  });
+  try {
+    Object.defineProperty(form, 'submit', {
+      value: () => form.requestSubmit(),
+      configurable: true,
+      writable: true,
+    });
+    listeners.push(() => {
+      if (hadOwnSubmit) form.submit = ownSubmit;
+      else delete form.submit;
+    });
+  } catch {
+    // Left as is: see above.
+  }
 
   return {
     /** The protected fields: `{ name, kind, element }`. */

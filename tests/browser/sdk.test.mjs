@@ -380,3 +380,26 @@ test('paths that skip the submit event never see plaintext', async () => {
   assert.deepEqual(leaks(posts().at(-1).body), []);
   await page.close();
 });
+
+test('a form with a control named "submit" is protected and posts envelopes only', async () => {
+  const { page } = await open('/checkout.html');
+  const ok = await page.evaluate(() => {
+    const form = document.createElement('form');
+    form.action = '/pay';
+    form.method = 'post';
+    form.innerHTML = '<input name="card" autocomplete="cc-number"><input type="submit" name="submit" value="Pay">';
+    document.body.append(form);
+    window.protection.detach();
+    window.second = window.sealer.protect(form, { strayPan: 'block' });
+    form.querySelector('[name=card]').value = '4111111111111111';
+    return true;
+  });
+  assert.equal(ok, true, 'protect() did not throw');
+  const before = posts().length;
+  await Promise.all([page.waitForURL('**/pay'), page.click('input[type=submit][name=submit]')]);
+  assert.equal(posts().length, before + 1);
+  const fields = Object.fromEntries(new URLSearchParams(posts().at(-1).body));
+  assert.ok(fields.card.startsWith('fse1.'));
+  assert.deepEqual(leaks(posts().at(-1).body), []);
+  await page.close();
+});

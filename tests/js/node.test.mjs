@@ -162,3 +162,10 @@ test('card helpers and classify come from fieldseal-core', async () => {
   assert.equal(sealer.s.containsCardNumber('ref 1234'), false);
   assert.equal(sealer.s.fieldKindFor('iban'), 'iban');
 });
+
+test('a pool size that is not a whole number from 0 to 64 is refused', async () => {
+  const { load } = await import(new URL('index.js', dist));
+  for (const poolSize of [Number.NaN, Infinity, -1, 2.5, 65]) {
+    await assert.rejects(load({ keys: keySet(), wasm: wasm(), poolSize }), { code: 'invalid_option' }, String(poolSize));
+  }
+});
