@@ -144,42 +144,78 @@ pub fn classify(value: &str) -> Classification {
     Classification { kinds, sensitivity }
 }
 
-/// Whether `text` contains a card number: a run of 12 to 19 digits, possibly separated by single
-/// spaces or dashes, with a known brand's prefix and length and a valid Luhn check digit. Runs of
-/// more than 19 digits (order numbers, tracking codes) and runs right after a `+` (international
-/// phone numbers) are not card numbers.
+/// Whether `text` contains a card number: 12 to 19 digits with a known brand's prefix and length
+/// and a valid Luhn check digit, written in one block or in groups. Groups may be separated by up to
+/// three spaces, no-break spaces, tabs, line breaks, dashes or dots, and every run of whole groups
+/// is checked, so a number followed by its expiry or security code (`4111 1111 1111 1111 737`) is
+/// still found; full-width digits count as digits. A run right after a `+` (an international phone
+/// number) is not a card number, and neither is one block of more than 19 digits (an order number).
 pub fn contains_card_number(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let mut digits: Vec<u8> = Vec::with_capacity(19);
-    let mut found = false;
-    // A run right after `+` is an international phone number, not a card number.
+    let mut groups: Vec<Vec<u8>> = Vec::new();
+    let mut current: Vec<u8> = Vec::with_capacity(19);
+    let mut separators = 0usize;
     let mut after_plus = false;
-    let mut i = 0;
-    while i <= bytes.len() {
-        let c = bytes.get(i).copied();
-        match c {
-            Some(d @ b'0'..=b'9') => {
-                if digits.is_empty() {
-                    after_plus = i > 0 && bytes.get(i - 1) == Some(&b'+');
+    let mut previous: Option<char> = None;
+    let mut found = false;
+    let flush = |groups: &mut Vec<Vec<u8>>, after_plus: bool, found: &mut bool| {
+        if !*found && !after_plus && any_run_is_card_number(groups) {
+            *found = true;
+        }
+        for g in groups.iter_mut() {
+            zeroize::Zeroize::zeroize(g);
+        }
+        groups.clear();
+    };
+    for c in text.chars().chain(core::iter::once('\u{0}')) {
+        let digit = match c {
+            '0'..='9' => Some(c as u8),
+            // Full-width digits (U+FF10 to U+FF19), as typed on some phone keyboards.
+            '\u{ff10}'..='\u{ff19}' => Some(b'0' + (c as u32 - 0xff10) as u8),
+            _ => None,
+        };
+        match digit {
+            Some(d) => {
+                if current.is_empty() && groups.is_empty() {
+                    after_plus = previous == Some('+');
                 }
-                digits.push(d);
+                current.push(d);
+                separators = 0;
             }
-            // A single separator between two digits continues the run.
-            Some(b' ' | b'-')
-                if !digits.is_empty()
-                    && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
-                    && bytes.get(i.wrapping_sub(1)).is_some_and(u8::is_ascii_digit) => {}
-            _ => {
-                if !found && !after_plus && is_card_number_digits(&digits) {
-                    found = true;
+            None => {
+                if !current.is_empty() {
+                    groups.push(core::mem::take(&mut current));
                 }
-                zeroize::Zeroize::zeroize(&mut digits);
-                digits.clear();
+                let separator = matches!(c, ' ' | '\u{a0}' | '\t' | '\n' | '\r' | '-' | '.');
+                separators += 1;
+                if !separator || separators > 3 {
+                    flush(&mut groups, after_plus, &mut found);
+                    separators = 0;
+                }
             }
         }
-        i += 1;
+        previous = Some(c);
     }
     found
+}
+
+/// Whether some run of consecutive whole groups holds a card number.
+fn any_run_is_card_number(groups: &[Vec<u8>]) -> bool {
+    let mut digits: Vec<u8> = Vec::with_capacity(19);
+    for start in 0..groups.len() {
+        digits.clear();
+        for g in &groups[start..] {
+            digits.extend_from_slice(g);
+            if digits.len() > card::MAX_PAN_LEN {
+                break;
+            }
+            if is_card_number_digits(&digits) {
+                zeroize::Zeroize::zeroize(&mut digits);
+                return true;
+            }
+        }
+    }
+    zeroize::Zeroize::zeroize(&mut digits);
+    false
 }
 
 fn is_card_number_digits(digits: &[u8]) -> bool {
@@ -370,6 +406,15 @@ mod tests {
             "my card is 4111 1111 1111 1111, thanks",
             "card:6011111111111117.",
             "+ 4111 1111 1111 1111",
+            // Loosely separated, or followed by the expiry or the security code.
+            "4111  1111 1111 1111",
+            "4111\u{a0}1111\u{a0}1111\u{a0}1111",
+            "4111.1111.1111.1111",
+            "4111\n1111\n1111\n1111",
+            "4111 1111 1111 1111 12/30",
+            "4111 1111 1111 1111 737",
+            "card 5555 5555 5555 4444 exp 12 30 cvc 123",
+            "\u{ff14}\u{ff11}\u{ff11}\u{ff11}111111111111",
         ] {
             let c = classify(v);
             assert!(c.is(PiiKind::CardNumber), "{v}");
@@ -380,12 +425,12 @@ mod tests {
     #[test]
     fn not_card_numbers() {
         for v in [
-            "4111111111111112",     // Luhn fails
-            "41111111111111111111", // 20 digits
-            "1234567812345670",     // Luhn ok, no brand
-            "4111  1111 1111 1111", // a double space ends the run
-            "+4915112345678",       // a phone number that happens to pass Luhn
-            "411111111111",         // Visa prefix, not a Visa length
+            "4111111111111112",       // Luhn fails
+            "41111111111111111111",   // 20 digits
+            "1234567812345670",       // Luhn ok, no brand
+            "4111    1111 1111 1111", // four separators end the run
+            "+4915112345678",         // a phone number that happens to pass Luhn
+            "411111111111",           // Visa prefix, not a Visa length
             "",
         ] {
             assert!(!classify(v).is(PiiKind::CardNumber), "{v}");
