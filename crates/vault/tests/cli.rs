@@ -84,6 +84,19 @@ async fn post(
         .unwrap_or(Value::Null)
 }
 
+/// The key set the running server publishes.
+async fn key_set(http: &reqwest::Client, base: &str) -> KeySet {
+    let text = http
+        .get(format!("{base}/v1/keys"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    KeySet::parse(&text).unwrap()
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -144,17 +157,7 @@ async fn operator_flow_leaves_no_value_in_logs_or_database_and_catches_audit_tam
     let log = tmp.0.join("serve.log");
     let (mut child, base) = start(&dir, &log);
     let http = reqwest::Client::new();
-    let ks = KeySet::parse(
-        &http
-            .get(format!("{base}/v1/keys"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let ks = key_set(&http, &base).await;
     let t = ks.server_time();
     let items = json!({ "items": [
         { "envelope": seal_to(&ks, FieldKind::Pan, VISA, t) },
@@ -337,17 +340,7 @@ async fn a_killed_process_loses_no_committed_token() {
     let log = tmp.0.join("serve.log");
     let (mut child, base) = start(&dir, &log);
     let http = reqwest::Client::new();
-    let ks = KeySet::parse(
-        &http
-            .get(format!("{base}/v1/keys"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let ks = key_set(&http, &base).await;
     let env = seal_to(&ks, FieldKind::Pan, VISA, ks.server_time());
     let r = post(
         &http,
