@@ -12,6 +12,8 @@
 use fieldseal_core::at_rest::chain_hash;
 use serde::Serialize;
 
+use crate::store::{Store, StoreError};
+
 /// An entry before it is numbered and chained.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditDraft {
@@ -147,7 +149,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Where a chain breaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Broken {
     /// The first entry that does not verify.
     pub seq: i64,
@@ -312,4 +314,47 @@ mod tests {
         let err = missing.iter().find_map(|e| v.check(e).err()).unwrap();
         assert_eq!(err.seq, 2);
     }
+}
+
+/// The result of verifying the whole chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// Entries that verified, from the first.
+    pub verified: i64,
+    /// The first break, if any.
+    pub broken: Option<Broken>,
+}
+
+impl Verification {
+    /// Whether every entry verified up to the anchored head.
+    pub fn intact(&self) -> bool {
+        self.broken.is_none()
+    }
+}
+
+/// Verifies every stored entry in order, then the anchored head, reading the log a page at a time.
+pub async fn verify_chain<S: Store>(
+    store: &S,
+    key: &fieldseal_core::at_rest::SymmetricKey,
+) -> Result<Verification, StoreError> {
+    let mut verifier = Verifier::default();
+    let mut after = 0;
+    loop {
+        let page = store.audit_log(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for entry in &page {
+            if let Err(broken) = verifier.check(entry) {
+                return Ok(Verification {
+                    verified: verifier.verified(),
+                    broken: Some(broken),
+                });
+            }
+        }
+    }
+    let head = store.audit_head().await?;
+    Ok(Verification {
+        verified: verifier.verified(),
+        broken: verifier.check_head(head.as_ref(), key).err(),
+    })
 }

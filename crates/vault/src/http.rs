@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{
-    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Request, State,
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
 };
 use axum::http::{HeaderValue, Method, StatusCode, header, request::Parts};
 use axum::middleware::{self, Next};
@@ -29,6 +29,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tokenize"),
     ("POST", "/v1/detokenize"),
     ("DELETE", "/v1/tokens/{token}"),
+    ("GET", "/v1/me"),
+    ("GET", "/v1/audit"),
+    ("GET", "/v1/audit/verify"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -288,6 +291,81 @@ async fn detokenize<S: Store>(
     Ok(response)
 }
 
+/// The caller's key id, role and permissions, for consoles that adapt to who signed in.
+async fn me(caller: Caller) -> Response {
+    let r = &caller.role;
+    no_store(
+        Json(json!({
+            "key_id": caller.key_id,
+            "role": caller.role_name,
+            "permissions": {
+                "tokenize": r.tokenize.names(),
+                "reveal_plain": r.reveal_plain.names(),
+                "reveal_masked": r.reveal_masked.names(),
+                "delete": r.delete.names(),
+                "audit": r.audit,
+            }
+        }))
+        .into_response(),
+    )
+}
+
+/// `GET /v1/audit` query: entries with `seq > after`, at most `limit` (1 to 1000, default 100).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "default_audit_limit")]
+    limit: usize,
+}
+
+fn default_audit_limit() -> usize {
+    100
+}
+
+async fn audit_log<S: Store>(
+    State(vault): State<AppState<S>>,
+    caller: Caller,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    if !caller.role.audit {
+        return Err(forbidden(&vault, &caller, "audit", "read the audit log").await);
+    }
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if q.after < 0 || !(1..=1000).contains(&q.limit) {
+        return Err(ApiError::bad_request(
+            "after must be 0 or more and limit from 1 to 1000",
+        ));
+    }
+    let entries = vault.audit_log(q.after, q.limit).await?;
+    let next_after = entries.last().map_or(q.after, |e| e.seq);
+    Ok(no_store(
+        Json(json!({ "entries": entries, "next_after": next_after })).into_response(),
+    ))
+}
+
+async fn audit_verify<S: Store>(
+    State(vault): State<AppState<S>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    if !caller.role.audit {
+        return Err(forbidden(&vault, &caller, "audit", "verify the audit log").await);
+    }
+    let v = vault.verify_audit().await?;
+    Ok(no_store(
+        Json(json!({ "intact": v.intact(), "verified": v.verified, "broken": v.broken }))
+            .into_response(),
+    ))
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 async fn delete_token<S: Store>(
     State(vault): State<AppState<S>>,
     caller: Caller,
@@ -397,6 +475,9 @@ pub fn router<S: Store>(vault: AppState<S>) -> Router {
         .route("/v1/tokenize", post(tokenize::<S>))
         .route("/v1/detokenize", post(detokenize::<S>))
         .route("/v1/tokens/{token}", delete(delete_token::<S>))
+        .route("/v1/me", get(me))
+        .route("/v1/audit", get(audit_log::<S>))
+        .route("/v1/audit/verify", get(audit_verify::<S>))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))

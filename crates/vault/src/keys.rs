@@ -167,6 +167,8 @@ pub struct Secrets {
     pub fingerprint_key: SymmetricKey,
     /// Keys deterministic tokens.
     pub deterministic_key: SymmetricKey,
+    /// Authenticates the audit chain's head (the store holds its own copy for appending).
+    pub audit_key: SymmetricKey,
 }
 
 async fn new_secret<S: Store>(
@@ -255,6 +257,7 @@ pub async fn load_secrets<S: Store>(store: &S, kek: &dyn KekProvider) -> Result<
         data_key: load_secret(store, kek, DATA_KEY).await?,
         fingerprint_key: load_secret(store, kek, FINGERPRINT_KEY).await?,
         deterministic_key: load_secret(store, kek, DETERMINISTIC_KEY).await?,
+        audit_key: load_secret(store, kek, AUDIT_KEY).await?,
     })
 }
 

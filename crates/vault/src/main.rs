@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use fieldseal_vault::audit::Verifier;
+use fieldseal_vault::audit::verify_chain;
 use fieldseal_vault::config::Settings;
 use fieldseal_vault::keys::{self, KeyError, LocalKek};
 use fieldseal_vault::policy::Policy;
@@ -327,39 +327,23 @@ async fn audit_cmd(settings: Settings, command: AuditCommand) -> Result<ExitCode
         AuditCommand::Verify => {
             let kek = vault::kek_from_settings(&settings)?;
             let key = keys::audit_key(&store, kek.as_ref()).await?;
-            let mut verifier = Verifier::default();
-            let mut after = 0;
-            loop {
-                let page = store.audit_log(after, 1000).await?;
-                let Some(last) = page.last() else { break };
-                after = last.seq;
-                for entry in &page {
-                    if let Err(broken) = verifier.check(entry) {
-                        println!(
-                            "audit chain BROKEN at entry {}: {} ({} entries verified before it)",
-                            broken.seq,
-                            broken.reason,
-                            verifier.verified()
-                        );
-                        return Ok(ExitCode::FAILURE);
-                    }
+            let result = verify_chain(&store, &key).await?;
+            match result.broken {
+                Some(broken) => {
+                    println!(
+                        "audit chain BROKEN at entry {}: {} ({} entries verified before it)",
+                        broken.seq, broken.reason, result.verified
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+                None => {
+                    println!(
+                        "audit chain intact: {} entries verified up to the anchored head",
+                        result.verified
+                    );
+                    Ok(ExitCode::SUCCESS)
                 }
             }
-            let head = store.audit_head().await?;
-            if let Err(broken) = verifier.check_head(head.as_ref(), &key) {
-                println!(
-                    "audit chain BROKEN at entry {}: {} ({} entries verified)",
-                    broken.seq,
-                    broken.reason,
-                    verifier.verified()
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            println!(
-                "audit chain intact: {} entries verified up to the anchored head",
-                verifier.verified()
-            );
-            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Export { output, after } => {
             let mut out: Box<dyn Write> = match &output {

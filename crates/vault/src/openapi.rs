@@ -172,6 +172,49 @@ pub fn document() -> Value {
                     }
                 }
             },
+            "/v1/me": {
+                "get": {
+                    "summary": "The caller's API key id, role and per-kind permissions.",
+                    "security": [{ "apiKey": [] }],
+                    "responses": {
+                        "200": { "description": "Who the key is", "content": { "application/json": {
+                            "example": { "key_id": "3f9a0c71d2e4", "role": "support", "permissions": { "tokenize": [], "reveal_plain": [], "reveal_masked": ["pan", "email", "phone", "name"], "delete": [], "audit": false } }
+                        } } },
+                        "401": error_response("Missing, unknown or revoked API key")
+                    }
+                }
+            },
+            "/v1/audit": {
+                "get": {
+                    "summary": "Read the audit log (roles with `audit = true`). Entries hold who, what, which token, the purpose and the outcome; never a value.",
+                    "security": [{ "apiKey": [] }],
+                    "parameters": [
+                        { "name": "after", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "default": 0 }, "description": "Entries with a greater seq" },
+                        { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } }
+                    ],
+                    "responses": {
+                        "200": { "description": "Entries in order, and the seq to pass as `after` for the next page", "content": { "application/json": {
+                            "example": { "entries": [{ "seq": 7, "at": 1795000100, "actor": "apikey:3f9a0c71d2e4(support)", "action": "reveal", "token": "tok_3JxB8q0Wc2rW1yTtq4nQ9A", "kind": "email", "purpose": "customer call 5531", "outcome": "masked", "detail": "", "prev_hash": "…", "hash": "…" }], "next_after": 7 }
+                        } } },
+                        "400": error_response("Bad query"),
+                        "401": error_response("Missing, unknown or revoked API key"),
+                        "403": error_response("The role may not read the audit log")
+                    }
+                }
+            },
+            "/v1/audit/verify": {
+                "get": {
+                    "summary": "Verify the whole audit chain and its anchored head.",
+                    "security": [{ "apiKey": [] }],
+                    "responses": {
+                        "200": { "description": "The verification; `broken` names the first entry that does not verify", "content": { "application/json": {
+                            "example": { "intact": false, "verified": 41, "broken": { "seq": 42, "reason": "contents do not match the entry's hash" } }
+                        } } },
+                        "401": error_response("Missing, unknown or revoked API key"),
+                        "403": error_response("The role may not read the audit log")
+                    }
+                }
+            },
             "/v1/openapi.json": {
                 "get": { "summary": "This document.", "responses": { "200": { "description": "OpenAPI document" } } }
             },

@@ -12,10 +12,14 @@
 //! reveal_plain = ["pan", "exp", "cvc", "name"]
 //! reveal_masked = ["*"]
 //! delete = ["*"]
+//!
+//! [roles.auditor]           # compliance: reads and verifies the audit log, sees no value
+//! audit = true
 //! ```
 //!
 //! `"*"` stands for every kind. A kind listed under `reveal_plain` is revealed in the clear, one
-//! under `reveal_masked` only masked; a kind under neither is refused.
+//! under `reveal_masked` only masked; a kind under neither is refused. `audit = true` lets a role
+//! read the audit log and its verification over HTTP.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,6 +40,9 @@ tokenize = ["*"]
 reveal_plain = ["pan", "exp", "cvc", "name"]
 reveal_masked = ["*"]
 delete = ["*"]
+
+[roles.auditor]
+audit = true
 "#;
 
 /// Why a policy was refused.
@@ -74,6 +81,7 @@ struct RoleDoc {
     reveal_plain: Vec<String>,
     reveal_masked: Vec<String>,
     delete: Vec<String>,
+    audit: bool,
 }
 
 /// A set of field kinds.
@@ -105,6 +113,11 @@ impl KindSet {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The kinds' names.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|k| k.as_str()).collect()
+    }
 }
 
 /// How a token's value may be revealed to a role.
@@ -129,6 +142,8 @@ pub struct Role {
     pub reveal_masked: KindSet,
     /// Kinds whose tokens the role may delete.
     pub delete: KindSet,
+    /// Whether the role may read and verify the audit log.
+    pub audit: bool,
 }
 
 impl Role {
@@ -177,6 +192,7 @@ impl Policy {
                 reveal_plain: KindSet::parse(&name, &r.reveal_plain)?,
                 reveal_masked: KindSet::parse(&name, &r.reveal_masked)?,
                 delete: KindSet::parse(&name, &r.delete)?,
+                audit: r.audit,
             };
             roles.insert(name, role);
         }
@@ -224,6 +240,9 @@ mod tests {
         let checkout = p.role("checkout").unwrap();
         assert!(!checkout.may_reveal());
         assert!(checkout.tokenize.contains(FieldKind::Iban));
+        assert!(!checkout.audit && !support.audit && !payments.audit);
+        let auditor = p.role("auditor").unwrap();
+        assert!(auditor.audit && !auditor.may_reveal() && auditor.tokenize.is_empty());
         assert!(p.role("admin").is_none());
     }
 

@@ -7,7 +7,7 @@ use fieldseal_core::envelope::{Envelope, FieldKind, OpenError, Opened};
 use serde::{Deserialize, Serialize};
 
 use crate::apikeys;
-use crate::audit::AuditDraft;
+use crate::audit::{AuditDraft, AuditRecord, Verification};
 use crate::config::Settings;
 use crate::keys::{self, DATA_KEY_ID, KekProvider, KeyError, KeyRing, LocalKek, Secrets};
 use crate::policy::{Policy, Reveal, Role};
@@ -302,6 +302,21 @@ impl<S: Store> Vault<S> {
                     .detail(format!("role {}: {why}", caller.role_name)),
             )
             .await
+    }
+
+    /// Audit entries after `after`, at most `limit`, for a role with the `audit` permission (the
+    /// caller checks it). Entries hold no value, so reading them is not itself audited.
+    pub async fn audit_log(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.store.audit_log(after, limit).await
+    }
+
+    /// Verifies the whole audit chain and its anchored head.
+    pub async fn verify_audit(&self) -> Result<Verification, StoreError> {
+        crate::audit::verify_chain(&self.store, &self.secrets.audit_key).await
     }
 
     /// Tokenizes a batch; one result per item, in order.

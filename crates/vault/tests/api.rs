@@ -123,13 +123,16 @@ async fn authorization_matrix_has_no_unexpected_allow() {
         ("checkout", keys.checkout.clone()),
         ("support", keys.support.clone()),
         ("payments", keys.payments.clone()),
+        ("auditor", keys.auditor.clone()),
     ];
-    // Expected HTTP status per endpoint: tokenize, detokenize, delete (of a PAN token).
+    // Expected HTTP status per endpoint: tokenize, detokenize, delete (of a PAN token), audit
+    // log, audit verification.
     let expected = |who: &str| match who {
-        "checkout" => [200, 403, 403],
-        "support" => [403, 200, 403],
-        "payments" => [200, 200, 204],
-        _ => [401, 401, 401],
+        "checkout" => [200, 403, 403, 403, 403],
+        "support" => [403, 200, 403, 403, 403],
+        "payments" => [200, 200, 204, 403, 403],
+        "auditor" => [403, 403, 403, 200, 200],
+        _ => [401, 401, 401, 401, 401],
     };
     for (who, key) in &callers {
         let env = s.seal(FieldKind::Pan, VISA).await;
@@ -163,7 +166,23 @@ async fn authorization_matrix_has_no_unexpected_allow() {
             .unwrap()
             .status()
             .as_u16();
-        assert_eq!([t, d, del], expected(who), "caller {who}");
+        let mut audit = [0; 2];
+        for (status, path) in audit.iter_mut().zip(["/v1/audit", "/v1/audit/verify"]) {
+            *status = s
+                .client
+                .get(s.url(path))
+                .header("authorization", format!("Bearer {key}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+        }
+        assert_eq!(
+            [t, d, del, audit[0], audit[1]],
+            expected(who),
+            "caller {who}"
+        );
     }
     // After the payments role deleted it, the token is gone for everyone.
     let (_, body) = s
@@ -175,7 +194,7 @@ async fn authorization_matrix_has_no_unexpected_allow() {
     // Every denial is in the audit log.
     let log = common::audit_all(s.vault.store()).await;
     let denials = log.iter().filter(|e| e.outcome == "denied").count();
-    assert!(denials >= 5 * 3 + 4, "only {denials} denials audited");
+    assert!(denials >= 5 * 5 + 4 * 3, "only {denials} denials audited");
 }
 
 #[tokio::test]
@@ -718,4 +737,81 @@ async fn per_kind_permissions_refuse_items_not_requests() {
         log.iter()
             .all(|e| e.token.as_deref() != Some(VISA) && !e.detail.contains(VISA))
     );
+}
+
+#[tokio::test]
+async fn audit_log_is_paged_and_verified_over_http() {
+    let (dir, keys, s) = setup("audit-http").await;
+    let pan = s
+        .tokenize_value(&keys, FieldKind::Pan, VISA, "random")
+        .await;
+    let token = pan["token"].as_str().unwrap();
+    let (status, _) = s
+        .detokenize(&keys.support, &[token], "audit-http-call-77")
+        .await;
+    assert_eq!(status, 200);
+
+    // Who a key is: role and permissions, for a console.
+    let (status, me) = s.get(&keys.support, "/v1/me").await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["role"], "support");
+    assert_eq!(
+        me["permissions"]["reveal_masked"],
+        json!(["pan", "email", "phone", "name"])
+    );
+    assert_eq!(me["permissions"]["audit"], false);
+    assert!(keys.support.contains(me["key_id"].as_str().unwrap()));
+    assert_eq!(s.get(&keys.revoked, "/v1/me").await.0, 401);
+    assert_eq!(s.get("", "/v1/me").await.0, 401);
+
+    // Paged in order; the reveal is there with who, why and the outcome, and no value.
+    let (status, first) = s.get(&keys.auditor, "/v1/audit?limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(first["entries"][0]["seq"], 1);
+    let next = first["next_after"].as_i64().unwrap();
+    assert_eq!(next, 2);
+    let (_, rest) = s
+        .get(&keys.auditor, &format!("/v1/audit?after={next}&limit=1000"))
+        .await;
+    let rest = rest["entries"].as_array().unwrap();
+    assert_eq!(rest[0]["seq"], 3);
+    let reveal = rest
+        .iter()
+        .find(|e| e["action"] == "reveal")
+        .expect("the reveal is audited");
+    assert_eq!(reveal["token"], token);
+    assert_eq!(reveal["purpose"], "audit-http-call-77");
+    assert_eq!(reveal["outcome"], "masked");
+    let all = serde_json::to_string(&rest).unwrap();
+    assert!(!all.contains(VISA) && !all.contains("411111******1111"));
+    for bad in [
+        "/v1/audit?limit=0",
+        "/v1/audit?after=-1",
+        "/v1/audit?limit=x",
+        "/v1/audit?x=1",
+    ] {
+        let (status, body) = s.get(&keys.auditor, bad).await;
+        assert_eq!((status, code(&body)), (400, "bad_request"), "{bad}");
+    }
+
+    let (status, v) = s.get(&keys.auditor, "/v1/audit/verify").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["intact"], true, "{v}");
+    let total = rest.last().unwrap()["seq"].as_i64().unwrap();
+    assert_eq!(v["verified"], total);
+
+    // One changed purpose in the database: the verification names that entry.
+    let seq = reveal["seq"].as_i64().unwrap();
+    let conn = rusqlite::Connection::open(dir.0.join("vault.db")).unwrap();
+    conn.execute(
+        "UPDATE audit SET purpose = 'audit-http-call-78' WHERE seq = ?1",
+        [seq],
+    )
+    .unwrap();
+    drop(conn);
+    let (_, v) = s.get(&keys.auditor, "/v1/audit/verify").await;
+    assert_eq!(v["intact"], false, "{v}");
+    assert_eq!(v["broken"]["seq"], seq, "{v}");
+    assert_eq!(v["verified"], seq - 1);
 }

@@ -65,7 +65,7 @@ pub async fn init(dir: &Path) -> Keys {
     let kek = LocalKek::from_base64(s.master_key.as_deref().unwrap(), "test").unwrap();
     keys::init(&store, &kek, now(), 365 * 86_400).await.unwrap();
     let mut out = Keys::default();
-    for role in ["checkout", "support", "payments", "revoked"] {
+    for role in ["checkout", "support", "payments", "auditor", "revoked"] {
         let k = apikeys::generate().unwrap();
         let record = ApiKeyRecord {
             id: k.id.clone(),
@@ -97,6 +97,7 @@ pub async fn init(dir: &Path) -> Keys {
             "checkout" => out.checkout = k.full,
             "support" => out.support = k.full,
             "payments" => out.payments = k.full,
+            "auditor" => out.auditor = k.full,
             _ => out.revoked = k.full,
         }
     }
@@ -108,6 +109,7 @@ pub struct Keys {
     pub checkout: String,
     pub support: String,
     pub payments: String,
+    pub auditor: String,
     pub revoked: String,
 }
 
@@ -180,6 +182,18 @@ impl Server {
             .post(self.url("/v1/tokenize"))
             .bearer_auth(key)
             .json(&json!({ "items": items }))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET `path` with `key`; returns status and body.
+    pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(key)
             .send()
             .await
             .unwrap();
