@@ -3,7 +3,10 @@
 # already there: the pinned Rust toolchain's components and the wasm32 target (rust-toolchain.toml),
 # Node.js, the wasm-bindgen CLI at exactly the crate's pinned version, Debian's Chromium and
 # ChromeDriver (browser tests; never a downloaded browser), and the npm devDependencies (npm ci).
+# `--no-browser` leaves Chromium out (the demo does not need it).
 set -euo pipefail
+browser=1
+[ "${1:-}" = "--no-browser" ] && browser=0
 cd "$(dirname "$0")/.."
 
 toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
@@ -34,7 +37,7 @@ if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$wb" ] \
   echo "setup: installing wasm-bindgen-cli $wb"
   cargo install wasm-bindgen-cli --version "$wb"
 fi
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+if [ "$browser" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
   echo "setup: installing Debian's chromium and chromium-driver"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 fi

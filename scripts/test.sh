@@ -7,7 +7,8 @@
 #   4. the wasm bindings' tests (wasm-bindgen-test) in Node and in headless Chromium;
 #   5. the npm package: `npm run build`, then the JS tests in Node (envelope header parser against
 #      the vectors, import without a DOM, sealer, size and SRI) and the browser tests
-#      (playwright-core driving Debian's Chromium against the built package on 127.0.0.1).
+#      (playwright-core driving Debian's Chromium against the built package on 127.0.0.1);
+#   6. the demo storefront end to end: the real vault binary, the demo server, Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,5 +43,8 @@ node --test tests/js/
 
 step "npm package: browser tests in Chromium"
 node --test --test-concurrency=1 tests/browser/
+
+step "demo storefront: end to end in Chromium"
+node --test --test-concurrency=1 tests/e2e/
 
 step "all tests passed"

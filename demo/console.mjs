@@ -1,0 +1,75 @@
+// The operator console's API, served by the demo next to the shop. The console page signs in with a
+// vault API key, which stays in the page's memory and is sent with each call; these handlers pass
+// it to the vault, so the vault's roles decide what the operator sees: masked values for support,
+// plain card numbers for payments (with a purpose), a refusal that says why otherwise. The audit
+// trail is read with the demo's auditor key and shown with the chain's verification.
+
+/** Key id of an API key (`fsk_<id>_<secret>`). */
+const keyId = (key) => /^fsk_([0-9a-f]{12})_/.exec(key ?? '')?.[1] ?? null;
+
+export function consoleApi({ vaultUrl, keys, orders, fetchImpl = fetch }) {
+  const roleOfKeyId = new Map(Object.entries(keys).map(([role, key]) => [keyId(key), role]));
+
+  async function vault(path, { key, method = 'GET', body } = {}) {
+    const headers = { authorization: `Bearer ${key}` };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const r = await fetchImpl(`${vaultUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: r.status, body: await r.json().catch(() => ({ error: { code: 'bad_gateway', message: 'the vault sent no JSON' } })) };
+  }
+
+  const bearer = (req) => /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+
+  /** The signed-in operator, or the vault's 401 answer. */
+  async function operator(req) {
+    return vault('/v1/me', { key: bearer(req) });
+  }
+
+  async function auditTrail() {
+    const entries = [];
+    let after = 0;
+    for (;;) {
+      const page = await vault(`/v1/audit?after=${after}&limit=1000`, { key: keys.auditor });
+      if (page.status !== 200) return page;
+      entries.push(...page.body.entries);
+      if (page.body.entries.length < 1000) break;
+      after = page.body.next_after;
+    }
+    const verify = await vault('/v1/audit/verify', { key: keys.auditor });
+    if (verify.status !== 200) return verify;
+    for (const e of entries) {
+      const id = /^apikey:([0-9a-f]{12})$/.exec(e.actor)?.[1];
+      e.actor_role = (id && roleOfKeyId.get(id)) ?? null;
+    }
+    return { status: 200, body: { entries, verification: verify.body } };
+  }
+
+  /** Handles `/console/api/*`; returns { status, body }. */
+  return async function handle(req, path, readJson) {
+    const me = await operator(req);
+    if (me.status !== 200) return me;
+    switch (`${req.method} ${path}`) {
+      case 'GET /console/api/me':
+        return me;
+      case 'GET /console/api/orders':
+        return {
+          status: 200,
+          body: {
+            orders: orders.list().map((o) => ({
+              id: o.id, created: o.created, total: o.total, card: { brand: o.card.brand, last4: o.card.last4 }, tokens: o.tokens,
+            })),
+          },
+        };
+      case 'POST /console/api/reveal': {
+        const req_ = await readJson();
+        if (!req_ || !Array.isArray(req_.tokens) || typeof req_.purpose !== 'string') {
+          return { status: 400, body: { error: { code: 'bad_request', message: 'expected {"tokens": [...], "purpose": "..."}' } } };
+        }
+        return vault('/v1/detokenize', { key: bearer(req), method: 'POST', body: { tokens: req_.tokens, purpose: req_.purpose } });
+      }
+      case 'GET /console/api/audit':
+        return auditTrail();
+      default:
+        return { status: 404, body: { error: { code: 'not_found', message: 'no such console endpoint' } } };
+    }
+  };
+}

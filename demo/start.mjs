@@ -1,0 +1,127 @@
+// The demo in one command (`scripts/demo.sh` runs this after installing the toolchain): builds
+// what is not built yet (the `fieldseal` npm package, the vault binary), starts a fresh vault on
+// 127.0.0.1 with an embedded SQLite database and new dev keys in a temporary directory, starts the
+// shop, and prints the shop's URL and the demo API keys. Ctrl-C stops both and deletes the
+// temporary directory.
+//
+//   node demo/start.mjs [--port 8080] [--data-dir DIR]
+//
+// With --data-dir the vault and the orders live in DIR and are kept (a DIR holding a vault from an
+// earlier run is refused: its API keys were printed once and are gone).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { root, startShop } from './server.mjs';
+import { DEMO_ROLES, startVault } from './vault.mjs';
+
+const started = Date.now();
+const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
+const say = (line) => console.log(`demo: ${line}`);
+
+const { values: args } = parseArgs({
+  options: { port: { type: 'string', default: process.env.FIELDSEAL_DEMO_PORT ?? '8080' }, 'data-dir': { type: 'string' } },
+});
+
+/** The newest modification time under `paths` (files or directories), in ms. */
+function newest(paths) {
+  let t = 0;
+  const visit = (p) => {
+    const s = statSync(p, { throwIfNoEntry: false });
+    if (!s) return;
+    if (s.isDirectory()) for (const f of readdirSync(p)) visit(join(p, f));
+    else t = Math.max(t, s.mtimeMs);
+  };
+  paths.forEach((p) => visit(join(root, p)));
+  return t;
+}
+
+function step(n, text) {
+  say(`[${n}/3] ${text} (${elapsed()})`);
+}
+
+function runVisible(cmd, cmdArgs) {
+  const r = spawnSync(cmd, cmdArgs, { cwd: root, stdio: 'inherit' });
+  if (r.status !== 0) {
+    say(`\`${cmd} ${cmdArgs.join(' ')}\` failed; see its output above`);
+    process.exit(1);
+  }
+}
+
+// 1. The browser package, rebuilt when its sources are newer than the build.
+const built = statSync(join(root, 'dist', 'sri.json'), { throwIfNoEntry: false })?.mtimeMs ?? 0;
+const sources = newest(['js', 'src', 'crates/core/src', 'crates/core/Cargo.toml', 'Cargo.toml', 'Cargo.lock', 'scripts/build-npm.mjs']);
+if (built < sources) {
+  step(1, built ? 'the browser package is older than its sources: npm run build' : 'building the browser package (wasm, then the JS): npm run build');
+  runVisible('npm', ['run', '--silent', 'build']);
+} else {
+  step(1, 'the browser package in dist/ is up to date');
+}
+
+// 2. The vault binary: cargo builds only what changed and shows its own progress.
+step(2, 'building the vault: cargo build -p fieldseal-vault');
+runVisible('cargo', ['build', '-p', 'fieldseal-vault', '--bin', 'fieldseal-vault']);
+const targetDir = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: root, encoding: 'utf8' })).target_directory;
+const bin = join(targetDir, 'debug', 'fieldseal-vault');
+
+// 3. A fresh vault and the shop.
+let dataDir = args['data-dir'];
+const temporary = !dataDir;
+if (temporary) dataDir = mkdtempSync(join(tmpdir(), 'fieldseal-demo-'));
+else {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (existsSync(join(dataDir, 'vault.db'))) {
+    say(`${dataDir} already holds a vault; its API keys were printed when it was made. Use an empty directory.`);
+    process.exit(1);
+  }
+}
+step(3, `starting the vault and the shop (data in ${dataDir})`);
+let vault;
+let shop;
+try {
+  vault = await startVault({ bin, dataDir });
+  shop = await startShop({ vaultUrl: vault.url, keys: vault.keys, dataDir, port: Number(args.port), log: (l) => say(l) });
+} catch (e) {
+  say(`could not start: ${e.message}${e.code === 'EADDRINUSE' ? ` (pick another port with --port)` : ''}`);
+  await vault?.stop();
+  if (temporary) rmSync(dataDir, { recursive: true, force: true });
+  process.exit(1);
+}
+
+const pad = (s) => s.padEnd(9);
+console.log(`
+fieldseal demo is running (ready in ${elapsed()})
+
+  shop:     ${shop.url}/
+  console:  ${shop.url}/console
+  vault:    ${vault.url}  (log: ${vault.log})
+
+Demo API keys: sign in to the console with one of them.
+${DEMO_ROLES.map((r) => `  ${pad(r)} ${vault.keys[r]}`).join('\n')}
+  (checkout is the shop back end's key; auditor reads the audit trail the console shows)
+
+Test cards: 4242 4242 4242 4242 (Visa), 2223 0031 2200 3222 (Mastercard),
+            3782 822463 10005 (American Express); any future expiry, any CVC.
+
+Ctrl-C stops the demo${temporary ? ' and deletes its temporary data' : ''}.`);
+
+let stopping = false;
+async function stop() {
+  if (stopping) return;
+  stopping = true;
+  say('stopping');
+  await shop.close();
+  await vault.stop();
+  if (temporary) rmSync(dataDir, { recursive: true, force: true });
+  process.exit(0);
+}
+vault.exited.then(async ({ code, signal }) => {
+  if (stopping) return;
+  stopping = true;
+  say(`the vault exited unexpectedly (${signal ?? code}); see ${vault.log}`);
+  await shop.close();
+  process.exit(1);
+});
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);

@@ -1,0 +1,63 @@
+// Runs the real `fieldseal-vault` binary for the demo: `init` in a data directory (a fresh master
+// key file and HPKE key), one API key per demo role through `apikey create`, then `serve` on
+// 127.0.0.1 with a port the system picks. The vault's own log goes to `vault.log` in the data
+// directory.
+import { execFile, spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/** The roles the demo creates a key for, in the order they are printed. */
+export const DEMO_ROLES = ['checkout', 'support', 'payments', 'auditor'];
+
+function vaultEnv(dataDir) {
+  const env = { ...process.env, FIELDSEAL_DATA_DIR: dataDir, FIELDSEAL_LISTEN: '127.0.0.1:0', FIELDSEAL_LOG_FORMAT: 'text' };
+  // The demo's vault is its own: no settings file or master key from the caller's environment.
+  delete env.FIELDSEAL_CONFIG;
+  delete env.FIELDSEAL_MASTER_KEY;
+  delete env.FIELDSEAL_DATABASE_URL;
+  return env;
+}
+
+/**
+ * Initializes a vault in `dataDir`, creates the demo API keys and starts serving.
+ * Returns { url, keys: { role: apiKey }, stop() }.
+ */
+export async function startVault({ bin, dataDir }) {
+  const env = vaultEnv(dataDir);
+  await run(bin, ['init'], { env });
+  const keys = {};
+  for (const role of DEMO_ROLES) {
+    const { stdout } = await run(bin, ['apikey', 'create', '--role', role, '--label', `demo ${role}`], { env });
+    keys[role] = stdout.trim();
+    if (!/^fsk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/.test(keys[role])) throw new Error(`apikey create for ${role} printed no key`);
+  }
+  const log = createWriteStream(join(dataDir, 'vault.log'));
+  const child = spawn(bin, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stderr.pipe(log);
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const url = await new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.on('line', (line) => {
+      const m = /^fieldseal-vault listening on (http:\/\/\S+)$/.exec(line);
+      if (m) resolve(m[1]);
+    });
+    exited.then(({ code, signal }) =>
+      reject(new Error(`fieldseal-vault serve exited (${signal ?? code}); see ${join(dataDir, 'vault.log')}`)));
+  });
+  return {
+    url,
+    keys,
+    log: join(dataDir, 'vault.log'),
+    /** Resolves with { code, signal } when the process exits. */
+    exited,
+    /** Graceful shutdown (SIGTERM), waiting for the process to exit. */
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}

@@ -1,0 +1,308 @@
+// The demo storefront end to end: the real vault binary (a fresh vault in a temporary directory),
+// the demo server as `scripts/demo.sh` starts it, and Debian's Chromium driven by playwright-core.
+// Buying with three brands, every request the page makes during checkout recorded and searched for
+// the card number, CVC and e-mail, validation and the stray-PAN guard, the operator console by
+// role with the audit trail, and no CSP violation anywhere. Screenshots go to
+// test-results/e2e/ (the run prints their paths).
+// Needs `npm run build` and the vault binary (`cargo test` or `cargo build -p fieldseal-vault`).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { startShop } from '../../demo/server.mjs';
+import { startVault } from '../../demo/vault.mjs';
+import { launchChromium, root } from '../browser/harness.mjs';
+
+const CARDS = {
+  visa: { number: '4111111111111111', brand: 'Visa', cvc: '737', prefix: '4' },
+  mastercard: { number: '2223003122003222', brand: 'Mastercard', cvc: '737', prefix: '2223' },
+  amex: { number: '378282246310005', brand: 'American Express', cvc: '7373', prefix: '37' },
+};
+const EMAIL = 'jane.doe@example.com';
+const PHONE = '+1 415 555 0199';
+const shots = join(root, 'test-results', 'e2e');
+
+let dataDir;
+let vault;
+let shop;
+let browser;
+const orders = [];
+
+function vaultBinary() {
+  const targetDir = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: root, encoding: 'utf8' })).target_directory;
+  const bin = join(targetDir, 'debug', 'fieldseal-vault');
+  if (!existsSync(bin)) execFileSync('cargo', ['build', '-q', '-p', 'fieldseal-vault', '--bin', 'fieldseal-vault'], { cwd: root, stdio: 'inherit' });
+  return bin;
+}
+
+before(async () => {
+  mkdirSync(shots, { recursive: true });
+  dataDir = mkdtempSync(join(tmpdir(), 'fieldseal-e2e-'));
+  vault = await startVault({ bin: vaultBinary(), dataDir });
+  shop = await startShop({ vaultUrl: vault.url, keys: vault.keys, dataDir });
+  browser = await launchChromium();
+});
+after(async () => {
+  await browser?.close();
+  await shop?.close();
+  await vault?.stop();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+/**
+ * Opens a page recording every request it makes (URL, all headers, body) and every CSP violation
+ * the page sees.
+ */
+async function open(path) {
+  const page = await browser.newPage();
+  await page.addInitScript(() => {
+    window.cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  const requests = [];
+  page.on('request', (r) => {
+    requests.push((async () => ({ url: r.url(), method: r.method(), headers: await r.allHeaders(), body: r.postData() ?? '' }))());
+  });
+  await page.goto(`${shop.url}${path}`);
+  await page.waitForSelector('body[data-ready="1"]', { timeout: 20_000 });
+  return { page, requests: () => Promise.all(requests) };
+}
+
+async function noCspViolation(page) {
+  assert.deepEqual(await page.evaluate(() => window.cspViolations), [], `CSP violations on ${page.url()}`);
+}
+
+/**
+ * Where a recorded request holds one of `secrets`: in its URL, its headers, or its body outside the
+ * envelopes (ciphertext, which a short value like a CVC could match by chance as base64 text).
+ */
+function leaks(request, secrets) {
+  const body = request.body.replace(/fse1\.[A-Za-z0-9_-]+/g, 'ENVELOPE');
+  let decoded = '';
+  try {
+    decoded = decodeURIComponent(body.replace(/\+/g, ' '));
+  } catch {
+    // not URL-encoded
+  }
+  const text = [request.url, JSON.stringify(request.headers), body, decoded].join('\n');
+  return secrets.filter((s) => text.includes(s));
+}
+
+async function addToCart(page, skus) {
+  for (const sku of skus) await page.click(`.product[data-sku="${sku}"] button.add`);
+}
+
+async function fillCheckout(page, card, { exp = '12 / 30', cvc = card.cvc, notes = '' } = {}) {
+  await page.fill('#email', EMAIL);
+  await page.fill('#phone', PHONE);
+  await page.locator('#card').pressSequentially(card.number);
+  await page.fill('#exp', exp);
+  await page.fill('#cvc', cvc);
+  await page.fill('#holder', 'Jane Doe');
+  if (notes) await page.fill('#notes', notes);
+}
+
+for (const [name, card] of Object.entries(CARDS)) {
+  test(`buy with ${card.brand}: brand while typing, receipt, and no plaintext in any request`, async (t) => {
+    const { page, requests } = await open('/');
+    if (name === 'visa') await page.screenshot({ path: join(shots, 'shop.png'), fullPage: true });
+    await addToCart(page, ['mug', 'beans', 'mug']);
+    await Promise.all([page.waitForURL('**/checkout'), page.click('#go-checkout')]);
+    await page.waitForSelector('body[data-ready="1"]');
+    assert.equal(await page.textContent('#cart-total'), '$50.50');
+
+    // The brand shows as soon as the first digits decide it, and the number is grouped.
+    await page.locator('#card').pressSequentially(card.prefix);
+    assert.equal(await page.textContent('#brand'), card.brand);
+    await page.fill('#card', '');
+    await fillCheckout(page, card);
+    const grouped = await page.inputValue('#card');
+    assert.equal(grouped.replace(/ /g, ''), card.number);
+    assert.equal(grouped, name === 'amex' ? '3782 822463 10005' : card.number.replace(/(\d{4})(?=\d)/g, '$1 '));
+    assert.equal(await page.textContent('#brand'), card.brand);
+    const checkoutShot = join(shots, `checkout-${name}.png`);
+    await page.screenshot({ path: checkoutShot, fullPage: true });
+
+    await Promise.all([page.waitForURL(/\/orders\/ord_[0-9a-f]{16}$/, { timeout: 15_000 }), page.click('#pay')]);
+    assert.equal(await page.textContent('#receipt-brand'), card.brand);
+    assert.equal(await page.textContent('#receipt-last4'), card.number.slice(-4));
+    assert.equal(await page.textContent('#receipt-total'), '$50.50');
+    const tokens = await page.$$eval('[data-token]', (els) => Object.fromEntries(els.map((e) => [e.dataset.token, e.textContent])));
+    assert.deepEqual(Object.keys(tokens).sort(), ['card', 'cvc', 'email', 'exp', 'holder', 'phone']);
+    for (const token of Object.values(tokens)) assert.match(token, /^tok_[A-Za-z0-9_-]{22}$/);
+    assert.match(await page.textContent('#receipt-fingerprint'), /^fp_/);
+    const envelopes = await page.$$eval('[data-envelope]', (els) => els.map((e) => e.textContent));
+    assert.equal(envelopes.length, 6);
+    for (const env of envelopes) assert.match(env, /^fse1\./);
+    const receiptShot = join(shots, `receipt-${name}.png`);
+    await page.screenshot({ path: receiptShot, fullPage: true });
+    t.diagnostic(`screenshots: ${checkoutShot} ${receiptShot}`);
+
+    // Every request the page made: the checkout POST carried envelopes for each sealed field and
+    // the card number (with or without spaces), CVC and e-mail in none of them.
+    const all = await requests();
+    const post = all.find((r) => r.method === 'POST' && r.url.endsWith('/checkout'));
+    assert.ok(post, 'the checkout was posted');
+    const fields = new URLSearchParams(post.body);
+    for (const f of ['card', 'exp', 'cvc', 'holder', 'email', 'phone']) assert.match(fields.get(f), /^fse1\./, f);
+    assert.equal(fields.getAll('card').length, 1);
+    const secrets = [card.number, grouped, card.cvc, EMAIL, encodeURIComponent(EMAIL)];
+    for (const r of all) assert.deepEqual(leaks(r, secrets), [], `${r.method} ${r.url}`);
+    assert.ok(all.length >= 8, `only ${all.length} requests recorded`);
+    orders.push({ id: await page.getAttribute('#receipt', 'data-order'), card, tokens });
+    await noCspViolation(page);
+    await page.close();
+  });
+}
+
+test('an invalid number, an expired date and a short CVC show messages and submit nothing', async () => {
+  const { page, requests } = await checkoutAttempt('tote', { number: '4111111111111112', cvc: '73' }, { exp: '01 / 20' });
+  for (const id of ['card', 'exp', 'cvc']) {
+    assert.equal(await page.getAttribute(`#${id}`, 'aria-invalid'), 'true', id);
+    assert.ok((await message(page, id)).length > 5, `${id} has a message`);
+  }
+  assert.match(await page.textContent('#form-error'), /correct the highlighted fields/);
+  await blockedAndClean(page, requests, 'checkout-invalid.png');
+});
+
+/** Puts `sku` in the cart, fills the checkout and presses Pay. */
+async function checkoutAttempt(sku, card, options) {
+  const { page, requests } = await open('/');
+  await addToCart(page, [sku]);
+  await page.goto(`${shop.url}/checkout`);
+  await page.waitForSelector('body[data-ready="1"]');
+  await fillCheckout(page, card, options);
+  await page.click('#pay');
+  return { page, requests };
+}
+
+/** The validation message fieldseal shows for field `id`. */
+async function message(page, id) {
+  return page.textContent(`#${await page.getAttribute(`#${id}`, 'aria-describedby')}`);
+}
+
+/** Nothing was posted, the page stayed, no CSP violation; saves a screenshot. */
+async function blockedAndClean(page, requests, shot) {
+  await page.screenshot({ path: join(shots, shot), fullPage: true });
+  assert.equal((await requests()).filter((r) => r.method === 'POST').length, 0, 'nothing was posted');
+  assert.equal(page.url(), `${shop.url}/checkout`);
+  await noCspViolation(page);
+  await page.close();
+}
+
+test('a card number typed into the order notes blocks the submit with a message', async () => {
+  const { page, requests } = await checkoutAttempt('notebook', CARDS.visa, { notes: 'please bill 4111 1111 1111 1111 again' });
+  assert.equal(await page.getAttribute('#notes', 'aria-invalid'), 'true');
+  assert.match(await message(page, 'notes'), /card number can only be entered in the card number field/);
+  assert.match(await page.textContent('#form-error'), /card number was typed outside the card number field/);
+  await blockedAndClean(page, requests, 'checkout-stray-pan.png');
+});
+
+test('the merchant back end refuses plaintext and stray card numbers the page did not stop', async () => {
+  const post = (body) => fetch(`${shop.url}/checkout`, {
+    method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body), redirect: 'manual',
+  });
+  const plain = await post({ cart: 'mug:1', card: CARDS.visa.number, exp: '12/30', cvc: '737', holder: 'J', email: EMAIL, phone: PHONE });
+  assert.equal(plain.status, 400);
+  const text = await plain.text();
+  assert.match(text, /not sealed/);
+  assert.ok(!text.includes(CARDS.visa.number) && !text.includes(EMAIL), 'the refusal does not echo values');
+  const orderFile = readFileSync(join(dataDir, 'orders.json'), 'utf8');
+  assert.ok(!orderFile.includes(CARDS.visa.number) && !orderFile.includes(EMAIL), 'orders hold tokens only');
+});
+
+/** Signs in to the console with `key`; returns the page. */
+async function console_(key) {
+  const { page } = await open('/console');
+  await page.fill('#apikey', key);
+  await page.click('#signin button');
+  await page.waitForSelector('body[data-role]');
+  await page.waitForSelector('#chain-status[data-intact]');
+  return page;
+}
+
+async function reveal(page, orderId, fields, purpose) {
+  const order = page.locator(`.order[data-order="${orderId}"]`);
+  for (const box of await order.locator('.checks input').all()) {
+    await box.setChecked(fields.includes(await box.getAttribute('value')));
+  }
+  await order.locator('input.purpose').fill(purpose);
+  const audited = page.waitForResponse((r) => r.url().endsWith('/console/api/audit'));
+  await order.locator('.reveal button').click();
+  await audited;
+  return order;
+}
+
+test('the operator console: masked for support, plain for payments, refused without the permission; the audit trail verifies', async () => {
+  const visa = orders.find((o) => o.card === CARDS.visa);
+  assert.ok(visa, 'the Visa order exists');
+
+  const support = await console_(vault.keys.support);
+  assert.equal(await support.textContent('#role'), 'support');
+  let order = await reveal(support, visa.id, ['card', 'email', 'cvc'], 'customer call 5531');
+  assert.equal(await order.locator('dd[data-field="card"]').textContent(), '411111******1111');
+  assert.equal(await order.locator('dd[data-field="card"]').getAttribute('data-reveal'), 'masked');
+  assert.equal(await order.locator('dd[data-field="email"]').textContent(), 'j***@example.com');
+  assert.match(await order.locator('dd[data-field="cvc"]').textContent(), /refused: role support may not reveal cvc/);
+  await noCspViolation(support);
+  await support.close();
+
+  const payments = await console_(vault.keys.payments);
+  order = await reveal(payments, visa.id, ['card'], 'capture order');
+  assert.equal(await order.locator('dd[data-field="card"]').textContent(), CARDS.visa.number);
+  assert.equal(await order.locator('dd[data-field="card"]').getAttribute('data-reveal'), 'plain');
+  // A purpose is required: the vault refuses a reveal without one.
+  order = await reveal(payments, visa.id, ['card'], '   ');
+  assert.match(await order.locator('.form-error').textContent(), /purpose/);
+  await noCspViolation(payments);
+  await payments.close();
+
+  const checkout = await console_(vault.keys.checkout);
+  order = await reveal(checkout, visa.id, ['card'], 'curious');
+  assert.match(await order.locator('.form-error').textContent(), /Refused: role checkout may not reveal values/);
+  assert.equal(await order.locator('dd').count(), 0);
+
+  // The audit trail on screen: the reveals with their outcomes, and the verified chain.
+  const rows = await checkout.$$eval('#audit tbody tr', (trs) => trs.map((tr) => ({
+    action: tr.dataset.action, outcome: tr.dataset.outcome, text: tr.textContent,
+  })));
+  const reveals = rows.filter((r) => r.action === 'reveal');
+  assert.ok(reveals.some((r) => r.outcome === 'masked' && r.text.includes('support') && r.text.includes('customer call 5531')));
+  assert.ok(reveals.some((r) => r.outcome === 'denied' && r.text.includes('support') && r.text.includes('cvc')));
+  assert.ok(reveals.some((r) => r.outcome === 'plain' && r.text.includes('payments') && r.text.includes('capture order')));
+  assert.ok(rows.some((r) => r.outcome === 'denied' && r.text.includes('checkout')));
+  assert.equal(rows.filter((r) => r.action === 'tokenize' && r.outcome === 'ok').length, 6 * Object.keys(CARDS).length);
+  assert.equal(await checkout.getAttribute('#chain-status', 'data-intact'), 'true');
+  assert.match(await checkout.textContent('#chain-status'), /chain intact: \d+ entries verified/);
+  for (const r of rows) assert.ok(!r.text.includes(CARDS.visa.number), 'no card number in the audit trail');
+  const consoleShot = join(shots, 'console.png');
+  await checkout.screenshot({ path: consoleShot, fullPage: true });
+  await noCspViolation(checkout);
+  await checkout.close();
+
+  // A wrong key is refused at sign-in.
+  const { page } = await open('/console');
+  await page.fill('#apikey', 'fsk_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
+  await page.click('#signin button');
+  await page.waitForSelector('#signin-error:not([hidden])');
+  assert.match(await page.textContent('#signin-error'), /Sign-in refused/);
+  await page.close();
+});
+
+test('every page is served with the strict CSP and security headers, and no violation was reported', async () => {
+  for (const path of ['/', '/checkout', '/console', `/orders/${orders[0].id}`, '/fieldseal/index.js', '/js/checkout.js']) {
+    const r = await fetch(`${shop.url}${path}`);
+    assert.equal(r.status, 200, path);
+    const csp = r.headers.get('content-security-policy');
+    assert.match(csp, /default-src 'self'; script-src 'self' 'wasm-unsafe-eval'/, path);
+    assert.equal(r.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(r.headers.get('x-frame-options'), 'DENY');
+    assert.equal(r.headers.get('referrer-policy'), 'no-referrer');
+  }
+  assert.equal((await fetch(`${shop.url}/fieldseal/wasm/fieldseal_bg.wasm`)).headers.get('content-type'), 'application/wasm');
+  assert.equal((await fetch(`${shop.url}/pages/checkout.html`)).status, 404);
+  assert.equal((await fetch(`${shop.url}/..%2fpackage.json`)).status, 404);
+  assert.deepEqual(shop.cspReports, [], 'CSP reports received');
+});

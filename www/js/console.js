@@ -1,0 +1,157 @@
+// The operator console: sign in with a vault API key (kept in this page's memory only), list the
+// shop's orders, reveal their tokens for a stated purpose, and show the vault's audit trail with
+// the chain's verification. What a reveal shows is the vault's decision for the key's role.
+import { brandName } from './brands.js';
+import { money } from './cart.js';
+
+let apiKey = null;
+const $ = (id) => document.getElementById(id);
+
+const FIELDS = [
+  ['card', 'Card number', true],
+  ['email', 'E-mail', true],
+  ['phone', 'Phone', false],
+  ['holder', 'Name', false],
+  ['exp', 'Expiry', false],
+  ['cvc', 'Security code', false],
+];
+
+async function api(path, body) {
+  const r = await fetch(`/console/api/${path}`, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: { authorization: `Bearer ${apiKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: r.status, body: await r.json() };
+}
+
+const el = (tag, props = {}, ...children) => {
+  const e = document.createElement(tag);
+  Object.assign(e, props);
+  e.append(...children);
+  return e;
+};
+
+function describePermissions(p) {
+  const parts = [];
+  if (p.reveal_plain.length) parts.push(`reveals ${p.reveal_plain.join(', ')} in the clear`);
+  if (p.reveal_masked.length) parts.push(`${p.reveal_plain.length ? 'others' : 'reveals'} ${p.reveal_masked.length > 8 ? 'all other kinds' : p.reveal_masked.join(', ')} masked`);
+  if (p.tokenize.length && !parts.length) parts.push('may tokenize but not reveal');
+  if (p.audit) parts.push('reads the audit log');
+  return parts.length ? `This role ${parts.join('; ')}.` : 'This role may not reveal anything.';
+}
+
+async function signIn(e) {
+  e.preventDefault();
+  apiKey = $('apikey').value.trim();
+  const me = await api('me');
+  if (me.status !== 200) {
+    apiKey = null;
+    $('signin-error').textContent = `Sign-in refused: ${me.body.error?.message ?? me.status}`;
+    $('signin-error').hidden = false;
+    return;
+  }
+  $('apikey').value = '';
+  $('signin-error').hidden = true;
+  $('signin').hidden = true;
+  $('session').hidden = false;
+  $('role').textContent = me.body.role;
+  $('key-id').textContent = me.body.key_id;
+  $('permissions').textContent = describePermissions(me.body.permissions);
+  document.body.dataset.role = me.body.role;
+  await Promise.all([showOrders(), showAudit()]);
+}
+
+function signOut() {
+  apiKey = null;
+  $('session').hidden = true;
+  $('signin').hidden = false;
+  $('orders').replaceChildren();
+  delete document.body.dataset.role;
+}
+
+async function showOrders() {
+  const { body } = await api('orders');
+  $('no-orders').hidden = body.orders.length > 0;
+  $('orders').replaceChildren(...body.orders.map(orderCard));
+}
+
+function orderCard(order) {
+  const results = el('dl', { className: 'reveals' });
+  const purpose = el('input', { type: 'text', required: true, maxLength: 200, placeholder: 'e.g. refund request 5531', className: 'purpose' });
+  purpose.setAttribute('aria-label', `Purpose of the reveal for ${order.id}`);
+  const boxes = FIELDS.map(([name, label, checked]) => {
+    const box = el('input', { type: 'checkbox', checked, value: name });
+    return el('label', { className: 'check' }, box, ` ${label}`);
+  });
+  const error = el('p', { className: 'form-error', hidden: true });
+  error.setAttribute('role', 'alert');
+  const form = el('form', { className: 'reveal' },
+    el('label', {}, 'Purpose ', purpose), el('div', { className: 'checks' }, ...boxes),
+    el('button', { className: 'button', textContent: 'Reveal' }), error);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const names = boxes.map((b) => b.firstChild).filter((b) => b.checked).map((b) => b.value);
+    const r = await api('reveal', { tokens: names.map((n) => order.tokens[n]), purpose: purpose.value });
+    results.replaceChildren();
+    error.hidden = r.status === 200;
+    if (r.status !== 200) {
+      error.textContent = `Refused: ${r.body.error?.message ?? `HTTP ${r.status}`}`;
+    } else {
+      r.body.results.forEach((res, i) => {
+        const label = FIELDS.find(([n]) => n === names[i])[1];
+        const dd = res.ok
+          ? el('dd', { className: `value ${res.reveal}`, textContent: res.value })
+          : el('dd', { className: 'value refused', textContent: `refused: ${res.error.message}` });
+        dd.dataset.field = names[i];
+        dd.dataset.reveal = res.ok ? res.reveal : res.error.code;
+        results.append(el('dt', { textContent: `${label}${res.ok ? ` (${res.reveal})` : ''}` }), dd);
+      });
+    }
+    await showAudit();
+  });
+  const card = el('article', { className: 'order' },
+    el('h3', {}, el('code', { textContent: order.id }), ` · ${money(order.total)} · ${brandName(order.card.brand)} ending ${order.card.last4}`),
+    el('p', { className: 'hint', textContent: `Placed ${new Date(order.created).toLocaleString()}. Tokens: ${FIELDS.map(([n]) => order.tokens[n]).join(' ')}` }),
+    form, results);
+  card.dataset.order = order.id;
+  return card;
+}
+
+async function showAudit() {
+  const { status, body } = await api('audit');
+  const status_ = $('chain-status');
+  if (status !== 200) {
+    status_.textContent = `unavailable: ${body.error?.message ?? status}`;
+    status_.className = 'chain broken';
+    return;
+  }
+  const v = body.verification;
+  status_.textContent = v.intact
+    ? `chain intact: ${v.verified} entries verified`
+    : `chain BROKEN at entry ${v.broken.seq}: ${v.broken.reason}`;
+  status_.className = `chain ${v.intact ? 'intact' : 'broken'}`;
+  status_.dataset.intact = String(v.intact);
+  const rows = body.entries.slice().reverse().map((e) => {
+    const tr = el('tr', {},
+      el('td', { textContent: e.seq }),
+      el('td', { textContent: new Date(e.at * 1000).toLocaleTimeString() }),
+      el('td', { textContent: e.actor_role ? `${e.actor_role} (${e.actor.replace('apikey:', '')})` : e.actor }),
+      el('td', { textContent: e.action }),
+      el('td', { textContent: e.kind ?? '' }),
+      el('td', {}, el('code', { textContent: e.token ?? '' })),
+      el('td', { textContent: e.purpose ?? '' }),
+      el('td', { textContent: e.outcome }));
+    tr.dataset.action = e.action;
+    tr.dataset.outcome = e.outcome;
+    return tr;
+  });
+  document.querySelector('#audit tbody').replaceChildren(...rows);
+}
+
+$('signin').addEventListener('submit', (e) => signIn(e).catch((err) => {
+  $('signin-error').textContent = `Sign-in failed: ${err.message}`;
+  $('signin-error').hidden = false;
+}));
+$('signout').addEventListener('click', signOut);
+document.body.dataset.ready = '1';
