@@ -2,7 +2,12 @@
 // vault API key, which stays in the page's memory and is sent with each call; these handlers pass
 // it to the vault, so the vault's roles decide what the operator sees: masked values for support,
 // plain card numbers for payments (with a purpose), a refusal that says why otherwise. The audit
-// trail is read with the demo's auditor key and shown with the chain's verification.
+// trail: an operator whose role may read the audit log sees the whole log, read with their own key;
+// any other operator sees only the entries of their own key (this session's reveals and refusals),
+// which the demo reads with its auditor key. Both views carry the whole chain's verification. The
+// newest AUDIT_SHOWN entries are shown.
+
+const AUDIT_SHOWN = 500;
 
 /** Key id of an API key (`fsk_<id>_<secret>`). */
 const keyId = (key) => /^fsk_([0-9a-f]{12})_/.exec(key ?? '')?.[1] ?? null;
@@ -24,23 +29,30 @@ export function consoleApi({ vaultUrl, keys, orders, fetchImpl = fetch }) {
     return vault('/v1/me', { key: bearer(req) });
   }
 
-  async function auditTrail() {
+  async function auditTrail(me, key) {
+    const own = !me.permissions.audit;
+    const readKey = own ? keys.auditor : key;
     const entries = [];
     let after = 0;
     for (;;) {
-      const page = await vault(`/v1/audit?after=${after}&limit=1000`, { key: keys.auditor });
+      const page = await vault(`/v1/audit?after=${after}&limit=1000`, { key: readKey });
       if (page.status !== 200) return page;
-      entries.push(...page.body.entries);
+      const mine = (e) => e.actor === `apikey:${me.key_id}`;
+      entries.push(...(own ? page.body.entries.filter(mine) : page.body.entries));
       if (page.body.entries.length < 1000) break;
       after = page.body.next_after;
     }
-    const verify = await vault('/v1/audit/verify', { key: keys.auditor });
+    const verify = await vault('/v1/audit/verify', { key: readKey });
     if (verify.status !== 200) return verify;
-    for (const e of entries) {
+    const shown = entries.slice(-AUDIT_SHOWN);
+    for (const e of shown) {
       const id = /^apikey:([0-9a-f]{12})$/.exec(e.actor)?.[1];
       e.actor_role = (id && roleOfKeyId.get(id)) ?? null;
     }
-    return { status: 200, body: { entries, verification: verify.body } };
+    return {
+      status: 200,
+      body: { scope: own ? 'own' : 'all', total: entries.length, entries: shown, verification: verify.body },
+    };
   }
 
   /** Handles `/console/api/*`; returns { status, body }. */
@@ -67,7 +79,7 @@ export function consoleApi({ vaultUrl, keys, orders, fetchImpl = fetch }) {
         return vault('/v1/detokenize', { key: bearer(req), method: 'POST', body: { tokens: req_.tokens, purpose: req_.purpose } });
       }
       case 'GET /console/api/audit':
-        return auditTrail();
+        return auditTrail(me.body, bearer(req));
       default:
         return { status: 404, body: { error: { code: 'not_found', message: 'no such console endpoint' } } };
     }

@@ -1,7 +1,10 @@
 // The demo merchant's back end: it receives the checkout form, which carries envelopes in place of
 // the card number, expiry, CVC, cardholder name, e-mail and phone; sends them to the vault's
-// `POST /v1/tokenize` with its `checkout` API key; and keeps orders that hold tokens only. The
-// receipt shows the visitor what the merchant received. Nothing here ever sees a plaintext value.
+// `POST /v1/tokenize` with its `checkout` API key; and keeps orders that hold tokens only (and each
+// envelope's public header). The receipt shows the visitor what the merchant received: the full
+// envelopes once, right after the purchase, from memory; they are never written down, since an
+// envelope opens for as long as the vault holds its key, and a card security code must not outlive
+// the payment in any form. Nothing here ever sees a plaintext value.
 import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,32 +22,6 @@ export const SEALED_FIELDS = [
   { name: 'email', kind: 'email', label: 'E-mail' },
   { name: 'phone', kind: 'phone', label: 'Phone' },
 ];
-
-/**
- * A server-side backstop to the page's stray-PAN guard: whether `text` holds a run of 13 to 19
- * digits (spaces or dashes between them allowed) that passes the Luhn check.
- */
-export function holdsCardNumber(text) {
-  for (const run of text.match(/\d(?:[ -]?\d){12,}/g) ?? []) {
-    const digits = run.replace(/\D/g, '');
-    for (let len = 13; len <= 19; len++) {
-      for (let start = 0; start + len <= digits.length; start++) {
-        if (luhn(digits.slice(start, start + len))) return true;
-      }
-    }
-  }
-  return false;
-}
-
-function luhn(digits) {
-  let sum = 0;
-  for (let i = 0; i < digits.length; i++) {
-    let d = digits.charCodeAt(digits.length - 1 - i) - 48;
-    if (i % 2 === 1) d = d * 2 > 9 ? d * 2 - 9 : d * 2;
-    sum += d;
-  }
-  return sum % 10 === 0;
-}
 
 /** Orders, kept in `orders.json` in the data directory (tokens only), written atomically. */
 export class Orders {
@@ -81,22 +58,39 @@ class Refusal extends Error {
   }
 }
 
+/** An envelope's public header, or null when `text` is not a well-formed envelope. */
+function header(text) {
+  try {
+    return parseEnvelope(text);
+  } catch {
+    return null;
+  }
+}
+
 /**
- * Handles `POST /checkout` (an `application/x-www-form-urlencoded` body). Returns the order, or
- * throws a Refusal.
+ * Handles `POST /checkout` (an `application/x-www-form-urlencoded` body). `sealer` is the fieldseal
+ * package loaded in Node, whose stray-card-number check backs up the page's. Returns the order and
+ * the posted envelopes, or throws a Refusal.
  */
-export async function checkout(form, { vaultUrl, apiKey, orders, fetchImpl = fetch }) {
+export async function checkout(form, { vaultUrl, apiKey, orders, sealer, fetchImpl = fetch }) {
   const cart = priceCart(form.get('cart'));
   if (!cart) throw new Refusal(400, 'Your cart is empty or no longer valid.', []);
   // Every sealed field must arrive as an envelope: a plaintext value means the page was not
   // protected, and is refused without being stored, logged or echoed.
-  const missing = SEALED_FIELDS.filter((f) => !(form.get(f.name) ?? '').startsWith('fse1.'));
-  if (missing.length) {
-    throw new Refusal(400, 'The payment form was not sealed, so nothing was sent on.',
-      missing.map((f) => `${f.label}: not an envelope`));
+  // Each envelope's header must also name the field's kind: a card-number envelope posted as the
+  // cardholder's name, say, is refused.
+  const headers = {};
+  const problems = [];
+  for (const f of SEALED_FIELDS) {
+    const values = form.getAll(f.name);
+    const h = values.length === 1 ? header(values[0]) : null;
+    if (!h) problems.push(`${f.label}: not one envelope`);
+    else if (h.kind !== f.kind) problems.push(`${f.label}: an envelope of kind ${h.kind}, expected ${f.kind}`);
+    else headers[f.name] = { kind: h.kind, kid: h.kid, createdAt: h.createdAt, origin: h.context.origin, length: values[0].length };
   }
+  if (problems.length) throw new Refusal(400, 'The payment form was not sealed, so nothing was sent on.', problems);
   const notes = (form.get('notes') ?? '').slice(0, 500);
-  if (holdsCardNumber(notes)) {
+  if (sealer.containsCardNumber(notes)) {
     throw new Refusal(400, 'The order notes hold a card number; nothing was stored.', ['Order notes: remove the card number']);
   }
   const response = await fetchImpl(`${vaultUrl}/v1/tokenize`, {
@@ -105,12 +99,15 @@ export async function checkout(form, { vaultUrl, apiKey, orders, fetchImpl = fet
     body: JSON.stringify({ items: SEALED_FIELDS.map((f) => ({ envelope: form.get(f.name) })) }),
   });
   const body = await response.json().catch(() => null);
-  if (!response.ok || !Array.isArray(body?.results)) {
+  if (!response.ok || !Array.isArray(body?.results) || body.results.length !== SEALED_FIELDS.length) {
     throw new Refusal(502, 'The vault refused the request.', [body?.error?.message ?? `HTTP ${response.status}`]);
   }
   const failed = body.results
     .map((r, i) => (r.ok ? null : `${SEALED_FIELDS[i].label}: ${r.error.message} (${r.error.code})`))
     .filter(Boolean);
+  // The tokens of the items that did succeed stay in the vault without an order: the `checkout`
+  // role may not delete, and they expire with the vault's retention (a CVC's after
+  // cvc_retention_secs).
   if (failed.length) throw new Refusal(422, 'Some details could not be accepted.', failed);
   const tokens = {};
   SEALED_FIELDS.forEach((f, i) => {
@@ -125,18 +122,17 @@ export async function checkout(form, { vaultUrl, apiKey, orders, fetchImpl = fet
     notes,
     card: { brand: card.brand, last4: card.last4, bin: card.bin, fingerprint: card.fingerprint },
     tokens,
-    // What the page posted for the sealed fields, shown on the receipt. Envelopes open only with
-    // the vault's private key, and each can be tokenized once.
-    envelopes: Object.fromEntries(SEALED_FIELDS.map((f) => [f.name, form.get(f.name)])),
+    // The envelopes' public headers: which key, kind, when, from which origin, how long.
+    headers,
   };
   orders.add(order);
-  return order;
+  return { order, envelopes: Object.fromEntries(SEALED_FIELDS.map((f) => [f.name, form.get(f.name)])) };
 }
 
 export { Refusal };
 
-/** The receipt page. */
-export function receiptPage(order) {
+/** The receipt page; `posted` holds the envelopes the browser posted, on the first view only. */
+export function receiptPage(order, posted) {
   const lines = order.lines
     .map((l) => `<tr><td>${escapeHtml(l.name)}</td><td class="num">${l.qty}</td><td class="num">${money(l.amount)}</td></tr>`)
     .join('');
@@ -144,17 +140,14 @@ export function receiptPage(order) {
     .map((f) => `<tr><th scope="row">${f.label}</th><td><code data-token="${f.name}">${escapeHtml(order.tokens[f.name])}</code></td></tr>`)
     .join('');
   const envelopes = SEALED_FIELDS.map((f) => {
-    const text = order.envelopes[f.name];
-    let header = '';
-    try {
-      const h = parseEnvelope(text);
-      header = `kind <b>${escapeHtml(h.kind)}</b>, key <code>${escapeHtml(h.kid)}</code>, sealed ${escapeHtml(
-        new Date(h.createdAt * 1000).toISOString())}, origin <code>${escapeHtml(h.context.origin ?? '-')}</code>`;
-    } catch (e) {
-      header = `unreadable header: ${escapeHtml(e.message)}`;
-    }
-    return `<div class="envelope"><div class="envelope-head"><span class="field-name">${f.name}</span> ${header}</div>`
-      + `<code class="envelope-text" data-envelope="${f.name}">${escapeHtml(text)}</code></div>`;
+    const h = order.headers[f.name];
+    const head = `kind <b>${escapeHtml(h.kind)}</b>, key <code>${escapeHtml(h.kid)}</code>, sealed ${escapeHtml(
+      new Date(h.createdAt * 1000).toISOString())}, origin <code>${escapeHtml(h.origin ?? '-')}</code>, ${h.length} characters`;
+    const text = posted?.[f.name];
+    const body = text
+      ? `<code class="envelope-text" data-envelope="${f.name}">${escapeHtml(text)}</code>`
+      : '<span class="hint">not kept: the shop stores tokens, not envelopes</span>';
+    return `<div class="envelope"><div class="envelope-head"><span class="field-name">${f.name}</span> ${head}</div>${body}</div>`;
   }).join('');
   return page({
     title: `Receipt ${order.id}`,
@@ -178,7 +171,7 @@ export function receiptPage(order) {
   </tbody></table>
   <h2>What your browser posted</h2>
   <p>Each sensitive field left the page as an envelope sealed to the vault's public key (HPKE, RFC 9180).
-  Only its header is readable: which key, which kind of value, when.</p>
+  Only its header is readable: which key, which kind of value, when. ${posted ? 'They are shown this once: the shop does not keep them.' : ''}</p>
   ${envelopes}
   <p><a class="button" href="/">Back to the shop</a> <a class="button secondary" href="/console">Operator console</a></p>
 </section>`,

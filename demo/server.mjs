@@ -5,8 +5,9 @@
 // violation reports are collected.
 import { readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { extname, join, normalize, sep } from 'node:path';
+import { extname, join, normalize, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { load } from 'fieldseal';
 import { PRODUCTS } from './catalog.mjs';
 import { consoleApi } from './console.mjs';
 import { page } from './html.mjs';
@@ -53,6 +54,9 @@ const PAGES = {
 };
 
 const MAX_BODY = 64 * 1024;
+const MAX_CSP_REPORTS = 100;
+/** How long the posted envelopes wait in memory for the receipt's first view. */
+const RECEIPT_ENVELOPES_MS = 10 * 60 * 1000;
 
 /**
  * Starts the demo server. `vaultUrl` is the running vault, `keys` the demo API keys by role
@@ -62,6 +66,11 @@ const MAX_BODY = 64 * 1024;
 export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () => {} }) {
   const orders = new Orders(dataDir);
   const consoleHandler = consoleApi({ vaultUrl, keys, orders });
+  // The fieldseal package in Node, for its stray-card-number check on order notes.
+  const keySet = await (await fetch(`${vaultUrl}/v1/keys`)).text();
+  const sealer = await load({ keys: keySet, wasm: readFileSync(join(root, 'dist', 'wasm', 'fieldseal_bg.wasm')), poolSize: 0 });
+  // Envelopes just posted, by order id, until the receipt is first shown; never written down.
+  const posted = new Map();
   const cspReports = [];
   const mounts = [
     ['/fieldseal/', join(root, 'dist')],
@@ -75,14 +84,19 @@ export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () =>
       res.end(body);
     };
     const json = (status, value) => send(status, JSON.stringify(value), 'application/json');
+    const path = url.pathname;
+    const api = path.startsWith('/console/api/');
     try {
       const body = req.method === 'POST' ? await readBody(req) : null;
-      if (body === undefined) return send(413, 'request too large', 'text/plain');
-      const path = url.pathname;
+      if (body === undefined) {
+        res.setHeader('connection', 'close');
+        return api ? json(413, { error: { code: 'payload_too_large', message: 'request too large' } }) : send(413, 'request too large', 'text/plain');
+      }
 
       if (req.method === 'POST' && path === '/csp-report') {
-        cspReports.push(body);
-        log(`CSP violation reported: ${body.slice(0, 300)}`);
+        if (!/^application\/(csp-report|reports\+json)/.test(req.headers['content-type'] ?? '')) return send(415, '', 'text/plain');
+        if (cspReports.length < MAX_CSP_REPORTS) cspReports.push(body);
+        log(`CSP violation reported: ${body.slice(0, 300).replace(/[^\x20-\x7e]/g, '?')}`);
         return send(204, '');
       }
       if (req.method === 'GET' && PAGES[path]) {
@@ -100,7 +114,9 @@ export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () =>
           return send(415, 'expected a form post', 'text/plain');
         }
         try {
-          const order = await checkout(new URLSearchParams(body), { vaultUrl, apiKey: keys.checkout, orders });
+          const { order, envelopes } = await checkout(new URLSearchParams(body), { vaultUrl, apiKey: keys.checkout, orders, sealer });
+          posted.set(order.id, envelopes);
+          setTimeout(() => posted.delete(order.id), RECEIPT_ENVELOPES_MS).unref();
           log(`order ${order.id}: ${order.lines.length} lines, ${order.card.brand} ending ${order.card.last4}`);
           res.writeHead(303, { ...SECURITY_HEADERS, location: `/orders/${order.id}`, 'cache-control': 'no-store' });
           return res.end();
@@ -113,9 +129,12 @@ export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () =>
       const receipt = /^\/orders\/(ord_[0-9a-f]{16})$/.exec(path);
       if (req.method === 'GET' && receipt) {
         const order = orders.get(receipt[1]);
-        return order ? send(200, receiptPage(order)) : send(404, page({ title: 'Not found', body: '<h1>No such order</h1>' }));
+        if (!order) return send(404, page({ title: 'Not found', body: '<h1>No such order</h1>' }));
+        const envelopes = posted.get(order.id);
+        posted.delete(order.id);
+        return send(200, receiptPage(order, envelopes));
       }
-      if (path.startsWith('/console/api/')) {
+      if (api) {
         const r = await consoleHandler(req, path, () => {
           try {
             return JSON.parse(body);
@@ -132,8 +151,9 @@ export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () =>
       return send(404, page({ title: 'Not found', body: '<h1>Not found</h1>' }));
     } catch (e) {
       log(`error: ${e.message}`);
-      if (!res.headersSent) send(502, page({ title: 'Unavailable', body: '<h1>Something went wrong</h1><p>The shop could not reach the vault. Try again.</p>' }));
-      else res.end();
+      if (res.headersSent) res.end();
+      else if (api) json(502, { error: { code: 'bad_gateway', message: 'the console could not reach the vault; try again' } });
+      else send(502, page({ title: 'Unavailable', body: '<h1>Something went wrong</h1><p>The shop could not reach the vault. Try again.</p>' }));
     }
   });
   await new Promise((resolve, reject) => {
@@ -150,16 +170,17 @@ export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () =>
   };
 }
 
-/** The body as text; undefined when it exceeds MAX_BODY. */
+/** The body as text; undefined when it exceeds MAX_BODY (the rest is not read). */
 function readBody(req) {
+  if (Number(req.headers['content-length'] ?? 0) > MAX_BODY) return Promise.resolve(undefined);
   return new Promise((resolve, reject) => {
     const chunks = [];
     let size = 0;
     req.on('data', (c) => {
       size += c.length;
       if (size > MAX_BODY) {
+        req.pause();
         resolve(undefined);
-        req.destroy();
       } else chunks.push(c);
     });
     req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
@@ -178,7 +199,8 @@ function staticFile(mounts, path) {
       return null;
     }
     const file = normalize(join(dir, rel));
-    if (!file.startsWith(dir + sep) || file.includes(`${sep}pages${sep}`)) return null;
+    const inside = relative(dir, file);
+    if (!file.startsWith(dir + sep) || (prefix === '/' && inside.split(sep)[0] === 'pages')) return null;
     try {
       if (statSync(file).isFile()) return file;
     } catch {

@@ -6,15 +6,17 @@
 //
 //   node demo/start.mjs [--port 8080] [--data-dir DIR]
 //
-// With --data-dir the vault and the orders live in DIR and are kept (a DIR holding a vault from an
-// earlier run is refused: its API keys were printed once and are gone).
+// With --data-dir the vault and the orders live in DIR and are kept; a later run with the same DIR
+// reuses the vault, revokes the demo API keys of the earlier run and prints new ones.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { root, startShop } from './server.mjs';
 import { DEMO_ROLES, startVault } from './vault.mjs';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
 
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
@@ -65,28 +67,43 @@ runVisible('cargo', ['build', '-p', 'fieldseal-vault', '--bin', 'fieldseal-vault
 const targetDir = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: root, encoding: 'utf8' })).target_directory;
 const bin = join(targetDir, 'debug', 'fieldseal-vault');
 
-// 3. A fresh vault and the shop.
+// 3. A vault and the shop. The shop's modules load the package built in step 1.
+const { startShop } = await import('./server.mjs');
 let dataDir = args['data-dir'];
 const temporary = !dataDir;
 if (temporary) dataDir = mkdtempSync(join(tmpdir(), 'fieldseal-demo-'));
-else {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  if (existsSync(join(dataDir, 'vault.db'))) {
-    say(`${dataDir} already holds a vault; its API keys were printed when it was made. Use an empty directory.`);
-    process.exit(1);
-  }
-}
-step(3, `starting the vault and the shop (data in ${dataDir})`);
+else mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+// However the demo ends, the temporary directory (a master key, the database) goes with it.
+process.on('exit', () => {
+  vault?.stop();
+  if (temporary) rmSync(dataDir, { recursive: true, force: true });
+});
 let vault;
 let shop;
+let stopping = false;
+async function stop(code) {
+  if (stopping) return;
+  stopping = true;
+  say('stopping');
+  await shop?.close();
+  await vault?.stop();
+  process.exit(code);
+}
+process.on('SIGINT', () => stop(0));
+process.on('SIGTERM', () => stop(0));
+
+step(3, `starting the vault and the shop (data in ${dataDir})`);
 try {
   vault = await startVault({ bin, dataDir });
+  vault.exited.then(({ code, signal }) => {
+    if (stopping) return;
+    say(`the vault exited unexpectedly (${signal ?? code}); see ${vault.log}`);
+    stop(1);
+  });
   shop = await startShop({ vaultUrl: vault.url, keys: vault.keys, dataDir, port: Number(args.port), log: (l) => say(l) });
 } catch (e) {
-  say(`could not start: ${e.message}${e.code === 'EADDRINUSE' ? ` (pick another port with --port)` : ''}`);
-  await vault?.stop();
-  if (temporary) rmSync(dataDir, { recursive: true, force: true });
-  process.exit(1);
+  say(`could not start: ${e.message}${e.code === 'EADDRINUSE' ? ' (pick another port with --port)' : ''}`);
+  await stop(1);
 }
 
 const pad = (s) => s.padEnd(9);
@@ -99,29 +116,10 @@ fieldseal demo is running (ready in ${elapsed()})
 
 Demo API keys: sign in to the console with one of them.
 ${DEMO_ROLES.map((r) => `  ${pad(r)} ${vault.keys[r]}`).join('\n')}
-  (checkout is the shop back end's key; auditor reads the audit trail the console shows)
+  (checkout is the shop back end's key; auditor may read the whole audit log)
 
 Test cards: 4242 4242 4242 4242 (Visa), 2223 0031 2200 3222 (Mastercard),
             3782 822463 10005 (American Express); any future expiry, any CVC.
 
 Ctrl-C stops the demo${temporary ? ' and deletes its temporary data' : ''}.`);
 
-let stopping = false;
-async function stop() {
-  if (stopping) return;
-  stopping = true;
-  say('stopping');
-  await shop.close();
-  await vault.stop();
-  if (temporary) rmSync(dataDir, { recursive: true, force: true });
-  process.exit(0);
-}
-vault.exited.then(async ({ code, signal }) => {
-  if (stopping) return;
-  stopping = true;
-  say(`the vault exited unexpectedly (${signal ?? code}); see ${vault.log}`);
-  await shop.close();
-  process.exit(1);
-});
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);

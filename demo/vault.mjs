@@ -1,9 +1,10 @@
 // Runs the real `fieldseal-vault` binary for the demo: `init` in a data directory (a fresh master
-// key file and HPKE key), one API key per demo role through `apikey create`, then `serve` on
+// key file and HPKE key; skipped when the directory holds a vault already), one new API key per
+// demo role through `apikey create` (the demo keys of an earlier run are revoked), then `serve` on
 // 127.0.0.1 with a port the system picks. The vault's own log goes to `vault.log` in the data
 // directory.
 import { execFile, spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -14,12 +15,19 @@ const run = promisify(execFile);
 export const DEMO_ROLES = ['checkout', 'support', 'payments', 'auditor'];
 
 function vaultEnv(dataDir) {
-  const env = { ...process.env, FIELDSEAL_DATA_DIR: dataDir, FIELDSEAL_LISTEN: '127.0.0.1:0', FIELDSEAL_LOG_FORMAT: 'text' };
-  // The demo's vault is its own: no settings file or master key from the caller's environment.
-  delete env.FIELDSEAL_CONFIG;
-  delete env.FIELDSEAL_MASTER_KEY;
-  delete env.FIELDSEAL_DATABASE_URL;
-  return env;
+  // The demo's vault is its own: no settings file, key file, policy or database from the caller's
+  // environment.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FIELDSEAL_')));
+  return { ...env, FIELDSEAL_DATA_DIR: dataDir, FIELDSEAL_LISTEN: '127.0.0.1:0', FIELDSEAL_LOG_FORMAT: 'text' };
+}
+
+/** Revokes the active API keys an earlier demo run made (labelled `demo <role>`). */
+async function revokeEarlierDemoKeys(bin, env) {
+  const { stdout } = await run(bin, ['apikey', 'list'], { env });
+  for (const line of stdout.split('\n').slice(1)) {
+    const [id, , status, , ...label] = line.trim().split(/\s+/);
+    if (status === 'active' && label.join(' ').startsWith('demo ')) await run(bin, ['apikey', 'revoke', id], { env });
+  }
 }
 
 /**
@@ -28,7 +36,8 @@ function vaultEnv(dataDir) {
  */
 export async function startVault({ bin, dataDir }) {
   const env = vaultEnv(dataDir);
-  await run(bin, ['init'], { env });
+  if (existsSync(join(dataDir, 'vault.db'))) await revokeEarlierDemoKeys(bin, env);
+  else await run(bin, ['init'], { env });
   const keys = {};
   for (const role of DEMO_ROLES) {
     const { stdout } = await run(bin, ['apikey', 'create', '--role', role, '--label', `demo ${role}`], { env });
@@ -36,7 +45,8 @@ export async function startVault({ bin, dataDir }) {
     if (!/^fsk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/.test(keys[role])) throw new Error(`apikey create for ${role} printed no key`);
   }
   const log = createWriteStream(join(dataDir, 'vault.log'));
-  const child = spawn(bin, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: Ctrl-C in the terminal reaches the demo, which stops the vault itself.
+  const child = spawn(bin, ['serve'], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   child.stderr.pipe(log);
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const url = await new Promise((resolve, reject) => {

@@ -7,7 +7,7 @@
 // Needs `npm run build` and the vault binary (`cargo test` or `cargo build -p fieldseal-vault`).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -30,11 +30,11 @@ let shop;
 let browser;
 const orders = [];
 
+/** The vault binary as the demo builds it (`cargo build` does nothing when it is up to date). */
 function vaultBinary() {
+  execFileSync('cargo', ['build', '-q', '-p', 'fieldseal-vault', '--bin', 'fieldseal-vault'], { cwd: root, stdio: 'inherit' });
   const targetDir = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: root, encoding: 'utf8' })).target_directory;
-  const bin = join(targetDir, 'debug', 'fieldseal-vault');
-  if (!existsSync(bin)) execFileSync('cargo', ['build', '-q', '-p', 'fieldseal-vault', '--bin', 'fieldseal-vault'], { cwd: root, stdio: 'inherit' });
-  return bin;
+  return join(targetDir, 'debug', 'fieldseal-vault');
 }
 
 before(async () => {
@@ -70,24 +70,29 @@ async function open(path) {
   return { page, requests: () => Promise.all(requests) };
 }
 
+/** No violation on the current page, nor reported (report-uri) by any page before it. */
 async function noCspViolation(page) {
   assert.deepEqual(await page.evaluate(() => window.cspViolations), [], `CSP violations on ${page.url()}`);
+  assert.deepEqual(shop.cspReports, [], 'CSP violation reports');
 }
 
 /**
- * Where a recorded request holds one of `secrets`: in its URL, its headers, or its body outside the
- * envelopes (ciphertext, which a short value like a CVC could match by chance as base64 text).
+ * Where a recorded request holds a secret: the card number (with or without spaces) or the e-mail
+ * anywhere (URL, headers, body, URL-decoded body); the CVC, too short to search for in random text
+ * such as envelopes, order ids or header values, in any form value that is not an envelope.
  */
-function leaks(request, secrets) {
-  const body = request.body.replace(/fse1\.[A-Za-z0-9_-]+/g, 'ENVELOPE');
+function leaks(request, { long, cvc }) {
   let decoded = '';
   try {
-    decoded = decodeURIComponent(body.replace(/\+/g, ' '));
+    decoded = decodeURIComponent(request.body.replace(/\+/g, ' '));
   } catch {
     // not URL-encoded
   }
-  const text = [request.url, JSON.stringify(request.headers), body, decoded].join('\n');
-  return secrets.filter((s) => text.includes(s));
+  const text = [request.url, JSON.stringify(request.headers), request.body, decoded].join('\n');
+  const found = long.filter((s) => text.includes(s));
+  const values = [...new URLSearchParams(request.body).values(), ...new URL(request.url).searchParams.values()];
+  if (values.some((v) => !v.startsWith('fse1.') && v.includes(cvc))) found.push(cvc);
+  return found;
 }
 
 async function addToCart(page, skus) {
@@ -107,6 +112,8 @@ async function fillCheckout(page, card, { exp = '12 / 30', cvc = card.cvc, notes
 for (const [name, card] of Object.entries(CARDS)) {
   test(`buy with ${card.brand}: brand while typing, receipt, and no plaintext in any request`, async (t) => {
     const { page, requests } = await open('/');
+    // An empty cart offers no checkout.
+    assert.equal(await page.isVisible('#go-checkout'), false);
     if (name === 'visa') await page.screenshot({ path: join(shots, 'shop.png'), fullPage: true });
     await addToCart(page, ['mug', 'beans', 'mug']);
     await Promise.all([page.waitForURL('**/checkout'), page.click('#go-checkout')]);
@@ -148,8 +155,11 @@ for (const [name, card] of Object.entries(CARDS)) {
     const fields = new URLSearchParams(post.body);
     for (const f of ['card', 'exp', 'cvc', 'holder', 'email', 'phone']) assert.match(fields.get(f), /^fse1\./, f);
     assert.equal(fields.getAll('card').length, 1);
-    const secrets = [card.number, grouped, card.cvc, EMAIL, encodeURIComponent(EMAIL)];
+    const secrets = { long: [card.number, grouped, EMAIL, encodeURIComponent(EMAIL)], cvc: card.cvc };
     for (const r of all) assert.deepEqual(leaks(r, secrets), [], `${r.method} ${r.url}`);
+    // The check finds what it looks for: the same form with plaintext values.
+    const plain = { ...post, body: new URLSearchParams({ card: grouped, cvc: card.cvc, email: EMAIL }).toString() };
+    assert.deepEqual(leaks(plain, secrets).sort(), [grouped, EMAIL, encodeURIComponent(EMAIL), card.cvc].sort());
     assert.ok(all.length >= 8, `only ${all.length} requests recorded`);
     orders.push({ id: await page.getAttribute('#receipt', 'data-order'), card, tokens });
     await noCspViolation(page);
@@ -200,7 +210,7 @@ test('a card number typed into the order notes blocks the submit with a message'
   await blockedAndClean(page, requests, 'checkout-stray-pan.png');
 });
 
-test('the merchant back end refuses plaintext and stray card numbers the page did not stop', async () => {
+test('the merchant back end refuses plaintext, wrong kinds and stray card numbers, and keeps no envelope', async () => {
   const post = (body) => fetch(`${shop.url}/checkout`, {
     method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(body), redirect: 'manual',
   });
@@ -209,8 +219,35 @@ test('the merchant back end refuses plaintext and stray card numbers the page di
   const text = await plain.text();
   assert.match(text, /not sealed/);
   assert.ok(!text.includes(CARDS.visa.number) && !text.includes(EMAIL), 'the refusal does not echo values');
+
+  // Envelopes sealed in Node with the package, as a fetch-based checkout would post them.
+  const { load } = await import('fieldseal');
+  const sealer = await load({
+    keys: await (await fetch(`${shop.url}/v1/keys`)).text(),
+    wasm: readFileSync(join(root, 'dist/wasm/fieldseal_bg.wasm')),
+    poolSize: 0,
+  });
+  const sealed = () => sealer.sealFields({
+    card: { value: CARDS.visa.number, kind: 'pan' }, exp: { value: '12/30', kind: 'exp' }, cvc: { value: '737', kind: 'cvc' },
+    holder: { value: 'Jane Doe', kind: 'name' }, email: { value: EMAIL, kind: 'email' }, phone: { value: PHONE, kind: 'phone' },
+  });
+  const swapped = sealed();
+  [swapped.card, swapped.holder] = [swapped.holder, swapped.card];
+  const wrongKinds = await post({ cart: 'mug:1', ...swapped });
+  assert.equal(wrongKinds.status, 400);
+  assert.match(await wrongKinds.text(), /Card number: an envelope of kind name, expected pan/);
+  const stray = await post({ cart: 'mug:1', ...sealed(), notes: 'card 4111.1111.1111.1111 thanks' });
+  assert.equal(stray.status, 400);
+  assert.match(await stray.text(), /order notes hold a card number/);
+  const ok = await post({ cart: 'mug:1', ...sealed(), notes: 'tracking 12345678901234567890' });
+  assert.equal(ok.status, 303, 'a long order number is not a card number');
+
+  // What the shop keeps: tokens and envelope headers; no value, no envelope. What the vault logged:
+  // no value either.
   const orderFile = readFileSync(join(dataDir, 'orders.json'), 'utf8');
-  assert.ok(!orderFile.includes(CARDS.visa.number) && !orderFile.includes(EMAIL), 'orders hold tokens only');
+  for (const secret of [CARDS.visa.number, CARDS.amex.number, EMAIL, 'fse1.']) assert.ok(!orderFile.includes(secret), `orders.json holds ${secret}`);
+  const vaultLog = readFileSync(vault.log, 'utf8');
+  for (const secret of [CARDS.visa.number, CARDS.amex.number, EMAIL]) assert.ok(!vaultLog.includes(secret), `vault.log holds ${secret}`);
 });
 
 /** Signs in to the console with `key`; returns the page. */
@@ -223,15 +260,22 @@ async function console_(key) {
   return page;
 }
 
+async function auditRows(page) {
+  return page.$$eval('#audit tbody tr', (trs) => trs.map((tr) => ({
+    action: tr.dataset.action, outcome: tr.dataset.outcome, text: tr.textContent,
+  })));
+}
+
 async function reveal(page, orderId, fields, purpose) {
   const order = page.locator(`.order[data-order="${orderId}"]`);
   for (const box of await order.locator('.checks input').all()) {
     await box.setChecked(fields.includes(await box.getAttribute('value')));
   }
   await order.locator('input.purpose').fill(purpose);
-  const audited = page.waitForResponse((r) => r.url().endsWith('/console/api/audit'));
+  // Done when the audit trail has been rendered again after the reveal.
+  const renders = Number(await page.getAttribute('#chain-status', 'data-renders'));
   await order.locator('.reveal button').click();
-  await audited;
+  await page.waitForSelector(`#chain-status[data-renders="${renders + 1}"]`);
   return order;
 }
 
@@ -246,6 +290,11 @@ test('the operator console: masked for support, plain for payments, refused with
   assert.equal(await order.locator('dd[data-field="card"]').getAttribute('data-reveal'), 'masked');
   assert.equal(await order.locator('dd[data-field="email"]').textContent(), 'j***@example.com');
   assert.match(await order.locator('dd[data-field="cvc"]').textContent(), /refused: role support may not reveal cvc/);
+  // support may not read the audit log: it sees its own key's entries, and the chain's status.
+  let rows = await auditRows(support);
+  assert.match(await support.textContent('#audit-scope'), /entries of your key only/);
+  assert.ok(rows.length >= 3 && rows.every((r) => r.text.includes('support')), 'only support entries');
+  assert.equal(await support.getAttribute('#chain-status', 'data-intact'), 'true');
   await noCspViolation(support);
   await support.close();
 
@@ -263,24 +312,26 @@ test('the operator console: masked for support, plain for payments, refused with
   order = await reveal(checkout, visa.id, ['card'], 'curious');
   assert.match(await order.locator('.form-error').textContent(), /Refused: role checkout may not reveal values/);
   assert.equal(await order.locator('dd').count(), 0);
+  await noCspViolation(checkout);
+  await checkout.close();
 
-  // The audit trail on screen: the reveals with their outcomes, and the verified chain.
-  const rows = await checkout.$$eval('#audit tbody tr', (trs) => trs.map((tr) => ({
-    action: tr.dataset.action, outcome: tr.dataset.outcome, text: tr.textContent,
-  })));
+  // The auditor sees the whole trail: those reveals with their outcomes, and the verified chain.
+  const auditor = await console_(vault.keys.auditor);
+  assert.match(await auditor.textContent('#audit-scope'), /Every tokenization/);
+  rows = await auditRows(auditor);
   const reveals = rows.filter((r) => r.action === 'reveal');
   assert.ok(reveals.some((r) => r.outcome === 'masked' && r.text.includes('support') && r.text.includes('customer call 5531')));
   assert.ok(reveals.some((r) => r.outcome === 'denied' && r.text.includes('support') && r.text.includes('cvc')));
   assert.ok(reveals.some((r) => r.outcome === 'plain' && r.text.includes('payments') && r.text.includes('capture order')));
-  assert.ok(rows.some((r) => r.outcome === 'denied' && r.text.includes('checkout')));
-  assert.equal(rows.filter((r) => r.action === 'tokenize' && r.outcome === 'ok').length, 6 * Object.keys(CARDS).length);
-  assert.equal(await checkout.getAttribute('#chain-status', 'data-intact'), 'true');
-  assert.match(await checkout.textContent('#chain-status'), /chain intact: \d+ entries verified/);
+  assert.ok(reveals.some((r) => r.outcome === 'denied' && r.text.includes('checkout')));
+  assert.ok(rows.filter((r) => r.action === 'tokenize' && r.outcome === 'ok').length >= 6 * Object.keys(CARDS).length);
+  assert.equal(await auditor.getAttribute('#chain-status', 'data-intact'), 'true');
+  assert.match(await auditor.textContent('#chain-status'), /chain intact: \d+ entries verified/);
   for (const r of rows) assert.ok(!r.text.includes(CARDS.visa.number), 'no card number in the audit trail');
   const consoleShot = join(shots, 'console.png');
-  await checkout.screenshot({ path: consoleShot, fullPage: true });
-  await noCspViolation(checkout);
-  await checkout.close();
+  await auditor.screenshot({ path: consoleShot, fullPage: true });
+  await noCspViolation(auditor);
+  await auditor.close();
 
   // A wrong key is refused at sign-in.
   const { page } = await open('/console');

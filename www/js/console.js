@@ -16,14 +16,20 @@ const FIELDS = [
   ['cvc', 'Security code', false],
 ];
 
+/** Calls the console API; network failures and non-JSON answers become { status: 0, body.error }. */
 async function api(path, body) {
-  const r = await fetch(`/console/api/${path}`, {
-    method: body === undefined ? 'GET' : 'POST',
-    headers: { authorization: `Bearer ${apiKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: r.status, body: await r.json() };
+  try {
+    const r = await fetch(`/console/api/${path}`, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: r.status, body: await r.json() };
+  } catch (e) {
+    return { status: 0, body: { error: { code: 'unreachable', message: `the console API did not answer (${e.message})` } } };
+  }
 }
+const why = (r) => r.body.error?.message ?? `HTTP ${r.status}`;
 
 const el = (tag, props = {}, ...children) => {
   const e = document.createElement(tag);
@@ -47,7 +53,7 @@ async function signIn(e) {
   const me = await api('me');
   if (me.status !== 200) {
     apiKey = null;
-    $('signin-error').textContent = `Sign-in refused: ${me.body.error?.message ?? me.status}`;
+    $('signin-error').textContent = `Sign-in refused: ${why(me)}`;
     $('signin-error').hidden = false;
     return;
   }
@@ -71,9 +77,14 @@ function signOut() {
 }
 
 async function showOrders() {
-  const { body } = await api('orders');
-  $('no-orders').hidden = body.orders.length > 0;
-  $('orders').replaceChildren(...body.orders.map(orderCard));
+  const r = await api('orders');
+  if (r.status !== 200) {
+    $('no-orders').hidden = false;
+    $('no-orders').textContent = `Orders unavailable: ${why(r)}`;
+    return;
+  }
+  $('no-orders').hidden = r.body.orders.length > 0;
+  $('orders').replaceChildren(...r.body.orders.map(orderCard));
 }
 
 function orderCard(order) {
@@ -96,7 +107,7 @@ function orderCard(order) {
     results.replaceChildren();
     error.hidden = r.status === 200;
     if (r.status !== 200) {
-      error.textContent = `Refused: ${r.body.error?.message ?? `HTTP ${r.status}`}`;
+      error.textContent = `Refused: ${why(r)}`;
     } else {
       r.body.results.forEach((res, i) => {
         const label = FIELDS.find(([n]) => n === names[i])[1];
@@ -118,14 +129,22 @@ function orderCard(order) {
   return card;
 }
 
+let auditRenders = 0;
+
 async function showAudit() {
-  const { status, body } = await api('audit');
+  const r = await api('audit');
+  const { body } = r;
   const status_ = $('chain-status');
-  if (status !== 200) {
-    status_.textContent = `unavailable: ${body.error?.message ?? status}`;
+  status_.dataset.renders = String(++auditRenders);
+  if (r.status !== 200) {
+    status_.textContent = `unavailable: ${why(r)}`;
     status_.className = 'chain broken';
+    delete status_.dataset.intact;
     return;
   }
+  $('audit-scope').textContent = body.scope === 'all'
+    ? `Every tokenization, reveal, refusal and key change in this vault (${body.total} entries; the newest ${body.entries.length} shown), hash-chained.`
+    : `The entries of your key only (${body.total}; the newest ${body.entries.length} shown): your role may not read the whole audit log.`;
   const v = body.verification;
   status_.textContent = v.intact
     ? `chain intact: ${v.verified} entries verified`
@@ -154,4 +173,5 @@ $('signin').addEventListener('submit', (e) => signIn(e).catch((err) => {
   $('signin-error').hidden = false;
 }));
 $('signout').addEventListener('click', signOut);
+$('refresh').addEventListener('click', () => Promise.all([showOrders(), showAudit()]));
 document.body.dataset.ready = '1';

@@ -332,18 +332,26 @@ impl Verification {
     }
 }
 
-/// Verifies every stored entry in order, then the anchored head, reading the log a page at a time.
+/// Verifies the stored entries in order up to the anchored head, and the head itself. The head is
+/// read first, so entries a running vault appends during the walk (after the head was read) are
+/// left for the next verification instead of being mistaken for entries past the head. Without a
+/// head, every entry is walked, and any entry at all is reported (the head was removed).
 pub async fn verify_chain<S: Store>(
     store: &S,
     key: &fieldseal_core::at_rest::SymmetricKey,
 ) -> Result<Verification, StoreError> {
+    let head = store.audit_head().await?;
+    let stop = head.as_ref().map_or(i64::MAX, |h| h.0);
     let mut verifier = Verifier::default();
     let mut after = 0;
-    loop {
+    'pages: while after < stop {
         let page = store.audit_log(after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for entry in &page {
+            if entry.seq > stop {
+                break 'pages;
+            }
             if let Err(broken) = verifier.check(entry) {
                 return Ok(Verification {
                     verified: verifier.verified(),
@@ -352,7 +360,6 @@ pub async fn verify_chain<S: Store>(
             }
         }
     }
-    let head = store.audit_head().await?;
     Ok(Verification {
         verified: verifier.verified(),
         broken: verifier.check_head(head.as_ref(), key).err(),

@@ -338,7 +338,7 @@ async fn audit_log<S: Store>(
             "after must be 0 or more and limit from 1 to 1000",
         ));
     }
-    let entries = vault.audit_log(q.after, q.limit).await?;
+    let entries = vault.audit_log(&caller, q.after, q.limit).await?;
     let next_after = entries.last().map_or(q.after, |e| e.seq);
     Ok(no_store(
         Json(json!({ "entries": entries, "next_after": next_after })).into_response(),
@@ -352,7 +352,7 @@ async fn audit_verify<S: Store>(
     if !caller.role.audit {
         return Err(forbidden(&vault, &caller, "audit", "verify the audit log").await);
     }
-    let v = vault.verify_audit().await?;
+    let v = vault.verify_audit(&caller).await?;
     Ok(no_store(
         Json(json!({ "intact": v.intact(), "verified": v.verified, "broken": v.broken }))
             .into_response(),

@@ -186,7 +186,7 @@ pub fn document() -> Value {
             },
             "/v1/audit": {
                 "get": {
-                    "summary": "Read the audit log (roles with `audit = true`). Entries hold who, what, which token, the purpose and the outcome; never a value.",
+                    "summary": "Read the audit log (roles with `audit = true`). Entries hold who, what, which token, the purpose and the outcome; never a value. Each read is itself audited (`audit.read`).",
                     "security": [{ "apiKey": [] }],
                     "parameters": [
                         { "name": "after", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "default": 0 }, "description": "Entries with a greater seq" },
@@ -194,7 +194,7 @@ pub fn document() -> Value {
                     ],
                     "responses": {
                         "200": { "description": "Entries in order, and the seq to pass as `after` for the next page", "content": { "application/json": {
-                            "example": { "entries": [{ "seq": 7, "at": 1795000100, "actor": "apikey:3f9a0c71d2e4(support)", "action": "reveal", "token": "tok_3JxB8q0Wc2rW1yTtq4nQ9A", "kind": "email", "purpose": "customer call 5531", "outcome": "masked", "detail": "", "prev_hash": "…", "hash": "…" }], "next_after": 7 }
+                            "example": { "entries": [{ "seq": 7, "at": 1795000100, "actor": "apikey:3f9a0c71d2e4", "action": "reveal", "token": "tok_3JxB8q0Wc2rW1yTtq4nQ9A", "kind": "email", "purpose": "customer call 5531", "outcome": "masked", "detail": "", "prev_hash": "…", "hash": "…" }], "next_after": 7 }
                         } } },
                         "400": error_response("Bad query"),
                         "401": error_response("Missing, unknown or revoked API key"),
@@ -204,7 +204,7 @@ pub fn document() -> Value {
             },
             "/v1/audit/verify": {
                 "get": {
-                    "summary": "Verify the whole audit chain and its anchored head.",
+                    "summary": "Verify the audit chain up to its anchored head, and the head (audited as `audit.verify`). Walks the whole chain on each call.",
                     "security": [{ "apiKey": [] }],
                     "responses": {
                         "200": { "description": "The verification; `broken` names the first entry that does not verify", "content": { "application/json": {

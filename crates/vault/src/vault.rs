@@ -305,17 +305,32 @@ impl<S: Store> Vault<S> {
     }
 
     /// Audit entries after `after`, at most `limit`, for a role with the `audit` permission (the
-    /// caller checks it). Entries hold no value, so reading them is not itself audited.
+    /// caller checks it). Access to the log is itself audited (`audit.read`), before the read.
     pub async fn audit_log(
         &self,
+        caller: &Caller,
         after: i64,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.store
+            .append_audit(
+                AuditDraft::new(now(), &caller.actor(), "audit.read", "ok")
+                    .detail(format!("after {after} limit {limit}")),
+            )
+            .await?;
         self.store.audit_log(after, limit).await
     }
 
-    /// Verifies the whole audit chain and its anchored head.
-    pub async fn verify_audit(&self) -> Result<Verification, StoreError> {
+    /// Verifies the audit chain and its anchored head; audited as `audit.verify` first.
+    pub async fn verify_audit(&self, caller: &Caller) -> Result<Verification, StoreError> {
+        self.store
+            .append_audit(AuditDraft::new(
+                now(),
+                &caller.actor(),
+                "audit.verify",
+                "ok",
+            ))
+            .await?;
         crate::audit::verify_chain(&self.store, &self.secrets.audit_key).await
     }
 

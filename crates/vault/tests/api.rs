@@ -795,11 +795,46 @@ async fn audit_log_is_paged_and_verified_over_http() {
         assert_eq!((status, code(&body)), (400, "bad_request"), "{bad}");
     }
 
+    // Each read of the log is audited, before it happens.
+    let reads: Vec<_> = rest
+        .iter()
+        .filter(|e| e["action"] == "audit.read")
+        .collect();
+    assert_eq!(reads.len(), 2, "{rest:?}");
+    assert!(
+        keys.auditor
+            .contains(&reads[0]["actor"].as_str().unwrap()[7..])
+    );
+
     let (status, v) = s.get(&keys.auditor, "/v1/audit/verify").await;
     assert_eq!(status, 200);
     assert_eq!(v["intact"], true, "{v}");
+    // Everything listed, plus the verification's own entry.
     let total = rest.last().unwrap()["seq"].as_i64().unwrap();
-    assert_eq!(v["verified"], total);
+    assert_eq!(v["verified"], total + 1);
+
+    // Verifying while other requests append entries: never a false alarm.
+    let appenders: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url) = (s.client.clone(), s.url("/v1/me"));
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    let r = client.get(&url).bearer_auth("fsk_nope").send().await;
+                    assert_eq!(r.unwrap().status().as_u16(), 401);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        let (_, v) = s.get(&keys.auditor, "/v1/audit/verify").await;
+        assert_eq!(
+            v["intact"], true,
+            "a live vault reported a broken chain: {v}"
+        );
+    }
+    for a in appenders {
+        a.await.unwrap();
+    }
 
     // One changed purpose in the database: the verification names that entry.
     let seq = reveal["seq"].as_i64().unwrap();
