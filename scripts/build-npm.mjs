@@ -4,7 +4,9 @@
 //   2. wasm-bindgen (the CLI at exactly the crate's pinned version) with `--target web`: an ES
 //      module that instantiates with WebAssembly.instantiateStreaming, no eval or new Function;
 //   3. wasm-opt -Oz from the npm package `binaryen` (a devDependency: `npm ci` installs it);
-//   4. the hand-written JS and TypeScript declarations from js/;
+//   4. the hand-written JS from js/ and the wasm-bindgen glue, minified by esbuild (a
+//      devDependency; whitespace, syntax and local names only: exports, property names and
+//      strings stay as written), and the TypeScript declarations from js/ as written;
 //   5. dist/sri.json: the sha384 Subresource Integrity hash of every shipped file, and
 //      dist/sizes.json: raw, gzip -9 and brotli sizes of what a page downloads.
 // It installs nothing: a missing or different wasm-bindgen CLI, or a missing binaryen, is an error
@@ -46,6 +48,12 @@ try {
 } catch {
   fail('wasm-opt not found; run `npm ci` (the npm package binaryen is a devDependency)');
 }
+let transformSync;
+try {
+  ({ transformSync } = await import('esbuild'));
+} catch {
+  fail('esbuild not found; run `npm ci` (the npm package esbuild is a devDependency)');
+}
 
 console.log('build: cargo build (wasm32, profile wasm-release)');
 run('cargo', ['build', '-p', 'fieldseal', '--target', 'wasm32-unknown-unknown', '--profile', 'wasm-release']);
@@ -63,10 +71,21 @@ run(wasmOpt, ['-Oz', '--enable-bulk-memory', '--enable-nontrapping-float-to-int'
   '--enable-mutable-globals', '--enable-reference-types', '--enable-multivalue', '--strip-debug', '--strip-producers',
   bg, '-o', bg]);
 
-console.log('build: JS layer and declarations');
+console.log('build: JS layer (minified) and declarations');
+// ES2022 is what the package already needs (class private fields); browsers with
+// WebAssembly.instantiateStreaming and `import.meta` all have it.
+const minify = (from, to) => {
+  const { code } = transformSync(readFileSync(from, 'utf8'), {
+    loader: 'js', format: 'esm', target: 'es2022', minify: true, legalComments: 'none', charset: 'utf8',
+  });
+  writeFileSync(to, code);
+};
 for (const f of readdirSync(join(root, 'js'))) {
-  if (f.endsWith('.js') || f.endsWith('.d.ts')) cpSync(join(root, 'js', f), join(dist, f));
+  if (f.endsWith('.d.ts')) cpSync(join(root, 'js', f), join(dist, f));
+  else if (f.endsWith('.js')) minify(join(root, 'js', f), join(dist, f));
 }
+const glue = join(dist, 'wasm', 'fieldseal.js');
+minify(glue, glue);
 
 // Nothing in the package may evaluate strings as code: a strict CSP must work.
 const walk = (dir) => readdirSync(dir).flatMap((f) => {
