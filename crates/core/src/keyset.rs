@@ -112,6 +112,30 @@ impl KeySetError {
             Self::NoUsableKey => "keyset_no_usable_key",
         }
     }
+
+    /// What the error names, without the message around it: the key id for the errors about
+    /// one key, what and where for [`KeySetError::Malformed`], `None` otherwise. The browser SDK
+    /// passes the code and this to JavaScript, which words the message.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::Malformed(d)
+            | Self::DuplicateKeyId(d)
+            | Self::UnsupportedKeyType(d)
+            | Self::UnsupportedCurve(d)
+            | Self::UnsupportedAlgorithm(d)
+            | Self::WrongUse(d)
+            | Self::PrivateKeyMaterial(d)
+            | Self::InvalidCoordinate(d)
+            | Self::InvalidPoint(d)
+            | Self::InvalidValidity(d)
+            | Self::Expired(d) => Some(d),
+            Self::TooLarge
+            | Self::Empty
+            | Self::TooManyKeys
+            | Self::InvalidKeyId
+            | Self::NoUsableKey => None,
+        }
+    }
 }
 
 /// A key identifier: 1 to 64 characters from `A-Z a-z 0-9 . _ -`. Compared in constant time.
