@@ -1,6 +1,7 @@
 // Builds the npm package `fieldseal` into dist/:
-//   1. the wasm: `cargo build -p fieldseal --target wasm32-unknown-unknown --profile wasm-release`
-//      (release with LTO, optimized for size; fieldseal-core without its `open` feature);
+//   1. the wasm: `cargo build -p fieldseal --target wasm32-unknown-unknown --profile wasm-release
+//      --no-default-features` (release with LTO, optimized for size; without `std`, so without
+//      the formatting machinery of std's panic handler; fieldseal-core without its `open` feature);
 //   2. wasm-bindgen (the CLI at exactly the crate's pinned version) with `--target web`: an ES
 //      module that instantiates with WebAssembly.instantiateStreaming, no eval or new Function;
 //   3. wasm-opt -Oz from the npm package `binaryen` (a devDependency: `npm ci` installs it);
@@ -55,8 +56,9 @@ try {
   fail('esbuild not found; run `npm ci` (the npm package esbuild is a devDependency)');
 }
 
-console.log('build: cargo build (wasm32, profile wasm-release)');
-run('cargo', ['build', '-p', 'fieldseal', '--target', 'wasm32-unknown-unknown', '--profile', 'wasm-release']);
+console.log('build: cargo build (wasm32, profile wasm-release, without std)');
+run('cargo', ['build', '-p', 'fieldseal', '--target', 'wasm32-unknown-unknown', '--profile', 'wasm-release',
+  '--no-default-features']);
 const wasmIn = join(root, 'target', 'wasm32-unknown-unknown', 'wasm-release', 'fieldseal.wasm');
 
 rmSync(dist, { recursive: true, force: true });

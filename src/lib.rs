@@ -41,9 +41,28 @@
 //! the HPKE key and nonce. What cannot be wiped from here: the JavaScript string the value came
 //! from (strings are immutable and garbage-collected) and the input element's own value.
 
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+/// Without `std` (the shipped wasm), a panic traps at once, as std's handler ends on this target
+/// too, but without formatting a message nobody could read, so the formatting code is left out.
+#[cfg(all(target_arch = "wasm32", not(feature = "std"), not(test)))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+/// Without `std`, dlmalloc directly: the allocator std uses on wasm32.
+#[cfg(all(target_arch = "wasm32", not(feature = "std"), not(test)))]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+use alloc::{borrow::ToOwned, string::String, vec::Vec};
 use fieldseal_core::card::{self, CardError};
 use fieldseal_core::classify as pii;
 use fieldseal_core::envelope::{
@@ -223,10 +242,12 @@ impl Prepared {
             .take()
             .ok_or_else(|| Error::new("seal_context_used"))?;
         let kind: FieldKind = kind.parse()?;
-        if !(created_at.is_finite() && created_at >= 0.0 && created_at <= 2f64.powi(53)) {
+        // 2^53: up to there every whole number of seconds is exact in an f64.
+        if !(created_at.is_finite() && created_at >= 0.0 && created_at <= 9_007_199_254_740_992.0) {
             return Err(Error::new("seal_invalid_time"));
         }
-        let mut params = SealParams::new(kind, created_at.floor() as u64);
+        // Truncation is the floor here: the time is finite and not negative.
+        let mut params = SealParams::new(kind, created_at as u64);
         params.context = EnvelopeContext { session, origin };
         if kind == FieldKind::Pan {
             let text = core::str::from_utf8(value)

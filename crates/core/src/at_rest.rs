@@ -11,6 +11,7 @@
 //!   is the right tool; a password hash would add nothing).
 //! - [`chain_hash`]: SHA-256 link of the audit log.
 
+use alloc::vec::Vec;
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit};
 use hmac::{Hmac, Mac};

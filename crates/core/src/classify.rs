@@ -16,6 +16,7 @@
 //! A value can match several kinds (a ten-digit number can be a phone number and, with luck, not
 //! much else); the sensitivity is the highest of its kinds.
 
+use alloc::vec::Vec;
 use crate::card;
 use crate::envelope::FieldKind;
 

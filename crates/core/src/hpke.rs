@@ -9,6 +9,7 @@
 //! Envelopes use AES-256-GCM only; AES-128-GCM (feature `aes128`) is here so that both RFC 9180 vectors for this KEM and
 //! KDF are checked in full.
 
+use alloc::{boxed::Box, vec, vec::Vec};
 #[cfg(feature = "aes128")]
 use aes_gcm::Aes128Gcm;
 use aes_gcm::aead::AeadInOut;
@@ -471,6 +472,7 @@ pub fn setup_base_recipient<S: EcdhSecret>(
 /// envelope uses. Not needed to seal or open envelopes.
 pub mod hazmat {
     use super::{Aead, AeadKey, HpkeError, NN};
+    use alloc::vec::Vec;
     #[cfg(feature = "open")]
     use zeroize::Zeroizing;
 

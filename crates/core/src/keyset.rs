@@ -18,6 +18,7 @@
 //! latest `nbf` that is already valid at `server_time` (the first listed wins a tie); keys whose
 //! `nbf` is still ahead are published early and not used yet.
 
+use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -7,6 +7,7 @@
 //! [`KeySetError::Malformed`](super::KeySetError::Malformed), put together by concatenation rather
 //! than `format!`, so that the browser wasm carries no formatting machinery.
 
+use alloc::{string::String, vec::Vec};
 use super::{Jwk, KeySetDoc};
 
 struct Reader<'a> {
