@@ -291,14 +291,18 @@ pub fn cvc_length(brand: Option<String>) -> u32 {
     parse_brand(brand).map_or(0, |b| card::cvc_length(b) as u32)
 }
 
-/// A card number formatted as typed (see [`format_pan`]).
+/// A card number formatted as typed (see [`format_pan`]). Read-only in JavaScript, as are
+/// [`PanInfo`] and [`ExpiryDate`]: results, not inputs (and no setters in the wasm).
 #[wasm_bindgen(getter_with_clone)]
 pub struct FormattedPan {
     /// The digits grouped for the brand.
+    #[wasm_bindgen(readonly)]
     pub text: String,
     /// Where the caret goes in `text`.
+    #[wasm_bindgen(readonly)]
     pub caret: u32,
     /// The brand, once known.
+    #[wasm_bindgen(readonly)]
     pub brand: Option<String>,
 }
 
@@ -318,10 +322,13 @@ pub fn format_pan(input: &str, caret: u32) -> FormattedPan {
 #[wasm_bindgen(getter_with_clone)]
 pub struct PanInfo {
     /// The brand, when the number is in a known range.
+    #[wasm_bindgen(readonly)]
     pub brand: Option<String>,
     /// The first six digits.
+    #[wasm_bindgen(readonly)]
     pub bin: String,
     /// The last four digits.
+    #[wasm_bindgen(readonly)]
     pub last4: String,
 }
 
@@ -348,8 +355,10 @@ pub fn validate_cvc(cvc: &str, brand: Option<String>) -> Result<(), JsValue> {
 #[wasm_bindgen]
 pub struct ExpiryDate {
     /// Four-digit year.
+    #[wasm_bindgen(readonly)]
     pub year: u16,
     /// Month, 1 to 12.
+    #[wasm_bindgen(readonly)]
     pub month: u8,
 }
 
