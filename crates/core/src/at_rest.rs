@@ -11,9 +11,9 @@
 //!   is the right tool; a password hash would add nothing).
 //! - [`chain_hash`]: SHA-256 link of the audit log.
 
-use alloc::vec::Vec;
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit};
+use alloc::vec::Vec;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;

@@ -20,8 +20,8 @@
 //! Every brand's numbers must pass Luhn except UnionPay's, some of which do not carry a Luhn
 //! check digit.
 
-use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
 use crate::envelope::{CardBrand, Hints};
+use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
 
 /// Shortest card number accepted (ISO/IEC 7812 allows 8, no network issues fewer than 12).
 pub const MIN_PAN_LEN: usize = 12;

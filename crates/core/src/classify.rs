@@ -16,9 +16,9 @@
 //! A value can match several kinds (a ten-digit number can be a phone number and, with luck, not
 //! much else); the sensitivity is the highest of its kinds.
 
-use alloc::vec::Vec;
 use crate::card;
 use crate::envelope::FieldKind;
+use alloc::vec::Vec;
 
 /// A kind of personal data a value can look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,11 +9,11 @@
 //! Envelopes use AES-256-GCM only; AES-128-GCM (feature `aes128`) is here so that both RFC 9180 vectors for this KEM and
 //! KDF are checked in full.
 
-use alloc::{boxed::Box, vec, vec::Vec};
 #[cfg(feature = "aes128")]
 use aes_gcm::Aes128Gcm;
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit};
+use alloc::{boxed::Box, vec, vec::Vec};
 use hkdf::{Hkdf, HkdfExtract};
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};

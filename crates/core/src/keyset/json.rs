@@ -7,8 +7,8 @@
 //! [`KeySetError::Malformed`](super::KeySetError::Malformed), put together by concatenation rather
 //! than `format!`, so that the browser wasm carries no formatting machinery.
 
-use alloc::{string::String, vec::Vec};
 use super::{Jwk, KeySetDoc};
+use alloc::{string::String, vec::Vec};
 
 struct Reader<'a> {
     b: &'a [u8],
