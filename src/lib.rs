@@ -243,7 +243,7 @@ impl Prepared {
             .ok_or_else(|| Error::new("seal_context_used"))?;
         let kind: FieldKind = kind.parse()?;
         // 2^53: up to there every whole number of seconds is exact in an f64.
-        if !(created_at.is_finite() && created_at >= 0.0 && created_at <= 9_007_199_254_740_992.0) {
+        if !(0.0..=9_007_199_254_740_992.0).contains(&created_at) {
             return Err(Error::new("seal_invalid_time"));
         }
         // Truncation is the floor here: the time is finite and not negative.
