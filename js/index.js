@@ -14,10 +14,58 @@ export class FieldsealError extends Error {
   }
 }
 
-/** Re-throws an error from the wasm (a plain Error with `code`) as a FieldsealError. */
+// The messages of the errors the wasm throws: it carries a code and, for some, a detail (`{}`:
+// the id of a refused key, what and where in a malformed key set), but no text. The wording is
+// fieldseal-core's (its errors' Display); a test in src/lib.rs holds the two together.
+const MESSAGES = {
+  keyset_too_large: 'key set is larger than 16384 bytes',
+  keyset_malformed: 'key set is malformed: {}',
+  keyset_empty: 'key set has no keys',
+  keyset_too_many_keys: 'key set has more than 16 keys',
+  keyset_invalid_key_id: 'invalid key id',
+  keyset_duplicate_key_id: 'duplicate key id {}',
+  keyset_unsupported_key_type: 'key {}: key type is not EC',
+  keyset_unsupported_curve: 'key {}: curve is not P-256',
+  keyset_unsupported_algorithm: 'key {}: algorithm is not HPKE-7',
+  keyset_wrong_use: 'key {}: use is not enc',
+  keyset_private_key_material: 'key {}: private key material in a public key set',
+  keyset_invalid_coordinate: 'key {}: coordinate is not 32 bytes of base64url',
+  keyset_invalid_point: 'key {}: not a point on P-256',
+  keyset_invalid_validity: 'key {}: nbf is not before exp',
+  keyset_expired: 'key {}: expired',
+  keyset_no_usable_key: 'no key is valid at the server time',
+  seal_empty_value: 'value is empty',
+  seal_value_too_long: 'value is longer than 1024 bytes',
+  seal_unknown_kind: 'unknown field kind',
+  seal_invalid_context: 'context must be visible ASCII (session up to 128 bytes, origin up to 255)',
+  seal_hints_not_allowed: 'hints are allowed on card numbers only',
+  seal_invalid_hints: 'BIN must be 6 or 8 digits and last four 4 digits',
+  seal_hint_mismatch: 'hints do not match the value',
+  seal_invalid_recipient: 'recipient key is unusable',
+  seal_randomness: 'random source unavailable',
+  seal_context_used: 'this sealing context has already sealed a value',
+  seal_invalid_time: 'created_at must be a non-negative number of seconds',
+  seal_invalid_utf8: 'value is not UTF-8 text',
+  card_empty: 'Enter a card number.',
+  card_invalid_characters: 'A card number contains digits only.',
+  card_too_short: 'The card number is incomplete.',
+  card_too_long: 'The card number is too long.',
+  card_invalid_length: 'The card number has the wrong length for this card.',
+  card_luhn_mismatch: 'The card number is not valid. Check it for typing mistakes.',
+  cvc_invalid: 'The security code is incomplete.',
+  expiry_invalid: 'Enter the expiry date as MM/YY.',
+  expiry_invalid_month: 'The expiry month is not valid.',
+  expiry_past: 'The card has expired.',
+  expiry_too_far: 'The expiry year is too far in the future.',
+};
+
+/** Re-throws an error from the wasm (a plain Error with `code` and maybe `detail`) as a FieldsealError. */
 function wrap(e) {
   if (e instanceof FieldsealError) return e;
-  if (e && typeof e.code === 'string') return new FieldsealError(e.code, e.message);
+  if (e && typeof e.code === 'string') {
+    const text = MESSAGES[e.code];
+    return new FieldsealError(e.code, text ? text.replace('{}', () => e.detail ?? '') : e.message);
+  }
   return new FieldsealError('internal', String(e?.message ?? e));
 }
 

@@ -1,10 +1,13 @@
 // Builds the npm package `fieldseal` into dist/:
-//   1. the wasm: `cargo build -p fieldseal --target wasm32-unknown-unknown --profile wasm-release`
-//      (release with LTO, optimized for size; fieldseal-core without its `open` feature);
+//   1. the wasm: `cargo build -p fieldseal --target wasm32-unknown-unknown --profile wasm-release
+//      --no-default-features` (release with LTO, optimized for size; without `std`, so without
+//      the formatting machinery of std's panic handler; fieldseal-core without its `open` feature);
 //   2. wasm-bindgen (the CLI at exactly the crate's pinned version) with `--target web`: an ES
 //      module that instantiates with WebAssembly.instantiateStreaming, no eval or new Function;
-//   3. wasm-opt -Oz from the npm package `binaryen` (a devDependency: `npm ci` installs it);
-//   4. the hand-written JS and TypeScript declarations from js/;
+//   3. wasm-opt -Oz --converge from the npm package `binaryen` (a devDependency: `npm ci` installs it);
+//   4. the hand-written JS from js/ and the wasm-bindgen glue, minified by esbuild (a
+//      devDependency; whitespace, syntax and local names only: exports, property names and
+//      strings stay as written), and the TypeScript declarations from js/ as written;
 //   5. dist/sri.json: the sha384 Subresource Integrity hash of every shipped file, and
 //      dist/sizes.json: raw, gzip -9 and brotli sizes of what a page downloads.
 // It installs nothing: a missing or different wasm-bindgen CLI, or a missing binaryen, is an error
@@ -46,9 +49,16 @@ try {
 } catch {
   fail('wasm-opt not found; run `npm ci` (the npm package binaryen is a devDependency)');
 }
+let transformSync;
+try {
+  ({ transformSync } = await import('esbuild'));
+} catch {
+  fail('esbuild not found; run `npm ci` (the npm package esbuild is a devDependency)');
+}
 
-console.log('build: cargo build (wasm32, profile wasm-release)');
-run('cargo', ['build', '-p', 'fieldseal', '--target', 'wasm32-unknown-unknown', '--profile', 'wasm-release']);
+console.log('build: cargo build (wasm32, profile wasm-release, without std)');
+run('cargo', ['build', '-p', 'fieldseal', '--target', 'wasm32-unknown-unknown', '--profile', 'wasm-release',
+  '--no-default-features']);
 const wasmIn = join(root, 'target', 'wasm32-unknown-unknown', 'wasm-release', 'fieldseal.wasm');
 
 rmSync(dist, { recursive: true, force: true });
@@ -57,16 +67,30 @@ mkdirSync(join(dist, 'wasm'), { recursive: true });
 console.log(`build: wasm-bindgen ${cliVersion} --target web`);
 run('wasm-bindgen', ['--target', 'web', '--no-typescript', '--out-dir', join(dist, 'wasm'), '--out-name', 'fieldseal', wasmIn]);
 
-console.log('build: wasm-opt -Oz');
+// --converge repeats -Oz while it still shrinks the module. --low-memory-unused and
+// --zero-filled-memory state what holds for this module: its memory is its own (not imported, so
+// it starts zeroed) and nothing lives in the first 1 KiB (Rust puts the stack first, from 1 MiB).
+console.log('build: wasm-opt -Oz --converge');
 const bg = join(dist, 'wasm', 'fieldseal_bg.wasm');
-run(wasmOpt, ['-Oz', '--enable-bulk-memory', '--enable-nontrapping-float-to-int', '--enable-sign-ext',
+run(wasmOpt, ['-Oz', '--converge', '--low-memory-unused', '--zero-filled-memory', '--enable-bulk-memory', '--enable-nontrapping-float-to-int', '--enable-sign-ext',
   '--enable-mutable-globals', '--enable-reference-types', '--enable-multivalue', '--strip-debug', '--strip-producers',
   bg, '-o', bg]);
 
-console.log('build: JS layer and declarations');
+console.log('build: JS layer (minified) and declarations');
+// ES2022 is what the package already needs (class private fields); browsers with
+// WebAssembly.instantiateStreaming and `import.meta` all have it.
+const minify = (from, to) => {
+  const { code } = transformSync(readFileSync(from, 'utf8'), {
+    loader: 'js', format: 'esm', target: 'es2022', minify: true, legalComments: 'none', charset: 'utf8',
+  });
+  writeFileSync(to, code);
+};
 for (const f of readdirSync(join(root, 'js'))) {
-  if (f.endsWith('.js') || f.endsWith('.d.ts')) cpSync(join(root, 'js', f), join(dist, f));
+  if (f.endsWith('.d.ts')) cpSync(join(root, 'js', f), join(dist, f));
+  else if (f.endsWith('.js')) minify(join(root, 'js', f), join(dist, f));
 }
+const glue = join(dist, 'wasm', 'fieldseal.js');
+minify(glue, glue);
 
 // Nothing in the package may evaluate strings as code: a strict CSP must work.
 const walk = (dir) => readdirSync(dir).flatMap((f) => {

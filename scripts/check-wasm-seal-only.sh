@@ -15,7 +15,8 @@ if grep -Eq 'fieldseal-core feature "(open|aws-lc|test-vectors|aes128)"' <<<"$fe
   exit 1
 fi
 
-cargo build -p fieldseal --target "$target" --release
+# Built as the npm package builds it (without `std`), in the release profile, which keeps names.
+cargo build -p fieldseal --target "$target" --release --no-default-features
 wasm=target/$target/release/fieldseal.wasm
 names=$(node scripts/wasm-function-names.mjs "$wasm")
 count=$(wc -l <<<"$names")

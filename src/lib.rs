@@ -26,7 +26,11 @@
 //!
 //! Every failure reaches JavaScript as a thrown `Error` whose `name` is `FieldsealError` and whose
 //! `code` is a stable machine-readable string (`card_luhn_mismatch`, `seal_context_used`,
-//! `keyset_expired` ...); the message is readable and never contains the value.
+//! `keyset_expired` ...), with a `detail` when the error names something (the key id of a refused
+//! key, what and where in a malformed key set). The wasm carries no messages and no formatting
+//! code: its error's `message` is the code, and the npm package's JavaScript words the readable
+//! message from code and detail, in the same words as fieldseal-core's errors (a test here holds
+//! the two together). Neither ever contains the value.
 //!
 //! # Wiping
 //!
@@ -37,9 +41,28 @@
 //! the HPKE key and nonce. What cannot be wiped from here: the JavaScript string the value came
 //! from (strings are immutable and garbage-collected) and the input element's own value.
 
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+/// Without `std` (the shipped wasm), a panic traps at once, as std's handler ends on this target
+/// too, but without formatting a message nobody could read, so the formatting code is left out.
+#[cfg(all(target_arch = "wasm32", not(feature = "std"), not(test)))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+/// Without `std`, dlmalloc directly: the allocator std uses on wasm32.
+#[cfg(all(target_arch = "wasm32", not(feature = "std"), not(test)))]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+use alloc::{borrow::ToOwned, string::String, vec::Vec};
 use fieldseal_core::card::{self, CardError};
 use fieldseal_core::classify as pii;
 use fieldseal_core::envelope::{
@@ -51,7 +74,7 @@ use zeroize::Zeroize;
 
 #[wasm_bindgen]
 extern "C" {
-    /// JavaScript's `Error`, given a `name` and a `code` before it is thrown.
+    /// JavaScript's `Error`, given a `name`, a `code` and maybe a `detail` before it is thrown.
     #[wasm_bindgen(js_name = Error)]
     type JsErrorObject;
 
@@ -63,50 +86,57 @@ extern "C" {
 
     #[wasm_bindgen(method, setter = code, js_class = "Error")]
     fn set_code(this: &JsErrorObject, code: &str);
+
+    #[wasm_bindgen(method, setter = detail, js_class = "Error")]
+    fn set_detail(this: &JsErrorObject, detail: &str);
 }
 
-/// An error with a stable code and a readable message, as it crosses into JavaScript.
+/// An error as it crosses into JavaScript: a stable code, and what it names, if anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     /// Machine-readable, stable: `card_luhn_mismatch`, `seal_context_used` ...
     pub code: &'static str,
-    /// Readable; never contains the value.
-    pub message: String,
+    /// What the error names: the key id of a refused key, what and where in a malformed key
+    /// set. Never the value.
+    pub detail: Option<String>,
 }
 
 impl Error {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+    fn new(code: &'static str) -> Self {
+        Self { code, detail: None }
     }
 }
 
 impl From<Error> for JsValue {
     fn from(e: Error) -> JsValue {
-        let js = JsErrorObject::new(&e.message);
+        let js = JsErrorObject::new(e.code);
         js.set_name("FieldsealError");
         js.set_code(e.code);
+        if let Some(detail) = &e.detail {
+            js.set_detail(detail);
+        }
         js.into()
     }
 }
 
 impl From<CardError> for Error {
     fn from(e: CardError) -> Self {
-        Self::new(e.code(), e.to_string())
+        Self::new(e.code())
     }
 }
 
 impl From<SealError> for Error {
     fn from(e: SealError) -> Self {
-        Self::new(e.code(), e.to_string())
+        Self::new(e.code())
     }
 }
 
 impl From<KeySetError> for Error {
     fn from(e: KeySetError) -> Self {
-        Self::new(e.code(), e.to_string())
+        Self {
+            code: e.code(),
+            detail: e.detail().map(str::to_owned),
+        }
     }
 }
 
@@ -207,20 +237,17 @@ impl Prepared {
         session: Option<String>,
         origin: Option<String>,
     ) -> Result<String, Error> {
-        let ctx = self.0.take().ok_or_else(|| {
-            Error::new(
-                "seal_context_used",
-                "this sealing context has already sealed a value",
-            )
-        })?;
+        let ctx = self
+            .0
+            .take()
+            .ok_or_else(|| Error::new("seal_context_used"))?;
         let kind: FieldKind = kind.parse()?;
-        if !(created_at.is_finite() && created_at >= 0.0 && created_at <= 2f64.powi(53)) {
-            return Err(Error::new(
-                "seal_invalid_time",
-                "created_at must be a non-negative number of seconds",
-            ));
+        // 2^53: up to there every whole number of seconds is exact in an f64.
+        if !(0.0..=9_007_199_254_740_992.0).contains(&created_at) {
+            return Err(Error::new("seal_invalid_time"));
         }
-        let mut params = SealParams::new(kind, created_at.floor() as u64);
+        // Truncation is the floor here: the time is finite and not negative.
+        let mut params = SealParams::new(kind, created_at as u64);
         params.context = EnvelopeContext { session, origin };
         if kind == FieldKind::Pan {
             let text = core::str::from_utf8(value)
@@ -230,7 +257,7 @@ impl Prepared {
             return Ok(ctx.seal(pan.expose_digits().as_bytes(), &params)?);
         }
         if core::str::from_utf8(value).is_err() {
-            return Err(Error::new("seal_invalid_utf8", "value is not UTF-8 text"));
+            return Err(Error::new("seal_invalid_utf8"));
         }
         Ok(ctx.seal(value, &params)?)
     }
@@ -264,14 +291,18 @@ pub fn cvc_length(brand: Option<String>) -> u32 {
     parse_brand(brand).map_or(0, |b| card::cvc_length(b) as u32)
 }
 
-/// A card number formatted as typed (see [`format_pan`]).
+/// A card number formatted as typed (see [`format_pan`]). Read-only in JavaScript, as are
+/// [`PanInfo`] and [`ExpiryDate`]: results, not inputs (and no setters in the wasm).
 #[wasm_bindgen(getter_with_clone)]
 pub struct FormattedPan {
     /// The digits grouped for the brand.
+    #[wasm_bindgen(readonly)]
     pub text: String,
     /// Where the caret goes in `text`.
+    #[wasm_bindgen(readonly)]
     pub caret: u32,
     /// The brand, once known.
+    #[wasm_bindgen(readonly)]
     pub brand: Option<String>,
 }
 
@@ -291,10 +322,13 @@ pub fn format_pan(input: &str, caret: u32) -> FormattedPan {
 #[wasm_bindgen(getter_with_clone)]
 pub struct PanInfo {
     /// The brand, when the number is in a known range.
+    #[wasm_bindgen(readonly)]
     pub brand: Option<String>,
     /// The first six digits.
+    #[wasm_bindgen(readonly)]
     pub bin: String,
     /// The last four digits.
+    #[wasm_bindgen(readonly)]
     pub last4: String,
 }
 
@@ -321,8 +355,10 @@ pub fn validate_cvc(cvc: &str, brand: Option<String>) -> Result<(), JsValue> {
 #[wasm_bindgen]
 pub struct ExpiryDate {
     /// Four-digit year.
+    #[wasm_bindgen(readonly)]
     pub year: u16,
     /// Month, 1 to 12.
+    #[wasm_bindgen(readonly)]
     pub month: u8,
 }
 
@@ -368,4 +404,128 @@ pub fn field_kind_for(pii_kind: &str) -> Option<String> {
         .into_iter()
         .find(|k| k.as_str() == pii_kind)
         .map(|k| k.field_kind().as_str().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use fieldseal_core::keyset::KeySetError as K;
+    use fieldseal_core::{card::CardError as C, envelope::SealError as S};
+
+    /// The `MESSAGES` table of js/index.js: code -> message template (`{}` for the detail).
+    fn js_messages() -> Vec<(String, String)> {
+        let js = include_str!("../js/index.js");
+        let start = js
+            .find("const MESSAGES = {")
+            .expect("MESSAGES in js/index.js");
+        let table = &js[start..start + js[start..].find("\n};").unwrap()];
+        table
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let (code, text) = line.trim().split_once(": '").expect(line);
+                (code.to_owned(), text.strip_suffix("',").expect(line).into())
+            })
+            .collect()
+    }
+
+    /// The codes fieldseal-core's errors define: every string returned by a `fn code`.
+    fn core_codes() -> Vec<String> {
+        let mut codes = Vec::new();
+        for src in [
+            include_str!("../crates/core/src/card.rs"),
+            include_str!("../crates/core/src/envelope.rs"),
+            include_str!("../crates/core/src/keyset.rs"),
+        ] {
+            for (i, _) in src.match_indices("fn code(") {
+                let body = &src[i..i + src[i..].find("\n    }\n").unwrap()];
+                codes.extend(body.split('"').skip(1).step_by(2).map(str::to_owned));
+            }
+        }
+        codes
+    }
+
+    #[test]
+    fn javascript_words_every_error_as_core_does() {
+        let js = js_messages();
+        let word = |e: &Error| {
+            let (_, text) = js.iter().find(|(c, _)| c == e.code).expect(e.code);
+            text.replace("{}", e.detail.as_deref().unwrap_or(""))
+        };
+        let kid = || "2026-11-a".to_owned();
+        let key_set = [
+            K::TooLarge,
+            K::Malformed("expected `:` at byte 12".into()),
+            K::Empty,
+            K::TooManyKeys,
+            K::InvalidKeyId,
+            K::DuplicateKeyId(kid()),
+            K::UnsupportedKeyType(kid()),
+            K::UnsupportedCurve(kid()),
+            K::UnsupportedAlgorithm(kid()),
+            K::WrongUse(kid()),
+            K::PrivateKeyMaterial(kid()),
+            K::InvalidCoordinate(kid()),
+            K::InvalidPoint(kid()),
+            K::InvalidValidity(kid()),
+            K::Expired(kid()),
+            K::NoUsableKey,
+        ];
+        let card = [
+            C::EmptyNumber,
+            C::InvalidCharacters,
+            C::TooShort,
+            C::TooLong,
+            C::InvalidLength,
+            C::LuhnMismatch,
+            C::InvalidCvc,
+            C::InvalidExpiry,
+            C::InvalidMonth,
+            C::Expired,
+            C::ExpiryTooFar,
+        ];
+        let seal = [
+            S::EmptyValue,
+            S::ValueTooLong,
+            S::UnknownKind,
+            S::InvalidContext,
+            S::HintsNotAllowed,
+            S::InvalidHints,
+            S::HintMismatch,
+            S::InvalidRecipient,
+            S::Randomness,
+        ];
+        let mut checked: Vec<&str> = Vec::new();
+        for e in key_set {
+            let ours = Error::from(e.clone());
+            assert_eq!(word(&ours), e.to_string());
+            checked.push(ours.code);
+        }
+        for e in card {
+            assert_eq!(word(&Error::from(e)), e.to_string());
+            checked.push(e.code());
+        }
+        for e in seal {
+            assert_eq!(word(&Error::from(e)), e.to_string());
+            checked.push(e.code());
+        }
+        // The adapter's own codes.
+        checked.extend([
+            "seal_context_used",
+            "seal_invalid_time",
+            "seal_invalid_utf8",
+        ]);
+
+        // Every code core defines was checked above, and the table holds nothing else.
+        let core = core_codes();
+        assert!(core.len() >= 36, "{core:?}");
+        for code in &core {
+            assert!(checked.contains(&code.as_str()), "{code} not checked");
+        }
+        let mut table: Vec<&str> = js.iter().map(|(c, _)| c.as_str()).collect();
+        table.sort_unstable();
+        checked.sort_unstable();
+        assert_eq!(table, checked);
+    }
 }

@@ -1,8 +1,9 @@
 // Size of everything a page downloads from the package (the JS modules and the wasm; not the type
 // declarations or the SRI manifest), compressed as a server would send it. The issue's budget is
-// 45 KB gzip -9 in total (BUDGET below). The current build exceeds it (BENCHMARKS.md says by how
-// much and why), so that check is reported as a `todo` in the test summary rather than failing
-// the run; CEILING is a hard limit that catches any growth from today's build.
+// 45 KB gzip -9 in total (BUDGET below). The current build (about 64 KB) exceeds it (BENCHMARKS.md
+// says by how much, why, and what is left to reach it), so that check is reported as a `todo` in
+// the test summary rather than failing the run; CEILING is a hard limit that catches any growth
+// from today's build.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { test } from 'node:test';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 
 const BUDGET = 45 * 1000;
-const CEILING = 90 * 1000;
+const CEILING = 66 * 1000;
 const dist = fileURLToPath(new URL('../../dist/', import.meta.url));
 const walk = (dir) => readdirSync(dir).flatMap((f) => {
   const p = join(dir, f);

@@ -21,6 +21,7 @@
 //! check digit.
 
 use crate::envelope::{CardBrand, Hints};
+use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
 
 /// Shortest card number accepted (ISO/IEC 7812 allows 8, no network issues fewer than 12).
 pub const MIN_PAN_LEN: usize = 12;

@@ -18,6 +18,7 @@
 
 use crate::card;
 use crate::envelope::FieldKind;
+use alloc::vec::Vec;
 
 /// A kind of personal data a value can look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,7 +7,7 @@
 //! Both are checked against the RFC 9180 and Wycheproof vectors. [`NativeBackend`] names the fastest
 //! one compiled in.
 
-use p256::elliptic_curve::sec1::FromSec1Point;
+use p256::elliptic_curve::point::AffineCoordinates;
 use zeroize::Zeroizing;
 
 use crate::hpke::HpkeError;
@@ -47,9 +47,17 @@ impl PublicKey {
         if raw[0] != 0x04 {
             return Err(HpkeError::InvalidPublicKey);
         }
-        let point = p256::Sec1Point::from_bytes(raw).map_err(|_| HpkeError::InvalidPublicKey)?;
-        let point = p256::PublicKey::from_sec1_point(&point)
+        // Straight from the coordinates: each must be a canonical field element (below p) and
+        // the point must satisfy the curve equation, the checks SEC1 decoding of an uncompressed
+        // point makes, without linking the compressed-point decoder (a square root) this
+        // function never needs. The identity has no affine coordinates, so it cannot pass.
+        let mut x = p256::FieldBytes::default();
+        let mut y = p256::FieldBytes::default();
+        x.copy_from_slice(&raw[1..33]);
+        y.copy_from_slice(&raw[33..]);
+        let point = p256::AffinePoint::from_coordinates(&x, &y)
             .into_option()
+            .and_then(|point| p256::PublicKey::from_affine(point).ok())
             .ok_or(HpkeError::InvalidPublicKey)?;
         Ok(Self { raw, point })
     }

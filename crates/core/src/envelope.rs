@@ -12,6 +12,7 @@
 //! ECDH) and the key schedule before the value is known; [`PreparedContext::seal`] consumes the
 //! context and does one AES-256-GCM encryption, so a context can never seal twice.
 
+use alloc::{format, string::String, vec::Vec};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use zeroize::Zeroizing;
 
@@ -781,6 +782,7 @@ pub use opening::{OpenError, Opened, Opener, OpeningKey};
 
 #[cfg(feature = "open")]
 mod opening {
+    use alloc::vec::Vec;
     use zeroize::Zeroizing;
 
     use super::{AEAD, Envelope, Header, INFO, ParseError};

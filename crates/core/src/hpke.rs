@@ -13,6 +13,7 @@
 use aes_gcm::Aes128Gcm;
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit};
+use alloc::{boxed::Box, vec, vec::Vec};
 use hkdf::{Hkdf, HkdfExtract};
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
@@ -471,6 +472,7 @@ pub fn setup_base_recipient<S: EcdhSecret>(
 /// envelope uses. Not needed to seal or open envelopes.
 pub mod hazmat {
     use super::{Aead, AeadKey, HpkeError, NN};
+    use alloc::vec::Vec;
     #[cfg(feature = "open")]
     use zeroize::Zeroizing;
 

@@ -18,6 +18,7 @@
 //! latest `nbf` that is already valid at `server_time` (the first listed wins a tie); keys whose
 //! `nbf` is still ahead are published early and not used yet.
 
+use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -110,6 +111,30 @@ impl KeySetError {
             Self::InvalidValidity(_) => "keyset_invalid_validity",
             Self::Expired(_) => "keyset_expired",
             Self::NoUsableKey => "keyset_no_usable_key",
+        }
+    }
+
+    /// What the error names, without the message around it: the key id for the errors about
+    /// one key, what and where for [`KeySetError::Malformed`], `None` otherwise. The browser SDK
+    /// passes the code and this to JavaScript, which words the message.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Self::Malformed(d)
+            | Self::DuplicateKeyId(d)
+            | Self::UnsupportedKeyType(d)
+            | Self::UnsupportedCurve(d)
+            | Self::UnsupportedAlgorithm(d)
+            | Self::WrongUse(d)
+            | Self::PrivateKeyMaterial(d)
+            | Self::InvalidCoordinate(d)
+            | Self::InvalidPoint(d)
+            | Self::InvalidValidity(d)
+            | Self::Expired(d) => Some(d),
+            Self::TooLarge
+            | Self::Empty
+            | Self::TooManyKeys
+            | Self::InvalidKeyId
+            | Self::NoUsableKey => None,
         }
     }
 }

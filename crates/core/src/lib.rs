@@ -65,8 +65,13 @@
 //! [`hpke::HpkeError`]. Every authentication failure is the single opaque
 //! `OpenError::Authentication`.
 
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+// `no_std` with `alloc`: the crate uses nothing of the standard library, so that the browser's
+// wasm, which links no `std`, can carry it. The vault's crates link `std` themselves.
+extern crate alloc;
 
 #[cfg(feature = "open")]
 pub mod at_rest;

@@ -1,6 +1,7 @@
 //! Types for secret values: their `Debug` and `Display` print `[REDACTED]`, they are wiped from
 //! memory on drop, and the bytes are reachable only through an explicit accessor.
 
+use alloc::vec::Vec;
 use core::fmt;
 
 use subtle::ConstantTimeEq;

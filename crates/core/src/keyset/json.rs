@@ -4,9 +4,11 @@
 //! `serde_json::from_str::<KeySetDoc>` accepts (unknown members, duplicate members, missing members,
 //! non-integer or out-of-range numbers, trailing characters are refused; `"d": null` counts as
 //! absent); a differential test below holds it to that. Errors are messages for
-//! [`KeySetError::Malformed`](super::KeySetError::Malformed).
+//! [`KeySetError::Malformed`](super::KeySetError::Malformed), put together by concatenation rather
+//! than `format!`, so that the browser wasm carries no formatting machinery.
 
 use super::{Jwk, KeySetDoc};
+use alloc::{string::String, vec::Vec};
 
 struct Reader<'a> {
     b: &'a [u8],
@@ -15,9 +17,28 @@ struct Reader<'a> {
 
 type R<T> = Result<T, String>;
 
+/// `` what `name` ``: a message naming a member.
+fn named(what: &str, name: &str) -> String {
+    [what, " `", name, "`"].concat()
+}
+
+/// `n` in decimal.
+fn decimal(mut n: usize) -> String {
+    let mut digits = Vec::new();
+    loop {
+        // `n % 10` is below 10.
+        digits.push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().map(|&d| char::from(d)).collect()
+}
+
 impl Reader<'_> {
     fn err<T>(&self, what: &str) -> R<T> {
-        Err(format!("{what} at byte {}", self.i))
+        Err([what, " at byte ", &decimal(self.i)].concat())
     }
 
     fn peek(&mut self) -> Option<u8> {
@@ -38,7 +59,7 @@ impl Reader<'_> {
             self.i += 1;
             Ok(())
         } else {
-            self.err(&format!("expected `{}`", c as char))
+            self.err(&named("expected", char::from(c).encode_utf8(&mut [0; 4])))
         }
     }
 
@@ -264,12 +285,12 @@ impl Reader<'_> {
         self.object(|r, name| {
             if let Some(k) = STRINGS.iter().position(|m| *m == name) {
                 if s[k].is_some() {
-                    return r.err(&format!("duplicate field `{name}`"));
+                    return r.err(&named("duplicate field", &name));
                 }
                 s[k] = Some(r.string()?);
             } else if let Some(k) = ["nbf", "exp"].iter().position(|m| *m == name) {
                 if n[k].is_some() {
-                    return r.err(&format!("duplicate field `{name}`"));
+                    return r.err(&named("duplicate field", &name));
                 }
                 n[k] = Some(r.u64()?);
             } else if name == "d" {
@@ -281,12 +302,12 @@ impl Reader<'_> {
                     d = Some(serde::de::IgnoredAny);
                 }
             } else {
-                return r.err(&format!("unknown field `{name}`"));
+                return r.err(&named("unknown field", &name));
             }
             Ok(())
         })?;
         let [kty, crv, key_use, alg, kid, x, y] = s;
-        let missing = |name: &str| format!("missing field `{name}`");
+        let missing = |name: &str| named("missing field", name);
         let take = |v: Option<String>, k: usize| v.ok_or_else(|| missing(STRINGS[k]));
         Ok(Jwk {
             kty: take(kty, 0)?,
@@ -334,8 +355,8 @@ pub(super) fn read(json: &str) -> Result<KeySetDoc, String> {
                 keys = Some(list);
             }
             "server_time" if server_time.is_none() => server_time = Some(r.u64()?),
-            "keys" | "server_time" => return r.err(&format!("duplicate field `{name}`")),
-            _ => return r.err(&format!("unknown field `{name}`")),
+            "keys" | "server_time" => return r.err(&named("duplicate field", &name)),
+            _ => return r.err(&named("unknown field", &name)),
         }
         Ok(())
     })?;
