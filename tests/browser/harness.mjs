@@ -121,8 +121,12 @@ export const SECRETS = {
   email: 'jane.doe@example.com',
 };
 
-/** Whether `text` (a request body or URL) contains any plaintext secret, in any common encoding. */
+/**
+ * Whether `text` (a request body or URL) contains any plaintext secret, in any common encoding,
+ * outside the envelopes: their base64url ciphertext holds any short digit run (a CVC) by chance.
+ */
 export function leaks(text, values = Object.values(SECRETS)) {
-  const forms = (v) => [v, encodeURIComponent(v), v.replace(/ /g, '+'), v.replace(/\s/g, '')];
-  return values.flatMap(forms).filter((f) => f.length >= 3 && text.includes(f));
+  const outside = text.replace(/fse1\.[A-Za-z0-9_-]+/g, ' ');
+  const forms = (v) => [...new Set([v, encodeURIComponent(v), v.replace(/ /g, '+'), v.replace(/\s/g, '')])];
+  return values.flatMap(forms).filter((f) => f.length >= 3 && outside.includes(f));
 }
