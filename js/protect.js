@@ -45,17 +45,15 @@ export function protectForm(sealer, form, options = {}) {
   const card = sealer.card;
   const prefix = `fieldseal-${++nextId}`;
 
+  // Every field seen so far. A field added to the form after protect() is taken in when the form
+  // changes (MutationObserver) and, at the latest, at submit; a field removed from the form is
+  // left out of validation and sealing.
   const fields = [];
   const others = [];
-  for (const el of Array.from(form.elements)) {
-    if (el.localName !== 'input' && el.localName !== 'textarea') continue;
-    if (SKIP_TYPES.has(el.type) || el.hasAttribute('data-fieldseal-envelope')) continue;
-    const kind = kindOf(el);
-    if (kind) fields.push({ el, kind, name: el.getAttribute('name') });
-    else if (el.getAttribute('data-seal') !== 'off') others.push({ el, name: el.getAttribute('name') });
-  }
-  const panField = fields.find((f) => f.kind === 'pan');
+  const seen = new Set();
+  let panField = null;
   let brand = null;
+  const inForm = (x) => x.el.form === form;
 
   const saved = new Map();
   const remember = (el) => {
@@ -163,7 +161,7 @@ export function protectForm(sealer, form, options = {}) {
     if (el.getAttribute('aria-invalid') === 'true') check(panField);
   }
 
-  for (const f of fields) {
+  function watch(f) {
     remember(f.el);
     if (f.kind === 'pan') on(f.el, 'input', onPanInput);
     on(f.el, 'blur', () => {
@@ -174,6 +172,31 @@ export function protectForm(sealer, form, options = {}) {
         if (f.el.getAttribute('aria-invalid') === 'true') check(f);
       });
     }
+  }
+
+  /** Takes in the form's fields not seen before. */
+  function scan() {
+    for (const el of Array.from(form.elements)) {
+      if (seen.has(el) || (el.localName !== 'input' && el.localName !== 'textarea')) continue;
+      if (SKIP_TYPES.has(el.type) || el.hasAttribute('data-fieldseal-envelope')) continue;
+      seen.add(el);
+      const kind = kindOf(el);
+      if (kind) {
+        const f = { el, kind, name: el.getAttribute('name') };
+        fields.push(f);
+        if (kind === 'pan' && !panField) panField = f;
+        watch(f);
+      } else if (el.getAttribute('data-seal') !== 'off') {
+        others.push({ el, name: el.getAttribute('name') });
+      }
+    }
+  }
+  scan();
+  const Observer = doc.defaultView?.MutationObserver;
+  if (Observer) {
+    const observer = new Observer(scan);
+    observer.observe(form, { childList: true, subtree: true });
+    listeners.push(() => observer.disconnect());
   }
 
   const hidden = [];
@@ -215,17 +238,20 @@ export function protectForm(sealer, form, options = {}) {
   function checkAndSeal(e) {
     // Envelopes of an earlier attempt (a fetch-based checkout that stayed on the page) are replaced.
     for (const h of hidden.splice(0)) h.remove();
+    scan();
+    const live = fields.filter(inForm);
+    const liveOthers = others.filter(inForm);
     let firstInvalid = null;
-    for (const f of fields) {
+    for (const f of live) {
       if (!check(f)) firstInvalid ??= f.el;
     }
-    const strays = strayPan === 'off' ? [] : others.filter((o) => o.el.value && sealer.containsCardNumber(o.el.value));
+    const strays = strayPan === 'off' ? [] : liveOthers.filter((o) => o.el.value && sealer.containsCardNumber(o.el.value));
     if (strayPan === 'block') {
       for (const o of strays) {
         showError(o.el, null, 'stray_card_number', messages.stray_card_number);
         firstInvalid ??= o.el;
       }
-      for (const o of others) if (!strays.includes(o)) clearError(o.el, null);
+      for (const o of liveOthers) if (!strays.includes(o)) clearError(o.el, null);
     }
     if (firstInvalid) {
       e.preventDefault();
@@ -236,7 +262,7 @@ export function protectForm(sealer, form, options = {}) {
     }
     try {
       const sealed = [];
-      for (const f of fields) {
+      for (const f of live) {
         const name = saved.get(f.el)?.name ?? f.name;
         const value = f.el.value;
         if (name && value.trim() !== '') {
@@ -270,6 +296,7 @@ export function protectForm(sealer, form, options = {}) {
   // guard is off. The data then lacks those fields instead of carrying them in the clear.
   on(form, 'formdata', (e) => {
     const data = e.formData;
+    scan();
     for (const f of fields) {
       const name = saved.get(f.el)?.name ?? f.name;
       if (!name) continue;
@@ -307,10 +334,13 @@ export function protectForm(sealer, form, options = {}) {
 
   return {
     /** The protected fields: `{ name, kind, element }`. */
-    fields: fields.map((f) => ({ name: f.name, kind: f.kind, element: f.el })),
+    get fields() {
+      return fields.filter(inForm).map((f) => ({ name: saved.get(f.el)?.name ?? f.name, kind: f.kind, element: f.el }));
+    },
     /** Validates every protected field now (shows messages); true when all are valid. */
     validate() {
-      return fields.map(check).every(Boolean);
+      scan();
+      return fields.filter(inForm).map(check).every(Boolean);
     },
     /** Removes every listener, message and envelope input, and restores names and ARIA attributes. */
     detach() {

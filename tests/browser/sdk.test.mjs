@@ -361,6 +361,48 @@ test('detach() from a sealed handler still posts envelopes only', async () => {
   await page.close();
 });
 
+test('fields added after protect() are formatted, validated and sealed; removed fields are left out', async () => {
+  const { page } = await open('/checkout.html');
+  await fillValid(page);
+  await page.evaluate(() => {
+    const form = document.querySelector('#checkout');
+    // A second e-mail field and a card number field rendered late (a framework's re-render).
+    const extra = document.createElement('input');
+    extra.id = 'email2';
+    extra.name = 'email2';
+    extra.setAttribute('autocomplete', 'email');
+    form.prepend(extra);
+    const card2 = document.createElement('input');
+    card2.id = 'card2';
+    card2.name = 'card2';
+    card2.dataset.seal = 'pan';
+    form.prepend(card2);
+    // A required field that goes away must not block the submit.
+    const gone = document.createElement('input');
+    gone.name = 'phone_removed';
+    gone.setAttribute('autocomplete', 'tel');
+    gone.required = true;
+    form.prepend(gone);
+  });
+  await page.evaluate(() => document.querySelector('[name=phone_removed]').remove());
+  // Formatting reaches the late card field as soon as it is in the form.
+  await page.locator('#card2').pressSequentially('4111111111111111');
+  assert.equal(await page.inputValue('#card2'), SECRETS.panSpaced);
+  // Validation too: an invalid late e-mail blocks the submit.
+  await page.fill('#email2', 'not-an-email');
+  const before = posts().length;
+  await page.click('#pay');
+  await page.waitForTimeout(200);
+  assert.equal(posts().length, before, 'blocked');
+  assert.equal(await page.getAttribute('#email2', 'aria-invalid'), 'true');
+  await page.fill('#email2', SECRETS.email);
+  const { raw, fields } = await submit(page);
+  for (const name of ['card', 'card2', 'email', 'email2']) assert.ok(fields[name]?.startsWith('fse1.'), name);
+  assert.ok(!('phone_removed' in fields));
+  assert.deepEqual(leaks(raw), []);
+  await page.close();
+});
+
 test('paths that skip the submit event never see plaintext', async () => {
   const { page } = await open('/checkout.html?stray=block');
   await fillValid(page);
