@@ -34,6 +34,11 @@ export interface LoadOptions {
   context?: SealContext;
   /** The fetch used for a key-set URL (default: global fetch). */
   fetch?: typeof fetch;
+  /**
+   * With a key-set URL: fetch the key set again every this many seconds (default 3600; 0: never),
+   * so a long-lived page picks up rotated keys and a fresh clock offset.
+   */
+  refreshKeys?: number;
 }
 
 export interface SealOptions {
@@ -96,6 +101,13 @@ export declare class Sealer {
   private constructor();
   /** The key id envelopes are sealed to. */
   readonly keyId: string;
+  /**
+   * Fetches the key set again from the URL given to `load()`; drops prepared contexts when the
+   * primary key changed. Keeps the current keys and rejects on failure. Resolves to the key id.
+   */
+  refreshKeys(): Promise<string>;
+  /** Stops the periodic key refresh and the pool's refill. */
+  close(): void;
   readonly stats: { pooled: number; poolSize: number; prepared: number; sealedFromPool: number; sealedCold: number };
   /** The vault's current time (seconds), from the key set's server_time. */
   serverNow(): number;

@@ -86,7 +86,7 @@ async function instantiate(wasm) {
 }
 
 async function fetchKeys(keys, fetchImpl) {
-  if (typeof keys === 'string' && !keys.trimStart().startsWith('{')) {
+  if (isUrl(keys)) {
     const res = await fetchImpl(keys, { credentials: 'omit', cache: 'no-store' });
     if (!res.ok) throw new FieldsealError('keyset_fetch', `key set request failed with HTTP ${res.status}`);
     return { json: await res.text(), receivedAt: nowSeconds() };
@@ -100,9 +100,12 @@ async function fetchKeys(keys, fetchImpl) {
  * @param {import('./index.js').LoadOptions} options
  */
 export async function load(options = {}) {
-  const { keys, wasm, poolSize = 4, context = {}, fetch: fetchImpl = globalThis.fetch } = options;
+  const { keys, wasm, poolSize = 4, context = {}, fetch: fetchImpl = globalThis.fetch, refreshKeys = 3600 } = options;
   if (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > 64) {
     throw new FieldsealError('invalid_option', 'poolSize must be a whole number from 0 to 64');
+  }
+  if (typeof refreshKeys !== 'number' || !(refreshKeys >= 0)) {
+    throw new FieldsealError('invalid_option', 'refreshKeys must be a number of seconds, 0 to turn refreshing off');
   }
   if (keys === undefined || keys === null) throw new FieldsealError('keyset_missing', 'load() needs { keys }: a key-set URL or a key set');
   const [{ json, receivedAt }, glue] = await Promise.all([fetchKeys(keys, fetchImpl), instantiate(wasm)]);
@@ -112,8 +115,11 @@ export async function load(options = {}) {
   } catch (e) {
     throw wrap(e);
   }
-  return new Sealer(glue, parsed, { receivedAt, poolSize, context });
+  const source = isUrl(keys) ? { keys, fetchImpl } : null;
+  return new Sealer(glue, parsed, { receivedAt, poolSize, context, source, refreshKeys });
 }
+
+const isUrl = (keys) => typeof keys === 'string' && !keys.trimStart().startsWith('{');
 
 const idle = (fn) => {
   if (typeof globalThis.requestIdleCallback === 'function') {
@@ -136,16 +142,66 @@ export class Sealer {
   #poolSize;
   #context;
   #cancelRefill = null;
+  #source;
+  #keysTimer = null;
   #stats = { prepared: 0, sealedFromPool: 0, sealedCold: 0 };
 
-  constructor(glue, keys, { receivedAt, poolSize, context }) {
+  constructor(glue, keys, { receivedAt, poolSize, context, source = null, refreshKeys = 0 }) {
     this.#glue = glue;
     this.#keys = keys;
     // Server time = local time + offset, so a wrong device clock does not make envelopes stale.
     this.#offset = keys.serverTime - receivedAt;
     this.#poolSize = Math.max(0, Math.floor(poolSize));
     this.#context = context;
+    this.#source = source;
     this.#scheduleRefill();
+    // A page that stays open for hours picks up rotated keys and a fresh clock offset.
+    if (source && refreshKeys > 0) this.#scheduleKeyRefresh(refreshKeys * 1000);
+  }
+
+  #scheduleKeyRefresh(ms) {
+    const t = setTimeout(() => {
+      this.refreshKeys()
+        .catch(() => {}) // The current keys stay; tried again at the next interval.
+        .finally(() => this.#scheduleKeyRefresh(ms));
+    }, ms);
+    t?.unref?.();
+    this.#keysTimer = t;
+  }
+
+  /**
+   * Fetches the key set again (when `load()` was given its URL): rotated keys and the vault's clock.
+   * When the primary key changed, the prepared contexts (sealed to the old one) are dropped. On
+   * failure the current keys stay and the error is thrown. Resolves to the primary key id.
+   */
+  async refreshKeys() {
+    if (!this.#source) throw new FieldsealError('invalid_option', 'the key set was given inline; there is no URL to refresh it from');
+    const { json, receivedAt } = await fetchKeys(this.#source.keys, this.#source.fetchImpl);
+    let parsed;
+    try {
+      parsed = this.#glue.Keys.parse(json);
+    } catch (e) {
+      throw wrap(e);
+    }
+    const changed = parsed.primaryKid !== this.#keys.primaryKid;
+    this.#keys.free();
+    this.#keys = parsed;
+    this.#offset = parsed.serverTime - receivedAt;
+    if (changed) {
+      for (const ctx of this.#pool.splice(0)) ctx.free();
+      this.#cancelRefill?.();
+      this.#cancelRefill = null;
+      this.#scheduleRefill();
+    }
+    return parsed.primaryKid;
+  }
+
+  /** Stops the periodic key refresh and the pool's refill (for pages that drop the sealer). */
+  close() {
+    clearTimeout(this.#keysTimer);
+    this.#keysTimer = null;
+    this.#cancelRefill?.();
+    this.#cancelRefill = null;
   }
 
   /** The key id envelopes are sealed to. */

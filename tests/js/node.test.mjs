@@ -169,3 +169,49 @@ test('a pool size that is not a whole number from 0 to 64 is refused', async () 
     await assert.rejects(load({ keys: keySet(), wasm: wasm(), poolSize }), { code: 'invalid_option' }, String(poolSize));
   }
 });
+
+test('a key set loaded from a URL is refreshed: rotated keys, a new clock offset, the old pool dropped', async () => {
+  const { load, parseEnvelope } = await import(new URL('index.js', dist));
+  // The vault rotates: the first fetch serves key 1, every later one key 2 and a clock 500 s ahead.
+  let fetches = 0;
+  const fetchImpl = async () => {
+    fetches += 1;
+    const body = fetches === 1 ? keySet() : { keys: [doc.keys[1].jwk], server_time: Math.floor(Date.now() / 1000) + 500 };
+    return new Response(JSON.stringify(body), { status: 200 });
+  };
+  const sealer = await load({ keys: 'https://vault.example/v1/keys', wasm: wasm(), fetch: fetchImpl, poolSize: 2, refreshKeys: 0 });
+  sealer.prepare();
+  assert.equal(sealer.keyId, doc.keys[0].jwk.kid);
+  assert.equal(await sealer.refreshKeys(), doc.keys[1].jwk.kid);
+  assert.equal(sealer.stats.pooled, 0, 'contexts prepared for the old key are dropped');
+  const header = parseEnvelope(sealer.seal('4111111111111111', { kind: 'pan' }));
+  assert.equal(header.kid, doc.keys[1].jwk.kid);
+  assert.ok(Math.abs(header.createdAt - (Math.floor(Date.now() / 1000) + 500)) <= 2, 'stamped with the new offset');
+
+  // A failed refresh keeps the keys and says why.
+  let calls = 0;
+  const broken = await load({
+    keys: 'https://vault.example/v1/keys', wasm: wasm(), poolSize: 0, refreshKeys: 0,
+    fetch: async () => (calls++ === 0 ? new Response(JSON.stringify(keySet())) : new Response('', { status: 503 })),
+  });
+  await assert.rejects(broken.refreshKeys(), { code: 'keyset_fetch' });
+  assert.equal(broken.keyId, doc.keys[0].jwk.kid);
+  // An inline key set has nothing to refresh from.
+  const inline = await load({ keys: keySet(), wasm: wasm(), poolSize: 0 });
+  await assert.rejects(inline.refreshKeys(), { code: 'invalid_option' });
+  await assert.rejects(load({ keys: keySet(), wasm: wasm(), refreshKeys: -1 }), { code: 'invalid_option' });
+});
+
+test('the periodic refresh runs on its own', async () => {
+  const { load } = await import(new URL('index.js', dist));
+  let fetches = 0;
+  const fetchImpl = async () => {
+    fetches += 1;
+    return new Response(JSON.stringify(fetches === 1 ? keySet() : { keys: [doc.keys[1].jwk], server_time: now }));
+  };
+  const sealer = await load({ keys: '/v1/keys', wasm: wasm(), fetch: fetchImpl, poolSize: 0, refreshKeys: 0.05 });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  sealer.close();
+  assert.ok(fetches >= 2, `fetched ${fetches} times`);
+  assert.equal(sealer.keyId, doc.keys[1].jwk.kid);
+});
