@@ -141,6 +141,24 @@ export function protectForm(sealer, form, options = {}) {
   }
 
   // As-you-type card number formatting, keeping the caret after the digit it followed.
+  // As-you-type expiry formatting while the user types at the end of the field: "4" becomes
+  // "04 / ", "1230" becomes "12 / 30"; deleting, pasting a full date or editing in the middle is
+  // left alone (the validation accepts MM/YY, MM/YYYY and MM / YY as typed).
+  function onExpInput(e) {
+    const el = e.target;
+    if (e.inputType !== 'insertText' || el.selectionStart !== el.value.length) return;
+    const digits = el.value.replace(/\D/g, '');
+    if (digits.length > 6 || /[^\d\s/]/.test(el.value)) return;
+    let text;
+    if (digits.length === 1) text = digits > '1' ? `0${digits} / ` : digits;
+    else if (digits.length === 2) text = Number(digits) >= 1 && Number(digits) <= 12 ? `${digits} / ` : el.value;
+    else text = `${digits.slice(0, 2)} / ${digits.slice(2)}`;
+    if (text !== el.value) {
+      el.value = text;
+      if (doc.activeElement === el) el.setSelectionRange(text.length, text.length);
+    }
+  }
+
   function onPanInput(e) {
     const el = e.target;
     if (options.format !== false) {
@@ -164,6 +182,7 @@ export function protectForm(sealer, form, options = {}) {
   function watch(f) {
     remember(f.el);
     if (f.kind === 'pan') on(f.el, 'input', onPanInput);
+    if (f.kind === 'exp' && options.format !== false) on(f.el, 'input', onExpInput);
     on(f.el, 'blur', () => {
       if (f.el.value !== '') check(f);
     });

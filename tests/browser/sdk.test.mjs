@@ -86,6 +86,32 @@ test('card number formatting keeps the caret, and brand events follow the typing
   await page.close();
 });
 
+test('the expiry is formatted as typed, and deleting or pasting is left alone', async () => {
+  const { page } = await open('/checkout.html');
+  const exp = page.locator('#exp');
+  await exp.pressSequentially('1230');
+  assert.equal(await exp.inputValue(), '12 / 30');
+  await exp.fill('');
+  await exp.pressSequentially('4');
+  assert.equal(await exp.inputValue(), '04 / ', 'a month that can only be one digit');
+  await exp.pressSequentially('27');
+  assert.equal(await exp.inputValue(), '04 / 27');
+  // Backspace removes characters without the separator coming back.
+  await exp.press('End');
+  for (let i = 0; i < 3; i++) await exp.press('Backspace');
+  assert.equal(await exp.inputValue(), '04 /');
+  // Four-digit years and pasted dates are kept as the user wrote them.
+  await exp.fill('');
+  await exp.pressSequentially('122030');
+  assert.equal(await exp.inputValue(), '12 / 2030');
+  await exp.evaluate((el) => {
+    el.value = '11/29';
+    el.dispatchEvent(new InputEvent('input', { bubbles: true, inputType: 'insertFromPaste', data: '11/29' }));
+  });
+  assert.equal(await exp.inputValue(), '11/29');
+  await page.close();
+});
+
 test('the wasm is instantiated by streaming when served as application/wasm', async () => {
   const { page } = await open('/checkout.html', () => {
     window.streamed = [];
