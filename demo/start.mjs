@@ -8,13 +8,13 @@
 //
 // With --data-dir the vault and the orders live in DIR and are kept; a later run with the same DIR
 // reuses the vault, revokes the demo API keys of the earlier run and prints new ones.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEMO_ROLES, startVault } from './vault.mjs';
+import { DEMO_ROLES, buildVault, startVault } from './vault.mjs';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 
@@ -63,9 +63,13 @@ if (built < sources) {
 
 // 2. The vault binary: cargo builds only what changed and shows its own progress.
 step(2, 'building the vault: cargo build -p fieldseal-vault');
-runVisible('cargo', ['build', '-p', 'fieldseal-vault', '--bin', 'fieldseal-vault']);
-const targetDir = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: root, encoding: 'utf8' })).target_directory;
-const bin = join(targetDir, 'debug', 'fieldseal-vault');
+let bin;
+try {
+  bin = buildVault();
+} catch {
+  say('`cargo build -p fieldseal-vault` failed; see its output above');
+  process.exit(1);
+}
 
 // 3. A vault and the shop. The shop's modules load the package built in step 1.
 const { startShop } = await import('./server.mjs');

@@ -3,13 +3,26 @@
 // demo role through `apikey create` (the demo keys of an earlier run are revoked), then `serve` on
 // 127.0.0.1 with a port the system picks. The vault's own log goes to `vault.log` in the data
 // directory.
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+
+/**
+ * Builds the vault binary (`cargo build` does only what changed; its output goes to the terminal)
+ * and returns its path. Throws when the build fails.
+ */
+export function buildVault({ quiet = false } = {}) {
+  execFileSync('cargo', ['build', ...(quiet ? ['-q'] : []), '-p', 'fieldseal-vault', '--bin', 'fieldseal-vault'], { cwd: root, stdio: 'inherit' });
+  const meta = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: root, encoding: 'utf8' }));
+  return join(meta.target_directory, 'debug', 'fieldseal-vault');
+}
 
 /** The roles the demo creates a key for, in the order they are printed. */
 export const DEMO_ROLES = ['checkout', 'support', 'payments', 'auditor'];

@@ -6,13 +6,12 @@
 // test-results/e2e/ (the run prints their paths).
 // Needs `npm run build` and the vault binary (`cargo test` or `cargo build -p fieldseal-vault`).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startShop } from '../../demo/server.mjs';
-import { startVault } from '../../demo/vault.mjs';
+import { buildVault, startVault } from '../../demo/vault.mjs';
 import { launchChromium, root } from '../browser/harness.mjs';
 
 const CARDS = {
@@ -30,17 +29,10 @@ let shop;
 let browser;
 const orders = [];
 
-/** The vault binary as the demo builds it (`cargo build` does nothing when it is up to date). */
-function vaultBinary() {
-  execFileSync('cargo', ['build', '-q', '-p', 'fieldseal-vault', '--bin', 'fieldseal-vault'], { cwd: root, stdio: 'inherit' });
-  const targetDir = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: root, encoding: 'utf8' })).target_directory;
-  return join(targetDir, 'debug', 'fieldseal-vault');
-}
-
 before(async () => {
   mkdirSync(shots, { recursive: true });
   dataDir = mkdtempSync(join(tmpdir(), 'fieldseal-e2e-'));
-  vault = await startVault({ bin: vaultBinary(), dataDir });
+  vault = await startVault({ bin: buildVault({ quiet: true }), dataDir });
   shop = await startShop({ vaultUrl: vault.url, keys: vault.keys, dataDir });
   browser = await launchChromium();
 });

@@ -10,9 +10,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use common::{TempDir, seal_to};
+use common::{TempDir, key_set, seal_to};
 use fieldseal_core::envelope::FieldKind;
-use fieldseal_core::keyset::KeySet;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_fieldseal-vault");
@@ -82,19 +81,6 @@ async fn post(
         .json()
         .await
         .unwrap_or(Value::Null)
-}
-
-/// The key set the running server publishes.
-async fn key_set(http: &reqwest::Client, base: &str) -> KeySet {
-    let text = http
-        .get(format!("{base}/v1/keys"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    KeySet::parse(&text).unwrap()
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

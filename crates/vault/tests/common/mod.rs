@@ -113,6 +113,19 @@ pub struct Keys {
     pub revoked: String,
 }
 
+/// The key set a server at `base` publishes.
+pub async fn key_set(http: &reqwest::Client, base: &str) -> KeySet {
+    let text = http
+        .get(format!("{base}/v1/keys"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    KeySet::parse(&text).unwrap()
+}
+
 /// A running server.
 pub struct Server {
     pub base: String,
@@ -163,16 +176,7 @@ impl Server {
     }
 
     pub async fn key_set(&self) -> KeySet {
-        let text = self
-            .client
-            .get(self.url("/v1/keys"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        KeySet::parse(&text).unwrap()
+        key_set(&self.client, &self.base).await
     }
 
     /// POST /v1/tokenize with `key`; returns status and body.
