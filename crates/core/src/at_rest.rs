@@ -123,6 +123,11 @@ pub fn api_key_digest(secret: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// SHA-256 of `data` (the policy file's digest in the audit log).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
 /// Constant-time equality of two byte strings (lengths are not secret).
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()

@@ -12,7 +12,7 @@
 //! ECDH) and the key schedule before the value is known; [`PreparedContext::seal`] consumes the
 //! context and does one AES-256-GCM encryption, so a context can never seal twice.
 
-use alloc::{format, string::String, vec::Vec};
+use alloc::{string::String, vec::Vec};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use zeroize::Zeroizing;
 
@@ -248,7 +248,7 @@ impl EnvelopeId {
 
     /// Lowercase hex, 32 characters.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::encoding::hex(&self.0)
     }
 }
 

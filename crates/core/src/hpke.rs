@@ -18,7 +18,7 @@ use hkdf::{Hkdf, HkdfExtract};
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::ecdh::{EcdhSecret, POINT_LEN, PublicKey, SCALAR_LEN};
+use crate::ecdh::{EcdhError, EcdhSecret, POINT_LEN, PublicKey, SCALAR_LEN};
 
 /// KEM identifier of DHKEM(P-256, HKDF-SHA256).
 pub const KEM_ID: u16 = 0x0010;
@@ -67,6 +67,16 @@ pub enum HpkeError {
     /// An AEAD key of the wrong length.
     #[error("AEAD key has the wrong length")]
     InvalidKeyLength,
+}
+
+impl From<EcdhError> for HpkeError {
+    fn from(e: EcdhError) -> Self {
+        match e {
+            EcdhError::InvalidPublicKey => Self::InvalidPublicKey,
+            EcdhError::InvalidPrivateKey => Self::InvalidPrivateKey,
+            EcdhError::Randomness => Self::Randomness,
+        }
+    }
 }
 
 /// The AEADs supported.

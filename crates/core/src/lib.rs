@@ -78,6 +78,7 @@ pub mod at_rest;
 pub mod card;
 pub mod classify;
 pub mod ecdh;
+pub mod encoding;
 pub mod envelope;
 pub mod hpke;
 pub mod keyset;

@@ -28,7 +28,7 @@ impl std::fmt::Debug for NewApiKey {
 pub fn generate() -> Option<NewApiKey> {
     let id: [u8; 6] = random_bytes().ok()?;
     let secret: [u8; 32] = random_bytes().ok()?;
-    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let id = fieldseal_core::encoding::hex(&id);
     let secret = Base64UrlUnpadded::encode_string(&secret);
     Some(NewApiKey {
         full: format!("{PREFIX}{id}_{secret}"),

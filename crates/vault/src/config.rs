@@ -36,15 +36,7 @@ pub enum ConfigError {
     },
 }
 
-/// How SQLite syncs commits to disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Synchronous {
-    /// Survives a killed process; the last commits may be lost on power failure (WAL mode).
-    Normal,
-    /// Every commit is on disk before it is acknowledged.
-    Full,
-}
+pub use fieldseal_vault_sqlite::Synchronous;
 
 /// The vault's settings.
 #[derive(Clone, Deserialize)]
@@ -74,7 +66,7 @@ pub struct Settings {
     pub key_lifetime_days: u64,
     /// How long a card security code is kept if it is not used, in seconds.
     pub cvc_retention_secs: u64,
-    /// SQLite durability.
+    /// SQLite durability (the SQLite backend's own setting; other backends ignore it).
     pub sqlite_synchronous: Synchronous,
     /// Log format: `json` or `text`.
     pub log_format: String,
@@ -214,18 +206,7 @@ impl Settings {
         env_parse("FIELDSEAL_MAX_BATCH", &mut self.max_batch)?;
         env_parse("FIELDSEAL_KEY_LIFETIME_DAYS", &mut self.key_lifetime_days)?;
         env_parse("FIELDSEAL_CVC_RETENTION_SECS", &mut self.cvc_retention_secs)?;
-        if let Some(v) = env_var("FIELDSEAL_SQLITE_SYNCHRONOUS") {
-            self.sqlite_synchronous = match v.as_str() {
-                "normal" => Synchronous::Normal,
-                "full" => Synchronous::Full,
-                _ => {
-                    return Err(ConfigError::Env {
-                        name: "FIELDSEAL_SQLITE_SYNCHRONOUS",
-                        message: "expected normal or full".into(),
-                    });
-                }
-            };
-        }
+        env_parse("FIELDSEAL_SQLITE_SYNCHRONOUS", &mut self.sqlite_synchronous)?;
         if let Some(v) = env_var("FIELDSEAL_LOG_FORMAT") {
             self.log_format = v;
         }

@@ -20,8 +20,11 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::store::{Store, StoreError};
-use crate::vault::{Caller, DeleteOutcome, ItemError, TokenizeItem, Vault};
+use fieldseal_vault_store::audit::{Action, ExpectedHead};
+use fieldseal_vault_store::{Store, StoreError};
+
+use crate::refusal::ItemError;
+use crate::vault::{AuthError, Caller, DeleteOutcome, TokenizeItem, Vault};
 
 /// Every route: method and path, as the OpenAPI document lists them.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -72,9 +75,16 @@ impl From<StoreError> for ApiError {
                 "storage_busy",
                 "the vault's storage is busy; retry",
             ),
-            StoreError::Database(detail) => {
+            // Already logged as an alert where it was found.
+            StoreError::AuditBroken(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_broken",
+                "the audit log failed its integrity check: the vault refuses every audited \
+                 operation until an operator has investigated (`fieldseal-vault audit verify`)",
+            ),
+            other => {
                 // Details go to the log (they never hold values), the caller gets a generic body.
-                tracing::error!(error = %detail, "storage error");
+                tracing::error!(error = %other, "storage error");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -143,12 +153,13 @@ impl<S: Store> FromRequestParts<AppState<S>> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        state.authenticate(header).await.map_err(|_| {
-            ApiError::new(
+        state.authenticate(header).await.map_err(|e| match e {
+            AuthError::Unauthenticated => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "missing, unknown or revoked API key",
-            )
+                "missing, unknown, revoked or expired API key",
+            ),
+            AuthError::Store(e) => e.into(),
         })
     }
 }
@@ -223,7 +234,7 @@ fn check_batch(len: usize, max: usize) -> Result<(), ApiError> {
 async fn forbidden<S: Store>(
     vault: &Vault<S>,
     caller: &Caller,
-    action: &str,
+    action: Action,
     what: &str,
 ) -> ApiError {
     if let Err(e) = vault.audit_denial(caller, action, what).await {
@@ -242,7 +253,7 @@ async fn tokenize<S: Store>(
     ApiJson(req): ApiJson<TokenizeRequest>,
 ) -> Result<Response, ApiError> {
     if caller.role.tokenize.is_empty() {
-        return Err(forbidden(&vault, &caller, "tokenize", "tokenize").await);
+        return Err(forbidden(&vault, &caller, Action::Tokenize, "tokenize").await);
     }
     check_batch(req.items.len(), vault.settings().max_batch)?;
     let results = vault.tokenize(&caller, req.items).await?;
@@ -263,7 +274,7 @@ async fn detokenize<S: Store>(
     ApiJson(req): ApiJson<DetokenizeRequest>,
 ) -> Result<Response, ApiError> {
     if !caller.role.may_reveal() {
-        return Err(forbidden(&vault, &caller, "reveal", "reveal values").await);
+        return Err(forbidden(&vault, &caller, Action::Reveal, "reveal values").await);
     }
     let purpose = req.purpose.trim();
     if purpose.is_empty() || purpose.len() > 200 || purpose.chars().any(char::is_control) {
@@ -330,7 +341,7 @@ async fn audit_log<S: Store>(
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     if !caller.role.audit {
-        return Err(forbidden(&vault, &caller, "audit", "read the audit log").await);
+        return Err(forbidden(&vault, &caller, Action::AuditRead, "read the audit log").await);
     }
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if q.after < 0 || !(1..=1000).contains(&q.limit) {
@@ -345,17 +356,37 @@ async fn audit_log<S: Store>(
     ))
 }
 
+/// `GET /v1/audit/verify` query: optionally a head recorded earlier (`SEQ:HASH`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyQuery {
+    #[serde(default)]
+    expect_head: Option<String>,
+}
+
 async fn audit_verify<S: Store>(
     State(vault): State<AppState<S>>,
     caller: Caller,
+    query: Result<Query<VerifyQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     if !caller.role.audit {
-        return Err(forbidden(&vault, &caller, "audit", "verify the audit log").await);
+        return Err(forbidden(&vault, &caller, Action::AuditVerify, "verify the audit log").await);
     }
-    let v = vault.verify_audit(&caller).await?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let expect = q
+        .expect_head
+        .map(|h| h.parse::<ExpectedHead>())
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let v = vault.verify_audit(&caller, expect).await?;
     Ok(no_store(
-        Json(json!({ "intact": v.intact(), "verified": v.verified, "broken": v.broken }))
-            .into_response(),
+        Json(json!({
+            "intact": v.intact(),
+            "verified": v.verified,
+            "broken": v.broken,
+            "head": v.head.as_ref().map(ToString::to_string),
+        }))
+        .into_response(),
     ))
 }
 
@@ -372,7 +403,7 @@ async fn delete_token<S: Store>(
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
     if caller.role.delete.is_empty() {
-        return Err(forbidden(&vault, &caller, "delete", "delete tokens").await);
+        return Err(forbidden(&vault, &caller, Action::Delete, "delete tokens").await);
     }
     match vault.delete(&caller, &token).await? {
         DeleteOutcome::Deleted => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -464,7 +495,7 @@ async fn observe(mut req: Request, next: Next) -> Response {
 
 fn new_request_id() -> String {
     let r: [u8; 8] = fieldseal_core::at_rest::random_bytes().unwrap_or_default();
-    r.iter().map(|b| format!("{b:02x}")).collect()
+    fieldseal_core::encoding::hex(&r)
 }
 
 /// The router.

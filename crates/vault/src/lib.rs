@@ -1,7 +1,10 @@
 //! fieldseal-vault opens envelopes sealed in the browser, stores the values encrypted, issues
 //! tokens, and reveals values only to authorized roles, auditing every access in a hash chain.
 //!
-//! The binary `fieldseal-vault` wraps this library (`init`, `serve`, `keys`, `apikey`, `audit`).
+//! The binary `fieldseal-vault` wraps this library (`init`, `serve`, `keys`, `apikey`, `audit`):
+//! it parses arguments and prints what [`admin`] returns. Storage is a layer below: the store
+//! trait, records and the audit chain in `fieldseal-vault-store` (re-exported as [`store`]), the
+//! SQLite backend in `fieldseal-vault-sqlite` ([`sqlite`]), chosen from the database URL's scheme.
 //! Tests and embedders start the real server with [`http::serve`] on any listener:
 //!
 //! ```no_run
@@ -21,14 +24,16 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod apikeys;
-pub mod audit;
 pub mod config;
 pub mod http;
 pub mod keys;
 pub mod openapi;
 pub mod policy;
-pub mod sqlite;
-pub mod store;
+pub mod refusal;
 pub mod values;
 pub mod vault;
+
+pub use fieldseal_vault_sqlite as sqlite;
+pub use fieldseal_vault_store as store;

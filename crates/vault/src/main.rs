@@ -7,13 +7,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use fieldseal_vault::audit::verify_chain;
+use fieldseal_vault::admin::{self, Admin};
 use fieldseal_vault::config::Settings;
-use fieldseal_vault::keys::{self, KeyError, LocalKek};
-use fieldseal_vault::policy::Policy;
-use fieldseal_vault::store::{ApiKeyRecord, Store};
-use fieldseal_vault::vault::{self, Vault, now};
-use fieldseal_vault::{apikeys, http};
+use fieldseal_vault::http;
+use fieldseal_vault::store::audit::ExpectedHead;
+use fieldseal_vault::vault::Vault;
 
 #[derive(Parser)]
 #[command(
@@ -77,6 +75,9 @@ enum ApikeyCommand {
         /// Free text label.
         #[arg(long, default_value = "")]
         label: String,
+        /// Days until the key stops authenticating (no expiry by default).
+        #[arg(long)]
+        expires_in_days: Option<u64>,
     },
     /// List API keys (ids, roles, status; never secrets).
     List,
@@ -89,8 +90,16 @@ enum ApikeyCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute the hash chain; name the first broken entry.
-    Verify,
+    /// Check every entry's hash and MAC and the anchored head; name the first broken entry.
+    Verify {
+        /// A head recorded earlier with `audit head` (SEQ:HASH): fail unless it is still in the
+        /// chain (catches a restored older copy of the database).
+        #[arg(long)]
+        expect_head: Option<ExpectedHead>,
+    },
+    /// Print the anchored head (SEQ:HASH), checked, for an operator or a SIEM to record outside
+    /// the database.
+    Head,
     /// Write the log as JSON lines (for a SIEM).
     Export {
         /// Output file; standard output by default.
@@ -152,51 +161,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn lifetime(settings: &Settings) -> i64 {
-    i64::try_from(settings.key_lifetime_days.saturating_mul(86_400)).unwrap_or(i64::MAX / 2)
-}
-
 async fn init(settings: Settings) -> Result<ExitCode> {
-    create_private_dir(&settings.data_dir)?;
-    let store = vault::open_store(&settings).await?;
-    if keys::is_initialized(&store).await? {
-        return Err(KeyError::AlreadyInitialized.into());
-    }
-    let kek: Box<dyn keys::KekProvider> = match &settings.master_key {
-        Some(_) => vault::kek_from_settings(&settings)?,
-        None => {
-            let file = settings.master_key_file();
-            if file.exists() {
-                Box::new(LocalKek::from_file(&file)?)
-            } else {
-                Box::new(LocalKek::generate_file(&file)?)
-            }
-        }
-    };
-    let kid = keys::init(&store, kek.as_ref(), now(), lifetime(&settings)).await?;
+    let done = admin::init(&settings).await?;
     println!("initialized vault in {}", settings.data_dir.display());
-    println!("  database:   {}", settings.database_url());
-    println!("  master key: {}", kek.describe());
-    println!("  first key:  {kid}");
+    println!("  database:   {}", done.database);
+    println!("  master key: {}", done.master_key);
+    println!("  first key:  {}", done.first_key);
     println!("next: `fieldseal-vault apikey create --role checkout`, then `fieldseal-vault serve`");
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.exists() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)
 }
 
 async fn serve(settings: Settings) -> Result<ExitCode> {
@@ -215,44 +187,26 @@ async fn serve(settings: Settings) -> Result<ExitCode> {
 }
 
 async fn keys_cmd(settings: Settings, command: KeysCommand) -> Result<ExitCode> {
-    let store = vault::open_store(&settings).await?;
-    let kek = vault::kek_from_settings(&settings)?;
-    keys::load_secrets(&store, kek.as_ref()).await?;
+    let admin = Admin::open(&settings).await?;
     match command {
         KeysCommand::List => {
-            let t = now();
-            let live: Vec<_> = store.hpke_keys().await?.into_iter().collect();
-            let primary = live
-                .iter()
-                .filter(|k| k.retired_at.is_none() && k.expires_at > t && k.not_before <= t)
-                .max_by_key(|k| k.not_before)
-                .map(|k| k.kid.clone());
             println!(
                 "{:<24} {:<10} {:>12} {:>12}",
                 "KID", "STATUS", "NOT_BEFORE", "EXPIRES"
             );
-            for k in live.iter().rev() {
-                let status = if k.retired_at.is_some() {
-                    "retired"
-                } else if k.expires_at <= t {
-                    "expired"
-                } else if primary.as_deref() == Some(k.kid.as_str()) {
-                    "primary"
-                } else {
-                    "active"
-                };
+            for k in admin.keys().await? {
                 println!(
                     "{:<24} {:<10} {:>12} {:>12}",
-                    k.kid, status, k.not_before, k.expires_at
+                    k.kid, k.status, k.not_before, k.expires_at
                 );
             }
         }
         KeysCommand::Rotate => {
-            let kid = keys::rotate(&store, kek.as_ref(), now(), lifetime(&settings), "cli").await?;
+            let kid = admin.rotate_key().await?;
             println!("new primary key {kid}; older keys keep opening envelopes until retired");
         }
         KeysCommand::Retire { kid } => {
-            keys::retire(&store, &kid, now(), "cli").await?;
+            admin.retire_key(&kid).await?;
             println!("retired {kid}");
         }
     }
@@ -260,31 +214,14 @@ async fn keys_cmd(settings: Settings, command: KeysCommand) -> Result<ExitCode> 
 }
 
 async fn apikey_cmd(settings: Settings, command: ApikeyCommand) -> Result<ExitCode> {
-    let store = vault::open_store(&settings).await?;
-    let kek = vault::kek_from_settings(&settings)?;
-    keys::load_secrets(&store, kek.as_ref()).await?;
+    let admin = Admin::open(&settings).await?;
     match command {
-        ApikeyCommand::Create { role, label } => {
-            let policy = Policy::load(settings.policy_file.as_deref())?;
-            if policy.role(&role).is_none() {
-                let roles: Vec<_> = policy.role_names().collect();
-                return Err(
-                    format!("unknown role {role:?}; the policy has {}", roles.join(", ")).into(),
-                );
-            }
-            let key = apikeys::generate().ok_or("random source unavailable")?;
-            let at = now();
-            let record = ApiKeyRecord {
-                id: key.id.clone(),
-                digest: key.digest.to_vec(),
-                role: role.clone(),
-                label: label.clone(),
-                created_at: at,
-                revoked_at: None,
-            };
-            let audit = fieldseal_vault::audit::AuditDraft::new(at, "cli", "apikey.create", "ok")
-                .detail(format!("{} role {role}", key.id));
-            store.insert_api_key(record, audit).await?;
+        ApikeyCommand::Create {
+            role,
+            label,
+            expires_in_days,
+        } => {
+            let key = admin.create_api_key(&role, &label, expires_in_days).await?;
             println!("{}", key.full);
             eprintln!(
                 "API key {} for role {role} created; it is shown only this once",
@@ -296,25 +233,16 @@ async fn apikey_cmd(settings: Settings, command: ApikeyCommand) -> Result<ExitCo
                 "{:<14} {:<12} {:<10} {:>12} LABEL",
                 "ID", "ROLE", "STATUS", "CREATED"
             );
-            for k in store.api_keys().await? {
-                let status = if k.revoked_at.is_some() {
-                    "revoked"
-                } else {
-                    "active"
-                };
+            for k in admin.api_keys().await? {
+                let r = &k.record;
                 println!(
                     "{:<14} {:<12} {:<10} {:>12} {}",
-                    k.id, k.role, status, k.created_at, k.label
+                    r.id, r.role, k.status, r.created_at, r.label
                 );
             }
         }
         ApikeyCommand::Revoke { id } => {
-            let audit =
-                fieldseal_vault::audit::AuditDraft::new(now(), "cli", "apikey.revoke", "ok")
-                    .detail(&*id);
-            if !store.revoke_api_key(&id, now(), audit).await? {
-                return Err(format!("no active API key with id {id}").into());
-            }
+            admin.revoke_api_key(&id).await?;
             println!("revoked {id}");
         }
     }
@@ -322,12 +250,10 @@ async fn apikey_cmd(settings: Settings, command: ApikeyCommand) -> Result<ExitCo
 }
 
 async fn audit_cmd(settings: Settings, command: AuditCommand) -> Result<ExitCode> {
-    let store = vault::open_store(&settings).await?;
+    let admin = Admin::open(&settings).await?;
     match command {
-        AuditCommand::Verify => {
-            let kek = vault::kek_from_settings(&settings)?;
-            let key = keys::audit_key(&store, kek.as_ref()).await?;
-            let result = verify_chain(&store, &key).await?;
+        AuditCommand::Verify { expect_head } => {
+            let result = admin.verify_audit(expect_head).await?;
             match result.broken {
                 Some(broken) => {
                     println!(
@@ -345,24 +271,16 @@ async fn audit_cmd(settings: Settings, command: AuditCommand) -> Result<ExitCode
                 }
             }
         }
+        AuditCommand::Head => {
+            println!("{}", admin.audit_head().await?);
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCommand::Export { output, after } => {
             let mut out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let mut after = after;
-            let mut count = 0u64;
-            loop {
-                let page = store.audit_log(after, 1000).await?;
-                let Some(last) = page.last() else { break };
-                after = last.seq;
-                for entry in &page {
-                    serde_json::to_writer(&mut out, entry)?;
-                    out.write_all(b"\n")?;
-                    count += 1;
-                }
-            }
-            out.flush()?;
+            let count = admin.export_audit(after, &mut out).await?;
             if output.is_some() {
                 eprintln!("exported {count} audit entries");
             }

@@ -168,6 +168,8 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     roles: BTreeMap<String, Role>,
+    /// Where it came from and the SHA-256 of its text, for the audit log.
+    origin: String,
 }
 
 fn valid_role_name(name: &str) -> bool {
@@ -196,7 +198,12 @@ impl Policy {
             };
             roles.insert(name, role);
         }
-        Ok(Self { roles })
+        let digest =
+            fieldseal_core::encoding::hex(&fieldseal_core::at_rest::sha256(text.as_bytes()));
+        Ok(Self {
+            roles,
+            origin: format!("sha256 {digest}"),
+        })
     }
 
     /// Loads the policy file, or the built-in policy.
@@ -205,10 +212,22 @@ impl Policy {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| PolicyError::Read(path.display().to_string(), e))?;
-                Self::parse(&text)
+                let mut policy = Self::parse(&text)?;
+                policy.origin = format!("{} of {}", policy.origin, path.display());
+                Ok(policy)
             }
-            None => Self::parse(DEFAULT_POLICY),
+            None => {
+                let mut policy = Self::parse(DEFAULT_POLICY)?;
+                policy.origin = format!("{} of the built-in policy", policy.origin);
+                Ok(policy)
+            }
         }
+    }
+
+    /// Where the policy came from and its text's SHA-256, as the audit log records it
+    /// (`sha256 <hex> of <file>`).
+    pub fn describe(&self) -> &str {
+        &self.origin
     }
 
     /// The role with this name.

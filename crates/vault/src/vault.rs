@@ -1,18 +1,25 @@
-//! The vault's operations, independent of HTTP: authenticate, tokenize, detokenize, delete.
+//! The vault's operations, independent of HTTP: authenticate, tokenize, detokenize, delete. Every
+//! row read from the store is checked before it is trusted: API key rows by their MACs, values by
+//! their AES-GCM associated data; a row that fails is treated as absent and reported.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fieldseal_core::envelope::{Envelope, FieldKind, OpenError, Opened};
+use fieldseal_vault_sqlite::SqliteStore;
+use fieldseal_vault_store::audit::{
+    Action, Actor, AuditDraft, AuditRecord, ExpectedHead, Outcome, Verification,
+};
+use fieldseal_vault_store::records::token_aad;
+use fieldseal_vault_store::{InsertOutcome, NewToken, Store, StoreError, TokenRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::apikeys;
-use crate::audit::{AuditDraft, AuditRecord, Verification};
 use crate::config::Settings;
 use crate::keys::{self, DATA_KEY_ID, KekProvider, KeyError, KeyRing, LocalKek, Secrets};
 use crate::policy::{Policy, Reveal, Role};
-use crate::sqlite::SqliteStore;
-use crate::store::{InsertOutcome, NewToken, Store, StoreError, TokenRecord};
+use crate::refusal::{ItemError, Refusal};
 use crate::values::{self, TokenFormat};
 
 /// Seconds since the Unix epoch.
@@ -37,7 +44,7 @@ pub enum VaultError {
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
     /// Unsupported database URL.
-    #[error("unsupported database URL (expected sqlite://PATH): {0}")]
+    #[error("unsupported database URL {0}: this build serves sqlite://PATH")]
     DatabaseUrl(String),
 }
 
@@ -53,17 +60,19 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The actor string in audit entries.
-    pub fn actor(&self) -> String {
-        format!("apikey:{}", self.key_id)
+    /// Who the caller is in audit entries.
+    pub fn actor(&self) -> Actor {
+        Actor::ApiKey(self.key_id.clone())
     }
 }
 
 /// Why a caller was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum AuthError {
-    /// No, malformed, unknown or revoked API key.
+    /// No, malformed, unknown, revoked, expired or tampered API key.
     Unauthenticated,
+    /// The refusal could not be audited: the request fails with the storage error.
+    Store(StoreError),
 }
 
 /// One envelope to tokenize.
@@ -75,24 +84,6 @@ pub struct TokenizeItem {
     /// Token format; random by default.
     #[serde(default)]
     pub format: Option<TokenFormat>,
-}
-
-/// A per-item error.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ItemError {
-    /// Stable code.
-    pub code: String,
-    /// Human-readable message; never holds a value.
-    pub message: String,
-}
-
-impl ItemError {
-    fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-        }
-    }
 }
 
 /// A tokenized value's public facts.
@@ -149,7 +140,10 @@ pub struct Vault<S: Store> {
     kek: Box<dyn KekProvider>,
     secrets: Secrets,
     ring: RwLock<Arc<KeyRing>>,
-    last_reload: std::sync::Mutex<Instant>,
+    last_reload: Mutex<Instant>,
+    /// HPKE key rows already reported as tampered (kid and MAC), so a reload every few seconds
+    /// does not repeat the audit entry.
+    reported: Mutex<HashSet<(String, String)>>,
 }
 
 /// The KEK the settings name: the `master_key` value, else the key file.
@@ -163,15 +157,25 @@ pub fn kek_from_settings(settings: &Settings) -> Result<Box<dyn KekProvider>, Ke
     }
 }
 
-/// Opens the store the settings name (`sqlite://` URLs).
+/// Opens and migrates the store the settings' database URL names; the URL's scheme picks the
+/// backend (`sqlite://PATH`).
 pub async fn open_store(settings: &Settings) -> Result<SqliteStore, VaultError> {
     let url = settings.database_url();
-    if !url.starts_with("sqlite://") {
-        return Err(VaultError::DatabaseUrl(url));
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("sqlite") => {
+            let store = SqliteStore::open_url(&url, settings.sqlite_synchronous)?;
+            store.migrate().await?;
+            Ok(store)
+        }
+        _ => Err(VaultError::DatabaseUrl(mask_url(&url))),
     }
-    let store = SqliteStore::open_url(&url, settings.sqlite_synchronous)?;
-    store.migrate().await?;
-    Ok(store)
+}
+
+fn mask_url(url: &str) -> String {
+    match url.split_once('@') {
+        Some((_, host)) => format!("…@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 impl Vault<SqliteStore> {
@@ -185,7 +189,7 @@ impl Vault<SqliteStore> {
 }
 
 impl<S: Store> Vault<S> {
-    /// Opens a vault over any store.
+    /// Opens a vault over any store. Records the policy's digest in the audit log.
     pub async fn with_store(
         store: S,
         settings: Settings,
@@ -193,16 +197,26 @@ impl<S: Store> Vault<S> {
         kek: Box<dyn KekProvider>,
     ) -> Result<Self, VaultError> {
         let secrets = keys::load_secrets(&store, kek.as_ref()).await?;
-        let ring = KeyRing::load(&store, kek.as_ref()).await?;
-        Ok(Self {
+        let ring = KeyRing::load(&store, kek.as_ref(), &secrets.row_key).await?;
+        let vault = Self {
             store,
             settings,
             policy,
             kek,
             secrets,
-            ring: RwLock::new(Arc::new(ring)),
-            last_reload: std::sync::Mutex::new(Instant::now()),
-        })
+            ring: RwLock::new(Arc::new(KeyRing::empty())),
+            last_reload: Mutex::new(Instant::now()),
+            reported: Mutex::new(HashSet::new()),
+        };
+        vault.install(ring).await?;
+        vault
+            .store
+            .append_audit(
+                AuditDraft::new(now(), Actor::Vault, Action::PolicyLoad, Outcome::Ok)
+                    .detail(vault.policy.describe()),
+            )
+            .await?;
+        Ok(vault)
     }
 
     /// The store.
@@ -222,9 +236,20 @@ impl<S: Store> Vault<S> {
         }
     }
 
-    /// Reloads the HPKE keys from storage (after `keys rotate` or `retire` by another process).
-    pub async fn reload_keys(&self) -> Result<(), VaultError> {
-        let ring = KeyRing::load(&self.store, self.kek.as_ref()).await?;
+    /// Puts a loaded key ring in use, reporting (once per row) HPKE key rows that failed their
+    /// integrity check and were left out.
+    async fn install(&self, ring: KeyRing) -> Result<(), StoreError> {
+        for (kid, mac) in ring.tampered() {
+            let fresh = self
+                .reported
+                .lock()
+                .map(|mut r| r.insert((kid.clone(), mac.clone())))
+                .unwrap_or(true);
+            if fresh {
+                self.report_tampered(None, &format!("hpke key {kid}"))
+                    .await?;
+            }
+        }
         match self.ring.write() {
             Ok(mut r) => *r = Arc::new(ring),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(ring),
@@ -232,6 +257,28 @@ impl<S: Store> Vault<S> {
         if let Ok(mut t) = self.last_reload.lock() {
             *t = Instant::now();
         }
+        Ok(())
+    }
+
+    /// Logs an alert and audits a stored row that failed its integrity check.
+    async fn report_tampered(&self, token: Option<&str>, what: &str) -> Result<(), StoreError> {
+        tracing::error!(
+            alert = "row_tampered",
+            row = %what,
+            "a stored row failed its integrity check and is treated as absent"
+        );
+        let mut d = AuditDraft::new(now(), Actor::Vault, Action::Integrity, Outcome::Tampered)
+            .detail(format!("{what} failed its integrity check"));
+        if let Some(t) = token {
+            d = d.token(t);
+        }
+        self.store.append_audit(d).await
+    }
+
+    /// Reloads the HPKE keys from storage (after `keys rotate` or `retire` by another process).
+    pub async fn reload_keys(&self) -> Result<(), VaultError> {
+        let ring = KeyRing::load(&self.store, self.kek.as_ref(), &self.secrets.row_key).await?;
+        self.install(ring).await?;
         Ok(())
     }
 
@@ -253,16 +300,23 @@ impl<S: Store> Vault<S> {
         self.ring().key_set(now).map(|ks| ks.to_json())
     }
 
-    /// Authenticates an `Authorization` header value. Failures are audited.
+    /// Authenticates an `Authorization` header value. Failures are audited; if the audit entry
+    /// cannot be written, the request fails with that error instead.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, AuthError> {
         let presented = header.and_then(apikeys::parse);
         let found = match &presented {
-            Some(p) => self.store.api_key(&p.id).await.ok().flatten(),
+            Some(p) => self.store.api_key(&p.id).await.map_err(AuthError::Store)?,
             None => None,
         };
+        let t = now();
+        let authentic = found
+            .as_ref()
+            .is_some_and(|k| self.secrets.row_key.api_key_ok(k));
         if let (Some(p), Some(k)) = (&presented, &found)
+            && authentic
             && p.matches(&k.digest)
             && k.revoked_at.is_none()
+            && k.expires_at.is_none_or(|e| e > t)
             && let Some(role) = self.policy.role(&k.role)
         {
             return Ok(Caller {
@@ -272,20 +326,35 @@ impl<S: Store> Vault<S> {
             });
         }
         let (actor, detail) = match (&presented, &found) {
-            (None, _) => ("anonymous".to_owned(), "missing or malformed API key"),
-            (Some(p), None) => (format!("apikey:{}", p.id), "unknown API key"),
+            (None, _) => (Actor::Anonymous, "missing or malformed API key"),
+            (Some(p), None) => (Actor::ApiKey(p.id.clone()), "unknown API key"),
+            (Some(p), Some(_)) if !authentic => {
+                tracing::error!(
+                    alert = "row_tampered",
+                    row = %format!("api key {}", p.id),
+                    "an API key row failed its integrity check and is treated as absent"
+                );
+                (
+                    Actor::ApiKey(p.id.clone()),
+                    "API key row failed its integrity check (treated as unknown)",
+                )
+            }
             (Some(p), Some(k)) if k.revoked_at.is_some() => {
-                (format!("apikey:{}", p.id), "revoked API key")
+                (Actor::ApiKey(p.id.clone()), "revoked API key")
+            }
+            (Some(p), Some(k)) if k.expires_at.is_some_and(|e| e <= t) => {
+                (Actor::ApiKey(p.id.clone()), "expired API key")
             }
             (Some(p), Some(k)) if self.policy.role(&k.role).is_none() => {
-                (format!("apikey:{}", p.id), "role not in policy")
+                (Actor::ApiKey(p.id.clone()), "role not in policy")
             }
-            (Some(p), Some(_)) => (format!("apikey:{}", p.id), "wrong secret"),
+            (Some(p), Some(_)) => (Actor::ApiKey(p.id.clone()), "wrong secret"),
         };
-        let audit = AuditDraft::new(now(), &actor, "auth", "denied").detail(detail);
-        if let Err(e) = self.store.append_audit(audit).await {
-            tracing::error!(error = %e, "audit append failed for an authentication failure");
-        }
+        let audit = AuditDraft::new(t, actor, Action::Auth, Outcome::Denied).detail(detail);
+        self.store
+            .append_audit(audit)
+            .await
+            .map_err(AuthError::Store)?;
         Err(AuthError::Unauthenticated)
     }
 
@@ -293,12 +362,12 @@ impl<S: Store> Vault<S> {
     pub async fn audit_denial(
         &self,
         caller: &Caller,
-        action: &str,
+        action: Action,
         why: &str,
     ) -> Result<(), StoreError> {
         self.store
             .append_audit(
-                AuditDraft::new(now(), &caller.actor(), action, "denied")
+                AuditDraft::new(now(), caller.actor(), action, Outcome::Denied)
                     .detail(format!("role {}: {why}", caller.role_name)),
             )
             .await
@@ -314,27 +383,34 @@ impl<S: Store> Vault<S> {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         self.store
             .append_audit(
-                AuditDraft::new(now(), &caller.actor(), "audit.read", "ok")
+                AuditDraft::new(now(), caller.actor(), Action::AuditRead, Outcome::Ok)
                     .detail(format!("after {after} limit {limit}")),
             )
             .await?;
         self.store.audit_log(after, limit).await
     }
 
-    /// Verifies the audit chain and its anchored head; audited as `audit.verify` first.
-    pub async fn verify_audit(&self, caller: &Caller) -> Result<Verification, StoreError> {
+    /// Verifies the audit chain, every entry's MAC and the anchored head; audited as
+    /// `audit.verify` first.
+    pub async fn verify_audit(
+        &self,
+        caller: &Caller,
+        expect: Option<ExpectedHead>,
+    ) -> Result<Verification, StoreError> {
         self.store
             .append_audit(AuditDraft::new(
                 now(),
-                &caller.actor(),
-                "audit.verify",
-                "ok",
+                caller.actor(),
+                Action::AuditVerify,
+                Outcome::Ok,
             ))
             .await?;
-        crate::audit::verify_chain(&self.store, &self.secrets.audit_key).await
+        fieldseal_vault_store::audit::verify_chain(&self.store, &self.secrets.audit_key, expect)
+            .await
     }
 
-    /// Tokenizes a batch; one result per item, in order.
+    /// Tokenizes a batch; one result per item, in order. A failure to audit a refusal, or an audit
+    /// chain found broken, fails the whole request.
     pub async fn tokenize(
         &self,
         caller: &Caller,
@@ -368,7 +444,7 @@ impl<S: Store> Vault<S> {
         let mut out: Vec<Option<Result<Tokenized, ItemError>>> = Vec::with_capacity(items.len());
         let mut pending: Vec<(usize, Pending, Built)> = Vec::new();
         for (i, (item, result)) in items.iter().zip(opened).enumerate() {
-            match self.check_item(caller, item, result).await {
+            match self.check_item(caller, item, result).await? {
                 Checked::Done(r) => out.push(Some(r)),
                 Checked::Store(ready) => {
                     let (p, built) = *ready;
@@ -384,41 +460,44 @@ impl<S: Store> Vault<S> {
                     for ((i, p, built), outcome) in pending.into_iter().zip(outcomes) {
                         out[i] = Some(match outcome {
                             InsertOutcome::Inserted | InsertOutcome::Existing => Ok(built.result),
-                            InsertOutcome::Replayed => Err(replayed()),
-                            InsertOutcome::TokenTaken => self.retry_taken(caller, p).await,
+                            InsertOutcome::Replayed => Err(Refusal::Replayed.into()),
+                            InsertOutcome::TokenTaken => self.retry_taken(caller, p).await?,
                         });
                     }
                 }
+                Err(e @ (StoreError::AuditBroken(_) | StoreError::Incompatible(_))) => {
+                    return Err(e);
+                }
                 // Nothing of the batch was kept (envelope ids included): all can be resubmitted.
                 Err(e) => {
+                    let refusal = Refusal::from_store(&e);
                     for (i, _, _) in pending {
-                        out[i] = Some(Err(storage_item_error(&e)));
+                        out[i] = Some(Err(refusal.clone().into()));
                     }
                 }
             }
         }
         Ok(out
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(ItemError::new("internal", "no result"))))
+            .map(|r| r.unwrap_or_else(|| Err(Refusal::Internal.into())))
             .collect())
     }
 
+    /// Audits a refused item; the refusal stands only once it is recorded.
     async fn refuse(
         &self,
         caller: &Caller,
         kind: Option<FieldKind>,
         detail: String,
-        err: ItemError,
-    ) -> Checked {
-        let mut audit = refusal_audit(caller, &err, &detail);
+        refusal: Refusal,
+    ) -> Result<Checked, StoreError> {
+        let mut audit = AuditDraft::new(now(), caller.actor(), Action::Tokenize, Outcome::Refused)
+            .detail(format!("{}; {detail}", refusal.code()));
         if let Some(k) = kind {
             audit = audit.kind(k.as_str());
         }
-        if let Err(e) = self.store.append_audit(audit).await {
-            // The refusal stands even if it cannot be recorded; nothing was disclosed or stored.
-            tracing::error!(error = %e, code = %err.code, "could not audit a refused envelope");
-        }
-        Checked::Done(Err(err))
+        self.store.append_audit(audit).await?;
+        Ok(Checked::Done(Err(refusal.into())))
     }
 
     /// Opens, checks and prepares one item: a refusal (audited), or a token ready to store.
@@ -427,18 +506,15 @@ impl<S: Store> Vault<S> {
         caller: &Caller,
         item: &TokenizeItem,
         result: Result<Opened, OpenError>,
-    ) -> Checked {
+    ) -> Result<Checked, StoreError> {
         let opened = match result {
             Ok(o) => o,
             Err(e) => {
-                let (code, message) = open_error(&e);
                 // Only the parsed header's public id is logged, and only for parsed envelopes.
                 let id = Envelope::parse(&item.envelope)
                     .map(|env| format!("envelope {}", env.header().id.to_hex()))
                     .unwrap_or_else(|_| "unparsed envelope".into());
-                return self
-                    .refuse(caller, None, id, ItemError::new(code, message))
-                    .await;
+                return self.refuse(caller, None, id, Refusal::from_open(&e)).await;
             }
         };
         let h = &opened.header;
@@ -449,26 +525,26 @@ impl<S: Store> Vault<S> {
         let skew = i64::try_from(self.settings.clock_skew_secs).unwrap_or(i64::MAX);
         let env_detail = format!("envelope {}", h.id.to_hex());
         if created < now.saturating_sub(window) {
-            let e = ItemError::new("stale", format!("envelope is older than {window} seconds"));
-            return self.refuse(caller, Some(kind), env_detail, e).await;
+            return self
+                .refuse(caller, Some(kind), env_detail, Refusal::Stale(window))
+                .await;
         }
         if created > now.saturating_add(skew) {
-            let e = ItemError::new("future_dated", "envelope creation time is in the future");
-            return self.refuse(caller, Some(kind), env_detail, e).await;
+            return self
+                .refuse(caller, Some(kind), env_detail, Refusal::FutureDated)
+                .await;
         }
         if !caller.role.tokenize.contains(kind) {
-            let e = ItemError::new(
-                "forbidden",
-                format!("role {} may not tokenize {kind}", caller.role_name),
-            );
-            return self.refuse(caller, Some(kind), env_detail, e).await;
+            let r = Refusal::forbidden(&caller.role_name, "tokenize", kind);
+            return self.refuse(caller, Some(kind), env_detail, r).await;
         }
         let normalized =
             match values::normalize(kind, &opened.value, u64::try_from(now).unwrap_or(0)) {
                 Ok(n) => n,
                 Err(e) => {
-                    let e = ItemError::new(e.code(), e.to_string());
-                    return self.refuse(caller, Some(kind), env_detail, e).await;
+                    return self
+                        .refuse(caller, Some(kind), env_detail, Refusal::Value(e))
+                        .await;
                 }
             };
         let format = item.format.unwrap_or(TokenFormat::Random);
@@ -489,8 +565,14 @@ impl<S: Store> Vault<S> {
             _ => None,
         };
         if let Some(why) = unsupported {
-            let e = ItemError::new("unsupported_format", why);
-            return self.refuse(caller, Some(kind), env_detail, e).await;
+            return self
+                .refuse(
+                    caller,
+                    Some(kind),
+                    env_detail,
+                    Refusal::UnsupportedFormat(why),
+                )
+                .await;
         }
         let fingerprint = (!values::low_entropy(kind))
             .then(|| values::fingerprint(&self.secrets.fingerprint_key, kind, &normalized.value));
@@ -513,13 +595,13 @@ impl<S: Store> Vault<S> {
             expires_at,
             now,
         };
-        match self.build(&pending) {
+        Ok(match self.build(&pending) {
             Ok(built) => Checked::Store(Box::new((pending, built))),
-            Err(e) => Checked::Done(Err(storage_item_error(&e))),
-        }
+            Err(e) => Checked::Done(Err(Refusal::from_store(&e).into())),
+        })
     }
 
-    /// Draws a token for a pending item and encrypts its value under it.
+    /// Draws a token for a pending item and encrypts its value, the whole row as associated data.
     fn build(&self, p: &Pending) -> Result<Built, StoreError> {
         let token = match p.format {
             TokenFormat::Random => values::random_token(),
@@ -535,33 +617,36 @@ impl<S: Store> Vault<S> {
             )),
         }
         .ok_or_else(|| StoreError::Database("token generation failed".into()))?;
-        let ciphertext = self
-            .secrets
-            .data_key
-            .encrypt(p.normalized.value.expose(), token.as_bytes())
-            .map_err(|_| StoreError::Database("encryption failed".into()))?;
         let kind = p.kind.as_str();
         let brand = p.normalized.brand.map(|b| b.as_str().to_owned());
+        let mut record = TokenRecord {
+            token: token.clone(),
+            kind: kind.into(),
+            data_key_id: DATA_KEY_ID,
+            ciphertext: Vec::new(),
+            fingerprint: p.fingerprint.clone().unwrap_or_default(),
+            brand: brand.clone(),
+            bin: p.normalized.bin.clone(),
+            last4: p.normalized.last4.clone(),
+            created_at: p.now,
+            expires_at: p.expires_at,
+        };
+        record.ciphertext = self
+            .secrets
+            .data_key
+            .encrypt(p.normalized.value.expose(), &token_aad(&record))
+            .map_err(|_| StoreError::Database("encryption failed".into()))?;
+        let actor = || p.caller_actor.clone();
         let new = NewToken {
-            token: TokenRecord {
-                token: token.clone(),
-                kind: kind.into(),
-                data_key_id: DATA_KEY_ID,
-                ciphertext,
-                fingerprint: p.fingerprint.clone().unwrap_or_default(),
-                brand: brand.clone(),
-                bin: p.normalized.bin.clone(),
-                last4: p.normalized.last4.clone(),
-                created_at: p.now,
-                expires_at: p.expires_at,
-            },
+            token: record,
             envelope_id: p.envelope_id,
             replay_until: p.replay_until,
-            audit: AuditDraft::new(p.now, &p.caller_actor, "tokenize", "ok")
+            audit: AuditDraft::new(p.now, actor(), Action::Tokenize, Outcome::Ok)
                 .token(&token)
                 .kind(kind)
+                .envelope(p.envelope_id)
                 .detail(format!("{}; format {:?}", p.env_detail, p.format)),
-            replayed_audit: AuditDraft::new(p.now, &p.caller_actor, "tokenize", "refused")
+            replayed_audit: AuditDraft::new(p.now, actor(), Action::Tokenize, Outcome::Refused)
                 .kind(kind)
                 .detail(format!("replayed; {}", p.env_detail)),
         };
@@ -578,27 +663,74 @@ impl<S: Store> Vault<S> {
     }
 
     /// A random or format-preserving token collided with another value's: draw again.
-    async fn retry_taken(&self, caller: &Caller, p: Pending) -> Result<Tokenized, ItemError> {
+    async fn retry_taken(
+        &self,
+        caller: &Caller,
+        p: Pending,
+    ) -> Result<Result<Tokenized, ItemError>, StoreError> {
         for _attempt in 0..15 {
-            let built = self.build(&p).map_err(|e| storage_item_error(&e))?;
+            let built = match self.build(&p) {
+                Ok(b) => b,
+                Err(e) => return Ok(Err(Refusal::from_store(&e).into())),
+            };
             match self.store.insert_tokens(vec![built.new]).await {
                 Ok(o) => match o.first() {
                     Some(InsertOutcome::Inserted | InsertOutcome::Existing) => {
-                        return Ok(built.result);
+                        return Ok(Ok(built.result));
                     }
-                    Some(InsertOutcome::Replayed) => return Err(replayed()),
+                    Some(InsertOutcome::Replayed) => return Ok(Err(Refusal::Replayed.into())),
                     _ => {}
                 },
-                Err(e) => return Err(storage_item_error(&e)),
+                Err(e @ StoreError::AuditBroken(_)) => return Err(e),
+                Err(e) => return Ok(Err(Refusal::from_store(&e).into())),
             }
         }
-        let e = ItemError::new(
-            "token_space_exhausted",
-            "no free format-preserving token for this number; use a random token",
-        );
-        match self.refuse(caller, Some(p.kind), p.env_detail, e).await {
-            Checked::Done(r) => r,
-            Checked::Store(_) => Err(ItemError::new("internal", "no result")),
+        match self
+            .refuse(
+                caller,
+                Some(p.kind),
+                p.env_detail,
+                Refusal::TokenSpaceExhausted,
+            )
+            .await?
+        {
+            Checked::Done(r) => Ok(r),
+            Checked::Store(_) => Ok(Err(Refusal::Internal.into())),
+        }
+    }
+
+    /// Reads a token and authenticates its value: `None` if absent, expired, or failing its
+    /// integrity check (reported, and then treated as absent).
+    async fn open_token(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<Option<(TokenRecord, FieldKind, fieldseal_core::secret::SecretValue)>, StoreError>
+    {
+        if !values::plausible_token(token) {
+            return Ok(None);
+        }
+        let Some(record) = self.store.token(token, now).await? else {
+            return Ok(None);
+        };
+        let opened = record.kind.parse::<FieldKind>().ok().and_then(|kind| {
+            (record.token == token && record.data_key_id == DATA_KEY_ID)
+                .then(|| {
+                    self.secrets
+                        .data_key
+                        .decrypt(&record.ciphertext, &token_aad(&record))
+                        .ok()
+                })
+                .flatten()
+                .map(|value| (kind, value))
+        });
+        match opened {
+            Some((kind, value)) => Ok(Some((record, kind, value))),
+            None => {
+                self.report_tampered(Some(token), &format!("token {token}"))
+                    .await?;
+                Ok(None)
+            }
         }
     }
 
@@ -616,68 +748,42 @@ impl<S: Store> Vault<S> {
         let mut audit = Vec::with_capacity(tokens.len());
         let mut consume = Vec::new();
         for token in tokens {
-            let base = audit_token(AuditDraft::new(now, &caller.actor(), "reveal", ""), token)
-                .purpose(purpose);
-            let record = if values::plausible_token(token) {
-                self.store.token(token, now).await?
-            } else {
-                None
-            };
-            let Some(record) = record else {
-                audit.push(AuditDraft {
-                    outcome: "not_found".into(),
-                    ..base
-                });
-                results.push(Err(ItemError::new("not_found", "no such token")));
+            let base = audit_token(
+                AuditDraft::new(now, caller.actor(), Action::Reveal, Outcome::NotFound),
+                token,
+            )
+            .purpose(purpose);
+            let Some((_, kind, value)) = self.open_token(token, now).await? else {
+                audit.push(base);
+                results.push(Err(Refusal::NotFound.into()));
                 continue;
-            };
-            let Ok(kind) = record.kind.parse::<FieldKind>() else {
-                return Err(StoreError::Database(format!(
-                    "token {token} has an unknown kind"
-                )));
             };
             let base = base.kind(kind.as_str());
             let reveal = caller.role.reveal(kind);
             if reveal == Reveal::Denied {
                 audit.push(AuditDraft {
-                    outcome: "denied".into(),
+                    outcome: Outcome::Denied,
                     detail: format!("role {}", caller.role_name),
                     ..base
                 });
-                results.push(Err(ItemError::new(
-                    "forbidden",
-                    format!("role {} may not reveal {kind}", caller.role_name),
-                )));
+                results.push(Err(
+                    Refusal::forbidden(&caller.role_name, "reveal", kind).into()
+                ));
                 continue;
             }
-            let Ok(value) = self
-                .secrets
-                .data_key
-                .decrypt(&record.ciphertext, token.as_bytes())
-            else {
-                audit.push(AuditDraft {
-                    outcome: "error".into(),
-                    detail: "stored value failed authentication".into(),
-                    ..base
-                });
-                results.push(Err(ItemError::new(
-                    "integrity_error",
-                    "the stored value failed its integrity check",
-                )));
-                continue;
-            };
-            let (label, shown) = match reveal {
-                Reveal::Plain => ("plain", value.expose_str().unwrap_or_default().to_owned()),
-                _ => ("masked", values::mask(kind, &value)),
+            let (outcome, label, shown) = match reveal {
+                Reveal::Plain => (
+                    Outcome::Plain,
+                    "plain",
+                    value.expose_str().unwrap_or_default().to_owned(),
+                ),
+                _ => (Outcome::Masked, "masked", values::mask(kind, &value)),
             };
             if reveal == Reveal::Plain && kind == FieldKind::Cvc {
                 // A card security code is used once and never kept past its use.
                 consume.push((audit.len(), token.clone()));
             }
-            audit.push(AuditDraft {
-                outcome: label.into(),
-                ..base
-            });
+            audit.push(AuditDraft { outcome, ..base });
             results.push(Ok(Revealed {
                 token: token.clone(),
                 kind: kind.as_str().into(),
@@ -689,7 +795,7 @@ impl<S: Store> Vault<S> {
         for ((index, _), won) in consume.iter().zip(consumed) {
             if !won && let Some(slot) = results.get_mut(*index) {
                 // Another request used it first: this one discloses nothing.
-                *slot = Err(ItemError::new("not_found", "no such token"));
+                *slot = Err(Refusal::NotFound.into());
             }
         }
         Ok(results)
@@ -698,28 +804,19 @@ impl<S: Store> Vault<S> {
     /// Deletes a token if the caller's role may delete its kind.
     pub async fn delete(&self, caller: &Caller, token: &str) -> Result<DeleteOutcome, StoreError> {
         let now = now();
-        let base = audit_token(AuditDraft::new(now, &caller.actor(), "delete", ""), token);
-        let record = if values::plausible_token(token) {
-            self.store.token(token, now).await?
-        } else {
-            None
-        };
-        let Some(record) = record else {
-            self.store
-                .append_audit(AuditDraft {
-                    outcome: "not_found".into(),
-                    ..base
-                })
-                .await?;
+        let base = audit_token(
+            AuditDraft::new(now, caller.actor(), Action::Delete, Outcome::NotFound),
+            token,
+        );
+        let Some((record, kind, _)) = self.open_token(token, now).await? else {
+            self.store.append_audit(base).await?;
             return Ok(DeleteOutcome::NotFound);
         };
-        let kind: Option<FieldKind> = record.kind.parse().ok();
-        let allowed = kind.is_some_and(|k| caller.role.delete.contains(k));
         let base = base.kind(&record.kind);
-        if !allowed {
+        if !caller.role.delete.contains(kind) {
             self.store
                 .append_audit(AuditDraft {
-                    outcome: "denied".into(),
+                    outcome: Outcome::Denied,
                     detail: format!("role {}", caller.role_name),
                     ..base
                 })
@@ -731,7 +828,7 @@ impl<S: Store> Vault<S> {
             .delete_token(
                 token,
                 AuditDraft {
-                    outcome: "ok".into(),
+                    outcome: Outcome::Ok,
                     ..base
                 },
             )
@@ -743,9 +840,12 @@ impl<S: Store> Vault<S> {
         })
     }
 
-    /// Deletes expired card security codes and old replay ids.
+    /// Deletes expired card security codes and old replay ids, then makes the deleted rows
+    /// unrecoverable from the database's files.
     pub async fn purge(&self) -> Result<(u64, u64), StoreError> {
-        self.store.purge(now()).await
+        let counts = self.store.purge(now()).await?;
+        self.store.checkpoint().await?;
+        Ok(counts)
     }
 }
 
@@ -769,7 +869,7 @@ enum Checked {
 
 /// A checked item with its token drawn and value encrypted.
 struct Pending {
-    caller_actor: String,
+    caller_actor: Actor,
     kind: FieldKind,
     format: TokenFormat,
     normalized: values::Normalized,
@@ -787,15 +887,6 @@ struct Built {
     result: Tokenized,
 }
 
-fn replayed() -> ItemError {
-    ItemError::new("replayed", "this envelope was already submitted")
-}
-
-fn refusal_audit(caller: &Caller, err: &ItemError, detail: &str) -> AuditDraft {
-    AuditDraft::new(now(), &caller.actor(), "tokenize", "refused")
-        .detail(format!("{}; {detail}", err.code))
-}
-
 /// What `delete` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeleteOutcome {
@@ -805,42 +896,4 @@ pub enum DeleteOutcome {
     NotFound,
     /// The role may not delete this kind.
     Forbidden,
-}
-
-/// The per-item error for a storage failure.
-fn storage_item_error(e: &StoreError) -> ItemError {
-    match e {
-        StoreError::Full => ItemError::new(
-            "storage_full",
-            "the vault's storage is full; this envelope was not stored and can be submitted again",
-        ),
-        StoreError::Busy => ItemError::new(
-            "storage_busy",
-            "the vault's storage is busy; this envelope was not stored and can be submitted again",
-        ),
-        StoreError::Database(detail) => {
-            tracing::error!(error = %detail, "storage error");
-            ItemError::new("internal", "internal error; this envelope was not stored")
-        }
-    }
-}
-
-/// The stable code and message of an opening failure.
-fn open_error(e: &OpenError) -> (&'static str, String) {
-    match e {
-        OpenError::UnknownKey => (
-            "unknown_key",
-            "envelope is sealed to a key this vault does not hold (unknown or retired)".into(),
-        ),
-        OpenError::Authentication => (
-            "authentication_failed",
-            "envelope failed authentication".into(),
-        ),
-        OpenError::HintMismatch => (
-            "hint_mismatch",
-            "envelope hints do not match its value".into(),
-        ),
-        OpenError::Parse(p) => ("malformed_envelope", format!("malformed envelope: {p}")),
-        _ => ("malformed_envelope", "malformed envelope".into()),
-    }
 }

@@ -9,14 +9,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use fieldseal_core::envelope::{FieldKind, Hints, PreparedContext, SealParams};
 use fieldseal_core::keyset::KeySet;
-use fieldseal_vault::apikeys;
-use fieldseal_vault::audit::AuditDraft;
+use fieldseal_vault::admin::{self, Admin};
 use fieldseal_vault::config::Settings;
 use fieldseal_vault::http;
-use fieldseal_vault::keys::{self, LocalKek};
 use fieldseal_vault::sqlite::SqliteStore;
-use fieldseal_vault::store::{ApiKeyRecord, Store};
-use fieldseal_vault::vault::{Vault, now, open_store};
+use fieldseal_vault::store::Store;
+use fieldseal_vault::store::audit::AuditRecord;
+use fieldseal_vault::vault::Vault;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -61,37 +60,14 @@ pub fn settings(dir: &Path) -> Settings {
 /// Initializes a vault in `dir` and creates one API key per role (plus one revoked key).
 pub async fn init(dir: &Path) -> Keys {
     let s = settings(dir);
-    let store = open_store(&s).await.unwrap();
-    let kek = LocalKek::from_base64(s.master_key.as_deref().unwrap(), "test").unwrap();
-    keys::init(&store, &kek, now(), 365 * 86_400).await.unwrap();
+    admin::init(&s).await.unwrap();
+    let admin = Admin::open(&s).await.unwrap();
     let mut out = Keys::default();
     for role in ["checkout", "support", "payments", "auditor", "revoked"] {
-        let k = apikeys::generate().unwrap();
-        let record = ApiKeyRecord {
-            id: k.id.clone(),
-            digest: k.digest.to_vec(),
-            role: if role == "revoked" {
-                "payments".into()
-            } else {
-                role.into()
-            },
-            label: role.into(),
-            created_at: now(),
-            revoked_at: None,
-        };
-        store
-            .insert_api_key(record, AuditDraft::new(now(), "cli", "apikey.create", "ok"))
-            .await
-            .unwrap();
+        let as_role = if role == "revoked" { "payments" } else { role };
+        let k = admin.create_api_key(as_role, role, None).await.unwrap();
         if role == "revoked" {
-            store
-                .revoke_api_key(
-                    &k.id,
-                    now(),
-                    AuditDraft::new(now(), "cli", "apikey.revoke", "ok"),
-                )
-                .await
-                .unwrap();
+            admin.revoke_api_key(&k.id).await.unwrap();
         }
         match role {
             "checkout" => out.checkout = k.full,
@@ -278,15 +254,11 @@ pub fn seal_to(ks: &KeySet, kind: FieldKind, value: &str, created_at: u64) -> St
 }
 
 /// The whole audit log.
-pub async fn audit_all(store: &SqliteStore) -> Vec<fieldseal_vault::audit::AuditRecord> {
-    let mut out = Vec::new();
+pub async fn audit_all(store: &SqliteStore) -> Vec<AuditRecord> {
+    let mut out: Vec<AuditRecord> = Vec::new();
     loop {
         let page = store
-            .audit_log(
-                out.last()
-                    .map_or(0, |e: &fieldseal_vault::audit::AuditRecord| e.seq),
-                500,
-            )
+            .audit_log(out.last().map_or(0, |e| e.seq), 500)
             .await
             .unwrap();
         if page.is_empty() {
@@ -296,23 +268,22 @@ pub async fn audit_all(store: &SqliteStore) -> Vec<fieldseal_vault::audit::Audit
     }
 }
 
+/// Operator actions on the vault a server runs, over the same store.
+pub async fn admin_of(s: &Server) -> Admin<SqliteStore> {
+    let settings = s.vault.settings().clone();
+    let kek = fieldseal_vault::vault::kek_from_settings(&settings).unwrap();
+    Admin::with_store(s.vault.store().clone(), settings, kek)
+        .await
+        .unwrap()
+}
+
 /// Creates an API key for `role` in the vault the settings describe.
 pub async fn add_key(s: &Settings, role: &str) -> String {
-    let store = open_store(s).await.unwrap();
-    let kek = fieldseal_vault::vault::kek_from_settings(s).unwrap();
-    keys::load_secrets(&store, kek.as_ref()).await.unwrap();
-    let k = apikeys::generate().unwrap();
-    let record = ApiKeyRecord {
-        id: k.id.clone(),
-        digest: k.digest.to_vec(),
-        role: role.into(),
-        label: String::new(),
-        created_at: now(),
-        revoked_at: None,
-    };
-    store
-        .insert_api_key(record, AuditDraft::new(now(), "cli", "apikey.create", "ok"))
+    Admin::open(s)
         .await
-        .unwrap();
-    k.full
+        .unwrap()
+        .create_api_key(role, "", None)
+        .await
+        .unwrap()
+        .full
 }

@@ -1,0 +1,977 @@
+//! The embedded SQLite backend of the fieldseal vault: one file in the data directory, WAL
+//! journal, numbered migrations (`migrations/*.sql`). Queries only: the audit chain, row MACs and
+//! every rule about what may be stored or revealed live in `fieldseal-vault-store` and the service.
+//!
+//! One connection serves the process: the audit chain serializes every write anyway, and SQLite
+//! commits in tens of microseconds. Calls run on tokio's blocking pool.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use fieldseal_core::at_rest::SymmetricKey;
+use fieldseal_core::encoding::hex;
+use fieldseal_vault_store::audit::{
+    Action, Actor, AuditChain, AuditDraft, AuditRecord, Head, Outcome,
+};
+use fieldseal_vault_store::{
+    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
+};
+use rusqlite::{
+    Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+/// Schema migrations, applied in order; each runs once, in a transaction.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_audit_head.sql"),
+    include_str!("../migrations/0003_authenticated_rows.sql"),
+];
+
+/// The first migration whose rows carry MACs: a database with audit entries from before it cannot
+/// be trusted by this version.
+const AUTHENTICATED_ROWS: i64 = 3;
+
+/// How SQLite syncs commits to disk (this backend's own setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Survives a killed process; the last commits may be lost on power failure (WAL mode).
+    Normal,
+    /// Every commit is on disk before it is acknowledged.
+    Full,
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "normal" => Ok(Self::Normal),
+            "full" => Ok(Self::Full),
+            _ => Err("expected normal or full"),
+        }
+    }
+}
+
+fn db_error(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => StoreError::Full,
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
+}
+
+type ChainSlot = Arc<RwLock<Option<Arc<AuditChain>>>>;
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    // Declared first so that it is dropped (and its thread joined) before the connection closes.
+    reveals: Arc<RevealWriter>,
+    conn: Arc<Mutex<Connection>>,
+    chain: ChainSlot,
+    path: PathBuf,
+}
+
+/// One request's reveals: audit entries, CVC tokens to consume, and where to send the outcome.
+struct RevealJob {
+    audit: Vec<AuditDraft>,
+    consume: Vec<(usize, String)>,
+    done: tokio::sync::oneshot::Sender<Result<Vec<bool>, StoreError>>,
+}
+
+/// Group commit for reveals: one thread takes every reveal request waiting at that moment and
+/// commits their audit entries (and consumed card security codes) in one transaction, then
+/// answers each. Under load this turns many small commits into a few larger ones; a lone request
+/// waits for nothing.
+struct RevealWriter {
+    jobs: Mutex<Option<std::sync::mpsc::Sender<RevealJob>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl RevealWriter {
+    const MAX_JOBS: usize = 256;
+
+    fn start(conn: Arc<Mutex<Connection>>, chain: ChainSlot) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<RevealJob>();
+        let thread = std::thread::Builder::new()
+            .name("fieldseal-audit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    while jobs.len() < Self::MAX_JOBS {
+                        match rx.try_recv() {
+                            Ok(job) => jobs.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let chain = loaded(&chain);
+                    let outcome = match conn.lock() {
+                        Ok(mut c) => commit_reveals(&mut c, chain.as_deref(), &mut jobs),
+                        Err(_) => Err(StoreError::Database("connection lock poisoned".into())),
+                    };
+                    match outcome {
+                        Ok(all) => {
+                            for (job, consumed) in jobs.into_iter().zip(all) {
+                                let _ = job.done.send(Ok(consumed));
+                            }
+                        }
+                        // Nothing was committed: every request of the group fails, none
+                        // discloses anything.
+                        Err(e) => {
+                            for job in jobs {
+                                let _ = job.done.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+            })
+            .ok();
+        Self {
+            jobs: Mutex::new(Some(tx)),
+            thread: Mutex::new(thread),
+        }
+    }
+}
+
+impl Drop for RevealWriter {
+    fn drop(&mut self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn loaded(slot: &ChainSlot) -> Option<Arc<AuditChain>> {
+    slot.read().ok().and_then(|c| c.clone())
+}
+
+/// Consumes CVC tokens and appends the audit entries of every job in one transaction.
+fn commit_reveals(
+    c: &mut Connection,
+    chain: Option<&AuditChain>,
+    jobs: &mut [RevealJob],
+) -> Result<Vec<Vec<bool>>, StoreError> {
+    let tx = write_tx(c)?;
+    let mut log = Log::begin(&tx, chain, false)?;
+    let mut all = Vec::with_capacity(jobs.len());
+    for job in jobs.iter_mut() {
+        let mut consumed = Vec::with_capacity(job.consume.len());
+        for (index, token) in &job.consume {
+            let n = tx
+                .prepare_cached("DELETE FROM tokens WHERE token = ?1")
+                .and_then(|mut st| st.execute([token]))
+                .map_err(db_error)?;
+            if n == 0
+                && let Some(entry) = job.audit.get_mut(*index)
+            {
+                entry.outcome = Outcome::NotFound;
+                entry.detail = "already used".into();
+            }
+            consumed.push(n == 1);
+        }
+        for d in &job.audit {
+            log.append(&tx, d)?;
+        }
+        all.push(consumed);
+    }
+    log.commit(tx)?;
+    Ok(all)
+}
+
+impl SqliteStore {
+    /// Opens (creating it with mode 0600 if needed) the database file.
+    pub fn open(path: &Path, sync: Synchronous) -> Result<Self, StoreError> {
+        if !path.exists() {
+            fieldseal_vault_store::fs::create_private_file(path).map_err(|e| {
+                StoreError::Database(format!("cannot create {}: {e}", path.display()))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(db_error)?;
+        let sync = match sync {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000; \
+             PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
+        ))
+        .map_err(db_error)?;
+        let conn = Arc::new(Mutex::new(conn));
+        let chain = Arc::new(RwLock::new(None));
+        Ok(Self {
+            reveals: Arc::new(RevealWriter::start(Arc::clone(&conn), Arc::clone(&chain))),
+            conn,
+            chain,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens the database named by a `sqlite://PATH` URL.
+    pub fn open_url(url: &str, sync: Synchronous) -> Result<Self, StoreError> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .ok_or_else(|| StoreError::Database(format!("not a sqlite:// URL: {url}")))?;
+        Self::open(Path::new(path), sync)
+    }
+
+    /// Caps the database at `pages` pages (4 KiB each), so operators can bound its disk use. When
+    /// the cap is reached, writes fail exactly as on a full disk (`StoreError::Full`).
+    pub async fn limit_pages(&self, pages: u64) -> Result<(), StoreError> {
+        self.run(move |c, _| {
+            c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+                .map_err(db_error)
+        })
+        .await
+    }
+
+    /// The database's current size in pages.
+    pub async fn page_count(&self) -> Result<u64, StoreError> {
+        self.run(|c, _| {
+            c.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(db_error)
+        })
+        .await
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `sql` with `(id, at, mac)` and, if it changed a row, appends `audit`, in one
+    /// transaction; returns whether a row changed.
+    async fn update_audited(
+        &self,
+        sql: &'static str,
+        id: &str,
+        at: i64,
+        mac: String,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let n = tx.execute(sql, params![id, at, mac]).map_err(db_error)?;
+            if n == 1 {
+                log.append(&tx, &audit)?;
+            }
+            log.commit(tx)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Runs `f` on the connection, with the audit chain if its key is set, on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, Option<&AuditChain>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = Arc::clone(&self.conn);
+        let chain = loaded(&self.chain);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Database("connection lock poisoned".into()))?;
+            f(&mut guard, chain.as_deref())
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("storage task failed: {e}")))?
+    }
+}
+
+/// Starts a write transaction that takes the database's write lock at once (`BEGIN IMMEDIATE`), so
+/// that a concurrent writer in another process (an operator command) waits for the busy timeout
+/// instead of interleaving: the audit chain's tail and head read inside the transaction stay the
+/// tail and head.
+fn write_tx(c: &mut Connection) -> Result<Transaction<'_>, StoreError> {
+    c.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_error)
+}
+
+const AUDIT_COLUMNS: &str = "seq, at, actor, action, token, kind, purpose, outcome, detail, \
+                             envelope, prev_hash, hash, mac";
+
+/// The audit log inside one write transaction: the stored tail and head checked once by the
+/// chain, entries inserted as they are appended, the head stored and the chain told at commit.
+struct Log<'c> {
+    chain: &'c AuditChain,
+    appender: fieldseal_vault_store::audit::Appender<'c>,
+    appended: bool,
+}
+
+impl<'c> Log<'c> {
+    fn begin(
+        tx: &Transaction<'_>,
+        chain: Option<&'c AuditChain>,
+        genesis: bool,
+    ) -> Result<Self, StoreError> {
+        let chain = chain.ok_or_else(|| {
+            StoreError::Database("audit key not loaded: cannot append to the audit log".into())
+        })?;
+        let tail = tx
+            .prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1"
+            ))
+            .and_then(|mut st| st.query_row([], audit_row).optional())
+            .map_err(db_error)?;
+        let head = read_head(tx)?;
+        let appender = chain
+            .begin(tail.as_ref(), head.as_ref(), genesis)
+            .map_err(StoreError::AuditBroken)?;
+        Ok(Self {
+            chain,
+            appender,
+            appended: false,
+        })
+    }
+
+    fn append(&mut self, tx: &Transaction<'_>, d: &AuditDraft) -> Result<(), StoreError> {
+        let r = self.appender.append(d);
+        tx.prepare_cached(&format!(
+            "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+             ?11, ?12, ?13)"
+        ))
+        .and_then(|mut st| {
+            st.execute(params![
+                r.seq,
+                r.at,
+                r.actor,
+                r.action,
+                r.token,
+                r.kind,
+                r.purpose,
+                r.outcome,
+                r.detail,
+                r.envelope,
+                r.prev_hash,
+                r.hash,
+                r.mac
+            ])
+        })
+        .map_err(db_error)?;
+        self.appended = true;
+        Ok(())
+    }
+
+    fn commit(self, tx: Transaction<'_>) -> Result<(), StoreError> {
+        let head = self.appender.head();
+        if self.appended {
+            tx.prepare_cached(
+                "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3) ON CONFLICT \
+                 (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+            )
+            .and_then(|mut st| st.execute(params![head.seq, head.hash, head.mac]))
+            .map_err(db_error)?;
+        }
+        tx.commit().map_err(db_error)?;
+        self.chain.committed(&head);
+        Ok(())
+    }
+}
+
+fn read_head(c: &Connection) -> Result<Option<Head>, StoreError> {
+    c.prepare_cached("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
+        .and_then(|mut st| {
+            st.query_row([], |r| {
+                Ok(Head {
+                    seq: r.get(0)?,
+                    hash: text(r, 1)?,
+                    mac: text(r, 2)?,
+                })
+            })
+            .optional()
+        })
+        .map_err(db_error)
+}
+
+fn text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
+    // Read as bytes: a damaged row must still be read (and then fail verification), not abort.
+    let v = r.get_ref(i)?;
+    Ok(match v {
+        rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+        rusqlite::types::ValueRef::Real(f) => f.to_string(),
+        rusqlite::types::ValueRef::Null => String::new(),
+        _ => String::from_utf8_lossy(v.as_bytes()?).into_owned(),
+    })
+}
+
+fn opt_text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    if matches!(r.get_ref(i)?, rusqlite::types::ValueRef::Null) {
+        return Ok(None);
+    }
+    text(r, i).map(Some)
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        actor: text(r, 2)?,
+        action: text(r, 3)?,
+        token: opt_text(r, 4)?,
+        kind: opt_text(r, 5)?,
+        purpose: opt_text(r, 6)?,
+        outcome: text(r, 7)?,
+        detail: text(r, 8)?,
+        envelope: opt_text(r, 9)?,
+        prev_hash: text(r, 10)?,
+        hash: text(r, 11)?,
+        mac: text(r, 12)?,
+    })
+}
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
+    Ok(TokenRecord {
+        token: r.get(0)?,
+        kind: text(r, 1)?,
+        data_key_id: r.get(2)?,
+        ciphertext: r.get(3)?,
+        fingerprint: text(r, 4)?,
+        brand: opt_text(r, 5)?,
+        bin: opt_text(r, 6)?,
+        last4: opt_text(r, 7)?,
+        created_at: r.get(8)?,
+        expires_at: r.get(9)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str =
+    "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, created_at, expires_at";
+
+const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac";
+
+fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: text(r, 0)?,
+        digest: r.get(1)?,
+        role: text(r, 2)?,
+        label: text(r, 3)?,
+        created_at: r.get(4)?,
+        revoked_at: r.get(5)?,
+        expires_at: r.get(6)?,
+        mac: text(r, 7)?,
+    })
+}
+
+const HPKE_COLUMNS: &str =
+    "kid, public_key, wrapped_private, created_at, not_before, expires_at, retired_at, mac";
+
+fn hpke_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HpkeKeyRecord> {
+    Ok(HpkeKeyRecord {
+        kid: text(r, 0)?,
+        public_key: r.get(1)?,
+        wrapped_private: r.get(2)?,
+        created_at: r.get(3)?,
+        not_before: r.get(4)?,
+        expires_at: r.get(5)?,
+        retired_at: r.get(6)?,
+        mac: text(r, 7)?,
+    })
+}
+
+/// Whether an envelope id was consumed: the replay table, or an authenticated audit entry that
+/// stored its value (which survives someone deleting replay rows).
+fn envelope_seen(tx: &Transaction<'_>, id: &[u8; 16]) -> Result<bool, StoreError> {
+    tx.prepare_cached("SELECT 1 FROM audit WHERE envelope = ?1 LIMIT 1")
+        .and_then(|mut st| st.exists([hex(id)]))
+        .map_err(db_error)
+}
+
+/// Inserts one item of a batch under its own savepoint; returns what happened.
+fn insert_one(
+    tx: &mut Transaction<'_>,
+    log: &mut Log<'_>,
+    item: &NewToken,
+) -> Result<InsertOutcome, StoreError> {
+    let t = &item.token;
+    let seen = envelope_seen(tx, &item.envelope_id)?;
+    let sp = tx.savepoint().map_err(db_error)?;
+    let replay = if seen {
+        Ok(0)
+    } else {
+        sp.prepare_cached("INSERT INTO replay (envelope_id, until) VALUES (?1, ?2)")
+            .and_then(|mut st| st.execute(params![item.envelope_id.as_slice(), item.replay_until]))
+    };
+    let outcome = match replay {
+        Ok(0) => InsertOutcome::Replayed,
+        Err(e) if is_constraint(&e) => InsertOutcome::Replayed,
+        Err(e) => return Err(db_error(e)),
+        Ok(_) => {
+            let inserted = sp
+                .prepare_cached(&format!(
+                    "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+                     ?9, ?10)"
+                ))
+                .and_then(|mut st| {
+                    st.execute(params![
+                        t.token,
+                        t.kind,
+                        t.data_key_id,
+                        t.ciphertext,
+                        t.fingerprint,
+                        t.brand,
+                        t.bin,
+                        t.last4,
+                        t.created_at,
+                        t.expires_at
+                    ])
+                });
+            match inserted {
+                Ok(_) => InsertOutcome::Inserted,
+                Err(e) if is_constraint(&e) => {
+                    let same: Option<bool> = sp
+                        .prepare_cached(
+                            "SELECT kind = ?2 AND fingerprint = ?3 AND fingerprint != '' FROM \
+                             tokens WHERE token = ?1",
+                        )
+                        .and_then(|mut st| {
+                            st.query_row(params![t.token, t.kind, t.fingerprint], |r| r.get(0))
+                                .optional()
+                        })
+                        .map_err(db_error)?;
+                    if same == Some(true) {
+                        InsertOutcome::Existing
+                    } else {
+                        InsertOutcome::TokenTaken
+                    }
+                }
+                Err(e) => return Err(db_error(e)),
+            }
+        }
+    };
+    match outcome {
+        // Keep the replay id: the envelope is consumed.
+        InsertOutcome::Inserted | InsertOutcome::Existing => {
+            sp.commit().map_err(db_error)?;
+            log.append(tx, &item.audit)?;
+        }
+        InsertOutcome::Replayed => {
+            drop(sp);
+            log.append(tx, &item.replayed_audit)?;
+        }
+        // Nothing of this item is kept: the caller tries another token.
+        InsertOutcome::TokenTaken => drop(sp),
+    }
+    Ok(outcome)
+}
+
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.run(|c, _| {
+            c.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, \
+                 applied_at INTEGER NOT NULL)",
+            )
+            .map_err(db_error)?;
+            let applied: i64 = c
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(db_error)?;
+            for (i, sql) in MIGRATIONS.iter().enumerate() {
+                let version = i as i64 + 1;
+                if version <= applied {
+                    continue;
+                }
+                let tx = write_tx(c)?;
+                if version == AUTHENTICATED_ROWS {
+                    let entries: i64 = tx
+                        .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+                        .map_err(db_error)?;
+                    if entries > 0 {
+                        return Err(StoreError::Incompatible(
+                            "this vault database was written by an earlier fieldseal-vault whose \
+                             audit entries and rows carry no MACs; it cannot be upgraded in place \
+                             (export what you need, then initialize a new vault)"
+                                .into(),
+                        ));
+                    }
+                }
+                tx.execute_batch(sql).map_err(|e| {
+                    StoreError::Database(format!("migration {version} failed: {e}"))
+                })?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, \
+                     strftime('%s','now'))",
+                    [version],
+                )
+                .map_err(db_error)?;
+                tx.commit().map_err(db_error)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|c, _| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_error))
+            .await
+    }
+
+    fn set_audit_key(&self, key: SymmetricKey) {
+        if let Ok(mut slot) = self.chain.write() {
+            *slot = Some(Arc::new(AuditChain::new(key)));
+        }
+    }
+
+    async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c, _| {
+            c.query_row("SELECT wrapped FROM secrets WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn put_secret(
+        &self,
+        name: &str,
+        wrapped: Vec<u8>,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let n = tx
+                .execute(
+                    "INSERT OR IGNORE INTO secrets (name, wrapped, created_at) VALUES (?1, ?2, ?3)",
+                    params![name, wrapped, audit.at],
+                )
+                .map_err(db_error)?;
+            if n == 1 {
+                log.append(&tx, &audit)?;
+            }
+            log.commit(tx)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn begin_audit_log(
+        &self,
+        name: &str,
+        wrapped: Vec<u8>,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let existing: i64 = tx
+                .query_row(
+                    "SELECT (SELECT count(*) FROM audit) + (SELECT count(*) FROM audit_head) + \
+                     (SELECT count(*) FROM secrets WHERE name = ?1)",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .map_err(db_error)?;
+            if existing > 0 {
+                return Ok(false);
+            }
+            let mut log = Log::begin(&tx, chain, true)?;
+            tx.execute(
+                "INSERT INTO secrets (name, wrapped, created_at) VALUES (?1, ?2, ?3)",
+                params![name, wrapped, audit.at],
+            )
+            .map_err(db_error)?;
+            log.append(&tx, &audit)?;
+            log.commit(tx)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn hpke_keys(&self) -> Result<Vec<HpkeKeyRecord>, StoreError> {
+        self.run(|c, _| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {HPKE_COLUMNS} FROM hpke_keys ORDER BY rowid"
+                ))
+                .map_err(db_error)?;
+            let rows = stmt.query_map([], hpke_row).map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn insert_hpke_key(&self, k: HpkeKeyRecord, audit: AuditDraft) -> Result<(), StoreError> {
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO hpke_keys ({HPKE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    k.kid,
+                    k.public_key,
+                    k.wrapped_private,
+                    k.created_at,
+                    k.not_before,
+                    k.expires_at,
+                    k.retired_at,
+                    k.mac
+                ],
+            )
+            .map_err(db_error)?;
+            log.append(&tx, &audit)?;
+            log.commit(tx)
+        })
+        .await
+    }
+
+    async fn retire_hpke_key(
+        &self,
+        kid: &str,
+        at: i64,
+        mac: String,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.update_audited(
+            "UPDATE hpke_keys SET retired_at = ?2, mac = ?3 WHERE kid = ?1 AND retired_at IS NULL",
+            kid,
+            at,
+            mac,
+            audit,
+        )
+        .await
+    }
+
+    async fn insert_tokens(&self, items: Vec<NewToken>) -> Result<Vec<InsertOutcome>, StoreError> {
+        self.run(move |c, chain| {
+            let mut tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in &items {
+                outcomes.push(insert_one(&mut tx, &mut log, item)?);
+            }
+            log.commit(tx)?;
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn token(&self, token: &str, now: i64) -> Result<Option<TokenRecord>, StoreError> {
+        let token = token.to_owned();
+        self.run(move |c, _| {
+            c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = ?1 AND (expires_at IS NULL OR \
+                 expires_at > ?2)"
+            ))
+            .and_then(|mut st| st.query_row(params![token, now], token_row).optional())
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn record_reveals(
+        &self,
+        audit: Vec<AuditDraft>,
+        consume: Vec<(usize, String)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let sent = self.reveals.jobs.lock().ok().and_then(|jobs| {
+            jobs.as_ref().map(|j| {
+                j.send(RevealJob {
+                    audit,
+                    consume,
+                    done,
+                })
+            })
+        });
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(StoreError::Database("audit writer stopped".into()));
+        }
+        result
+            .await
+            .map_err(|_| StoreError::Database("audit writer stopped".into()))?
+    }
+
+    async fn delete_token(&self, token: &str, audit: AuditDraft) -> Result<bool, StoreError> {
+        let token = token.to_owned();
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let n = tx
+                .execute("DELETE FROM tokens WHERE token = ?1", [token])
+                .map_err(db_error)?;
+            log.append(&tx, &audit)?;
+            log.commit(tx)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, audit: AuditDraft) -> Result<(), StoreError> {
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            log.append(&tx, &audit)?;
+            log.commit(tx)
+        })
+        .await
+    }
+
+    async fn audit_log(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        self.run(move |c, _| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                ))
+                .map_err(db_error)?;
+            let rows = stmt
+                .query_map(params![after, limit as i64], audit_row)
+                .map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn last_audit_entry(&self) -> Result<Option<AuditRecord>, StoreError> {
+        self.run(|c, _| {
+            c.prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1"
+            ))
+            .and_then(|mut st| st.query_row([], audit_row).optional())
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn audit_head(&self) -> Result<Option<Head>, StoreError> {
+        self.run(|c, _| read_head(c)).await
+    }
+
+    async fn insert_api_key(&self, k: ApiKeyRecord, audit: AuditDraft) -> Result<(), StoreError> {
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+                     ?8)"
+                ),
+                params![
+                    k.id,
+                    k.digest,
+                    k.role,
+                    k.label,
+                    k.created_at,
+                    k.revoked_at,
+                    k.expires_at,
+                    k.mac
+                ],
+            )
+            .map_err(db_error)?;
+            log.append(&tx, &audit)?;
+            log.commit(tx)
+        })
+        .await
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c, _| {
+            c.prepare_cached(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"
+            ))
+            .and_then(|mut st| st.query_row([id], api_key_row).optional())
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.run(|c, _| {
+            let mut stmt = c
+                .prepare(&format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+                ))
+                .map_err(db_error)?;
+            let rows = stmt.query_map([], api_key_row).map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        at: i64,
+        mac: String,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.update_audited(
+            "UPDATE api_keys SET revoked_at = ?2, mac = ?3 WHERE id = ?1 AND revoked_at IS NULL",
+            id,
+            at,
+            mac,
+            audit,
+        )
+        .await
+    }
+
+    async fn purge(&self, now: i64) -> Result<(u64, u64), StoreError> {
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let expired: Vec<(String, String)> = {
+                let mut st = tx
+                    .prepare(
+                        "SELECT token, kind FROM tokens WHERE expires_at IS NOT NULL AND \
+                         expires_at <= ?1",
+                    )
+                    .map_err(db_error)?;
+                let rows = st
+                    .query_map([now], |r| Ok((text(r, 0)?, text(r, 1)?)))
+                    .map_err(db_error)?;
+                rows.collect::<Result<_, _>>().map_err(db_error)?
+            };
+            let replay = tx
+                .execute("DELETE FROM replay WHERE until <= ?1", [now])
+                .map_err(db_error)?;
+            if expired.is_empty() {
+                tx.commit().map_err(db_error)?;
+                return Ok((0, replay as u64));
+            }
+            let mut log = Log::begin(&tx, chain, false)?;
+            for (token, kind) in &expired {
+                tx.execute("DELETE FROM tokens WHERE token = ?1", [token])
+                    .map_err(db_error)?;
+                let d = AuditDraft::new(now, Actor::Vault, Action::Delete, Outcome::Ok)
+                    .token(token)
+                    .kind(kind)
+                    .detail("retention period over");
+                log.append(&tx, &d)?;
+            }
+            log.commit(tx)?;
+            Ok((expired.len() as u64, replay as u64))
+        })
+        .await
+    }
+
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.run(|c, _| {
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(db_error)
+        })
+        .await
+    }
+}

@@ -1,0 +1,288 @@
+//! The store conformance suite: what every backend must do, tested through the [`Store`] trait
+//! against a real database. A backend's test file implements [`Backend`] and expands
+//! [`conformance_tests!`](crate::conformance_tests), one `#[tokio::test]` per case.
+//!
+//! The cases are the guarantees the service builds on: a replayed envelope is refused atomically
+//! (also when two requests race), a card security code is consumed exactly once under concurrent
+//! plain reveals, concurrent writers leave a chain that verifies, a full disk leaves nothing
+//! half-written, a deleted token's ciphertext is gone from the database's files, and an audit log
+//! cut short is refused before the next append.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::future::Future;
+
+use fieldseal_core::at_rest::SymmetricKey;
+
+use crate::audit::{Action, Actor, AuditDraft, Outcome, verify_chain};
+use crate::{InsertOutcome, NewToken, Store, StoreError, TokenRecord};
+
+/// What the suite needs from a backend beyond the trait.
+pub trait Backend: Send + Sync + 'static {
+    /// The store type.
+    type S: Store + Clone;
+    /// A fresh, migrated, empty store of its own (a new file, a new schema).
+    fn fresh(&self) -> impl Future<Output = Self::S> + Send;
+    /// Makes further writes fail as on a full disk.
+    fn fill(&self, store: &Self::S) -> impl Future<Output = ()> + Send;
+    /// Whether the database's files (or raw storage) contain `needle`, after
+    /// [`Store::checkpoint`].
+    fn raw_contains(&self, store: &Self::S, needle: &[u8]) -> impl Future<Output = bool> + Send;
+}
+
+/// A key the suite's stores use for their audit chain.
+pub fn audit_key() -> SymmetricKey {
+    SymmetricKey::from_bytes(&[0x5a; 32]).unwrap()
+}
+
+/// A fresh store with its audit log begun.
+pub async fn started<B: Backend>(b: &B) -> B::S {
+    let s = b.fresh().await;
+    s.set_audit_key(audit_key());
+    let first =
+        AuditDraft::new(1, Actor::Cli, Action::SecretCreate, Outcome::Ok).detail("audit-key");
+    assert!(
+        s.begin_audit_log("audit-key", vec![1, 2, 3], first)
+            .await
+            .unwrap()
+    );
+    s
+}
+
+/// A token of `kind` with ciphertext `value` (opaque to the store), from envelope `envelope`.
+pub fn new_token(token: &str, kind: &str, envelope: u8, value: &[u8]) -> NewToken {
+    let record = TokenRecord {
+        token: token.into(),
+        kind: kind.into(),
+        data_key_id: 1,
+        ciphertext: value.to_vec(),
+        fingerprint: String::new(),
+        brand: None,
+        bin: None,
+        last4: None,
+        created_at: 100,
+        expires_at: (kind == "cvc").then_some(i64::MAX),
+    };
+    let draft = |outcome| {
+        AuditDraft::new(
+            100,
+            Actor::ApiKey("0123456789ab".into()),
+            Action::Tokenize,
+            outcome,
+        )
+        .kind(kind)
+    };
+    NewToken {
+        token: record,
+        envelope_id: [envelope; 16],
+        replay_until: i64::MAX,
+        audit: draft(Outcome::Ok).token(token).envelope([envelope; 16]),
+        replayed_audit: draft(Outcome::Refused).detail("replayed"),
+    }
+}
+
+async fn intact<S: Store>(s: &S) -> i64 {
+    let v = verify_chain(s, &audit_key(), None).await.unwrap();
+    assert!(v.intact(), "{v:?}");
+    v.verified
+}
+
+/// A second submission of an envelope stores nothing, in the same batch, in a later batch, and
+/// when two batches race.
+pub async fn replay_is_refused_atomically<B: Backend>(b: &B) {
+    let s = started(b).await;
+    let out = s
+        .insert_tokens(vec![
+            new_token("tok_a", "pan", 1, b"ct-a"),
+            new_token("tok_b", "pan", 1, b"ct-b"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(out, [InsertOutcome::Inserted, InsertOutcome::Replayed]);
+    assert!(s.token("tok_b", 0).await.unwrap().is_none());
+    let again = s
+        .insert_tokens(vec![new_token("tok_c", "pan", 1, b"ct")])
+        .await
+        .unwrap();
+    assert_eq!(again, [InsertOutcome::Replayed]);
+
+    let mut racers = Vec::new();
+    for i in 0..8u8 {
+        let s = s.clone();
+        racers.push(tokio::spawn(async move {
+            s.insert_tokens(vec![new_token(&format!("tok_r{i}"), "pan", 2, b"ct")])
+                .await
+                .unwrap()[0]
+        }));
+    }
+    let mut inserted = 0;
+    for r in racers {
+        if r.await.unwrap() == InsertOutcome::Inserted {
+            inserted += 1;
+        }
+    }
+    assert_eq!(inserted, 1, "exactly one of 8 racing submissions is stored");
+    intact(&s).await;
+}
+
+/// 16 concurrent plain reveals of one card security code: exactly one consumes it.
+pub async fn cvc_is_consumed_exactly_once<B: Backend>(b: &B) {
+    let s = started(b).await;
+    s.insert_tokens(vec![new_token("tok_cvc", "cvc", 3, b"ct")])
+        .await
+        .unwrap();
+    let mut reveals = Vec::new();
+    for _ in 0..16 {
+        let s = s.clone();
+        reveals.push(tokio::spawn(async move {
+            let d = AuditDraft::new(
+                101,
+                Actor::ApiKey("0123456789ab".into()),
+                Action::Reveal,
+                Outcome::Plain,
+            )
+            .token("tok_cvc")
+            .purpose("charge");
+            s.record_reveals(vec![d], vec![(0, "tok_cvc".into())])
+                .await
+                .unwrap()[0]
+        }));
+    }
+    let mut won = 0;
+    for r in reveals {
+        if r.await.unwrap() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+    assert!(s.token("tok_cvc", 0).await.unwrap().is_none());
+    let log = s.audit_log(0, 100).await.unwrap();
+    let plain = log
+        .iter()
+        .filter(|e| e.action == "reveal" && e.outcome == "plain")
+        .count();
+    let gone = log
+        .iter()
+        .filter(|e| e.action == "reveal" && e.outcome == "not_found")
+        .count();
+    assert_eq!(
+        (plain, gone),
+        (1, 15),
+        "the losers are audited as not_found"
+    );
+    intact(&s).await;
+}
+
+/// 8 writers appending concurrently (tokens, reveals, plain entries): the chain verifies and holds
+/// every entry once.
+pub async fn concurrent_writers_leave_a_verifiable_chain<B: Backend>(b: &B) {
+    let s = started(b).await;
+    let mut writers = Vec::new();
+    for w in 0..8u8 {
+        let s = s.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..10u8 {
+                let d = AuditDraft::new(i64::from(i), Actor::Cli, Action::AuditRead, Outcome::Ok)
+                    .detail(format!("writer {w} entry {i}"));
+                match i % 3 {
+                    0 => s.append_audit(d).await.unwrap(),
+                    1 => {
+                        let t = format!("tok_w{w}_{i}");
+                        let env = w.wrapping_mul(16).wrapping_add(i).wrapping_add(100);
+                        s.insert_tokens(vec![new_token(&t, "email", env, b"ct")])
+                            .await
+                            .unwrap();
+                    }
+                    _ => {
+                        s.record_reveals(vec![d], Vec::new()).await.unwrap();
+                    }
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(intact(&s).await, 1 + 80);
+}
+
+/// Writes on a full disk fail with [`StoreError::Full`] and leave nothing: no token, no replay id
+/// (the envelope can be submitted again), no audit entry, a chain that still verifies.
+pub async fn a_full_disk_leaves_nothing_half_written<B: Backend>(b: &B) {
+    let s = started(b).await;
+    let before = intact(&s).await;
+    b.fill(&s).await;
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let items: Vec<NewToken> = (0..20u8)
+        .map(|i| new_token(&format!("tok_f{i}"), "text", 50 + i, &big))
+        .collect();
+    let err = s.insert_tokens(items).await.unwrap_err();
+    assert!(matches!(err, StoreError::Full), "{err:?}");
+    assert!(s.token("tok_f0", 0).await.unwrap().is_none());
+    assert_eq!(
+        intact(&s).await,
+        before,
+        "no audit entry of the failed batch"
+    );
+}
+
+/// After a token is deleted (and the store checkpointed), its ciphertext is in none of the
+/// database's files.
+pub async fn a_deleted_token_is_gone_from_the_files<B: Backend>(b: &B) {
+    let s = started(b).await;
+    let marker = b"ciphertext-marker-7f3a9c";
+    s.insert_tokens(vec![new_token("tok_del", "email", 9, marker)])
+        .await
+        .unwrap();
+    s.checkpoint().await.unwrap();
+    assert!(
+        b.raw_contains(&s, marker).await,
+        "the check can see stored bytes"
+    );
+    let d = AuditDraft::new(102, Actor::Cli, Action::Delete, Outcome::Ok).token("tok_del");
+    assert!(s.delete_token("tok_del", d).await.unwrap());
+    s.checkpoint().await.unwrap();
+    assert!(
+        !b.raw_contains(&s, marker).await,
+        "ciphertext still in the database files"
+    );
+}
+
+/// Appends refuse to continue a chain whose stored head and tail disagree, or that is empty.
+pub async fn a_broken_chain_refuses_appends<B: Backend>(b: &B) {
+    let s = started(b).await;
+    // A second genesis is refused: the log exists.
+    let g = AuditDraft::new(1, Actor::Cli, Action::SecretCreate, Outcome::Ok);
+    assert!(!s.begin_audit_log("audit-key", vec![1], g).await.unwrap());
+    // A store under another audit key cannot continue this chain.
+    let other = b.fresh().await;
+    other.set_audit_key(SymmetricKey::from_bytes(&[1; 32]).unwrap());
+    let d = AuditDraft::new(1, Actor::Cli, Action::AuditRead, Outcome::Ok);
+    let err = other.append_audit(d.clone()).await.unwrap_err();
+    assert!(matches!(err, StoreError::AuditBroken(_)), "{err:?}");
+    s.append_audit(d).await.unwrap();
+    intact(&s).await;
+}
+
+/// One `#[tokio::test]` per conformance case for the backend `$backend` (an expression).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($backend:expr) => {
+        $crate::conformance_tests!(@cases $backend;
+            replay_is_refused_atomically,
+            cvc_is_consumed_exactly_once,
+            concurrent_writers_leave_a_verifiable_chain,
+            a_full_disk_leaves_nothing_half_written,
+            a_deleted_token_is_gone_from_the_files,
+            a_broken_chain_refuses_appends,
+        );
+    };
+    (@cases $backend:expr; $($case:ident,)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                $crate::conformance::$case(&$backend).await;
+            }
+        )*
+    };
+}

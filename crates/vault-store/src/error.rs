@@ -1,0 +1,25 @@
+//! The storage error every backend maps its database's errors into.
+
+use crate::audit::Broken;
+
+/// Why a storage operation failed. Nothing was written by an operation that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The disk (or the configured size cap) is full: nothing was written.
+    #[error("storage is full")]
+    Full,
+    /// The database is locked by another process for too long.
+    #[error("storage is busy")]
+    Busy,
+    /// The audit chain failed its check before an append: nothing that must be audited can be
+    /// done until an operator has looked (fail closed).
+    #[error("audit log broken at entry {}: {}", .0.seq, .0.reason)]
+    AuditBroken(Broken),
+    /// The database was made by a version of the vault this one cannot safely read.
+    #[error("incompatible database: {0}")]
+    Incompatible(String),
+    /// Anything else the database reported.
+    #[error("storage error: {0}")]
+    Database(String),
+}

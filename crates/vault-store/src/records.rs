@@ -1,0 +1,150 @@
+//! What the vault stores. Everything is either public (key ids, public keys, hints, fingerprints,
+//! audit entries, API key digests) or encrypted (values under a data key; private keys and data
+//! keys under the key-encryption key). The store never sees a value in the clear, and nothing it
+//! returns is trusted until checked: rows by their MACs ([`crate::rows`]), values by their AES-GCM
+//! associated data ([`token_aad`]).
+
+use crate::audit::AuditDraft;
+
+/// A stored HPKE key pair; the private scalar is wrapped under the key-encryption key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HpkeKeyRecord {
+    /// Key id.
+    pub kid: String,
+    /// Uncompressed public point.
+    pub public_key: Vec<u8>,
+    /// The wrapped private scalar (associated data: `hpke-key:<kid>`).
+    pub wrapped_private: Vec<u8>,
+    /// Creation time.
+    pub created_at: i64,
+    /// Start of validity.
+    pub not_before: i64,
+    /// End of validity.
+    pub expires_at: i64,
+    /// When the key was retired; a retired key opens nothing.
+    pub retired_at: Option<i64>,
+    /// MAC over every other column under the row key, hex ([`crate::rows::RowKey`]).
+    pub mac: String,
+}
+
+/// A stored token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The token.
+    pub token: String,
+    /// Field kind name.
+    pub kind: String,
+    /// Which data key encrypted the value.
+    pub data_key_id: i64,
+    /// `nonce || ciphertext || tag` of the value; associated data [`token_aad`] of this record.
+    pub ciphertext: Vec<u8>,
+    /// Keyed fingerprint of the value (empty for kinds without one).
+    pub fingerprint: String,
+    /// Card brand (PAN only).
+    pub brand: Option<String>,
+    /// First six digits (PAN only).
+    pub bin: Option<String>,
+    /// Last four digits (PAN only).
+    pub last4: Option<String>,
+    /// Creation time.
+    pub created_at: i64,
+    /// When the value is purged (card security codes).
+    pub expires_at: Option<i64>,
+}
+
+/// Length-prefixed parts under a label: no two different rows share an encoding.
+pub(crate) fn encode_parts(label: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + parts.iter().map(|p| p.len() + 8).sum::<usize>());
+    for part in std::iter::once(label.as_bytes()).chain(parts.iter().copied()) {
+        out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// An optional number as a part: empty for none, eight bytes big-endian otherwise.
+pub(crate) fn opt_i64(v: Option<i64>) -> Vec<u8> {
+    v.map(|v| v.to_be_bytes().to_vec()).unwrap_or_default()
+}
+
+/// An optional text as a part: a presence byte, then the text.
+pub(crate) fn opt_text(v: Option<&str>) -> Vec<u8> {
+    match v {
+        None => vec![0],
+        Some(t) => {
+            let mut out = vec![1];
+            out.extend_from_slice(t.as_bytes());
+            out
+        }
+    }
+}
+
+/// The associated data a token's value is encrypted with: every column of the row but the
+/// ciphertext. Changing the kind, the expiry, the data key id, a hint, or moving the ciphertext to
+/// another token makes the value fail authentication.
+pub fn token_aad(t: &TokenRecord) -> Vec<u8> {
+    encode_parts(
+        "fieldseal token v2",
+        &[
+            t.token.as_bytes(),
+            t.kind.as_bytes(),
+            &t.data_key_id.to_be_bytes(),
+            t.fingerprint.as_bytes(),
+            &opt_text(t.brand.as_deref()),
+            &opt_text(t.bin.as_deref()),
+            &opt_text(t.last4.as_deref()),
+            &t.created_at.to_be_bytes(),
+            &opt_i64(t.expires_at),
+        ],
+    )
+}
+
+/// A stored API key: its public id, the digest of its secret and its role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Public id (the part of the key after `fsk_` and before the secret).
+    pub id: String,
+    /// SHA-256 digest of the secret.
+    pub digest: Vec<u8>,
+    /// Role name.
+    pub role: String,
+    /// Free text label.
+    pub label: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Revocation time.
+    pub revoked_at: Option<i64>,
+    /// Expiry time: the key stops authenticating then.
+    pub expires_at: Option<i64>,
+    /// MAC over every other column under the row key, hex ([`crate::rows::RowKey`]).
+    pub mac: String,
+}
+
+/// A token to store as part of a batch.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The token and its encrypted value.
+    pub token: TokenRecord,
+    /// The envelope it came from.
+    pub envelope_id: [u8; 16],
+    /// Until when the envelope id is kept against replay.
+    pub replay_until: i64,
+    /// The audit entry if it is stored (it names the envelope).
+    pub audit: AuditDraft,
+    /// The audit entry if the envelope turns out to be a replay.
+    pub replayed_audit: AuditDraft,
+}
+
+/// What happened to a token insertion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Stored, replay id recorded, audited.
+    Inserted,
+    /// The envelope id was seen before (in the replay table or the audit log): nothing stored.
+    Replayed,
+    /// The token is already taken by another value (random or format-preserving collision):
+    /// nothing stored, try another token.
+    TokenTaken,
+    /// A deterministic token that exists already for the same kind: replay id recorded, audited.
+    Existing,
+}

@@ -1,0 +1,156 @@
+//! The trait every backend implements. Methods are single database operations, each one
+//! transaction; every write that must be audited takes its audit entries and appends them in the
+//! same transaction, through [`crate::audit::AuditChain::begin`], so an action and its record
+//! commit together or not at all. Compositions of several calls (authenticate, reveal, rotate)
+//! live in the service, above any backend.
+
+use std::future::Future;
+
+use fieldseal_core::at_rest::SymmetricKey;
+
+use crate::audit::{AuditDraft, AuditRecord, Head};
+use crate::{ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, StoreError, TokenRecord};
+
+/// The vault's storage.
+pub trait Store: Send + Sync + 'static {
+    /// Creates or upgrades the schema.
+    fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Checks the database answers.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Sets the key that authenticates the audit chain. Appends fail until it is set.
+    fn set_audit_key(&self, key: SymmetricKey);
+
+    /// A named secret (wrapped under the key-encryption key).
+    fn secret(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// Stores a named secret unless one exists, auditing it; returns whether it was stored.
+    fn put_secret(
+        &self,
+        name: &str,
+        wrapped: Vec<u8>,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Starts the audit log of a new vault: stores the wrapped audit key under `name` and the
+    /// log's first entry. The only append allowed on an empty log; returns `false` (and writes
+    /// nothing) if the secret, any entry or a head exists already.
+    fn begin_audit_log(
+        &self,
+        name: &str,
+        wrapped: Vec<u8>,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// All HPKE keys, retired ones included, oldest first.
+    fn hpke_keys(&self) -> impl Future<Output = Result<Vec<HpkeKeyRecord>, StoreError>> + Send;
+
+    /// Adds an HPKE key.
+    fn insert_hpke_key(
+        &self,
+        key: HpkeKeyRecord,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Retires an HPKE key (sets `retired_at` and the row's new MAC); returns whether a live key
+    /// with that id existed.
+    fn retire_hpke_key(
+        &self,
+        kid: &str,
+        at: i64,
+        mac: String,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a batch of tokens in one transaction: per item, the replay id, the token and its audit
+    /// entry (or, for a replay, the refusal's audit entry), each item isolated by a savepoint. An
+    /// envelope is a replay if the replay table or a stored audit entry records its id. One
+    /// outcome per item, in order; a storage failure fails the whole batch and keeps nothing.
+    fn insert_tokens(
+        &self,
+        items: Vec<NewToken>,
+    ) -> impl Future<Output = Result<Vec<InsertOutcome>, StoreError>> + Send;
+
+    /// A token, unless deleted or expired at `now`.
+    fn token(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+
+    /// Deletes `consume`d tokens (card security codes revealed in the clear: `(index into audit,
+    /// token)`) and appends the audit entries, in one transaction. A token another request
+    /// consumed first is not deleted again: its audit entry's outcome becomes `not_found` and its
+    /// flag in the result is `false`, so the caller must not disclose it.
+    fn record_reveals(
+        &self,
+        audit: Vec<AuditDraft>,
+        consume: Vec<(usize, String)>,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Deletes a token and audits it; returns whether it existed.
+    fn delete_token(
+        &self,
+        token: &str,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Appends one audit entry.
+    fn append_audit(
+        &self,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Audit entries with `seq > after`, at most `limit`, in order.
+    fn audit_log(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+
+    /// The last stored audit entry.
+    fn last_audit_entry(
+        &self,
+    ) -> impl Future<Output = Result<Option<AuditRecord>, StoreError>> + Send;
+
+    /// The anchored head, if any.
+    fn audit_head(&self) -> impl Future<Output = Result<Option<Head>, StoreError>> + Send;
+
+    /// Adds an API key.
+    fn insert_api_key(
+        &self,
+        key: ApiKeyRecord,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The API key with this id.
+    fn api_key(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ApiKeyRecord>, StoreError>> + Send;
+
+    /// All API keys.
+    fn api_keys(&self) -> impl Future<Output = Result<Vec<ApiKeyRecord>, StoreError>> + Send;
+
+    /// Revokes an API key (sets `revoked_at` and the row's new MAC); returns whether a live key
+    /// with that id existed.
+    fn revoke_api_key(
+        &self,
+        id: &str,
+        at: i64,
+        mac: String,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes tokens expired at `now` (auditing each) and replay ids past their window; returns
+    /// both counts.
+    fn purge(&self, now: i64) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
+
+    /// Makes deleted rows unrecoverable from the database's own files (SQLite: a truncating WAL
+    /// checkpoint). The vault calls it after each purge cycle.
+    fn checkpoint(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,340 @@
+//! Operator actions, for the CLI (and any other front end): initialize, API keys, HPKE keys, the
+//! audit log. The CLI only parses arguments and prints what these return; every store access and
+//! every check goes through here, over any backend.
+
+use std::io::Write;
+
+use fieldseal_vault_sqlite::SqliteStore;
+use fieldseal_vault_store::audit::{
+    Action, Actor, AuditChain, AuditDraft, ExpectedHead, Head, Outcome, Verification, verify_chain,
+};
+use fieldseal_vault_store::{ApiKeyRecord, Store, StoreError};
+
+use crate::apikeys::{self, NewApiKey};
+use crate::config::Settings;
+use crate::keys::{self, KekProvider, KeyError, LocalKek, Secrets};
+use crate::policy::{Policy, PolicyError};
+use crate::vault::{VaultError, kek_from_settings, now, open_store};
+
+/// Why an operator action failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// Keys.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Storage.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Opening the vault.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The policy.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A role the policy does not have.
+    #[error("unknown role {role:?}; the policy has {known}")]
+    UnknownRole {
+        /// The role asked for.
+        role: String,
+        /// The policy's roles, comma-separated.
+        known: String,
+    },
+    /// No live API key with this id.
+    #[error("no active API key with id {0}")]
+    NoSuchApiKey(String),
+    /// Writing output or creating the data directory.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The random source failed.
+    #[error("random source unavailable")]
+    Random,
+}
+
+/// What `init` did.
+#[derive(Debug)]
+pub struct Initialized {
+    /// The database URL.
+    pub database: String,
+    /// Where the KEK is (never the key).
+    pub master_key: String,
+    /// The first HPKE key's id.
+    pub first_key: String,
+}
+
+/// Initializes a vault: the data directory (mode 0700), the database, the KEK (a new key file
+/// unless one is configured or exists) and the first keys.
+pub async fn init(settings: &Settings) -> Result<Initialized, AdminError> {
+    fieldseal_vault_store::fs::create_private_dir(&settings.data_dir)?;
+    let store = open_store(settings).await?;
+    if keys::is_initialized(&store).await? {
+        return Err(KeyError::AlreadyInitialized.into());
+    }
+    let kek: Box<dyn KekProvider> = match &settings.master_key {
+        Some(_) => kek_from_settings(settings)?,
+        None => {
+            let file = settings.master_key_file();
+            if file.exists() {
+                Box::new(LocalKek::from_file(&file)?)
+            } else {
+                Box::new(LocalKek::generate_file(&file)?)
+            }
+        }
+    };
+    let first_key = keys::init(&store, kek.as_ref(), now(), lifetime(settings)).await?;
+    Ok(Initialized {
+        database: settings.database_url(),
+        master_key: kek.describe(),
+        first_key,
+    })
+}
+
+/// The lifetime of a new HPKE key, in seconds.
+fn lifetime(settings: &Settings) -> i64 {
+    i64::try_from(settings.key_lifetime_days.saturating_mul(86_400)).unwrap_or(i64::MAX / 2)
+}
+
+/// An API key as listed: its row, and whether the row passed its integrity check.
+#[derive(Debug, Clone)]
+pub struct ApiKeyStatus {
+    /// The stored row.
+    pub record: ApiKeyRecord,
+    /// `active`, `revoked`, `expired`, or `TAMPERED` (the row fails its MAC; it authenticates
+    /// nothing).
+    pub status: &'static str,
+}
+
+/// An HPKE key as listed.
+#[derive(Debug, Clone)]
+pub struct KeyStatus {
+    /// Key id.
+    pub kid: String,
+    /// `primary`, `active`, `expired`, `retired`, or `TAMPERED`.
+    pub status: &'static str,
+    /// Start of validity.
+    pub not_before: i64,
+    /// End of validity.
+    pub expires_at: i64,
+}
+
+/// An initialized vault opened for operator actions.
+pub struct Admin<S: Store> {
+    store: S,
+    settings: Settings,
+    kek: Box<dyn KekProvider>,
+    secrets: Secrets,
+}
+
+impl Admin<SqliteStore> {
+    /// Opens the vault the settings describe (checks the KEK, unwraps the keys).
+    pub async fn open(settings: &Settings) -> Result<Self, AdminError> {
+        let store = open_store(settings).await?;
+        let kek = kek_from_settings(settings)?;
+        Self::with_store(store, settings.clone(), kek).await
+    }
+}
+
+impl<S: Store> Admin<S> {
+    /// Opens an initialized vault over any store.
+    pub async fn with_store(
+        store: S,
+        settings: Settings,
+        kek: Box<dyn KekProvider>,
+    ) -> Result<Self, AdminError> {
+        let secrets = keys::load_secrets(&store, kek.as_ref()).await?;
+        Ok(Self {
+            store,
+            settings,
+            kek,
+            secrets,
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Creates an API key for a role of the policy; the full key is in the result, to show once.
+    pub async fn create_api_key(
+        &self,
+        role: &str,
+        label: &str,
+        expires_in_days: Option<u64>,
+    ) -> Result<NewApiKey, AdminError> {
+        let policy = Policy::load(self.settings.policy_file.as_deref())?;
+        if policy.role(role).is_none() {
+            return Err(AdminError::UnknownRole {
+                role: role.into(),
+                known: policy.role_names().collect::<Vec<_>>().join(", "),
+            });
+        }
+        let key = apikeys::generate().ok_or(AdminError::Random)?;
+        let at = now();
+        let expires_at = expires_in_days.map(|d| {
+            at.saturating_add(i64::try_from(d.saturating_mul(86_400)).unwrap_or(i64::MAX))
+        });
+        let record = self.secrets.row_key.seal_api_key(ApiKeyRecord {
+            id: key.id.clone(),
+            digest: key.digest.to_vec(),
+            role: role.into(),
+            label: label.into(),
+            created_at: at,
+            revoked_at: None,
+            expires_at,
+            mac: String::new(),
+        });
+        let audit = AuditDraft::new(at, Actor::Cli, Action::ApiKeyCreate, Outcome::Ok)
+            .detail(format!("{} role {role}", key.id));
+        self.store.insert_api_key(record, audit).await?;
+        Ok(key)
+    }
+
+    /// Every API key with its status; rows failing their integrity check are listed as such.
+    pub async fn api_keys(&self) -> Result<Vec<ApiKeyStatus>, AdminError> {
+        let t = now();
+        Ok(self
+            .store
+            .api_keys()
+            .await?
+            .into_iter()
+            .map(|record| {
+                let status = if !self.secrets.row_key.api_key_ok(&record) {
+                    "TAMPERED"
+                } else if record.revoked_at.is_some() {
+                    "revoked"
+                } else if record.expires_at.is_some_and(|e| e <= t) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                ApiKeyStatus { record, status }
+            })
+            .collect())
+    }
+
+    /// Revokes an API key.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<(), AdminError> {
+        let at = now();
+        let record = self
+            .store
+            .api_key(id)
+            .await?
+            .filter(|r| self.secrets.row_key.api_key_ok(r) && r.revoked_at.is_none())
+            .ok_or_else(|| AdminError::NoSuchApiKey(id.into()))?;
+        let revoked = self.secrets.row_key.seal_api_key(ApiKeyRecord {
+            revoked_at: Some(at),
+            ..record
+        });
+        let audit = AuditDraft::new(at, Actor::Cli, Action::ApiKeyRevoke, Outcome::Ok).detail(id);
+        if !self
+            .store
+            .revoke_api_key(id, at, revoked.mac, audit)
+            .await?
+        {
+            return Err(AdminError::NoSuchApiKey(id.into()));
+        }
+        Ok(())
+    }
+
+    /// Every HPKE key with its status, newest first.
+    pub async fn keys(&self) -> Result<Vec<KeyStatus>, AdminError> {
+        let t = now();
+        let rows = self.store.hpke_keys().await?;
+        let authentic =
+            |k: &fieldseal_vault_store::HpkeKeyRecord| self.secrets.row_key.hpke_key_ok(k);
+        let primary = rows
+            .iter()
+            .filter(|k| {
+                authentic(k) && k.retired_at.is_none() && k.expires_at > t && k.not_before <= t
+            })
+            .max_by_key(|k| k.not_before)
+            .map(|k| k.kid.clone());
+        Ok(rows
+            .iter()
+            .rev()
+            .map(|k| KeyStatus {
+                kid: k.kid.clone(),
+                status: if !authentic(k) {
+                    "TAMPERED"
+                } else if k.retired_at.is_some() {
+                    "retired"
+                } else if k.expires_at <= t {
+                    "expired"
+                } else if primary.as_deref() == Some(k.kid.as_str()) {
+                    "primary"
+                } else {
+                    "active"
+                },
+                not_before: k.not_before,
+                expires_at: k.expires_at,
+            })
+            .collect())
+    }
+
+    /// Makes a new primary HPKE key; returns its id.
+    pub async fn rotate_key(&self) -> Result<String, AdminError> {
+        Ok(keys::rotate(
+            &self.store,
+            self.kek.as_ref(),
+            &self.secrets.row_key,
+            now(),
+            lifetime(&self.settings),
+            Actor::Cli,
+        )
+        .await?)
+    }
+
+    /// Retires an HPKE key.
+    pub async fn retire_key(&self, kid: &str) -> Result<(), AdminError> {
+        Ok(keys::retire(&self.store, &self.secrets.row_key, kid, now(), Actor::Cli).await?)
+    }
+
+    /// Walks the whole chain: every entry's hash and MAC, the anchored head, and a recorded head
+    /// if one is given.
+    pub async fn verify_audit(
+        &self,
+        expect: Option<ExpectedHead>,
+    ) -> Result<Verification, AdminError> {
+        Ok(verify_chain(&self.store, &self.secrets.audit_key, expect).await?)
+    }
+
+    /// The anchored head, after checking it against the last entry (as before an append): the
+    /// value an operator or a SIEM records outside the database.
+    pub async fn audit_head(&self) -> Result<Head, AdminError> {
+        let tail = self.store.last_audit_entry().await?;
+        let head = self.store.audit_head().await?;
+        let key =
+            fieldseal_core::at_rest::SymmetricKey::from_bytes(self.secrets.audit_key.expose())
+                .map_err(|_| AdminError::Random)?;
+        AuditChain::new(key)
+            .check_state(tail.as_ref(), head.as_ref(), false)
+            .map_err(StoreError::AuditBroken)?;
+        head.ok_or_else(|| {
+            AdminError::Store(StoreError::AuditBroken(
+                fieldseal_vault_store::audit::Broken {
+                    seq: 1,
+                    reason: "the anchored head is missing".into(),
+                },
+            ))
+        })
+    }
+
+    /// Writes entries after `after` as JSON lines; returns how many.
+    pub async fn export_audit(&self, after: i64, out: &mut dyn Write) -> Result<u64, AdminError> {
+        let mut after = after;
+        let mut count = 0u64;
+        loop {
+            let page = self.store.audit_log(after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for entry in &page {
+                serde_json::to_writer(&mut *out, entry).map_err(std::io::Error::from)?;
+                out.write_all(b"\n")?;
+                count += 1;
+            }
+        }
+        out.flush()?;
+        Ok(count)
+    }
+}
