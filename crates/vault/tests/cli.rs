@@ -6,64 +6,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 
+use common::bin::{ok, start, vault};
 use common::{TempDir, key_set, seal_to};
 use fieldseal_core::envelope::FieldKind;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_fieldseal-vault");
 const VISA: &str = "4111111111111111";
 const MC2: &str = "2223003122003222";
 const EMAIL: &str = "leak.check@example.com";
 const PURPOSE: &str = "dispute-7781-zq";
-
-fn vault(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("FIELDSEAL_DATA_DIR", dir)
-        .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
-        .env_remove("FIELDSEAL_MASTER_KEY")
-        .env_remove("FIELDSEAL_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn start(dir: &Path, log: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env("FIELDSEAL_DATA_DIR", dir)
-        .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
-        .env("FIELDSEAL_LOG", "debug")
-        .env_remove("FIELDSEAL_MASTER_KEY")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("fieldseal-vault listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    (child, base)
-}
 
 /// POSTs JSON with an API key and returns the JSON answer (`null` if it is not JSON).
 async fn post(

@@ -2,6 +2,8 @@
 //! each role, and helpers that seal envelopes with fieldseal-core as a browser would.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bin;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,56 @@
+//! The real `fieldseal-vault` binary, as an operator runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+/// The vault binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_fieldseal-vault");
+
+/// Runs an operator command on the vault in `dir` (its key file, no environment key).
+pub fn vault(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("FIELDSEAL_DATA_DIR", dir)
+        .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
+        .env_remove("FIELDSEAL_MASTER_KEY")
+        .env_remove("FIELDSEAL_CONFIG")
+        .output()
+        .unwrap()
+}
+
+/// The standard output of a command that must have succeeded.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `serve` on port 0 with its log in `log`; returns the process and the base URL.
+pub fn start(dir: &Path, log: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("FIELDSEAL_DATA_DIR", dir)
+        .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
+        .env("FIELDSEAL_LOG", "debug")
+        .env_remove("FIELDSEAL_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("fieldseal-vault listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+    (child, base)
+}
