@@ -73,6 +73,31 @@ impl Scene {
         }
     }
 
+    /// Starts `serve` on the stopped vault, expecting it to refuse; returns what it printed.
+    fn start_refused(&self) -> String {
+        let mut child = std::process::Command::new(common::bin::BIN)
+            .arg("serve")
+            .env("FIELDSEAL_DATA_DIR", &self.dir)
+            .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
+            .env_remove("FIELDSEAL_MASTER_KEY")
+            .env_remove("FIELDSEAL_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the vault started on a tampered audit log");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     fn restart(&mut self) {
         self.stop();
         self.start();
@@ -344,6 +369,21 @@ async fn truncate_the_tail_then_trigger_an_append() {
 }
 
 #[tokio::test]
+async fn truncate_the_tail_of_a_stopped_vault() {
+    let mut s = Scene::new("atk-truncate-stopped").await;
+    s.traffic().await;
+    s.stop();
+    let (plain, _) = s.entries("reveal", "plain")[0].clone();
+    s.sql(&format!("DELETE FROM audit WHERE seq >= {plain}"));
+    // A new process has no memory of the log: the head it finds names a missing entry.
+    let err = s.start_refused();
+    assert!(
+        err.contains("audit log broken") && err.contains("cut short"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn truncate_the_tail_and_put_back_an_older_head() {
     let s = Scene::new("atk-truncate-head").await;
     let t = s.token(FieldKind::Pan, VISA).await;
@@ -378,9 +418,7 @@ async fn delete_every_entry_and_the_head() {
     assert!(text.contains("gone"), "{text}");
     // A restart does not paper over it: the vault refuses to start.
     s.stop();
-    let out = vault(&s.dir, &["serve"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = s.start_refused();
     assert!(err.contains("audit log broken"), "{err}");
 }
 
