@@ -315,7 +315,9 @@ async fn delete_a_middle_entry() {
 async fn edit_an_entry_purpose_even_rehashing_the_chain() {
     let s = Scene::new("atk-edit-purpose").await;
     s.traffic().await;
+    s.traffic().await;
     let (plain, _) = s.entries("reveal", "plain")[0].clone();
+    assert!(plain < s.last_seq(), "the edited entry is not the last one");
     s.sql(&format!(
         "UPDATE audit SET purpose = 'routine check' WHERE seq = {plain}"
     ));
