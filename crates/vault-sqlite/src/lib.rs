@@ -382,6 +382,18 @@ impl<'c> Log<'c> {
     }
 }
 
+/// Every row a query returns, mapped.
+fn all<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = c.prepare_cached(sql).map_err(db_error)?;
+    let rows = stmt.query_map(params, row).map_err(db_error)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+}
+
 fn read_head(c: &Connection) -> Result<Option<Head>, StoreError> {
     c.prepare_cached("SELECT seq, hash, mac FROM audit_head WHERE id = 1")
         .and_then(|mut st| {
@@ -701,13 +713,12 @@ impl Store for SqliteStore {
 
     async fn hpke_keys(&self) -> Result<Vec<HpkeKeyRecord>, StoreError> {
         self.run(|c, _| {
-            let mut stmt = c
-                .prepare(&format!(
-                    "SELECT {HPKE_COLUMNS} FROM hpke_keys ORDER BY rowid"
-                ))
-                .map_err(db_error)?;
-            let rows = stmt.query_map([], hpke_row).map_err(db_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+            all(
+                c,
+                &format!("SELECT {HPKE_COLUMNS} FROM hpke_keys ORDER BY rowid"),
+                [],
+                hpke_row,
+            )
         })
         .await
     }
@@ -832,15 +843,12 @@ impl Store for SqliteStore {
 
     async fn audit_log(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
         self.run(move |c, _| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
-                ))
-                .map_err(db_error)?;
-            let rows = stmt
-                .query_map(params![after, limit as i64], audit_row)
-                .map_err(db_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+            all(
+                c,
+                &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"),
+                params![after, limit as i64],
+                audit_row,
+            )
         })
         .await
     }
@@ -901,13 +909,12 @@ impl Store for SqliteStore {
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.run(|c, _| {
-            let mut stmt = c
-                .prepare(&format!(
-                    "SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
-                ))
-                .map_err(db_error)?;
-            let rows = stmt.query_map([], api_key_row).map_err(db_error)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+            all(
+                c,
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
+                [],
+                api_key_row,
+            )
         })
         .await
     }

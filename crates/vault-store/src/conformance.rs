@@ -14,7 +14,8 @@ use std::future::Future;
 
 use fieldseal_core::at_rest::SymmetricKey;
 
-use crate::audit::{Action, Actor, AuditDraft, Outcome, verify_chain};
+use crate::audit::{Action, Actor, AuditDraft, Outcome};
+use crate::verify::verify_chain;
 use crate::{InsertOutcome, NewToken, Store, StoreError, TokenRecord};
 
 /// What the suite needs from a backend beyond the trait.

@@ -29,6 +29,7 @@ pub mod fs;
 pub mod records;
 pub mod rows;
 mod store;
+pub mod verify;
 
 pub use error::StoreError;
 pub use records::{ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, TokenRecord};

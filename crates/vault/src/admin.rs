@@ -6,8 +6,9 @@ use std::io::Write;
 
 use fieldseal_vault_sqlite::SqliteStore;
 use fieldseal_vault_store::audit::{
-    Action, Actor, AuditChain, AuditDraft, ExpectedHead, Head, Outcome, Verification, verify_chain,
+    Action, Actor, AuditChain, AuditDraft, ExpectedHead, Head, Outcome,
 };
+use fieldseal_vault_store::verify::{Verification, verify_chain};
 use fieldseal_vault_store::{ApiKeyRecord, Store, StoreError};
 
 use crate::apikeys::{self, NewApiKey};

@@ -134,6 +134,7 @@ pub fn document() -> Value {
                         } } },
                         "400": error_response("Malformed request"),
                         "401": error_response("Missing, unknown or revoked API key"),
+                        "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
                         "403": error_response("The role may not tokenize"),
                         "413": error_response("Body or batch too large")
                     }
@@ -154,6 +155,7 @@ pub fn document() -> Value {
                         } } },
                         "400": error_response("Malformed request or missing purpose"),
                         "401": error_response("Missing, unknown or revoked API key"),
+                        "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
                         "403": error_response("The role may not reveal anything"),
                         "413": error_response("Body or batch too large")
                     }
@@ -167,6 +169,7 @@ pub fn document() -> Value {
                     "responses": {
                         "204": { "description": "Deleted" },
                         "401": error_response("Missing, unknown or revoked API key"),
+                        "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
                         "403": error_response("The role may not delete this kind"),
                         "404": error_response("No such token")
                     }
@@ -180,7 +183,8 @@ pub fn document() -> Value {
                         "200": { "description": "Who the key is", "content": { "application/json": {
                             "example": { "key_id": "3f9a0c71d2e4", "role": "support", "permissions": { "tokenize": [], "reveal_plain": [], "reveal_masked": ["pan", "email", "phone", "name"], "delete": [], "audit": false } }
                         } } },
-                        "401": error_response("Missing, unknown or revoked API key")
+                        "401": error_response("Missing, unknown or revoked API key"),
+                        "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)")
                     }
                 }
             },
@@ -198,19 +202,25 @@ pub fn document() -> Value {
                         } } },
                         "400": error_response("Bad query"),
                         "401": error_response("Missing, unknown or revoked API key"),
+                        "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
                         "403": error_response("The role may not read the audit log")
                     }
                 }
             },
             "/v1/audit/verify": {
                 "get": {
-                    "summary": "Verify the audit chain up to its anchored head, and the head (audited as `audit.verify`). Walks the whole chain on each call.",
+                    "summary": "Verify the audit chain up to its anchored head: every entry's hash and MAC, and the head (audited as `audit.verify`). Walks the whole chain on each call.",
                     "security": [{ "apiKey": [] }],
+                    "parameters": [
+                        { "name": "expect_head", "in": "query", "required": false, "schema": { "type": "string", "pattern": "^[0-9]+:[0-9a-f]{64}$" }, "description": "A head recorded earlier (`SEQ:HASH`, as `fieldseal-vault audit head` prints it): the verification fails unless that entry is still in the chain." }
+                    ],
                     "responses": {
-                        "200": { "description": "The verification; `broken` names the first entry that does not verify", "content": { "application/json": {
-                            "example": { "intact": false, "verified": 41, "broken": { "seq": 42, "reason": "contents do not match the entry's hash" } }
+                        "200": { "description": "The verification; `broken` names the first entry that does not verify, `head` the head walked to", "content": { "application/json": {
+                            "example": { "intact": false, "verified": 41, "broken": { "seq": 42, "reason": "contents do not match the entry's hash" }, "head": "57:9c0f…" }
                         } } },
+                        "400": error_response("expect_head is not SEQ:HASH"),
                         "401": error_response("Missing, unknown or revoked API key"),
+                        "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
                         "403": error_response("The role may not read the audit log")
                     }
                 }

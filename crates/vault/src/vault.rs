@@ -8,10 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fieldseal_core::envelope::{Envelope, FieldKind, OpenError, Opened};
 use fieldseal_vault_sqlite::SqliteStore;
-use fieldseal_vault_store::audit::{
-    Action, Actor, AuditDraft, AuditRecord, ExpectedHead, Outcome, Verification,
-};
+use fieldseal_vault_store::audit::{Action, Actor, AuditDraft, AuditRecord, ExpectedHead, Outcome};
 use fieldseal_vault_store::records::token_aad;
+use fieldseal_vault_store::verify::{Verification, verify_chain};
 use fieldseal_vault_store::{InsertOutcome, NewToken, Store, StoreError, TokenRecord};
 use serde::{Deserialize, Serialize};
 
@@ -240,14 +239,16 @@ impl<S: Store> Vault<S> {
     /// integrity check and were left out.
     async fn install(&self, ring: KeyRing) -> Result<(), StoreError> {
         for (kid, mac) in ring.tampered() {
-            let fresh = self
-                .reported
-                .lock()
-                .map(|mut r| r.insert((kid.clone(), mac.clone())))
-                .unwrap_or(true);
-            if fresh {
+            let row = (kid.clone(), mac.clone());
+            let known = self.reported.lock().is_ok_and(|r| r.contains(&row));
+            if !known {
+                // Marked as reported only once the audit entry is written: a failed write is
+                // retried at the next reload.
                 self.report_tampered(None, &format!("hpke key {kid}"))
                     .await?;
+                if let Ok(mut r) = self.reported.lock() {
+                    r.insert(row);
+                }
             }
         }
         match self.ring.write() {
@@ -405,8 +406,7 @@ impl<S: Store> Vault<S> {
                 Outcome::Ok,
             ))
             .await?;
-        fieldseal_vault_store::audit::verify_chain(&self.store, &self.secrets.audit_key, expect)
-            .await
+        verify_chain(&self.store, &self.secrets.audit_key, expect).await
     }
 
     /// Tokenizes a batch; one result per item, in order. A failure to audit a refusal, or an audit
