@@ -9,3 +9,8 @@ CREATE INDEX audit_envelope ON audit (envelope) WHERE envelope IS NOT NULL;
 ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;
 ALTER TABLE api_keys ADD COLUMN mac TEXT NOT NULL DEFAULT '';
 ALTER TABLE hpke_keys ADD COLUMN mac TEXT NOT NULL DEFAULT '';
+-- The log's record of what ended: revoked API keys, retired HPKE keys, deleted tokens and card
+-- security codes used. A row put back from an older copy after its end is caught against these.
+CREATE INDEX audit_revoked ON audit (detail) WHERE action = 'apikey.revoke';
+CREATE INDEX audit_retired ON audit (detail) WHERE action = 'key.retire';
+CREATE INDEX audit_ended_tokens ON audit (token) WHERE (action = 'delete' AND outcome = 'ok') OR (action = 'reveal' AND outcome = 'plain' AND kind = 'cvc');

@@ -19,6 +19,7 @@ use fieldseal_vault_store::audit::{
 use fieldseal_vault_store::{
     ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
 };
+use rusqlite::types::ValueRef;
 use rusqlite::{
     Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params,
 };
@@ -328,8 +329,19 @@ impl<'c> Log<'c> {
             .and_then(|mut st| st.query_row([], audit_row).optional())
             .map_err(db_error)?;
         let head = read_head(tx)?;
+        let seen_seq = chain.seen_seq();
+        let seen = if seen_seq > 0 && tail.as_ref().is_some_and(|t| t.seq != seen_seq) {
+            tx.prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq = ?1"))
+                .and_then(|mut st| st.query_row([seen_seq], audit_row).optional())
+                .map_err(db_error)?
+        } else {
+            None
+        };
+        // A trigger could undo what this transaction writes (un-revoke, re-insert a used CVC)
+        // behind the vault's back: no write goes ahead on a schema the migrations did not make.
+        check_schema(tx)?;
         let appender = chain
-            .begin(tail.as_ref(), head.as_ref(), genesis)
+            .begin(tail.as_ref(), head.as_ref(), seen.as_ref(), genesis)
             .map_err(StoreError::AuditBroken)?;
         Ok(Self {
             chain,
@@ -382,6 +394,68 @@ impl<'c> Log<'c> {
     }
 }
 
+/// One object of the schema as SQLite records it: type, name, table, SQL text.
+type SchemaObject = (String, String, String, Option<String>);
+
+fn schema(c: &Connection) -> Result<Vec<SchemaObject>, StoreError> {
+    all(
+        c,
+        "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name",
+        [],
+        |r| Ok((text(r, 0)?, text(r, 1)?, text(r, 2)?, r.get(3).ok())),
+    )
+}
+
+const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER \
+                               PRIMARY KEY, applied_at INTEGER NOT NULL)";
+
+/// The schema the migrations make, computed once by applying them to an in-memory database.
+fn expected_schema() -> Result<&'static [SchemaObject], StoreError> {
+    static EXPECTED: std::sync::OnceLock<Result<Vec<SchemaObject>, String>> =
+        std::sync::OnceLock::new();
+    EXPECTED
+        .get_or_init(|| {
+            let c = Connection::open_in_memory().map_err(|e| e.to_string())?;
+            c.execute_batch(MIGRATION_TABLE)
+                .map_err(|e| e.to_string())?;
+            for sql in MIGRATIONS {
+                c.execute_batch(sql).map_err(|e| e.to_string())?;
+            }
+            schema(&c).map_err(|e| e.to_string())
+        })
+        .as_deref()
+        .map_err(|e| StoreError::Database(format!("cannot build the expected schema: {e}")))
+}
+
+/// Refuses a schema other than the one the migrations make: an added trigger or view, an altered
+/// table or index, a dropped index.
+fn check_schema(c: &Connection) -> Result<(), StoreError> {
+    let expected = expected_schema()?;
+    let actual = schema(c)?;
+    if actual.as_slice() == expected {
+        return Ok(());
+    }
+    let what = actual
+        .iter()
+        .find(|o| !expected.contains(o))
+        .map(|(kind, name, ..)| format!("unexpected or altered {kind} {name}"))
+        .or_else(|| {
+            expected
+                .iter()
+                .find(|o| !actual.contains(o))
+                .map(|(kind, name, ..)| format!("{kind} {name} is missing"))
+        })
+        .unwrap_or_else(|| "schema differs".into());
+    tracing::error!(
+        alert = "database_tampered",
+        detail = %what,
+        "the database schema is not the one the migrations make: refusing writes"
+    );
+    Err(StoreError::Tampered(format!(
+        "the database schema was changed outside the vault ({what})"
+    )))
+}
+
 /// Every row a query returns, mapped.
 fn all<T>(
     c: &Connection,
@@ -409,28 +483,64 @@ fn read_head(c: &Connection) -> Result<Option<Head>, StoreError> {
         .map_err(db_error)
 }
 
+// Reading a row never fails on a value of the wrong storage class (someone writing the file can
+// put a BLOB where TEXT belongs, or text in an INTEGER column): the value reads as something no
+// vault writes, so the row then fails its MAC, hash or associated data and is reported, instead of
+// the whole query failing or, worse, a BLOB comparing equal to nothing in an index lookup.
+
+/// A marker no stored text of the vault contains.
+const WRONG_TYPE: &str = "\u{fffd}[wrong storage class]";
+/// A number no stored row of the vault holds.
+const WRONG_NUMBER: i64 = i64::MIN;
+
 fn text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
-    // Read as bytes: a damaged row must still be read (and then fail verification), not abort.
-    let v = r.get_ref(i)?;
-    Ok(match v {
-        rusqlite::types::ValueRef::Integer(n) => n.to_string(),
-        rusqlite::types::ValueRef::Real(f) => f.to_string(),
-        rusqlite::types::ValueRef::Null => String::new(),
-        _ => String::from_utf8_lossy(v.as_bytes()?).into_owned(),
+    Ok(match r.get_ref(i)? {
+        ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+        _ => WRONG_TYPE.to_owned(),
     })
 }
 
 fn opt_text(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
-    if matches!(r.get_ref(i)?, rusqlite::types::ValueRef::Null) {
-        return Ok(None);
-    }
-    text(r, i).map(Some)
+    Ok(match r.get_ref(i)? {
+        ValueRef::Null => None,
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        _ => Some(WRONG_TYPE.to_owned()),
+    })
+}
+
+fn int(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<i64> {
+    Ok(match r.get_ref(i)? {
+        ValueRef::Integer(n) => n,
+        _ => WRONG_NUMBER,
+    })
+}
+
+fn opt_int(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<i64>> {
+    Ok(match r.get_ref(i)? {
+        ValueRef::Null => None,
+        ValueRef::Integer(n) => Some(n),
+        _ => Some(WRONG_NUMBER),
+    })
+}
+
+fn blob(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Vec<u8>> {
+    Ok(match r.get_ref(i)? {
+        ValueRef::Blob(b) => b.to_vec(),
+        _ => WRONG_TYPE.as_bytes().to_vec(),
+    })
+}
+
+fn flag(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<bool> {
+    Ok(!matches!(
+        r.get_ref(i)?,
+        ValueRef::Integer(0) | ValueRef::Null
+    ))
 }
 
 fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
     Ok(AuditRecord {
-        seq: r.get(0)?,
-        at: r.get(1)?,
+        seq: int(r, 0)?,
+        at: int(r, 1)?,
         actor: text(r, 2)?,
         action: text(r, 3)?,
         token: opt_text(r, 4)?,
@@ -447,16 +557,17 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
     Ok(TokenRecord {
-        token: r.get(0)?,
+        token: text(r, 0)?,
         kind: text(r, 1)?,
-        data_key_id: r.get(2)?,
-        ciphertext: r.get(3)?,
+        data_key_id: int(r, 2)?,
+        ciphertext: blob(r, 3)?,
         fingerprint: text(r, 4)?,
         brand: opt_text(r, 5)?,
         bin: opt_text(r, 6)?,
         last4: opt_text(r, 7)?,
-        created_at: r.get(8)?,
-        expires_at: r.get(9)?,
+        created_at: int(r, 8)?,
+        expires_at: opt_int(r, 9)?,
+        ended_in_log: flag(r, 10)?,
     })
 }
 
@@ -465,41 +576,58 @@ const TOKEN_COLUMNS: &str =
 
 const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac";
 
+/// The stored columns of an API key row, and whether the log revoked it (partial index
+/// `audit_revoked`).
+const API_KEY_READ: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
+     EXISTS (SELECT 1 FROM audit WHERE action = 'apikey.revoke' AND detail = api_keys.id)";
+
 fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     Ok(ApiKeyRecord {
         id: text(r, 0)?,
-        digest: r.get(1)?,
+        digest: blob(r, 1)?,
         role: text(r, 2)?,
         label: text(r, 3)?,
-        created_at: r.get(4)?,
-        revoked_at: r.get(5)?,
-        expires_at: r.get(6)?,
+        created_at: int(r, 4)?,
+        revoked_at: opt_int(r, 5)?,
+        expires_at: opt_int(r, 6)?,
         mac: text(r, 7)?,
+        revoked_in_log: flag(r, 8)?,
     })
 }
 
 const HPKE_COLUMNS: &str =
     "kid, public_key, wrapped_private, created_at, not_before, expires_at, retired_at, mac";
 
+/// The stored columns of an HPKE key row, and whether the log retired it (partial index
+/// `audit_retired`).
+const HPKE_READ: &str = "kid, public_key, wrapped_private, created_at, not_before, expires_at, \
+     retired_at, mac, EXISTS (SELECT 1 FROM audit WHERE action = 'key.retire' AND detail = \
+     hpke_keys.kid)";
+
 fn hpke_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HpkeKeyRecord> {
     Ok(HpkeKeyRecord {
         kid: text(r, 0)?,
-        public_key: r.get(1)?,
-        wrapped_private: r.get(2)?,
-        created_at: r.get(3)?,
-        not_before: r.get(4)?,
-        expires_at: r.get(5)?,
-        retired_at: r.get(6)?,
+        public_key: blob(r, 1)?,
+        wrapped_private: blob(r, 2)?,
+        created_at: int(r, 3)?,
+        not_before: int(r, 4)?,
+        expires_at: int(r, 5)?,
+        retired_at: opt_int(r, 6)?,
         mac: text(r, 7)?,
+        retired_in_log: flag(r, 8)?,
     })
 }
 
 /// Whether an envelope id was consumed: the replay table, or an authenticated audit entry that
 /// stored its value (which survives someone deleting replay rows).
 fn envelope_seen(tx: &Transaction<'_>, id: &[u8; 16]) -> Result<bool, StoreError> {
-    tx.prepare_cached("SELECT 1 FROM audit WHERE envelope = ?1 LIMIT 1")
-        .and_then(|mut st| st.exists([hex(id)]))
-        .map_err(db_error)
+    // The id as text, and as a BLOB of the same bytes: retyping the column must not hide it.
+    tx.prepare_cached(
+        "SELECT 1 FROM audit WHERE envelope IN (?1, CAST(?1 AS BLOB)) AND envelope IS NOT NULL \
+         LIMIT 1",
+    )
+    .and_then(|mut st| st.exists([hex(id)]))
+    .map_err(db_error)
 }
 
 /// Inserts one item of a batch under its own savepoint; returns what happened.
@@ -583,28 +711,43 @@ fn insert_one(
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         self.run(|c, _| {
-            c.execute_batch(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, \
-                 applied_at INTEGER NOT NULL)",
-            )
-            .map_err(db_error)?;
-            let applied: i64 = c
-                .query_row(
-                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(db_error)?;
-            for (i, sql) in MIGRATIONS.iter().enumerate() {
+            c.execute_batch(MIGRATION_TABLE).map_err(db_error)?;
+            let applied: Vec<i64> = all(
+                c,
+                "SELECT version FROM schema_migrations ORDER BY version",
+                [],
+                |r| int(r, 0),
+            )?;
+            if applied.iter().zip(1..).any(|(v, want)| *v != want)
+                || applied.len() > MIGRATIONS.len()
+            {
+                return Err(StoreError::Tampered(format!(
+                    "the migration record lists versions {applied:?}: not the 1 to {} this vault \
+                     writes",
+                    MIGRATIONS.len()
+                )));
+            }
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied.len()) {
                 let version = i as i64 + 1;
-                if version <= applied {
-                    continue;
-                }
                 let tx = write_tx(c)?;
                 if version == AUTHENTICATED_ROWS {
                     let entries: i64 = tx
                         .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
                         .map_err(db_error)?;
+                    let has_macs: bool = tx
+                        .query_row(
+                            "SELECT count(*) FROM pragma_table_info('audit') WHERE name = 'mac'",
+                            [],
+                            |r| r.get(0),
+                        )
+                        .map_err(db_error)?;
+                    if has_macs {
+                        return Err(StoreError::Tampered(
+                            "the migration record was cut back: the schema already has \
+                             authenticated rows"
+                                .into(),
+                        ));
+                    }
                     if entries > 0 {
                         return Err(StoreError::Incompatible(
                             "this vault database was written by an earlier fieldseal-vault whose \
@@ -625,7 +768,7 @@ impl Store for SqliteStore {
                 .map_err(db_error)?;
                 tx.commit().map_err(db_error)?;
             }
-            Ok(())
+            check_schema(c)
         })
         .await
     }
@@ -715,7 +858,7 @@ impl Store for SqliteStore {
         self.run(|c, _| {
             all(
                 c,
-                &format!("SELECT {HPKE_COLUMNS} FROM hpke_keys ORDER BY rowid"),
+                &format!("SELECT {HPKE_READ} FROM hpke_keys ORDER BY rowid"),
                 [],
                 hpke_row,
             )
@@ -784,8 +927,10 @@ impl Store for SqliteStore {
         let token = token.to_owned();
         self.run(move |c, _| {
             c.prepare_cached(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE token = ?1 AND (expires_at IS NULL OR \
-                 expires_at > ?2)"
+                "SELECT {TOKEN_COLUMNS}, EXISTS (SELECT 1 FROM audit WHERE audit.token = \
+                 tokens.token AND ((action = 'delete' AND outcome = 'ok') OR (action = 'reveal' \
+                 AND outcome = 'plain' AND kind = 'cvc'))) FROM tokens WHERE token = ?1 AND \
+                 (expires_at IS NULL OR expires_at > ?2)"
             ))
             .and_then(|mut st| st.query_row(params![token, now], token_row).optional())
             .map_err(db_error)
@@ -824,6 +969,11 @@ impl Store for SqliteStore {
             let n = tx
                 .execute("DELETE FROM tokens WHERE token = ?1", [token])
                 .map_err(db_error)?;
+            let mut audit = audit;
+            if n == 0 {
+                // Gone meanwhile: the log must not claim a deletion that did not happen.
+                audit.outcome = Outcome::NotFound;
+            }
             log.append(&tx, &audit)?;
             log.commit(tx)?;
             Ok(n == 1)
@@ -899,7 +1049,7 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.run(move |c, _| {
             c.prepare_cached(&format!(
-                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"
+                "SELECT {API_KEY_READ} FROM api_keys WHERE id = ?1"
             ))
             .and_then(|mut st| st.query_row([id], api_key_row).optional())
             .map_err(db_error)
@@ -911,7 +1061,7 @@ impl Store for SqliteStore {
         self.run(|c, _| {
             all(
                 c,
-                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"),
+                &format!("SELECT {API_KEY_READ} FROM api_keys ORDER BY created_at, id"),
                 [],
                 api_key_row,
             )

@@ -290,7 +290,7 @@ pub struct Broken {
 }
 
 impl Broken {
-    fn at(seq: i64, reason: impl Into<String>) -> Self {
+    pub(crate) fn at(seq: i64, reason: impl Into<String>) -> Self {
         Self {
             seq,
             reason: reason.into(),
@@ -319,6 +319,61 @@ fn check_entry(key: &SymmetricKey, r: &AuditRecord) -> Result<[u8; 32], Broken> 
     Ok(computed)
 }
 
+/// Checks the stored state on its own: the last entry recomputes and verifies, the head verifies
+/// and names that same entry. Only a new vault's first append (`genesis`) may find an empty log.
+/// Returns the head's position and hash.
+pub fn check_stored(
+    key: &SymmetricKey,
+    tail: Option<&AuditRecord>,
+    head: Option<&Head>,
+    genesis: bool,
+) -> Result<(i64, [u8; 32]), Broken> {
+    match (tail, head) {
+        (None, None) if genesis => Ok((0, [0u8; 32])),
+        (None, None) => Err(Broken::at(
+            1,
+            "the audit log and its head are gone: an initialized vault always has entries",
+        )),
+        (Some(t), None) => Err(Broken::at(t.seq, "the anchored head is missing")),
+        (None, Some(h)) => Err(Broken::at(
+            1,
+            format!("entries 1 to {} are missing (the log was emptied)", h.seq),
+        )),
+        (Some(t), Some(h)) => {
+            let hash = check_entry(key, t)?;
+            check_head_mac(key, h)?;
+            if h.seq > t.seq {
+                return Err(Broken::at(
+                    t.seq + 1,
+                    format!(
+                        "entries {} to {} are missing (the log was cut short)",
+                        t.seq + 1,
+                        h.seq
+                    ),
+                ));
+            }
+            if h.seq < t.seq {
+                return Err(Broken::at(h.seq + 1, "entries follow the anchored head"));
+            }
+            if !ct_eq(h.hash.as_bytes(), t.hash.as_bytes()) {
+                return Err(Broken::at(
+                    t.seq,
+                    "the last entry is not the one the anchored head names",
+                ));
+            }
+            Ok((t.seq, hash))
+        }
+    }
+}
+
+fn check_head_mac(key: &SymmetricKey, h: &Head) -> Result<(), Broken> {
+    if ct_eq(head_mac(key, h.seq, &h.hash).as_bytes(), h.mac.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Broken::at(h.seq, "the anchored head's MAC does not verify"))
+    }
+}
+
 /// The audit key and what this process has seen of the chain. A backend keeps one and calls
 /// [`AuditChain::begin`] inside every write transaction, with the last stored entry and the
 /// stored head, before it appends anything.
@@ -343,19 +398,29 @@ impl AuditChain {
         &self.key
     }
 
+    /// The position of the highest head this process has verified or written (0 before any):
+    /// a backend passes the stored entry at that position to [`AuditChain::begin`].
+    pub fn seen_seq(&self) -> i64 {
+        self.seen().0
+    }
+
     /// Checks the stored state and returns an appender positioned after the last entry.
     ///
-    /// `tail` is the last stored entry and `head` the stored head, both read inside the write
-    /// transaction. They must agree, verify, and not be behind what this process has seen. Only
-    /// the very first append of a new vault (`genesis`) may find an empty log. On a mismatch the
-    /// break is logged as an alert and returned: the caller must write nothing.
+    /// `tail` is the last stored entry, `head` the stored head, and `seen` the stored entry at
+    /// [`AuditChain::seen_seq`], all read inside the write transaction. They must agree, verify,
+    /// and not contradict what this process has seen: the log only grows, so the entry it saw at
+    /// that position must still be there, unchanged. Only the very first append of a new vault
+    /// (`genesis`) may find an empty log. On a mismatch the break is logged as an alert and
+    /// returned: the caller must write nothing.
     pub fn begin(
         &self,
         tail: Option<&AuditRecord>,
         head: Option<&Head>,
+        seen: Option<&AuditRecord>,
         genesis: bool,
     ) -> Result<Appender<'_>, Broken> {
-        let checked = self.check_state(tail, head, genesis);
+        let checked = check_stored(&self.key, tail, head, genesis)
+            .and_then(|state| self.check_seen(state, seen).map(|()| state));
         match checked {
             Ok((seq, hash)) => {
                 self.raise(seq, &hex(&hash));
@@ -377,82 +442,38 @@ impl AuditChain {
         }
     }
 
-    /// The state check of [`AuditChain::begin`], without appending: the last entry and the head
-    /// agree and verify. Returns the head's position and hash.
-    pub fn check_state(
+    /// The stored state against this process's high-water mark.
+    fn check_seen(
         &self,
-        tail: Option<&AuditRecord>,
-        head: Option<&Head>,
-        genesis: bool,
-    ) -> Result<(i64, [u8; 32]), Broken> {
-        let state = match (tail, head) {
-            (None, None) if genesis => (0, [0u8; 32]),
-            (None, None) => {
-                return Err(Broken::at(
-                    1,
-                    "the audit log and its head are gone: an initialized vault always has entries",
-                ));
-            }
-            (Some(t), None) => return Err(Broken::at(t.seq, "the anchored head is missing")),
-            (None, Some(h)) => {
-                return Err(Broken::at(
-                    1,
-                    format!("entries 1 to {} are missing (the log was emptied)", h.seq),
-                ));
-            }
-            (Some(t), Some(h)) => {
-                let hash = check_entry(&self.key, t)?;
-                self.check_head_mac(h)?;
-                if h.seq > t.seq {
-                    return Err(Broken::at(
-                        t.seq + 1,
-                        format!(
-                            "entries {} to {} are missing (the log was cut short)",
-                            t.seq + 1,
-                            h.seq
-                        ),
-                    ));
-                }
-                if h.seq < t.seq {
-                    return Err(Broken::at(h.seq + 1, "entries follow the anchored head"));
-                }
-                if !ct_eq(h.hash.as_bytes(), t.hash.as_bytes()) {
-                    return Err(Broken::at(
-                        t.seq,
-                        "the last entry is not the one the anchored head names",
-                    ));
-                }
-                (t.seq, hash)
-            }
-        };
+        (seq, hash): (i64, [u8; 32]),
+        seen: Option<&AuditRecord>,
+    ) -> Result<(), Broken> {
         let (seen_seq, seen_hash) = self.seen();
-        if state.0 < seen_seq {
+        if seen_seq == 0 {
+            return Ok(());
+        }
+        if seq < seen_seq {
             return Err(Broken::at(
-                state.0 + 1,
+                seq + 1,
                 format!(
-                    "the log was cut back to entry {}: this vault had seen it reach entry {seen_seq}",
-                    state.0
+                    "the log was cut back to entry {seq}: this vault had seen it reach entry \
+                     {seen_seq}"
                 ),
             ));
         }
-        if state.0 == seen_seq && seen_seq > 0 && seen_hash != hex(&state.1) {
+        let stored = if seq == seen_seq {
+            Some(hex(&hash))
+        } else {
+            seen.filter(|e| e.seq == seen_seq).map(|e| e.hash.clone())
+        };
+        if stored.as_deref() != Some(seen_hash.as_str()) {
             return Err(Broken::at(
-                state.0,
-                "entry replaced since this vault last saw it",
+                seen_seq,
+                "the entry this vault last saw at this position was replaced (the log was \
+                 rewritten from there)",
             ));
         }
-        Ok(state)
-    }
-
-    fn check_head_mac(&self, h: &Head) -> Result<(), Broken> {
-        if ct_eq(
-            head_mac(&self.key, h.seq, &h.hash).as_bytes(),
-            h.mac.as_bytes(),
-        ) {
-            Ok(())
-        } else {
-            Err(Broken::at(h.seq, "the anchored head's MAC does not verify"))
-        }
+        Ok(())
     }
 
     fn seen(&self) -> (i64, String) {
@@ -685,7 +706,7 @@ mod tests {
     }
 
     fn chain(c: &AuditChain, n: i64) -> (Vec<AuditRecord>, Head) {
-        let mut a = c.begin(None, None, true).unwrap();
+        let mut a = c.begin(None, None, None, true).unwrap();
         let entries = (1..=n).map(|i| a.append(&draft(i))).collect();
         (entries, a.head())
     }
@@ -738,10 +759,10 @@ mod tests {
     fn begin_refuses_a_tail_that_disagrees_with_the_head() {
         let c = AuditChain::new(key());
         let (entries, head) = chain(&c, 4);
-        assert!(c.begin(entries.last(), Some(&head), false).is_ok());
+        assert!(c.begin(entries.last(), Some(&head), None, false).is_ok());
         // Cut the tail: the head names entry 4, the last entry is 3.
         assert_eq!(
-            c.begin(entries.get(2), Some(&head), false)
+            c.begin(entries.get(2), Some(&head), None, false)
                 .err()
                 .unwrap()
                 .seq,
@@ -749,14 +770,14 @@ mod tests {
         );
         // Cut the tail and put back the head as it was at entry 3: this process saw entry 4.
         let fresh = AuditChain::new(key());
-        let mut a = fresh.begin(None, None, true).unwrap();
+        let mut a = fresh.begin(None, None, None, true).unwrap();
         for i in 1..=3 {
             a.append(&draft(i));
         }
         let old_head = a.head();
         assert_eq!(old_head.hash, entries[2].hash);
         let err = c
-            .begin(entries.get(2), Some(&old_head), false)
+            .begin(entries.get(2), Some(&old_head), None, false)
             .err()
             .unwrap();
         assert!(err.reason.contains("cut back"), "{err:?}");
@@ -768,14 +789,14 @@ mod tests {
         }
         assert!(v.finish(Some(&old_head)).is_err());
         // Empty log, forged head, edited tail.
-        assert!(c.begin(None, None, false).is_err());
-        assert!(c.begin(None, Some(&head), false).is_err());
+        assert!(c.begin(None, None, None, false).is_err());
+        assert!(c.begin(None, Some(&head), None, false).is_err());
         let mut forged = head.clone();
         forged.mac = "00".repeat(32);
-        assert!(c.begin(entries.last(), Some(&forged), false).is_err());
+        assert!(c.begin(entries.last(), Some(&forged), None, false).is_err());
         let mut edited = entries[3].clone();
         edited.outcome = "denied".into();
-        assert!(c.begin(Some(&edited), Some(&head), false).is_err());
+        assert!(c.begin(Some(&edited), Some(&head), None, false).is_err());
     }
 
     #[test]

@@ -63,6 +63,7 @@ pub fn new_token(token: &str, kind: &str, envelope: u8, value: &[u8]) -> NewToke
         last4: None,
         created_at: 100,
         expires_at: (kind == "cvc").then_some(i64::MAX),
+        ended_in_log: false,
     };
     let draft = |outcome| {
         AuditDraft::new(

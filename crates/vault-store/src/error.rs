@@ -16,6 +16,10 @@ pub enum StoreError {
     /// done until an operator has looked (fail closed).
     #[error("audit log broken at entry {}: {}", .0.seq, .0.reason)]
     AuditBroken(Broken),
+    /// The database's schema or migration record was changed outside the vault (a trigger, a
+    /// view, an altered table): nothing is written until an operator has looked (fail closed).
+    #[error("database tampered with: {0}")]
+    Tampered(String),
     /// The database was made by a version of the vault this one cannot safely read.
     #[error("incompatible database: {0}")]
     Incompatible(String),

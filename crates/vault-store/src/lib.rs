@@ -10,12 +10,12 @@
 //!
 //! // A new log: the genesis append is the only one allowed on an empty log.
 //! let chain = AuditChain::new(SymmetricKey::generate().unwrap());
-//! let mut appender = chain.begin(None, None, true).unwrap();
+//! let mut appender = chain.begin(None, None, None, true).unwrap();
 //! let first = appender.append(&AuditDraft::new(1_800_000_000, Actor::Cli, Action::VaultInit, Outcome::Ok));
 //! let head = appender.head();
 //! // Every later append starts from the stored last entry and head, which must agree.
-//! assert!(chain.begin(Some(&first), Some(&head), false).is_ok());
-//! assert!(chain.begin(None, None, false).is_err(), "an emptied log is a break");
+//! assert!(chain.begin(Some(&first), Some(&head), None, false).is_ok());
+//! assert!(chain.begin(None, None, None, false).is_err(), "an emptied log is a break");
 //! ```
 
 #![forbid(unsafe_code)]

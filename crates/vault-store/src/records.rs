@@ -25,6 +25,10 @@ pub struct HpkeKeyRecord {
     pub retired_at: Option<i64>,
     /// MAC over every other column under the row key, hex ([`crate::rows::RowKey`]).
     pub mac: String,
+    /// Not a column: set by the store when it reads the row, whether the audit log holds a
+    /// `key.retire` entry for this key. A row that says live while the log says retired was put
+    /// back from an older copy.
+    pub retired_in_log: bool,
 }
 
 /// A stored token.
@@ -50,6 +54,10 @@ pub struct TokenRecord {
     pub created_at: i64,
     /// When the value is purged (card security codes).
     pub expires_at: Option<i64>,
+    /// Not a column: set by the store when it reads the row, whether the audit log holds an entry
+    /// that ended this token (a deletion, or the plain reveal that used a card security code). A
+    /// random token is never issued twice, so such a row was put back from an older copy.
+    pub ended_in_log: bool,
 }
 
 /// Length-prefixed parts under a label: no two different rows share an encoding.
@@ -118,6 +126,10 @@ pub struct ApiKeyRecord {
     pub expires_at: Option<i64>,
     /// MAC over every other column under the row key, hex ([`crate::rows::RowKey`]).
     pub mac: String,
+    /// Not a column: set by the store when it reads the row, whether the audit log holds an
+    /// `apikey.revoke` entry for this key. A row that says active while the log says revoked was
+    /// put back from an older copy.
+    pub revoked_in_log: bool,
 }
 
 /// A token to store as part of a batch.

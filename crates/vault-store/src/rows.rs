@@ -100,6 +100,7 @@ mod tests {
             revoked_at: Some(20),
             expires_at: None,
             mac: String::new(),
+            revoked_in_log: false,
         });
         assert!(k.api_key_ok(&key));
         let changes: [fn(&mut ApiKeyRecord); 7] = [
@@ -128,6 +129,7 @@ mod tests {
             expires_at: 100,
             retired_at: None,
             mac: String::new(),
+            retired_in_log: false,
         });
         assert!(k.hpke_key_ok(&hk));
         let changes: [fn(&mut HpkeKeyRecord); 7] = [

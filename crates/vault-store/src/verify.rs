@@ -4,7 +4,7 @@
 use fieldseal_core::at_rest::SymmetricKey;
 use serde::Serialize;
 
-use crate::audit::{ExpectedHead, Head, Verifier};
+use crate::audit::{Broken, ExpectedHead, Head, Verifier};
 use crate::{Store, StoreError};
 
 /// The result of verifying the whole chain.
@@ -13,7 +13,7 @@ pub struct Verification {
     /// Entries that verified, from the first.
     pub verified: i64,
     /// The first break, if any.
-    pub broken: Option<crate::audit::Broken>,
+    pub broken: Option<Broken>,
     /// The anchored head the walk ended at.
     pub head: Option<Head>,
 }
@@ -55,9 +55,19 @@ pub async fn verify_chain<S: Store>(
             }
         }
     }
+    let mut broken = verifier.finish(head.as_ref()).err();
+    if broken.is_none()
+        && let Some(h) = &head
+        && let Some(last) = store.last_audit_entry().await?
+        && last.seq > h.seq
+        && store.audit_head().await?.as_ref() == Some(h)
+    {
+        // Entries beyond a head that did not move meanwhile: not appended by a vault.
+        broken = Some(Broken::at(h.seq + 1, "entries follow the anchored head"));
+    }
     Ok(Verification {
         verified: verifier.verified(),
-        broken: verifier.finish(head.as_ref()).err(),
+        broken,
         head,
     })
 }

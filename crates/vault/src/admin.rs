@@ -6,7 +6,7 @@ use std::io::Write;
 
 use fieldseal_vault_sqlite::SqliteStore;
 use fieldseal_vault_store::audit::{
-    Action, Actor, AuditChain, AuditDraft, ExpectedHead, Head, Outcome,
+    Action, Actor, AuditDraft, ExpectedHead, Head, Outcome, check_stored,
 };
 use fieldseal_vault_store::verify::{Verification, verify_chain};
 use fieldseal_vault_store::{ApiKeyRecord, Store, StoreError};
@@ -184,6 +184,7 @@ impl<S: Store> Admin<S> {
             revoked_at: None,
             expires_at,
             mac: String::new(),
+            revoked_in_log: false,
         });
         let audit = AuditDraft::new(at, Actor::Cli, Action::ApiKeyCreate, Outcome::Ok)
             .detail(format!("{} role {role}", key.id));
@@ -200,7 +201,9 @@ impl<S: Store> Admin<S> {
             .await?
             .into_iter()
             .map(|record| {
-                let status = if !self.secrets.row_key.api_key_ok(&record) {
+                let status = if !self.secrets.row_key.api_key_ok(&record)
+                    || (record.revoked_in_log && record.revoked_at.is_none())
+                {
                     "TAMPERED"
                 } else if record.revoked_at.is_some() {
                     "revoked"
@@ -221,7 +224,9 @@ impl<S: Store> Admin<S> {
             .store
             .api_key(id)
             .await?
-            .filter(|r| self.secrets.row_key.api_key_ok(r) && r.revoked_at.is_none())
+            .filter(|r| {
+                self.secrets.row_key.api_key_ok(r) && r.revoked_at.is_none() && !r.revoked_in_log
+            })
             .ok_or_else(|| AdminError::NoSuchApiKey(id.into()))?;
         let revoked = self.secrets.row_key.seal_api_key(ApiKeyRecord {
             revoked_at: Some(at),
@@ -243,7 +248,7 @@ impl<S: Store> Admin<S> {
         let t = now();
         let rows = self.store.hpke_keys().await?;
         let authentic =
-            |k: &fieldseal_vault_store::HpkeKeyRecord| self.secrets.row_key.hpke_key_ok(k);
+            |k: &fieldseal_vault_store::HpkeKeyRecord| keys::hpke_row_ok(&self.secrets.row_key, k);
         let primary = rows
             .iter()
             .filter(|k| {
@@ -305,20 +310,10 @@ impl<S: Store> Admin<S> {
     pub async fn audit_head(&self) -> Result<Head, AdminError> {
         let tail = self.store.last_audit_entry().await?;
         let head = self.store.audit_head().await?;
-        let key =
-            fieldseal_core::at_rest::SymmetricKey::from_bytes(self.secrets.audit_key.expose())
-                .map_err(|_| AdminError::Random)?;
-        AuditChain::new(key)
-            .check_state(tail.as_ref(), head.as_ref(), false)
+        check_stored(&self.secrets.audit_key, tail.as_ref(), head.as_ref(), false)
             .map_err(StoreError::AuditBroken)?;
-        head.ok_or_else(|| {
-            AdminError::Store(StoreError::AuditBroken(
-                fieldseal_vault_store::audit::Broken {
-                    seq: 1,
-                    reason: "the anchored head is missing".into(),
-                },
-            ))
-        })
+        // A verified state with entries always has a head.
+        head.ok_or_else(|| AdminError::Store(StoreError::Database("no anchored head".into())))
     }
 
     /// Writes entries after `after` as JSON lines; returns how many.

@@ -76,6 +76,12 @@ impl From<StoreError> for ApiError {
                 "the vault's storage is busy; retry",
             ),
             // Already logged as an alert where it was found.
+            StoreError::Tampered(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_tampered",
+                "the database's schema was changed outside the vault: the vault refuses writes \
+                 until an operator has investigated (see its log)",
+            ),
             StoreError::AuditBroken(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "audit_broken",

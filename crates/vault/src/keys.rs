@@ -167,7 +167,10 @@ async fn new_secret<S: Store>(
     let key = SymmetricKey::generate().map_err(|_| KeyError::Crypto)?;
     let wrapped = kek.wrap(key.expose(), name.as_bytes())?;
     let audit = AuditDraft::new(now, Actor::Cli, Action::SecretCreate, Outcome::Ok).detail(name);
-    store.put_secret(name, wrapped, audit).await?;
+    if !store.put_secret(name, wrapped, audit).await? {
+        // A row under that name was there before this vault made it: not ours to trust.
+        return Err(KeyError::AlreadyInitialized);
+    }
     Ok(())
 }
 
@@ -245,12 +248,15 @@ pub async fn audit_key<S: Store>(
 /// key so that it can append to the audit log.
 pub async fn load_secrets<S: Store>(store: &S, kek: &dyn KekProvider) -> Result<Secrets, KeyError> {
     check_kek(store, kek).await?;
-    store.set_audit_key(load_secret(store, kek, AUDIT_KEY).await?);
+    let audit_key = load_secret(store, kek, AUDIT_KEY).await?;
+    // The store keeps its own copy, to append; the key type has no Clone on purpose.
+    store
+        .set_audit_key(SymmetricKey::from_bytes(audit_key.expose()).map_err(|_| KeyError::Crypto)?);
     Ok(Secrets {
         data_key: load_secret(store, kek, DATA_KEY).await?,
         fingerprint_key: load_secret(store, kek, FINGERPRINT_KEY).await?,
         deterministic_key: load_secret(store, kek, DETERMINISTIC_KEY).await?,
-        audit_key: load_secret(store, kek, AUDIT_KEY).await?,
+        audit_key,
         row_key: RowKey::new(load_secret(store, kek, ROW_KEY).await?),
     })
 }
@@ -287,11 +293,18 @@ pub async fn rotate<S: Store>(
         expires_at: now + lifetime_secs,
         retired_at: None,
         mac: String::new(),
+        retired_in_log: false,
     });
     let audit = AuditDraft::new(now, actor, Action::KeyRotate, Outcome::Ok)
         .detail(format!("new primary {kid}"));
     store.insert_hpke_key(record, audit).await?;
     Ok(kid)
+}
+
+/// Whether an HPKE key row is as the vault wrote it: its MAC verifies, and it is not a live-looking
+/// copy of a key the audit log says was retired.
+pub fn hpke_row_ok(row_key: &RowKey, k: &HpkeKeyRecord) -> bool {
+    row_key.hpke_key_ok(k) && !(k.retired_in_log && k.retired_at.is_none())
 }
 
 /// The HPKE key rows that pass their integrity check, oldest first.
@@ -303,7 +316,7 @@ pub async fn authentic_hpke_keys<S: Store>(
         .hpke_keys()
         .await?
         .into_iter()
-        .filter(|k| row_key.hpke_key_ok(k))
+        .filter(|k| hpke_row_ok(row_key, k))
         .collect())
 }
 
@@ -364,7 +377,7 @@ impl KeyRing {
     ) -> Result<Self, KeyError> {
         let mut ring = Self::empty();
         for k in store.hpke_keys().await? {
-            if !row_key.hpke_key_ok(&k) {
+            if !hpke_row_ok(row_key, &k) {
                 ring.tampered.push((k.kid.clone(), k.mac.clone()));
                 continue;
             }

@@ -310,9 +310,9 @@ impl<S: Store> Vault<S> {
             None => None,
         };
         let t = now();
-        let authentic = found
-            .as_ref()
-            .is_some_and(|k| self.secrets.row_key.api_key_ok(k));
+        let authentic = found.as_ref().is_some_and(|k| {
+            self.secrets.row_key.api_key_ok(k) && !(k.revoked_in_log && k.revoked_at.is_none())
+        });
         if let (Some(p), Some(k)) = (&presented, &found)
             && authentic
             && p.matches(&k.digest)
@@ -330,11 +330,10 @@ impl<S: Store> Vault<S> {
             (None, _) => (Actor::Anonymous, "missing or malformed API key"),
             (Some(p), None) => (Actor::ApiKey(p.id.clone()), "unknown API key"),
             (Some(p), Some(_)) if !authentic => {
-                tracing::error!(
-                    alert = "row_tampered",
-                    row = %format!("api key {}", p.id),
-                    "an API key row failed its integrity check and is treated as absent"
-                );
+                // Audited as the integrity failure itself, and below as the denial.
+                self.report_tampered(None, &format!("api key {}", p.id))
+                    .await
+                    .map_err(AuthError::Store)?;
                 (
                     Actor::ApiKey(p.id.clone()),
                     "API key row failed its integrity check (treated as unknown)",
@@ -465,7 +464,11 @@ impl<S: Store> Vault<S> {
                         });
                     }
                 }
-                Err(e @ (StoreError::AuditBroken(_) | StoreError::Incompatible(_))) => {
+                Err(
+                    e @ (StoreError::AuditBroken(_)
+                    | StoreError::Tampered(_)
+                    | StoreError::Incompatible(_)),
+                ) => {
                     return Err(e);
                 }
                 // Nothing of the batch was kept (envelope ids included): all can be resubmitted.
@@ -630,6 +633,7 @@ impl<S: Store> Vault<S> {
             last4: p.normalized.last4.clone(),
             created_at: p.now,
             expires_at: p.expires_at,
+            ended_in_log: false,
         };
         record.ciphertext = self
             .secrets
@@ -681,7 +685,7 @@ impl<S: Store> Vault<S> {
                     Some(InsertOutcome::Replayed) => return Ok(Err(Refusal::Replayed.into())),
                     _ => {}
                 },
-                Err(e @ StoreError::AuditBroken(_)) => return Err(e),
+                Err(e @ (StoreError::AuditBroken(_) | StoreError::Tampered(_))) => return Err(e),
                 Err(e) => return Ok(Err(Refusal::from_store(&e).into())),
             }
         }
@@ -713,8 +717,10 @@ impl<S: Store> Vault<S> {
         let Some(record) = self.store.token(token, now).await? else {
             return Ok(None);
         };
+        // A random token is never issued twice: a row the log says ended was put back.
+        let put_back = record.ended_in_log && token.starts_with("tok_");
         let opened = record.kind.parse::<FieldKind>().ok().and_then(|kind| {
-            (record.token == token && record.data_key_id == DATA_KEY_ID)
+            (record.token == token && record.data_key_id == DATA_KEY_ID && !put_back)
                 .then(|| {
                     self.secrets
                         .data_key

@@ -630,3 +630,149 @@ async fn restore_an_older_copy_of_the_database() {
     assert!(!intact, "{text}");
     assert!(text.contains("not in the chain"), "{text}");
 }
+
+#[tokio::test]
+async fn put_back_a_revoked_key_row_from_an_older_copy() {
+    let s = Scene::new("atk-old-key-row").await;
+    let t = s.traffic().await;
+    let id = s.payments[4..16].to_owned();
+    let old_mac: String = s
+        .db()
+        .query_row("SELECT mac FROM api_keys WHERE id = ?1", [&id], |r| r.get(0))
+        .unwrap();
+    ok(&vault(&s.dir, &["apikey", "revoke", &id]));
+    // The row as it was before the revocation: its MAC is authentic.
+    s.sql(&format!(
+        "UPDATE api_keys SET revoked_at = NULL, mac = '{old_mac}' WHERE id = '{id}'"
+    ));
+    let (status, body) = s.reveal(&s.payments, &[&t]).await;
+    assert_eq!((status, code(&body)), (401, "unauthorized"), "the log says revoked: {body}");
+    assert!(ok(&vault(&s.dir, &["apikey", "list"])).contains("TAMPERED"));
+}
+
+#[tokio::test]
+async fn a_trigger_that_undoes_revocations() {
+    let s = Scene::new("atk-trigger").await;
+    let t = s.traffic().await;
+    let id = s.payments[4..16].to_owned();
+    // `apikey revoke` would report success while the trigger puts the row back at once.
+    s.sql(
+        "CREATE TRIGGER keep AFTER UPDATE ON api_keys BEGIN UPDATE api_keys SET revoked_at = \
+         OLD.revoked_at, mac = OLD.mac WHERE id = OLD.id; END;",
+    );
+    let out = vault(&s.dir, &["apikey", "revoke", &id]);
+    assert!(!out.status.success(), "revoke reported success over a trigger");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("trigger keep"));
+    // The running vault writes nothing on that schema either (every audited request writes).
+    let (status, body) = s.reveal(&s.payments, &[&t]).await;
+    assert_eq!((status, code(&body)), (503, "database_tampered"), "{body}");
+    assert!(s.log().contains("database_tampered"));
+}
+
+#[tokio::test]
+async fn put_back_a_used_cvc() {
+    let s = Scene::new("atk-cvc-back").await;
+    let cvc = s.token(FieldKind::Cvc, "555").await;
+    let row: (String, Vec<u8>, i64, Option<i64>) = s
+        .db()
+        .query_row(
+            "SELECT kind, ciphertext, created_at, expires_at FROM tokens WHERE token = ?1",
+            [&cvc],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    let (_, body) = s.reveal(&s.payments, &[&cvc]).await;
+    assert_eq!(body["results"][0]["value"], "555");
+    // The row as it was before the reveal deleted it: its value still authenticates.
+    s.db()
+        .execute(
+            "INSERT INTO tokens (token, kind, data_key_id, ciphertext, fingerprint, created_at, \
+             expires_at) VALUES (?1, ?2, 1, ?3, '', ?4, ?5)",
+            rusqlite::params![cvc, row.0, row.1, row.2, row.3],
+        )
+        .unwrap();
+    let (_, body) = s.reveal(&s.payments, &[&cvc]).await;
+    assert_eq!(code(&body["results"][0]), "not_found", "a CVC is used once: {body}");
+    assert!(!s.entries("integrity", "tampered").is_empty());
+}
+
+#[tokio::test]
+async fn retype_envelope_ids_then_delete_replay_rows() {
+    let s = Scene::new("atk-retype").await;
+    let env = s.seal(FieldKind::Cvc, "246").await;
+    let (_, body) = s.tokenize(&[&env]).await;
+    assert_eq!(body["results"][0]["ok"], true);
+    // More entries after it, so the retyped one is not the last (the tail check would catch it).
+    s.traffic().await;
+    // Same bytes, another storage class: a text lookup would no longer find them.
+    s.sql(
+        "UPDATE audit SET envelope = CAST(envelope AS BLOB) WHERE envelope IS NOT NULL; DELETE \
+         FROM replay;",
+    );
+    let (_, body) = s.tokenize(&[&env]).await;
+    assert_eq!(code(&body["results"][0]), "replayed", "{body}");
+    let (intact, text) = s.verify(&[]);
+    assert!(!intact, "a retyped entry verified: {text}");
+}
+
+#[tokio::test]
+async fn a_value_of_the_wrong_type_in_a_key_row() {
+    let mut s = Scene::new("atk-wrong-type").await;
+    ok(&vault(&s.dir, &["keys", "rotate"]));
+    s.restart();
+    let primary = key_set(&s.http, &s.base).await.primary().kid.as_str().to_owned();
+    s.sql(&format!(
+        "UPDATE hpke_keys SET created_at = 'soon' WHERE kid = '{primary}'"
+    ));
+    s.restart();
+    // The other key still serves; the row with the odd value is reported, not fatal.
+    let (status, ks) = s.call("GET", "/v1/keys", None, None).await;
+    assert_eq!(status, 200);
+    assert!(!ks.to_string().contains(&primary), "{ks}");
+    assert!(ok(&vault(&s.dir, &["keys", "list"])).contains("TAMPERED"));
+    s.traffic().await;
+}
+
+#[tokio::test]
+async fn forge_an_entry_past_the_head() {
+    let s = Scene::new("atk-past-head").await;
+    s.traffic().await;
+    let head = s.last_seq();
+    s.sql(
+        "INSERT INTO audit (seq, at, actor, action, outcome, detail, prev_hash, hash, mac) \
+         VALUES (1000000, 1, 'cli', 'apikey.revoke', 'ok', 'x', '00', '00', '00');",
+    );
+    let (status, body) = s.call("GET", "/v1/me", None, None).await;
+    assert_eq!((status, code(&body)), (503, "audit_broken"), "{body}");
+    let (intact, text) = s.verify(&[]);
+    assert!(!intact, "{text}");
+    assert!(text.contains(&format!("BROKEN at entry {}:", head + 1)), "{text}");
+}
+
+#[tokio::test]
+async fn put_back_a_retired_hpke_key_row() {
+    let mut s = Scene::new("atk-unretire").await;
+    let old = key_set(&s.http, &s.base).await.primary().kid.as_str().to_owned();
+    let row_mac: String = s
+        .db()
+        .query_row("SELECT mac FROM hpke_keys WHERE kid = ?1", [&old], |r| r.get(0))
+        .unwrap();
+    ok(&vault(&s.dir, &["keys", "rotate"]));
+    ok(&vault(&s.dir, &["keys", "retire", &old]));
+    s.sql(&format!(
+        "UPDATE hpke_keys SET retired_at = NULL, mac = '{row_mac}' WHERE kid = '{old}'"
+    ));
+    s.restart();
+    let (_, ks) = s.call("GET", "/v1/keys", None, None).await;
+    assert!(!ks.to_string().contains(&old), "a retired key is published again: {ks}");
+    assert!(ok(&vault(&s.dir, &["keys", "list"])).contains("TAMPERED"));
+}
+
+#[tokio::test]
+async fn cut_back_the_migration_record() {
+    let mut s = Scene::new("atk-migrations").await;
+    s.stop();
+    s.sql("DELETE FROM schema_migrations WHERE version = 3");
+    let err = s.start_refused();
+    assert!(err.contains("migration record"), "{err}");
+}
