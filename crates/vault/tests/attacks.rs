@@ -638,7 +638,9 @@ async fn put_back_a_revoked_key_row_from_an_older_copy() {
     let id = s.payments[4..16].to_owned();
     let old_mac: String = s
         .db()
-        .query_row("SELECT mac FROM api_keys WHERE id = ?1", [&id], |r| r.get(0))
+        .query_row("SELECT mac FROM api_keys WHERE id = ?1", [&id], |r| {
+            r.get(0)
+        })
         .unwrap();
     ok(&vault(&s.dir, &["apikey", "revoke", &id]));
     // The row as it was before the revocation: its MAC is authentic.
@@ -646,7 +648,11 @@ async fn put_back_a_revoked_key_row_from_an_older_copy() {
         "UPDATE api_keys SET revoked_at = NULL, mac = '{old_mac}' WHERE id = '{id}'"
     ));
     let (status, body) = s.reveal(&s.payments, &[&t]).await;
-    assert_eq!((status, code(&body)), (401, "unauthorized"), "the log says revoked: {body}");
+    assert_eq!(
+        (status, code(&body)),
+        (401, "unauthorized"),
+        "the log says revoked: {body}"
+    );
     assert!(ok(&vault(&s.dir, &["apikey", "list"])).contains("TAMPERED"));
 }
 
@@ -661,7 +667,10 @@ async fn a_trigger_that_undoes_revocations() {
          OLD.revoked_at, mac = OLD.mac WHERE id = OLD.id; END;",
     );
     let out = vault(&s.dir, &["apikey", "revoke", &id]);
-    assert!(!out.status.success(), "revoke reported success over a trigger");
+    assert!(
+        !out.status.success(),
+        "revoke reported success over a trigger"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("trigger keep"));
     // The running vault writes nothing on that schema either (every audited request writes).
     let (status, body) = s.reveal(&s.payments, &[&t]).await;
@@ -692,7 +701,11 @@ async fn put_back_a_used_cvc() {
         )
         .unwrap();
     let (_, body) = s.reveal(&s.payments, &[&cvc]).await;
-    assert_eq!(code(&body["results"][0]), "not_found", "a CVC is used once: {body}");
+    assert_eq!(
+        code(&body["results"][0]),
+        "not_found",
+        "a CVC is used once: {body}"
+    );
     assert!(!s.entries("integrity", "tampered").is_empty());
 }
 
@@ -720,7 +733,12 @@ async fn a_value_of_the_wrong_type_in_a_key_row() {
     let mut s = Scene::new("atk-wrong-type").await;
     ok(&vault(&s.dir, &["keys", "rotate"]));
     s.restart();
-    let primary = key_set(&s.http, &s.base).await.primary().kid.as_str().to_owned();
+    let primary = key_set(&s.http, &s.base)
+        .await
+        .primary()
+        .kid
+        .as_str()
+        .to_owned();
     s.sql(&format!(
         "UPDATE hpke_keys SET created_at = 'soon' WHERE kid = '{primary}'"
     ));
@@ -746,16 +764,26 @@ async fn forge_an_entry_past_the_head() {
     assert_eq!((status, code(&body)), (503, "audit_broken"), "{body}");
     let (intact, text) = s.verify(&[]);
     assert!(!intact, "{text}");
-    assert!(text.contains(&format!("BROKEN at entry {}:", head + 1)), "{text}");
+    assert!(
+        text.contains(&format!("BROKEN at entry {}:", head + 1)),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn put_back_a_retired_hpke_key_row() {
     let mut s = Scene::new("atk-unretire").await;
-    let old = key_set(&s.http, &s.base).await.primary().kid.as_str().to_owned();
+    let old = key_set(&s.http, &s.base)
+        .await
+        .primary()
+        .kid
+        .as_str()
+        .to_owned();
     let row_mac: String = s
         .db()
-        .query_row("SELECT mac FROM hpke_keys WHERE kid = ?1", [&old], |r| r.get(0))
+        .query_row("SELECT mac FROM hpke_keys WHERE kid = ?1", [&old], |r| {
+            r.get(0)
+        })
         .unwrap();
     ok(&vault(&s.dir, &["keys", "rotate"]));
     ok(&vault(&s.dir, &["keys", "retire", &old]));
@@ -764,7 +792,10 @@ async fn put_back_a_retired_hpke_key_row() {
     ));
     s.restart();
     let (_, ks) = s.call("GET", "/v1/keys", None, None).await;
-    assert!(!ks.to_string().contains(&old), "a retired key is published again: {ks}");
+    assert!(
+        !ks.to_string().contains(&old),
+        "a retired key is published again: {ks}"
+    );
     assert!(ok(&vault(&s.dir, &["keys", "list"])).contains("TAMPERED"));
 }
 
