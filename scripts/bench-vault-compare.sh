@@ -14,9 +14,11 @@ work=$(mktemp -d)
 trap 'git worktree remove --force "$work/tree" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 git worktree add --detach "$work/tree" "$rev" >/dev/null
-# Built in this tree's target directory: the dependencies are compiled once for both.
-CARGO_TARGET_DIR="$PWD/target" cargo build --release -p fieldseal-vault --manifest-path "$work/tree/Cargo.toml"
-cp target/release/fieldseal-vault "$out/fieldseal-vault-before"
+# In a target directory of its own: sharing this tree's would let the two revisions' crates (same
+# names, same versions) overwrite each other's artifacts.
+CARGO_TARGET_DIR="$work/target" cargo build --release -p fieldseal-vault \
+  --manifest-path "$work/tree/Cargo.toml"
+cp "$work/target/release/fieldseal-vault" "$out/fieldseal-vault-before"
 cargo build --release -p fieldseal-vault -p fieldseal-bench
 cp target/release/fieldseal-vault "$out/fieldseal-vault-after"
 

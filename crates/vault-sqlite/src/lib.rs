@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use fieldseal_core::at_rest::SymmetricKey;
-use fieldseal_core::encoding::hex;
 use fieldseal_vault_store::audit::{
     Action, Actor, AuditChain, AuditDraft, AuditRecord, Head, Outcome,
 };
@@ -631,15 +630,15 @@ fn hpke_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HpkeKeyRecord> {
     })
 }
 
-/// Whether an envelope id was consumed: the replay table, or an authenticated audit entry that
-/// stored its value (which survives someone deleting replay rows).
-fn envelope_seen(tx: &Transaction<'_>, id: &[u8; 16]) -> Result<bool, StoreError> {
+/// Whether an authenticated audit entry stored this envelope's value (which survives someone
+/// deleting replay rows). `key` is [`EnvelopeRef::key`](fieldseal_vault_store::audit::EnvelopeRef::key).
+fn envelope_seen(tx: &Transaction<'_>, key: &str) -> Result<bool, StoreError> {
     // The id as text, and as a BLOB of the same bytes: retyping the column must not hide it.
     tx.prepare_cached(
         "SELECT 1 FROM audit WHERE envelope IN (?1, CAST(?1 AS BLOB)) AND envelope IS NOT NULL \
          LIMIT 1",
     )
-    .and_then(|mut st| st.exists([hex(id)]))
+    .and_then(|mut st| st.exists([key]))
     .map_err(db_error)
 }
 
@@ -650,13 +649,13 @@ fn insert_one(
     item: &NewToken,
 ) -> Result<InsertOutcome, StoreError> {
     let t = &item.token;
-    let seen = envelope_seen(tx, &item.envelope_id)?;
+    let seen = envelope_seen(tx, &item.envelope.key())?;
     let sp = tx.savepoint().map_err(db_error)?;
     let replay = if seen {
         Ok(0)
     } else {
         sp.prepare_cached("INSERT INTO replay (envelope_id, until) VALUES (?1, ?2)")
-            .and_then(|mut st| st.execute(params![item.envelope_id.as_slice(), item.replay_until]))
+            .and_then(|mut st| st.execute(params![item.envelope.id.as_slice(), item.replay_until]))
     };
     let outcome = match replay {
         Ok(0) => InsertOutcome::Replayed,

@@ -126,6 +126,27 @@ vocabulary! {
     }
 }
 
+/// An envelope as the audit log names it: its creation time, then its id, in hex. Time first, so
+/// that the index of consumed envelopes grows at its end (envelopes arrive in about the order they
+/// were made) instead of at a random place per insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeRef {
+    /// The envelope's creation time, Unix seconds (from its authenticated header).
+    pub created_at: u64,
+    /// Its 128-bit id.
+    pub id: [u8; 16],
+}
+
+impl EnvelopeRef {
+    /// The text the log stores and the replay check looks up: 16 hex digits of the creation time,
+    /// then 32 of the id.
+    pub fn key(&self) -> String {
+        let mut key = hex(&self.created_at.to_be_bytes());
+        key.push_str(&hex(&self.id));
+        key
+    }
+}
+
 /// An entry before it is numbered and chained.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditDraft {
@@ -147,7 +168,7 @@ pub struct AuditDraft {
     pub detail: String,
     /// The envelope whose value this entry stored (tokenize entries that stored it): the
     /// authenticated record that the envelope was consumed, checked against replays.
-    pub envelope: Option<[u8; 16]>,
+    pub envelope: Option<EnvelopeRef>,
 }
 
 impl AuditDraft {
@@ -191,8 +212,8 @@ impl AuditDraft {
     }
 
     /// Sets the envelope consumed.
-    pub fn envelope(mut self, id: [u8; 16]) -> Self {
-        self.envelope = Some(id);
+    pub fn envelope(mut self, envelope: EnvelopeRef) -> Self {
+        self.envelope = Some(envelope);
         self
     }
 }
@@ -218,7 +239,7 @@ pub struct AuditRecord {
     pub outcome: String,
     /// Detail.
     pub detail: String,
-    /// The envelope id consumed, hex.
+    /// The envelope consumed ([`EnvelopeRef::key`]: creation time and id, hex).
     pub envelope: Option<String>,
     /// The previous entry's hash, hex.
     pub prev_hash: String,
@@ -519,7 +540,7 @@ impl Appender<'_> {
             purpose: d.purpose.clone(),
             outcome: d.outcome.as_str().into(),
             detail: d.detail.clone(),
-            envelope: d.envelope.map(|e| hex(&e)),
+            envelope: d.envelope.map(|e| e.key()),
             prev_hash: hex(&self.hash),
             hash: String::new(),
             mac: String::new(),

@@ -14,7 +14,7 @@ use std::future::Future;
 
 use fieldseal_core::at_rest::SymmetricKey;
 
-use crate::audit::{Action, Actor, AuditDraft, Outcome};
+use crate::audit::{Action, Actor, AuditDraft, EnvelopeRef, Outcome};
 use crate::verify::verify_chain;
 use crate::{InsertOutcome, NewToken, Store, StoreError, TokenRecord};
 
@@ -76,9 +76,15 @@ pub fn new_token(token: &str, kind: &str, envelope: u8, value: &[u8]) -> NewToke
     };
     NewToken {
         token: record,
-        envelope_id: [envelope; 16],
+        envelope: EnvelopeRef {
+            created_at: 100,
+            id: [envelope; 16],
+        },
         replay_until: i64::MAX,
-        audit: draft(Outcome::Ok).token(token).envelope([envelope; 16]),
+        audit: draft(Outcome::Ok).token(token).envelope(EnvelopeRef {
+            created_at: 100,
+            id: [envelope; 16],
+        }),
         replayed_audit: draft(Outcome::Refused).detail("replayed"),
     }
 }

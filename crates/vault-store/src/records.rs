@@ -4,7 +4,7 @@
 //! returns is trusted until checked: rows by their MACs ([`crate::rows`]), values by their AES-GCM
 //! associated data ([`token_aad`]).
 
-use crate::audit::AuditDraft;
+use crate::audit::{AuditDraft, EnvelopeRef};
 
 /// A stored HPKE key pair; the private scalar is wrapped under the key-encryption key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +138,7 @@ pub struct NewToken {
     /// The token and its encrypted value.
     pub token: TokenRecord,
     /// The envelope it came from.
-    pub envelope_id: [u8; 16],
+    pub envelope: EnvelopeRef,
     /// Until when the envelope id is kept against replay.
     pub replay_until: i64,
     /// The audit entry if it is stored (it names the envelope).

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fieldseal_core::envelope::{Envelope, FieldKind, OpenError, Opened};
 use fieldseal_vault_sqlite::SqliteStore;
-use fieldseal_vault_store::audit::{Action, Actor, AuditDraft, AuditRecord, ExpectedHead, Outcome};
+use fieldseal_vault_store::audit::{
+    Action, Actor, AuditDraft, AuditRecord, EnvelopeRef, ExpectedHead, Outcome,
+};
 use fieldseal_vault_store::records::token_aad;
 use fieldseal_vault_store::verify::{Verification, verify_chain};
 use fieldseal_vault_store::{InsertOutcome, NewToken, Store, StoreError, TokenRecord};
@@ -592,7 +594,10 @@ impl<S: Store> Vault<S> {
             format,
             normalized,
             fingerprint,
-            envelope_id: h.id.0,
+            envelope: EnvelopeRef {
+                created_at: h.created_at,
+                id: h.id.0,
+            },
             env_detail,
             replay_until,
             expires_at,
@@ -643,12 +648,12 @@ impl<S: Store> Vault<S> {
         let actor = || p.caller_actor.clone();
         let new = NewToken {
             token: record,
-            envelope_id: p.envelope_id,
+            envelope: p.envelope,
             replay_until: p.replay_until,
             audit: AuditDraft::new(p.now, actor(), Action::Tokenize, Outcome::Ok)
                 .token(&token)
                 .kind(kind)
-                .envelope(p.envelope_id)
+                .envelope(p.envelope)
                 .detail(format!("{}; format {:?}", p.env_detail, p.format)),
             replayed_audit: AuditDraft::new(p.now, actor(), Action::Tokenize, Outcome::Refused)
                 .kind(kind)
@@ -880,7 +885,7 @@ struct Pending {
     format: TokenFormat,
     normalized: values::Normalized,
     fingerprint: Option<String>,
-    envelope_id: [u8; 16],
+    envelope: EnvelopeRef,
     env_detail: String,
     replay_until: i64,
     expires_at: Option<i64>,
