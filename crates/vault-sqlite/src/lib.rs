@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use fieldseal_core::at_rest::SymmetricKey;
@@ -70,6 +71,14 @@ fn is_constraint(e: &rusqlite::Error) -> bool {
 
 type ChainSlot = Arc<RwLock<Option<Arc<AuditChain>>>>;
 
+/// What a write needs besides the connection: the audit chain (once its key is set) and the schema
+/// cookie (`PRAGMA schema_version`) at which the schema was last checked in full.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    chain: Option<&'a AuditChain>,
+    checked_schema: &'a AtomicI64,
+}
+
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -79,7 +88,9 @@ pub struct SqliteStore {
     chain: ChainSlot,
     path: PathBuf,
     /// Whether rows were deleted since the last checkpoint.
-    deleted: Arc<std::sync::atomic::AtomicBool>,
+    deleted: Arc<AtomicBool>,
+    /// The schema cookie at the last full schema check (-1: none yet).
+    checked_schema: Arc<AtomicI64>,
 }
 
 /// One request's reveals: audit entries, CVC tokens to consume, and where to send the outcome.
@@ -101,7 +112,7 @@ struct RevealWriter {
 impl RevealWriter {
     const MAX_JOBS: usize = 256;
 
-    fn start(conn: Arc<Mutex<Connection>>, chain: ChainSlot) -> Self {
+    fn start(conn: Arc<Mutex<Connection>>, chain: ChainSlot, checked: Arc<AtomicI64>) -> Self {
         let (tx, rx) = std::sync::mpsc::channel::<RevealJob>();
         let thread = std::thread::Builder::new()
             .name("fieldseal-audit".into())
@@ -116,7 +127,13 @@ impl RevealWriter {
                     }
                     let chain = loaded(&chain);
                     let outcome = match conn.lock() {
-                        Ok(mut c) => commit_reveals(&mut c, chain.as_deref(), &mut jobs),
+                        Ok(mut c) => {
+                            let ctx = Ctx {
+                                chain: chain.as_deref(),
+                                checked_schema: &checked,
+                            };
+                            commit_reveals(&mut c, ctx, &mut jobs)
+                        }
                         Err(_) => Err(StoreError::Database("connection lock poisoned".into())),
                     };
                     match outcome {
@@ -161,7 +178,7 @@ fn loaded(slot: &ChainSlot) -> Option<Arc<AuditChain>> {
 /// Consumes CVC tokens and appends the audit entries of every job in one transaction.
 fn commit_reveals(
     c: &mut Connection,
-    chain: Option<&AuditChain>,
+    chain: Ctx<'_>,
     jobs: &mut [RevealJob],
 ) -> Result<Vec<Vec<bool>>, StoreError> {
     let tx = write_tx(c)?;
@@ -211,12 +228,18 @@ impl SqliteStore {
         .map_err(db_error)?;
         let conn = Arc::new(Mutex::new(conn));
         let chain = Arc::new(RwLock::new(None));
+        let checked_schema = Arc::new(AtomicI64::new(-1));
         Ok(Self {
-            reveals: Arc::new(RevealWriter::start(Arc::clone(&conn), Arc::clone(&chain))),
+            reveals: Arc::new(RevealWriter::start(
+                Arc::clone(&conn),
+                Arc::clone(&chain),
+                Arc::clone(&checked_schema),
+            )),
+            checked_schema,
             conn,
             chain,
             path: path.to_path_buf(),
-            deleted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            deleted: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -280,15 +303,22 @@ impl SqliteStore {
     /// Runs `f` on the connection, with the audit chain if its key is set, on the blocking pool.
     async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection, Option<&AuditChain>) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut Connection, Ctx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let conn = Arc::clone(&self.conn);
         let chain = loaded(&self.chain);
+        let checked = Arc::clone(&self.checked_schema);
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
                 .map_err(|_| StoreError::Database("connection lock poisoned".into()))?;
-            f(&mut guard, chain.as_deref())
+            f(
+                &mut guard,
+                Ctx {
+                    chain: chain.as_deref(),
+                    checked_schema: &checked,
+                },
+            )
         })
         .await
         .map_err(|e| StoreError::Database(format!("storage task failed: {e}")))?
@@ -316,12 +346,8 @@ struct Log<'c> {
 }
 
 impl<'c> Log<'c> {
-    fn begin(
-        tx: &Transaction<'_>,
-        chain: Option<&'c AuditChain>,
-        genesis: bool,
-    ) -> Result<Self, StoreError> {
-        let chain = chain.ok_or_else(|| {
+    fn begin(tx: &Transaction<'_>, ctx: Ctx<'c>, genesis: bool) -> Result<Self, StoreError> {
+        let chain = ctx.chain.ok_or_else(|| {
             StoreError::Database("audit key not loaded: cannot append to the audit log".into())
         })?;
         let tail = tx
@@ -341,7 +367,17 @@ impl<'c> Log<'c> {
         };
         // A trigger could undo what this transaction writes (un-revoke, re-insert a used CVC)
         // behind the vault's back: no write goes ahead on a schema the migrations did not make.
-        check_schema(tx)?;
+        // In full only when the schema cookie moved: with the cookie unchanged this connection
+        // runs on the schema it parsed and checked last (a trigger added behind a cookie put back
+        // is never loaded by it); a new process checks in full at `migrate`.
+        let cookie: i64 = tx
+            .prepare_cached("PRAGMA schema_version")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(db_error)?;
+        if ctx.checked_schema.load(Ordering::Acquire) != cookie {
+            check_schema(tx)?;
+            ctx.checked_schema.store(cookie, Ordering::Release);
+        }
         let appender = chain
             .begin(tail.as_ref(), head.as_ref(), seen.as_ref(), genesis)
             .map_err(StoreError::AuditBroken)?;
@@ -956,8 +992,7 @@ impl Store for SqliteStore {
         consume: Vec<(usize, String)>,
     ) -> Result<Vec<bool>, StoreError> {
         if !consume.is_empty() {
-            self.deleted
-                .store(true, std::sync::atomic::Ordering::Release);
+            self.deleted.store(true, Ordering::Release);
         }
         let (done, result) = tokio::sync::oneshot::channel();
         let sent = self.reveals.jobs.lock().ok().and_then(|jobs| {
@@ -978,8 +1013,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_token(&self, token: &str, audit: AuditDraft) -> Result<bool, StoreError> {
-        self.deleted
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.deleted.store(true, Ordering::Release);
         let token = token.to_owned();
         self.run(move |c, chain| {
             let tx = write_tx(c)?;
@@ -1138,19 +1172,18 @@ impl Store for SqliteStore {
                 log.append(&tx, &d)?;
             }
             log.commit(tx)?;
-            deleted.store(true, std::sync::atomic::Ordering::Release);
+            deleted.store(true, Ordering::Release);
             Ok((expired.len() as u64, replay as u64))
         })
         .await
     }
 
     async fn checkpoint(&self) -> Result<(), StoreError> {
+        // The next write checks the schema in full, whatever its cookie says.
+        self.checked_schema.store(-1, Ordering::Release);
         // Only after deletions: truncating the WAL under a steady write load would make the file
         // grow from nothing again every cycle, for no gain.
-        if !self
-            .deleted
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
-        {
+        if !self.deleted.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
         let deleted = Arc::clone(&self.deleted);
@@ -1158,7 +1191,7 @@ impl Store for SqliteStore {
             c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
                 .map_err(|e| {
                     // Not done: try again at the next cycle.
-                    deleted.store(true, std::sync::atomic::Ordering::Release);
+                    deleted.store(true, Ordering::Release);
                     db_error(e)
                 })
         })

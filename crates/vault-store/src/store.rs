@@ -151,6 +151,7 @@ pub trait Store: Send + Sync + 'static {
     fn purge(&self, now: i64) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
 
     /// Makes deleted rows unrecoverable from the database's own files (SQLite: a truncating WAL
-    /// checkpoint). The vault calls it after each purge cycle.
+    /// checkpoint after deletions) and re-checks what a backend checks only now and then (SQLite:
+    /// the schema in full). The vault calls it after each purge cycle, every 5 seconds.
     fn checkpoint(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

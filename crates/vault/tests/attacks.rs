@@ -807,3 +807,33 @@ async fn cut_back_the_migration_record() {
     let err = s.start_refused();
     assert!(err.contains("migration record"), "{err}");
 }
+
+#[tokio::test]
+async fn a_trigger_hidden_behind_a_put_back_schema_cookie() {
+    let s = Scene::new("atk-trigger-cookie").await;
+    let t = s.traffic().await;
+    let c = s.db();
+    let cookie: i64 = c
+        .query_row("PRAGMA schema_version", [], |r| r.get(0))
+        .unwrap();
+    c.execute_batch(&format!(
+        "CREATE TRIGGER keep AFTER DELETE ON tokens BEGIN SELECT 1; END; PRAGMA schema_version = \
+         {cookie};"
+    ))
+    .unwrap();
+    drop(c);
+    // The full check runs again with every purge cycle (5 s), whatever the cookie says.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, body) = s.reveal(&s.payments, &[&t]).await;
+        if status == 503 {
+            assert_eq!(code(&body), "database_tampered", "{body}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hidden trigger was never noticed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
