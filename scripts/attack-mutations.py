@@ -74,13 +74,13 @@ MUTATIONS = {
         "crates/vault-sqlite/src/lib.rs",
         "    let seen = envelope_seen(tx, &item.envelope_id)?;",
         "    let seen = false;",
-        ["delete_replay_rows_to_resubmit_an_envelope"],
+        ["delete_the_record_of_an_envelope_to_resubmit_it"],
     ),
     "type-blind replay lookup": (
         "crates/vault-sqlite/src/lib.rs",
         "WHERE envelope IN (?1, CAST(?1 AS BLOB))",
         "WHERE envelope IN (?1)",
-        ["retype_envelope_ids_then_delete_replay_rows"],
+        ["retype_envelope_ids_to_resubmit"],
     ),
     "HPKE key row MAC": (
         "crates/vault/src/keys.rs",

@@ -685,19 +685,13 @@ fn insert_one(
     item: &NewToken,
 ) -> Result<InsertOutcome, StoreError> {
     let t = &item.token;
+    // The log is the one record of consumed envelopes: inside this write transaction, an earlier
+    // item of the same batch counts too. (Its unique index is the backstop.)
     let seen = envelope_seen(tx, &item.envelope.key())?;
     let sp = tx.savepoint().map_err(db_error)?;
-    let replay = if seen {
-        Ok(0)
-    } else {
-        sp.prepare_cached("INSERT INTO replay (envelope_id, until) VALUES (?1, ?2)")
-            .and_then(|mut st| st.execute(params![item.envelope.id.as_slice(), item.replay_until]))
-    };
-    let outcome = match replay {
-        Ok(0) => InsertOutcome::Replayed,
-        Err(e) if is_constraint(&e) => InsertOutcome::Replayed,
-        Err(e) => return Err(db_error(e)),
-        Ok(_) => {
+    let outcome = match seen {
+        true => InsertOutcome::Replayed,
+        false => {
             let inserted = sp
                 .prepare_cached(&format!(
                     "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
@@ -741,7 +735,7 @@ fn insert_one(
         }
     };
     match outcome {
-        // Keep the replay id: the envelope is consumed.
+        // The audit entry names the envelope: consumed.
         InsertOutcome::Inserted | InsertOutcome::Existing => {
             sp.commit().map_err(db_error)?;
             log.append(tx, &item.audit)?;
@@ -1138,7 +1132,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge(&self, now: i64) -> Result<(u64, u64), StoreError> {
+    async fn purge(&self, now: i64) -> Result<u64, StoreError> {
         let deleted = Arc::clone(&self.deleted);
         self.run(move |c, chain| {
             let tx = write_tx(c)?;
@@ -1154,12 +1148,8 @@ impl Store for SqliteStore {
                     .map_err(db_error)?;
                 rows.collect::<Result<_, _>>().map_err(db_error)?
             };
-            let replay = tx
-                .execute("DELETE FROM replay WHERE until <= ?1", [now])
-                .map_err(db_error)?;
             if expired.is_empty() {
-                tx.commit().map_err(db_error)?;
-                return Ok((0, replay as u64));
+                return Ok(0);
             }
             let mut log = Log::begin(&tx, chain, false)?;
             for (token, kind) in &expired {
@@ -1173,7 +1163,7 @@ impl Store for SqliteStore {
             }
             log.commit(tx)?;
             deleted.store(true, Ordering::Release);
-            Ok((expired.len() as u64, replay as u64))
+            Ok(expired.len() as u64)
         })
         .await
     }

@@ -80,7 +80,6 @@ pub fn new_token(token: &str, kind: &str, envelope: u8, value: &[u8]) -> NewToke
             created_at: 100,
             id: [envelope; 16],
         },
-        replay_until: i64::MAX,
         audit: draft(Outcome::Ok).token(token).envelope(EnvelopeRef {
             created_at: 100,
             id: [envelope; 16],

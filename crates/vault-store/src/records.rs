@@ -139,8 +139,6 @@ pub struct NewToken {
     pub token: TokenRecord,
     /// The envelope it came from.
     pub envelope: EnvelopeRef,
-    /// Until when the envelope id is kept against replay.
-    pub replay_until: i64,
     /// The audit entry if it is stored (it names the envelope).
     pub audit: AuditDraft,
     /// The audit entry if the envelope turns out to be a replay.
@@ -150,13 +148,13 @@ pub struct NewToken {
 /// What happened to a token insertion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InsertOutcome {
-    /// Stored, replay id recorded, audited.
+    /// Stored and audited (the entry names the envelope).
     Inserted,
     /// The envelope id was seen before (in the replay table or the audit log): nothing stored.
     Replayed,
     /// The token is already taken by another value (random or format-preserving collision):
     /// nothing stored, try another token.
     TokenTaken,
-    /// A deterministic token that exists already for the same kind: replay id recorded, audited.
+    /// A deterministic token that exists already for the same kind: the envelope consumed, audited.
     Existing,
 }

@@ -66,10 +66,11 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditDraft,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Stores a batch of tokens in one transaction: per item, the replay id, the token and its audit
-    /// entry (or, for a replay, the refusal's audit entry), each item isolated by a savepoint. An
-    /// envelope is a replay if the replay table or a stored audit entry records its id. One
-    /// outcome per item, in order; a storage failure fails the whole batch and keeps nothing.
+    /// Stores a batch of tokens in one transaction: per item, the token and its audit entry, which
+    /// names the envelope (or, for a replay, the refusal's audit entry), each item isolated by a
+    /// savepoint. An envelope is a replay if a stored audit entry names it: the log is the one
+    /// record of consumed envelopes. One outcome per item, in order; a storage failure fails the
+    /// whole batch and keeps nothing.
     fn insert_tokens(
         &self,
         items: Vec<NewToken>,
@@ -146,9 +147,8 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditDraft,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Deletes tokens expired at `now` (auditing each) and replay ids past their window; returns
-    /// both counts.
-    fn purge(&self, now: i64) -> impl Future<Output = Result<(u64, u64), StoreError>> + Send;
+    /// Deletes tokens expired at `now`, auditing each; returns how many.
+    fn purge(&self, now: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Makes deleted rows unrecoverable from the database's own files (SQLite: a truncating WAL
     /// checkpoint after deletions) and re-checks what a backend checks only now and then (SQLite:

@@ -538,8 +538,8 @@ pub async fn serve<S: Store>(
             loop {
                 tick.tick().await;
                 match vault.purge().await {
-                    Ok((t, r)) if t + r > 0 => {
-                        tracing::info!(expired_tokens = t, replay_ids = r, "purged");
+                    Ok(t) if t > 0 => {
+                        tracing::info!(expired_tokens = t, "purged");
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "purge failed"),

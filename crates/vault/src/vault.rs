@@ -581,10 +581,6 @@ impl<S: Store> Vault<S> {
         }
         let fingerprint = (!values::low_entropy(kind))
             .then(|| values::fingerprint(&self.secrets.fingerprint_key, kind, &normalized.value));
-        let replay_until = created
-            .saturating_add(window)
-            .saturating_add(skew)
-            .max(now + 1);
         let expires_at = (kind == FieldKind::Cvc).then(|| {
             now.saturating_add(i64::try_from(self.settings.cvc_retention_secs).unwrap_or(0))
         });
@@ -599,7 +595,6 @@ impl<S: Store> Vault<S> {
                 id: h.id.0,
             },
             env_detail,
-            replay_until,
             expires_at,
             now,
         };
@@ -649,7 +644,6 @@ impl<S: Store> Vault<S> {
         let new = NewToken {
             token: record,
             envelope: p.envelope,
-            replay_until: p.replay_until,
             audit: AuditDraft::new(p.now, actor(), Action::Tokenize, Outcome::Ok)
                 .token(&token)
                 .kind(kind)
@@ -851,9 +845,9 @@ impl<S: Store> Vault<S> {
         })
     }
 
-    /// Deletes expired card security codes and old replay ids, then makes the deleted rows
-    /// unrecoverable from the database's files.
-    pub async fn purge(&self) -> Result<(u64, u64), StoreError> {
+    /// Deletes expired card security codes, then makes the deleted rows unrecoverable from the
+    /// database's files.
+    pub async fn purge(&self) -> Result<u64, StoreError> {
         let counts = self.store.purge(now()).await?;
         self.store.checkpoint().await?;
         Ok(counts)
@@ -887,7 +881,6 @@ struct Pending {
     fingerprint: Option<String>,
     envelope: EnvelopeRef,
     env_detail: String,
-    replay_until: i64,
     expires_at: Option<i64>,
     now: i64,
 }
