@@ -414,11 +414,6 @@ impl AuditChain {
         }
     }
 
-    /// The audit key.
-    pub fn key(&self) -> &SymmetricKey {
-        &self.key
-    }
-
     /// The position of the highest head this process has verified or written (0 before any):
     /// a backend passes the stored entry at that position to [`AuditChain::begin`].
     pub fn seen_seq(&self) -> i64 {

@@ -19,11 +19,6 @@ impl RowKey {
         Self(key)
     }
 
-    /// The key bytes, to wrap them.
-    pub fn key(&self) -> &SymmetricKey {
-        &self.0
-    }
-
     fn mac(&self, table: &str, parts: &[&[u8]]) -> String {
         hex(&self.0.mac("row", &[&encode_parts(table, parts)]))
     }

@@ -118,7 +118,7 @@ impl std::fmt::Debug for Settings {
 }
 
 /// Hides the password of a `scheme://user:password@host/...` URL.
-fn mask_url_password(url: &str) -> String {
+pub(crate) fn mask_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };

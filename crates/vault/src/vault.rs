@@ -168,14 +168,9 @@ pub async fn open_store(settings: &Settings) -> Result<SqliteStore, VaultError> 
             store.migrate().await?;
             Ok(store)
         }
-        _ => Err(VaultError::DatabaseUrl(mask_url(&url))),
-    }
-}
-
-fn mask_url(url: &str) -> String {
-    match url.split_once('@') {
-        Some((_, host)) => format!("…@{host}"),
-        None => url.to_owned(),
+        _ => Err(VaultError::DatabaseUrl(crate::config::mask_url_password(
+            &url,
+        ))),
     }
 }
 

@@ -75,12 +75,8 @@ impl Scene {
 
     /// Starts `serve` on the stopped vault, expecting it to refuse; returns what it printed.
     fn start_refused(&self) -> String {
-        let mut child = std::process::Command::new(common::bin::BIN)
+        let mut child = common::bin::command(&self.dir)
             .arg("serve")
-            .env("FIELDSEAL_DATA_DIR", &self.dir)
-            .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
-            .env_remove("FIELDSEAL_MASTER_KEY")
-            .env_remove("FIELDSEAL_CONFIG")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()

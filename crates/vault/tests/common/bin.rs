@@ -7,16 +7,19 @@ use std::process::{Child, Command, Output, Stdio};
 /// The vault binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_fieldseal-vault");
 
-/// Runs an operator command on the vault in `dir` (its key file, no environment key).
-pub fn vault(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("FIELDSEAL_DATA_DIR", dir)
+/// The binary for the vault in `dir`: its key file, no environment key or settings file, port 0.
+pub fn command(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env("FIELDSEAL_DATA_DIR", dir)
         .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
         .env_remove("FIELDSEAL_MASTER_KEY")
-        .env_remove("FIELDSEAL_CONFIG")
-        .output()
-        .unwrap()
+        .env_remove("FIELDSEAL_CONFIG");
+    c
+}
+
+/// Runs an operator command on the vault in `dir`.
+pub fn vault(dir: &Path, args: &[&str]) -> Output {
+    command(dir).args(args).output().unwrap()
 }
 
 /// The standard output of a command that must have succeeded.
@@ -33,12 +36,9 @@ pub fn ok(out: &Output) -> String {
 
 /// Starts `serve` on port 0 with its log in `log`; returns the process and the base URL.
 pub fn start(dir: &Path, log: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
+    let mut child = command(dir)
         .arg("serve")
-        .env("FIELDSEAL_DATA_DIR", dir)
-        .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
         .env("FIELDSEAL_LOG", "debug")
-        .env_remove("FIELDSEAL_MASTER_KEY")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
