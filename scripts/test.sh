@@ -2,7 +2,8 @@
 # Runs every test of the project. Works on a fresh machine: it installs what it needs first.
 #   1. formatting and lints (rustfmt, clippy with -D warnings, all targets and features);
 #   2. cargo test --workspace: unit tests, the RFC 9180 / Wycheproof / envelope v1 vector suites
-#      (../shared/vectors is required when CI is set), doc tests;
+#      (../shared/vectors is required when CI is set), doc tests, the vault on SQLite and on the
+#      local PostgreSQL (started here if it is down; FIELDSEAL_TEST_POSTGRES names another);
 #   3. the browser build: wasm32 release build, checked to hold no recipient-side code;
 #   4. the wasm bindings' tests (wasm-bindgen-test) in Node and in headless Chromium;
 #   5. the npm package: `npm run build`, then the JS tests in Node (envelope header parser against
@@ -22,6 +23,9 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "PostgreSQL for the vault's PostgreSQL backend tests"
+scripts/postgres.sh
 
 step "cargo test --workspace"
 cargo test --workspace

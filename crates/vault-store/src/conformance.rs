@@ -29,6 +29,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether the database's files (or raw storage) contain `needle`, after
     /// [`Store::checkpoint`].
     fn raw_contains(&self, store: &Self::S, needle: &[u8]) -> impl Future<Output = bool> + Send;
+    /// Whether [`Store::checkpoint`] after a deletion removes the deleted bytes from the database's
+    /// files. A backend that cannot (PostgreSQL keeps them in free space and WAL until they are
+    /// reused) says why; the case then checks only what it can promise.
+    fn erases_deleted_bytes(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
 }
 
 /// A key the suite's stores use for their audit chain.
@@ -242,17 +248,24 @@ pub async fn a_deleted_token_is_gone_from_the_files<B: Backend>(b: &B) {
         .await
         .unwrap();
     s.checkpoint().await.unwrap();
-    assert!(
-        b.raw_contains(&s, marker).await,
-        "the check can see stored bytes"
-    );
+    let erases = b.erases_deleted_bytes();
+    if erases.is_ok() {
+        assert!(
+            b.raw_contains(&s, marker).await,
+            "the check can see stored bytes"
+        );
+    }
     let d = AuditDraft::new(102, Actor::Cli, Action::Delete, Outcome::Ok).token("tok_del");
     assert!(s.delete_token("tok_del", d).await.unwrap());
     s.checkpoint().await.unwrap();
-    assert!(
-        !b.raw_contains(&s, marker).await,
-        "ciphertext still in the database files"
-    );
+    assert!(s.token("tok_del", 0).await.unwrap().is_none());
+    match erases {
+        Ok(()) => assert!(
+            !b.raw_contains(&s, marker).await,
+            "ciphertext still in the database files"
+        ),
+        Err(why) => eprintln!("not checked on this backend: deleted bytes in its files ({why})"),
+    }
 }
 
 /// Appends refuse to continue a chain whose stored head and tail disagree, or that is empty.

@@ -12,6 +12,11 @@ pub enum StoreError {
     /// The database is locked by another process for too long.
     #[error("storage is busy")]
     Busy,
+    /// The database cannot be reached (down, restarting, unreachable, no connection free in the
+    /// pool in time, no answer within the configured timeout): nothing was written. Service
+    /// resumes by itself when it answers again.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The audit chain failed its check before an append: nothing that must be audited can be
     /// done until an operator has looked (fail closed).
     #[error("audit log broken at entry {}: {}", .0.seq, .0.reason)]

@@ -4,7 +4,6 @@
 
 use std::io::Write;
 
-use fieldseal_vault_sqlite::SqliteStore;
 use fieldseal_vault_store::audit::{
     Action, Actor, AuditDraft, ExpectedHead, Head, Outcome, check_stored,
 };
@@ -126,7 +125,7 @@ pub struct Admin<S: Store> {
     secrets: Secrets,
 }
 
-impl Admin<SqliteStore> {
+impl Admin<crate::AnyStore> {
     /// Opens the vault the settings describe (checks the KEK, unwraps the keys).
     pub async fn open(settings: &Settings) -> Result<Self, AdminError> {
         let store = open_store(settings).await?;

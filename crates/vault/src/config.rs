@@ -46,8 +46,15 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Database URL: `sqlite://PATH` (default `sqlite://<data_dir>/vault.db`).
+    /// Database URL: `sqlite://PATH` (default `sqlite://<data_dir>/vault.db`), or
+    /// `postgres://USER@HOST:PORT/DB` for several vault nodes on one PostgreSQL (`sslmode=require`
+    /// for TLS, `options=-csearch_path%3DSCHEMA` for a schema other than the role's default).
     pub database_url: Option<String>,
+    /// Connections each vault node keeps to PostgreSQL at most.
+    pub database_pool_size: usize,
+    /// The longest a request waits on PostgreSQL (a connection, a lock, a statement), in
+    /// milliseconds; past it the request fails with `503 storage_unavailable` (or `storage_busy`).
+    pub database_timeout_ms: u64,
     /// The key-encryption key itself, base64url (32 bytes). Prefer `master_key_file`.
     pub master_key: Option<String>,
     /// File holding the key-encryption key (base64url, 32 bytes). Default `<data_dir>/master.key`.
@@ -78,6 +85,8 @@ impl Default for Settings {
             data_dir: PathBuf::from("vault-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
             database_url: None,
+            database_pool_size: 16,
+            database_timeout_ms: 5000,
             master_key: None,
             master_key_file: None,
             policy_file: None,
@@ -99,6 +108,8 @@ impl std::fmt::Debug for Settings {
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
             .field("database_url", &mask_url_password(&self.database_url()))
+            .field("database_pool_size", &self.database_pool_size)
+            .field("database_timeout_ms", &self.database_timeout_ms)
             .field(
                 "master_key",
                 &self.master_key.as_ref().map(|_| "[REDACTED]"),
@@ -117,8 +128,22 @@ impl std::fmt::Debug for Settings {
     }
 }
 
-/// Hides the password of a `scheme://user:password@host/...` URL.
+/// Hides the password of a `scheme://user:password@host/...` URL, and a `password=` query
+/// parameter.
 pub(crate) fn mask_url_password(url: &str) -> String {
+    let url = &match url.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some(("password", _)) => "password=[REDACTED]".to_owned(),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => url.to_owned(),
+    };
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -188,6 +213,11 @@ impl Settings {
         if let Some(v) = env_var("FIELDSEAL_DATABASE_URL") {
             self.database_url = Some(v);
         }
+        env_parse("FIELDSEAL_DATABASE_POOL_SIZE", &mut self.database_pool_size)?;
+        env_parse(
+            "FIELDSEAL_DATABASE_TIMEOUT_MS",
+            &mut self.database_timeout_ms,
+        )?;
         if let Some(v) = env_var("FIELDSEAL_MASTER_KEY") {
             self.master_key = Some(v);
         }
@@ -249,6 +279,11 @@ mod tests {
         let shown = format!("{pg:?}");
         assert!(
             !shown.contains("hunter2") && shown.contains("postgres://vault:[REDACTED]@db/vault")
+        );
+        let query = mask_url_password("postgres://db/vault?sslmode=require&password=hunter2");
+        assert_eq!(
+            query,
+            "postgres://db/vault?sslmode=require&password=[REDACTED]"
         );
     }
 

@@ -75,6 +75,14 @@ impl From<StoreError> for ApiError {
                 "storage_busy",
                 "the vault's storage is busy; retry",
             ),
+            StoreError::Unavailable(why) => {
+                tracing::error!(error = %why, "storage unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the vault's database cannot be reached; nothing was written; retry",
+                )
+            }
             // Already logged as an alert where it was found.
             StoreError::Tampered(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -4,7 +4,9 @@
 //! The binary `fieldseal-vault` wraps this library (`init`, `serve`, `keys`, `apikey`, `audit`):
 //! it parses arguments and prints what [`admin`] returns. Storage is a layer below: the store
 //! trait, records and the audit chain in `fieldseal-vault-store` (re-exported as [`store`]), the
-//! SQLite backend in `fieldseal-vault-sqlite` ([`sqlite`]), chosen from the database URL's scheme.
+//! embedded SQLite backend in `fieldseal-vault-sqlite` ([`sqlite`]) and the PostgreSQL backend for
+//! several nodes in `fieldseal-vault-postgres` ([`postgres`]), one of them chosen at start from the
+//! database URL's scheme ([`AnyStore`]).
 //! Tests and embedders start the real server with [`http::serve`] on any listener:
 //!
 //! ```no_run
@@ -26,6 +28,7 @@
 
 pub mod admin;
 pub mod apikeys;
+pub mod backend;
 pub mod config;
 pub mod http;
 pub mod keys;
@@ -35,5 +38,7 @@ pub mod refusal;
 pub mod values;
 pub mod vault;
 
+pub use backend::AnyStore;
+pub use fieldseal_vault_postgres as postgres;
 pub use fieldseal_vault_sqlite as sqlite;
 pub use fieldseal_vault_store as store;

@@ -44,6 +44,8 @@ pub enum Refusal {
     StorageFull,
     /// The database is busy; nothing was stored.
     StorageBusy,
+    /// The database cannot be reached; nothing was stored.
+    StorageUnavailable,
     /// Anything else; details in the log.
     Internal,
 }
@@ -66,6 +68,7 @@ impl Refusal {
             Self::NotFound => "not_found",
             Self::StorageFull => "storage_full",
             Self::StorageBusy => "storage_busy",
+            Self::StorageUnavailable => "storage_unavailable",
             Self::Internal => "internal",
         }
     }
@@ -100,6 +103,11 @@ impl Refusal {
                  again"
                     .into()
             }
+            Self::StorageUnavailable => {
+                "the vault's database cannot be reached; this envelope was not stored and can be \
+                 submitted again"
+                    .into()
+            }
             Self::Internal => "internal error; this envelope was not stored".into(),
         }
     }
@@ -120,6 +128,10 @@ impl Refusal {
         match e {
             StoreError::Full => Self::StorageFull,
             StoreError::Busy => Self::StorageBusy,
+            StoreError::Unavailable(why) => {
+                tracing::error!(error = %why, "storage unavailable");
+                Self::StorageUnavailable
+            }
             other => {
                 tracing::error!(error = %other, "storage error");
                 Self::Internal

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fieldseal_core::envelope::{Envelope, FieldKind, OpenError, Opened};
+use fieldseal_vault_postgres::{PgOptions, PgStore};
 use fieldseal_vault_sqlite::SqliteStore;
 use fieldseal_vault_store::audit::{
     Action, Actor, AuditDraft, AuditRecord, EnvelopeRef, ExpectedHead, Outcome,
@@ -17,6 +18,7 @@ use fieldseal_vault_store::{InsertOutcome, NewToken, Store, StoreError, TokenRec
 use serde::{Deserialize, Serialize};
 
 use crate::apikeys;
+use crate::backend::AnyStore;
 use crate::config::Settings;
 use crate::keys::{self, DATA_KEY_ID, KekProvider, KeyError, KeyRing, LocalKek, Secrets};
 use crate::policy::{Policy, Reveal, Role};
@@ -45,7 +47,7 @@ pub enum VaultError {
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
     /// Unsupported database URL.
-    #[error("unsupported database URL {0}: this build serves sqlite://PATH")]
+    #[error("unsupported database URL {0}: use sqlite://PATH or postgres://USER@HOST/DB")]
     DatabaseUrl(String),
 }
 
@@ -159,22 +161,31 @@ pub fn kek_from_settings(settings: &Settings) -> Result<Box<dyn KekProvider>, Ke
 }
 
 /// Opens and migrates the store the settings' database URL names; the URL's scheme picks the
-/// backend (`sqlite://PATH`).
-pub async fn open_store(settings: &Settings) -> Result<SqliteStore, VaultError> {
+/// backend (`sqlite://PATH`, `postgres://...` or `postgresql://...`).
+pub async fn open_store(settings: &Settings) -> Result<AnyStore, VaultError> {
     let url = settings.database_url();
-    match url.split_once("://").map(|(scheme, _)| scheme) {
+    let store = match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("sqlite") => {
-            let store = SqliteStore::open_url(&url, settings.sqlite_synchronous)?;
-            store.migrate().await?;
-            Ok(store)
+            AnyStore::Sqlite(SqliteStore::open_url(&url, settings.sqlite_synchronous)?)
         }
-        _ => Err(VaultError::DatabaseUrl(crate::config::mask_url_password(
+        Some("postgres" | "postgresql") => AnyStore::Postgres(PgStore::open(
             &url,
-        ))),
-    }
+            PgOptions {
+                pool_size: settings.database_pool_size,
+                timeout: Duration::from_millis(settings.database_timeout_ms.max(1)),
+            },
+        )?),
+        _ => {
+            return Err(VaultError::DatabaseUrl(crate::config::mask_url_password(
+                &url,
+            )));
+        }
+    };
+    store.migrate().await?;
+    Ok(store)
 }
 
-impl Vault<SqliteStore> {
+impl Vault<AnyStore> {
     /// Opens an initialized vault as the settings describe.
     pub async fn open(settings: Settings) -> Result<Self, VaultError> {
         let store = open_store(&settings).await?;

@@ -561,7 +561,7 @@ async fn a_full_disk_gets_a_clear_error_and_loses_nothing() {
         .tokenize_value(&keys, FieldKind::Pan, VISA, "random")
         .await;
     let kept = kept["token"].as_str().unwrap().to_owned();
-    let store = s.vault.store();
+    let store = s.vault.store().sqlite().unwrap();
     let pages = store.page_count().await.unwrap();
     store.limit_pages(pages).await.unwrap();
 

@@ -1,14 +1,17 @@
-//! The database-writer attack suite: someone who can write the vault's SQLite file (a DBA, an
-//! edited backup, SQL injection in a neighbouring application) but does not hold the master key.
-//! Each test runs the real `fieldseal-vault` binary on a real file, makes one tampering with SQL as
+//! The database-writer attack suite: someone who can write the vault's database (a DBA, an edited
+//! backup, SQL injection in a neighbouring application) but does not hold the master key. Each
+//! test runs the real `fieldseal-vault` binary on a real database, makes one tampering with SQL as
 //! such an attacker would, and shows it detected (`audit verify` exits non-zero naming the entry,
 //! the running vault fails closed with `503 audit_broken`) or harmless (the tampered row is treated
-//! as absent and the tampering audited). docs/threat-model.md names what remains possible.
+//! as absent and the tampering audited). Every attack runs on both backends (`sqlite::` and
+//! `postgres::`, the latter in a schema of its own on the test PostgreSQL); a few exist on one
+//! backend only (SQLite's storage classes and schema cookie, PostgreSQL's rules).
+//! docs/threat-model.md names what remains possible.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Child;
 
 use common::bin::{ok, start, vault};
@@ -16,6 +19,7 @@ use common::{TempDir, key_set, seal_to};
 use fieldseal_core::at_rest::{api_key_digest, chain_hash};
 use fieldseal_core::encoding::{from_hex, hex};
 use fieldseal_core::envelope::FieldKind;
+use fieldseal_vault_postgres::testing::{TestSchema, admin_sql, admin_table};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -23,8 +27,24 @@ const VISA: &str = "4111111111111111";
 const AMEX: &str = "378282246310005";
 const PURPOSE: &str = "chargeback-4471";
 
+/// Which backend a scene's vault runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database the attacker writes.
+enum Db {
+    /// The vault's file.
+    Sqlite(PathBuf),
+    /// The vault's schema on the test PostgreSQL.
+    Postgres(TestSchema),
+}
+
 /// A vault initialized and served by the binary, with one API key per role.
 struct Scene {
+    db: Db,
     _tmp: TempDir,
     dir: PathBuf,
     child: Option<Child>,
@@ -36,9 +56,17 @@ struct Scene {
 }
 
 impl Scene {
-    async fn new(tag: &str) -> Self {
+    async fn new(tag: &str, backend: Backend) -> Self {
         let tmp = TempDir::new(tag);
         let dir = tmp.0.join("vault");
+        let db = match backend {
+            Backend::Sqlite => Db::Sqlite(dir.join("vault.db")),
+            Backend::Postgres => {
+                let schema = TestSchema::new();
+                common::bin::use_database(&dir, &schema.url());
+                Db::Postgres(schema)
+            }
+        };
         ok(&vault(&dir, &["init"]));
         let key = |role: &str| {
             ok(&vault(&dir, &["apikey", "create", "--role", role]))
@@ -47,6 +75,7 @@ impl Scene {
         };
         let (checkout, payments, support) = (key("checkout"), key("payments"), key("support"));
         let mut scene = Self {
+            db,
             _tmp: tmp,
             dir,
             child: None,
@@ -99,14 +128,97 @@ impl Scene {
         self.start();
     }
 
-    fn db(&self) -> rusqlite::Connection {
-        let c = rusqlite::Connection::open(self.dir.join("vault.db")).unwrap();
+    fn backend(&self) -> Backend {
+        match self.db {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    fn sqlite(&self) -> rusqlite::Connection {
+        let Db::Sqlite(path) = &self.db else {
+            panic!("not a SQLite scene")
+        };
+        let c = rusqlite::Connection::open(path).unwrap();
         c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
         c
     }
 
+    /// Runs the attacker's SQL on the vault's database.
     fn sql(&self, sql: &str) {
-        self.db().execute_batch(sql).unwrap();
+        match &self.db {
+            Db::Sqlite(_) => self.sqlite().execute_batch(sql).unwrap(),
+            Db::Postgres(schema) => {
+                admin_sql(&format!("SET search_path = {}; {sql}", schema.name())).unwrap();
+            }
+        }
+    }
+
+    /// The rows a query returns, every value as text (`None` for NULL).
+    fn rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match &self.db {
+            Db::Sqlite(_) => {
+                let c = self.sqlite();
+                let mut st = c.prepare(sql).unwrap();
+                let n = st.column_count();
+                st.query_map([], |r| {
+                    (0..n)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Null => None,
+                                rusqlite::types::ValueRef::Integer(v) => Some(v.to_string()),
+                                rusqlite::types::ValueRef::Text(t) => {
+                                    Some(String::from_utf8_lossy(t).into_owned())
+                                }
+                                other => Some(format!("{other:?}")),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+            }
+            Db::Postgres(schema) => {
+                admin_table(&format!("SET search_path = {}; {sql}", schema.name())).unwrap()
+            }
+        }
+    }
+
+    /// The one text value a query returns.
+    fn value(&self, sql: &str) -> String {
+        self.rows(sql)[0][0].clone().unwrap_or_default()
+    }
+
+    /// `bytes` as a literal of the backend's binary type.
+    fn blob(&self, bytes: &[u8]) -> String {
+        self.blob_hex(&hex(bytes))
+    }
+
+    /// Bytes given in hex as a literal of the backend's binary type.
+    fn blob_hex(&self, hex: &str) -> String {
+        match self.backend() {
+            Backend::Sqlite => format!("X'{hex}'"),
+            Backend::Postgres => format!("'\\x{hex}'::bytea"),
+        }
+    }
+
+    /// A token row's value and public columns, as a literal row for the same backend.
+    fn token_row(&self, token: &str) -> (String, String, i64, Option<i64>) {
+        let sql = match self.backend() {
+            Backend::Sqlite => "SELECT kind, hex(ciphertext), created_at, expires_at FROM tokens",
+            Backend::Postgres => {
+                "SELECT kind, encode(ciphertext, 'hex'), created_at, expires_at FROM tokens"
+            }
+        };
+        let row = &self.rows(&format!("{sql} WHERE token = '{token}'"))[0];
+        let text = |i: usize| row[i].clone().unwrap();
+        (
+            text(0),
+            text(1).to_lowercase(),
+            text(2).parse().unwrap(),
+            row[3].as_ref().map(|v| v.parse().unwrap()),
+        )
     }
 
     fn log(&self) -> String {
@@ -195,23 +307,113 @@ impl Scene {
     }
 
     fn last_seq(&self) -> i64 {
-        self.db()
-            .query_row("SELECT max(seq) FROM audit", [], |r| r.get(0))
-            .unwrap()
+        self.value("SELECT max(seq) FROM audit").parse().unwrap()
     }
 
     /// Audit entries whose action and outcome match, as the vault recorded them.
     fn entries(&self, action: &str, outcome: &str) -> Vec<(i64, String)> {
-        let c = self.db();
-        let mut st = c
-            .prepare(
-                "SELECT seq, detail FROM audit WHERE action = ?1 AND outcome = ?2 ORDER BY seq",
+        self.rows(&format!(
+            "SELECT seq, detail FROM audit WHERE action = '{action}' AND outcome = '{outcome}' \
+             ORDER BY seq"
+        ))
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].as_ref().unwrap().parse().unwrap(),
+                r[1].clone().unwrap_or_default(),
             )
-            .unwrap();
-        st.query_map([action, outcome], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+        })
+        .collect()
+    }
+
+    /// Recomputes `prev_hash` and `hash` of every entry from `from` on, and the head's hash: all
+    /// anyone can do without the audit key. Returns how many entries were rewritten.
+    fn rehash_from(&self, from: i64) -> usize {
+        let rows = self.rows(&format!(
+            "SELECT seq, at, actor, action, token, kind, purpose, outcome, detail, envelope, \
+             prev_hash FROM audit WHERE seq >= {from} ORDER BY seq"
+        ));
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let mut prev = from_hex::<32>(&text(&rows[0][10])).unwrap();
+        let mut updates = String::new();
+        for r in &rows {
+            let entry = Canonical {
+                seq: text(&r[0]).parse().unwrap(),
+                at: text(&r[1]).parse().unwrap(),
+                actor: text(&r[2]),
+                action: text(&r[3]),
+                token: r[4].clone(),
+                kind: r[5].clone(),
+                purpose: r[6].clone(),
+                outcome: text(&r[7]),
+                detail: text(&r[8]),
+                envelope: r[9].clone(),
+            };
+            let hash = chain_hash(&prev, &serde_json::to_vec(&entry).unwrap());
+            updates.push_str(&format!(
+                "UPDATE audit SET prev_hash = '{}', hash = '{}' WHERE seq = {};",
+                hex(&prev),
+                hex(&hash),
+                entry.seq
+            ));
+            prev = hash;
+        }
+        updates.push_str(&format!("UPDATE audit_head SET hash = '{}';", hex(&prev)));
+        self.sql(&updates);
+        rows.len()
+    }
+
+    /// A copy of the whole database, to put back later ([`Self::restore`]).
+    fn snapshot(&self) -> Snapshot {
+        match &self.db {
+            Db::Sqlite(path) => {
+                let copy = self.dir.join("snapshot.db");
+                std::fs::copy(path, &copy).unwrap();
+                Snapshot::Sqlite(copy)
+            }
+            Db::Postgres(schema) => {
+                let snap = TestSchema::new();
+                let copies: String = TABLES
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "CREATE TABLE {}.{t} AS TABLE {}.{t};",
+                            snap.name(),
+                            schema.name()
+                        )
+                    })
+                    .collect();
+                admin_sql(&copies).unwrap();
+                Snapshot::Postgres(snap)
+            }
+        }
+    }
+
+    /// Puts the database back as it was at `snap`, as a restored backup would.
+    fn restore(&self, snap: &Snapshot) {
+        match (&self.db, snap) {
+            (Db::Sqlite(path), Snapshot::Sqlite(copy)) => {
+                std::fs::copy(copy, path).unwrap();
+                for wal in ["vault.db-wal", "vault.db-shm"] {
+                    let _ = std::fs::remove_file(self.dir.join(wal));
+                }
+            }
+            (Db::Postgres(schema), Snapshot::Postgres(snap)) => {
+                let back: String = TABLES
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "TRUNCATE {0}.{t}; INSERT INTO {0}.{t} OVERRIDING SYSTEM VALUE \
+                             SELECT * FROM {1}.{t};",
+                            schema.name(),
+                            snap.name()
+                        )
+                    })
+                    .collect();
+                admin_sql(&back).unwrap();
+            }
+            _ => unreachable!(),
+        }
     }
 
     /// Some traffic: a card tokenized and revealed, so the log has entries of every sort.
@@ -222,6 +424,23 @@ impl Scene {
         assert_eq!(body["results"][0]["value"], VISA);
         t
     }
+}
+
+/// The vault's tables (a snapshot copies them all).
+const TABLES: &[&str] = &[
+    "secrets",
+    "hpke_keys",
+    "tokens",
+    "api_keys",
+    "audit",
+    "audit_head",
+    "schema_migrations",
+];
+
+/// An older copy of a vault's database.
+enum Snapshot {
+    Sqlite(PathBuf),
+    Postgres(TestSchema),
 }
 
 impl Drop for Scene {
@@ -250,56 +469,8 @@ struct Canonical {
     envelope: Option<String>,
 }
 
-/// Recomputes `prev_hash` and `hash` of every entry from `from` on, and the head's hash: all
-/// anyone can do without the audit key. Returns how many entries were rewritten.
-fn rehash_from(db: &Path, from: i64) -> usize {
-    let c = rusqlite::Connection::open(db).unwrap();
-    let rows: Vec<(Canonical, String)> = {
-        let mut st = c
-            .prepare(
-                "SELECT seq, at, actor, action, token, kind, purpose, outcome, detail, envelope, \
-                 prev_hash FROM audit WHERE seq >= ?1 ORDER BY seq",
-            )
-            .unwrap();
-        st.query_map([from], |r| {
-            Ok((
-                Canonical {
-                    seq: r.get(0)?,
-                    at: r.get(1)?,
-                    actor: r.get(2)?,
-                    action: r.get(3)?,
-                    token: r.get(4)?,
-                    kind: r.get(5)?,
-                    purpose: r.get(6)?,
-                    outcome: r.get(7)?,
-                    detail: r.get(8)?,
-                    envelope: r.get(9)?,
-                },
-                r.get(10)?,
-            ))
-        })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
-    };
-    let mut prev = from_hex::<32>(&rows[0].1).unwrap();
-    for (entry, _) in &rows {
-        let hash = chain_hash(&prev, &serde_json::to_vec(entry).unwrap());
-        c.execute(
-            "UPDATE audit SET prev_hash = ?2, hash = ?3 WHERE seq = ?1",
-            rusqlite::params![entry.seq, hex(&prev), hex(&hash)],
-        )
-        .unwrap();
-        prev = hash;
-    }
-    c.execute("UPDATE audit_head SET hash = ?1", [hex(&prev)])
-        .unwrap();
-    rows.len()
-}
-
-#[tokio::test]
-async fn delete_a_middle_entry() {
-    let s = Scene::new("atk-delete-middle").await;
+async fn delete_a_middle_entry(b: Backend) {
+    let s = Scene::new("atk-delete-middle", b).await;
     s.traffic().await;
     let (plain, _) = s.entries("reveal", "plain")[0].clone();
     s.sql(&format!("DELETE FROM audit WHERE seq = {plain}"));
@@ -307,9 +478,8 @@ async fn delete_a_middle_entry() {
     assert!(text.contains("missing"), "{text}");
 }
 
-#[tokio::test]
-async fn edit_an_entry_purpose_even_rehashing_the_chain() {
-    let s = Scene::new("atk-edit-purpose").await;
+async fn edit_an_entry_purpose_even_rehashing_the_chain(b: Backend) {
+    let s = Scene::new("atk-edit-purpose", b).await;
     s.traffic().await;
     s.traffic().await;
     let (plain, _) = s.entries("reveal", "plain")[0].clone();
@@ -319,7 +489,7 @@ async fn edit_an_entry_purpose_even_rehashing_the_chain() {
     ));
     s.assert_broken_at(plain);
     // The hash chain alone is public arithmetic: recompute it from the edited entry to the head.
-    assert!(rehash_from(&s.dir.join("vault.db"), plain) >= 1);
+    assert!(s.rehash_from(plain) >= 1);
     let text = s.assert_broken_at(plain);
     assert!(
         text.contains("MAC"),
@@ -327,9 +497,8 @@ async fn edit_an_entry_purpose_even_rehashing_the_chain() {
     );
 }
 
-#[tokio::test]
-async fn swap_two_entries() {
-    let s = Scene::new("atk-swap-entries").await;
+async fn swap_two_entries(b: Backend) {
+    let s = Scene::new("atk-swap-entries", b).await;
     s.traffic().await;
     let (plain, _) = s.entries("reveal", "plain")[0].clone();
     let other = plain - 1;
@@ -344,9 +513,8 @@ async fn swap_two_entries() {
     s.assert_broken_at(other);
 }
 
-#[tokio::test]
-async fn truncate_the_tail_then_trigger_an_append() {
-    let s = Scene::new("atk-truncate").await;
+async fn truncate_the_tail_then_trigger_an_append(b: Backend) {
+    let s = Scene::new("atk-truncate", b).await;
     s.traffic().await;
     let (plain, _) = s.entries("reveal", "plain")[0].clone();
     // Remove the plaintext reveal and everything after it, then make the vault write: a request
@@ -366,9 +534,8 @@ async fn truncate_the_tail_then_trigger_an_append() {
     assert!(text.contains("cut short"), "{text}");
 }
 
-#[tokio::test]
-async fn truncate_the_tail_of_a_stopped_vault() {
-    let mut s = Scene::new("atk-truncate-stopped").await;
+async fn truncate_the_tail_of_a_stopped_vault(b: Backend) {
+    let mut s = Scene::new("atk-truncate-stopped", b).await;
     s.traffic().await;
     s.stop();
     let (plain, _) = s.entries("reveal", "plain")[0].clone();
@@ -381,17 +548,13 @@ async fn truncate_the_tail_of_a_stopped_vault() {
     );
 }
 
-#[tokio::test]
-async fn truncate_the_tail_and_put_back_an_older_head() {
-    let s = Scene::new("atk-truncate-head").await;
+async fn truncate_the_tail_and_put_back_an_older_head(b: Backend) {
+    let s = Scene::new("atk-truncate-head", b).await;
     let t = s.token(FieldKind::Pan, VISA).await;
     // The attacker reads the head before the reveal ...
-    let old_head: (i64, String, String) = s
-        .db()
-        .query_row("SELECT seq, hash, mac FROM audit_head", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .unwrap();
+    let head = &s.rows("SELECT seq, hash, mac FROM audit_head")[0];
+    let text = |i: usize| head[i].clone().unwrap();
+    let old_head = (text(0), text(1), text(2));
     let (status, _) = s.reveal(&s.payments, &[&t]).await;
     assert_eq!(status, 200);
     // ... and afterwards cuts the log back to it: an authentic older state of the log.
@@ -405,9 +568,8 @@ async fn truncate_the_tail_and_put_back_an_older_head() {
     assert!(s.log().contains("cut back"), "{}", s.log());
 }
 
-#[tokio::test]
-async fn delete_every_entry_and_the_head() {
-    let mut s = Scene::new("atk-delete-all").await;
+async fn delete_every_entry_and_the_head(b: Backend) {
+    let mut s = Scene::new("atk-delete-all", b).await;
     s.traffic().await;
     s.sql("DELETE FROM audit; DELETE FROM audit_head;");
     let (status, body) = s.call("GET", "/v1/me", None, None).await;
@@ -420,25 +582,19 @@ async fn delete_every_entry_and_the_head() {
     assert!(err.contains("audit log broken"), "{err}");
 }
 
-#[tokio::test]
-async fn insert_a_forged_api_key_row() {
-    let s = Scene::new("atk-forged-key").await;
+async fn insert_a_forged_api_key_row(b: Backend) {
+    let s = Scene::new("atk-forged-key", b).await;
     let t = s.traffic().await;
     // The digest construction is public: a secret of the attacker's own, role payments. Even the
     // MAC of a genuine row is no help: it covers the id and digest.
     let secret = "A".repeat(43);
     let digest = api_key_digest(secret.as_bytes());
-    let genuine_mac: String = s
-        .db()
-        .query_row("SELECT mac FROM api_keys LIMIT 1", [], |r| r.get(0))
-        .unwrap();
-    s.db()
-        .execute(
-            "INSERT INTO api_keys (id, digest, role, label, created_at, mac) VALUES \
-             ('a1b2c3d4e5f6', ?1, 'payments', 'ops', 1, ?2)",
-            rusqlite::params![digest.to_vec(), genuine_mac],
-        )
-        .unwrap();
+    let genuine_mac = s.value("SELECT mac FROM api_keys LIMIT 1");
+    s.sql(&format!(
+        "INSERT INTO api_keys (id, digest, role, label, created_at, mac) VALUES \
+         ('a1b2c3d4e5f6', {}, 'payments', 'ops', 1, '{genuine_mac}')",
+        s.blob(&digest)
+    ));
     let forged = format!("fsk_a1b2c3d4e5f6_{secret}");
     let (status, body) = s.reveal(&forged, &[&t]).await;
     assert_eq!((status, code(&body)), (401, "unauthorized"), "{body}");
@@ -451,9 +607,8 @@ async fn insert_a_forged_api_key_row() {
     assert!(s.log().contains("row_tampered"));
 }
 
-#[tokio::test]
-async fn un_revoke_a_key() {
-    let s = Scene::new("atk-unrevoke").await;
+async fn un_revoke_a_key(b: Backend) {
+    let s = Scene::new("atk-unrevoke", b).await;
     let t = s.traffic().await;
     let id = &s.payments[4..16];
     ok(&vault(&s.dir, &["apikey", "revoke", id]));
@@ -466,9 +621,8 @@ async fn un_revoke_a_key() {
     assert_eq!((status, code(&body)), (401, "unauthorized"), "{body}");
 }
 
-#[tokio::test]
-async fn change_a_key_role() {
-    let s = Scene::new("atk-role").await;
+async fn change_a_key_role(b: Backend) {
+    let s = Scene::new("atk-role", b).await;
     let t = s.traffic().await;
     let (status, body) = s.reveal(&s.support, &[&t]).await;
     assert_eq!(status, 200);
@@ -481,9 +635,8 @@ async fn change_a_key_role() {
     assert_eq!((status, code(&body)), (401, "unauthorized"), "{body}");
 }
 
-#[tokio::test]
-async fn relabel_a_token_kind() {
-    let s = Scene::new("atk-relabel").await;
+async fn relabel_a_token_kind(b: Backend) {
+    let s = Scene::new("atk-relabel", b).await;
     let cvc = s.token(FieldKind::Cvc, "123").await;
     // As `name`, a CVC would be revealed in the clear again and again instead of once.
     s.sql(&format!(
@@ -501,9 +654,8 @@ async fn relabel_a_token_kind() {
     );
 }
 
-#[tokio::test]
-async fn clear_a_cvc_expiry() {
-    let s = Scene::new("atk-cvc-expiry").await;
+async fn clear_a_cvc_expiry(b: Backend) {
+    let s = Scene::new("atk-cvc-expiry", b).await;
     let cvc = s.token(FieldKind::Cvc, "4321").await;
     // Kept forever instead of purged within the hour: the value no longer opens.
     s.sql(&format!(
@@ -514,9 +666,8 @@ async fn clear_a_cvc_expiry() {
     assert!(!s.entries("integrity", "tampered").is_empty());
 }
 
-#[tokio::test]
-async fn swap_two_tokens_ciphertexts() {
-    let s = Scene::new("atk-swap-ciphertexts").await;
+async fn swap_two_tokens_ciphertexts(b: Backend) {
+    let s = Scene::new("atk-swap-ciphertexts", b).await;
     let visa = s.token(FieldKind::Pan, VISA).await;
     let amex = s.token(FieldKind::Pan, AMEX).await;
     s.sql(&format!(
@@ -526,26 +677,18 @@ async fn swap_two_tokens_ciphertexts() {
          tokens.token WHEN '{visa}' THEN '{amex}' ELSE '{visa}' END) WHERE token IN ('{visa}', \
          '{amex}');"
     ));
-    let swapped: i64 = s
-        .db()
-        .query_row(
-            &format!(
-                "SELECT count(DISTINCT ciphertext) FROM tokens WHERE token IN ('{visa}', '{amex}')"
-            ),
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(swapped, 2);
+    let swapped = s.value(&format!(
+        "SELECT count(DISTINCT ciphertext) FROM tokens WHERE token IN ('{visa}', '{amex}')"
+    ));
+    assert_eq!(swapped, "2");
     let (_, body) = s.reveal(&s.payments, &[&visa, &amex]).await;
     for r in body["results"].as_array().unwrap() {
         assert_eq!(code(r), "not_found", "{body}");
     }
 }
 
-#[tokio::test]
-async fn replace_an_hpke_public_key() {
-    let mut s = Scene::new("atk-hpke-key").await;
+async fn replace_an_hpke_public_key(b: Backend) {
+    let mut s = Scene::new("atk-hpke-key", b).await;
     ok(&vault(&s.dir, &["keys", "rotate"]));
     s.restart();
     let before = key_set(&s.http, &s.base).await;
@@ -556,13 +699,10 @@ async fn replace_an_hpke_public_key() {
     )
     .unwrap();
     let point = attacker.public_key().to_bytes().to_vec();
-    let c = s.db();
-    c.execute(
-        "UPDATE hpke_keys SET public_key = ?1 WHERE kid = ?2",
-        rusqlite::params![point, primary],
-    )
-    .unwrap();
-    drop(c);
+    s.sql(&format!(
+        "UPDATE hpke_keys SET public_key = {} WHERE kid = '{primary}'",
+        s.blob(&point)
+    ));
     s.restart();
     let (status, ks) = s.call("GET", "/v1/keys", None, None).await;
     assert_eq!(status, 200, "the older key still serves");
@@ -577,9 +717,8 @@ async fn replace_an_hpke_public_key() {
     assert!(tampered[0].1.contains(&primary));
 }
 
-#[tokio::test]
-async fn delete_the_record_of_an_envelope_to_resubmit_it() {
-    let s = Scene::new("atk-replay").await;
+async fn delete_the_record_of_an_envelope_to_resubmit_it(b: Backend) {
+    let s = Scene::new("atk-replay", b).await;
     let env = s.seal(FieldKind::Cvc, "987").await;
     let (_, body) = s.tokenize(&[&env]).await;
     let cvc = body["results"][0]["token"].as_str().unwrap().to_owned();
@@ -605,14 +744,11 @@ async fn delete_the_record_of_an_envelope_to_resubmit_it() {
     assert!(text.contains("missing"), "{text}");
 }
 
-#[tokio::test]
-async fn restore_an_older_copy_of_the_database() {
-    let mut s = Scene::new("atk-rollback").await;
+async fn restore_an_older_copy_of_the_database(b: Backend) {
+    let mut s = Scene::new("atk-rollback", b).await;
     s.token(FieldKind::Pan, VISA).await;
     s.stop();
-    let db = s.dir.join("vault.db");
-    let snapshot = s.dir.join("snapshot.db");
-    std::fs::copy(&db, &snapshot).unwrap();
+    let snapshot = s.snapshot();
     s.start();
     s.traffic().await;
     s.stop();
@@ -625,10 +761,7 @@ async fn restore_an_older_copy_of_the_database() {
         "{recorded}"
     );
     // ... the attacker restores the older, entirely consistent copy.
-    std::fs::copy(&snapshot, &db).unwrap();
-    for wal in ["vault.db-wal", "vault.db-shm"] {
-        let _ = std::fs::remove_file(s.dir.join(wal));
-    }
+    s.restore(&snapshot);
     let (intact, text) = s.verify(&[]);
     assert!(intact, "a consistent snapshot verifies on its own: {text}");
     let (intact, text) = s.verify(&["--expect-head", &recorded]);
@@ -636,17 +769,11 @@ async fn restore_an_older_copy_of_the_database() {
     assert!(text.contains("not in the chain"), "{text}");
 }
 
-#[tokio::test]
-async fn put_back_a_revoked_key_row_from_an_older_copy() {
-    let s = Scene::new("atk-old-key-row").await;
+async fn put_back_a_revoked_key_row_from_an_older_copy(b: Backend) {
+    let s = Scene::new("atk-old-key-row", b).await;
     let t = s.traffic().await;
     let id = s.payments[4..16].to_owned();
-    let old_mac: String = s
-        .db()
-        .query_row("SELECT mac FROM api_keys WHERE id = ?1", [&id], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let old_mac = s.value(&format!("SELECT mac FROM api_keys WHERE id = '{id}'"));
     ok(&vault(&s.dir, &["apikey", "revoke", &id]));
     // The row as it was before the revocation: its MAC is authentic.
     s.sql(&format!(
@@ -661,50 +788,53 @@ async fn put_back_a_revoked_key_row_from_an_older_copy() {
     assert!(ok(&vault(&s.dir, &["apikey", "list"])).contains("TAMPERED"));
 }
 
-#[tokio::test]
-async fn a_trigger_that_undoes_revocations() {
-    let s = Scene::new("atk-trigger").await;
+async fn a_trigger_that_undoes_revocations(b: Backend) {
+    let s = Scene::new("atk-trigger", b).await;
     let t = s.traffic().await;
     let id = s.payments[4..16].to_owned();
     // `apikey revoke` would report success while the trigger puts the row back at once.
-    s.sql(
-        "CREATE TRIGGER keep AFTER UPDATE ON api_keys BEGIN UPDATE api_keys SET revoked_at = \
-         OLD.revoked_at, mac = OLD.mac WHERE id = OLD.id; END;",
-    );
+    s.sql(match b {
+        Backend::Sqlite => {
+            "CREATE TRIGGER keep AFTER UPDATE ON api_keys BEGIN UPDATE api_keys SET revoked_at = \
+             OLD.revoked_at, mac = OLD.mac WHERE id = OLD.id; END;"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             NEW.revoked_at := OLD.revoked_at; NEW.mac := OLD.mac; RETURN NEW; END $$; \
+             CREATE TRIGGER keep BEFORE UPDATE ON api_keys FOR EACH ROW EXECUTE FUNCTION keep();"
+        }
+    });
     let out = vault(&s.dir, &["apikey", "revoke", &id]);
     assert!(
         !out.status.success(),
         "revoke reported success over a trigger"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("trigger keep"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("changed outside the vault") && err.contains("keep"),
+        "{err}"
+    );
     // The running vault writes nothing on that schema either (every audited request writes).
     let (status, body) = s.reveal(&s.payments, &[&t]).await;
     assert_eq!((status, code(&body)), (503, "database_tampered"), "{body}");
     assert!(s.log().contains("database_tampered"));
 }
 
-#[tokio::test]
-async fn put_back_a_used_cvc() {
-    let s = Scene::new("atk-cvc-back").await;
+async fn put_back_a_used_cvc(b: Backend) {
+    let s = Scene::new("atk-cvc-back", b).await;
     let cvc = s.token(FieldKind::Cvc, "555").await;
-    let row: (String, Vec<u8>, i64, Option<i64>) = s
-        .db()
-        .query_row(
-            "SELECT kind, ciphertext, created_at, expires_at FROM tokens WHERE token = ?1",
-            [&cvc],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap();
+    let row = s.token_row(&cvc);
     let (_, body) = s.reveal(&s.payments, &[&cvc]).await;
     assert_eq!(body["results"][0]["value"], "555");
     // The row as it was before the reveal deleted it: its value still authenticates.
-    s.db()
-        .execute(
-            "INSERT INTO tokens (token, kind, data_key_id, ciphertext, fingerprint, created_at, \
-             expires_at) VALUES (?1, ?2, 1, ?3, '', ?4, ?5)",
-            rusqlite::params![cvc, row.0, row.1, row.2, row.3],
-        )
-        .unwrap();
+    s.sql(&format!(
+        "INSERT INTO tokens (token, kind, data_key_id, ciphertext, fingerprint, created_at, \
+         expires_at) VALUES ('{cvc}', '{}', 1, {}, '', {}, {})",
+        row.0,
+        s.blob_hex(&row.1),
+        row.2,
+        row.3.map_or("NULL".to_owned(), |v| v.to_string())
+    ));
     let (_, body) = s.reveal(&s.payments, &[&cvc]).await;
     assert_eq!(
         code(&body["results"][0]),
@@ -716,7 +846,7 @@ async fn put_back_a_used_cvc() {
 
 #[tokio::test]
 async fn retype_envelope_ids_to_resubmit() {
-    let s = Scene::new("atk-retype").await;
+    let s = Scene::new("atk-retype", Backend::Sqlite).await;
     let env = s.seal(FieldKind::Cvc, "246").await;
     let (_, body) = s.tokenize(&[&env]).await;
     assert_eq!(body["results"][0]["ok"], true);
@@ -732,7 +862,7 @@ async fn retype_envelope_ids_to_resubmit() {
 
 #[tokio::test]
 async fn a_value_of_the_wrong_type_in_a_key_row() {
-    let mut s = Scene::new("atk-wrong-type").await;
+    let mut s = Scene::new("atk-wrong-type", Backend::Sqlite).await;
     ok(&vault(&s.dir, &["keys", "rotate"]));
     s.restart();
     let primary = key_set(&s.http, &s.base)
@@ -753,9 +883,8 @@ async fn a_value_of_the_wrong_type_in_a_key_row() {
     s.traffic().await;
 }
 
-#[tokio::test]
-async fn forge_an_entry_past_the_head() {
-    let s = Scene::new("atk-past-head").await;
+async fn forge_an_entry_past_the_head(b: Backend) {
+    let s = Scene::new("atk-past-head", b).await;
     s.traffic().await;
     let head = s.last_seq();
     s.sql(
@@ -772,21 +901,15 @@ async fn forge_an_entry_past_the_head() {
     );
 }
 
-#[tokio::test]
-async fn put_back_a_retired_hpke_key_row() {
-    let mut s = Scene::new("atk-unretire").await;
+async fn put_back_a_retired_hpke_key_row(b: Backend) {
+    let mut s = Scene::new("atk-unretire", b).await;
     let old = key_set(&s.http, &s.base)
         .await
         .primary()
         .kid
         .as_str()
         .to_owned();
-    let row_mac: String = s
-        .db()
-        .query_row("SELECT mac FROM hpke_keys WHERE kid = ?1", [&old], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let row_mac = s.value(&format!("SELECT mac FROM hpke_keys WHERE kid = '{old}'"));
     ok(&vault(&s.dir, &["keys", "rotate"]));
     ok(&vault(&s.dir, &["keys", "retire", &old]));
     s.sql(&format!(
@@ -801,20 +924,22 @@ async fn put_back_a_retired_hpke_key_row() {
     assert!(ok(&vault(&s.dir, &["keys", "list"])).contains("TAMPERED"));
 }
 
-#[tokio::test]
-async fn cut_back_the_migration_record() {
-    let mut s = Scene::new("atk-migrations").await;
+async fn cut_back_the_migration_record(b: Backend) {
+    let mut s = Scene::new("atk-migrations", b).await;
     s.stop();
-    s.sql("DELETE FROM schema_migrations WHERE version = 3");
+    s.sql(
+        "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM \
+         schema_migrations)",
+    );
     let err = s.start_refused();
     assert!(err.contains("migration record"), "{err}");
 }
 
 #[tokio::test]
 async fn a_trigger_hidden_behind_a_put_back_schema_cookie() {
-    let s = Scene::new("atk-trigger-cookie").await;
+    let s = Scene::new("atk-trigger-cookie", Backend::Sqlite).await;
     let t = s.traffic().await;
-    let c = s.db();
+    let c = s.sqlite();
     let cookie: i64 = c
         .query_row("PRAGMA schema_version", [], |r| r.get(0))
         .unwrap();
@@ -839,3 +964,68 @@ async fn a_trigger_hidden_behind_a_put_back_schema_cookie() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
+
+/// PostgreSQL: a rewrite rule that silently swallows revocations (no trigger involved). The
+/// running vault checks for rules, triggers and row-security policies inside every write
+/// transaction, so it stops writing at once, not only at its next full schema check.
+#[tokio::test]
+async fn postgres_a_rule_that_swallows_revocations() {
+    let s = Scene::new("atk-rule", Backend::Postgres).await;
+    let t = s.traffic().await;
+    s.sql("CREATE RULE keep AS ON UPDATE TO api_keys DO INSTEAD NOTHING;");
+    let (status, body) = s.reveal(&s.payments, &[&t]).await;
+    assert_eq!((status, code(&body)), (503, "database_tampered"), "{body}");
+    assert!(s.log().contains("database_tampered"));
+    let id = s.payments[4..16].to_owned();
+    let out = vault(&s.dir, &["apikey", "revoke", &id]);
+    assert!(!out.status.success(), "revoke reported success over a rule");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rule api_keys keep"), "{err}");
+}
+
+/// One `#[tokio::test]` per attack per backend: `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_backends {
+    ($($attack:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $attack() {
+                    super::$attack(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $attack() {
+                    super::$attack(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    delete_a_middle_entry,
+    edit_an_entry_purpose_even_rehashing_the_chain,
+    swap_two_entries,
+    truncate_the_tail_then_trigger_an_append,
+    truncate_the_tail_of_a_stopped_vault,
+    truncate_the_tail_and_put_back_an_older_head,
+    delete_every_entry_and_the_head,
+    insert_a_forged_api_key_row,
+    un_revoke_a_key,
+    change_a_key_role,
+    relabel_a_token_kind,
+    clear_a_cvc_expiry,
+    swap_two_tokens_ciphertexts,
+    replace_an_hpke_public_key,
+    delete_the_record_of_an_envelope_to_resubmit_it,
+    restore_an_older_copy_of_the_database,
+    put_back_a_revoked_key_row_from_an_older_copy,
+    a_trigger_that_undoes_revocations,
+    put_back_a_used_cvc,
+    forge_an_entry_past_the_head,
+    put_back_a_retired_hpke_key_row,
+    cut_back_the_migration_record,
+);

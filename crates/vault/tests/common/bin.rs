@@ -1,19 +1,38 @@
 //! The real `fieldseal-vault` binary, as an operator runs it.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 
 /// The vault binary cargo built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_fieldseal-vault");
 
-/// The binary for the vault in `dir`: its key file, no environment key or settings file, port 0.
+/// The database URLs of vaults that do not use their directory's SQLite file.
+static DATABASES: Mutex<BTreeMap<PathBuf, String>> = Mutex::new(BTreeMap::new());
+
+/// Makes every later command for the vault in `dir` use the database `url`.
+#[allow(dead_code)]
+pub fn use_database(dir: &Path, url: &str) {
+    DATABASES
+        .lock()
+        .unwrap()
+        .insert(dir.to_path_buf(), url.to_owned());
+}
+
+/// The binary for the vault in `dir`: its key file, its database (the directory's SQLite file
+/// unless [`use_database`] named another), no environment key or settings file, port 0.
 pub fn command(dir: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.env("FIELDSEAL_DATA_DIR", dir)
         .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
         .env_remove("FIELDSEAL_MASTER_KEY")
         .env_remove("FIELDSEAL_CONFIG");
+    match DATABASES.lock().unwrap().get(dir) {
+        Some(url) => c.env("FIELDSEAL_DATABASE_URL", url),
+        None => c.env_remove("FIELDSEAL_DATABASE_URL"),
+    };
     c
 }
 

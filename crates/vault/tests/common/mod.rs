@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use fieldseal_core::envelope::{FieldKind, Hints, PreparedContext, SealParams};
 use fieldseal_core::keyset::KeySet;
+use fieldseal_vault::AnyStore;
 use fieldseal_vault::admin::{self, Admin};
 use fieldseal_vault::config::Settings;
 use fieldseal_vault::http;
-use fieldseal_vault::sqlite::SqliteStore;
 use fieldseal_vault::store::Store;
 use fieldseal_vault::store::audit::AuditRecord;
 use fieldseal_vault::vault::Vault;
@@ -107,7 +107,7 @@ pub async fn key_set(http: &reqwest::Client, base: &str) -> KeySet {
 /// A running server.
 pub struct Server {
     pub base: String,
-    pub vault: Arc<Vault<SqliteStore>>,
+    pub vault: Arc<Vault<AnyStore>>,
     pub client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -256,7 +256,7 @@ pub fn seal_to(ks: &KeySet, kind: FieldKind, value: &str, created_at: u64) -> St
 }
 
 /// The whole audit log.
-pub async fn audit_all(store: &SqliteStore) -> Vec<AuditRecord> {
+pub async fn audit_all(store: &impl Store) -> Vec<AuditRecord> {
     let mut out: Vec<AuditRecord> = Vec::new();
     loop {
         let page = store
@@ -271,7 +271,7 @@ pub async fn audit_all(store: &SqliteStore) -> Vec<AuditRecord> {
 }
 
 /// Operator actions on the vault a server runs, over the same store.
-pub async fn admin_of(s: &Server) -> Admin<SqliteStore> {
+pub async fn admin_of(s: &Server) -> Admin<AnyStore> {
     let settings = s.vault.settings().clone();
     let kek = fieldseal_vault::vault::kek_from_settings(&settings).unwrap();
     Admin::with_store(s.vault.store().clone(), settings, kek)

@@ -1,0 +1,1124 @@
+//! The PostgreSQL backend of the fieldseal vault: several stateless vault nodes on one database.
+//! Queries and numbered migrations only (`migrations/*.sql`, applied at start under an advisory
+//! lock, so nodes starting together do not race); the audit chain, row MACs and every rule about
+//! what may be stored or revealed live in `fieldseal-vault-store` and the service.
+//!
+//! One truth for all nodes:
+//! - every write that appends to the audit log takes one transaction-scoped advisory lock (per
+//!   schema) before it reads the chain's tail and head, so the chain is one sequence whatever node
+//!   writes; the replay check (an audit entry naming the envelope) and the consumption of a card
+//!   security code run under the same lock, so each happens once across all nodes;
+//! - every write transaction first checks that no trigger, rule or row-security policy was added
+//!   to the vault's tables (what could undo a write behind the vault's back); the whole schema is
+//!   compared with the migrations' at start and at every [`Store::checkpoint`];
+//! - nothing is cached between calls but the audit key: a revoked API key or a retired HPKE key
+//!   is seen by the next read on every node.
+//!
+//! The schema is the first of the connection's `search_path` (`options=-csearch_path%3DNAME` in
+//! the URL); the vault qualifies no table name.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod connect;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use deadpool_postgres::{Object, Pool, PoolError, Transaction};
+use fieldseal_core::at_rest::SymmetricKey;
+use fieldseal_vault_store::audit::{
+    Action, Actor, Appender, AuditChain, AuditDraft, AuditRecord, Head, Outcome,
+};
+use fieldseal_vault_store::{
+    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
+};
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+
+pub use connect::PgOptions;
+
+/// Schema migrations, applied in order; each runs once, in a transaction.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+
+const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version integer \
+                               PRIMARY KEY, applied_at bigint NOT NULL)";
+
+/// The schema's description from the catalogs (`schema.sql`).
+const SCHEMA_QUERY: &str = include_str!("schema.sql");
+
+/// Advisory lock classes (the first key; the second is a hash of the schema name, so vaults in
+/// different schemas of one database do not wait for each other).
+const AUDIT_LOCK: i32 = 0x6673_6c01;
+const MIGRATE_LOCK: i32 = 0x6673_6c02;
+const PURGE_LOCK: i32 = 0x6673_6c03;
+
+/// Whether any trigger, rewrite rule or row-security policy sits on a table of the vault's schema,
+/// or row security is on: the vault's migrations make none. Taken with the audit lock, in the same
+/// statement.
+const LOCK_AND_HOOKS: &str = "SELECT (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid \
+     = t.tgrelid WHERE c.relnamespace = n.oid) + (SELECT count(*) FROM pg_rewrite r JOIN pg_class \
+     c ON c.oid = r.ev_class WHERE c.relnamespace = n.oid) + (SELECT count(*) FROM pg_policy p \
+     JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace = n.oid) + (SELECT count(*) FROM \
+     pg_class c WHERE c.relnamespace = n.oid AND (c.relrowsecurity OR c.relforcerowsecurity)) \
+     FROM pg_advisory_xact_lock(1718840321, hashtext(current_schema())), pg_namespace n WHERE \
+     n.nspname = current_schema()";
+
+fn db_error(e: tokio_postgres::Error) -> StoreError {
+    let Some(code) = e.code() else {
+        // No SQLSTATE: the connection broke, or a value did not decode.
+        return if e.is_closed()
+            || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
+        {
+            StoreError::Unavailable(format!("connection to the database lost: {e}"))
+        } else {
+            StoreError::Database(e.to_string())
+        };
+    };
+    // The server's message only: its detail can quote a row's values.
+    let message = e
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    if *code == SqlState::DISK_FULL {
+        StoreError::Full
+    } else if [
+        SqlState::LOCK_NOT_AVAILABLE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+        SqlState::T_R_SERIALIZATION_FAILURE,
+    ]
+    .contains(code)
+    {
+        StoreError::Busy
+    } else if [
+        SqlState::QUERY_CANCELED,
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+        SqlState::TOO_MANY_CONNECTIONS,
+        SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+    ]
+    .contains(code)
+        || code.code().starts_with("08")
+    {
+        StoreError::Unavailable(format!("{} ({})", message, code.code()))
+    } else {
+        StoreError::Database(format!("{} ({})", message, code.code()))
+    }
+}
+
+fn pool_error(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Timeout(_) => StoreError::Unavailable(
+            "no database connection within the timeout (pool exhausted or database unreachable)"
+                .into(),
+        ),
+        PoolError::Backend(e) => match db_error(e) {
+            StoreError::Database(m) => StoreError::Unavailable(m),
+            other => other,
+        },
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+type ChainSlot = RwLock<Option<Arc<AuditChain>>>;
+
+struct Inner {
+    pool: Pool,
+    chain: ChainSlot,
+    timeout: Duration,
+    /// What the last full schema check found wrong, if anything: writes are refused meanwhile.
+    tampered: Mutex<Option<String>>,
+    /// The migrations' schema description (from a scratch schema), once computed.
+    expected: tokio::sync::OnceCell<String>,
+}
+
+/// The PostgreSQL store. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// A store on the database `url` names (`postgres://` or `postgresql://`; see the crate docs
+    /// for TLS). Connects lazily: call [`Store::migrate`] to connect and create the schema.
+    pub fn open(url: &str, options: PgOptions) -> Result<Self, StoreError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool: connect::pool(url, options)?,
+                chain: RwLock::new(None),
+                timeout: options.timeout,
+                tampered: Mutex::new(None),
+                expected: tokio::sync::OnceCell::new(),
+            }),
+        })
+    }
+
+    /// Connections open and idle in the pool, and the pool's size.
+    pub fn pool_status(&self) -> (usize, usize) {
+        let s = self.inner.pool.status();
+        (s.size, s.max_size)
+    }
+
+    /// The schema the vault's tables are in (the first of the connections' `search_path`).
+    pub async fn schema(&self) -> Result<String, StoreError> {
+        Ok(self
+            .read("SELECT current_schema()::text", &[], |r| r.try_get(0))
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.inner.pool.get().await.map_err(pool_error)
+    }
+
+    fn chain(&self) -> Result<Arc<AuditChain>, StoreError> {
+        self.inner
+            .chain
+            .read()
+            .ok()
+            .and_then(|c| c.clone())
+            .ok_or_else(|| {
+                StoreError::Database("audit key not loaded: cannot append to the audit log".into())
+            })
+    }
+
+    /// Runs `op` bounded by twice the timeout (each statement is bounded by it on the server):
+    /// a database that stops answering fails the call instead of hanging it.
+    async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.timeout * 2, op).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the database did not answer within {:?}",
+                self.inner.timeout * 2
+            ))),
+        }
+    }
+
+    /// The migrations' schema, described: applied to the session's temporary schema inside a
+    /// transaction that is rolled back (needs only the TEMP privilege).
+    async fn expected_schema(&self, client: &mut Object) -> Result<String, StoreError> {
+        self.inner
+            .expected
+            .get_or_try_init(|| async {
+                let tx = client.transaction().await.map_err(db_error)?;
+                tx.batch_execute("SET LOCAL search_path = pg_temp")
+                    .await
+                    .map_err(db_error)?;
+                tx.batch_execute(MIGRATION_TABLE).await.map_err(db_error)?;
+                for sql in MIGRATIONS {
+                    tx.batch_execute(sql).await.map_err(db_error)?;
+                }
+                let described: String = tx
+                    .query_one(SCHEMA_QUERY, &[])
+                    .await
+                    .and_then(|r| r.try_get(0))
+                    .map_err(db_error)?;
+                tx.rollback().await.map_err(db_error)?;
+                Ok(described)
+            })
+            .await
+            .cloned()
+    }
+
+    /// Compares the whole schema with the migrations'; remembers the outcome for later writes.
+    async fn check_schema(&self, client: &mut Object) -> Result<(), StoreError> {
+        let expected = self.expected_schema(client).await?;
+        let actual: String = client
+            .query_one(SCHEMA_QUERY, &[])
+            .await
+            .and_then(|r| r.try_get(0))
+            .map_err(db_error)?;
+        let verdict = schema_difference(&expected, &actual);
+        if let Some(what) = &verdict {
+            tracing::error!(
+                alert = "database_tampered",
+                detail = %what,
+                "the database schema is not the one the migrations make: refusing writes"
+            );
+        }
+        if let Ok(mut t) = self.inner.tampered.lock() {
+            t.clone_from(&verdict);
+        }
+        match verdict {
+            None => Ok(()),
+            Some(what) => Err(tampered(&what)),
+        }
+    }
+
+    /// Runs `sql` with `(id, at, mac)` and, if it changed a row, appends `audit`, in one
+    /// transaction; returns whether a row changed.
+    async fn update_audited(
+        &self,
+        sql: &'static str,
+        id: &str,
+        at: i64,
+        mac: String,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async {
+            let chain = self.chain()?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            let n = exec(&tx, sql, &[&id, &at, &mac]).await?;
+            if n == 1 {
+                log.append(&tx, &audit).await?;
+            }
+            log.commit(tx).await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Every row of a read-only query, mapped.
+    async fn read<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        map: impl Fn(&Row) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let st = client.prepare_cached(sql).await.map_err(db_error)?;
+            let rows = client.query(&st, params).await.map_err(db_error)?;
+            rows.iter()
+                .map(&map)
+                .collect::<Result<_, _>>()
+                .map_err(db_error)
+        })
+        .await
+    }
+}
+
+fn tampered(what: &str) -> StoreError {
+    StoreError::Tampered(format!(
+        "the database schema was changed outside the vault ({what})"
+    ))
+}
+
+/// What differs between two schema descriptions, for the alert; `None` if they are the same.
+fn schema_difference(expected: &str, actual: &str) -> Option<String> {
+    if expected == actual {
+        return None;
+    }
+    let want: Vec<&str> = expected.lines().collect();
+    let have: Vec<&str> = actual.lines().collect();
+    Some(
+        have.iter()
+            .find(|l| !want.contains(l))
+            .map(|l| format!("unexpected or altered {l}"))
+            .or_else(|| {
+                want.iter()
+                    .find(|l| !have.contains(l))
+                    .map(|l| format!("missing {l}"))
+            })
+            .unwrap_or_else(|| "schema differs".into()),
+    )
+}
+
+async fn exec(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, StoreError> {
+    let st = tx.prepare_cached(sql).await.map_err(db_error)?;
+    tx.execute(&st, params).await.map_err(db_error)
+}
+
+async fn opt_row(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<Row>, StoreError> {
+    let st = tx.prepare_cached(sql).await.map_err(db_error)?;
+    tx.query_opt(&st, params).await.map_err(db_error)
+}
+
+const AUDIT_COLUMNS: &str = "seq, at, actor, action, token, kind, purpose, outcome, detail, \
+                             envelope, prev_hash, hash, mac";
+
+/// The audit log inside one write transaction: the lock taken and the tables checked for hooks,
+/// the stored tail and head checked by the chain, entries inserted as they are appended, the head
+/// stored and the chain told at commit.
+struct Log<'c> {
+    chain: &'c AuditChain,
+    appender: Appender<'c>,
+    appended: bool,
+}
+
+impl<'c> Log<'c> {
+    async fn begin(
+        tx: &Transaction<'_>,
+        chain: &'c AuditChain,
+        inner: &Inner,
+        genesis: bool,
+    ) -> Result<Self, StoreError> {
+        if let Some(what) = inner.tampered.lock().ok().and_then(|t| t.clone()) {
+            return Err(tampered(&what));
+        }
+        let hooks: i64 = opt_row(tx, LOCK_AND_HOOKS, &[])
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(db_error)?
+            .ok_or_else(|| StoreError::Database("the vault's schema is not there".into()))?;
+        if hooks != 0 {
+            let what = "a trigger, rule or row-security policy on the vault's tables";
+            tracing::error!(
+                alert = "database_tampered",
+                detail = what,
+                "the database schema is not the one the migrations make: refusing writes"
+            );
+            return Err(tampered(what));
+        }
+        let tail = opt_row(
+            tx,
+            &format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1"),
+            &[],
+        )
+        .await?
+        .map(|r| audit_row(&r))
+        .transpose()
+        .map_err(db_error)?;
+        let head = opt_row(
+            tx,
+            "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
+            &[],
+        )
+        .await?
+        .map(|r| head_row(&r))
+        .transpose()
+        .map_err(db_error)?;
+        let seen_seq = chain.seen_seq();
+        let seen = if seen_seq > 0 && tail.as_ref().is_some_and(|t| t.seq != seen_seq) {
+            opt_row(
+                tx,
+                &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq = $1"),
+                &[&seen_seq],
+            )
+            .await?
+            .map(|r| audit_row(&r))
+            .transpose()
+            .map_err(db_error)?
+        } else {
+            None
+        };
+        let appender = chain
+            .begin(tail.as_ref(), head.as_ref(), seen.as_ref(), genesis)
+            .map_err(StoreError::AuditBroken)?;
+        Ok(Self {
+            chain,
+            appender,
+            appended: false,
+        })
+    }
+
+    async fn append(&mut self, tx: &Transaction<'_>, d: &AuditDraft) -> Result<(), StoreError> {
+        let r = self.appender.append(d);
+        exec(
+            tx,
+            &format!(
+                "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                 $10, $11, $12, $13)"
+            ),
+            &[
+                &r.seq,
+                &r.at,
+                &r.actor,
+                &r.action,
+                &r.token,
+                &r.kind,
+                &r.purpose,
+                &r.outcome,
+                &r.detail,
+                &r.envelope,
+                &r.prev_hash,
+                &r.hash,
+                &r.mac,
+            ],
+        )
+        .await?;
+        self.appended = true;
+        Ok(())
+    }
+
+    async fn commit(self, tx: Transaction<'_>) -> Result<(), StoreError> {
+        let head = self.appender.head();
+        if self.appended {
+            exec(
+                &tx,
+                "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, $1, $2, $3) ON CONFLICT \
+                 (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+                &[&head.seq, &head.hash, &head.mac],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        self.chain.committed(&head);
+        Ok(())
+    }
+}
+
+fn head_row(r: &Row) -> Result<Head, tokio_postgres::Error> {
+    Ok(Head {
+        seq: r.try_get(0)?,
+        hash: r.try_get(1)?,
+        mac: r.try_get(2)?,
+    })
+}
+
+fn audit_row(r: &Row) -> Result<AuditRecord, tokio_postgres::Error> {
+    Ok(AuditRecord {
+        seq: r.try_get(0)?,
+        at: r.try_get(1)?,
+        actor: r.try_get(2)?,
+        action: r.try_get(3)?,
+        token: r.try_get(4)?,
+        kind: r.try_get(5)?,
+        purpose: r.try_get(6)?,
+        outcome: r.try_get(7)?,
+        detail: r.try_get(8)?,
+        envelope: r.try_get(9)?,
+        prev_hash: r.try_get(10)?,
+        hash: r.try_get(11)?,
+        mac: r.try_get(12)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str =
+    "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, created_at, expires_at";
+
+fn token_row(r: &Row) -> Result<TokenRecord, tokio_postgres::Error> {
+    Ok(TokenRecord {
+        token: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        data_key_id: r.try_get(2)?,
+        ciphertext: r.try_get(3)?,
+        fingerprint: r.try_get(4)?,
+        brand: r.try_get(5)?,
+        bin: r.try_get(6)?,
+        last4: r.try_get(7)?,
+        created_at: r.try_get(8)?,
+        expires_at: r.try_get(9)?,
+        ended_in_log: r.try_get(10)?,
+    })
+}
+
+const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac";
+
+/// The stored columns of an API key row, and whether the log revoked it (partial index
+/// `audit_revoked`).
+const API_KEY_READ: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
+     EXISTS (SELECT 1 FROM audit WHERE action = 'apikey.revoke' AND detail = api_keys.id)";
+
+fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
+    Ok(ApiKeyRecord {
+        id: r.try_get(0)?,
+        digest: r.try_get(1)?,
+        role: r.try_get(2)?,
+        label: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+        revoked_at: r.try_get(5)?,
+        expires_at: r.try_get(6)?,
+        mac: r.try_get(7)?,
+        revoked_in_log: r.try_get(8)?,
+    })
+}
+
+const HPKE_COLUMNS: &str =
+    "kid, public_key, wrapped_private, created_at, not_before, expires_at, retired_at, mac";
+
+/// The stored columns of an HPKE key row, and whether the log retired it (partial index
+/// `audit_retired`).
+const HPKE_READ: &str = "kid, public_key, wrapped_private, created_at, not_before, expires_at, \
+     retired_at, mac, EXISTS (SELECT 1 FROM audit WHERE action = 'key.retire' AND detail = \
+     hpke_keys.kid)";
+
+fn hpke_row(r: &Row) -> Result<HpkeKeyRecord, tokio_postgres::Error> {
+    Ok(HpkeKeyRecord {
+        kid: r.try_get(0)?,
+        public_key: r.try_get(1)?,
+        wrapped_private: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+        not_before: r.try_get(4)?,
+        expires_at: r.try_get(5)?,
+        retired_at: r.try_get(6)?,
+        mac: r.try_get(7)?,
+        retired_in_log: r.try_get(8)?,
+    })
+}
+
+/// Inserts one item of a batch (the audit lock held); returns what happened.
+async fn insert_one(
+    tx: &Transaction<'_>,
+    log: &mut Log<'_>,
+    item: &NewToken,
+) -> Result<InsertOutcome, StoreError> {
+    let t = &item.token;
+    // The log is the one record of consumed envelopes: inside this transaction, an earlier item
+    // of the same batch counts too; under the audit lock, so does every other node's last commit.
+    let seen = opt_row(
+        tx,
+        "SELECT 1 FROM audit WHERE envelope = $1",
+        &[&item.envelope.key()],
+    )
+    .await?
+    .is_some();
+    let outcome = if seen {
+        InsertOutcome::Replayed
+    } else {
+        let n = exec(
+            tx,
+            &format!(
+                "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                 $10) ON CONFLICT (token) DO NOTHING"
+            ),
+            &[
+                &t.token,
+                &t.kind,
+                &t.data_key_id,
+                &t.ciphertext,
+                &t.fingerprint,
+                &t.brand,
+                &t.bin,
+                &t.last4,
+                &t.created_at,
+                &t.expires_at,
+            ],
+        )
+        .await?;
+        if n == 1 {
+            InsertOutcome::Inserted
+        } else {
+            let same: Option<bool> = opt_row(
+                tx,
+                "SELECT kind = $2 AND fingerprint = $3 AND fingerprint <> '' FROM tokens WHERE \
+                 token = $1",
+                &[&t.token, &t.kind, &t.fingerprint],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(db_error)?;
+            if same == Some(true) {
+                InsertOutcome::Existing
+            } else {
+                InsertOutcome::TokenTaken
+            }
+        }
+    };
+    match outcome {
+        // The audit entry names the envelope: consumed.
+        InsertOutcome::Inserted | InsertOutcome::Existing => log.append(tx, &item.audit).await?,
+        InsertOutcome::Replayed => log.append(tx, &item.replayed_audit).await?,
+        // Nothing of this item is kept: the caller tries another token.
+        InsertOutcome::TokenTaken => {}
+    }
+    Ok(outcome)
+}
+
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            let mut client = self.client().await?;
+            for (i, sql) in MIGRATIONS.iter().enumerate() {
+                let version = i as i32 + 1;
+                let tx = client.transaction().await.map_err(db_error)?;
+                // Nodes starting together: one applies, the others wait and find it applied.
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
+                    &[&MIGRATE_LOCK],
+                )
+                .await
+                .map_err(db_error)?;
+                tx.batch_execute(MIGRATION_TABLE).await.map_err(db_error)?;
+                let applied: Vec<i32> = tx
+                    .query(
+                        "SELECT version FROM schema_migrations ORDER BY version",
+                        &[],
+                    )
+                    .await
+                    .map_err(db_error)?
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<Result<_, _>>()
+                    .map_err(db_error)?;
+                if applied.iter().zip(1..).any(|(v, want)| *v != want)
+                    || applied.len() > MIGRATIONS.len()
+                {
+                    return Err(StoreError::Tampered(format!(
+                        "the migration record lists versions {applied:?}: not the 1 to {} this \
+                         vault writes",
+                        MIGRATIONS.len()
+                    )));
+                }
+                if applied.contains(&version) {
+                    tx.rollback().await.map_err(db_error)?;
+                    continue;
+                }
+                let made: bool = tx
+                    .query_one("SELECT to_regclass('audit') IS NOT NULL", &[])
+                    .await
+                    .and_then(|r| r.try_get(0))
+                    .map_err(db_error)?;
+                if version == 1 && made {
+                    return Err(StoreError::Tampered(
+                        "the migration record was cut back: the schema it lists as not made \
+                         exists"
+                            .into(),
+                    ));
+                }
+                tx.batch_execute(sql).await.map_err(|e| match db_error(e) {
+                    StoreError::Database(m) => {
+                        StoreError::Database(format!("migration {version} failed: {m}"))
+                    }
+                    other => other,
+                })?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, \
+                     extract(epoch FROM now())::bigint)",
+                    &[&version],
+                )
+                .await
+                .map_err(db_error)?;
+                tx.commit().await.map_err(db_error)?;
+            }
+            self.check_schema(&mut client).await
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            client.simple_query("SELECT 1").await.map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn set_audit_key(&self, key: SymmetricKey) {
+        if let Ok(mut slot) = self.inner.chain.write() {
+            *slot = Some(Arc::new(AuditChain::new(key)));
+        }
+    }
+
+    async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .read(
+                "SELECT wrapped FROM secrets WHERE name = $1",
+                &[&name],
+                |r| r.try_get(0),
+            )
+            .await?
+            .pop())
+    }
+
+    async fn put_secret(
+        &self,
+        name: &str,
+        wrapped: Vec<u8>,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async {
+            let chain = self.chain()?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            let n = exec(
+                &tx,
+                "INSERT INTO secrets (name, wrapped, created_at) VALUES ($1, $2, $3) ON CONFLICT \
+                 (name) DO NOTHING",
+                &[&name, &wrapped, &audit.at],
+            )
+            .await?;
+            if n == 1 {
+                log.append(&tx, &audit).await?;
+            }
+            log.commit(tx).await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn begin_audit_log(
+        &self,
+        name: &str,
+        wrapped: Vec<u8>,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async {
+            let chain = self.chain()?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            // The lock first: two nodes initializing at once must not both begin a log.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
+                &[&AUDIT_LOCK],
+            )
+            .await
+            .map_err(db_error)?;
+            let existing: i64 = tx
+                .query_one(
+                    "SELECT (SELECT count(*) FROM audit) + (SELECT count(*) FROM audit_head) + \
+                     (SELECT count(*) FROM secrets WHERE name = $1)",
+                    &[&name],
+                )
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(db_error)?;
+            if existing > 0 {
+                return Ok(false);
+            }
+            let mut log = Log::begin(&tx, &chain, &self.inner, true).await?;
+            exec(
+                &tx,
+                "INSERT INTO secrets (name, wrapped, created_at) VALUES ($1, $2, $3)",
+                &[&name, &wrapped, &audit.at],
+            )
+            .await?;
+            log.append(&tx, &audit).await?;
+            log.commit(tx).await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn hpke_keys(&self) -> Result<Vec<HpkeKeyRecord>, StoreError> {
+        self.read(
+            &format!("SELECT {HPKE_READ} FROM hpke_keys ORDER BY position"),
+            &[],
+            hpke_row,
+        )
+        .await
+    }
+
+    async fn insert_hpke_key(&self, k: HpkeKeyRecord, audit: AuditDraft) -> Result<(), StoreError> {
+        self.bounded(async {
+            let chain = self.chain()?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            exec(
+                &tx,
+                &format!(
+                    "INSERT INTO hpke_keys ({HPKE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                ),
+                &[
+                    &k.kid,
+                    &k.public_key,
+                    &k.wrapped_private,
+                    &k.created_at,
+                    &k.not_before,
+                    &k.expires_at,
+                    &k.retired_at,
+                    &k.mac,
+                ],
+            )
+            .await?;
+            log.append(&tx, &audit).await?;
+            log.commit(tx).await
+        })
+        .await
+    }
+
+    async fn retire_hpke_key(
+        &self,
+        kid: &str,
+        at: i64,
+        mac: String,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.update_audited(
+            "UPDATE hpke_keys SET retired_at = $2, mac = $3 WHERE kid = $1 AND retired_at IS NULL",
+            kid,
+            at,
+            mac,
+            audit,
+        )
+        .await
+    }
+
+    async fn insert_tokens(&self, items: Vec<NewToken>) -> Result<Vec<InsertOutcome>, StoreError> {
+        self.bounded(async {
+            let chain = self.chain()?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in &items {
+                outcomes.push(insert_one(&tx, &mut log, item).await?);
+            }
+            log.commit(tx).await?;
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn token(&self, token: &str, now: i64) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self
+            .read(
+                &format!(
+                    "SELECT {TOKEN_COLUMNS}, EXISTS (SELECT 1 FROM audit WHERE audit.token = \
+                     tokens.token AND ((action = 'delete' AND outcome = 'ok') OR (action = \
+                     'reveal' AND outcome = 'plain' AND kind = 'cvc'))) FROM tokens WHERE token = \
+                     $1 AND (expires_at IS NULL OR expires_at > $2)"
+                ),
+                &[&token, &now],
+                token_row,
+            )
+            .await?
+            .pop())
+    }
+
+    async fn record_reveals(
+        &self,
+        audit: Vec<AuditDraft>,
+        consume: Vec<(usize, String)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut audit = audit;
+        self.bounded(async {
+            let chain = self.chain()?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            let mut consumed = Vec::with_capacity(consume.len());
+            for (index, token) in &consume {
+                let n = exec(&tx, "DELETE FROM tokens WHERE token = $1", &[token]).await?;
+                if n == 0
+                    && let Some(entry) = audit.get_mut(*index)
+                {
+                    entry.outcome = Outcome::NotFound;
+                    entry.detail = "already used".into();
+                }
+                consumed.push(n == 1);
+            }
+            for d in &audit {
+                log.append(&tx, d).await?;
+            }
+            log.commit(tx).await?;
+            Ok(consumed)
+        })
+        .await
+    }
+
+    async fn delete_token(&self, token: &str, audit: AuditDraft) -> Result<bool, StoreError> {
+        self.bounded(async {
+            let chain = self.chain()?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            let n = exec(&tx, "DELETE FROM tokens WHERE token = $1", &[&token]).await?;
+            let mut audit = audit;
+            if n == 0 {
+                // Gone meanwhile: the log must not claim a deletion that did not happen.
+                audit.outcome = Outcome::NotFound;
+            }
+            log.append(&tx, &audit).await?;
+            log.commit(tx).await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, audit: AuditDraft) -> Result<(), StoreError> {
+        self.bounded(async {
+            let chain = self.chain()?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            log.append(&tx, &audit).await?;
+            log.commit(tx).await
+        })
+        .await
+    }
+
+    async fn audit_log(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(
+            &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2"),
+            &[&after, &limit],
+            audit_row,
+        )
+        .await
+    }
+
+    async fn last_audit_entry(&self) -> Result<Option<AuditRecord>, StoreError> {
+        Ok(self
+            .read(
+                &format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1"),
+                &[],
+                audit_row,
+            )
+            .await?
+            .pop())
+    }
+
+    async fn audit_head(&self) -> Result<Option<Head>, StoreError> {
+        Ok(self
+            .read(
+                "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
+                &[],
+                head_row,
+            )
+            .await?
+            .pop())
+    }
+
+    async fn insert_api_key(&self, k: ApiKeyRecord, audit: AuditDraft) -> Result<(), StoreError> {
+        self.bounded(async {
+            let chain = self.chain()?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            exec(
+                &tx,
+                &format!(
+                    "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                     $8)"
+                ),
+                &[
+                    &k.id,
+                    &k.digest,
+                    &k.role,
+                    &k.label,
+                    &k.created_at,
+                    &k.revoked_at,
+                    &k.expires_at,
+                    &k.mac,
+                ],
+            )
+            .await?;
+            log.append(&tx, &audit).await?;
+            log.commit(tx).await
+        })
+        .await
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self
+            .read(
+                &format!("SELECT {API_KEY_READ} FROM api_keys WHERE id = $1"),
+                &[&id],
+                api_key_row,
+            )
+            .await?
+            .pop())
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.read(
+            &format!("SELECT {API_KEY_READ} FROM api_keys ORDER BY created_at, id"),
+            &[],
+            api_key_row,
+        )
+        .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        at: i64,
+        mac: String,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.update_audited(
+            "UPDATE api_keys SET revoked_at = $2, mac = $3 WHERE id = $1 AND revoked_at IS NULL",
+            id,
+            at,
+            mac,
+            audit,
+        )
+        .await
+    }
+
+    async fn purge(&self, now: i64) -> Result<u64, StoreError> {
+        self.bounded(async {
+            let chain = self.chain()?;
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            // One node at a time: the others skip this cycle instead of queueing behind it.
+            let mine: bool = tx
+                .query_one(
+                    "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))",
+                    &[&PURGE_LOCK],
+                )
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(db_error)?;
+            if !mine {
+                return Ok(0);
+            }
+            let expired: Vec<(String, String)> = tx
+                .query(
+                    "SELECT token, kind FROM tokens WHERE expires_at IS NOT NULL AND expires_at \
+                     <= $1 ORDER BY expires_at LIMIT 10000",
+                    &[&now],
+                )
+                .await
+                .map_err(db_error)?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_, tokio_postgres::Error>>()
+                .map_err(db_error)?;
+            if expired.is_empty() {
+                return Ok(0);
+            }
+            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            let mut deleted = 0;
+            for (token, kind) in &expired {
+                // Another request (a plain reveal) may have consumed it since the select.
+                if exec(&tx, "DELETE FROM tokens WHERE token = $1", &[token]).await? == 1 {
+                    let d = AuditDraft::new(now, Actor::Vault, Action::Delete, Outcome::Ok)
+                        .token(token)
+                        .kind(kind)
+                        .detail("retention period over");
+                    log.append(&tx, &d).await?;
+                    deleted += 1;
+                }
+            }
+            log.commit(tx).await?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            let mut client = self.client().await?;
+            self.check_schema(&mut client).await
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schema_difference_names_the_object() {
+        assert_eq!(schema_difference("a\nb", "a\nb"), None);
+        let added = schema_difference("a\nb", "a\nb\ntrigger audit undo");
+        assert_eq!(
+            added.as_deref(),
+            Some("unexpected or altered trigger audit undo")
+        );
+        let dropped = schema_difference("a\nindex x", "a");
+        assert_eq!(dropped.as_deref(), Some("missing index x"));
+    }
+}

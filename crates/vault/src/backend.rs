@@ -1,0 +1,175 @@
+//! The backend a vault runs on, chosen at start from the database URL's scheme: one type for the
+//! service, the CLI and the tests, dispatching each call to SQLite or PostgreSQL.
+
+use fieldseal_core::at_rest::SymmetricKey;
+use fieldseal_vault_postgres::PgStore;
+use fieldseal_vault_sqlite::SqliteStore;
+use fieldseal_vault_store::audit::{AuditDraft, AuditRecord, Head};
+use fieldseal_vault_store::{
+    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
+};
+
+/// A vault's store: embedded SQLite (`sqlite://PATH`) or PostgreSQL (`postgres://...`).
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// One file, one process.
+    Sqlite(SqliteStore),
+    /// One database, any number of vault nodes.
+    Postgres(PgStore),
+}
+
+impl AnyStore {
+    /// The backend's name, for logs and `/readyz`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The SQLite store, if that is the backend.
+    pub fn sqlite(&self) -> Option<&SqliteStore> {
+        match self {
+            Self::Sqlite(s) => Some(s),
+            Self::Postgres(_) => None,
+        }
+    }
+}
+
+/// Calls `$method` on whichever store `$self` holds.
+macro_rules! dispatch {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match $self {
+            AnyStore::Sqlite(s) => s.$method($($arg),*).await,
+            AnyStore::Postgres(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        dispatch!(self.migrate())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self.ping())
+    }
+
+    fn set_audit_key(&self, key: SymmetricKey) {
+        match self {
+            Self::Sqlite(s) => s.set_audit_key(key),
+            Self::Postgres(s) => s.set_audit_key(key),
+        }
+    }
+
+    async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        dispatch!(self.secret(name))
+    }
+
+    async fn put_secret(
+        &self,
+        name: &str,
+        wrapped: Vec<u8>,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.put_secret(name, wrapped, audit))
+    }
+
+    async fn begin_audit_log(
+        &self,
+        name: &str,
+        wrapped: Vec<u8>,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.begin_audit_log(name, wrapped, audit))
+    }
+
+    async fn hpke_keys(&self) -> Result<Vec<HpkeKeyRecord>, StoreError> {
+        dispatch!(self.hpke_keys())
+    }
+
+    async fn insert_hpke_key(
+        &self,
+        key: HpkeKeyRecord,
+        audit: AuditDraft,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.insert_hpke_key(key, audit))
+    }
+
+    async fn retire_hpke_key(
+        &self,
+        kid: &str,
+        at: i64,
+        mac: String,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.retire_hpke_key(kid, at, mac, audit))
+    }
+
+    async fn insert_tokens(&self, items: Vec<NewToken>) -> Result<Vec<InsertOutcome>, StoreError> {
+        dispatch!(self.insert_tokens(items))
+    }
+
+    async fn token(&self, token: &str, now: i64) -> Result<Option<TokenRecord>, StoreError> {
+        dispatch!(self.token(token, now))
+    }
+
+    async fn record_reveals(
+        &self,
+        audit: Vec<AuditDraft>,
+        consume: Vec<(usize, String)>,
+    ) -> Result<Vec<bool>, StoreError> {
+        dispatch!(self.record_reveals(audit, consume))
+    }
+
+    async fn delete_token(&self, token: &str, audit: AuditDraft) -> Result<bool, StoreError> {
+        dispatch!(self.delete_token(token, audit))
+    }
+
+    async fn append_audit(&self, audit: AuditDraft) -> Result<(), StoreError> {
+        dispatch!(self.append_audit(audit))
+    }
+
+    async fn audit_log(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        dispatch!(self.audit_log(after, limit))
+    }
+
+    async fn last_audit_entry(&self) -> Result<Option<AuditRecord>, StoreError> {
+        dispatch!(self.last_audit_entry())
+    }
+
+    async fn audit_head(&self) -> Result<Option<Head>, StoreError> {
+        dispatch!(self.audit_head())
+    }
+
+    async fn insert_api_key(&self, key: ApiKeyRecord, audit: AuditDraft) -> Result<(), StoreError> {
+        dispatch!(self.insert_api_key(key, audit))
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        dispatch!(self.api_key(id))
+    }
+
+    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        dispatch!(self.api_keys())
+    }
+
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        at: i64,
+        mac: String,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.revoke_api_key(id, at, mac, audit))
+    }
+
+    async fn purge(&self, now: i64) -> Result<u64, StoreError> {
+        dispatch!(self.purge(now))
+    }
+
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        dispatch!(self.checkpoint())
+    }
+}
