@@ -69,13 +69,23 @@ const LOCK_AND_HOOKS: &str = "SELECT (SELECT count(*) FROM pg_trigger t JOIN pg_
 
 fn db_error(e: tokio_postgres::Error) -> StoreError {
     let Some(code) = e.code() else {
-        // No SQLSTATE: the connection broke, or a value did not decode.
-        return if e.is_closed()
-            || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
-        {
-            StoreError::Unavailable(format!("connection to the database lost: {e}"))
+        // No SQLSTATE: the connection broke or could not be made (TLS included), or a value did
+        // not decode. The causes name what failed (an untrusted certificate, a refused
+        // connection); they never hold a row's values.
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        let lost = e.is_closed()
+            || text.contains("TLS")
+            || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+        return if lost {
+            StoreError::Unavailable(format!("cannot use the database connection: {text}"))
         } else {
-            StoreError::Database(e.to_string())
+            StoreError::Database(text)
         };
     };
     // The server's message only: its detail can quote a row's values.

@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The test server's URL.
@@ -152,8 +154,155 @@ fn sweep_stale() {
     };
     for name in names {
         let pid = name.split('_').nth(2).unwrap_or_default();
-        if !std::path::Path::new("/proc").join(pid).exists() {
+        if !Path::new("/proc").join(pid).exists() {
             let _ = admin_sql(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
         }
     }
+}
+
+/// The directory of PostgreSQL's server programs (the newest installed).
+fn pg_bin(program: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.into_iter()
+        .rev()
+        .map(|d| d.join(program))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(program))
+}
+
+/// A PostgreSQL cluster of a test's own (`initdb` and `pg_ctl` on a spare port in a temporary
+/// directory, run by the `postgres` user since initdb refuses root), for tests that stop the
+/// server or change its configuration without disturbing anything else. Stopped and removed on
+/// drop.
+#[derive(Debug)]
+pub struct PrivateCluster {
+    dir: PathBuf,
+    data: PathBuf,
+    port: u16,
+}
+
+impl PrivateCluster {
+    /// Makes and starts a cluster with `settings` (`postgresql.conf` lines) and, when given,
+    /// `hba` as its whole `pg_hba.conf`.
+    pub fn new(settings: &[&str]) -> Self {
+        Self::with_hba(settings, None)
+    }
+
+    /// [`Self::new`] with a `pg_hba.conf` of its own.
+    pub fn with_hba(settings: &[&str], hba: Option<&str>) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "fieldseal-pg-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("data");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        run(Command::new("chown").arg("postgres:postgres").arg(&dir));
+        as_postgres(
+            Command::new(pg_bin("initdb"))
+                .args(["-A", "trust", "-U", "postgres", "-D"])
+                .arg(&data),
+        );
+        let mut conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
+            dir.display()
+        );
+        for line in settings {
+            conf.push_str(line);
+            conf.push('\n');
+        }
+        append(&data.join("postgresql.conf"), &conf);
+        if let Some(hba) = hba {
+            std::fs::write(data.join("pg_hba.conf"), hba).unwrap();
+        }
+        let cluster = Self { dir, data, port };
+        cluster.start();
+        cluster
+    }
+
+    /// The cluster's directory (files placed here are readable by the server).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        as_postgres(
+            Command::new(pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data)
+                .arg("-l")
+                .arg(self.dir.join("server.log"))
+                .args(args),
+        );
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(&self) {
+        self.pg_ctl(&["-w", "-t", "30", "start"]);
+    }
+
+    /// Stops the server at once: every connection is cut, as a crash or a failover would.
+    pub fn stop(&self) {
+        self.pg_ctl(&["-w", "-t", "30", "-m", "immediate", "stop"]);
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run(c: &mut Command) {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        c.get_program(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn as_postgres(c: &mut Command) {
+    run(Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(c.get_program())
+        .args(c.get_args()));
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
 }

@@ -55,7 +55,14 @@ pub fn ok(out: &Output) -> String {
 
 /// Starts `serve` on port 0 with its log in `log`; returns the process and the base URL.
 pub fn start(dir: &Path, log: &Path) -> (Child, String) {
+    start_with(dir, log, &[])
+}
+
+/// [`start`] with extra environment variables (settings).
+#[allow(dead_code)]
+pub fn start_with(dir: &Path, log: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = command(dir)
+        .envs(env.iter().copied())
         .arg("serve")
         .env("FIELDSEAL_LOG", "debug")
         .stdout(Stdio::piped())

@@ -1,0 +1,79 @@
+//! Several stores (as several vault nodes hold them) on one schema: migrations applied once when
+//! nodes start together, the purge run by one node at a time, one chain from all writers.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use fieldseal_vault_postgres::testing::{TestSchema, admin_rows};
+use fieldseal_vault_postgres::{PgOptions, PgStore};
+use fieldseal_vault_store::Store;
+use fieldseal_vault_store::audit::{Action, Actor, AuditDraft, Outcome};
+use fieldseal_vault_store::conformance::{audit_key, new_token};
+use fieldseal_vault_store::verify::verify_chain;
+
+fn node(schema: &TestSchema) -> PgStore {
+    let s = PgStore::open(&schema.url(), PgOptions::default()).unwrap();
+    s.set_audit_key(audit_key());
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_starting_together_apply_the_migrations_once() {
+    let schema = TestSchema::new();
+    let nodes: Vec<PgStore> = (0..6).map(|_| node(&schema)).collect();
+    let mut starts = Vec::new();
+    for n in &nodes {
+        let n = n.clone();
+        starts.push(tokio::spawn(async move { n.migrate().await }));
+    }
+    for s in starts {
+        s.await.unwrap().unwrap();
+    }
+    let versions = admin_rows(&format!(
+        "SELECT version::text FROM {}.schema_migrations ORDER BY version",
+        schema.name()
+    ))
+    .unwrap();
+    assert_eq!(versions, ["1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_purge_runs_on_one_node_at_a_time() {
+    let schema = TestSchema::new();
+    let (a, b) = (node(&schema), node(&schema));
+    a.migrate().await.unwrap();
+    b.migrate().await.unwrap();
+    let first = AuditDraft::new(1, Actor::Cli, Action::SecretCreate, Outcome::Ok);
+    assert!(
+        a.begin_audit_log("audit-key", vec![1], first)
+            .await
+            .unwrap()
+    );
+    // 300 card security codes, all expired at time 1000.
+    for batch in 0..3u8 {
+        let items = (0..100u8)
+            .map(|i| {
+                let mut t = new_token(&format!("tok_{batch}_{i}"), "cvc", 0, b"ct");
+                t.token.expires_at = Some(1000);
+                let id = [batch, i, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7];
+                t.envelope.id = id;
+                t.audit.envelope = Some(t.envelope);
+                t
+            })
+            .collect();
+        a.insert_tokens(items).await.unwrap();
+    }
+    // Both nodes purge at once, several cycles: each token is deleted and audited exactly once.
+    let mut purged = 0;
+    for _ in 0..3 {
+        let (x, y) = tokio::join!(a.purge(2000), b.purge(2000));
+        purged += x.unwrap() + y.unwrap();
+    }
+    assert_eq!(purged, 300);
+    let deletions = admin_rows(&format!(
+        "SELECT count(*)::text FROM {}.audit WHERE action = 'delete'",
+        schema.name()
+    ))
+    .unwrap();
+    assert_eq!(deletions, ["300"]);
+    let v = verify_chain(&a, &audit_key(), None).await.unwrap();
+    assert!(v.intact(), "{v:?}");
+}
