@@ -1,11 +1,14 @@
-//! `fieldseal-loadgen`: measures the vault over real HTTP on 127.0.0.1 (SQLite), next to the raw
-//! P-256 ECDH rate of the fastest backend measured in the same run on the same cores.
+//! `fieldseal-loadgen`: measures the vault over real HTTP on 127.0.0.1 (SQLite, or PostgreSQL with
+//! one or more nodes), next to the raw P-256 ECDH rate of the fastest backend measured in the same
+//! run on the same cores.
 //!
-//! It initializes a fresh vault in a temporary directory with the real `fieldseal-vault` binary,
-//! starts `fieldseal-vault serve` as a separate process, seals envelopes ahead of time (every
-//! envelope can be tokenized once: replays are refused), then runs each scenario at rising
-//! concurrency until throughput stops rising: tokenize with batches of 1 and of 100 envelopes, and
-//! detokenize one token per request. It reports requests and envelopes per second, p50/p99/p999
+//! It initializes a fresh vault with the real `fieldseal-vault` binary (SQLite in a temporary
+//! directory, or a schema of its own on PostgreSQL, dropped afterwards), starts `--nodes` servers
+//! as separate processes (requests spread over them as a load balancer would), seals envelopes
+//! ahead of time (every envelope can be tokenized once: replays are refused), then runs each
+//! scenario at rising concurrency until throughput stops rising: tokenize with batches of 1, of 6
+//! (what a checkout sends: card number, expiry, CVC, name, e-mail, phone) and of 100 envelopes,
+//! and detokenize one token per request. It reports requests and envelopes per second, p50/p99/p999
 //! latency, errors, and the server's peak resident memory, as a table and as JSON.
 #![allow(clippy::print_stdout)]
 
@@ -40,6 +43,15 @@ struct Args {
     /// JSON results file.
     #[arg(long, default_value = "bench-results/vault.json")]
     out: PathBuf,
+    /// The vault's database: `sqlite` (a file in a temporary directory) or `postgres`.
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    database: String,
+    /// The PostgreSQL server for `--database postgres` (a schema of the run's own is made there).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres_url: String,
+    /// Vault nodes serving the one database (PostgreSQL only for more than one).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -52,12 +64,29 @@ impl Drop for TempDir {
     }
 }
 
-fn cli(vault: &Path, dir: &Path, args: &[&str]) -> Result<String, Error> {
-    let out = Command::new(vault)
-        .args(args)
-        .env("FIELDSEAL_DATA_DIR", dir)
-        .env_remove("FIELDSEAL_MASTER_KEY")
-        .output()?;
+/// Where the vault under test keeps its data.
+struct Target {
+    dir: PathBuf,
+    /// `FIELDSEAL_DATABASE_URL`, unless SQLite in `dir`.
+    database_url: Option<String>,
+}
+
+impl Target {
+    fn command(&self, vault: &Path) -> Command {
+        let mut c = Command::new(vault);
+        c.env("FIELDSEAL_DATA_DIR", &self.dir)
+            .env_remove("FIELDSEAL_MASTER_KEY")
+            .env_remove("FIELDSEAL_CONFIG");
+        match &self.database_url {
+            Some(url) => c.env("FIELDSEAL_DATABASE_URL", url),
+            None => c.env_remove("FIELDSEAL_DATABASE_URL"),
+        };
+        c
+    }
+}
+
+fn cli(vault: &Path, target: &Target, args: &[&str]) -> Result<String, Error> {
+    let out = target.command(vault).args(args).output()?;
     if !out.status.success() {
         return Err(format!(
             "fieldseal-vault {args:?} failed: {}",
@@ -74,15 +103,14 @@ struct Server {
 }
 
 impl Server {
-    fn start(vault: &Path, dir: &Path) -> Result<Self, Error> {
-        let log = std::fs::File::create(dir.join("serve.log"))?;
-        let mut child = Command::new(vault)
+    fn start(vault: &Path, target: &Target, name: &str) -> Result<Self, Error> {
+        let log = std::fs::File::create(target.dir.join(format!("{name}.log")))?;
+        let mut child = target
+            .command(vault)
             .arg("serve")
-            .env("FIELDSEAL_DATA_DIR", dir)
             .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
             // Envelopes are sealed before the run: keep them fresh for its whole length.
             .env("FIELDSEAL_FRESHNESS_WINDOW_SECS", "3600")
-            .env_remove("FIELDSEAL_MASTER_KEY")
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()?;
@@ -172,6 +200,39 @@ fn seal_envelopes(ks: &KeySet, n: usize, threads: usize) -> Result<Vec<String>, 
     }
     out.truncate(n);
     Ok(out)
+}
+
+/// The run's own schema on PostgreSQL.
+struct Schema(String);
+
+impl Schema {
+    async fn admin(url: &str, sql: &str) -> Result<(), Error> {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        let task = tokio::spawn(conn);
+        client.batch_execute(sql).await?;
+        drop(client);
+        let _ = task.await;
+        Ok(())
+    }
+
+    async fn create(url: &str) -> Result<Self, Error> {
+        let name = format!("fieldseal_bench_{}", std::process::id());
+        Self::admin(
+            url,
+            &format!("DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"),
+        )
+        .await?;
+        Ok(Self(name))
+    }
+
+    fn url(&self, server: &str) -> String {
+        let sep = if server.contains('?') { '&' } else { '?' };
+        format!("{server}{sep}options=-csearch_path%3D{}", self.0)
+    }
+
+    async fn drop_schema(self, url: &str) -> Result<(), Error> {
+        Self::admin(url, &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0)).await
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -276,7 +337,7 @@ async fn one_request(
 }
 
 async fn run_step(
-    base: &str,
+    bases: &[String],
     scenario: Scenario,
     concurrency: usize,
     secs: f64,
@@ -291,10 +352,11 @@ async fn run_step(
     let measure_from = started + warmup;
     let end = measure_from + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
+    for worker in 0..concurrency {
         let (client, base, work, keys) = (
             client.clone(),
-            base.to_owned(),
+            // Workers spread over the nodes, as a load balancer would spread connections.
+            bases[worker % bases.len()].clone(),
             Arc::clone(&work),
             keys.clone(),
         );
@@ -361,7 +423,7 @@ async fn run_step(
 
 /// Rising concurrency until throughput stops rising (two levels without a 5 % gain).
 async fn sweep(
-    base: &str,
+    bases: &[String],
     scenario: Scenario,
     args: &Args,
     work: &Arc<Work>,
@@ -373,7 +435,7 @@ async fn sweep(
     let mut c = 1;
     while c <= args.max_concurrency {
         let r = run_step(
-            base,
+            bases,
             scenario,
             c,
             args.step_secs,
@@ -429,26 +491,43 @@ fn step_json(s: &StepResult) -> Value {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args = Args::parse();
+    if args.nodes == 0 || (args.nodes > 1 && args.database != "postgres") {
+        return Err("--nodes above 1 needs --database postgres (SQLite is one process)".into());
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let dir =
         TempDir(std::env::temp_dir().join(format!("fieldseal-loadgen-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
-    cli(&args.vault, &dir.0, &["init"])?;
+    let schema = match args.database.as_str() {
+        "postgres" => Some(Schema::create(&args.postgres_url).await?),
+        _ => None,
+    };
+    let target = Target {
+        dir: dir.0.clone(),
+        database_url: schema.as_ref().map(|s| s.url(&args.postgres_url)),
+    };
+    cli(&args.vault, &target, &["init"])?;
     let checkout = cli(
         &args.vault,
-        &dir.0,
+        &target,
         &["apikey", "create", "--role", "checkout"],
     )?;
     let payments = cli(
         &args.vault,
-        &dir.0,
+        &target,
         &["apikey", "create", "--role", "payments"],
     )?;
-    let server = Server::start(&args.vault, &dir.0)?;
+    let servers = (0..args.nodes)
+        .map(|i| Server::start(&args.vault, &target, &format!("node{i}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    let server = &servers[0];
     println!(
-        "vault: {} (pid {}), {threads} cores",
-        server.base,
-        server.child.id()
+        "vault: {} on {} ({} node{}), {threads} cores",
+        bases.join(" "),
+        args.database,
+        args.nodes,
+        if args.nodes == 1 { "" } else { "s" }
     );
 
     let ecdh = tokio::task::spawn_blocking(move || ecdh_rate(threads, 3.0)).await??;
@@ -500,20 +579,27 @@ async fn main() -> Result<(), Error> {
     let mut results = Vec::new();
     for scenario in [
         Scenario::Tokenize(1),
+        Scenario::Tokenize(6),
         Scenario::Tokenize(100),
         Scenario::Detokenize,
     ] {
-        let steps = sweep(&server.base, scenario, &args, &work, &keys).await?;
+        let steps = sweep(&bases, scenario, &args, &work, &keys).await?;
         results.push((scenario, steps));
     }
-    let peak = server.peak_rss_mib();
-    drop(server);
+    let peak = servers
+        .iter()
+        .filter_map(Server::peak_rss_mib)
+        .reduce(f64::max);
+    drop(servers);
+    if let Some(schema) = schema {
+        schema.drop_schema(&args.postgres_url).await?;
+    }
 
     println!();
     println!(
-        "| scenario | best concurrency | requests/s | envelopes or tokens/s | p50 ms | p99 ms | p99.9 ms | errors |"
+        "| scenario | best concurrency | requests/s | envelopes or tokens/s | x raw ECDH | p50 ms | p99 ms | p99.9 ms | errors |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut json_scenarios = Vec::new();
     for (scenario, steps) in &results {
         let best = steps
@@ -521,11 +607,12 @@ async fn main() -> Result<(), Error> {
             .max_by(|a, b| a.items_per_sec.total_cmp(&b.items_per_sec));
         if let Some(b) = best {
             println!(
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
                 scenario.name(),
                 b.concurrency,
                 b.requests_per_sec,
                 b.items_per_sec,
+                b.items_per_sec / ecdh,
                 b.p50_ms,
                 b.p99_ms,
                 b.p999_ms,
@@ -543,6 +630,8 @@ async fn main() -> Result<(), Error> {
     );
     let doc = json!({
         "machine": { "cores": threads },
+        "database": args.database,
+        "nodes": args.nodes,
         "reference": { "raw_ecdh_aws_lc_per_sec": ecdh, "threads": threads },
         "server_peak_rss_mib": peak,
         "scenarios": json_scenarios,

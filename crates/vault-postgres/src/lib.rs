@@ -144,6 +144,57 @@ struct Inner {
     tampered: Mutex<Option<String>>,
     /// The migrations' schema description (from a scratch schema), once computed.
     expected: tokio::sync::OnceCell<String>,
+    /// The group writer's queue, once started (by the first tokenize or reveal).
+    writer: tokio::sync::OnceCell<tokio::sync::mpsc::Sender<Job>>,
+}
+
+/// One request's write, and where to send its outcome.
+enum Job {
+    /// Reveals: audit entries and CVC tokens to consume.
+    Reveals {
+        audit: Vec<AuditDraft>,
+        consume: Vec<(usize, String)>,
+        done: tokio::sync::oneshot::Sender<Result<Vec<bool>, StoreError>>,
+    },
+    /// A tokenize request's tokens.
+    Tokens {
+        items: Vec<NewToken>,
+        done: tokio::sync::oneshot::Sender<Result<Vec<InsertOutcome>, StoreError>>,
+    },
+}
+
+/// What a job produced inside the group's transaction.
+enum Done {
+    Reveals(Vec<bool>),
+    Tokens(Vec<InsertOutcome>),
+}
+
+/// Most requests committed in one group transaction.
+const MAX_GROUP: usize = 256;
+
+/// Sends each job its outcome. A failed group committed nothing: every request in it fails, none
+/// discloses or stores anything.
+fn answer(jobs: Vec<Job>, outcome: Result<Vec<Done>, StoreError>) {
+    let fail = |job: Job, e: StoreError| match job {
+        Job::Reveals { done, .. } => drop(done.send(Err(e))),
+        Job::Tokens { done, .. } => drop(done.send(Err(e))),
+    };
+    match outcome {
+        Ok(all) => {
+            for (job, done) in jobs.into_iter().zip(all) {
+                match (job, done) {
+                    (Job::Reveals { done: tx, .. }, Done::Reveals(r)) => drop(tx.send(Ok(r))),
+                    (Job::Tokens { done: tx, .. }, Done::Tokens(r)) => drop(tx.send(Ok(r))),
+                    (job, _) => fail(job, StoreError::Database("writer mixed up jobs".into())),
+                }
+            }
+        }
+        Err(e) => {
+            for job in jobs {
+                fail(job, e.clone());
+            }
+        }
+    }
 }
 
 /// The PostgreSQL store. Cheap to clone; clones share the pool.
@@ -169,6 +220,7 @@ impl PgStore {
                 timeout: options.timeout,
                 tampered: Mutex::new(None),
                 expected: tokio::sync::OnceCell::new(),
+                writer: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -186,6 +238,83 @@ impl PgStore {
             .await?
             .pop()
             .unwrap_or_default())
+    }
+
+    /// Queues a tokenize or reveal write for the group writer, starting it on first use: one task
+    /// per store takes every such request waiting at that moment and commits them in one
+    /// transaction (one advisory lock, one commit), then answers each.
+    async fn submit(&self, job: Job) -> Result<(), StoreError> {
+        let queue = self
+            .inner
+            .writer
+            .get_or_init(|| async {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(4 * MAX_GROUP);
+                let weak = Arc::downgrade(&self.inner);
+                tokio::spawn(async move {
+                    while let Some(first) = rx.recv().await {
+                        let mut jobs = vec![first];
+                        while jobs.len() < MAX_GROUP {
+                            match rx.try_recv() {
+                                Ok(job) => jobs.push(job),
+                                Err(_) => break,
+                            }
+                        }
+                        let Some(inner) = weak.upgrade() else {
+                            answer(jobs, Err(StoreError::Database("store closed".into())));
+                            break;
+                        };
+                        let store = PgStore { inner };
+                        let outcome = store.bounded(store.commit_group(&mut jobs)).await;
+                        answer(jobs, outcome);
+                    }
+                });
+                tx
+            })
+            .await;
+        queue
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Database("writer stopped".into()))
+    }
+
+    /// Commits every job of a group in one transaction: tokens stored (or refused as replays) and
+    /// CVC tokens consumed, with their audit entries.
+    async fn commit_group(&self, jobs: &mut [Job]) -> Result<Vec<Done>, StoreError> {
+        let chain = self.chain()?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+        let mut all = Vec::with_capacity(jobs.len());
+        for job in jobs.iter_mut() {
+            match job {
+                Job::Reveals { audit, consume, .. } => {
+                    let mut consumed = Vec::with_capacity(consume.len());
+                    for (index, token) in consume.iter() {
+                        let n = exec(&tx, "DELETE FROM tokens WHERE token = $1", &[token]).await?;
+                        if n == 0
+                            && let Some(entry) = audit.get_mut(*index)
+                        {
+                            entry.outcome = Outcome::NotFound;
+                            entry.detail = "already used".into();
+                        }
+                        consumed.push(n == 1);
+                    }
+                    for d in audit.iter() {
+                        log.append(&tx, d).await?;
+                    }
+                    all.push(Done::Reveals(consumed));
+                }
+                Job::Tokens { items, .. } => {
+                    let mut outcomes = Vec::with_capacity(items.len());
+                    for item in items.iter() {
+                        outcomes.push(insert_one(&tx, &mut log, item).await?);
+                    }
+                    all.push(Done::Tokens(outcomes));
+                }
+            }
+        }
+        log.commit(tx).await?;
+        Ok(all)
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
@@ -864,19 +993,11 @@ impl Store for PgStore {
     }
 
     async fn insert_tokens(&self, items: Vec<NewToken>) -> Result<Vec<InsertOutcome>, StoreError> {
-        self.bounded(async {
-            let chain = self.chain()?;
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
-            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
-            let mut outcomes = Vec::with_capacity(items.len());
-            for item in &items {
-                outcomes.push(insert_one(&tx, &mut log, item).await?);
-            }
-            log.commit(tx).await?;
-            Ok(outcomes)
-        })
-        .await
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.submit(Job::Tokens { items, done }).await?;
+        result
+            .await
+            .map_err(|_| StoreError::Database("writer stopped".into()))?
     }
 
     async fn token(&self, token: &str, now: i64) -> Result<Option<TokenRecord>, StoreError> {
@@ -900,30 +1021,16 @@ impl Store for PgStore {
         audit: Vec<AuditDraft>,
         consume: Vec<(usize, String)>,
     ) -> Result<Vec<bool>, StoreError> {
-        let mut audit = audit;
-        self.bounded(async {
-            let chain = self.chain()?;
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
-            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
-            let mut consumed = Vec::with_capacity(consume.len());
-            for (index, token) in &consume {
-                let n = exec(&tx, "DELETE FROM tokens WHERE token = $1", &[token]).await?;
-                if n == 0
-                    && let Some(entry) = audit.get_mut(*index)
-                {
-                    entry.outcome = Outcome::NotFound;
-                    entry.detail = "already used".into();
-                }
-                consumed.push(n == 1);
-            }
-            for d in &audit {
-                log.append(&tx, d).await?;
-            }
-            log.commit(tx).await?;
-            Ok(consumed)
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.submit(Job::Reveals {
+            audit,
+            consume,
+            done,
         })
-        .await
+        .await?;
+        result
+            .await
+            .map_err(|_| StoreError::Database("writer stopped".into()))?
     }
 
     async fn delete_token(&self, token: &str, audit: AuditDraft) -> Result<bool, StoreError> {

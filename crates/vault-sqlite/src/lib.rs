@@ -3,7 +3,8 @@
 //! every rule about what may be stored or revealed live in `fieldseal-vault-store` and the service.
 //!
 //! One connection serves the process: the audit chain serializes every write anyway, and SQLite
-//! commits in tens of microseconds. Calls run on tokio's blocking pool.
+//! commits in tens of microseconds. Calls run on tokio's blocking pool; tokenize and reveal writes
+//! are group-committed by one writer thread.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -83,7 +84,7 @@ struct Ctx<'a> {
 #[derive(Clone)]
 pub struct SqliteStore {
     // Declared first so that it is dropped (and its thread joined) before the connection closes.
-    reveals: Arc<RevealWriter>,
+    writer: Arc<GroupWriter>,
     conn: Arc<Mutex<Connection>>,
     chain: ChainSlot,
     path: PathBuf,
@@ -93,29 +94,43 @@ pub struct SqliteStore {
     checked_schema: Arc<AtomicI64>,
 }
 
-/// One request's reveals: audit entries, CVC tokens to consume, and where to send the outcome.
-struct RevealJob {
-    audit: Vec<AuditDraft>,
-    consume: Vec<(usize, String)>,
-    done: tokio::sync::oneshot::Sender<Result<Vec<bool>, StoreError>>,
+/// One request's write, and where to send its outcome.
+enum Job {
+    /// Reveals: audit entries and CVC tokens to consume.
+    Reveals {
+        audit: Vec<AuditDraft>,
+        consume: Vec<(usize, String)>,
+        done: tokio::sync::oneshot::Sender<Result<Vec<bool>, StoreError>>,
+    },
+    /// A tokenize request's tokens.
+    Tokens {
+        items: Vec<NewToken>,
+        done: tokio::sync::oneshot::Sender<Result<Vec<InsertOutcome>, StoreError>>,
+    },
 }
 
-/// Group commit for reveals: one thread takes every reveal request waiting at that moment and
-/// commits their audit entries (and consumed card security codes) in one transaction, then
-/// answers each. Under load this turns many small commits into a few larger ones; a lone request
-/// waits for nothing.
-struct RevealWriter {
-    jobs: Mutex<Option<std::sync::mpsc::Sender<RevealJob>>>,
+/// What a job produced inside the group's transaction.
+enum Done {
+    Reveals(Vec<bool>),
+    Tokens(Vec<InsertOutcome>),
+}
+
+/// Group commit for the two writes every checkout makes, tokenize and reveal: one thread takes
+/// every such request waiting at that moment and commits them in one transaction (each
+/// tokenize item still isolated by its savepoint), then answers each. Under load this turns many
+/// small commits into a few larger ones; a lone request waits for nothing.
+struct GroupWriter {
+    jobs: Mutex<Option<std::sync::mpsc::Sender<Job>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-impl RevealWriter {
+impl GroupWriter {
     const MAX_JOBS: usize = 256;
 
     fn start(conn: Arc<Mutex<Connection>>, chain: ChainSlot, checked: Arc<AtomicI64>) -> Self {
-        let (tx, rx) = std::sync::mpsc::channel::<RevealJob>();
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
-            .name("fieldseal-audit".into())
+            .name("fieldseal-writer".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
                     let mut jobs = vec![first];
@@ -132,24 +147,11 @@ impl RevealWriter {
                                 chain: chain.as_deref(),
                                 checked_schema: &checked,
                             };
-                            commit_reveals(&mut c, ctx, &mut jobs)
+                            commit_group(&mut c, ctx, &mut jobs)
                         }
                         Err(_) => Err(StoreError::Database("connection lock poisoned".into())),
                     };
-                    match outcome {
-                        Ok(all) => {
-                            for (job, consumed) in jobs.into_iter().zip(all) {
-                                let _ = job.done.send(Ok(consumed));
-                            }
-                        }
-                        // Nothing was committed: every request of the group fails, none
-                        // discloses anything.
-                        Err(e) => {
-                            for job in jobs {
-                                let _ = job.done.send(Err(e.clone()));
-                            }
-                        }
-                    }
+                    answer(jobs, outcome);
                 }
             })
             .ok();
@@ -158,9 +160,21 @@ impl RevealWriter {
             thread: Mutex::new(thread),
         }
     }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        let sent = self
+            .jobs
+            .lock()
+            .ok()
+            .and_then(|jobs| jobs.as_ref().map(|j| j.send(job).is_ok()));
+        match sent {
+            Some(true) => Ok(()),
+            _ => Err(StoreError::Database("writer stopped".into())),
+        }
+    }
 }
 
-impl Drop for RevealWriter {
+impl Drop for GroupWriter {
     fn drop(&mut self) {
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.take();
@@ -171,38 +185,86 @@ impl Drop for RevealWriter {
     }
 }
 
+/// Sends each job its outcome. A failed group committed nothing: every request in it fails, none
+/// discloses or stores anything.
+fn answer(jobs: Vec<Job>, outcome: Result<Vec<Done>, StoreError>) {
+    match outcome {
+        Ok(all) => {
+            for (job, done) in jobs.into_iter().zip(all) {
+                match (job, done) {
+                    (Job::Reveals { done: tx, .. }, Done::Reveals(r)) => {
+                        let _ = tx.send(Ok(r));
+                    }
+                    (Job::Tokens { done: tx, .. }, Done::Tokens(r)) => {
+                        let _ = tx.send(Ok(r));
+                    }
+                    (job, _) => fail(job, StoreError::Database("writer mixed up jobs".into())),
+                }
+            }
+        }
+        Err(e) => {
+            for job in jobs {
+                fail(job, e.clone());
+            }
+        }
+    }
+}
+
+fn fail(job: Job, e: StoreError) {
+    match job {
+        Job::Reveals { done, .. } => {
+            let _ = done.send(Err(e));
+        }
+        Job::Tokens { done, .. } => {
+            let _ = done.send(Err(e));
+        }
+    }
+}
+
 fn loaded(slot: &ChainSlot) -> Option<Arc<AuditChain>> {
     slot.read().ok().and_then(|c| c.clone())
 }
 
-/// Consumes CVC tokens and appends the audit entries of every job in one transaction.
-fn commit_reveals(
+/// Commits every job of a group in one transaction: tokens stored (or refused as replays) and
+/// CVC tokens consumed, with their audit entries.
+fn commit_group(
     c: &mut Connection,
     chain: Ctx<'_>,
-    jobs: &mut [RevealJob],
-) -> Result<Vec<Vec<bool>>, StoreError> {
-    let tx = write_tx(c)?;
+    jobs: &mut [Job],
+) -> Result<Vec<Done>, StoreError> {
+    let mut tx = write_tx(c)?;
     let mut log = Log::begin(&tx, chain, false)?;
     let mut all = Vec::with_capacity(jobs.len());
     for job in jobs.iter_mut() {
-        let mut consumed = Vec::with_capacity(job.consume.len());
-        for (index, token) in &job.consume {
-            let n = tx
-                .prepare_cached("DELETE FROM tokens WHERE token = ?1")
-                .and_then(|mut st| st.execute([token]))
-                .map_err(db_error)?;
-            if n == 0
-                && let Some(entry) = job.audit.get_mut(*index)
-            {
-                entry.outcome = Outcome::NotFound;
-                entry.detail = "already used".into();
+        match job {
+            Job::Reveals { audit, consume, .. } => {
+                let mut consumed = Vec::with_capacity(consume.len());
+                for (index, token) in consume.iter() {
+                    let n = tx
+                        .prepare_cached("DELETE FROM tokens WHERE token = ?1")
+                        .and_then(|mut st| st.execute([token]))
+                        .map_err(db_error)?;
+                    if n == 0
+                        && let Some(entry) = audit.get_mut(*index)
+                    {
+                        entry.outcome = Outcome::NotFound;
+                        entry.detail = "already used".into();
+                    }
+                    consumed.push(n == 1);
+                }
+                for d in audit.iter() {
+                    log.append(&tx, d)?;
+                }
+                all.push(Done::Reveals(consumed));
             }
-            consumed.push(n == 1);
+            Job::Tokens { items, .. } => {
+                let mut outcomes = Vec::with_capacity(items.len());
+                for item in items.iter() {
+                    outcomes.push(insert_one(&mut tx, &mut log, item)?);
+                }
+                all.push(Done::Tokens(outcomes));
+            }
         }
-        for d in &job.audit {
-            log.append(&tx, d)?;
-        }
-        all.push(consumed);
     }
     log.commit(tx)?;
     Ok(all)
@@ -230,7 +292,7 @@ impl SqliteStore {
         let chain = Arc::new(RwLock::new(None));
         let checked_schema = Arc::new(AtomicI64::new(-1));
         Ok(Self {
-            reveals: Arc::new(RevealWriter::start(
+            writer: Arc::new(GroupWriter::start(
                 Arc::clone(&conn),
                 Arc::clone(&chain),
                 Arc::clone(&checked_schema),
@@ -952,17 +1014,11 @@ impl Store for SqliteStore {
     }
 
     async fn insert_tokens(&self, items: Vec<NewToken>) -> Result<Vec<InsertOutcome>, StoreError> {
-        self.run(move |c, chain| {
-            let mut tx = write_tx(c)?;
-            let mut log = Log::begin(&tx, chain, false)?;
-            let mut outcomes = Vec::with_capacity(items.len());
-            for item in &items {
-                outcomes.push(insert_one(&mut tx, &mut log, item)?);
-            }
-            log.commit(tx)?;
-            Ok(outcomes)
-        })
-        .await
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.writer.send(Job::Tokens { items, done })?;
+        result
+            .await
+            .map_err(|_| StoreError::Database("writer stopped".into()))?
     }
 
     async fn token(&self, token: &str, now: i64) -> Result<Option<TokenRecord>, StoreError> {
@@ -989,21 +1045,14 @@ impl Store for SqliteStore {
             self.deleted.store(true, Ordering::Release);
         }
         let (done, result) = tokio::sync::oneshot::channel();
-        let sent = self.reveals.jobs.lock().ok().and_then(|jobs| {
-            jobs.as_ref().map(|j| {
-                j.send(RevealJob {
-                    audit,
-                    consume,
-                    done,
-                })
-            })
-        });
-        if !matches!(sent, Some(Ok(()))) {
-            return Err(StoreError::Database("audit writer stopped".into()));
-        }
+        self.writer.send(Job::Reveals {
+            audit,
+            consume,
+            done,
+        })?;
         result
             .await
-            .map_err(|_| StoreError::Database("audit writer stopped".into()))?
+            .map_err(|_| StoreError::Database("writer stopped".into()))?
     }
 
     async fn delete_token(&self, token: &str, audit: AuditDraft) -> Result<bool, StoreError> {

@@ -185,6 +185,38 @@ pub async fn open_store(settings: &Settings) -> Result<AnyStore, VaultError> {
     Ok(store)
 }
 
+/// Opens envelopes off the async workers (one ECDH each), a large batch spread over every core:
+/// results in order.
+async fn open_all(
+    ring: Arc<KeyRing>,
+    texts: Vec<String>,
+) -> Result<Vec<Result<Opened, OpenError>>, StoreError> {
+    /// Below this, one task: handing work to another thread costs more than it saves.
+    const MIN_CHUNK: usize = 4;
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let chunk = texts.len().div_ceil(cores).max(MIN_CHUNK);
+    let mut tasks = Vec::new();
+    let mut rest = texts;
+    while !rest.is_empty() {
+        let tail = rest.split_off(chunk.min(rest.len()));
+        let part = std::mem::replace(&mut rest, tail);
+        let ring = Arc::clone(&ring);
+        tasks.push(tokio::task::spawn_blocking(move || {
+            part.iter()
+                .map(|t| ring.opener().open(t))
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut opened = Vec::new();
+    for t in tasks {
+        opened.extend(
+            t.await
+                .map_err(|e| StoreError::Database(format!("open task failed: {e}")))?,
+        );
+    }
+    Ok(opened)
+}
+
 impl Vault<AnyStore> {
     /// Opens an initialized vault as the settings describe.
     pub async fn open(settings: Settings) -> Result<Self, VaultError> {
@@ -423,17 +455,8 @@ impl<S: Store> Vault<S> {
         caller: &Caller,
         items: Vec<TokenizeItem>,
     ) -> Result<Vec<Result<Tokenized, ItemError>>, StoreError> {
-        // Opening costs one ECDH per envelope: done off the async workers.
-        let ring = self.ring();
         let texts: Vec<String> = items.iter().map(|i| i.envelope.clone()).collect();
-        let mut opened = tokio::task::spawn_blocking(move || {
-            texts
-                .iter()
-                .map(|t| ring.opener().open(t))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("open task failed: {e}")))?;
+        let mut opened = open_all(self.ring(), texts).await?;
         if opened
             .iter()
             .any(|r| matches!(r, Err(OpenError::UnknownKey)))
