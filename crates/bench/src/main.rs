@@ -227,7 +227,7 @@ impl Schema {
 
     fn url(&self, server: &str) -> String {
         let sep = if server.contains('?') { '&' } else { '?' };
-        format!("{server}{sep}options=-csearch_path%3D{}", self.0)
+        format!("{server}{sep}schema={}", self.0)
     }
 
     async fn drop_schema(self, url: &str) -> Result<(), Error> {

@@ -44,6 +44,21 @@ enum Tls {
 struct Parsed {
     url: String,
     tls: Tls,
+    schema: String,
+}
+
+/// The schema when the URL names none.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// A schema name the vault accepts: lower-case letters, digits and `_`, not starting with a
+/// digit or `pg_`, at most 63 bytes (it is written into statements, quoted).
+fn valid_schema(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && !name.starts_with("pg_")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
 }
 
 fn unpercent(s: &str) -> String {
@@ -76,13 +91,20 @@ fn parse(url: &str) -> Result<Parsed, StoreError> {
     let mut kept = Vec::new();
     let mut mode = None;
     let mut root = None;
+    let mut schema = DEFAULT_SCHEMA.to_owned();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
+        match unpercent(k).as_str() {
             "sslmode" => mode = Some(unpercent(v)),
             "sslrootcert" => root = Some(unpercent(v)),
+            "schema" => schema = unpercent(v),
             _ => kept.push(pair),
         }
+    }
+    if !valid_schema(&schema) {
+        return Err(StoreError::Database(format!(
+            "schema={schema:?}: use lower-case letters, digits and _ (at most 63, not pg_...)"
+        )));
     }
     if matches!(mode.as_deref(), None | Some("disable")) && root.is_some() {
         return Err(StoreError::Database(
@@ -104,7 +126,7 @@ fn parse(url: &str) -> Result<Parsed, StoreError> {
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    Ok(Parsed { url, tls })
+    Ok(Parsed { url, tls, schema })
 }
 
 fn tls_connector(
@@ -138,19 +160,24 @@ fn tls_connector(
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
-/// The pool for `url` (`postgres://` or `postgresql://`). Connections are made lazily; nothing is
-/// contacted here.
-pub(crate) fn pool(url: &str, options: PgOptions) -> Result<Pool, StoreError> {
+/// The pool for `url` (`postgres://` or `postgresql://`), and the vault's schema (the URL's
+/// `schema=NAME`, default `public`). Connections are made lazily; nothing is contacted here.
+pub(crate) fn pool(url: &str, options: PgOptions) -> Result<(Pool, String), StoreError> {
     let parsed = parse(url)?;
     let mut config: tokio_postgres::Config = parsed
         .url
         .parse()
         .map_err(|e| StoreError::Database(format!("the database URL does not parse: {e}")))?;
-    let ms = options.timeout.as_millis();
-    // Server-side bounds: a statement or a lock wait longer than the timeout is cancelled by the
-    // server, and a connection left idle inside a transaction (a node that hung) is closed.
+    // Server-side bounds: a lock wait longer than the timeout fails (`storage_busy`), a statement
+    // longer than twice the timeout is cancelled (`storage_unavailable`), and a connection left
+    // idle inside a transaction (a node that hung) is closed. Last, the search path: pg_catalog
+    // only, so no object anyone adds to a schema can stand in for a builtin (every table the
+    // vault uses is named with its schema). Later settings win over any the URL's `options` set.
+    let ms = options.timeout.as_millis().clamp(1, 60 * 60 * 1000);
     let bounds = format!(
-        "-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={}",
+        "-c lock_timeout={ms} -c statement_timeout={} -c idle_in_transaction_session_timeout={} \
+         -c search_path=pg_catalog",
+        ms * 2,
         ms * 4
     );
     let joined = match config.get_options() {
@@ -179,14 +206,15 @@ pub(crate) fn pool(url: &str, options: PgOptions) -> Result<Pool, StoreError> {
             Manager::from_config(config, tls_connector(root.as_deref())?, manager_config)
         }
     };
-    Pool::builder(manager)
+    let pool = Pool::builder(manager)
         .max_size(options.pool_size.max(1))
         .wait_timeout(Some(options.timeout))
         .create_timeout(Some(options.timeout))
         .recycle_timeout(Some(options.timeout))
         .runtime(Runtime::Tokio1)
         .build()
-        .map_err(|e| StoreError::Database(format!("connection pool: {e}")))
+        .map_err(|e| StoreError::Database(format!("connection pool: {e}")))?;
+    Ok((pool, parsed.schema))
 }
 
 #[cfg(test)]
@@ -208,6 +236,12 @@ mod tests {
             }
         );
         assert_eq!(parse("postgres://u@h/v").unwrap().tls, Tls::Off);
+        let p = parse("postgres://u@h/v?schema=vault_eu&sslmode=disable").unwrap();
+        assert_eq!(
+            (p.url.as_str(), p.schema.as_str()),
+            ("postgres://u@h/v", "vault_eu")
+        );
+        assert_eq!(parse("postgres://u@h/v").unwrap().schema, "public");
         assert_eq!(
             parse("postgres://u@h/v?sslmode=disable").unwrap().tls,
             Tls::Off
@@ -221,6 +255,23 @@ mod tests {
             assert!(e.to_string().contains("sslmode=require"), "{e}");
         }
         assert!(parse("postgres://h/v?sslrootcert=/x").is_err());
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        for bad in [
+            "",
+            "Vault",
+            "a;drop",
+            "pg_catalog",
+            "1abc",
+            "a\"b",
+            &"x".repeat(64),
+        ] {
+            let url = format!("postgres://h/v?schema={}", bad.replace('"', "%22"));
+            assert!(parse(&url).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse("postgres://h/v?schema=vault_2").is_ok());
     }
 
     #[test]

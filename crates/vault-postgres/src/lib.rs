@@ -14,8 +14,9 @@
 //! - nothing is cached between calls but the audit key: a revoked API key or a retired HPKE key
 //!   is seen by the next read on every node.
 //!
-//! The schema is the first of the connection's `search_path` (`options=-csearch_path%3DNAME` in
-//! the URL); the vault qualifies no table name.
+//! The vault's schema is the URL's `schema=NAME` (default `public`, created if missing). Its
+//! connections run with `search_path = pg_catalog` and name every table with its schema, so no
+//! object anyone adds to a schema stands in for a builtin function, operator or table.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -39,7 +40,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-pub use connect::PgOptions;
+pub use connect::{DEFAULT_SCHEMA, PgOptions};
 
 /// Schema migrations, applied in order; each runs once, in a transaction.
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
@@ -50,28 +51,68 @@ const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (ver
 /// The schema's description from the catalogs (`schema.sql`).
 const SCHEMA_QUERY: &str = include_str!("schema.sql");
 
-/// Advisory lock classes (the first key; the second is a hash of the schema name, so vaults in
-/// different schemas of one database do not wait for each other).
-const AUDIT_LOCK: i32 = 0x6673_6c01;
+/// Advisory lock classes (the first key; the second is `hashtext` of the schema name, so vaults in
+/// different schemas of one database do not wait for each other). The audit lock is what every
+/// write that appends to the audit log holds until it commits; `pg_locks` shows who holds it.
+pub const AUDIT_LOCK: i32 = 0x6673_6c01;
 const MIGRATE_LOCK: i32 = 0x6673_6c02;
 const PURGE_LOCK: i32 = 0x6673_6c03;
 
-/// Whether any trigger, rewrite rule or row-security policy sits on a table of the vault's schema,
-/// or row security is on: the vault's migrations make none. Taken with the audit lock, in the same
-/// statement.
-const LOCK_AND_HOOKS: &str = "SELECT (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid \
-     = t.tgrelid WHERE c.relnamespace = n.oid) + (SELECT count(*) FROM pg_rewrite r JOIN pg_class \
-     c ON c.oid = r.ev_class WHERE c.relnamespace = n.oid) + (SELECT count(*) FROM pg_policy p \
-     JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace = n.oid) + (SELECT count(*) FROM \
-     pg_class c WHERE c.relnamespace = n.oid AND (c.relrowsecurity OR c.relforcerowsecurity)) \
-     FROM pg_advisory_xact_lock(1718840321, hashtext(current_schema())), pg_namespace n WHERE \
-     n.nspname = current_schema()";
+/// What the write path depends on, read inside every write transaction in the statement that
+/// takes the audit lock (`$1` the lock class, `$2` the schema): anything that can act on the
+/// vault's writes behind its back (triggers, rewrite rules, row-security policies, row security,
+/// unlogged tables, child tables, column defaults and generated columns, functions, operators
+/// and other objects in its schema) is counted, and the constraints and indexes (the replay check's
+/// unique index among them) are digested for comparison with the migrations'. A few catalog
+/// index lookups, where the full description ([`SCHEMA_QUERY`]) takes tens of milliseconds.
+const LOCK_AND_WRITE_PATH: &str = include_str!("write_path.sql");
+
+/// The write path as [`LOCK_AND_WRITE_PATH`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct WritePath {
+    /// Objects that must not exist at all.
+    hooks: i64,
+    /// Digest of the constraints' definitions.
+    constraints: String,
+    /// Digest of the indexes' definitions.
+    indexes: String,
+}
+
+impl WritePath {
+    fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            hooks: r.try_get(0)?,
+            constraints: r.try_get::<_, Option<String>>(1)?.unwrap_or_default(),
+            indexes: r.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
+        })
+    }
+
+    /// What differs from the migrations' write path (before it is known: only the hooks).
+    fn difference(&self, expected: Option<&WritePath>) -> Option<String> {
+        if self.hooks != 0 {
+            return Some(
+                "a trigger, rule, row-security policy, default, child table, unlogged table, \
+                 function, operator or type added to the vault's schema"
+                    .into(),
+            );
+        }
+        let expected = expected?;
+        if self.constraints != expected.constraints {
+            return Some("a constraint of the vault's tables added, dropped or altered".into());
+        }
+        if self.indexes != expected.indexes {
+            return Some("an index of the vault's tables added, dropped or altered".into());
+        }
+        None
+    }
+}
 
 fn db_error(e: tokio_postgres::Error) -> StoreError {
     let Some(code) = e.code() else {
-        // No SQLSTATE: the connection broke or could not be made (TLS included), or a value did
-        // not decode. The causes name what failed (an untrusted certificate, a refused
-        // connection); they never hold a row's values.
+        // No SQLSTATE: the connection broke or could not be made (TLS included: connections are
+        // made by the pool, whose errors count as unavailable), or a value did not decode. The
+        // causes name what failed (an untrusted certificate, a refused connection); they never
+        // hold a row's values.
         let mut text = e.to_string();
         let mut cause = std::error::Error::source(&e);
         while let Some(c) = cause {
@@ -79,10 +120,9 @@ fn db_error(e: tokio_postgres::Error) -> StoreError {
             text.push_str(&c.to_string());
             cause = c.source();
         }
-        let lost = e.is_closed()
-            || text.contains("TLS")
-            || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
-        return if lost {
+        return if e.is_closed()
+            || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>())
+        {
             StoreError::Unavailable(format!("cannot use the database connection: {text}"))
         } else {
             StoreError::Database(text)
@@ -138,6 +178,11 @@ type ChainSlot = RwLock<Option<Arc<AuditChain>>>;
 
 struct Inner {
     pool: Pool,
+    /// The vault's schema, and its quoted form followed by a dot, which replaces `$S.` in SQL.
+    schema: String,
+    prefix: String,
+    /// The migrations' write path, once computed (with the expected schema).
+    write_path: std::sync::OnceLock<WritePath>,
     chain: ChainSlot,
     timeout: Duration,
     /// What the last full schema check found wrong, if anything: writes are refused meanwhile.
@@ -203,6 +248,15 @@ pub struct PgStore {
     inner: Arc<Inner>,
 }
 
+impl Inner {
+    /// `sql` with its tables (written `$S.name`) in the vault's schema. Every name is qualified:
+    /// connections run with `search_path = pg_catalog`, so no function, operator or table an
+    /// attacker adds to the vault's schema (or anywhere else) takes the place of a builtin.
+    fn sql(&self, sql: &str) -> String {
+        sql.replace("$S.", &self.prefix)
+    }
+}
+
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore").finish_non_exhaustive()
@@ -213,9 +267,13 @@ impl PgStore {
     /// A store on the database `url` names (`postgres://` or `postgresql://`; see the crate docs
     /// for TLS). Connects lazily: call [`Store::migrate`] to connect and create the schema.
     pub fn open(url: &str, options: PgOptions) -> Result<Self, StoreError> {
+        let (pool, schema) = connect::pool(url, options)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                pool: connect::pool(url, options)?,
+                pool,
+                prefix: format!("\"{schema}\"."),
+                schema,
+                write_path: std::sync::OnceLock::new(),
                 chain: RwLock::new(None),
                 timeout: options.timeout,
                 tampered: Mutex::new(None),
@@ -225,19 +283,30 @@ impl PgStore {
         })
     }
 
+    /// Takes `n` connections out of the pool and keeps them until the result is dropped, as
+    /// requests stuck on a slow database would (tests of an exhausted pool).
+    #[cfg(feature = "testing")]
+    pub async fn hold_connections(&self, n: usize) -> Result<impl Drop, StoreError> {
+        struct Held(#[allow(dead_code)] Vec<Object>);
+        impl Drop for Held {
+            fn drop(&mut self) {}
+        }
+        let mut held = Vec::with_capacity(n);
+        for _ in 0..n {
+            held.push(self.client().await?);
+        }
+        Ok(Held(held))
+    }
+
     /// Connections open and idle in the pool, and the pool's size.
     pub fn pool_status(&self) -> (usize, usize) {
         let s = self.inner.pool.status();
         (s.size, s.max_size)
     }
 
-    /// The schema the vault's tables are in (the first of the connections' `search_path`).
-    pub async fn schema(&self) -> Result<String, StoreError> {
-        Ok(self
-            .read("SELECT current_schema()::text", &[], |r| r.try_get(0))
-            .await?
-            .pop()
-            .unwrap_or_default())
+    /// The schema the vault's tables are in (the URL's `schema=NAME`, default `public`).
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
     }
 
     /// Queues a tokenize or reveal write for the group writer, starting it on first use: one task
@@ -290,7 +359,13 @@ impl PgStore {
                 Job::Reveals { audit, consume, .. } => {
                     let mut consumed = Vec::with_capacity(consume.len());
                     for (index, token) in consume.iter() {
-                        let n = exec(&tx, "DELETE FROM tokens WHERE token = $1", &[token]).await?;
+                        let n = exec(
+                            &tx,
+                            &self.inner,
+                            "DELETE FROM $S.tokens WHERE token = $1",
+                            &[token],
+                        )
+                        .await?;
                         if n == 0
                             && let Some(entry) = audit.get_mut(*index)
                         {
@@ -332,17 +407,17 @@ impl PgStore {
             })
     }
 
-    /// Runs `op` bounded by twice the timeout (each statement is bounded by it on the server):
-    /// a database that stops answering fails the call instead of hanging it.
+    /// Runs `op` bounded by three times the timeout (the server bounds a lock wait by one and a
+    /// statement by two): a database that stops answering fails the call instead of hanging it.
     async fn bounded<T>(
         &self,
         op: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.inner.timeout * 2, op).await {
+        let limit = self.inner.timeout * 3;
+        match tokio::time::timeout(limit, op).await {
             Ok(r) => r,
             Err(_) => Err(StoreError::Unavailable(format!(
-                "the database did not answer within {:?}",
-                self.inner.timeout * 2
+                "the database did not answer within {limit:?}"
             ))),
         }
     }
@@ -361,12 +436,29 @@ impl PgStore {
                 for sql in MIGRATIONS {
                     tx.batch_execute(sql).await.map_err(db_error)?;
                 }
-                let described: String = tx
-                    .query_one(SCHEMA_QUERY, &[])
+                tx.batch_execute("SET LOCAL search_path = pg_catalog")
+                    .await
+                    .map_err(db_error)?;
+                let temp: String = tx
+                    .query_one(
+                        "SELECT nspname::text FROM pg_namespace WHERE oid = pg_my_temp_schema()",
+                        &[],
+                    )
                     .await
                     .and_then(|r| r.try_get(0))
                     .map_err(db_error)?;
+                let described: String = tx
+                    .query_one(SCHEMA_QUERY, &[&temp])
+                    .await
+                    .and_then(|r| r.try_get(0))
+                    .map_err(db_error)?;
+                let path = tx
+                    .query_one(LOCK_AND_WRITE_PATH, &[&AUDIT_LOCK, &temp])
+                    .await
+                    .and_then(|r| WritePath::from_row(&r))
+                    .map_err(db_error)?;
                 tx.rollback().await.map_err(db_error)?;
+                let _ = self.inner.write_path.set(path);
                 Ok(described)
             })
             .await
@@ -377,7 +469,7 @@ impl PgStore {
     async fn check_schema(&self, client: &mut Object) -> Result<(), StoreError> {
         let expected = self.expected_schema(client).await?;
         let actual: String = client
-            .query_one(SCHEMA_QUERY, &[])
+            .query_one(SCHEMA_QUERY, &[&self.inner.schema])
             .await
             .and_then(|r| r.try_get(0))
             .map_err(db_error)?;
@@ -413,7 +505,7 @@ impl PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(db_error)?;
             let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
-            let n = exec(&tx, sql, &[&id, &at, &mac]).await?;
+            let n = exec(&tx, &self.inner, sql, &[&id, &at, &mac]).await?;
             if n == 1 {
                 log.append(&tx, &audit).await?;
             }
@@ -432,7 +524,10 @@ impl PgStore {
     ) -> Result<Vec<T>, StoreError> {
         self.bounded(async {
             let client = self.client().await?;
-            let st = client.prepare_cached(sql).await.map_err(db_error)?;
+            let st = client
+                .prepare_cached(&self.inner.sql(sql))
+                .await
+                .map_err(db_error)?;
             let rows = client.query(&st, params).await.map_err(db_error)?;
             rows.iter()
                 .map(&map)
@@ -469,22 +564,37 @@ fn schema_difference(expected: &str, actual: &str) -> Option<String> {
     )
 }
 
+/// Runs a statement (tables written `$S.name`) in the transaction; returns the rows it changed.
 async fn exec(
     tx: &Transaction<'_>,
+    inner: &Inner,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<u64, StoreError> {
-    let st = tx.prepare_cached(sql).await.map_err(db_error)?;
+    let st = tx.prepare_cached(&inner.sql(sql)).await.map_err(db_error)?;
     tx.execute(&st, params).await.map_err(db_error)
 }
 
+/// The one row (or none) a query (tables written `$S.name`) returns, in the transaction.
 async fn opt_row(
     tx: &Transaction<'_>,
+    inner: &Inner,
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Option<Row>, StoreError> {
-    let st = tx.prepare_cached(sql).await.map_err(db_error)?;
+    let st = tx.prepare_cached(&inner.sql(sql)).await.map_err(db_error)?;
     tx.query_opt(&st, params).await.map_err(db_error)
+}
+
+/// Every row a query (tables written `$S.name`) returns, in the transaction.
+async fn rows(
+    tx: &Transaction<'_>,
+    inner: &Inner,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, StoreError> {
+    let st = tx.prepare_cached(&inner.sql(sql)).await.map_err(db_error)?;
+    tx.query(&st, params).await.map_err(db_error)
 }
 
 const AUDIT_COLUMNS: &str = "seq, at, actor, action, token, kind, purpose, outcome, detail, \
@@ -495,6 +605,7 @@ const AUDIT_COLUMNS: &str = "seq, at, actor, action, token, kind, purpose, outco
 /// stored and the chain told at commit.
 struct Log<'c> {
     chain: &'c AuditChain,
+    inner: &'c Inner,
     appender: Appender<'c>,
     appended: bool,
 }
@@ -503,30 +614,36 @@ impl<'c> Log<'c> {
     async fn begin(
         tx: &Transaction<'_>,
         chain: &'c AuditChain,
-        inner: &Inner,
+        inner: &'c Inner,
         genesis: bool,
     ) -> Result<Self, StoreError> {
         if let Some(what) = inner.tampered.lock().ok().and_then(|t| t.clone()) {
             return Err(tampered(&what));
         }
-        let hooks: i64 = opt_row(tx, LOCK_AND_HOOKS, &[])
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()
-            .map_err(db_error)?
-            .ok_or_else(|| StoreError::Database("the vault's schema is not there".into()))?;
-        if hooks != 0 {
-            let what = "a trigger, rule or row-security policy on the vault's tables";
+        let found = opt_row(
+            tx,
+            inner,
+            LOCK_AND_WRITE_PATH,
+            &[&AUDIT_LOCK, &inner.schema],
+        )
+        .await?
+        .map(|r| WritePath::from_row(&r))
+        .transpose()
+        .map_err(db_error)?
+        .ok_or_else(|| StoreError::Database("the vault's schema is not there".into()))?;
+        let expected = inner.write_path.get();
+        if let Some(what) = found.difference(expected) {
             tracing::error!(
                 alert = "database_tampered",
-                detail = what,
+                detail = %what,
                 "the database schema is not the one the migrations make: refusing writes"
             );
-            return Err(tampered(what));
+            return Err(tampered(&what));
         }
         let tail = opt_row(
             tx,
-            &format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1"),
+            inner,
+            &format!("SELECT {AUDIT_COLUMNS} FROM $S.audit ORDER BY seq DESC LIMIT 1"),
             &[],
         )
         .await?
@@ -535,7 +652,8 @@ impl<'c> Log<'c> {
         .map_err(db_error)?;
         let head = opt_row(
             tx,
-            "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
+            inner,
+            "SELECT seq, hash, mac FROM $S.audit_head WHERE id = 1",
             &[],
         )
         .await?
@@ -546,7 +664,8 @@ impl<'c> Log<'c> {
         let seen = if seen_seq > 0 && tail.as_ref().is_some_and(|t| t.seq != seen_seq) {
             opt_row(
                 tx,
-                &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq = $1"),
+                inner,
+                &format!("SELECT {AUDIT_COLUMNS} FROM $S.audit WHERE seq = $1"),
                 &[&seen_seq],
             )
             .await?
@@ -561,6 +680,7 @@ impl<'c> Log<'c> {
             .map_err(StoreError::AuditBroken)?;
         Ok(Self {
             chain,
+            inner,
             appender,
             appended: false,
         })
@@ -568,10 +688,9 @@ impl<'c> Log<'c> {
 
     async fn append(&mut self, tx: &Transaction<'_>, d: &AuditDraft) -> Result<(), StoreError> {
         let r = self.appender.append(d);
-        exec(
-            tx,
+        exec(tx, self.inner,
             &format!(
-                "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                "INSERT INTO $S.audit ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
                  $10, $11, $12, $13)"
             ),
             &[
@@ -600,7 +719,8 @@ impl<'c> Log<'c> {
         if self.appended {
             exec(
                 &tx,
-                "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, $1, $2, $3) ON CONFLICT \
+                self.inner,
+                "INSERT INTO $S.audit_head (id, seq, hash, mac) VALUES (1, $1, $2, $3) ON CONFLICT \
                  (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
                 &[&head.seq, &head.hash, &head.mac],
             )
@@ -662,7 +782,7 @@ const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, 
 /// The stored columns of an API key row, and whether the log revoked it (partial index
 /// `audit_revoked`).
 const API_KEY_READ: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
-     EXISTS (SELECT 1 FROM audit WHERE action = 'apikey.revoke' AND detail = api_keys.id)";
+     EXISTS (SELECT 1 FROM $S.audit WHERE action = 'apikey.revoke' AND detail = api_keys.id)";
 
 fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
     Ok(ApiKeyRecord {
@@ -684,7 +804,7 @@ const HPKE_COLUMNS: &str =
 /// The stored columns of an HPKE key row, and whether the log retired it (partial index
 /// `audit_retired`).
 const HPKE_READ: &str = "kid, public_key, wrapped_private, created_at, not_before, expires_at, \
-     retired_at, mac, EXISTS (SELECT 1 FROM audit WHERE action = 'key.retire' AND detail = \
+     retired_at, mac, EXISTS (SELECT 1 FROM $S.audit WHERE action = 'key.retire' AND detail = \
      hpke_keys.kid)";
 
 fn hpke_row(r: &Row) -> Result<HpkeKeyRecord, tokio_postgres::Error> {
@@ -708,11 +828,13 @@ async fn insert_one(
     item: &NewToken,
 ) -> Result<InsertOutcome, StoreError> {
     let t = &item.token;
+    let inner = log.inner;
     // The log is the one record of consumed envelopes: inside this transaction, an earlier item
     // of the same batch counts too; under the audit lock, so does every other node's last commit.
     let seen = opt_row(
         tx,
-        "SELECT 1 FROM audit WHERE envelope = $1",
+        inner,
+        "SELECT 1 FROM $S.audit WHERE envelope = $1",
         &[&item.envelope.key()],
     )
     .await?
@@ -720,10 +842,9 @@ async fn insert_one(
     let outcome = if seen {
         InsertOutcome::Replayed
     } else {
-        let n = exec(
-            tx,
+        let n = exec(tx, inner,
             &format!(
-                "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                "INSERT INTO $S.tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
                  $10) ON CONFLICT (token) DO NOTHING"
             ),
             &[
@@ -745,7 +866,8 @@ async fn insert_one(
         } else {
             let same: Option<bool> = opt_row(
                 tx,
-                "SELECT kind = $2 AND fingerprint = $3 AND fingerprint <> '' FROM tokens WHERE \
+                inner,
+                "SELECT kind = $2 AND fingerprint = $3 AND fingerprint <> '' FROM $S.tokens WHERE \
                  token = $1",
                 &[&t.token, &t.kind, &t.fingerprint],
             )
@@ -779,23 +901,30 @@ impl Store for PgStore {
                 let tx = client.transaction().await.map_err(db_error)?;
                 // Nodes starting together: one applies, the others wait and find it applied.
                 tx.execute(
-                    "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
-                    &[&MIGRATE_LOCK],
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2::text))",
+                    &[&MIGRATE_LOCK, &self.inner.schema],
                 )
                 .await
                 .map_err(db_error)?;
+                // The migrations name no schema: they create their tables in the vault's.
+                tx.batch_execute(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS \"{0}\"; SET LOCAL search_path = \"{0}\"",
+                    self.inner.schema
+                ))
+                .await
+                .map_err(db_error)?;
                 tx.batch_execute(MIGRATION_TABLE).await.map_err(db_error)?;
-                let applied: Vec<i32> = tx
-                    .query(
-                        "SELECT version FROM schema_migrations ORDER BY version",
-                        &[],
-                    )
-                    .await
-                    .map_err(db_error)?
-                    .iter()
-                    .map(|r| r.try_get(0))
-                    .collect::<Result<_, _>>()
-                    .map_err(db_error)?;
+                let applied: Vec<i32> = rows(
+                    &tx,
+                    &self.inner,
+                    "SELECT version FROM $S.schema_migrations ORDER BY version",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()
+                .map_err(db_error)?;
                 if applied.iter().zip(1..).any(|(v, want)| *v != want)
                     || applied.len() > MIGRATIONS.len()
                 {
@@ -810,7 +939,10 @@ impl Store for PgStore {
                     continue;
                 }
                 let made: bool = tx
-                    .query_one("SELECT to_regclass('audit') IS NOT NULL", &[])
+                    .query_one(
+                        "SELECT to_regclass(quote_ident($1::text) || '.audit') IS NOT NULL",
+                        &[&self.inner.schema],
+                    )
                     .await
                     .and_then(|r| r.try_get(0))
                     .map_err(db_error)?;
@@ -827,13 +959,14 @@ impl Store for PgStore {
                     }
                     other => other,
                 })?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, \
+                exec(
+                    &tx,
+                    &self.inner,
+                    "INSERT INTO $S.schema_migrations (version, applied_at) VALUES ($1, \
                      extract(epoch FROM now())::bigint)",
                     &[&version],
                 )
-                .await
-                .map_err(db_error)?;
+                .await?;
                 tx.commit().await.map_err(db_error)?;
             }
             self.check_schema(&mut client).await
@@ -859,7 +992,7 @@ impl Store for PgStore {
     async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .read(
-                "SELECT wrapped FROM secrets WHERE name = $1",
+                "SELECT wrapped FROM $S.secrets WHERE name = $1",
                 &[&name],
                 |r| r.try_get(0),
             )
@@ -878,9 +1011,8 @@ impl Store for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(db_error)?;
             let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
-            let n = exec(
-                &tx,
-                "INSERT INTO secrets (name, wrapped, created_at) VALUES ($1, $2, $3) ON CONFLICT \
+            let n = exec(&tx, &self.inner,
+                "INSERT INTO $S.secrets (name, wrapped, created_at) VALUES ($1, $2, $3) ON CONFLICT \
                  (name) DO NOTHING",
                 &[&name, &wrapped, &audit.at],
             )
@@ -906,27 +1038,31 @@ impl Store for PgStore {
             let tx = client.transaction().await.map_err(db_error)?;
             // The lock first: two nodes initializing at once must not both begin a log.
             tx.execute(
-                "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
-                &[&AUDIT_LOCK],
+                "SELECT pg_advisory_xact_lock($1, hashtext($2::text))",
+                &[&AUDIT_LOCK, &self.inner.schema],
             )
             .await
             .map_err(db_error)?;
-            let existing: i64 = tx
-                .query_one(
-                    "SELECT (SELECT count(*) FROM audit) + (SELECT count(*) FROM audit_head) + \
-                     (SELECT count(*) FROM secrets WHERE name = $1)",
-                    &[&name],
-                )
-                .await
-                .and_then(|r| r.try_get(0))
-                .map_err(db_error)?;
+            let existing: i64 = opt_row(
+                &tx,
+                &self.inner,
+                "SELECT (SELECT count(*) FROM $S.audit) + (SELECT count(*) FROM $S.audit_head) + \
+                 (SELECT count(*) FROM $S.secrets WHERE name = $1)",
+                &[&name],
+            )
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(db_error)?
+            .unwrap_or(0);
             if existing > 0 {
                 return Ok(false);
             }
             let mut log = Log::begin(&tx, &chain, &self.inner, true).await?;
             exec(
                 &tx,
-                "INSERT INTO secrets (name, wrapped, created_at) VALUES ($1, $2, $3)",
+                &self.inner,
+                "INSERT INTO $S.secrets (name, wrapped, created_at) VALUES ($1, $2, $3)",
                 &[&name, &wrapped, &audit.at],
             )
             .await?;
@@ -939,7 +1075,7 @@ impl Store for PgStore {
 
     async fn hpke_keys(&self) -> Result<Vec<HpkeKeyRecord>, StoreError> {
         self.read(
-            &format!("SELECT {HPKE_READ} FROM hpke_keys ORDER BY position"),
+            &format!("SELECT {HPKE_READ} FROM $S.hpke_keys ORDER BY position"),
             &[],
             hpke_row,
         )
@@ -952,10 +1088,9 @@ impl Store for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(db_error)?;
             let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
-            exec(
-                &tx,
+            exec(&tx, &self.inner,
                 &format!(
-                    "INSERT INTO hpke_keys ({HPKE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                    "INSERT INTO $S.hpke_keys ({HPKE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                 ),
                 &[
                     &k.kid,
@@ -983,7 +1118,7 @@ impl Store for PgStore {
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
         self.update_audited(
-            "UPDATE hpke_keys SET retired_at = $2, mac = $3 WHERE kid = $1 AND retired_at IS NULL",
+            "UPDATE $S.hpke_keys SET retired_at = $2, mac = $3 WHERE kid = $1 AND retired_at IS NULL",
             kid,
             at,
             mac,
@@ -1004,9 +1139,9 @@ impl Store for PgStore {
         Ok(self
             .read(
                 &format!(
-                    "SELECT {TOKEN_COLUMNS}, EXISTS (SELECT 1 FROM audit WHERE audit.token = \
+                    "SELECT {TOKEN_COLUMNS}, EXISTS (SELECT 1 FROM $S.audit WHERE audit.token = \
                      tokens.token AND ((action = 'delete' AND outcome = 'ok') OR (action = \
-                     'reveal' AND outcome = 'plain' AND kind = 'cvc'))) FROM tokens WHERE token = \
+                     'reveal' AND outcome = 'plain' AND kind = 'cvc'))) FROM $S.tokens WHERE token = \
                      $1 AND (expires_at IS NULL OR expires_at > $2)"
                 ),
                 &[&token, &now],
@@ -1039,7 +1174,13 @@ impl Store for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(db_error)?;
             let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
-            let n = exec(&tx, "DELETE FROM tokens WHERE token = $1", &[&token]).await?;
+            let n = exec(
+                &tx,
+                &self.inner,
+                "DELETE FROM $S.tokens WHERE token = $1",
+                &[&token],
+            )
+            .await?;
             let mut audit = audit;
             if n == 0 {
                 // Gone meanwhile: the log must not claim a deletion that did not happen.
@@ -1067,7 +1208,7 @@ impl Store for PgStore {
     async fn audit_log(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(
-            &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2"),
+            &format!("SELECT {AUDIT_COLUMNS} FROM $S.audit WHERE seq > $1 ORDER BY seq LIMIT $2"),
             &[&after, &limit],
             audit_row,
         )
@@ -1077,7 +1218,7 @@ impl Store for PgStore {
     async fn last_audit_entry(&self) -> Result<Option<AuditRecord>, StoreError> {
         Ok(self
             .read(
-                &format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1"),
+                &format!("SELECT {AUDIT_COLUMNS} FROM $S.audit ORDER BY seq DESC LIMIT 1"),
                 &[],
                 audit_row,
             )
@@ -1088,7 +1229,7 @@ impl Store for PgStore {
     async fn audit_head(&self) -> Result<Option<Head>, StoreError> {
         Ok(self
             .read(
-                "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
+                "SELECT seq, hash, mac FROM $S.audit_head WHERE id = 1",
                 &[],
                 head_row,
             )
@@ -1102,10 +1243,9 @@ impl Store for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await.map_err(db_error)?;
             let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
-            exec(
-                &tx,
+            exec(&tx, &self.inner,
                 &format!(
-                    "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                    "INSERT INTO $S.api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
                      $8)"
                 ),
                 &[
@@ -1129,7 +1269,7 @@ impl Store for PgStore {
     async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         Ok(self
             .read(
-                &format!("SELECT {API_KEY_READ} FROM api_keys WHERE id = $1"),
+                &format!("SELECT {API_KEY_READ} FROM $S.api_keys WHERE id = $1"),
                 &[&id],
                 api_key_row,
             )
@@ -1139,7 +1279,7 @@ impl Store for PgStore {
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.read(
-            &format!("SELECT {API_KEY_READ} FROM api_keys ORDER BY created_at, id"),
+            &format!("SELECT {API_KEY_READ} FROM $S.api_keys ORDER BY created_at, id"),
             &[],
             api_key_row,
         )
@@ -1154,7 +1294,7 @@ impl Store for PgStore {
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
         self.update_audited(
-            "UPDATE api_keys SET revoked_at = $2, mac = $3 WHERE id = $1 AND revoked_at IS NULL",
+            "UPDATE $S.api_keys SET revoked_at = $2, mac = $3 WHERE id = $1 AND revoked_at IS NULL",
             id,
             at,
             mac,
@@ -1164,54 +1304,73 @@ impl Store for PgStore {
     }
 
     async fn purge(&self, now: i64) -> Result<u64, StoreError> {
-        self.bounded(async {
-            let chain = self.chain()?;
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
-            // One node at a time: the others skip this cycle instead of queueing behind it.
-            let mine: bool = tx
-                .query_one(
-                    "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))",
-                    &[&PURGE_LOCK],
-                )
-                .await
-                .and_then(|r| r.try_get(0))
-                .map_err(db_error)?;
-            if !mine {
-                return Ok(0);
+        // Batches of a few hundred, each its own transaction: the audit lock, which every writer
+        // on every node waits for, is never held for long.
+        const BATCH: i64 = 500;
+        const BATCHES: usize = 20;
+        let mut total = 0;
+        for _ in 0..BATCHES {
+            let deleted = self
+                .bounded(async {
+                    let chain = self.chain()?;
+                    let mut client = self.client().await?;
+                    let tx = client.transaction().await.map_err(db_error)?;
+                    // One node at a time: the others skip this cycle instead of queueing.
+                    let mine: bool = tx
+                        .query_one(
+                            "SELECT pg_try_advisory_xact_lock($1, hashtext($2::text))",
+                            &[&PURGE_LOCK, &self.inner.schema],
+                        )
+                        .await
+                        .and_then(|r| r.try_get(0))
+                        .map_err(db_error)?;
+                    if !mine {
+                        return Ok(0);
+                    }
+                    let any = opt_row(
+                        &tx,
+                        &self.inner,
+                        "SELECT 1 FROM $S.tokens WHERE expires_at IS NOT NULL AND expires_at <= $1 \
+                         LIMIT 1",
+                        &[&now],
+                    )
+                    .await?
+                    .is_some();
+                    if !any {
+                        return Ok(0);
+                    }
+                    let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+                    // Under the audit lock: what this deletes, no reveal consumes meanwhile.
+                    let gone = rows(
+                        &tx,
+                        &self.inner,
+                        "DELETE FROM $S.tokens WHERE token IN (SELECT token FROM $S.tokens WHERE \
+                         expires_at IS NOT NULL AND expires_at <= $1 ORDER BY expires_at LIMIT $2) \
+                         RETURNING token, kind",
+                        &[&now, &BATCH],
+                    )
+                    .await?;
+                    for r in &gone {
+                        let (token, kind): (String, String) = (
+                            r.try_get(0).map_err(db_error)?,
+                            r.try_get(1).map_err(db_error)?,
+                        );
+                        let d = AuditDraft::new(now, Actor::Vault, Action::Delete, Outcome::Ok)
+                            .token(&token)
+                            .kind(&kind)
+                            .detail("retention period over");
+                        log.append(&tx, &d).await?;
+                    }
+                    log.commit(tx).await?;
+                    Ok(gone.len() as u64)
+                })
+                .await?;
+            total += deleted;
+            if deleted < BATCH as u64 {
+                break;
             }
-            let expired: Vec<(String, String)> = tx
-                .query(
-                    "SELECT token, kind FROM tokens WHERE expires_at IS NOT NULL AND expires_at \
-                     <= $1 ORDER BY expires_at LIMIT 10000",
-                    &[&now],
-                )
-                .await
-                .map_err(db_error)?
-                .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-                .collect::<Result<_, tokio_postgres::Error>>()
-                .map_err(db_error)?;
-            if expired.is_empty() {
-                return Ok(0);
-            }
-            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
-            let mut deleted = 0;
-            for (token, kind) in &expired {
-                // Another request (a plain reveal) may have consumed it since the select.
-                if exec(&tx, "DELETE FROM tokens WHERE token = $1", &[token]).await? == 1 {
-                    let d = AuditDraft::new(now, Actor::Vault, Action::Delete, Outcome::Ok)
-                        .token(token)
-                        .kind(kind)
-                        .detail("retention period over");
-                    log.append(&tx, &d).await?;
-                    deleted += 1;
-                }
-            }
-            log.commit(tx).await?;
-            Ok(deleted)
-        })
-        .await
+        }
+        Ok(total)
     }
 
     async fn checkpoint(&self) -> Result<(), StoreError> {

@@ -2,7 +2,10 @@
 //! dropped when the test ends, pass or fail.
 //!
 //! The server is `FIELDSEAL_TEST_POSTGRES` (a `postgres://` URL of a role that may create schemas;
-//! default `postgres://postgres@127.0.0.1:5432/test`, the machine's trust-auth server).
+//! default `postgres://postgres@127.0.0.1:5432/test`, the machine's trust-auth server). Tests that
+//! stop a server or fill a disk need root on the server's host: [`PrivateCluster`] runs `initdb`
+//! as the `postgres` user through `runuser`, and the conformance suite's full-disk case mounts a
+//! small tmpfs as a tablespace.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,10 +19,10 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
-/// `url` with the connection's `search_path` set to `schema`.
+/// `url` naming the vault's schema `schema`.
 pub fn url_with_schema(url: &str, schema: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}options=-csearch_path%3D{schema}")
+    format!("{url}{sep}schema={schema}")
 }
 
 /// Runs SQL on the test server from a thread of its own (usable in `Drop` and outside a runtime).
@@ -111,7 +114,8 @@ impl TestSchema {
         static SWEPT: std::sync::Once = std::sync::Once::new();
         SWEPT.call_once(sweep_stale);
         let name = format!(
-            "fieldseal_test_{}_{}",
+            "fieldseal_test_{}_{}_{}",
+            host_tag(),
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         );
@@ -145,17 +149,56 @@ impl Drop for TestSchema {
     }
 }
 
-/// Drops the test schemas of processes that no longer run.
+/// This host's tag in test object names: a test server may be shared by several hosts, and only
+/// this host's processes can be checked for life.
+fn host_tag() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let hash = host.trim().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{:08x}", hash as u32)
+}
+
+/// Whether the process `pid` (of this host) has ended.
+fn ended(pid: &str) -> bool {
+    !pid.is_empty() && !Path::new("/proc").join(pid).exists()
+}
+
+/// Drops the test schemas of this host's processes that no longer run.
 fn sweep_stale() {
-    let Ok(names) = admin_rows(
-        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'fieldseal\\_test\\_%'",
-    ) else {
+    let prefix = format!("fieldseal_test_{}_", host_tag());
+    let Ok(names) = admin_rows(&format!(
+        "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, '{prefix}')"
+    )) else {
         return;
     };
     for name in names {
-        let pid = name.split('_').nth(2).unwrap_or_default();
-        if !Path::new("/proc").join(pid).exists() {
+        let pid = name[prefix.len()..].split('_').next().unwrap_or_default();
+        if ended(pid) {
             let _ = admin_sql(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
+        }
+    }
+}
+
+/// Stops and removes the private clusters of test processes that no longer run.
+fn sweep_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("fieldseal-pg-") else {
+            continue;
+        };
+        if ended(rest.split('-').next().unwrap_or_default()) {
+            let _ = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(e.path().join("data"))
+                .args(["-m", "immediate", "stop"])
+                .output();
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
 }
@@ -198,6 +241,8 @@ impl PrivateCluster {
     /// [`Self::new`] with a `pg_hba.conf` of its own.
     pub fn with_hba(settings: &[&str], hba: Option<&str>) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(sweep_stale_clusters);
         let dir = std::env::temp_dir().join(format!(
             "fieldseal-pg-{}-{}",
             std::process::id(),

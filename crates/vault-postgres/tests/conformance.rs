@@ -44,7 +44,9 @@ impl Backend for Postgres {
     /// as on a full disk (SQLSTATE 53100), as it would on a full volume in production.
     async fn fill(&self, store: &PgStore) {
         static N: AtomicU32 = AtomicU32::new(0);
-        let schema = store.schema().await.unwrap();
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(sweep_stale_tablespaces);
+        let schema = store.schema().to_owned();
         let tag = format!(
             "{}_{}",
             std::process::id(),
@@ -89,6 +91,27 @@ impl Backend for Postgres {
              reused (VACUUM does not zero it) and in WAL segments until they are recycled; see \
              docs/threat-model.md",
         )
+    }
+}
+
+/// Drops the tablespaces (and unmounts the file systems) a killed run of this suite left.
+fn sweep_stale_tablespaces() {
+    let spaces = admin_rows(
+        "SELECT spcname::text || ' ' || pg_tablespace_location(oid) FROM pg_tablespace WHERE \
+         starts_with(spcname::text, 'fieldseal_full_')",
+    )
+    .unwrap_or_default();
+    for line in spaces {
+        let (space, dir) = line.split_once(' ').unwrap_or((&line, ""));
+        let pid = space
+            .trim_start_matches("fieldseal_full_")
+            .split('_')
+            .next();
+        if pid.is_some_and(|p| !std::path::Path::new("/proc").join(p).exists()) {
+            let _ = admin_sql(&format!("DROP TABLESPACE IF EXISTS {space}"));
+            let _ = std::process::Command::new("umount").arg(dir).status();
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 
 use fieldseal_vault_postgres::testing::{TestSchema, admin_rows};
 use fieldseal_vault_postgres::{PgOptions, PgStore};
-use fieldseal_vault_store::Store;
 use fieldseal_vault_store::audit::{Action, Actor, AuditDraft, Outcome};
 use fieldseal_vault_store::conformance::{audit_key, new_token};
 use fieldseal_vault_store::verify::verify_chain;
+use fieldseal_vault_store::{Store, StoreError};
 
 fn node(schema: &TestSchema) -> PgStore {
     let s = PgStore::open(&schema.url(), PgOptions::default()).unwrap();
@@ -76,4 +76,31 @@ async fn the_purge_runs_on_one_node_at_a_time() {
     assert_eq!(deletions, ["300"]);
     let v = verify_chain(&a, &audit_key(), None).await.unwrap();
     assert!(v.intact(), "{v:?}");
+}
+
+/// Every connection of the pool taken (requests stuck on a slow database): the next call fails
+/// with `Unavailable` once the timeout has passed, instead of waiting; and works again once a
+/// connection is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_exhausted_pool_fails_within_the_timeout() {
+    let schema = TestSchema::new();
+    let options = PgOptions {
+        pool_size: 2,
+        timeout: std::time::Duration::from_millis(300),
+    };
+    let s = PgStore::open(&schema.url(), options).unwrap();
+    s.migrate().await.unwrap();
+    let held = s.hold_connections(2).await.unwrap();
+    let asked = std::time::Instant::now();
+    let err = s.token("tok_x", 0).await.unwrap_err();
+    let waited = asked.elapsed();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("pool exhausted"), "{err}");
+    assert!(
+        waited >= std::time::Duration::from_millis(250)
+            && waited < std::time::Duration::from_secs(2),
+        "{waited:?}"
+    );
+    drop(held);
+    assert!(s.token("tok_x", 0).await.unwrap().is_none());
 }

@@ -13,8 +13,9 @@ pub enum StoreError {
     #[error("storage is busy")]
     Busy,
     /// The database cannot be reached (down, restarting, unreachable, no connection free in the
-    /// pool in time, no answer within the configured timeout): nothing was written. Service
-    /// resumes by itself when it answers again.
+    /// pool in time, no answer within the configured timeout). Nothing was written unless the
+    /// connection was cut while a commit was under way, which no client can tell apart. Service
+    /// resumes by itself when the database answers again.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// The audit chain failed its check before an append: nothing that must be audited can be

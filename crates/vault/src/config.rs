@@ -48,7 +48,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Database URL: `sqlite://PATH` (default `sqlite://<data_dir>/vault.db`), or
     /// `postgres://USER@HOST:PORT/DB` for several vault nodes on one PostgreSQL (`sslmode=require`
-    /// for TLS, `options=-csearch_path%3DSCHEMA` for a schema other than the role's default).
+    /// for TLS, `schema=NAME` for the vault's schema, default `public`).
     pub database_url: Option<String>,
     /// Connections each vault node keeps to PostgreSQL at most.
     pub database_pool_size: usize,
@@ -136,7 +136,10 @@ pub(crate) fn mask_url_password(url: &str) -> String {
             let query: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some(("password", _)) => "password=[REDACTED]".to_owned(),
+                    // Any spelling the driver decodes to `password` (`pass%77ord` too).
+                    Some((key, _)) if key.contains('%') || key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=[REDACTED]")
+                    }
                     _ => pair.to_owned(),
                 })
                 .collect();
@@ -147,7 +150,8 @@ pub(crate) fn mask_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
+    // The host follows the last `@`: a password may hold `@` itself.
+    match rest.rsplit_once('@') {
         Some((userinfo, host)) if userinfo.contains(':') => {
             let user = userinfo.split(':').next().unwrap_or_default();
             format!("{scheme}://{user}:[REDACTED]@{host}")
@@ -285,6 +289,10 @@ mod tests {
             query,
             "postgres://db/vault?sslmode=require&password=[REDACTED]"
         );
+        let at = mask_url_password("postgres://vault:p@ss@db/vault");
+        assert_eq!(at, "postgres://vault:[REDACTED]@db/vault");
+        let encoded = mask_url_password("postgres://db/vault?pass%77ord=hunter2");
+        assert!(!encoded.contains("hunter2"), "{encoded}");
     }
 
     #[test]

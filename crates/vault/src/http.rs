@@ -80,7 +80,8 @@ impl From<StoreError> for ApiError {
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage_unavailable",
-                    "the vault's database cannot be reached; nothing was written; retry",
+                    "the vault's database cannot be reached; retry (a write cut off while it \
+                     committed may have been stored: a resubmitted envelope then answers replayed)",
                 )
             }
             // Already logged as an alert where it was found.

@@ -104,8 +104,8 @@ impl Refusal {
                     .into()
             }
             Self::StorageUnavailable => {
-                "the vault's database cannot be reached; this envelope was not stored and can be \
-                 submitted again"
+                "the vault's database cannot be reached; submit this envelope again (if it was \
+                 stored as the connection was cut, the new submission answers replayed)"
                     .into()
             }
             Self::Internal => "internal error; this envelope was not stored".into(),

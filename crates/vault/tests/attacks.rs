@@ -983,6 +983,56 @@ async fn postgres_a_rule_that_swallows_revocations() {
     assert!(err.contains("rule api_keys keep"), "{err}");
 }
 
+/// PostgreSQL: objects in the vault's schema that would stand in for builtins the vault calls (a
+/// `hashtext(name)`, a closer match than the builtin `hashtext(text)`, that creates a trigger
+/// while the hook check runs; an operator that blanks a line of the schema description). The
+/// vault runs with `search_path = pg_catalog` and names every table with its schema, so neither is
+/// ever called; the objects themselves are found in the write transaction's check.
+#[tokio::test]
+async fn postgres_functions_and_operators_shadowing_builtins() {
+    let s = Scene::new("atk-shadow", Backend::Postgres).await;
+    let t = s.traffic().await;
+    s.sql(
+        "CREATE FUNCTION hashtext(name) RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
+         CREATE TABLE shadow_ran (x int); RETURN pg_catalog.hashtext($1::text); END $$; \
+         CREATE FUNCTION blank(text, name) RETURNS text LANGUAGE sql AS $$ SELECT NULL::text $$; \
+         CREATE OPERATOR || (LEFTARG = text, RIGHTARG = name, FUNCTION = blank);",
+    );
+    let (status, body) = s.reveal(&s.payments, &[&t]).await;
+    assert_eq!((status, code(&body)), (503, "database_tampered"), "{body}");
+    let ran = s.value("SELECT count(*) FROM pg_class WHERE relname = 'shadow_ran'");
+    assert_eq!(ran, "0", "the attacker's function was called");
+    let out = vault(&s.dir, &["audit", "verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("changed outside the vault"),
+        "{err}"
+    );
+}
+
+/// PostgreSQL: what the write path relies on, changed between two writes: the replay check's
+/// unique index dropped, the tokens table made unlogged (emptied by a crash). The next write is
+/// refused at once, not at the next full check.
+#[tokio::test]
+async fn postgres_the_write_path_changed_under_a_running_vault() {
+    for tampering in [
+        "DROP INDEX audit_envelope;",
+        "ALTER TABLE tokens SET UNLOGGED;",
+        "ALTER TABLE audit ADD CONSTRAINT harmless CHECK (seq > 0);",
+    ] {
+        let s = Scene::new("atk-write-path", Backend::Postgres).await;
+        s.traffic().await;
+        s.sql(tampering);
+        let env = s.seal(FieldKind::Email, "jane@example.com").await;
+        let (status, body) = s.tokenize(&[&env]).await;
+        assert_eq!(
+            (status, code(&body)),
+            (503, "database_tampered"),
+            "{tampering}: {body}"
+        );
+    }
+}
+
 /// One `#[tokio::test]` per attack per backend: `sqlite::NAME` and `postgres::NAME`.
 macro_rules! on_both_backends {
     ($($attack:ident),* $(,)?) => {

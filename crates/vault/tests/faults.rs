@@ -14,7 +14,8 @@ use common::bin::{ok, start_with, use_database, vault};
 use common::{TempDir, key_set, seal_to};
 use fieldseal_core::envelope::FieldKind;
 use fieldseal_core::keyset::KeySet;
-use fieldseal_vault_postgres::testing::{PrivateCluster, TestSchema, admin_sql};
+use fieldseal_vault_postgres::AUDIT_LOCK;
+use fieldseal_vault_postgres::testing::{PrivateCluster, TestSchema, admin_rows, admin_sql};
 use serde_json::{Value, json};
 
 const PURPOSE: &str = "fault-drill";
@@ -267,10 +268,13 @@ async fn a_database_restart_fails_fast_and_recovers_by_itself() {
     v.verify();
 }
 
-/// A pool of one connection held by a request that waits on a lock: the next requests get
-/// `503 storage_unavailable` when no connection frees up within the timeout, not a hang.
+/// The audit lock held elsewhere (a stuck node, an operator's session) with a pool of one
+/// connection: every request is answered within the bound with a storage error
+/// (`storage_busy` when the lock wait times out, `storage_unavailable` when no connection frees
+/// up in time), never a hang; nothing is consumed. (The pool's own bound is tested on the store,
+/// `crates/vault-postgres/tests/nodes.rs`.)
 #[tokio::test]
-async fn an_exhausted_pool_answers_503_not_a_hang() {
+async fn a_lock_held_elsewhere_answers_503_not_a_hang() {
     let schema = TestSchema::new();
     let v = Vault::new("fault-pool", &schema.url());
     let (mut node, base) = v.serve(
@@ -284,7 +288,21 @@ async fn an_exhausted_pool_answers_503_not_a_hang() {
     let envs = envelopes(&ks, 8, "pool");
     // Another session holds the vault's audit lock: every write waits for it on its connection.
     let holder = hold_audit_lock(schema.name(), Duration::from_secs(4));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = Instant::now();
+    while admin_rows(&format!(
+        "SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND classid = \
+         {AUDIT_LOCK} AND objid::bigint = (hashtext('{}')::bigint & 4294967295) AND granted",
+        schema.name()
+    ))
+    .unwrap()[0]
+        == "0"
+    {
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "the lock was never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let asked = Instant::now();
     let mut codes = Vec::new();
     for (status, token, body) in v.tokenize_all(&base, &envs).await {
@@ -302,10 +320,6 @@ async fn an_exhausted_pool_answers_503_not_a_hang() {
         asked.elapsed() < Duration::from_secs(4),
         "every request answered within the bound: {:?}",
         asked.elapsed()
-    );
-    assert!(
-        codes.iter().any(|c| c == "storage_unavailable"),
-        "{codes:?}"
     );
     assert!(
         codes
@@ -326,8 +340,8 @@ async fn an_exhausted_pool_answers_503_not_a_hang() {
 /// Holds the audit lock of the vault in `schema` for `how_long` from another session.
 fn hold_audit_lock(schema: &str, how_long: Duration) -> std::thread::JoinHandle<()> {
     let sql = format!(
-        "SELECT pg_advisory_lock(1718840321, hashtext('{schema}')); SELECT pg_sleep({}); SELECT \
-         pg_advisory_unlock(1718840321, hashtext('{schema}'));",
+        "SELECT pg_advisory_lock({AUDIT_LOCK}, hashtext('{schema}')); SELECT pg_sleep({}); SELECT \
+         pg_advisory_unlock({AUDIT_LOCK}, hashtext('{schema}'));",
         how_long.as_secs_f64()
     );
     std::thread::spawn(move || admin_sql(&sql).unwrap())
