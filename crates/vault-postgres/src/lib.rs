@@ -33,6 +33,7 @@ use fieldseal_core::at_rest::SymmetricKey;
 use fieldseal_vault_store::audit::{
     Action, Actor, Appender, AuditChain, AuditDraft, AuditRecord, Head, Outcome,
 };
+use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
     ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
 };
@@ -191,55 +192,6 @@ struct Inner {
     expected: tokio::sync::OnceCell<String>,
     /// The group writer's queue, once started (by the first tokenize or reveal).
     writer: tokio::sync::OnceCell<tokio::sync::mpsc::Sender<Job>>,
-}
-
-/// One request's write, and where to send its outcome.
-enum Job {
-    /// Reveals: audit entries and CVC tokens to consume.
-    Reveals {
-        audit: Vec<AuditDraft>,
-        consume: Vec<(usize, String)>,
-        done: tokio::sync::oneshot::Sender<Result<Vec<bool>, StoreError>>,
-    },
-    /// A tokenize request's tokens.
-    Tokens {
-        items: Vec<NewToken>,
-        done: tokio::sync::oneshot::Sender<Result<Vec<InsertOutcome>, StoreError>>,
-    },
-}
-
-/// What a job produced inside the group's transaction.
-enum Done {
-    Reveals(Vec<bool>),
-    Tokens(Vec<InsertOutcome>),
-}
-
-/// Most requests committed in one group transaction.
-const MAX_GROUP: usize = 256;
-
-/// Sends each job its outcome. A failed group committed nothing: every request in it fails, none
-/// discloses or stores anything.
-fn answer(jobs: Vec<Job>, outcome: Result<Vec<Done>, StoreError>) {
-    let fail = |job: Job, e: StoreError| match job {
-        Job::Reveals { done, .. } => drop(done.send(Err(e))),
-        Job::Tokens { done, .. } => drop(done.send(Err(e))),
-    };
-    match outcome {
-        Ok(all) => {
-            for (job, done) in jobs.into_iter().zip(all) {
-                match (job, done) {
-                    (Job::Reveals { done: tx, .. }, Done::Reveals(r)) => drop(tx.send(Ok(r))),
-                    (Job::Tokens { done: tx, .. }, Done::Tokens(r)) => drop(tx.send(Ok(r))),
-                    (job, _) => fail(job, StoreError::Database("writer mixed up jobs".into())),
-                }
-            }
-        }
-        Err(e) => {
-            for job in jobs {
-                fail(job, e.clone());
-            }
-        }
-    }
 }
 
 /// The PostgreSQL store. Cheap to clone; clones share the pool.
@@ -571,8 +523,17 @@ async fn exec(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<u64, StoreError> {
-    let st = tx.prepare_cached(&inner.sql(sql)).await.map_err(db_error)?;
+    let st = prepare(tx, inner, sql).await?;
     tx.execute(&st, params).await.map_err(db_error)
+}
+
+/// `sql` with its tables in the vault's schema, prepared once per connection.
+async fn prepare(
+    tx: &Transaction<'_>,
+    inner: &Inner,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    tx.prepare_cached(&inner.sql(sql)).await.map_err(db_error)
 }
 
 /// The one row (or none) a query (tables written `$S.name`) returns, in the transaction.
@@ -582,7 +543,7 @@ async fn opt_row(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Option<Row>, StoreError> {
-    let st = tx.prepare_cached(&inner.sql(sql)).await.map_err(db_error)?;
+    let st = prepare(tx, inner, sql).await?;
     tx.query_opt(&st, params).await.map_err(db_error)
 }
 
@@ -593,7 +554,7 @@ async fn rows(
     sql: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<Vec<Row>, StoreError> {
-    let st = tx.prepare_cached(&inner.sql(sql)).await.map_err(db_error)?;
+    let st = prepare(tx, inner, sql).await?;
     tx.query(&st, params).await.map_err(db_error)
 }
 

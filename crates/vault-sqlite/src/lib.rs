@@ -17,6 +17,7 @@ use fieldseal_core::at_rest::SymmetricKey;
 use fieldseal_vault_store::audit::{
     Action, Actor, AuditChain, AuditDraft, AuditRecord, Head, Outcome,
 };
+use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
     ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
 };
@@ -94,27 +95,6 @@ pub struct SqliteStore {
     checked_schema: Arc<AtomicI64>,
 }
 
-/// One request's write, and where to send its outcome.
-enum Job {
-    /// Reveals: audit entries and CVC tokens to consume.
-    Reveals {
-        audit: Vec<AuditDraft>,
-        consume: Vec<(usize, String)>,
-        done: tokio::sync::oneshot::Sender<Result<Vec<bool>, StoreError>>,
-    },
-    /// A tokenize request's tokens.
-    Tokens {
-        items: Vec<NewToken>,
-        done: tokio::sync::oneshot::Sender<Result<Vec<InsertOutcome>, StoreError>>,
-    },
-}
-
-/// What a job produced inside the group's transaction.
-enum Done {
-    Reveals(Vec<bool>),
-    Tokens(Vec<InsertOutcome>),
-}
-
 /// Group commit for the two writes every checkout makes, tokenize and reveal: one thread takes
 /// every such request waiting at that moment and commits them in one transaction (each
 /// tokenize item still isolated by its savepoint), then answers each. Under load this turns many
@@ -125,8 +105,6 @@ struct GroupWriter {
 }
 
 impl GroupWriter {
-    const MAX_JOBS: usize = 256;
-
     fn start(conn: Arc<Mutex<Connection>>, chain: ChainSlot, checked: Arc<AtomicI64>) -> Self {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let thread = std::thread::Builder::new()
@@ -134,7 +112,7 @@ impl GroupWriter {
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
                     let mut jobs = vec![first];
-                    while jobs.len() < Self::MAX_JOBS {
+                    while jobs.len() < MAX_GROUP {
                         match rx.try_recv() {
                             Ok(job) => jobs.push(job),
                             Err(_) => break,
@@ -181,42 +159,6 @@ impl Drop for GroupWriter {
         }
         if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = t.join();
-        }
-    }
-}
-
-/// Sends each job its outcome. A failed group committed nothing: every request in it fails, none
-/// discloses or stores anything.
-fn answer(jobs: Vec<Job>, outcome: Result<Vec<Done>, StoreError>) {
-    match outcome {
-        Ok(all) => {
-            for (job, done) in jobs.into_iter().zip(all) {
-                match (job, done) {
-                    (Job::Reveals { done: tx, .. }, Done::Reveals(r)) => {
-                        let _ = tx.send(Ok(r));
-                    }
-                    (Job::Tokens { done: tx, .. }, Done::Tokens(r)) => {
-                        let _ = tx.send(Ok(r));
-                    }
-                    (job, _) => fail(job, StoreError::Database("writer mixed up jobs".into())),
-                }
-            }
-        }
-        Err(e) => {
-            for job in jobs {
-                fail(job, e.clone());
-            }
-        }
-    }
-}
-
-fn fail(job: Job, e: StoreError) {
-    match job {
-        Job::Reveals { done, .. } => {
-            let _ = done.send(Err(e));
-        }
-        Job::Tokens { done, .. } => {
-            let _ = done.send(Err(e));
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod audit;
 pub mod conformance;
 mod error;
 pub mod fs;
+pub mod group;
 pub mod records;
 pub mod rows;
 mod store;

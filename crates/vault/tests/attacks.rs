@@ -14,7 +14,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Child;
 
-use common::bin::{ok, start, vault};
+use common::bin::{init_with_keys, ok, start, vault};
 use common::{TempDir, key_set, seal_to};
 use fieldseal_core::at_rest::{api_key_digest, chain_hash};
 use fieldseal_core::encoding::{from_hex, hex};
@@ -67,13 +67,10 @@ impl Scene {
                 Db::Postgres(schema)
             }
         };
-        ok(&vault(&dir, &["init"]));
-        let key = |role: &str| {
-            ok(&vault(&dir, &["apikey", "create", "--role", role]))
-                .trim()
-                .to_owned()
-        };
-        let (checkout, payments, support) = (key("checkout"), key("payments"), key("support"));
+        let [checkout, payments, support]: [String; 3] =
+            init_with_keys(&dir, &["checkout", "payments", "support"])
+                .try_into()
+                .unwrap();
         let mut scene = Self {
             db,
             _tmp: tmp,

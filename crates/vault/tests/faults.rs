@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::bin::{ok, start_with, use_database, vault};
+use common::bin::{init_with_keys, start_with, use_database, vault};
 use common::{TempDir, key_set, seal_to};
 use fieldseal_core::envelope::FieldKind;
 use fieldseal_core::keyset::KeySet;
@@ -34,13 +34,9 @@ impl Vault {
         let tmp = TempDir::new(tag);
         let dir = tmp.0.join("vault");
         use_database(&dir, url);
-        ok(&vault(&dir, &["init"]));
-        let key = |role: &str| {
-            ok(&vault(&dir, &["apikey", "create", "--role", role]))
-                .trim()
-                .to_owned()
-        };
-        let (checkout, payments) = (key("checkout"), key("payments"));
+        let [checkout, payments]: [String; 2] = init_with_keys(&dir, &["checkout", "payments"])
+            .try_into()
+            .unwrap();
         Self {
             _tmp: tmp,
             dir,

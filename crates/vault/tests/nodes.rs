@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::bin::{ok, start, use_database, vault};
+use common::bin::{init_with_keys, ok, start, use_database, vault};
 use common::{TempDir, key_set, seal_to};
 use fieldseal_core::envelope::FieldKind;
 use fieldseal_vault_postgres::testing::TestSchema;
@@ -35,13 +35,9 @@ impl Cluster {
         let dir = tmp.0.join("vault");
         let schema = TestSchema::new();
         use_database(&dir, &schema.url());
-        ok(&vault(&dir, &["init"]));
-        let key = |role: &str| {
-            ok(&vault(&dir, &["apikey", "create", "--role", role]))
-                .trim()
-                .to_owned()
-        };
-        let (checkout, payments) = (key("checkout"), key("payments"));
+        let [checkout, payments]: [String; 2] = init_with_keys(&dir, &["checkout", "payments"])
+            .try_into()
+            .unwrap();
         let nodes = (0..2)
             .map(|i| start(&dir, &dir.join(format!("node{i}.log"))))
             .collect();

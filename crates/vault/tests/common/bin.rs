@@ -80,3 +80,17 @@ pub fn start_with(dir: &Path, log: &Path, env: &[(&str, &str)]) -> (Child, Strin
         .to_owned();
     (child, base)
 }
+
+/// `init` on the vault in `dir`, then one API key per role, in order.
+#[allow(dead_code)]
+pub fn init_with_keys(dir: &Path, roles: &[&str]) -> Vec<String> {
+    ok(&vault(dir, &["init"]));
+    roles
+        .iter()
+        .map(|role| {
+            ok(&vault(dir, &["apikey", "create", "--role", role]))
+                .trim()
+                .to_owned()
+        })
+        .collect()
+}
