@@ -44,7 +44,10 @@ use tokio_postgres::types::ToSql;
 pub use connect::{DEFAULT_SCHEMA, PgOptions};
 
 /// Schema migrations, applied in order; each runs once, in a transaction.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_policy_entries.sql"),
+];
 
 const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version integer \
                                PRIMARY KEY, applied_at bigint NOT NULL)";
@@ -914,11 +917,20 @@ impl Store for PgStore {
                             .into(),
                     ));
                 }
-                tx.batch_execute(sql).await.map_err(|e| match db_error(e) {
-                    StoreError::Database(m) => {
-                        StoreError::Database(format!("migration {version} failed: {m}"))
+                tx.batch_execute(sql).await.map_err(|e| {
+                    let exists = [SqlState::DUPLICATE_TABLE, SqlState::DUPLICATE_OBJECT]
+                        .iter()
+                        .any(|c| e.code() == Some(c));
+                    match db_error(e) {
+                        _ if exists => StoreError::Tampered(format!(
+                            "the migration record was cut back: migration {version}'s objects \
+                             exist already"
+                        )),
+                        StoreError::Database(m) => {
+                            StoreError::Database(format!("migration {version} failed: {m}"))
+                        }
+                        other => other,
                     }
-                    other => other,
                 })?;
                 exec(
                     &tx,
@@ -1181,6 +1193,20 @@ impl Store for PgStore {
             .read(
                 &format!("SELECT {AUDIT_COLUMNS} FROM $S.audit ORDER BY seq DESC LIMIT 1"),
                 &[],
+                audit_row,
+            )
+            .await?
+            .pop())
+    }
+
+    async fn last_audit_entry_of(&self, action: &str) -> Result<Option<AuditRecord>, StoreError> {
+        Ok(self
+            .read(
+                &format!(
+                    "SELECT {AUDIT_COLUMNS} FROM $S.audit WHERE action = $1 ORDER BY seq DESC \
+                     LIMIT 1"
+                ),
+                &[&action],
                 audit_row,
             )
             .await?

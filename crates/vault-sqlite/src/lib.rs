@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_audit_head.sql"),
     include_str!("../migrations/0003_authenticated_rows.sql"),
+    include_str!("../migrations/0004_policy_entries.sql"),
 ];
 
 /// The first migration whose rows carry MACs: a database with audit entries from before it cannot
@@ -804,7 +805,14 @@ impl Store for SqliteStore {
                     }
                 }
                 tx.execute_batch(sql).map_err(|e| {
-                    StoreError::Database(format!("migration {version} failed: {e}"))
+                    if e.to_string().contains("already exists") {
+                        StoreError::Tampered(format!(
+                            "the migration record was cut back: migration {version}'s objects \
+                             exist already"
+                        ))
+                    } else {
+                        StoreError::Database(format!("migration {version} failed: {e}"))
+                    }
                 })?;
                 tx.execute(
                     "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, \
@@ -1046,6 +1054,18 @@ impl Store for SqliteStore {
                 "SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq DESC LIMIT 1"
             ))
             .and_then(|mut st| st.query_row([], audit_row).optional())
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn last_audit_entry_of(&self, action: &str) -> Result<Option<AuditRecord>, StoreError> {
+        let action = action.to_owned();
+        self.run(move |c, _| {
+            c.prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE action = ?1 ORDER BY seq DESC LIMIT 1"
+            ))
+            .and_then(|mut st| st.query_row([action], audit_row).optional())
             .map_err(db_error)
         })
         .await

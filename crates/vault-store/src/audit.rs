@@ -101,6 +101,9 @@ vocabulary! {
         VaultInit => "vault.init",
         /// The policy file loaded (its SHA-256 in the detail).
         PolicyLoad => "policy.load",
+        /// A policy stored for every node (its TOML text in the detail): the newest one is the
+        /// policy of every vault node on the database.
+        PolicyStore => "policy.store",
         /// A stored row failed its integrity check.
         Integrity => "integrity",
     }
@@ -317,6 +320,12 @@ impl Broken {
             reason: reason.into(),
         }
     }
+}
+
+/// Whether one stored entry is as the vault wrote it: its hash recomputes from its contents and
+/// its predecessor's hash, and its MAC verifies under the audit key.
+pub fn entry_authentic(key: &SymmetricKey, r: &AuditRecord) -> bool {
+    check_entry(key, r).is_ok()
 }
 
 /// Checks one stored entry on its own: its hash recomputes from its contents and its predecessor's

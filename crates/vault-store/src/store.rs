@@ -118,6 +118,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<Option<AuditRecord>, StoreError>> + Send;
 
+    /// The newest audit entry of `action` (the vault asks for `policy.store`).
+    fn last_audit_entry_of(
+        &self,
+        action: &str,
+    ) -> impl Future<Output = Result<Option<AuditRecord>, StoreError>> + Send;
+
     /// The anchored head, if any.
     fn audit_head(&self) -> impl Future<Output = Result<Option<Head>, StoreError>> + Send;
 

@@ -155,6 +155,30 @@ impl<S: Store> Admin<S> {
         &self.store
     }
 
+    /// The policy in force: the one stored for every node (`policy load`), else the file or the
+    /// built-in policy.
+    pub async fn policy(&self) -> Result<Policy, AdminError> {
+        Ok(
+            match Policy::stored(&self.store, &self.secrets.audit_key).await? {
+                Some((policy, _)) => policy,
+                None => Policy::load(self.settings.policy_file.as_deref())?,
+            },
+        )
+    }
+
+    /// Stores the policy in `text` for every node on the database (an audit entry holding the
+    /// text: authenticated, chained, exported with the log). Running nodes take it up within 5
+    /// seconds; it takes precedence over their policy files. Returns its description.
+    pub async fn store_policy(&self, text: &str) -> Result<String, AdminError> {
+        let policy = Policy::parse(text)?;
+        self.store
+            .append_audit(
+                AuditDraft::new(now(), Actor::Cli, Action::PolicyStore, Outcome::Ok).detail(text),
+            )
+            .await?;
+        Ok(policy.describe().to_owned())
+    }
+
     /// Creates an API key for a role of the policy; the full key is in the result, to show once.
     pub async fn create_api_key(
         &self,
@@ -162,7 +186,7 @@ impl<S: Store> Admin<S> {
         label: &str,
         expires_in_days: Option<u64>,
     ) -> Result<NewApiKey, AdminError> {
-        let policy = Policy::load(self.settings.policy_file.as_deref())?;
+        let policy = self.policy().await?;
         if policy.role(role).is_none() {
             return Err(AdminError::UnknownRole {
                 role: role.into(),

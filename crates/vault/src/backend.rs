@@ -139,6 +139,10 @@ impl Store for AnyStore {
         dispatch!(self.last_audit_entry())
     }
 
+    async fn last_audit_entry_of(&self, action: &str) -> Result<Option<AuditRecord>, StoreError> {
+        dispatch!(self.last_audit_entry_of(action))
+    }
+
     async fn audit_head(&self) -> Result<Option<Head>, StoreError> {
         dispatch!(self.audit_head())
     }

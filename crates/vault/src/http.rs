@@ -534,7 +534,8 @@ pub fn router<S: Store>(vault: AppState<S>) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests. Also runs the purge of
-/// expired card security codes and replay ids, and reloads keys rotated by other processes.
+/// expired card security codes, and takes up keys rotated and policies stored by other
+/// processes, every 5 seconds.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     vault: AppState<S>,
@@ -555,6 +556,9 @@ pub async fn serve<S: Store>(
                 }
                 if let Err(e) = vault.reload_keys().await {
                     tracing::warn!(error = %e, "key reload failed");
+                }
+                if let Err(e) = vault.reload_policy().await {
+                    tracing::error!(alert = "policy_reload_failed", error = %e, "policy reload failed; the policy in force stays");
                 }
             }
         })

@@ -50,6 +50,23 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Roles and their permissions.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Store a policy file's roles for every node on the database (audited); running nodes take
+    /// it up within 5 seconds, ahead of their own policy files.
+    Load {
+        /// The policy (TOML).
+        file: PathBuf,
+    },
+    /// Print where the policy in force comes from and its roles.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -158,7 +175,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys { command } => keys_cmd(settings, command).await,
         Command::Apikey { command } => apikey_cmd(settings, command).await,
         Command::Audit { command } => audit_cmd(settings, command).await,
+        Command::Policy { command } => policy_cmd(settings, command).await,
     }
+}
+
+async fn policy_cmd(settings: Settings, command: PolicyCommand) -> Result<ExitCode> {
+    let admin = Admin::open(&settings).await?;
+    match command {
+        PolicyCommand::Load { file } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let described = admin.store_policy(&text).await?;
+            println!("stored policy {described}");
+        }
+        PolicyCommand::Show => {
+            let policy = admin.policy().await?;
+            println!("{}", policy.describe());
+            for role in policy.role_names() {
+                println!("  {role}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn init(settings: Settings) -> Result<ExitCode> {

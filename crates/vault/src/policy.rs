@@ -66,6 +66,12 @@ pub enum PolicyError {
     /// A role name outside `a-z 0-9 _ -` or longer than 64.
     #[error("invalid policy: bad role name {0:?}")]
     BadRoleName(String),
+    /// The newest stored policy's audit entry does not verify.
+    #[error("the stored policy (audit entry {0}) failed its integrity check")]
+    Tampered(i64),
+    /// The stored policy could not be read.
+    #[error("cannot read the stored policy: {0}")]
+    Store(String),
 }
 
 #[derive(Deserialize)]
@@ -220,6 +226,30 @@ impl Policy {
                 let mut policy = Self::parse(DEFAULT_POLICY)?;
                 policy.origin = format!("{} of the built-in policy", policy.origin);
                 Ok(policy)
+            }
+        }
+    }
+
+    /// The policy stored for every node on the database: the newest `policy.store` audit entry's
+    /// text and the entry's position, if one exists. An entry that does not verify is
+    /// [`PolicyError::Tampered`]: the vault keeps the policy it has rather than trust it.
+    pub async fn stored<S: fieldseal_vault_store::Store>(
+        store: &S,
+        audit_key: &fieldseal_core::at_rest::SymmetricKey,
+    ) -> Result<Option<(Self, i64)>, PolicyError> {
+        let entry = store
+            .last_audit_entry_of(fieldseal_vault_store::audit::Action::PolicyStore.as_str())
+            .await
+            .map_err(|e| PolicyError::Store(e.to_string()))?;
+        match entry {
+            None => Ok(None),
+            Some(e) if !fieldseal_vault_store::audit::entry_authentic(audit_key, &e) => {
+                Err(PolicyError::Tampered(e.seq))
+            }
+            Some(e) => {
+                let mut policy = Self::parse(&e.detail)?;
+                policy.origin = format!("{} of audit entry {}", policy.origin, e.seq);
+                Ok(Some((policy, e.seq)))
             }
         }
     }

@@ -139,7 +139,8 @@ impl std::fmt::Debug for Revealed {
 pub struct Vault<S: Store> {
     store: S,
     settings: Settings,
-    policy: Policy,
+    /// The policy in force, and the `policy.store` entry it came from (if from the log).
+    policy: RwLock<(Arc<Policy>, Option<i64>)>,
     kek: Box<dyn KekProvider>,
     secrets: Secrets,
     ring: RwLock<Arc<KeyRing>>,
@@ -228,7 +229,9 @@ impl Vault<AnyStore> {
 }
 
 impl<S: Store> Vault<S> {
-    /// Opens a vault over any store. Records the policy's digest in the audit log.
+    /// Opens a vault over any store, with `policy` (the file or built-in one) unless a policy is
+    /// stored in the audit log for every node (`policy load`). Records the policy's digest in the
+    /// audit log.
     pub async fn with_store(
         store: S,
         settings: Settings,
@@ -237,10 +240,23 @@ impl<S: Store> Vault<S> {
     ) -> Result<Self, VaultError> {
         let secrets = keys::load_secrets(&store, kek.as_ref()).await?;
         let ring = KeyRing::load(&store, kek.as_ref(), &secrets.row_key).await?;
+        let policy = match Policy::stored(&store, &secrets.audit_key).await? {
+            Some((stored, seq)) => {
+                if settings.policy_file.is_some() {
+                    tracing::warn!(
+                        entry = seq,
+                        "a policy is stored in the database (policy load): it applies, the \
+                         policy file is ignored"
+                    );
+                }
+                (Arc::new(stored), Some(seq))
+            }
+            None => (Arc::new(policy), None),
+        };
         let vault = Self {
             store,
             settings,
-            policy,
+            policy: RwLock::new(policy),
             kek,
             secrets,
             ring: RwLock::new(Arc::new(KeyRing::empty())),
@@ -252,10 +268,45 @@ impl<S: Store> Vault<S> {
             .store
             .append_audit(
                 AuditDraft::new(now(), Actor::Vault, Action::PolicyLoad, Outcome::Ok)
-                    .detail(vault.policy.describe()),
+                    .detail(vault.policy().describe()),
             )
             .await?;
         Ok(vault)
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        match self.policy.read() {
+            Ok(p) => Arc::clone(&p.0),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner().0),
+        }
+    }
+
+    /// Takes up a policy stored since (`policy load` on any node): every node runs this every 5
+    /// seconds. The change is audited (`policy.load`); a stored policy that does not verify is
+    /// reported and not used.
+    pub async fn reload_policy(&self) -> Result<(), VaultError> {
+        let current = self.policy.read().map(|p| p.1).unwrap_or(None);
+        let Some((policy, seq)) = Policy::stored(&self.store, &self.secrets.audit_key).await?
+        else {
+            return Ok(());
+        };
+        if current == Some(seq) {
+            return Ok(());
+        }
+        let describe = policy.describe().to_owned();
+        match self.policy.write() {
+            Ok(mut p) => *p = (Arc::new(policy), Some(seq)),
+            Err(poisoned) => *poisoned.into_inner() = (Arc::new(policy), Some(seq)),
+        }
+        tracing::info!(policy = %describe, "policy reloaded");
+        self.store
+            .append_audit(
+                AuditDraft::new(now(), Actor::Vault, Action::PolicyLoad, Outcome::Ok)
+                    .detail(describe),
+            )
+            .await?;
+        Ok(())
     }
 
     /// The store.
@@ -358,7 +409,7 @@ impl<S: Store> Vault<S> {
             && p.matches(&k.digest)
             && k.revoked_at.is_none()
             && k.expires_at.is_none_or(|e| e > t)
-            && let Some(role) = self.policy.role(&k.role)
+            && let Some(role) = self.policy().role(&k.role)
         {
             return Ok(Caller {
                 key_id: k.id.clone(),
@@ -385,7 +436,7 @@ impl<S: Store> Vault<S> {
             (Some(p), Some(k)) if k.expires_at.is_some_and(|e| e <= t) => {
                 (Actor::ApiKey(p.id.clone()), "expired API key")
             }
-            (Some(p), Some(k)) if self.policy.role(&k.role).is_none() => {
+            (Some(p), Some(k)) if self.policy().role(&k.role).is_none() => {
                 (Actor::ApiKey(p.id.clone()), "role not in policy")
             }
             (Some(p), Some(_)) => (Actor::ApiKey(p.id.clone()), "wrong secret"),

@@ -1030,6 +1030,40 @@ async fn postgres_the_write_path_changed_under_a_running_vault() {
     }
 }
 
+/// Rewrite the stored policy (the `policy.store` entry's text) to give a role more. The entry's
+/// MAC no longer verifies: a running vault keeps the policy it has and raises an alert, a
+/// restarted one refuses to start, `audit verify` names the entry.
+async fn widen_the_stored_policy(b: Backend) {
+    let mut s = Scene::new("atk-policy", b).await;
+    let t = s.traffic().await;
+    let file = s.dir.join("policy.toml");
+    std::fs::write(&file, "[roles.checkout]\ntokenize = [\"*\"]\n").unwrap();
+    ok(&vault(&s.dir, &["policy", "load", file.to_str().unwrap()]));
+    let refused = || async {
+        let (status, _) = s.reveal(&s.payments, &[&t]).await;
+        status == 401
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(8);
+    while !refused().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy was not taken up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (seq, _) = s.entries("policy.store", "ok")[0].clone();
+    s.sql(&format!(
+        "UPDATE audit SET detail = '[roles.checkout]\ntokenize = [\"*\"]\n\n[roles.payments]\nreveal_plain = [\"*\"]\n' WHERE seq = {seq}"
+    ));
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert!(refused().await, "the widened policy was applied");
+    assert!(s.log().contains("policy_reload_failed"), "{}", s.log());
+    s.assert_broken_at(seq);
+    s.stop();
+    let err = s.start_refused();
+    assert!(err.contains("stored policy"), "{err}");
+}
+
 /// One `#[tokio::test]` per attack per backend: `sqlite::NAME` and `postgres::NAME`.
 macro_rules! on_both_backends {
     ($($attack:ident),* $(,)?) => {
@@ -1053,6 +1087,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    widen_the_stored_policy,
     delete_a_middle_entry,
     edit_an_entry_purpose_even_rehashing_the_chain,
     swap_two_entries,

@@ -282,3 +282,45 @@ async fn operator_changes_reach_every_node() {
     let (intact, report) = c.verify();
     assert!(intact, "{report}");
 }
+
+/// `policy load` on one host: both running nodes apply the new roles within 5 seconds (here:
+/// payments may no longer reveal e-mail addresses, not even masked), and audit that they did.
+#[tokio::test]
+async fn a_stored_policy_reaches_every_node() {
+    let c = Cluster::new("nodes-policy");
+    let env = c.seal(FieldKind::Email, "policy@example.com").await;
+    let token = c.tokenize(0, &env).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for node in 0..2 {
+        let (_, body) = c.reveal(node, &c.payments, &token).await;
+        assert_eq!(body["results"][0]["ok"], true, "{body}");
+    }
+    let file = c.dir.join("policy.toml");
+    std::fs::write(
+        &file,
+        "[roles.checkout]\ntokenize = [\"*\"]\n\n[roles.payments]\nreveal_plain = [\"pan\"]\n",
+    )
+    .unwrap();
+    let stored = ok(&vault(&c.dir, &["policy", "load", file.to_str().unwrap()]));
+    assert!(stored.contains("sha256"), "{stored}");
+    let loaded = Instant::now();
+    for node in 0..2 {
+        loop {
+            let (status, body) = c.reveal(node, &c.payments, &token).await;
+            if status == 403 || body["results"][0]["ok"] == false {
+                break;
+            }
+            assert!(
+                loaded.elapsed() < Duration::from_secs(6),
+                "node {node} still applies the old policy: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let shown = ok(&vault(&c.dir, &["policy", "show"]));
+    assert!(shown.contains("of audit entry"), "{shown}");
+    let (intact, report) = c.verify();
+    assert!(intact, "{report}");
+}
