@@ -62,54 +62,17 @@ pub const AUDIT_LOCK: i32 = 0x6673_6c01;
 const MIGRATE_LOCK: i32 = 0x6673_6c02;
 const PURGE_LOCK: i32 = 0x6673_6c03;
 
-/// What the write path depends on, read inside every write transaction in the statement that
-/// takes the audit lock (`$1` the lock class, `$2` the schema): anything that can act on the
-/// vault's writes behind its back (triggers, rewrite rules, row-security policies, row security,
-/// unlogged tables, child tables, column defaults and generated columns, functions, operators
-/// and other objects in its schema) is counted, and the constraints and indexes (the replay check's
-/// unique index among them) are digested for comparison with the migrations'. A few catalog
-/// index lookups, where the full description ([`SCHEMA_QUERY`]) takes tens of milliseconds.
+/// The identity of everything that acts on the vault's writes (`write_path.sql`: `$1` the lock
+/// class, `$2` the schema), read inside every write transaction in the statement that takes the
+/// audit lock, once the tables are locked against schema changes. A few catalog index lookups,
+/// where the full description ([`SCHEMA_QUERY`]) takes tens of milliseconds: when the list differs
+/// from the one taken at the last full check that passed, the full check runs at once.
 const LOCK_AND_WRITE_PATH: &str = include_str!("write_path.sql");
 
-/// The write path as [`LOCK_AND_WRITE_PATH`] reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct WritePath {
-    /// Objects that must not exist at all.
-    hooks: i64,
-    /// Digest of the constraints' definitions.
-    constraints: String,
-    /// Digest of the indexes' definitions.
-    indexes: String,
-}
-
-impl WritePath {
-    fn from_row(r: &Row) -> Result<Self, tokio_postgres::Error> {
-        Ok(Self {
-            hooks: r.try_get(0)?,
-            constraints: r.try_get::<_, Option<String>>(1)?.unwrap_or_default(),
-            indexes: r.try_get::<_, Option<String>>(2)?.unwrap_or_default(),
-        })
-    }
-
-    /// What differs from the migrations' write path (before it is known: only the hooks).
-    fn difference(&self, expected: Option<&WritePath>) -> Option<String> {
-        if self.hooks != 0 {
-            return Some(
-                "a trigger, rule, row-security policy, default, child table, unlogged table, \
-                 function, operator or type added to the vault's schema"
-                    .into(),
-            );
-        }
-        let expected = expected?;
-        if self.constraints != expected.constraints {
-            return Some("a constraint of the vault's tables added, dropped or altered".into());
-        }
-        if self.indexes != expected.indexes {
-            return Some("an index of the vault's tables added, dropped or altered".into());
-        }
-        None
-    }
-}
+/// Locks the vault's tables against schema changes (a trigger, an index, a constraint) for the
+/// rest of the write transaction: what the write-path check finds stays true until commit.
+const LOCK_TABLES: &str = "LOCK TABLE $S.secrets, $S.hpke_keys, $S.tokens, $S.api_keys, $S.audit, \
+                           $S.audit_head IN ROW EXCLUSIVE MODE";
 
 fn db_error(e: tokio_postgres::Error) -> StoreError {
     let Some(code) = e.code() else {
@@ -185,8 +148,8 @@ struct Inner {
     /// The vault's schema, and its quoted form followed by a dot, which replaces `$S.` in SQL.
     schema: String,
     prefix: String,
-    /// The migrations' write path, once computed (with the expected schema).
-    write_path: std::sync::OnceLock<WritePath>,
+    /// The write path ([`LOCK_AND_WRITE_PATH`]) as it was at the last full check that passed.
+    write_path: Mutex<Option<String>>,
     chain: ChainSlot,
     timeout: Duration,
     /// What the last full schema check found wrong, if anything: writes are refused meanwhile.
@@ -228,7 +191,7 @@ impl PgStore {
                 pool,
                 prefix: format!("\"{schema}\"."),
                 schema,
-                write_path: std::sync::OnceLock::new(),
+                write_path: Mutex::new(None),
                 chain: RwLock::new(None),
                 timeout: options.timeout,
                 tampered: Mutex::new(None),
@@ -407,13 +370,7 @@ impl PgStore {
                     .await
                     .and_then(|r| r.try_get(0))
                     .map_err(db_error)?;
-                let path = tx
-                    .query_one(LOCK_AND_WRITE_PATH, &[&AUDIT_LOCK, &temp])
-                    .await
-                    .and_then(|r| WritePath::from_row(&r))
-                    .map_err(db_error)?;
                 tx.rollback().await.map_err(db_error)?;
-                let _ = self.inner.write_path.set(path);
                 Ok(described)
             })
             .await
@@ -584,25 +541,42 @@ impl<'c> Log<'c> {
         if let Some(what) = inner.tampered.lock().ok().and_then(|t| t.clone()) {
             return Err(tampered(&what));
         }
-        let found = opt_row(
+        exec(tx, inner, LOCK_TABLES, &[]).await?;
+        let found: Option<String> = opt_row(
             tx,
             inner,
             LOCK_AND_WRITE_PATH,
             &[&AUDIT_LOCK, &inner.schema],
         )
         .await?
-        .map(|r| WritePath::from_row(&r))
+        .map(|r| r.try_get(0))
         .transpose()
         .map_err(db_error)?
-        .ok_or_else(|| StoreError::Database("the vault's schema is not there".into()))?;
-        let expected = inner.write_path.get();
-        if let Some(what) = found.difference(expected) {
-            tracing::error!(
-                alert = "database_tampered",
-                detail = %what,
-                "the database schema is not the one the migrations make: refusing writes"
-            );
-            return Err(tampered(&what));
+        .flatten();
+        let known = inner.write_path.lock().ok().and_then(|w| w.clone());
+        if found.is_none() || found != known {
+            // Something the writes depend on changed since the last full check (or none ran
+            // yet in this process): check the whole schema now, inside this transaction.
+            let expected = inner.expected.get().ok_or_else(|| {
+                StoreError::Database("the schema was not checked at start".into())
+            })?;
+            let actual: String = opt_row(tx, inner, SCHEMA_QUERY, &[&inner.schema])
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(db_error)?
+                .unwrap_or_default();
+            if let Some(what) = schema_difference(expected, &actual) {
+                tracing::error!(
+                    alert = "database_tampered",
+                    detail = %what,
+                    "the database schema is not the one the migrations make: refusing writes"
+                );
+                return Err(tampered(&what));
+            }
+            if let Ok(mut w) = inner.write_path.lock() {
+                *w = found;
+            }
         }
         let tail = opt_row(
             tx,

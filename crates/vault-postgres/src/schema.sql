@@ -1,11 +1,11 @@
 -- The vault's schema ($1) as the catalogs describe it, one sorted line per relation (kind,
--- tablespace, row security), column (type, storage, default, identity, generated), index,
+-- persistence, the scratch schema's temporary tables counted as permanent, tablespace, row security), column (type, storage, default, identity, generated), index,
 -- constraint, trigger, rule, row-security policy, child table, and every other object in the
 -- schema (functions, operators, types, collations, operator classes and families, extended
 -- statistics, conversions): compared with the same description of the migrations applied to a
 -- scratch schema. Runs with search_path = pg_catalog, so every name below is a builtin.
 SELECT coalesce(string_agg(line, E'\n' ORDER BY line), '') FROM (SELECT oid FROM pg_namespace WHERE nspname::text = $1::text) n, LATERAL (
-  SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' tablespace=' || coalesce((SELECT spcname::text FROM pg_tablespace WHERE oid = c.reltablespace), '') || ' rls=' || c.relrowsecurity::text || ' ' || c.relforcerowsecurity::text AS line
+  SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' persistence=' || (CASE c.relpersistence WHEN 't' THEN 'p' ELSE c.relpersistence END)::text || ' tablespace=' || coalesce((SELECT spcname::text FROM pg_tablespace WHERE oid = c.reltablespace), '') || ' rls=' || c.relrowsecurity::text || ' ' || c.relforcerowsecurity::text AS line
     FROM pg_class c WHERE c.relnamespace = n.oid
   UNION ALL
   SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' notnull=' || a.attnotnull::text || ' storage=' || a.attstorage::text || ' identity=' || a.attidentity::text || ' generated=' || a.attgenerated::text || ' collation=' || a.attcollation::text || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')

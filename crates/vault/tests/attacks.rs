@@ -981,23 +981,37 @@ async fn postgres_a_rule_that_swallows_revocations() {
 }
 
 /// PostgreSQL: objects in the vault's schema that would stand in for builtins the vault calls (a
-/// `hashtext(name)`, a closer match than the builtin `hashtext(text)`, that creates a trigger
-/// while the hook check runs; an operator that blanks a line of the schema description). The
-/// vault runs with `search_path = pg_catalog` and names every table with its schema, so neither is
-/// ever called; the objects themselves are found in the write transaction's check.
+/// `hashtext(name)`, a closer match than the builtin `hashtext(text)`, that creates a table when
+/// called; an operator that blanks a line of the schema description). The vault runs with
+/// `search_path = pg_catalog` and names every table with its schema, so neither is ever called;
+/// the objects themselves are found by the full schema check (every 5 seconds), which then stops
+/// every write.
 #[tokio::test]
 async fn postgres_functions_and_operators_shadowing_builtins() {
     let s = Scene::new("atk-shadow", Backend::Postgres).await;
     let t = s.traffic().await;
     s.sql(
         "CREATE FUNCTION hashtext(name) RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
-         CREATE TABLE shadow_ran (x int); RETURN pg_catalog.hashtext($1::text); END $$; \
+         CREATE TABLE public.shadow_ran_{pid} (x int); RETURN pg_catalog.hashtext($1::text); END $$; \
          CREATE FUNCTION blank(text, name) RETURNS text LANGUAGE sql AS $$ SELECT NULL::text $$; \
-         CREATE OPERATOR || (LEFTARG = text, RIGHTARG = name, FUNCTION = blank);",
+         CREATE OPERATOR || (LEFTARG = text, RIGHTARG = name, FUNCTION = blank);"
+            .replace("{pid}", &std::process::id().to_string())
+            .as_str(),
     );
-    let (status, body) = s.reveal(&s.payments, &[&t]).await;
-    assert_eq!((status, code(&body)), (503, "database_tampered"), "{body}");
-    let ran = s.value("SELECT count(*) FROM pg_class WHERE relname = 'shadow_ran'");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, body) = s.reveal(&s.payments, &[&t]).await;
+        if status == 503 {
+            assert_eq!(code(&body), "database_tampered", "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never noticed");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let ran = s.value(&format!(
+        "SELECT count(*) FROM pg_class WHERE relname = 'shadow_ran_{}'",
+        std::process::id()
+    ));
     assert_eq!(ran, "0", "the attacker's function was called");
     let out = vault(&s.dir, &["audit", "verify"]);
     let err = String::from_utf8_lossy(&out.stderr);
