@@ -1,0 +1,1 @@
+//! A labelled corpus for measuring the scanner.
