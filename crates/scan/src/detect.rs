@@ -328,6 +328,7 @@ impl Scan<'_, '_> {
             let (s, e) = (start + m.start, start + m.end);
             if before(self.buf, s).is_some_and(is_word)
                 || self.buf.get(e).copied().is_some_and(is_word)
+                || !printed_grouping(&window[m.start..m.end], &m.pan)
                 || in_uuid(self.buf, s, e)
                 || self.labelled(s, NOT_CARD_LABELS)
             {
@@ -601,6 +602,28 @@ fn boundary_after(buf: &[u8], i: usize) -> bool {
         Some(b'-' | b'.' | b'/') => !buf.get(i + 1).is_some_and(u8::is_ascii_digit),
         Some(_) => true,
     }
+}
+
+/// Whether a card number written in several digit groups is grouped as cards are printed: in
+/// fours (the last group shorter or not), or as its brand's grouping (Amex 4-6-5, Diners 4-6-4).
+/// Core's guard joins groups of any size, which in running text also joins unrelated numbers
+/// (`line 5612 2345678901`).
+fn printed_grouping(text: &str, pan: &Pan) -> bool {
+    let sizes: Vec<usize> = text
+        .split(|c| card_digit(c).is_none())
+        .filter(|g| !g.is_empty())
+        .map(|g| g.chars().count())
+        .collect();
+    let Some((last, init)) = sizes.split_last() else {
+        return false;
+    };
+    if init.is_empty() {
+        return true;
+    }
+    let fours = init.iter().all(|n| *n == 4) && *last <= 4;
+    let brand = card::grouping(pan.brand(), pan.expose_digits().len());
+    let branded = sizes.len() <= brand.len() && sizes.iter().zip(brand).all(|(a, b)| a == b);
+    fours || branded
 }
 
 /// Whether `s..e` lies inside a UUID (`8-4-4-4-12` hexadecimal digits).

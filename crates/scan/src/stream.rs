@@ -55,14 +55,10 @@ pub fn scan_stream(
     let mut first = true;
     loop {
         let kept = buf.len();
-        let eof = match fill(&mut reader, &mut buf, kept + CHUNK) {
-            Ok(eof) => eof,
-            Err(error) => {
-                return Err(StreamError::Read {
-                    bytes: outcome.bytes,
-                    error,
-                });
-            }
+        // After a read error, what was read before it is scanned as the stream's end.
+        let (eof, failed) = match fill(&mut reader, &mut buf, kept + CHUNK) {
+            Ok(eof) => (eof, None),
+            Err(error) => (true, Some(error)),
         };
         let new = (buf.len() - kept) as u64;
         outcome.bytes += new;
@@ -94,6 +90,12 @@ pub fn scan_stream(
             hit(Hit { offset, ..h }, line);
         });
         tick(new);
+        if let Some(error) = failed {
+            return Err(StreamError::Read {
+                bytes: outcome.bytes,
+                error,
+            });
+        }
         if eof {
             outcome.lines = lines.total(&buf, base);
             return Ok(outcome);
