@@ -756,3 +756,215 @@ pub(crate) fn mask_middle(text: &str, keep_first: usize, keep_last: usize) -> St
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kinds found in `text` (with `field` as its column name), in order.
+    fn found_in(text: &str, field: Option<&str>, rules: Rules) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        scan(text.as_bytes(), 0, text.len(), field, rules, &mut |h| {
+            out.push((h.kind.as_str(), h.masked.as_str().to_owned()));
+        });
+        out
+    }
+
+    fn kinds(text: &str) -> Vec<&'static str> {
+        found_in(text, None, Rules::default())
+            .into_iter()
+            .map(|k| k.0)
+            .collect()
+    }
+
+    /// Cases as data: the text, and the kinds that must be found in it.
+    fn check(cases: &[(&str, &[&str])]) {
+        for (text, want) in cases {
+            assert_eq!(kinds(text), *want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn card_numbers_in_the_spellings_cards_are_written() {
+        check(&[
+            ("4111111111111111", &["card_number"]),
+            ("card: 4111 1111 1111 1111.", &["card_number"]),
+            ("pan=4111-1111-1111-1111&x=1", &["card_number"]),
+            ("\"pan\":\"4111.1111.1111.1111\"", &["card_number"]),
+            ("4111\u{a0}1111\u{a0}1111\u{a0}1111", &["card_number"]),
+            ("4111\n1111\n1111\n1111", &["card_number"]),
+            ("3782 822463 10005", &["card_number"]),
+            ("4111 1111 1111 1111 12/30 737", &["card_number"]),
+            (
+                "\u{ff14}\u{ff11}\u{ff11}\u{ff11}111111111111",
+                &["card_number"],
+            ),
+            ("a,4111111111111111,b", &["card_number"]),
+        ]);
+        let m = found_in("x 5555555555554444 y", None, Rules::default());
+        assert_eq!(m, [("card_number", "555555******4444".to_owned())]);
+    }
+
+    #[test]
+    fn a_number_glued_to_a_word_is_not_a_card_number() {
+        check(&[
+            ("x4111111111111111", &[]),
+            ("4111111111111111x", &[]),
+            ("id_4111111111111111", &[]),
+            ("x 4111111111111111 y", &["card_number"]),
+        ]);
+    }
+
+    #[test]
+    fn a_number_after_an_order_or_tracking_label_is_not_a_card_number() {
+        check(&[
+            ("order 4111111111111111", &[]),
+            ("order_id=4111111111111111", &[]),
+            ("Order No. 4111 1111 1111 1111", &[]),
+            ("{\"invoiceNumber\": \"4111111111111111\"}", &[]),
+            ("tracking number: 4111111111111111", &[]),
+            ("GET /orders/4111111111111111 200", &[]),
+            ("workorder=4111111111111111", &[]),
+            ("{\"order\": {\"id\": \"4111111111111111\"}}", &[]),
+            // Other labels, and an order label further back, do not hide a card number.
+            ("card=4111111111111111", &["card_number"]),
+            ("order 12 paid with 4111111111111111", &["card_number"]),
+        ]);
+        assert!(found_in("4111111111111111", Some("order_id"), Rules::default()).is_empty());
+        assert_eq!(
+            found_in("4111111111111111", Some("card_pan"), Rules::default()).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_card_shaped_group_inside_a_uuid_is_not_a_card_number() {
+        // The UUID's last group is a Luhn-valid 12-digit Maestro number.
+        let maestro = format!(
+            "58930000000{}",
+            char::from(card::luhn_check_digit(b"58930000000"))
+        );
+        assert_eq!(kinds(&maestro), ["card_number"]);
+        check(&[(&format!("id d4a1b2c3-aaaa-4bbb-8ccc-{maestro} ok"), &[])]);
+    }
+
+    #[test]
+    fn groups_of_unprinted_sizes_are_not_joined() {
+        check(&[
+            ("4111 11111111 1111", &[]),
+            ("411 1111 1111 11111", &[]),
+            ("4111 1111 1111 1111", &["card_number"]),
+            ("3056 930902 5904", &["card_number"]),
+        ]);
+    }
+
+    #[test]
+    fn luhn_failures_are_low_confidence_and_off_by_default() {
+        let bad = "6200000000000001";
+        assert!(!card::luhn_valid(bad.as_bytes()));
+        assert!(kinds(bad).is_empty());
+        let low = Rules {
+            low_confidence: true,
+        };
+        let mut confidences = Vec::new();
+        scan(bad.as_bytes(), 0, bad.len(), None, low, &mut |h| {
+            confidences.push(h.confidence)
+        });
+        assert_eq!(confidences, [Confidence::Low]);
+        // Brands that always carry a check digit stay unreported either way.
+        assert!(found_in("4111111111111112", None, low).is_empty());
+    }
+
+    #[test]
+    fn phones_in_the_shapes_they_are_written() {
+        check(&[
+            ("+1 415 555 2671", &["phone"]),
+            ("call +44 20 7946 0958 now", &["phone"]),
+            ("(415) 555-2671", &["phone"]),
+            ("tel 415-555-2671", &["phone"]),
+            ("415.555.2671", &["phone"]),
+            ("1 415 555 2671", &["phone"]),
+            ("phone: 4155552671", &["phone"]),
+            ("\"mobileNumber\":\"4155552671\"", &["phone"]),
+            // Bare digit blocks without a phone label: timestamps, amounts, ids.
+            ("4155552671", &[]),
+            ("ts=1700000000123", &[]),
+            ("hotel 4155552671", &[]),
+            ("2026-11-22 10:00:00", &[]),
+            ("v1.415.555.2671", &[]),
+            ("415-555-2671-9", &[]),
+        ]);
+        assert_eq!(
+            found_in("+1 415 555 2671", None, Rules::default())[0].1,
+            "+* *** *** **71"
+        );
+    }
+
+    #[test]
+    fn ssns_dashed_or_labelled() {
+        check(&[
+            ("ssn 123-45-6789", &["us_ssn"]),
+            ("123 45 6789", &["us_ssn"]),
+            ("ssn=123456789", &["us_ssn"]),
+            ("123456789", &[]),
+            ("123-45-6789-1", &[]),
+            ("ID-123-45-6789", &[]),
+            ("666-12-3456", &[]),
+        ]);
+        assert_eq!(
+            found_in("123-45-6789", None, Rules::default())[0].1,
+            "***-**-**89"
+        );
+    }
+
+    #[test]
+    fn ibans_compact_or_in_groups_of_four() {
+        check(&[
+            ("DE89370400440532013000", &["iban"]),
+            ("iban: DE89 3704 0044 0532 0130 00.", &["iban"]),
+            ("GB82 WEST 1234 5698 7654 32", &["iban"]),
+            ("DE89370400440532013001", &[]),
+            ("XDE89370400440532013000", &[]),
+            ("DE89370400440532013000X", &[]),
+        ]);
+        assert_eq!(
+            found_in("DE89370400440532013000", None, Rules::default())[0].1,
+            "DE89****************00"
+        );
+    }
+
+    #[test]
+    fn emails_in_text() {
+        check(&[
+            ("mail jane.doe@example.com.", &["email"]),
+            ("<a.b+tag@sub.example.co.uk>", &["email"]),
+            ("user@localhost", &[]),
+            ("pkg@1.2.3", &[]),
+            ("@mention", &[]),
+        ]);
+        assert_eq!(
+            found_in("to: jane@example.com", None, Rules::default())[0].1,
+            "j***@example.com"
+        );
+    }
+
+    #[test]
+    fn labels_are_read_as_words() {
+        assert_eq!(
+            label_words(b"\"order_id\": \""),
+            Some(vec!["order".to_owned(), "id".to_owned()])
+        );
+        assert_eq!(
+            label_words(b"Order No. "),
+            Some(vec!["order".to_owned(), "no".to_owned()])
+        );
+        assert_eq!(
+            label_words(b"trackingNumber="),
+            Some(vec!["tracking".to_owned(), "number".to_owned()])
+        );
+        assert_eq!(label_words(b"   "), None);
+        assert!(label_is(&["orderid".to_owned()], NOT_CARD_LABELS));
+        assert!(!label_is(&["hotel".to_owned()], PHONE_LABELS));
+        assert!(label_is(&["homephone".to_owned()], PHONE_LABELS));
+    }
+}

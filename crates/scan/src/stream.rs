@@ -178,3 +178,53 @@ impl LineCounter {
 fn count_newlines(bytes: &[u8]) -> u64 {
     memchr::memchr_iter(b'\n', bytes).count() as u64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_cut_by_chunk_boundaries_are_found_once_on_their_line() {
+        // Lines of varying length, so cards fall on and around every chunk boundary.
+        let mut text = String::new();
+        let mut planted = Vec::new();
+        let mut line = 1u64;
+        while text.len() < 3 * CHUNK + 5000 {
+            let fill = "x".repeat((line as usize * 37) % 300);
+            if line % 7 == 0 {
+                text.push_str(&format!("{fill} 4111 1111 1111 1111 jane@example.com\n"));
+                planted.push(line);
+            } else {
+                text.push_str(&format!("{fill} 2026-11-22T10:00:00Z 12345\n"));
+            }
+            line += 1;
+        }
+        let mut cards = Vec::new();
+        let mut emails = 0;
+        let mut ticked = 0;
+        let outcome = scan_stream(
+            text.as_bytes(),
+            Rules::default(),
+            &mut |h, line| match h.kind.as_str() {
+                "card_number" => cards.push(line),
+                _ => emails += 1,
+            },
+            &mut |n| ticked += n,
+        )
+        .ok();
+        assert_eq!(cards, planted);
+        assert_eq!(emails, planted.len());
+        let outcome = outcome.unwrap_or_default();
+        assert_eq!(outcome.bytes, text.len() as u64);
+        assert_eq!(ticked, text.len() as u64);
+        assert_eq!(outcome.lines, line - 1);
+        assert!(!outcome.invalid_utf8);
+    }
+
+    #[test]
+    fn a_nul_byte_at_the_start_marks_a_binary_stream() {
+        let data = b"\x7fELF\x02\x01\x01\0\0\0 4111111111111111";
+        let result = scan_stream(&data[..], Rules::default(), &mut |_, _| {}, &mut |_| {});
+        assert!(matches!(result, Err(StreamError::Binary)));
+    }
+}
