@@ -200,8 +200,9 @@ impl Drop for Group {
 }
 
 /// Every card number in `text`, by the rules of [`contains_card_number`], with its byte range. From
-/// each digit group the shortest run of whole groups that is a card number is taken, and the search
-/// goes on after it, so matches do not overlap.
+/// each digit group the shortest run of whole groups that is a card number with a valid Luhn check
+/// digit is taken (or else the shortest that is a card number: UnionPay issues numbers without a
+/// check digit), and the search goes on after it, so matches do not overlap.
 ///
 /// ```
 /// use fieldseal_core::classify::find_card_numbers;
@@ -261,23 +262,37 @@ fn card_runs(groups: &[Group], found: &mut Vec<CardMatch>) {
     let mut start = 0;
     while start < groups.len() {
         digits.clear();
-        let mut next = start + 1;
+        // The shortest run with a valid check digit, or else the shortest that is a card number
+        // at all (UnionPay issues numbers without one): a 19-digit UnionPay number's first 16
+        // digits are a card number too.
+        let mut best: Option<(usize, card::Pan)> = None;
         for (offset, g) in groups[start..].iter().enumerate() {
             digits.extend_from_slice(&g.digits);
             if digits.len() > card::MAX_PAN_LEN {
                 break;
             }
             if let Some(pan) = card_number(&digits) {
-                found.push(CardMatch {
-                    start: groups[start].start,
-                    end: g.end,
-                    pan,
-                });
-                next = start + offset + 1;
-                break;
+                let checked = card::luhn_valid(pan.expose_digits().as_bytes());
+                if checked || best.is_none() {
+                    best = Some((offset, pan));
+                }
+                if checked {
+                    break;
+                }
             }
         }
-        start = next;
+        start = match best {
+            Some((offset, pan)) => {
+                let end = start + offset;
+                found.push(CardMatch {
+                    start: groups[start].start,
+                    end: groups[end].end,
+                    pan,
+                });
+                end + 1
+            }
+            None => start + 1,
+        };
     }
     zeroize::Zeroize::zeroize(&mut digits);
 }
@@ -527,6 +542,20 @@ mod tests {
         let m = &find_card_numbers(after)[0];
         assert_eq!(&after[m.start..m.end], "4111111111111111");
         assert!(find_card_numbers("41111111111111111111").is_empty());
+        // A 19-digit UnionPay number whose first 16 digits fail Luhn: the whole number is taken.
+        let mut up = String::from("621234567890123456");
+        up.push(char::from(crate::card::luhn_check_digit(up.as_bytes())));
+        assert!(!crate::card::luhn_valid(&up.as_bytes()[..16]));
+        let spaced = format!(
+            "{} {} {} {} {}",
+            &up[..4],
+            &up[4..8],
+            &up[8..12],
+            &up[12..16],
+            &up[16..]
+        );
+        let m = &find_card_numbers(&spaced)[0];
+        assert_eq!(m.pan.expose_digits(), up);
         assert!(find_card_numbers("").is_empty());
         assert!(!format!("{:?}", found[0]).contains("4111111111111111"));
     }
