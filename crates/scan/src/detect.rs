@@ -264,11 +264,12 @@ impl Scan<'_, '_> {
         if card_digit(c).is_none() {
             return p + w;
         }
+        // The digits of an IBAN are nothing else (groups of four inside one can pass for a card).
+        if let Some(end) = self.iban(p) {
+            return end.max(p + w);
+        }
         let region = self.card_region(p);
         let mut next = region.end.max(p + w);
-        if let Some(end) = self.iban(p) {
-            next = next.max(end);
-        }
         let prev = before(self.buf, p);
         if region.digits >= 9 || matches!(prev, Some(b'+' | b'(')) {
             // Phones and SSNs may start at any digit group of the region.
@@ -656,7 +657,9 @@ fn label_words(text: &[u8]) -> Option<Vec<String>> {
         while end > 0
             && matches!(
                 text[end - 1],
-                b' ' | b'\t'
+                b'\\'
+                    | b' '
+                    | b'\t'
                     | b':'
                     | b'='
                     | b'#'
@@ -826,6 +829,11 @@ mod tests {
             ("GET /orders/4111111111111111 200", &[]),
             ("workorder=4111111111111111", &[]),
             ("{\"order\": {\"id\": \"4111111111111111\"}}", &[]),
+            // JSON inside a JSON string, as logged.
+            (
+                "{\"msg\":\"\\\"invoiceNumber\\\":\\\"4111111111111111\\\"\"}",
+                &[],
+            ),
             // Other labels, and an order label further back, do not hide a card number.
             ("card=4111111111111111", &["card_number"]),
             ("order 12 paid with 4111111111111111", &["card_number"]),
@@ -931,6 +939,23 @@ mod tests {
             found_in("DE89370400440532013000", None, Rules::default())[0].1,
             "DE89****************00"
         );
+    }
+
+    #[test]
+    fn the_digits_of_an_iban_are_not_a_card_number() {
+        // A German IBAN whose account digits hold a Luhn-valid Visa number in groups of four.
+        let bban = "411111111111111111";
+        let digits: String = format!("{bban}131400");
+        let rem = digits
+            .bytes()
+            .fold(0u32, |acc, c| (acc * 10 + u32::from(c - b'0')) % 97);
+        let iban = format!("DE{:02}{bban}", 98 - rem);
+        let grouped: Vec<&str> = iban
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap_or_default())
+            .collect();
+        check(&[(&format!("iban {}", grouped.join(" ")), &["iban"])]);
     }
 
     #[test]
