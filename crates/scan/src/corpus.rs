@@ -26,7 +26,8 @@ pub const DATA_DIR: &str = "data";
 pub const LABELS_FILE: &str = "labels.jsonl";
 /// Size of each generated file.
 const FILE_BYTES: u64 = 16 << 20;
-/// One line in this many carries a planted value; the others carry look-alikes or nothing.
+/// One line in this many carries a planted value, and about as many a look-alike; the others are
+/// ordinary log lines (timestamps, durations, addresses, ports).
 const PLANT_EVERY: u64 = 8;
 
 /// One planted value: where it is and what it is.
@@ -537,7 +538,8 @@ pub fn generate(dir: &Path, bytes: u64, seed: u64) -> io::Result<Summary> {
             let planted = (g.rng.below(PLANT_EVERY) == 0).then(|| g.plant(format));
             let body = match &planted {
                 Some(p) => p.text.clone(),
-                None if g.rng.below(2) == 0 => g.lookalike(),
+                // As many look-alikes as planted values.
+                None if g.rng.below(PLANT_EVERY - 1) == 0 => g.lookalike(),
                 None => g.background(),
             };
             let text = match format {

@@ -209,6 +209,7 @@ struct Scan<'a, 'h> {
     hit: &'h mut dyn FnMut(Hit),
 }
 
+#[inline]
 /// A character of `buf` at `i`: the char and its length in bytes; `None` for invalid UTF-8 or the
 /// end of the buffer.
 fn char_at(buf: &[u8], i: usize) -> Option<(char, usize)> {
@@ -264,6 +265,19 @@ impl Scan<'_, '_> {
         if card_digit(c).is_none() {
             return p + w;
         }
+        // Fast path for the short numbers logs are full of (`10:00:01`, `id 42,`): fewer than nine
+        // digits followed by nothing that could continue a card number, phone or SSN, and nothing
+        // before them that could start a phone number or an IBAN.
+        let run = digit_run(self.buf, p);
+        if run < 9 {
+            let next = self.buf.get(p + run).copied().unwrap_or(b'\n');
+            let prev = before(self.buf, p).unwrap_or(b' ');
+            let may_continue =
+                next >= 0x80 || is_card_separator(char::from(next)) || matches!(next, b'(' | b')');
+            if !may_continue && !matches!(prev, b'+' | b'(') && !prev.is_ascii_alphabetic() {
+                return p + run;
+            }
+        }
         // The digits of an IBAN are nothing else (groups of four inside one can pass for a card).
         if let Some(end) = self.iban(p) {
             return end.max(p + w);
@@ -284,23 +298,29 @@ impl Scan<'_, '_> {
                 q = next_group(self.buf, q, region.end);
             }
         }
-        if region.digits >= card::MIN_PAN_LEN {
+        if region.candidate {
             self.cards(p, region.end);
         }
         next
     }
 
-    /// The digits and separators fieldseal-core would read as one sequence of groups, from `p`.
+    /// The digits and separators fieldseal-core would read as one sequence of groups, from `p`,
+    /// and whether some run of its groups could be reported as a card number.
     fn card_region(&self, p: usize) -> Region {
         let mut i = p;
         let mut end = p;
         let mut digits = 0;
         let mut separators = 0;
+        let mut scratch = Scratch::default();
         while i - p < MAX_REGION {
             let Some((c, w)) = char_at(self.buf, i) else {
                 break;
             };
-            if card_digit(c).is_some() {
+            if let Some(d) = card_digit(c) {
+                if separators > 0 || digits == 0 {
+                    scratch.start_group();
+                }
+                scratch.push(d);
                 digits += 1;
                 separators = 0;
                 end = i + w;
@@ -311,7 +331,13 @@ impl Scan<'_, '_> {
             }
             i += w;
         }
-        Region { end, digits }
+        let candidate = digits >= card::MIN_PAN_LEN
+            && (self.rules.low_confidence || scratch.overflowed || scratch.some_run_passes_luhn());
+        Region {
+            end,
+            digits,
+            candidate,
+        }
     }
 
     /// Card numbers in the region `p..end`.
@@ -402,7 +428,8 @@ impl Scan<'_, '_> {
         if !boundary_before(self.buf, start) {
             return None;
         }
-        let mut groups: Vec<usize> = Vec::with_capacity(6);
+        let mut groups = [0usize; 5];
+        let mut ngroups = 0;
         let mut i = q;
         let mut end = q;
         let mut gap = 0;
@@ -410,7 +437,11 @@ impl Scan<'_, '_> {
         while let Some(&b) = self.buf.get(i) {
             if b.is_ascii_digit() {
                 let n = digit_run(self.buf, i);
-                groups.push(n);
+                let Some(slot) = groups.get_mut(ngroups) else {
+                    return None;
+                };
+                *slot = n;
+                ngroups += 1;
                 total += n;
                 i += n;
                 end = i;
@@ -428,11 +459,11 @@ impl Scan<'_, '_> {
         if !boundary_after(self.buf, end) {
             return None;
         }
-        let nanp = matches!(groups.as_slice(), [3, 3, 4]) || {
-            matches!(groups.as_slice(), [1, 3, 3, 4]) && self.buf[q] == b'1'
-        };
-        let bare = matches!(groups.as_slice(), [n] if (10..=15).contains(n))
-            && self.labelled(start, PHONE_LABELS);
+        let groups = &groups[..ngroups];
+        let nanp =
+            matches!(groups, [3, 3, 4]) || (matches!(groups, [1, 3, 3, 4]) && self.buf[q] == b'1');
+        let bare =
+            matches!(groups, [n] if (10..=15).contains(n)) && self.labelled(start, PHONE_LABELS);
         if !(plus || nanp || bare) {
             return None;
         }
@@ -555,6 +586,71 @@ impl Scan<'_, '_> {
 struct Region {
     end: usize,
     digits: usize,
+    /// Some run of whole groups has a card number's length and passes Luhn (or Luhn does not
+    /// matter): only then is fieldseal-core asked, which decides. A prefilter for speed: most
+    /// digit runs in logs are ids and timestamps.
+    candidate: bool,
+}
+
+/// The digits of a region, grouped, on the stack.
+struct Scratch {
+    digits: [u8; 64],
+    len: usize,
+    /// Where each group starts in `digits`.
+    groups: [u8; 24],
+    ngroups: usize,
+    /// More digits or groups than fit: the prefilter gives up and core decides.
+    overflowed: bool,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Self {
+            digits: [0; 64],
+            len: 0,
+            groups: [0; 24],
+            ngroups: 0,
+            overflowed: false,
+        }
+    }
+}
+
+impl Scratch {
+    fn start_group(&mut self) {
+        match self.groups.get_mut(self.ngroups) {
+            Some(g) => {
+                *g = self.len as u8;
+                self.ngroups += 1;
+            }
+            None => self.overflowed = true,
+        }
+    }
+
+    fn push(&mut self, d: u8) {
+        match self.digits.get_mut(self.len) {
+            Some(slot) => {
+                *slot = d;
+                self.len += 1;
+            }
+            None => self.overflowed = true,
+        }
+    }
+
+    /// Whether some run of consecutive whole groups has 12 to 19 digits that pass Luhn.
+    fn some_run_passes_luhn(&self) -> bool {
+        let starts = &self.groups[..self.ngroups];
+        starts.iter().enumerate().any(|(i, &from)| {
+            let ends = starts[i + 1..]
+                .iter()
+                .map(|e| usize::from(*e))
+                .chain(std::iter::once(self.len));
+            ends.take_while(|e| e - usize::from(from) <= card::MAX_PAN_LEN)
+                .any(|e| {
+                    let run = &self.digits[usize::from(from)..e];
+                    run.len() >= card::MIN_PAN_LEN && card::luhn_valid(run)
+                })
+        })
+    }
 }
 
 /// Where the digit group after the one at `q` starts (or `end`).
