@@ -544,8 +544,8 @@ mod tests {
         assert!(find_card_numbers("41111111111111111111").is_empty());
         // A 19-digit UnionPay number whose first 16 digits fail Luhn: the whole number is taken.
         let mut up = String::from("621234567890123456");
-        up.push(char::from(crate::card::luhn_check_digit(up.as_bytes())));
-        assert!(!crate::card::luhn_valid(&up.as_bytes()[..16]));
+        up.push(char::from(card::luhn_check_digit(up.as_bytes())));
+        assert!(!card::luhn_valid(&up.as_bytes()[..16]));
         let spaced = format!(
             "{} {} {} {} {}",
             &up[..4],

@@ -307,20 +307,46 @@ impl Scan<'_, '_> {
     /// The digits and separators fieldseal-core would read as one sequence of groups, from `p`,
     /// and whether some run of its groups could be reported as a card number.
     fn card_region(&self, p: usize) -> Region {
+        let (end, digits) = self.walk_region(p, |_, _| {});
+        let candidate = digits >= card::MIN_PAN_LEN
+            && (self.rules.low_confidence || {
+                // Second pass, for the few long regions only: the digits, grouped.
+                let mut scratch = Scratch::default();
+                self.walk_region(p, |d, new_group| {
+                    if new_group {
+                        scratch.start_group();
+                    }
+                    scratch.push(d);
+                });
+                scratch.overflowed || scratch.some_run_passes_luhn()
+            });
+        Region {
+            end,
+            digits,
+            candidate,
+        }
+    }
+
+    /// Walks the region from `p`, giving each digit (and whether it starts a group) to `digit`;
+    /// returns where the last digit ends and how many there are.
+    fn walk_region(&self, p: usize, mut digit: impl FnMut(u8, bool)) -> (usize, usize) {
         let mut i = p;
         let mut end = p;
         let mut digits = 0;
         let mut separators = 0;
-        let mut scratch = Scratch::default();
         while i - p < MAX_REGION {
-            let Some((c, w)) = char_at(self.buf, i) else {
-                break;
+            let Some(&b) = self.buf.get(i) else { break };
+            // ASCII directly; other characters (no-break spaces, full-width digits) decoded.
+            let (c, w) = if b < 0x80 {
+                (char::from(b), 1)
+            } else {
+                match char_at(self.buf, i) {
+                    Some(cw) => cw,
+                    None => break,
+                }
             };
             if let Some(d) = card_digit(c) {
-                if separators > 0 || digits == 0 {
-                    scratch.start_group();
-                }
-                scratch.push(d);
+                digit(d, separators > 0 || digits == 0);
                 digits += 1;
                 separators = 0;
                 end = i + w;
@@ -331,13 +357,7 @@ impl Scan<'_, '_> {
             }
             i += w;
         }
-        let candidate = digits >= card::MIN_PAN_LEN
-            && (self.rules.low_confidence || scratch.overflowed || scratch.some_run_passes_luhn());
-        Region {
-            end,
-            digits,
-            candidate,
-        }
+        (end, digits)
     }
 
     /// Card numbers in the region `p..end`.
@@ -437,10 +457,7 @@ impl Scan<'_, '_> {
         while let Some(&b) = self.buf.get(i) {
             if b.is_ascii_digit() {
                 let n = digit_run(self.buf, i);
-                let Some(slot) = groups.get_mut(ngroups) else {
-                    return None;
-                };
-                *slot = n;
+                *groups.get_mut(ngroups)? = n;
                 ngroups += 1;
                 total += n;
                 i += n;
@@ -799,10 +816,9 @@ fn split_identifier(ident: &[u8]) -> Vec<String> {
     let mut word = String::new();
     let mut prev_lower = false;
     for &b in ident {
-        if b == b'_' || b == b'-' || (b.is_ascii_uppercase() && prev_lower) {
-            if !word.is_empty() {
-                words.push(std::mem::take(&mut word));
-            }
+        let boundary = b == b'_' || b == b'-' || (b.is_ascii_uppercase() && prev_lower);
+        if boundary && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
         }
         if b.is_ascii_alphanumeric() {
             word.push(char::from(b.to_ascii_lowercase()));

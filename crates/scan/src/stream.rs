@@ -191,7 +191,7 @@ mod tests {
         let mut line = 1u64;
         while text.len() < 3 * CHUNK + 5000 {
             let fill = "x".repeat((line as usize * 37) % 300);
-            if line % 7 == 0 {
+            if line.is_multiple_of(7) {
                 text.push_str(&format!("{fill} 4111 1111 1111 1111 jane@example.com\n"));
                 planted.push(line);
             } else {
