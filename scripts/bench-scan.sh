@@ -42,7 +42,7 @@ seconds() {
 echo
 echo "== throughput: $bytes bytes in $(ls "$dir/data" | wc -l) files, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "   fieldseal: ${scan_cmd[*]}"
-echo "   ripgrep:   ${rg_cmd[*]}   ($(rg --version | head -1))"
+echo "   ripgrep:   ${rg_cmd[*]}   ($(rg --version | sed -n 1p))"
 best_scan=999999
 best_rg=999999
 for run in 1 2 3; do

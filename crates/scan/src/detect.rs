@@ -653,21 +653,46 @@ impl Scratch {
         }
     }
 
-    /// Whether some run of consecutive whole groups has 12 to 19 digits that pass Luhn.
+    /// Whether some run of consecutive whole groups has 12 to 19 digits that pass Luhn and, when
+    /// it has several groups, starts with a group of a size cards are printed with.
     fn some_run_passes_luhn(&self) -> bool {
         let starts = &self.groups[..self.ngroups];
-        starts.iter().enumerate().any(|(i, &from)| {
+        let printed = first_groups_printed();
+        (0..starts.len()).any(|i| {
+            let from = usize::from(starts[i]);
             let ends = starts[i + 1..]
                 .iter()
                 .map(|e| usize::from(*e))
                 .chain(std::iter::once(self.len));
-            ends.take_while(|e| e - usize::from(from) <= card::MAX_PAN_LEN)
-                .any(|e| {
-                    let run = &self.digits[usize::from(from)..e];
-                    run.len() >= card::MIN_PAN_LEN && card::luhn_valid(run)
+            let first_group = ends.clone().next().map_or(0, |e| e - from);
+            let several_ok = printed & (1u32 << first_group.min(31)) != 0;
+            ends.take_while(|e| e - from <= card::MAX_PAN_LEN)
+                .enumerate()
+                .any(|(k, e)| {
+                    let run = &self.digits[from..e];
+                    (k == 0 || several_ok)
+                        && run.len() >= card::MIN_PAN_LEN
+                        && card::luhn_valid(run)
                 })
         })
     }
+}
+
+/// The sizes a card number printed in several groups can start with, as a bit set: four, and the
+/// first group of every brand's grouping in fieldseal-core (so brands added there count).
+fn first_groups_printed() -> u32 {
+    static SIZES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SIZES.get_or_init(|| {
+        let mut set = 1u32 << 4;
+        for b in CardBrand::ALL {
+            for len in card::lengths(b) {
+                if let Some(n) = card::grouping(Some(b), *len).first() {
+                    set |= 1u32 << (*n).min(31);
+                }
+            }
+        }
+        set
+    })
 }
 
 /// Where the digit group after the one at `q` starts (or `end`).
