@@ -152,44 +152,101 @@ pub fn classify(value: &str) -> Classification {
 /// still found; full-width digits count as digits. A run right after a `+` (an international phone
 /// number) is not a card number, and neither is one block of more than 19 digits (an order number).
 pub fn contains_card_number(text: &str) -> bool {
-    let mut groups: Vec<Vec<u8>> = Vec::new();
-    let mut current: Vec<u8> = Vec::with_capacity(19);
+    !find_card_numbers(text).is_empty()
+}
+
+/// Most separator characters ([`is_card_separator`]) between two digit groups of one card number.
+pub const MAX_CARD_SEPARATORS: usize = 3;
+
+/// Whether `c` may separate the digit groups of a card number: space, no-break space, tab, line
+/// break, dash or dot.
+pub const fn is_card_separator(c: char) -> bool {
+    matches!(c, ' ' | '\u{a0}' | '\t' | '\n' | '\r' | '-' | '.')
+}
+
+/// The ASCII digit `c` stands for in a card number: `0`-`9` and the full-width digits U+FF10 to
+/// U+FF19 (as typed on some phone keyboards).
+pub const fn card_digit(c: char) -> Option<u8> {
+    match c {
+        '0'..='9' => Some(c as u8),
+        '\u{ff10}'..='\u{ff19}' => Some(b'0' + (c as u32 - 0xff10) as u8),
+        _ => None,
+    }
+}
+
+/// A card number found in a text by [`find_card_numbers`]. `Debug` shows the brand and the masked
+/// number only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardMatch {
+    /// Byte offset of the number's first digit in the text.
+    pub start: usize,
+    /// Byte offset just past its last digit.
+    pub end: usize,
+    /// The number, checked (brand, length, Luhn).
+    pub pan: card::Pan,
+}
+
+/// A run of digits in the text: its byte range and its ASCII digits.
+struct Group {
+    start: usize,
+    end: usize,
+    digits: Vec<u8>,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.digits);
+    }
+}
+
+/// Every card number in `text`, by the rules of [`contains_card_number`], with its byte range. From
+/// each digit group the shortest run of whole groups that is a card number with a valid Luhn check
+/// digit is taken (or else the shortest that is a card number: UnionPay issues numbers without a
+/// check digit), and the search goes on after it, so matches do not overlap.
+///
+/// ```
+/// use fieldseal_core::classify::find_card_numbers;
+/// let text = "paid with 4111 1111 1111 1111, refund to 5555-5555-5555-4444";
+/// let found = find_card_numbers(text);
+/// assert_eq!(found.len(), 2);
+/// assert_eq!(&text[found[0].start..found[0].end], "4111 1111 1111 1111");
+/// assert_eq!(found[1].pan.masked(), "555555******4444");
+/// ```
+pub fn find_card_numbers(text: &str) -> Vec<CardMatch> {
+    let mut found = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut current: Option<Group> = None;
     let mut separators = 0usize;
     let mut after_plus = false;
     let mut previous: Option<char> = None;
-    let mut found = false;
-    let flush = |groups: &mut Vec<Vec<u8>>, after_plus: bool, found: &mut bool| {
-        if !*found && !after_plus && any_run_is_card_number(groups) {
-            *found = true;
-        }
-        for g in groups.iter_mut() {
-            zeroize::Zeroize::zeroize(g);
-        }
-        groups.clear();
-    };
-    for c in text.chars().chain(core::iter::once('\u{0}')) {
-        let digit = match c {
-            '0'..='9' => Some(c as u8),
-            // Full-width digits (U+FF10 to U+FF19), as typed on some phone keyboards.
-            '\u{ff10}'..='\u{ff19}' => Some(b'0' + (c as u32 - 0xff10) as u8),
-            _ => None,
-        };
-        match digit {
+    let end = (text.len(), '\u{0}');
+    for (i, c) in text.char_indices().chain(core::iter::once(end)) {
+        match card_digit(c) {
             Some(d) => {
-                if current.is_empty() && groups.is_empty() {
-                    after_plus = previous == Some('+');
-                }
-                current.push(d);
+                let group = current.get_or_insert_with(|| {
+                    if groups.is_empty() {
+                        after_plus = previous == Some('+');
+                    }
+                    Group {
+                        start: i,
+                        end: i,
+                        digits: Vec::with_capacity(19),
+                    }
+                });
+                group.digits.push(d);
+                group.end = i + c.len_utf8();
                 separators = 0;
             }
             None => {
-                if !current.is_empty() {
-                    groups.push(core::mem::take(&mut current));
+                if let Some(group) = current.take() {
+                    groups.push(group);
                 }
-                let separator = matches!(c, ' ' | '\u{a0}' | '\t' | '\n' | '\r' | '-' | '.');
                 separators += 1;
-                if !separator || separators > 3 {
-                    flush(&mut groups, after_plus, &mut found);
+                if !is_card_separator(c) || separators > MAX_CARD_SEPARATORS {
+                    if !after_plus {
+                        card_runs(&groups, &mut found);
+                    }
+                    groups.clear();
                     separators = 0;
                 }
             }
@@ -199,35 +256,56 @@ pub fn contains_card_number(text: &str) -> bool {
     found
 }
 
-/// Whether some run of consecutive whole groups holds a card number.
-fn any_run_is_card_number(groups: &[Vec<u8>]) -> bool {
-    let mut digits: Vec<u8> = Vec::with_capacity(19);
-    for start in 0..groups.len() {
+/// The card numbers among the runs of consecutive whole `groups`, earliest first, not overlapping.
+fn card_runs(groups: &[Group], found: &mut Vec<CardMatch>) {
+    let mut digits: Vec<u8> = Vec::with_capacity(card::MAX_PAN_LEN + 1);
+    let mut start = 0;
+    while start < groups.len() {
         digits.clear();
-        for g in &groups[start..] {
-            digits.extend_from_slice(g);
+        // The shortest run with a valid check digit, or else the shortest that is a card number
+        // at all (UnionPay issues numbers without one): a 19-digit UnionPay number's first 16
+        // digits are a card number too.
+        let mut best: Option<(usize, card::Pan)> = None;
+        for (offset, g) in groups[start..].iter().enumerate() {
+            digits.extend_from_slice(&g.digits);
             if digits.len() > card::MAX_PAN_LEN {
                 break;
             }
-            if is_card_number_digits(&digits) {
-                zeroize::Zeroize::zeroize(&mut digits);
-                return true;
+            if let Some(pan) = card_number(&digits) {
+                let checked = card::luhn_valid(pan.expose_digits().as_bytes());
+                if checked || best.is_none() {
+                    best = Some((offset, pan));
+                }
+                if checked {
+                    break;
+                }
             }
         }
+        start = match best {
+            Some((offset, pan)) => {
+                let end = start + offset;
+                found.push(CardMatch {
+                    start: groups[start].start,
+                    end: groups[end].end,
+                    pan,
+                });
+                end + 1
+            }
+            None => start + 1,
+        };
     }
     zeroize::Zeroize::zeroize(&mut digits);
-    false
 }
 
-fn is_card_number_digits(digits: &[u8]) -> bool {
+fn card_number(digits: &[u8]) -> Option<card::Pan> {
     if !(card::MIN_PAN_LEN..=card::MAX_PAN_LEN).contains(&digits.len()) {
-        return false;
+        return None;
     }
-    let Ok(text) = core::str::from_utf8(digits) else {
-        return false;
-    };
+    let text = core::str::from_utf8(digits).ok()?;
     // A brand is required: random Luhn-valid digit strings of unknown ranges are too common.
-    card::validate_pan(text).is_ok_and(|pan| pan.brand().is_some())
+    card::validate_pan(text)
+        .ok()
+        .filter(|pan| pan.brand().is_some())
 }
 
 /// Whether the whole value is an e-mail address (see the module table).
@@ -436,6 +514,63 @@ mod tests {
         ] {
             assert!(!classify(v).is(PiiKind::CardNumber), "{v}");
         }
+    }
+
+    #[test]
+    fn finds_card_numbers_with_their_byte_ranges() {
+        let text = "a 4111 1111 1111 1111 737, b \u{ff14}\u{ff11}\u{ff11}\u{ff11}111111111111; +4915112345678";
+        let found = find_card_numbers(text);
+        let spans: Vec<&str> = found.iter().map(|m| &text[m.start..m.end]).collect();
+        assert_eq!(
+            spans,
+            [
+                "4111 1111 1111 1111",
+                "\u{ff14}\u{ff11}\u{ff11}\u{ff11}111111111111"
+            ]
+        );
+        assert_eq!(found[0].pan.masked(), "411111******1111");
+        assert_eq!(found[1].pan.expose_digits(), "4111111111111111");
+        // Two numbers in one run of groups do not overlap; both are found.
+        let two = "4111 1111 1111 1111 5555 5555 5555 4444";
+        let spans: Vec<&str> = find_card_numbers(two)
+            .iter()
+            .map(|m| &two[m.start..m.end])
+            .collect();
+        assert_eq!(spans, ["4111 1111 1111 1111", "5555 5555 5555 4444"]);
+        // A card number after other digit groups starts at a group boundary.
+        let after = "ref 12 4111111111111111";
+        let m = &find_card_numbers(after)[0];
+        assert_eq!(&after[m.start..m.end], "4111111111111111");
+        assert!(find_card_numbers("41111111111111111111").is_empty());
+        // A 19-digit UnionPay number whose first 16 digits fail Luhn: the whole number is taken.
+        let mut up = String::from("621234567890123456");
+        up.push(char::from(card::luhn_check_digit(up.as_bytes())));
+        assert!(!card::luhn_valid(&up.as_bytes()[..16]));
+        let spaced = format!(
+            "{} {} {} {} {}",
+            &up[..4],
+            &up[4..8],
+            &up[8..12],
+            &up[12..16],
+            &up[16..]
+        );
+        let m = &find_card_numbers(&spaced)[0];
+        assert_eq!(m.pan.expose_digits(), up);
+        assert!(find_card_numbers("").is_empty());
+        assert!(!format!("{:?}", found[0]).contains("4111111111111111"));
+    }
+
+    #[test]
+    fn separators_and_digits_are_the_guards() {
+        for c in [' ', '\u{a0}', '\t', '\n', '\r', '-', '.'] {
+            assert!(is_card_separator(c), "{c:?}");
+        }
+        for c in ['/', ',', ':', '+', 'a'] {
+            assert!(!is_card_separator(c), "{c:?}");
+        }
+        assert_eq!(card_digit('7'), Some(b'7'));
+        assert_eq!(card_digit('\u{ff19}'), Some(b'9'));
+        assert_eq!(card_digit('a'), None);
     }
 
     #[test]
