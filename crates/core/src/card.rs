@@ -385,26 +385,37 @@ pub struct Expiry {
 /// Parses `MM/YY`, `MM/YYYY`, `MM / YY`, `MM-YY` and `MMYY`; a single-digit month is accepted
 /// with a separator (`3/29`).
 pub fn parse_expiry(input: &str) -> Result<Expiry, CardError> {
-    let s: String = input.chars().filter(|c| !c.is_whitespace()).collect();
-    if !s.is_ascii() {
-        return Err(CardError::InvalidExpiry);
-    }
-    let (m, y) = match s.split_once(['/', '-']) {
-        Some((m, y)) => (m, y),
-        None if s.len() == 4 || s.len() == 6 => s.split_at(2),
+    // Bytes with whitespace removed; anything non-ASCII becomes a byte no rule accepts. Checked
+    // slicing throughout: the browser wasm carries no string-slicing panic.
+    let s: Vec<u8> = input
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| u8::try_from(c).ok().filter(u8::is_ascii).unwrap_or(0))
+        .collect();
+    let (m, y) = match s.iter().position(|c| matches!(c, b'/' | b'-')) {
+        Some(i) => (s.get(..i), s.get(i + 1..)),
+        None if s.len() == 4 || s.len() == 6 => (s.get(..2), s.get(2..)),
         None => return Err(CardError::InvalidExpiry),
     };
-    let all_digits = |t: &str| !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit());
-    if !all_digits(m) || !all_digits(y) || m.len() > 2 || !matches!(y.len(), 2 | 4) {
+    let number = |t: Option<&[u8]>, lens: &[usize]| {
+        t.filter(|t| lens.contains(&t.len()) && t.iter().all(u8::is_ascii_digit))
+            .map(|t| t.iter().fold(0u16, |a, d| a * 10 + u16::from(d - b'0')))
+    };
+    let (Some(month), Some(year)) = (number(m, &[1, 2]), number(y, &[2, 4])) else {
         return Err(CardError::InvalidExpiry);
-    }
-    let month: u8 = m.parse().map_err(|_| CardError::InvalidExpiry)?;
+    };
     if !(1..=12).contains(&month) {
         return Err(CardError::InvalidMonth);
     }
-    let year: u16 = y.parse().map_err(|_| CardError::InvalidExpiry)?;
-    let year = if y.len() == 2 { 2000 + year } else { year };
-    Ok(Expiry { year, month })
+    let year = if y.is_some_and(|y| y.len() == 2) {
+        2000 + year
+    } else {
+        year
+    };
+    Ok(Expiry {
+        year,
+        month: u8::try_from(month).unwrap_or(0),
+    })
 }
 
 /// The (year, month) of a Unix time, UTC.

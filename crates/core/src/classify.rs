@@ -242,7 +242,8 @@ pub fn is_email(v: &str) -> bool {
         && local.len() <= 64
         && !local.starts_with('.')
         && !local.ends_with('.')
-        && !local.contains("..")
+        // Bytes, not a `&str` pattern: the browser wasm carries no substring searcher.
+        && !local.as_bytes().windows(2).any(|w| w == b"..")
         && local
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&c));
