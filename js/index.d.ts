@@ -75,7 +75,10 @@ export interface ProtectOptions {
   format?: boolean;
   /** Context sealed into the form's envelopes. */
   context?: SealContext;
-  /** Messages by code, replacing the built-in English ones. */
+  /**
+   * Messages by code, replacing the built-in English ones (`required`, `email_invalid`,
+   * `phone_invalid`, `stray_card_number`, `unavailable`: the key set or the wasm failed to load).
+   */
   messages?: Record<string, string>;
 }
 
@@ -123,6 +126,13 @@ export declare class Sealer {
   fieldKindFor(piiKind: PiiKind): FieldKind | null;
   protect(form: HTMLFormElement, options?: ProtectOptions): Protection;
 }
+
+/**
+ * Protects a form from the start: with the promise `load()` returns, a submit before it resolves
+ * waits and is then checked and sealed; if it rejects, the form stays closed, shows the
+ * `unavailable` message and dispatches `fieldseal:error`. With a Sealer, as `sealer.protect()`.
+ */
+export declare function protect(form: HTMLFormElement, sealer: Sealer | Promise<Sealer>, options?: ProtectOptions): Protection;
 
 /** Fetches (or takes) the key set, instantiates the wasm, and returns a Sealer. */
 export declare function load(options: LoadOptions): Promise<Sealer>;

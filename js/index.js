@@ -87,7 +87,12 @@ async function instantiate(wasm) {
 
 async function fetchKeys(keys, fetchImpl) {
   if (isUrl(keys)) {
-    const res = await fetchImpl(keys, { credentials: 'omit', cache: 'no-store' });
+    let res;
+    try {
+      res = await fetchImpl(keys, { credentials: 'omit', cache: 'no-store' });
+    } catch (e) {
+      throw new FieldsealError('keyset_fetch', `key set request failed: ${e?.message ?? e}`);
+    }
     if (!res.ok) throw new FieldsealError('keyset_fetch', `key set request failed with HTTP ${res.status}`);
     return { json: await res.text(), receivedAt: nowSeconds() };
   }
@@ -117,6 +122,14 @@ export async function load(options = {}) {
   }
   const source = isUrl(keys) ? { keys, fetchImpl } : null;
   return new Sealer(glue, parsed, { receivedAt, poolSize, context, source, refreshKeys });
+}
+
+/**
+ * Protects a form with a sealer or with the promise `load()` returns, so the form is closed from
+ * the start: `protect(form, load({ keys }))`. See protect.js.
+ */
+export function protect(form, sealer, options = {}) {
+  return protectForm(sealer, form, options);
 }
 
 const isUrl = (keys) => typeof keys === 'string' && !keys.trimStart().startsWith('{');

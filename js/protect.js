@@ -23,6 +23,7 @@ const DEFAULT_MESSAGES = {
   email_invalid: 'Enter a valid e-mail address.',
   phone_invalid: 'Enter a valid phone number.',
   stray_card_number: 'A card number can only be entered in the card number field.',
+  unavailable: 'Secure payment is unavailable right now. Please try again later.',
 };
 
 /** The kind a field is protected as, or null. */
@@ -37,7 +38,106 @@ function kindOf(el) {
 
 let nextId = 0;
 
+/**
+ * Protects `form` with `sealer`, or with the promise of one (`load()` not awaited): until it
+ * resolves, a submit waits, closed, and goes ahead (checked and sealed) once it does; if it
+ * rejects, the form stays closed with a message and a `fieldseal:error` event.
+ */
 export function protectForm(sealer, form, options = {}) {
+  return typeof sealer?.then === 'function' ? protectPending(sealer, form, options) : protectNow(sealer, form, options);
+}
+
+// A form's values before the sealer exists: no protected field, and no value holding 12 or more
+// digits (the card number check itself needs the wasm), is posted or put in a FormData.
+function protectPending(promise, form, options) {
+  let inner = null;
+  let failure = null;
+  let waiting = null;
+  let note = null;
+  const doc = form.ownerDocument;
+  const emitError = () =>
+    form.dispatchEvent(new (doc.defaultView.CustomEvent)('fieldseal:error', {
+      bubbles: true,
+      detail: { code: failure.code ?? 'internal', message: String(failure.message ?? failure) },
+    }));
+  const onSubmit = (e) => {
+    if (inner) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    if (failure) emitError();
+    else waiting = { submitter: e.submitter };
+  };
+  const onFormData = (e) => {
+    if (inner) return;
+    const sealed = new Set(Array.from(form.elements, (el) => kindOf(el) && el.name));
+    for (const [name, v] of Array.from(e.formData.entries())) {
+      if (typeof v !== 'string' || sealed.has(name) || v.replace(/\D/g, '').length >= 12) e.formData.delete(name);
+    }
+  };
+  const closed = closeSubmit(form);
+  form.addEventListener('submit', onSubmit, true);
+  form.addEventListener('formdata', onFormData);
+  let detached = false;
+  promise.then((sealer) => {
+    if (detached) return;
+    inner = protectNow(sealer, form, options);
+    if (waiting) {
+      const { submitter } = waiting;
+      waiting = null;
+      form.requestSubmit(submitter?.form === form ? submitter : null);
+    }
+  }, (err) => {
+    if (detached) return;
+    failure = err ?? {};
+    waiting = null;
+    note = doc.createElement('p');
+    note.className = 'fieldseal-message';
+    note.setAttribute('role', 'alert');
+    note.textContent = options.messages?.unavailable ?? DEFAULT_MESSAGES.unavailable;
+    form.append(note);
+    emitError();
+  });
+  return {
+    get fields() {
+      return inner ? inner.fields : [];
+    },
+    validate: () => !!inner && inner.validate(),
+    detach() {
+      detached = true;
+      inner?.detach();
+      note?.remove();
+      form.removeEventListener('submit', onSubmit, true);
+      form.removeEventListener('formdata', onFormData);
+      closed();
+    },
+  };
+}
+
+/**
+ * form.submit() fires no submit event and would post the plaintext: it is routed through
+ * requestSubmit(), which does. A control named "submit" shadows the method and cannot be
+ * overridden (the assignment throws); then the formdata backstop still keeps plaintext out of a
+ * native submit. Returns the undo.
+ */
+function closeSubmit(form) {
+  const hadOwnSubmit = Object.prototype.hasOwnProperty.call(form, 'submit');
+  const ownSubmit = form.submit;
+  try {
+    Object.defineProperty(form, 'submit', {
+      value: () => form.requestSubmit(),
+      configurable: true,
+      writable: true,
+    });
+  } catch {
+    return () => {};
+  }
+  return () => {
+    if (hadOwnSubmit) form.submit = ownSubmit;
+    else delete form.submit;
+  };
+}
+
+function protectNow(sealer, form, options) {
   const doc = form.ownerDocument;
   const strayPan = options.strayPan ?? 'block';
   if (!['block', 'seal', 'off'].includes(strayPan)) throw new TypeError('strayPan must be "block", "seal" or "off"');
@@ -331,25 +431,7 @@ export function protectForm(sealer, form, options = {}) {
       }
     }
   });
-  // form.submit() fires no submit event and would post the plaintext: route it through
-  // requestSubmit(), which does (and so validates and seals first).
-  // A control named "submit" shadows the method and cannot be overridden (the assignment throws);
-  // then the formdata backstop above still keeps plaintext out of a native submit.
-  const hadOwnSubmit = Object.prototype.hasOwnProperty.call(form, 'submit');
-  const ownSubmit = form.submit;
-  try {
-    Object.defineProperty(form, 'submit', {
-      value: () => form.requestSubmit(),
-      configurable: true,
-      writable: true,
-    });
-    listeners.push(() => {
-      if (hadOwnSubmit) form.submit = ownSubmit;
-      else delete form.submit;
-    });
-  } catch {
-    // Left as is: see above.
-  }
+  listeners.push(closeSubmit(form));
 
   return {
     /** The protected fields: `{ name, kind, element }`. */

@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit` by tests/js/types.test.mjs: the declarations describe the public
 // API as a TypeScript checkout would use it, and reject misuse (the @ts-expect-error lines).
-import { load, FieldsealError, parseEnvelope, type Sealer, type EnvelopeHeader, type Protection } from 'fieldseal';
+import { load, protect, FieldsealError, parseEnvelope, type Sealer, type EnvelopeHeader, type Protection } from 'fieldseal';
 import { parseEnvelope as parseOnly, EnvelopeFormatError } from 'fieldseal/envelope';
 
 export async function checkout(form: HTMLFormElement): Promise<string> {
@@ -8,6 +8,10 @@ export async function checkout(form: HTMLFormElement): Promise<string> {
   const protection: Protection = sealer.protect(form, { strayPan: 'seal', messages: { required: 'Required' } });
   form.addEventListener('fieldseal:brand', (e) => void (e as CustomEvent<{ brand: string | null }>).detail.brand);
   protection.detach();
+  const early: Protection = protect(form, load({ keys: '/v1/keys' }), { messages: { unavailable: 'Try later' } });
+  early.detach();
+  // @ts-expect-error: a key-set URL is not a sealer
+  protect(form, '/v1/keys');
   const envelope: string = sealer.seal('4111111111111111', { kind: 'pan' });
   const fields: Record<string, string> = sealer.sealFields({ cvc: '123', contact: { value: 'a@b.co', kind: 'email' } });
   const header: EnvelopeHeader = parseEnvelope(envelope);

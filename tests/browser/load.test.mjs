@@ -1,0 +1,96 @@
+// Closed before load, closed on failure: a form protected with `protect(form, load(...))` posts
+// nothing in the clear while the key set is still loading (the submit waits, then is sealed) or
+// after loading failed (503, a dropped connection): the form stays closed with a message and a
+// `fieldseal:error`. The control page, protected only after `await load()`, shows the attack is
+// real. Run `npm run build` first (scripts/test.sh does).
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { fillValid, launchChromium, leaks, openPage, postsTo, SECRETS, startServer } from './harness.mjs';
+
+let server;
+let browser;
+before(async () => {
+  server = await startServer();
+  browser = await launchChromium();
+});
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+const SECRET_VALUES = [SECRETS.pan, SECRETS.panSpaced, SECRETS.cvc, SECRETS.email];
+// Opens a page without waiting for the key set.
+const open = (path) => openPage(browser, `${server.url}${path}`, { ready: 'body[data-protected], body[data-ready]' });
+
+test('control: a form protected only after `await load()` posts plaintext when Pay is pressed early', async () => {
+  const { page } = await openPage(browser, `${server.url}/await-load.html`, { ready: 'form' });
+  await fillValid(page);
+  const before = postsTo(server).length;
+  await Promise.all([page.waitForURL('**/pay', { timeout: 10_000 }), page.click('#pay')]);
+  assert.equal(postsTo(server).length, before + 1);
+  assert.notDeepEqual(leaks(postsTo(server).at(-1).body, SECRET_VALUES), [], 'the attack this file defends against');
+  await page.close();
+});
+
+test('a submit while the key set is still loading waits, then posts envelopes only', async () => {
+  const { page, sent } = await open('/checkout.html?keys=/v1/keys-slow');
+  assert.equal(await page.evaluate(() => document.body.dataset.ready), undefined, 'still loading');
+  await fillValid(page);
+  const before = postsTo(server).length;
+  await page.click('#pay');
+  assert.equal(await page.evaluate(() => document.body.dataset.ready), undefined, 'pressed while loading');
+  await page.waitForTimeout(300);
+  assert.equal(postsTo(server).length, before, 'nothing posted while loading');
+  // new FormData(form) and the native submit while loading: no protected field, no card number.
+  await page.fill('#notes', `card ${SECRETS.panSpaced}`);
+  const entries = await page.evaluate(() => Array.from(new FormData(document.querySelector('#checkout')).entries()));
+  assert.deepEqual(leaks(JSON.stringify(entries), SECRET_VALUES), []);
+  await page.fill('#notes', 'ring twice');
+  // The pending submit goes ahead once the sealer is ready: checked and sealed.
+  await page.waitForURL('**/pay', { timeout: 10_000 });
+  assert.equal(postsTo(server).length, before + 1, 'one POST');
+  const raw = postsTo(server).at(-1).body;
+  const fields = Object.fromEntries(new URLSearchParams(raw));
+  for (const name of ['card', 'exp', 'cvc', 'email']) assert.ok(fields[name]?.startsWith('fse1.'), name);
+  assert.equal(fields.notes, 'ring twice');
+  for (const r of sent) assert.deepEqual(leaks(r.url + r.body, SECRET_VALUES), [], r.url);
+  await page.close();
+});
+
+test('the native submit while the key set is loading posts no protected field and no card number', async () => {
+  const { page } = await open('/checkout.html?keys=/v1/keys-slow');
+  await fillValid(page);
+  await page.fill('#notes', `card ${SECRETS.panSpaced}`);
+  const before = postsTo(server).length;
+  await Promise.all([
+    page.waitForURL('**/pay'),
+    page.evaluate(() => HTMLFormElement.prototype.submit.call(document.querySelector('#checkout'))),
+  ]);
+  assert.equal(postsTo(server).length, before + 1);
+  assert.deepEqual(leaks(postsTo(server).at(-1).body, SECRET_VALUES), []);
+  await page.close();
+});
+
+for (const [what, keys, code] of [
+  ['the vault answers 503', '/v1/keys-down', 'keyset_fetch'],
+  ['the connection drops', '/v1/keys-reset', 'keyset_fetch'],
+]) {
+  test(`when loading fails (${what}) the form stays closed with a message and a fieldseal:error`, async () => {
+    const { page } = await openPage(browser, `${server.url}/checkout.html?keys=${keys}`);
+    assert.equal(await page.evaluate(() => document.body.dataset.ready), 'failed');
+    await fillValid(page);
+    const before = postsTo(server).length;
+    await page.click('#pay');
+    await page.evaluate(() => document.querySelector('#checkout').submit());
+    await page.keyboard.press('Enter');
+    await page.waitForTimeout(300);
+    assert.equal(postsTo(server).length, before, 'nothing posted');
+    const alert = page.locator('#checkout [role=alert]');
+    assert.equal(await alert.textContent(), 'Secure payment is unavailable right now. Please try again later.');
+    const errors = (await page.evaluate(() => window.events)).filter((e) => e.type === 'error');
+    assert.ok(errors.length >= 2, 'one at the failure, one per attempt');
+    assert.equal(errors[0].detail.code, code);
+    assert.deepEqual(leaks(JSON.stringify(errors), SECRET_VALUES), []);
+    await page.close();
+  });
+}
