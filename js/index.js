@@ -18,6 +18,7 @@ export class FieldsealError extends Error {
 // the id of a refused key, what and where in a malformed key set), but no text. The wording is
 // fieldseal-core's (its errors' Display); a test in src/lib.rs holds the two together.
 const MESSAGES = {
+  __proto__: null,
   keyset_too_large: 'key set is larger than 16384 bytes',
   keyset_malformed: 'key set is malformed: {}',
   keyset_empty: 'key set has no keys',
@@ -104,8 +105,9 @@ async function fetchKeys(keys, fetchImpl) {
  * Loads the key set and the wasm and returns a Sealer.
  * @param {import('./index.js').LoadOptions} options
  */
-export async function load(options = {}) {
-  const { keys, wasm, poolSize = 4, context = {}, fetch: fetchImpl = globalThis.fetch, refreshKeys = 3600 } = options;
+export async function load(options) {
+  // Own properties only: a polluted Object.prototype (`fetch`, `keys`) is not an option.
+  const { keys, wasm, poolSize = 4, context, fetch: fetchImpl = globalThis.fetch, refreshKeys = 3600 } = { __proto__: null, ...options };
   if (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > 64) {
     throw new FieldsealError('invalid_option', 'poolSize must be a whole number from 0 to 64');
   }
@@ -128,7 +130,7 @@ export async function load(options = {}) {
  * Protects a form with a sealer or with the promise `load()` returns, so the form is closed from
  * the start: `protect(form, load({ keys }))`. See protect.js.
  */
-export function protect(form, sealer, options = {}) {
+export function protect(form, sealer, options) {
   return protectForm(sealer, form, options);
 }
 
@@ -267,12 +269,12 @@ export class Sealer {
    * is waiting (symmetric work only) and prepares one otherwise; a context is never used twice.
    */
   seal(value, options = {}) {
-    const { kind, context } = options;
+    const { kind, context } = { __proto__: null, ...options };
     if (typeof kind !== 'string') throw new FieldsealError('seal_unknown_kind', 'seal() needs { kind }, such as "pan" or "email"');
     const ctx = this.#pool.shift() ?? null;
     const prepared = ctx ?? this.#newContext();
     const bytes = encoder.encode(String(value ?? ''));
-    const { session = null, origin = defaultOrigin() } = { ...this.#context, ...context };
+    const { session = null, origin = defaultOrigin() } = { __proto__: null, ...this.#context, ...context };
     try {
       const envelope = prepared.seal(bytes, kind, this.serverNow(), session ?? undefined, origin ?? undefined);
       this.#stats[ctx ? 'sealedFromPool' : 'sealedCold']++;
@@ -290,12 +292,13 @@ export class Sealer {
    * Seals several values: `{ name: value }` where `name` is a field kind (`pan`, `cvc`, `email` ...),
    * or `{ name: { value, kind } }`. Returns `{ name: envelope }`; empty values are left out.
    */
-  sealFields(fields, options = {}) {
+  sealFields(fields, options) {
     const out = {};
+    const { context } = { __proto__: null, ...options };
     for (const [name, v] of Object.entries(fields)) {
-      const { value, kind } = v !== null && typeof v === 'object' ? v : { value: v, kind: name };
+      const { value, kind } = v !== null && typeof v === 'object' ? { __proto__: null, ...v } : { value: v, kind: name };
       if (value === undefined || value === null || String(value) === '') continue;
-      out[name] = this.seal(value, { kind, context: options.context });
+      out[name] = this.seal(value, { kind, context });
     }
     return out;
   }
@@ -338,7 +341,7 @@ export class Sealer {
     return { sensitivity, kinds };
   }
 
-  /** Whether `text` contains a Luhn-valid card number of a known brand. */
+  /** Whether `text` contains a card number: a known brand's, or Luhn-valid with an issuer's first digit (see fieldseal-core). */
   containsCardNumber(text) {
     return this.#glue.containsCardNumber(String(text ?? ''));
   }
@@ -349,7 +352,7 @@ export class Sealer {
   }
 
   /** Protects a form: validation, card formatting, sealing on submit, stray-PAN guard. */
-  protect(form, options = {}) {
+  protect(form, options) {
     return protectForm(this, form, options);
   }
 }

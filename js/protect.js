@@ -3,17 +3,29 @@
 // while the plaintext input loses its `name`, so only envelopes are posted. The inputs stay the
 // page's own inputs with their `autocomplete` attributes, so browser autofill keeps working.
 
-// autocomplete tokens (HTML "autofill detail tokens") that mark a field fieldseal protects.
+// Lookup tables have no prototype, so a token such as `constructor` or a polluted
+// Object.prototype finds nothing in them.
+// autocomplete tokens (HTML "autofill detail tokens") that mark a field fieldseal protects. The
+// expiry's month and year (often <select>s) are sealed each as `text`: the vault's `exp` kind is
+// a whole date.
 const AUTOCOMPLETE_KINDS = {
+  __proto__: null,
   'cc-number': 'pan',
   'cc-csc': 'cvc',
   'cc-exp': 'exp',
+  'cc-exp-month': 'text',
+  'cc-exp-year': 'text',
   'cc-name': 'name',
   email: 'email',
   tel: 'phone',
   'tel-national': 'phone',
   bday: 'birth-date',
 };
+// Card number and security code inputs without an autocomplete token of the table above, by the
+// last part of their name (`payment[card_number]`) or their id, lowercased, without separators.
+const NAME_KINDS = { __proto__: null };
+for (const n of 'ccnum ccnumber cardnum cardnumber cardno ccno creditcardnumber'.split(' ')) NAME_KINDS[n] = 'pan';
+for (const n of 'cvc cvc2 cvv cvv2 csc cvn securitycode cardcode cardcvc cardcvv cccsc cccvc cccvv'.split(' ')) NAME_KINDS[n] = 'cvc';
 const KINDS = new Set(['pan', 'cvc', 'exp', 'name', 'email', 'phone', 'address', 'postal-code', 'birth-date',
   'national-id', 'iban', 'text']);
 const SKIP_TYPES = new Set(['submit', 'button', 'reset', 'image', 'file', 'checkbox', 'radio']);
@@ -26,14 +38,50 @@ const DEFAULT_MESSAGES = {
   unavailable: 'Secure payment is unavailable right now. Please try again later.',
 };
 
+const messagesOf = (options) => ({ __proto__: null, ...DEFAULT_MESSAGES, ...options.messages });
+
 /** The kind a field is protected as, or null. */
 function kindOf(el) {
   const marked = el.getAttribute('data-seal');
   if (marked === 'off') return null;
-  if (marked && KINDS.has(marked)) return marked;
-  const tokens = (el.getAttribute('autocomplete') ?? '').toLowerCase().split(/\s+/);
-  for (const t of tokens) if (AUTOCOMPLETE_KINDS[t]) return AUTOCOMPLETE_KINDS[t];
+  if (KINDS.has(marked)) return marked;
+  for (const t of (el.getAttribute('autocomplete') ?? '').toLowerCase().split(/\s+/)) {
+    if (AUTOCOMPLETE_KINDS[t]) return AUTOCOMPLETE_KINDS[t];
+  }
+  if (el.localName !== 'input') return null;
+  for (const a of [el.getAttribute('name'), el.id]) {
+    const key = a?.split(/[[\]]/).filter(Boolean).pop()?.toLowerCase().replace(/[^a-z\d]/g, '');
+    if (key && NAME_KINDS[key]) return NAME_KINDS[key];
+  }
   return null;
+}
+
+/**
+ * The indexes of `values` that hold a card number (`contains`): on their own, or together with
+ * their neighbours when consecutive short digit-only values (a number split over several inputs)
+ * hold one joined; then the shortest such stretch.
+ */
+function strayIndexes(values, contains) {
+  const found = new Set();
+  let run = [];
+  const holds = (r) => r.length > 1 && contains(r.map((i) => values[i]).join(' '));
+  const flush = () => {
+    // The shortest stretch of the run that holds a card number (not the quantity next to it).
+    let best = holds(run) ? run : [];
+    for (let a = 0; a < run.length; a++) {
+      for (let b = a + 2; b <= run.length; b++) if (b - a < best.length && holds(run.slice(a, b))) best = run.slice(a, b);
+    }
+    for (const i of best) found.add(i);
+    run = [];
+  };
+  values.forEach((v, i) => {
+    if (typeof v !== 'string' || v.startsWith('fse1.')) return flush();
+    if (v && contains(v)) found.add(i);
+    if (/^\s*\d{1,6}\s*$/.test(v)) run.push(i);
+    else flush();
+  });
+  flush();
+  return found;
 }
 
 let nextId = 0;
@@ -43,7 +91,9 @@ let nextId = 0;
  * resolves, a submit waits, closed, and goes ahead (checked and sealed) once it does; if it
  * rejects, the form stays closed with a message and a `fieldseal:error` event.
  */
-export function protectForm(sealer, form, options = {}) {
+export function protectForm(sealer, form, options) {
+  // Own properties only: a polluted Object.prototype (`strayPan: 'off'`) is not an option.
+  options = { __proto__: null, ...options };
   return typeof sealer?.then === 'function' ? protectPending(sealer, form, options) : protectNow(sealer, form, options);
 }
 
@@ -70,9 +120,11 @@ function protectPending(promise, form, options) {
   const onFormData = (e) => {
     if (inner) return;
     const sealed = new Set(Array.from(form.elements, (el) => kindOf(el) && el.name));
-    for (const [name, v] of Array.from(e.formData.entries())) {
-      if (typeof v !== 'string' || sealed.has(name) || v.replace(/\D/g, '').length >= 12) e.formData.delete(name);
-    }
+    const entries = Array.from(e.formData.entries());
+    const strays = strayIndexes(entries.map(([, v]) => v), (v) => v.replace(/\D/g, '').length >= 12);
+    entries.forEach(([name, v], i) => {
+      if (typeof v !== 'string' || sealed.has(name) || strays.has(i)) e.formData.delete(name);
+    });
   };
   const closed = closeSubmit(form);
   form.addEventListener('submit', onSubmit, true);
@@ -93,7 +145,7 @@ function protectPending(promise, form, options) {
     note = doc.createElement('p');
     note.className = 'fieldseal-message';
     note.setAttribute('role', 'alert');
-    note.textContent = options.messages?.unavailable ?? DEFAULT_MESSAGES.unavailable;
+    note.textContent = messagesOf(options).unavailable;
     form.append(note);
     emitError();
   });
@@ -141,8 +193,9 @@ function protectNow(sealer, form, options) {
   const doc = form.ownerDocument;
   const strayPan = options.strayPan ?? 'block';
   if (!['block', 'seal', 'off'].includes(strayPan)) throw new TypeError('strayPan must be "block", "seal" or "off"');
-  const messages = { ...DEFAULT_MESSAGES, ...options.messages };
+  const messages = messagesOf(options);
   const card = sealer.card;
+  const contains = (v) => sealer.containsCardNumber(v);
   const prefix = `fieldseal-${++nextId}`;
 
   // Every field seen so far. A field added to the form after protect() is taken in when the form
@@ -296,7 +349,7 @@ function protectNow(sealer, form, options) {
   /** Takes in the form's fields not seen before. */
   function scan() {
     for (const el of Array.from(form.elements)) {
-      if (seen.has(el) || (el.localName !== 'input' && el.localName !== 'textarea')) continue;
+      if (seen.has(el) || !['input', 'textarea', 'select'].includes(el.localName)) continue;
       if (SKIP_TYPES.has(el.type) || el.hasAttribute('data-fieldseal-envelope')) continue;
       seen.add(el);
       const kind = kindOf(el);
@@ -364,7 +417,8 @@ function protectNow(sealer, form, options) {
     for (const f of live) {
       if (!check(f)) firstInvalid ??= f.el;
     }
-    const strays = strayPan === 'off' ? [] : liveOthers.filter((o) => o.el.value && sealer.containsCardNumber(o.el.value));
+    const found = strayPan === 'off' ? new Set() : strayIndexes(liveOthers.map((o) => o.el.value), contains);
+    const strays = liveOthers.filter((_, i) => found.has(i));
     if (strayPan === 'block') {
       for (const o of strays) {
         showError(o.el, null, 'stray_card_number', messages.stray_card_number);
@@ -426,9 +480,8 @@ function protectNow(sealer, form, options) {
       }
     }
     if (strayPan !== 'off') {
-      for (const [name, v] of Array.from(data.entries())) {
-        if (typeof v === 'string' && !v.startsWith('fse1.') && sealer.containsCardNumber(v)) data.delete(name);
-      }
+      const entries = Array.from(data.entries());
+      for (const i of strayIndexes(entries.map(([, v]) => v), contains)) data.delete(entries[i][0]);
     }
   });
   listeners.push(closeSubmit(form));

@@ -215,3 +215,29 @@ test('the periodic refresh runs on its own', async () => {
   assert.ok(fetches >= 2, `fetched ${fetches} times`);
   assert.equal(sealer.keyId, doc.keys[1].jwk.kid);
 });
+
+test('a polluted Object.prototype is no option: load() and seal() read their own properties only', async () => {
+  const { load, parseEnvelope } = await import(new URL('index.js', dist));
+  const honest = { keys: [doc.keys[0].jwk], server_time: now };
+  const substitute = { keys: [doc.keys[1].jwk], server_time: now };
+  const answer = (set) => async () => new Response(JSON.stringify(set), { headers: { 'content-type': 'application/json' } });
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = answer(honest);
+  // A script on the page (or a vulnerable library) sets defaults on every object.
+  Object.prototype.fetch = answer(substitute);
+  Object.prototype.kind = 'text';
+  Object.prototype.origin = 'https://attacker.example';
+  try {
+    const sealer = await load({ keys: 'https://vault.example/v1/keys', wasm: wasm(), refreshKeys: 0 });
+    assert.equal(sealer.keyId, doc.keys[0].jwk.kid, 'the global fetch, not the inherited one');
+    assert.throws(() => sealer.seal('4111111111111111', {}), { code: 'seal_unknown_kind' });
+    const h = parseEnvelope(sealer.seal('4111111111111111', { kind: 'pan' }));
+    assert.equal(h.context.origin, null);
+    assert.throws(() => sealer.sealFields({ notes: { value: '737' } }), { code: 'seal_unknown_kind' }, 'no inherited kind');
+  } finally {
+    delete Object.prototype.fetch;
+    delete Object.prototype.kind;
+    delete Object.prototype.origin;
+    globalThis.fetch = realFetch;
+  }
+});

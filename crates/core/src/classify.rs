@@ -7,7 +7,7 @@
 //!
 //! | kind | recognised when |
 //! |---|---|
-//! | card number | 12 to 19 digits (single spaces or dashes between them allowed), a known brand's prefix and length, and Luhn ([`crate::card`]); anywhere in the value |
+//! | card number | 12 to 19 digits (in groups separated by up to three spaces, dashes, dots, slashes or underscores), anywhere in the value: a known brand's prefix and length with its check ([`crate::card`]), or Luhn-valid with an issuer's major industry identifier (first digit 1 to 6, 8 or 9) |
 //! | e-mail | the whole value is `local@domain`: RFC 5321 lengths, dot-atom local part, a domain of at least two labels with an alphabetic top-level label |
 //! | phone | the whole value is a telephone number: `+` and 8 to 15 digits (E.164), or 10 to 15 digits; digits, spaces, `-`, `.`, `(`, `)` only |
 //! | US SSN | the whole value is `AAA-GG-SSSS` (or nine digits, or spaces for dashes) with area not 000, 666 or 900-999, group not 00, serial not 0000 |
@@ -145,12 +145,16 @@ pub fn classify(value: &str) -> Classification {
     Classification { kinds, sensitivity }
 }
 
-/// Whether `text` contains a card number: 12 to 19 digits with a known brand's prefix and length
-/// and a valid Luhn check digit, written in one block or in groups. Groups may be separated by up to
-/// three spaces, no-break spaces, tabs, line breaks, dashes or dots, and every run of whole groups
-/// is checked, so a number followed by its expiry or security code (`4111 1111 1111 1111 737`) is
-/// still found; full-width digits count as digits. A run right after a `+` (an international phone
-/// number) is not a card number, and neither is one block of more than 19 digits (an order number).
+/// Whether `text` contains a card number: 12 to 19 digits, written in one block or in groups,
+/// that are a known brand's number (prefix, length, check digit) or any Luhn-valid number whose
+/// first digit is an issuer's major industry identifier (1 to 6, 8 or 9: not 0, ISO's own, nor 7,
+/// petroleum): 19-digit numbers and brands without a row in [`crate::card`] included. Groups may be
+/// separated by up to three spaces, no-break spaces, tabs, line breaks, dashes, dots, slashes or
+/// underscores, and every run of whole groups is checked, so a number followed by its expiry or
+/// security code (`4111 1111 1111 1111 737`) is still found; full-width digits count as digits.
+/// Right after a `+` a run counts only from 16 digits on: shorter ones are international phone
+/// numbers (E.164 allows 15), longer ones are not. One block of more than 19 digits (an order
+/// number) is not a card number.
 pub fn contains_card_number(text: &str) -> bool {
     let mut groups: Vec<Vec<u8>> = Vec::new();
     let mut current: Vec<u8> = Vec::with_capacity(19);
@@ -159,7 +163,8 @@ pub fn contains_card_number(text: &str) -> bool {
     let mut previous: Option<char> = None;
     let mut found = false;
     let flush = |groups: &mut Vec<Vec<u8>>, after_plus: bool, found: &mut bool| {
-        if !*found && !after_plus && any_run_is_card_number(groups) {
+        let shortest = if after_plus { 16 } else { card::MIN_PAN_LEN };
+        if !*found && any_run_is_card_number(groups, shortest) {
             *found = true;
         }
         for g in groups.iter_mut() {
@@ -186,7 +191,10 @@ pub fn contains_card_number(text: &str) -> bool {
                 if !current.is_empty() {
                     groups.push(core::mem::take(&mut current));
                 }
-                let separator = matches!(c, ' ' | '\u{a0}' | '\t' | '\n' | '\r' | '-' | '.');
+                let separator = matches!(
+                    c,
+                    ' ' | '\u{a0}' | '\t' | '\n' | '\r' | '-' | '.' | '/' | '_'
+                );
                 separators += 1;
                 if !separator || separators > 3 {
                     flush(&mut groups, after_plus, &mut found);
@@ -199,8 +207,8 @@ pub fn contains_card_number(text: &str) -> bool {
     found
 }
 
-/// Whether some run of consecutive whole groups holds a card number.
-fn any_run_is_card_number(groups: &[Vec<u8>]) -> bool {
+/// Whether some run of consecutive whole groups holds a card number of at least `shortest` digits.
+fn any_run_is_card_number(groups: &[Vec<u8>], shortest: usize) -> bool {
     let mut digits: Vec<u8> = Vec::with_capacity(19);
     for start in 0..groups.len() {
         digits.clear();
@@ -209,7 +217,7 @@ fn any_run_is_card_number(groups: &[Vec<u8>]) -> bool {
             if digits.len() > card::MAX_PAN_LEN {
                 break;
             }
-            if is_card_number_digits(&digits) {
+            if digits.len() >= shortest && is_card_number_digits(&digits) {
                 zeroize::Zeroize::zeroize(&mut digits);
                 return true;
             }
@@ -226,8 +234,10 @@ fn is_card_number_digits(digits: &[u8]) -> bool {
     let Ok(text) = core::str::from_utf8(digits) else {
         return false;
     };
-    // A brand is required: random Luhn-valid digit strings of unknown ranges are too common.
+    // A known brand's number (UnionPay's without a check digit too), or any Luhn-valid number of
+    // a card-issuing industry, whatever its length rules.
     card::validate_pan(text).is_ok_and(|pan| pan.brand().is_some())
+        || (matches!(digits.first(), Some(b'1'..=b'6' | b'8' | b'9')) && card::luhn_valid(digits))
 }
 
 /// Whether the whole value is an e-mail address (see the module table).
@@ -417,6 +427,21 @@ mod tests {
             "4111 1111 1111 1111 737",
             "card 5555 5555 5555 4444 exp 12 30 cvc 123",
             "\u{ff14}\u{ff11}\u{ff11}\u{ff11}111111111111",
+            // Other separators, and a leading plus.
+            "4111/1111/1111/1111",
+            "4111_1111_1111_1111",
+            "+4111111111111111",
+            "+4111 1111 1111 1111",
+            // 19 digits, a brand outside the card rules' table, a known prefix at a length its
+            // brand does not issue: Luhn-valid with an issuer's first digit.
+            "6011111111111111110",
+            "5555555555554444117",
+            "1234567812345670",
+            "8800000000000005",
+            // Brands added to the card rules: RuPay, Mir, Elo, Verve, Troy.
+            "6073849700004947",
+            "2200 0000 0000 0004",
+            "979200000000000003",
         ] {
             let c = classify(v);
             assert!(c.is(PiiKind::CardNumber), "{v}");
@@ -429,7 +454,9 @@ mod tests {
         for v in [
             "4111111111111112",       // Luhn fails
             "41111111111111111111",   // 20 digits
-            "1234567812345670",       // Luhn ok, no brand
+            "700000000000000005",     // Luhn ok, first digit 7 (petroleum)
+            "012345678901234569",     // Luhn ok, first digit 0
+            "4111_1111__ _1111 1111", // four separators end the run
             "4111    1111 1111 1111", // four separators end the run
             "+4915112345678",         // a phone number that happens to pass Luhn
             "411111111111",           // Visa prefix, not a Visa length
