@@ -24,7 +24,10 @@ export interface SealContext {
 }
 
 export interface LoadOptions {
-  /** A key-set URL, or the key set itself (object or JSON text). */
+  /**
+   * A key-set URL (https; http only on localhost, 127.x or [::1], else `keyset_insecure_url`), or
+   * the key set itself (object or JSON text).
+   */
   keys: string | KeySet;
   /** Where the wasm is: a URL, a Response, bytes or a compiled module. Default: next to this module. */
   wasm?: string | URL | Request | Response | BufferSource | WebAssembly.Module;
@@ -39,6 +42,12 @@ export interface LoadOptions {
    * so a long-lived page picks up rotated keys and a fresh clock offset.
    */
   refreshKeys?: number;
+  /**
+   * RFC 7638 JWK thumbprints (SHA-256, base64url, 43 characters) of the vault keys this page
+   * trusts, as `fieldseal-vault keys pins` prints them. Only pinned keys are sealed to; a key set
+   * (fetched, refreshed or inline) with no pinned key valid now is refused with `keyset_unpinned`.
+   */
+  pins?: string[];
 }
 
 export interface SealOptions {

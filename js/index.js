@@ -90,8 +90,9 @@ async function fetchKeys(keys, fetchImpl) {
   if (isUrl(keys)) {
     let res;
     try {
-      res = await fetchImpl(keys, { credentials: 'omit', cache: 'no-store' });
+      res = await fetchImpl(keySetUrl(keys), { credentials: 'omit', cache: 'no-store' });
     } catch (e) {
+      if (e instanceof FieldsealError) throw e;
       throw new FieldsealError('keyset_fetch', `key set request failed: ${e?.message ?? e}`);
     }
     if (!res.ok) throw new FieldsealError('keyset_fetch', `key set request failed with HTTP ${res.status}`);
@@ -102,12 +103,35 @@ async function fetchKeys(keys, fetchImpl) {
 }
 
 /**
+ * The key-set URL, absolute: https, or http on a loopback host only (localhost, 127.x, [::1]);
+ * whoever can change a plain-http response could substitute the keys.
+ */
+function keySetUrl(keys) {
+  let url;
+  try {
+    url = new URL(keys, globalThis.location?.href);
+  } catch {
+    throw new FieldsealError('invalid_option', 'a key-set URL outside a page must be absolute');
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && /^(localhost|127(\.\d+){3}|\[::1\])$|\.localhost$/.test(url.hostname))) {
+    throw new FieldsealError('keyset_insecure_url', 'the key-set URL must be https (http on localhost only)');
+  }
+  return url.href;
+}
+
+// RFC 7638 thumbprints: SHA-256, unpadded base64url.
+const PIN = /^[\w-]{43}$/;
+
+/**
  * Loads the key set and the wasm and returns a Sealer.
  * @param {import('./index.js').LoadOptions} options
  */
 export async function load(options) {
   // Own properties only: a polluted Object.prototype (`fetch`, `keys`) is not an option.
-  const { keys, wasm, poolSize = 4, context, fetch: fetchImpl = globalThis.fetch, refreshKeys = 3600 } = { __proto__: null, ...options };
+  const { keys, wasm, poolSize = 4, context, fetch: fetchImpl = globalThis.fetch, refreshKeys = 3600, pins } = { __proto__: null, ...options };
+  if (pins !== undefined && !(Array.isArray(pins) && pins.length && pins.every((p) => PIN.test(p)))) {
+    throw new FieldsealError('invalid_option', 'pins must be a non-empty array of RFC 7638 thumbprints (43 characters of base64url)');
+  }
   if (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > 64) {
     throw new FieldsealError('invalid_option', 'poolSize must be a whole number from 0 to 64');
   }
@@ -116,14 +140,8 @@ export async function load(options) {
   }
   if (keys === undefined || keys === null) throw new FieldsealError('keyset_missing', 'load() needs { keys }: a key-set URL or a key set');
   const [{ json, receivedAt }, glue] = await Promise.all([fetchKeys(keys, fetchImpl), instantiate(wasm)]);
-  let parsed;
-  try {
-    parsed = glue.Keys.parse(json);
-  } catch (e) {
-    throw wrap(e);
-  }
-  const source = isUrl(keys) ? { keys, fetchImpl } : null;
-  return new Sealer(glue, parsed, { receivedAt, poolSize, context, source, refreshKeys });
+  const source = isUrl(keys) ? { keys, fetchImpl, pins } : null;
+  return new Sealer(glue, await parseKeys(glue, json, pins), { receivedAt, poolSize, context, source, refreshKeys });
 }
 
 /**
@@ -132,6 +150,40 @@ export async function load(options) {
  */
 export function protect(form, sealer, options) {
   return protectForm(sealer, form, options);
+}
+
+/**
+ * Parses the key set; with `pins`, only its keys whose RFC 7638 thumbprint is pinned go to the
+ * wasm (which checks them strictly and picks the primary among them), and a set without one is
+ * refused. The thumbprint is SHA-256 (WebCrypto) of the canonical members, from x and y as given:
+ * the wasm refuses any x or y that is not the key's canonical 43-character base64url.
+ */
+async function parseKeys(glue, json, pins) {
+  if (pins) {
+    const subtle = globalThis.crypto?.subtle;
+    let doc;
+    try {
+      doc = JSON.parse(json);
+    } catch {
+      // Malformed: the wasm says how.
+    }
+    if (Array.isArray(doc?.keys)) {
+      const pinned = [];
+      for (const k of doc.keys) {
+        if (!subtle || !PIN.test(k?.x) || !PIN.test(k?.y)) continue;
+        const digest = await subtle.digest('SHA-256', encoder.encode(`{"crv":"P-256","kty":"EC","x":"${k.x}","y":"${k.y}"}`));
+        const print = btoa(String.fromCharCode(...new Uint8Array(digest))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=/g, '');
+        if (pins.includes(print)) pinned.push(k);
+      }
+      if (!pinned.length) throw new FieldsealError('keyset_unpinned', 'no key of the key set is pinned');
+      json = JSON.stringify({ ...doc, keys: pinned });
+    }
+  }
+  try {
+    return glue.Keys.parse(json);
+  } catch (e) {
+    throw wrap(e);
+  }
 }
 
 const isUrl = (keys) => typeof keys === 'string' && !keys.trimStart().startsWith('{');
@@ -192,12 +244,7 @@ export class Sealer {
   async refreshKeys() {
     if (!this.#source) throw new FieldsealError('invalid_option', 'the key set was given inline; there is no URL to refresh it from');
     const { json, receivedAt } = await fetchKeys(this.#source.keys, this.#source.fetchImpl);
-    let parsed;
-    try {
-      parsed = this.#glue.Keys.parse(json);
-    } catch (e) {
-      throw wrap(e);
-    }
+    const parsed = await parseKeys(this.#glue, json, this.#source.pins);
     const changed = parsed.primaryKid !== this.#keys.primaryKid;
     this.#keys.free();
     this.#keys = parsed;

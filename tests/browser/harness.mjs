@@ -15,6 +15,8 @@ const vectors = JSON.parse(readFileSync(join(root, 'tests/vectors/envelope-v1.js
 
 /** The key set the pages load: the first test key of the envelope vectors. */
 export const keySet = () => ({ keys: [vectors.keys[0].jwk], server_time: Math.floor(Date.now() / 1000) });
+/** A key set a proxy substitutes: the vectors' second test key. */
+const substituteKeySet = () => ({ keys: [vectors.keys[1].jwk], server_time: Math.floor(Date.now() / 1000) });
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -53,11 +55,11 @@ export async function startServer(mounts = {}) {
         return;
       }
       // The key set; /v1/keys-slow answers after 3 s, /v1/keys-down with 503, /v1/keys-reset
-      // drops the connection (a network error).
+      // drops the connection (a network error), /v1/keys-substituted serves another key (a proxy's).
       if (url.pathname.startsWith('/v1/keys')) {
         const answer = () => {
           res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-          res.end(JSON.stringify(keySet()));
+          res.end(JSON.stringify(url.pathname === '/v1/keys-substituted' ? substituteKeySet() : keySet()));
         };
         if (url.pathname === '/v1/keys-slow') setTimeout(answer, 3000);
         else if (url.pathname === '/v1/keys-down') res.writeHead(503).end('{"error":"unavailable"}');

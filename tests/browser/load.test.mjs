@@ -1,11 +1,13 @@
 // Closed before load, closed on failure: a form protected with `protect(form, load(...))` posts
 // nothing in the clear while the key set is still loading (the submit waits, then is sealed) or
-// after loading failed (503, a dropped connection): the form stays closed with a message and a
-// `fieldseal:error`. The control page, protected only after `await load()`, shows the attack is
-// real. Run `npm run build` first (scripts/test.sh does).
+// after loading failed (503, a dropped connection, a substituted key set refused by the pins): the
+// form stays closed with a message and a `fieldseal:error`. The control pages (protected only
+// after `await load()`; unpinned) show the attacks are real. Run `npm run build` first.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { fillValid, launchChromium, leaks, openPage, postsTo, SECRETS, startServer } from './harness.mjs';
+import { fillValid, keySet, launchChromium, leaks, openPage, postsTo, SECRETS, startServer, submitForm } from './harness.mjs';
+import { parseEnvelope } from '../../js/envelope.js';
 
 let server;
 let browser;
@@ -94,3 +96,33 @@ for (const [what, keys, code] of [
     await page.close();
   });
 }
+
+// The pin of the key the test server serves at /v1/keys (RFC 7638, computed here).
+const { x, y } = keySet().keys[0];
+const PIN = createHash('sha256').update(`{"crv":"P-256","kty":"EC","x":"${x}","y":"${y}"}`).digest('base64url');
+
+test('pinned keys: a substituted key set keeps the form closed; the pinned one seals', async () => {
+  // Control: without pins the page seals to whatever key set it is handed.
+  const { page: open1 } = await openPage(browser, `${server.url}/checkout.html?keys=/v1/keys-substituted`);
+  await fillValid(open1);
+  const { fields } = await submitForm(server, open1);
+  assert.equal(parseEnvelope(fields.card).kid, 'test-key-2', 'the attack this test defends against');
+  await open1.close();
+
+  const { page } = await openPage(browser, `${server.url}/checkout.html?keys=/v1/keys-substituted&pins=${PIN}`);
+  assert.equal(await page.evaluate(() => document.body.dataset.ready), 'failed');
+  await fillValid(page);
+  const before = postsTo(server).length;
+  await page.click('#pay');
+  await page.waitForTimeout(300);
+  assert.equal(postsTo(server).length, before, 'nothing posted');
+  const errors = (await page.evaluate(() => window.events)).filter((e) => e.type === 'error');
+  assert.equal(errors[0]?.detail.code, 'keyset_unpinned');
+  await page.close();
+
+  const { page: pinned } = await openPage(browser, `${server.url}/checkout.html?pins=${PIN}`);
+  await fillValid(pinned);
+  const { fields: ok } = await submitForm(server, pinned);
+  assert.equal(parseEnvelope(ok.card).kid, 'test-key-1');
+  await pinned.close();
+});

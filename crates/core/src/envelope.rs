@@ -573,7 +573,7 @@ impl PreparedContext {
         bin.extend_from_slice(&ct);
         let mut text = String::with_capacity(PREFIX.len() + bin.len().div_ceil(3) * 4);
         text.push_str(PREFIX);
-        text.push_str(&Base64UrlUnpadded::encode_string(&bin));
+        text.push_str(&crate::encoding::base64url(&bin));
         Ok(text)
     }
 }

@@ -1,5 +1,5 @@
 // The checkout test page: protects the form with the stray-PAN mode from ?stray=, from the start
-// (the key set from ?keys=, default /v1/keys, still loading), records every fieldseal event and
+// (the key set from ?keys=, default /v1/keys, pinned to the thumbprints in ?pins=, still loading), records every fieldseal event and
 // CSP violation for the tests to read.
 import { load, protect } from '/fieldseal/index.js';
 
@@ -11,7 +11,7 @@ const form = document.querySelector('#checkout');
 for (const type of ['brand', 'invalid', 'valid', 'sealed', 'blocked', 'error']) {
   form.addEventListener(`fieldseal:${type}`, (e) => events.push({ type, target: e.target.id, detail: { ...e.detail } }));
 }
-const loading = load({ keys: params.get('keys') ?? '/v1/keys', context: { session: 'cs_test_1' } });
+const loading = load({ keys: params.get('keys') ?? '/v1/keys', pins: params.get('pins')?.split(','), context: { session: 'cs_test_1' } });
 const protection = protect(form, loading, { strayPan: params.get('stray') ?? 'block' });
 Object.assign(window, { protection, events, violations });
 document.body.dataset.protected = '1';
