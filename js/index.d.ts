@@ -85,6 +85,12 @@ export interface ProtectOptions {
   /** Context sealed into the form's envelopes. */
   context?: SealContext;
   /**
+   * Log each input of the page that looks like card or personal data but is not protected (see
+   * `sealer.scan()`) once to the console: its kind, tag, name and id, and what gave it away; never
+   * its value.
+   */
+  warnUnprotected?: boolean;
+  /**
    * Messages by code, replacing the built-in English ones (`required`, `email_invalid`,
    * `phone_invalid`, `stray_card_number`, `unavailable`: the key set or the wasm failed to load).
    */
@@ -134,6 +140,19 @@ export declare class Sealer {
   containsCardNumber(text: string): boolean;
   fieldKindFor(piiKind: PiiKind): FieldKind | null;
   protect(form: HTMLFormElement, options?: ProtectOptions): Protection;
+  /**
+   * The inputs, text areas and selects under `root` (default: the document) that look like card
+   * or personal data but are neither protected nor marked `data-seal="off"`.
+   */
+  scan(root?: ParentNode): UnprotectedField[];
+}
+
+/** An input `sealer.scan()` found: the kind it looks like and what gave it away. */
+export interface UnprotectedField {
+  element: HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement;
+  kind: FieldKind;
+  /** `value`: a sample of the value classified as card or personal data (not in the result). */
+  reason: 'autocomplete' | 'type' | 'name' | 'id' | 'label' | 'placeholder' | 'value';
 }
 
 /**

@@ -1,7 +1,7 @@
 // fieldseal: seals checkout fields in the page to the vault's key (envelope v1, HPKE RFC 9180).
 // Importing this module has no side effects and touches neither `window` nor `document`: it is
 // safe during server-side rendering. The wasm is fetched and instantiated by `load()`.
-import { protectForm } from './protect.js';
+import { protectForm, scanFields } from './protect.js';
 
 export { parseEnvelope, isEnvelope, EnvelopeFormatError } from './envelope.js';
 
@@ -396,6 +396,14 @@ export class Sealer {
   /** The field kind a classified kind is sealed as (`us_ssn` -> `national-id`). */
   fieldKindFor(piiKind) {
     return this.#glue.fieldKindFor(piiKind) ?? null;
+  }
+
+  /**
+   * The inputs under `root` (default: the document) that look like card or personal data but are
+   * neither protected nor marked `data-seal="off"`: `[{ element, kind, reason }]`.
+   */
+  scan(root = globalThis.document) {
+    return scanFields(this, root);
   }
 
   /** Protects a form: validation, card formatting, sealing on submit, stray-PAN guard. */

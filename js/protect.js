@@ -86,6 +86,66 @@ function strayIndexes(values, contains) {
 
 let nextId = 0;
 
+// Forms protect() is looking after (or holding closed until the sealer is ready).
+const guarded = new WeakSet();
+
+// What labels, placeholders, names and ids say, in that order of the table.
+const WORDS = [
+  [/card.?(number|num|no\b)|credit.?card|\d{4}[ -]\d{4}[ -]\d{4}/i, 'pan'],
+  [/\b(cvc|cvv|csc)\d?\b|security.?code/i, 'cvc'],
+  [/expir|\bmm ?\/ ?yy/i, 'exp'],
+  [/e-?mail|\w@\w/i, 'email'],
+  [/phone|mobile|\btel\b/i, 'phone'],
+  [/\biban\b/i, 'iban'],
+  [/birth|\bdob\b/i, 'birth-date'],
+  [/social.?security|\bssn\b|passport|national.?id/i, 'national-id'],
+];
+const TYPE_KINDS = { __proto__: null, email: 'email', tel: 'phone' };
+
+/**
+ * The inputs under `root` that look like card or personal data but are neither protected (a
+ * field of a form protect() looks after) nor marked `data-seal="off"`: `{ element, kind, reason }`,
+ * `reason` naming what gave it away (`autocomplete`, `type`, `name`, `id`, `label`, `placeholder`,
+ * `value`: a sample of the value, classified; the value itself is never in the result).
+ */
+export function scanFields(sealer, root) {
+  const found = [];
+  for (const el of root.querySelectorAll('input, textarea, select')) {
+    if (SKIP_TYPES.has(el.type) || el.hasAttribute('data-fieldseal-envelope') || el.getAttribute('data-seal') === 'off') continue;
+    if (guarded.has(el.form) && kindOf(el)) continue;
+    const words = (t) => t && WORDS.find(([re]) => re.test(t))?.[1];
+    const label = [...(el.labels ?? []), el].map((l) => l === el ? el.getAttribute('aria-label') : l.textContent).join(' ');
+    const tokens = (el.getAttribute('autocomplete') ?? '').toLowerCase().split(/\s+/);
+    const clues = [
+      ['autocomplete', tokens.map((t) => AUTOCOMPLETE_KINDS[t]).find(Boolean)],
+      ['type', TYPE_KINDS[el.type]],
+      ...['name', 'id'].map((a) => {
+        const v = el.getAttribute(a);
+        const key = v?.split(/[[\]]/).filter(Boolean).pop()?.toLowerCase().replace(/[^a-z\d]/g, '');
+        return [a, (key && NAME_KINDS[key]) || words(v?.replace(/[-_[\]]/g, ' '))];
+      }),
+      ['label', words(label)],
+      ['placeholder', words(el.getAttribute('placeholder'))],
+      ['value', el.value && sealer.fieldKindFor(sealer.classify(el.value.slice(0, 256)).kinds[0] ?? '')],
+    ];
+    const hit = clues.find(([, kind]) => kind);
+    if (hit) found.push({ element: el, kind: hit[1], reason: hit[0] });
+  }
+  return found;
+}
+
+// Elements already named in a console warning (each is warned about once).
+const warned = new WeakSet();
+
+function warnUnprotected(sealer, doc) {
+  for (const { element: el, kind, reason } of scanFields(sealer, doc)) {
+    if (warned.has(el)) continue;
+    warned.add(el);
+    const name = el.getAttribute('name');
+    console.warn(`fieldseal: unprotected ${kind} field <${el.localName}${name ? ` name="${name}"` : ''}${el.id ? ` id="${el.id}"` : ''}> (by its ${reason}); protect its form or mark it data-seal="off"`);
+  }
+}
+
 /**
  * Protects `form` with `sealer`, or with the promise of one (`load()` not awaited): until it
  * resolves, a submit waits, closed, and goes ahead (checked and sealed) once it does; if it
@@ -127,6 +187,7 @@ function protectPending(promise, form, options) {
     });
   };
   const closed = closeSubmit(form);
+  guarded.add(form);
   form.addEventListener('submit', onSubmit, true);
   form.addEventListener('formdata', onFormData);
   let detached = false;
@@ -161,6 +222,7 @@ function protectPending(promise, form, options) {
       form.removeEventListener('submit', onSubmit, true);
       form.removeEventListener('formdata', onFormData);
       closed();
+      guarded.delete(form);
     },
   };
 }
@@ -364,6 +426,8 @@ function protectNow(sealer, form, options) {
     }
   }
   scan();
+  guarded.add(form);
+  if (options.warnUnprotected) warnUnprotected(sealer, doc);
   const Observer = doc.defaultView?.MutationObserver;
   if (Observer) {
     const observer = new Observer(scan);
@@ -498,6 +562,7 @@ function protectNow(sealer, form, options) {
     },
     /** Removes every listener, message and envelope input, and restores names and ARIA attributes. */
     detach() {
+      guarded.delete(form);
       for (const off of listeners.splice(0)) off();
       // Called while a submit is in flight (from a `sealed` handler, say): the form data is built
       // after the handlers return, so the restoring waits for the next task.
