@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -175,4 +175,19 @@ export async function submitForm(server, page) {
   const got = postsTo(server);
   assert.equal(got.length, before + 1, 'one POST /pay');
   return { raw: got.at(-1).body, fields: Object.fromEntries(new URLSearchParams(got.at(-1).body)) };
+}
+
+/**
+ * A fresh app directory target/<name> holding the files of `source` and the built package
+ * installed as a dependency would be (node_modules/fieldseal: package.json and dist/). Returns its
+ * path.
+ */
+export function appWithPackage(name, source) {
+  const app = join(root, 'target', name);
+  rmSync(app, { recursive: true, force: true });
+  mkdirSync(join(app, 'node_modules/fieldseal'), { recursive: true });
+  cpSync(join(root, 'package.json'), join(app, 'node_modules/fieldseal/package.json'));
+  cpSync(join(root, 'dist'), join(app, 'node_modules/fieldseal/dist'), { recursive: true });
+  cpSync(join(root, source), app, { recursive: true });
+  return app;
 }

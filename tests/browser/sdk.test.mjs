@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { fillValid, launchChromium, leaks, openPage, postsTo, root, SECRETS, startServer, submitForm } from './harness.mjs';
+import { appWithPackage, fillValid, launchChromium, leaks, openPage, postsTo, root, SECRETS, startServer, submitForm } from './harness.mjs';
 import { parseEnvelope } from '../../js/envelope.js';
 
 let server;
@@ -308,12 +308,7 @@ test('the README snippet works as shown', async () => {
 test('a page built with Vite 7 works', async () => {
   // An app that installs the package as a dependency would: node_modules/fieldseal holds
   // package.json and dist/, and the app imports 'fieldseal'.
-  const app = join(root, 'target/vite-app');
-  rmSync(app, { recursive: true, force: true });
-  mkdirSync(join(app, 'node_modules/fieldseal'), { recursive: true });
-  cpSync(join(root, 'package.json'), join(app, 'node_modules/fieldseal/package.json'));
-  cpSync(join(root, 'dist'), join(app, 'node_modules/fieldseal/dist'), { recursive: true });
-  cpSync(join(root, 'tests/browser/vite-app'), app, { recursive: true });
+  const app = appWithPackage('vite-app', 'tests/browser/vite-app');
   const { build, version } = await import('vite');
   assert.match(version, /^7\./);
   await build({ root: app, base: '/vite/', logLevel: 'warn', build: { outDir: join(app, 'dist'), emptyOutDir: true } });
