@@ -3,6 +3,7 @@
 // with its body, and collects CSP violation reports; and Debian's Chromium driven by
 // playwright-core.
 import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
 import { readFileSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -190,4 +191,21 @@ export function appWithPackage(name, source) {
   cpSync(join(root, 'dist'), join(app, 'node_modules/fieldseal/dist'), { recursive: true });
   cpSync(join(root, source), app, { recursive: true });
   return app;
+}
+
+/**
+ * For a test file: starts the server (with `mounts`) and Chromium before its tests and stops them
+ * after. Returns an object whose `server` and `browser` are set once started.
+ */
+export function withBrowser(mounts) {
+  const env = { server: null, browser: null };
+  before(async () => {
+    env.server = await startServer(mounts);
+    env.browser = await launchChromium();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.server?.close();
+  });
+  return env;
 }

@@ -5,32 +5,23 @@
 // after `await load()`; unpinned) show the attacks are real. Run `npm run build` first.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { after, before, test } from 'node:test';
-import { fillValid, keySet, launchChromium, leaks, openPage, postsTo, SECRETS, startServer, submitForm } from './harness.mjs';
+import { test } from 'node:test';
+import { fillValid, keySet, leaks, openPage, postsTo, SECRETS, submitForm, withBrowser } from './harness.mjs';
 import { parseEnvelope } from '../../js/envelope.js';
 
-let server;
-let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launchChromium();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = withBrowser();
 
 const SECRET_VALUES = [SECRETS.pan, SECRETS.panSpaced, SECRETS.cvc, SECRETS.email];
 // Opens a page without waiting for the key set.
-const open = (path) => openPage(browser, `${server.url}${path}`, { ready: 'body[data-protected], body[data-ready]' });
+const open = (path) => openPage(env.browser, `${env.server.url}${path}`, { ready: 'body[data-protected], body[data-ready]' });
 
 test('control: a form protected only after `await load()` posts plaintext when Pay is pressed early', async () => {
-  const { page } = await openPage(browser, `${server.url}/await-load.html`, { ready: 'form' });
+  const { page } = await openPage(env.browser, `${env.server.url}/checkout.html?late&keys=/v1/keys-slow`, { ready: 'form' });
   await fillValid(page);
-  const before = postsTo(server).length;
+  const before = postsTo(env.server).length;
   await Promise.all([page.waitForURL('**/pay', { timeout: 10_000 }), page.click('#pay')]);
-  assert.equal(postsTo(server).length, before + 1);
-  assert.notDeepEqual(leaks(postsTo(server).at(-1).body, SECRET_VALUES), [], 'the attack this file defends against');
+  assert.equal(postsTo(env.server).length, before + 1);
+  assert.notDeepEqual(leaks(postsTo(env.server).at(-1).body, SECRET_VALUES), [], 'the attack this file defends against');
   await page.close();
 });
 
@@ -38,11 +29,11 @@ test('a submit while the key set is still loading waits, then posts envelopes on
   const { page, sent } = await open('/checkout.html?keys=/v1/keys-slow');
   assert.equal(await page.evaluate(() => document.body.dataset.ready), undefined, 'still loading');
   await fillValid(page);
-  const before = postsTo(server).length;
+  const before = postsTo(env.server).length;
   await page.click('#pay');
   assert.equal(await page.evaluate(() => document.body.dataset.ready), undefined, 'pressed while loading');
   await page.waitForTimeout(300);
-  assert.equal(postsTo(server).length, before, 'nothing posted while loading');
+  assert.equal(postsTo(env.server).length, before, 'nothing posted while loading');
   // new FormData(form) and the native submit while loading: no protected field, no card number.
   await page.fill('#notes', `card ${SECRETS.panSpaced}`);
   const entries = await page.evaluate(() => Array.from(new FormData(document.querySelector('#checkout')).entries()));
@@ -50,8 +41,8 @@ test('a submit while the key set is still loading waits, then posts envelopes on
   await page.fill('#notes', 'ring twice');
   // The pending submit goes ahead once the sealer is ready: checked and sealed.
   await page.waitForURL('**/pay', { timeout: 10_000 });
-  assert.equal(postsTo(server).length, before + 1, 'one POST');
-  const raw = postsTo(server).at(-1).body;
+  assert.equal(postsTo(env.server).length, before + 1, 'one POST');
+  const raw = postsTo(env.server).at(-1).body;
   const fields = Object.fromEntries(new URLSearchParams(raw));
   for (const name of ['card', 'exp', 'cvc', 'email']) assert.ok(fields[name]?.startsWith('fse1.'), name);
   assert.equal(fields.notes, 'ring twice');
@@ -63,13 +54,13 @@ test('the native submit while the key set is loading posts no protected field an
   const { page } = await open('/checkout.html?keys=/v1/keys-slow');
   await fillValid(page);
   await page.fill('#notes', `card ${SECRETS.panSpaced}`);
-  const before = postsTo(server).length;
+  const before = postsTo(env.server).length;
   await Promise.all([
     page.waitForURL('**/pay'),
     page.evaluate(() => HTMLFormElement.prototype.submit.call(document.querySelector('#checkout'))),
   ]);
-  assert.equal(postsTo(server).length, before + 1);
-  assert.deepEqual(leaks(postsTo(server).at(-1).body, SECRET_VALUES), []);
+  assert.equal(postsTo(env.server).length, before + 1);
+  assert.deepEqual(leaks(postsTo(env.server).at(-1).body, SECRET_VALUES), []);
   await page.close();
 });
 
@@ -78,15 +69,15 @@ for (const [what, keys, code] of [
   ['the connection drops', '/v1/keys-reset', 'keyset_fetch'],
 ]) {
   test(`when loading fails (${what}) the form stays closed with a message and a fieldseal:error`, async () => {
-    const { page } = await openPage(browser, `${server.url}/checkout.html?keys=${keys}`);
+    const { page } = await openPage(env.browser, `${env.server.url}/checkout.html?keys=${keys}`);
     assert.equal(await page.evaluate(() => document.body.dataset.ready), 'failed');
     await fillValid(page);
-    const before = postsTo(server).length;
+    const before = postsTo(env.server).length;
     await page.click('#pay');
     await page.evaluate(() => document.querySelector('#checkout').submit());
     await page.keyboard.press('Enter');
     await page.waitForTimeout(300);
-    assert.equal(postsTo(server).length, before, 'nothing posted');
+    assert.equal(postsTo(env.server).length, before, 'nothing posted');
     const alert = page.locator('#checkout [role=alert]');
     assert.equal(await alert.textContent(), 'Secure payment is unavailable right now. Please try again later.');
     const errors = (await page.evaluate(() => window.events)).filter((e) => e.type === 'error');
@@ -103,26 +94,26 @@ const PIN = createHash('sha256').update(`{"crv":"P-256","kty":"EC","x":"${x}","y
 
 test('pinned keys: a substituted key set keeps the form closed; the pinned one seals', async () => {
   // Control: without pins the page seals to whatever key set it is handed.
-  const { page: open1 } = await openPage(browser, `${server.url}/checkout.html?keys=/v1/keys-substituted`);
+  const { page: open1 } = await openPage(env.browser, `${env.server.url}/checkout.html?keys=/v1/keys-substituted`);
   await fillValid(open1);
-  const { fields } = await submitForm(server, open1);
+  const { fields } = await submitForm(env.server, open1);
   assert.equal(parseEnvelope(fields.card).kid, 'test-key-2', 'the attack this test defends against');
   await open1.close();
 
-  const { page } = await openPage(browser, `${server.url}/checkout.html?keys=/v1/keys-substituted&pins=${PIN}`);
+  const { page } = await openPage(env.browser, `${env.server.url}/checkout.html?keys=/v1/keys-substituted&pins=${PIN}`);
   assert.equal(await page.evaluate(() => document.body.dataset.ready), 'failed');
   await fillValid(page);
-  const before = postsTo(server).length;
+  const before = postsTo(env.server).length;
   await page.click('#pay');
   await page.waitForTimeout(300);
-  assert.equal(postsTo(server).length, before, 'nothing posted');
+  assert.equal(postsTo(env.server).length, before, 'nothing posted');
   const errors = (await page.evaluate(() => window.events)).filter((e) => e.type === 'error');
   assert.equal(errors[0]?.detail.code, 'keyset_unpinned');
   await page.close();
 
-  const { page: pinned } = await openPage(browser, `${server.url}/checkout.html?pins=${PIN}`);
+  const { page: pinned } = await openPage(env.browser, `${env.server.url}/checkout.html?pins=${PIN}`);
   await fillValid(pinned);
-  const { fields: ok } = await submitForm(server, pinned);
+  const { fields: ok } = await submitForm(env.server, pinned);
   assert.equal(parseEnvelope(ok.card).kid, 'test-key-1');
   await pinned.close();
 });

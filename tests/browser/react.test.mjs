@@ -5,37 +5,28 @@
 import assert from 'node:assert/strict';
 import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { appWithPackage, fillValid, launchChromium, leaks, openPage, root, SECRETS, startServer, submitForm } from './harness.mjs';
+import { test } from 'node:test';
+import { appWithPackage, fillValid, leaks, openPage, root, SECRETS, submitForm, withBrowser } from './harness.mjs';
 import { parseEnvelope } from '../../js/envelope.js';
 
-let server;
-let browser;
-before(async () => {
-  server = await startServer({
+const env = withBrowser({
     '/react-vite/': join(root, 'target/react-vite/dist'),
     '/react-webpack/': join(root, 'target/react-webpack/dist'),
   });
-  browser = await launchChromium();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
 
 /** Seals and submits, then, on a fresh page, unmounts the form: the protection is detached. */
 async function drive(path) {
-  const { page } = await openPage(browser, `${server.url}${path}`);
+  const { page } = await openPage(env.browser, `${env.server.url}${path}`);
   assert.equal(await page.evaluate(() => document.body.dataset.ready), '1', 'the sealer loaded');
   await fillValid(page);
   assert.equal(await page.inputValue('#card'), SECRETS.panSpaced, 'formatted as typed: protected');
-  const { raw, fields } = await submitForm(server, page);
+  const { raw, fields } = await submitForm(env.server, page);
   for (const name of ['card', 'exp', 'cvc', 'holder', 'email']) assert.ok(fields[name]?.startsWith('fse1.'), name);
   assert.equal(parseEnvelope(fields.card).kind, 'pan');
   assert.deepEqual(leaks(raw), []);
   await page.close();
 
-  const { page: again } = await openPage(browser, `${server.url}${path}`);
+  const { page: again } = await openPage(env.browser, `${env.server.url}${path}`);
   const [before, after, unmounted] = await again.evaluate(async () => {
     const form = document.querySelector('#checkout');
     const protectedBefore = Object.hasOwn(form, 'submit');

@@ -3,19 +3,10 @@
 // and none of the protected or innocent fields; protect(form, { warnUnprotected: true }) logs each
 // once, without its value. Run `npm run build` first (scripts/test.sh does).
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { launchChromium, leaks, SECRETS, startServer } from './harness.mjs';
+import { test } from 'node:test';
+import { leaks, SECRETS, withBrowser } from './harness.mjs';
 
-let server;
-let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launchChromium();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = withBrowser();
 
 const LOOK_ALIKES = [
   ['a1', 'pan', 'name'],
@@ -36,9 +27,9 @@ const LOOK_ALIKES = [
 
 test('scan() finds every look-alike field with its kind and reason, and nothing else', async () => {
   const warnings = [];
-  const page = await browser.newPage();
+  const page = await env.browser.newPage();
   page.on('console', (m) => m.type() === 'warning' && warnings.push(m.text()));
-  await page.goto(`${server.url}/scan.html`);
+  await page.goto(`${env.server.url}/scan.html`);
   await page.waitForSelector('body[data-ready]');
   const found = await page.evaluate(() => window.found());
   assert.deepEqual(found, LOOK_ALIKES);

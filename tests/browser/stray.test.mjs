@@ -3,29 +3,20 @@
 // eight, `/`, `_` and a leading `+` as separators; and a polluted Object.prototype, which must not
 // turn the guard off. Run `npm run build` first (scripts/test.sh does).
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { launchChromium, leaks, openPage, postsTo, SECRETS, startServer, submitForm } from './harness.mjs';
+import { test } from 'node:test';
+import { leaks, openPage, postsTo, SECRETS, submitForm, withBrowser } from './harness.mjs';
 import { parseEnvelope } from '../../js/envelope.js';
 
-let server;
-let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launchChromium();
-});
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const env = withBrowser();
 
-const open = (query = '', init) => openPage(browser, `${server.url}/stray.html${query}`, { init });
+const open = (query = '', init) => openPage(env.browser, `${env.server.url}/stray.html${query}`, { init });
 
 /** Clicks Pay and checks that nothing was posted and the submit was blocked for a card number. */
 async function assertBlocked(page, what) {
-  const before = postsTo(server).length;
+  const before = postsTo(env.server).length;
   await page.click('#pay');
   await page.waitForTimeout(250);
-  assert.equal(postsTo(server).length, before, `${what}: nothing posted`);
+  assert.equal(postsTo(env.server).length, before, `${what}: nothing posted`);
   const blocked = (await page.evaluate(() => window.events)).filter((e) => e.type === 'blocked');
   assert.equal(blocked.at(-1)?.detail.reason, 'stray_card_number', what);
 }
@@ -37,7 +28,7 @@ test('card and CVC inputs known by name or id, and the expiry selects, post as e
   await page.fill('#ccnum', '5555555555554444');
   await page.selectOption('#exp-month', '12');
   await page.selectOption('#exp-year', '2030');
-  const { raw, fields } = await submitForm(server, page);
+  const { raw, fields } = await submitForm(env.server, page);
   const kinds = Object.fromEntries(['payment[card_number]', 'cvv', 'second', 'exp_month', 'exp_year']
     .map((name) => [name, fields[name] && parseEnvelope(fields[name]).kind]));
   assert.deepEqual(kinds, { 'payment[card_number]': 'pan', cvv: 'cvc', second: 'pan', exp_month: 'text', exp_year: 'text' });
@@ -50,10 +41,10 @@ test('a CVC input known by name is validated like a marked one', async () => {
   const { page } = await open();
   await page.fill('#card', '378282246310005');
   await page.fill('#cvv', '737');
-  const before = postsTo(server).length;
+  const before = postsTo(env.server).length;
   await page.click('#pay');
   await page.waitForTimeout(250);
-  assert.equal(postsTo(server).length, before, 'an Amex needs 4 digits');
+  assert.equal(postsTo(env.server).length, before, 'an Amex needs 4 digits');
   assert.equal(await page.getAttribute('#cvv', 'aria-invalid'), 'true');
   await page.close();
 });
@@ -69,7 +60,7 @@ test('a card number split over four inputs is blocked, and sealed part by part i
 
   const { page: sealing } = await open('?stray=seal');
   for (const [i, part] of ['4111', '1111', '1111', '1111'].entries()) await sealing.fill(`#part${i + 1}`, part);
-  const { fields } = await submitForm(server, sealing);
+  const { fields } = await submitForm(env.server, sealing);
   for (const n of ['part1', 'part2', 'part3', 'part4']) assert.equal(parseEnvelope(fields[n]).kind, 'text', n);
   assert.equal(fields.qty, '2', 'a lone short number is not part of a card number');
   await sealing.close();
@@ -92,7 +83,7 @@ test('19-digit numbers, other brands and other separators in free text are block
   }
   // Innocent text still goes through.
   await page.fill('#notes', 'flat 4, door code 1234, call +44 20 7946 0958');
-  const { fields } = await submitForm(server, page);
+  const { fields } = await submitForm(env.server, page);
   assert.equal(fields.notes, 'flat 4, door code 1234, call +44 20 7946 0958');
   await page.close();
 });
@@ -112,7 +103,7 @@ test('a polluted Object.prototype does not turn the guard or the protection off'
   });
   await page.fill('#notes', 'ring twice');
   await page.fill('#ctor', 'hello');
-  const { fields } = await submitForm(server, page);
+  const { fields } = await submitForm(env.server, page);
   assert.equal(fields.constructor, 'hello');
   await page.close();
 });
