@@ -439,6 +439,8 @@ mod tests {
         table
             .lines()
             .skip(1)
+            // The table has no prototype (a code such as `constructor` finds nothing).
+            .filter(|line| line.trim() != "__proto__: null,")
             .map(|line| {
                 let (code, text) = line.trim().split_once(": '").expect(line);
                 (code.to_owned(), text.strip_suffix("',").expect(line).into())
