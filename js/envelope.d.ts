@@ -12,7 +12,8 @@ export type FieldKind =
   | 'birth-date' | 'national-id' | 'iban' | 'text';
 
 export type CardBrand =
-  | 'visa' | 'mastercard' | 'amex' | 'discover' | 'diners' | 'jcb' | 'unionpay' | 'maestro';
+  | 'visa' | 'mastercard' | 'amex' | 'discover' | 'diners' | 'jcb' | 'unionpay' | 'maestro'
+  | 'rupay' | 'mir' | 'elo' | 'verve' | 'troy';
 
 /** The public header of an envelope; unauthenticated until the vault opens it. */
 export interface EnvelopeHeader {

@@ -11,7 +11,8 @@ const PREFIX = 'fse1.';
 const MAX_TEXT_LEN = 2144;
 const KINDS = ['pan', 'cvc', 'exp', 'name', 'email', 'phone', 'address', 'postal-code', 'birth-date',
   'national-id', 'iban', 'text'];
-const BRANDS = ['visa', 'mastercard', 'amex', 'discover', 'diners', 'jcb', 'unionpay', 'maestro'];
+const BRANDS = ['visa', 'mastercard', 'amex', 'discover', 'diners', 'jcb', 'unionpay', 'maestro', 'rupay', 'mir',
+  'elo', 'verve', 'troy'];
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
 /** An envelope that is not well-formed; `code` is the name of the failed check. */

@@ -24,7 +24,10 @@ export interface SealContext {
 }
 
 export interface LoadOptions {
-  /** A key-set URL, or the key set itself (object or JSON text). */
+  /**
+   * A key-set URL (https; http only on localhost, 127.x or [::1], else `keyset_insecure_url`), or
+   * the key set itself (object or JSON text).
+   */
   keys: string | KeySet;
   /** Where the wasm is: a URL, a Response, bytes or a compiled module. Default: next to this module. */
   wasm?: string | URL | Request | Response | BufferSource | WebAssembly.Module;
@@ -39,6 +42,12 @@ export interface LoadOptions {
    * so a long-lived page picks up rotated keys and a fresh clock offset.
    */
   refreshKeys?: number;
+  /**
+   * RFC 7638 JWK thumbprints (SHA-256, base64url, 43 characters) of the vault keys this page
+   * trusts, as `fieldseal-vault keys pins` prints them. Only pinned keys are sealed to; a key set
+   * (fetched, refreshed or inline) with no pinned key valid now is refused with `keyset_unpinned`.
+   */
+  pins?: string[];
 }
 
 export interface SealOptions {
@@ -75,7 +84,16 @@ export interface ProtectOptions {
   format?: boolean;
   /** Context sealed into the form's envelopes. */
   context?: SealContext;
-  /** Messages by code, replacing the built-in English ones. */
+  /**
+   * Log each input of the page that looks like card or personal data but is not protected (see
+   * `sealer.scan()`) once to the console: its kind, tag, name and id, and what gave it away; never
+   * its value.
+   */
+  warnUnprotected?: boolean;
+  /**
+   * Messages by code, replacing the built-in English ones (`required`, `email_invalid`,
+   * `phone_invalid`, `stray_card_number`, `unavailable`: the key set or the wasm failed to load).
+   */
   messages?: Record<string, string>;
 }
 
@@ -122,7 +140,27 @@ export declare class Sealer {
   containsCardNumber(text: string): boolean;
   fieldKindFor(piiKind: PiiKind): FieldKind | null;
   protect(form: HTMLFormElement, options?: ProtectOptions): Protection;
+  /**
+   * The inputs, text areas and selects under `root` (default: the document) that look like card
+   * or personal data but are neither protected nor marked `data-seal="off"`.
+   */
+  scan(root?: ParentNode): UnprotectedField[];
 }
+
+/** An input `sealer.scan()` found: the kind it looks like and what gave it away. */
+export interface UnprotectedField {
+  element: HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement;
+  kind: FieldKind;
+  /** `value`: a sample of the value classified as card or personal data (not in the result). */
+  reason: 'autocomplete' | 'type' | 'name' | 'id' | 'label' | 'placeholder' | 'value';
+}
+
+/**
+ * Protects a form from the start: with the promise `load()` returns, a submit before it resolves
+ * waits and is then checked and sealed; if it rejects, the form stays closed, shows the
+ * `unavailable` message and dispatches `fieldseal:error`. With a Sealer, as `sealer.protect()`.
+ */
+export declare function protect(form: HTMLFormElement, sealer: Sealer | Promise<Sealer>, options?: ProtectOptions): Protection;
 
 /** Fetches (or takes) the key set, instantiates the wasm, and returns a Sealer. */
 export declare function load(options: LoadOptions): Promise<Sealer>;

@@ -1,7 +1,7 @@
 // fieldseal: seals checkout fields in the page to the vault's key (envelope v1, HPKE RFC 9180).
 // Importing this module has no side effects and touches neither `window` nor `document`: it is
 // safe during server-side rendering. The wasm is fetched and instantiated by `load()`.
-import { protectForm } from './protect.js';
+import { protectForm, scanFields } from './protect.js';
 
 export { parseEnvelope, isEnvelope, EnvelopeFormatError } from './envelope.js';
 
@@ -18,6 +18,7 @@ export class FieldsealError extends Error {
 // the id of a refused key, what and where in a malformed key set), but no text. The wording is
 // fieldseal-core's (its errors' Display); a test in src/lib.rs holds the two together.
 const MESSAGES = {
+  __proto__: null,
   keyset_too_large: 'key set is larger than 16384 bytes',
   keyset_malformed: 'key set is malformed: {}',
   keyset_empty: 'key set has no keys',
@@ -87,7 +88,13 @@ async function instantiate(wasm) {
 
 async function fetchKeys(keys, fetchImpl) {
   if (isUrl(keys)) {
-    const res = await fetchImpl(keys, { credentials: 'omit', cache: 'no-store' });
+    let res;
+    try {
+      res = await fetchImpl(keySetUrl(keys), { credentials: 'omit', cache: 'no-store' });
+    } catch (e) {
+      if (e instanceof FieldsealError) throw e;
+      throw new FieldsealError('keyset_fetch', `key set request failed: ${e?.message ?? e}`);
+    }
     if (!res.ok) throw new FieldsealError('keyset_fetch', `key set request failed with HTTP ${res.status}`);
     return { json: await res.text(), receivedAt: nowSeconds() };
   }
@@ -96,11 +103,35 @@ async function fetchKeys(keys, fetchImpl) {
 }
 
 /**
+ * The key-set URL, absolute: https, or http on a loopback host only (localhost, 127.x, [::1]);
+ * whoever can change a plain-http response could substitute the keys.
+ */
+function keySetUrl(keys) {
+  let url;
+  try {
+    url = new URL(keys, globalThis.location?.href);
+  } catch {
+    throw new FieldsealError('invalid_option', 'a key-set URL outside a page must be absolute');
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && /^(localhost|127(\.\d+){3}|\[::1\])$|\.localhost$/.test(url.hostname))) {
+    throw new FieldsealError('keyset_insecure_url', 'the key-set URL must be https (http on localhost only)');
+  }
+  return url.href;
+}
+
+// RFC 7638 thumbprints: SHA-256, unpadded base64url.
+const PIN = /^[\w-]{43}$/;
+
+/**
  * Loads the key set and the wasm and returns a Sealer.
  * @param {import('./index.js').LoadOptions} options
  */
-export async function load(options = {}) {
-  const { keys, wasm, poolSize = 4, context = {}, fetch: fetchImpl = globalThis.fetch, refreshKeys = 3600 } = options;
+export async function load(options) {
+  // Own properties only: a polluted Object.prototype (`fetch`, `keys`) is not an option.
+  const { keys, wasm, poolSize = 4, context, fetch: fetchImpl = globalThis.fetch, refreshKeys = 3600, pins } = { __proto__: null, ...options };
+  if (pins !== undefined && !(Array.isArray(pins) && pins.length && pins.every((p) => PIN.test(p)))) {
+    throw new FieldsealError('invalid_option', 'pins must be a non-empty array of RFC 7638 thumbprints (43 characters of base64url)');
+  }
   if (!Number.isInteger(poolSize) || poolSize < 0 || poolSize > 64) {
     throw new FieldsealError('invalid_option', 'poolSize must be a whole number from 0 to 64');
   }
@@ -109,14 +140,50 @@ export async function load(options = {}) {
   }
   if (keys === undefined || keys === null) throw new FieldsealError('keyset_missing', 'load() needs { keys }: a key-set URL or a key set');
   const [{ json, receivedAt }, glue] = await Promise.all([fetchKeys(keys, fetchImpl), instantiate(wasm)]);
-  let parsed;
+  const source = isUrl(keys) ? { keys, fetchImpl, pins } : null;
+  return new Sealer(glue, await parseKeys(glue, json, pins), { receivedAt, poolSize, context, source, refreshKeys });
+}
+
+/**
+ * Protects a form with a sealer or with the promise `load()` returns, so the form is closed from
+ * the start: `protect(form, load({ keys }))`. See protect.js.
+ */
+export function protect(form, sealer, options) {
+  return protectForm(sealer, form, options);
+}
+
+/**
+ * Parses the key set; with `pins`, only its keys whose RFC 7638 thumbprint is pinned go to the
+ * wasm (which checks them strictly and picks the primary among them), and a set without one is
+ * refused. The thumbprint is SHA-256 (WebCrypto) of the canonical members, from x and y as given:
+ * the wasm refuses any x or y that is not the key's canonical 43-character base64url.
+ */
+async function parseKeys(glue, json, pins) {
+  if (pins) {
+    const subtle = globalThis.crypto?.subtle;
+    let doc;
+    try {
+      doc = JSON.parse(json);
+    } catch {
+      // Malformed: the wasm says how.
+    }
+    if (Array.isArray(doc?.keys)) {
+      const pinned = [];
+      for (const k of doc.keys) {
+        if (!subtle || !PIN.test(k?.x) || !PIN.test(k?.y)) continue;
+        const digest = await subtle.digest('SHA-256', encoder.encode(`{"crv":"P-256","kty":"EC","x":"${k.x}","y":"${k.y}"}`));
+        const print = btoa(String.fromCharCode(...new Uint8Array(digest))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=/g, '');
+        if (pins.includes(print)) pinned.push(k);
+      }
+      if (!pinned.length) throw new FieldsealError('keyset_unpinned', 'no key of the key set is pinned');
+      json = JSON.stringify({ ...doc, keys: pinned });
+    }
+  }
   try {
-    parsed = glue.Keys.parse(json);
+    return glue.Keys.parse(json);
   } catch (e) {
     throw wrap(e);
   }
-  const source = isUrl(keys) ? { keys, fetchImpl } : null;
-  return new Sealer(glue, parsed, { receivedAt, poolSize, context, source, refreshKeys });
 }
 
 const isUrl = (keys) => typeof keys === 'string' && !keys.trimStart().startsWith('{');
@@ -177,12 +244,7 @@ export class Sealer {
   async refreshKeys() {
     if (!this.#source) throw new FieldsealError('invalid_option', 'the key set was given inline; there is no URL to refresh it from');
     const { json, receivedAt } = await fetchKeys(this.#source.keys, this.#source.fetchImpl);
-    let parsed;
-    try {
-      parsed = this.#glue.Keys.parse(json);
-    } catch (e) {
-      throw wrap(e);
-    }
+    const parsed = await parseKeys(this.#glue, json, this.#source.pins);
     const changed = parsed.primaryKid !== this.#keys.primaryKid;
     this.#keys.free();
     this.#keys = parsed;
@@ -254,12 +316,12 @@ export class Sealer {
    * is waiting (symmetric work only) and prepares one otherwise; a context is never used twice.
    */
   seal(value, options = {}) {
-    const { kind, context } = options;
+    const { kind, context } = { __proto__: null, ...options };
     if (typeof kind !== 'string') throw new FieldsealError('seal_unknown_kind', 'seal() needs { kind }, such as "pan" or "email"');
     const ctx = this.#pool.shift() ?? null;
     const prepared = ctx ?? this.#newContext();
     const bytes = encoder.encode(String(value ?? ''));
-    const { session = null, origin = defaultOrigin() } = { ...this.#context, ...context };
+    const { session = null, origin = defaultOrigin() } = { __proto__: null, ...this.#context, ...context };
     try {
       const envelope = prepared.seal(bytes, kind, this.serverNow(), session ?? undefined, origin ?? undefined);
       this.#stats[ctx ? 'sealedFromPool' : 'sealedCold']++;
@@ -277,12 +339,13 @@ export class Sealer {
    * Seals several values: `{ name: value }` where `name` is a field kind (`pan`, `cvc`, `email` ...),
    * or `{ name: { value, kind } }`. Returns `{ name: envelope }`; empty values are left out.
    */
-  sealFields(fields, options = {}) {
+  sealFields(fields, options) {
     const out = {};
+    const { context } = { __proto__: null, ...options };
     for (const [name, v] of Object.entries(fields)) {
-      const { value, kind } = v !== null && typeof v === 'object' ? v : { value: v, kind: name };
+      const { value, kind } = v !== null && typeof v === 'object' ? { __proto__: null, ...v } : { value: v, kind: name };
       if (value === undefined || value === null || String(value) === '') continue;
-      out[name] = this.seal(value, { kind, context: options.context });
+      out[name] = this.seal(value, { kind, context });
     }
     return out;
   }
@@ -325,7 +388,7 @@ export class Sealer {
     return { sensitivity, kinds };
   }
 
-  /** Whether `text` contains a Luhn-valid card number of a known brand. */
+  /** Whether `text` contains a card number: a known brand's, or Luhn-valid with an issuer's first digit (see fieldseal-core). */
   containsCardNumber(text) {
     return this.#glue.containsCardNumber(String(text ?? ''));
   }
@@ -335,8 +398,16 @@ export class Sealer {
     return this.#glue.fieldKindFor(piiKind) ?? null;
   }
 
+  /**
+   * The inputs under `root` (default: the document) that look like card or personal data but are
+   * neither protected nor marked `data-seal="off"`: `[{ element, kind, reason }]`.
+   */
+  scan(root = globalThis.document) {
+    return scanFields(this, root);
+  }
+
   /** Protects a form: validation, card formatting, sealing on submit, stray-PAN guard. */
-  protect(form, options = {}) {
+  protect(form, options) {
     return protectForm(this, form, options);
   }
 }

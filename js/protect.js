@@ -3,17 +3,29 @@
 // while the plaintext input loses its `name`, so only envelopes are posted. The inputs stay the
 // page's own inputs with their `autocomplete` attributes, so browser autofill keeps working.
 
-// autocomplete tokens (HTML "autofill detail tokens") that mark a field fieldseal protects.
+// Lookup tables have no prototype, so a token such as `constructor` or a polluted
+// Object.prototype finds nothing in them.
+// autocomplete tokens (HTML "autofill detail tokens") that mark a field fieldseal protects. The
+// expiry's month and year (often <select>s) are sealed each as `text`: the vault's `exp` kind is
+// a whole date.
 const AUTOCOMPLETE_KINDS = {
+  __proto__: null,
   'cc-number': 'pan',
   'cc-csc': 'cvc',
   'cc-exp': 'exp',
+  'cc-exp-month': 'text',
+  'cc-exp-year': 'text',
   'cc-name': 'name',
   email: 'email',
   tel: 'phone',
   'tel-national': 'phone',
   bday: 'birth-date',
 };
+// Card number and security code inputs without an autocomplete token of the table above, by the
+// last part of their name (`payment[card_number]`) or their id, lowercased, without separators.
+const NAME_KINDS = { __proto__: null };
+for (const n of 'ccnum ccnumber cardnum cardnumber cardno ccno creditcardnumber'.split(' ')) NAME_KINDS[n] = 'pan';
+for (const n of 'cvc cvc2 cvv cvv2 csc cvn securitycode cardcode cardcvc cardcvv cccsc cccvc cccvv'.split(' ')) NAME_KINDS[n] = 'cvc';
 const KINDS = new Set(['pan', 'cvc', 'exp', 'name', 'email', 'phone', 'address', 'postal-code', 'birth-date',
   'national-id', 'iban', 'text']);
 const SKIP_TYPES = new Set(['submit', 'button', 'reset', 'image', 'file', 'checkbox', 'radio']);
@@ -23,26 +35,229 @@ const DEFAULT_MESSAGES = {
   email_invalid: 'Enter a valid e-mail address.',
   phone_invalid: 'Enter a valid phone number.',
   stray_card_number: 'A card number can only be entered in the card number field.',
+  unavailable: 'Secure payment is unavailable right now. Please try again later.',
 };
+
+const messagesOf = (options) => ({ __proto__: null, ...DEFAULT_MESSAGES, ...options.messages });
 
 /** The kind a field is protected as, or null. */
 function kindOf(el) {
   const marked = el.getAttribute('data-seal');
   if (marked === 'off') return null;
-  if (marked && KINDS.has(marked)) return marked;
-  const tokens = (el.getAttribute('autocomplete') ?? '').toLowerCase().split(/\s+/);
-  for (const t of tokens) if (AUTOCOMPLETE_KINDS[t]) return AUTOCOMPLETE_KINDS[t];
+  if (KINDS.has(marked)) return marked;
+  for (const t of (el.getAttribute('autocomplete') ?? '').toLowerCase().split(/\s+/)) {
+    if (AUTOCOMPLETE_KINDS[t]) return AUTOCOMPLETE_KINDS[t];
+  }
+  if (el.localName !== 'input') return null;
+  for (const a of [el.getAttribute('name'), el.id]) {
+    const key = a?.split(/[[\]]/).filter(Boolean).pop()?.toLowerCase().replace(/[^a-z\d]/g, '');
+    if (key && NAME_KINDS[key]) return NAME_KINDS[key];
+  }
   return null;
+}
+
+/**
+ * The indexes of `values` that hold a card number (`contains`): on their own, or together with
+ * their neighbours when consecutive short digit-only values (a number split over several inputs)
+ * hold one joined; then the shortest such stretch.
+ */
+function strayIndexes(values, contains) {
+  const found = new Set();
+  let run = [];
+  const holds = (r) => r.length > 1 && contains(r.map((i) => values[i]).join(' '));
+  const flush = () => {
+    // The shortest stretch of the run that holds a card number (not the quantity next to it).
+    let best = holds(run) ? run : [];
+    for (let a = 0; a < run.length; a++) {
+      for (let b = a + 2; b <= run.length; b++) if (b - a < best.length && holds(run.slice(a, b))) best = run.slice(a, b);
+    }
+    for (const i of best) found.add(i);
+    run = [];
+  };
+  values.forEach((v, i) => {
+    if (typeof v !== 'string' || v.startsWith('fse1.')) return flush();
+    if (v && contains(v)) found.add(i);
+    if (/^\s*\d{1,6}\s*$/.test(v)) run.push(i);
+    else flush();
+  });
+  flush();
+  return found;
 }
 
 let nextId = 0;
 
-export function protectForm(sealer, form, options = {}) {
+// Forms protect() is looking after (or holding closed until the sealer is ready).
+const guarded = new WeakSet();
+
+// What labels, placeholders, names and ids say, in that order of the table.
+const WORDS = [
+  [/card.?(number|num|no\b)|credit.?card|\d{4}[ -]\d{4}[ -]\d{4}/i, 'pan'],
+  [/\b(cvc|cvv|csc)\d?\b|security.?code/i, 'cvc'],
+  [/expir|\bmm ?\/ ?yy/i, 'exp'],
+  [/e-?mail|\w@\w/i, 'email'],
+  [/phone|mobile|\btel\b/i, 'phone'],
+  [/\biban\b/i, 'iban'],
+  [/birth|\bdob\b/i, 'birth-date'],
+  [/social.?security|\bssn\b|passport|national.?id/i, 'national-id'],
+];
+const TYPE_KINDS = { __proto__: null, email: 'email', tel: 'phone' };
+
+/**
+ * The inputs under `root` that look like card or personal data but are neither protected (a
+ * field of a form protect() looks after) nor marked `data-seal="off"`: `{ element, kind, reason }`,
+ * `reason` naming what gave it away (`autocomplete`, `type`, `name`, `id`, `label`, `placeholder`,
+ * `value`: a sample of the value, classified; the value itself is never in the result).
+ */
+export function scanFields(sealer, root) {
+  const found = [];
+  for (const el of root.querySelectorAll('input, textarea, select')) {
+    if (SKIP_TYPES.has(el.type) || el.hasAttribute('data-fieldseal-envelope') || el.getAttribute('data-seal') === 'off') continue;
+    if (guarded.has(el.form) && kindOf(el)) continue;
+    const words = (t) => t && WORDS.find(([re]) => re.test(t))?.[1];
+    const label = [...(el.labels ?? []), el].map((l) => l === el ? el.getAttribute('aria-label') : l.textContent).join(' ');
+    const tokens = (el.getAttribute('autocomplete') ?? '').toLowerCase().split(/\s+/);
+    const clues = [
+      ['autocomplete', tokens.map((t) => AUTOCOMPLETE_KINDS[t]).find(Boolean)],
+      ['type', TYPE_KINDS[el.type]],
+      ...['name', 'id'].map((a) => {
+        const v = el.getAttribute(a);
+        const key = v?.split(/[[\]]/).filter(Boolean).pop()?.toLowerCase().replace(/[^a-z\d]/g, '');
+        return [a, (key && NAME_KINDS[key]) || words(v?.replace(/[-_[\]]/g, ' '))];
+      }),
+      ['label', words(label)],
+      ['placeholder', words(el.getAttribute('placeholder'))],
+      ['value', el.value && sealer.fieldKindFor(sealer.classify(el.value.slice(0, 256)).kinds[0] ?? '')],
+    ];
+    const hit = clues.find(([, kind]) => kind);
+    if (hit) found.push({ element: el, kind: hit[1], reason: hit[0] });
+  }
+  return found;
+}
+
+// Elements already named in a console warning (each is warned about once).
+const warned = new WeakSet();
+
+function warnUnprotected(sealer, doc) {
+  for (const { element: el, kind, reason } of scanFields(sealer, doc)) {
+    if (warned.has(el)) continue;
+    warned.add(el);
+    const name = el.getAttribute('name');
+    console.warn(`fieldseal: unprotected ${kind} field <${el.localName}${name ? ` name="${name}"` : ''}${el.id ? ` id="${el.id}"` : ''}> (by its ${reason}); protect its form or mark it data-seal="off"`);
+  }
+}
+
+/**
+ * Protects `form` with `sealer`, or with the promise of one (`load()` not awaited): until it
+ * resolves, a submit waits, closed, and goes ahead (checked and sealed) once it does; if it
+ * rejects, the form stays closed with a message and a `fieldseal:error` event.
+ */
+export function protectForm(sealer, form, options) {
+  // Own properties only: a polluted Object.prototype (`strayPan: 'off'`) is not an option.
+  options = { __proto__: null, ...options };
+  return typeof sealer?.then === 'function' ? protectPending(sealer, form, options) : protectNow(sealer, form, options);
+}
+
+// A form's values before the sealer exists: no protected field, and no value holding 12 or more
+// digits (the card number check itself needs the wasm), is posted or put in a FormData.
+function protectPending(promise, form, options) {
+  let inner = null;
+  let failure = null;
+  let waiting = null;
+  let note = null;
+  const doc = form.ownerDocument;
+  const emitError = () =>
+    form.dispatchEvent(new (doc.defaultView.CustomEvent)('fieldseal:error', {
+      bubbles: true,
+      detail: { code: failure.code ?? 'internal', message: String(failure.message ?? failure) },
+    }));
+  const onSubmit = (e) => {
+    if (inner) return;
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    if (failure) emitError();
+    else waiting = { submitter: e.submitter };
+  };
+  const onFormData = (e) => {
+    if (inner) return;
+    const sealed = new Set(Array.from(form.elements, (el) => kindOf(el) && el.name));
+    const entries = Array.from(e.formData.entries());
+    const strays = strayIndexes(entries.map(([, v]) => v), (v) => v.replace(/\D/g, '').length >= 12);
+    entries.forEach(([name, v], i) => {
+      if (typeof v !== 'string' || sealed.has(name) || strays.has(i)) e.formData.delete(name);
+    });
+  };
+  const closed = closeSubmit(form);
+  guarded.add(form);
+  form.addEventListener('submit', onSubmit, true);
+  form.addEventListener('formdata', onFormData);
+  let detached = false;
+  promise.then((sealer) => {
+    if (detached) return;
+    inner = protectNow(sealer, form, options);
+    if (waiting) {
+      const { submitter } = waiting;
+      waiting = null;
+      form.requestSubmit(submitter?.form === form ? submitter : null);
+    }
+  }, (err) => {
+    if (detached) return;
+    failure = err ?? {};
+    waiting = null;
+    note = doc.createElement('p');
+    note.className = 'fieldseal-message';
+    note.setAttribute('role', 'alert');
+    note.textContent = messagesOf(options).unavailable;
+    form.append(note);
+    emitError();
+  });
+  return {
+    get fields() {
+      return inner ? inner.fields : [];
+    },
+    validate: () => !!inner && inner.validate(),
+    detach() {
+      detached = true;
+      inner?.detach();
+      note?.remove();
+      form.removeEventListener('submit', onSubmit, true);
+      form.removeEventListener('formdata', onFormData);
+      closed();
+      guarded.delete(form);
+    },
+  };
+}
+
+/**
+ * form.submit() fires no submit event and would post the plaintext: it is routed through
+ * requestSubmit(), which does. A control named "submit" shadows the method and cannot be
+ * overridden (the assignment throws); then the formdata backstop still keeps plaintext out of a
+ * native submit. Returns the undo.
+ */
+function closeSubmit(form) {
+  const hadOwnSubmit = Object.prototype.hasOwnProperty.call(form, 'submit');
+  const ownSubmit = form.submit;
+  try {
+    Object.defineProperty(form, 'submit', {
+      value: () => form.requestSubmit(),
+      configurable: true,
+      writable: true,
+    });
+  } catch {
+    return () => {};
+  }
+  return () => {
+    if (hadOwnSubmit) form.submit = ownSubmit;
+    else delete form.submit;
+  };
+}
+
+function protectNow(sealer, form, options) {
   const doc = form.ownerDocument;
   const strayPan = options.strayPan ?? 'block';
   if (!['block', 'seal', 'off'].includes(strayPan)) throw new TypeError('strayPan must be "block", "seal" or "off"');
-  const messages = { ...DEFAULT_MESSAGES, ...options.messages };
+  const messages = messagesOf(options);
   const card = sealer.card;
+  const contains = (v) => sealer.containsCardNumber(v);
   const prefix = `fieldseal-${++nextId}`;
 
   // Every field seen so far. A field added to the form after protect() is taken in when the form
@@ -196,7 +411,7 @@ export function protectForm(sealer, form, options = {}) {
   /** Takes in the form's fields not seen before. */
   function scan() {
     for (const el of Array.from(form.elements)) {
-      if (seen.has(el) || (el.localName !== 'input' && el.localName !== 'textarea')) continue;
+      if (seen.has(el) || !['input', 'textarea', 'select'].includes(el.localName)) continue;
       if (SKIP_TYPES.has(el.type) || el.hasAttribute('data-fieldseal-envelope')) continue;
       seen.add(el);
       const kind = kindOf(el);
@@ -211,6 +426,8 @@ export function protectForm(sealer, form, options = {}) {
     }
   }
   scan();
+  guarded.add(form);
+  if (options.warnUnprotected) warnUnprotected(sealer, doc);
   const Observer = doc.defaultView?.MutationObserver;
   if (Observer) {
     const observer = new Observer(scan);
@@ -264,7 +481,8 @@ export function protectForm(sealer, form, options = {}) {
     for (const f of live) {
       if (!check(f)) firstInvalid ??= f.el;
     }
-    const strays = strayPan === 'off' ? [] : liveOthers.filter((o) => o.el.value && sealer.containsCardNumber(o.el.value));
+    const found = strayPan === 'off' ? new Set() : strayIndexes(liveOthers.map((o) => o.el.value), contains);
+    const strays = liveOthers.filter((_, i) => found.has(i));
     if (strayPan === 'block') {
       for (const o of strays) {
         showError(o.el, null, 'stray_card_number', messages.stray_card_number);
@@ -326,30 +544,11 @@ export function protectForm(sealer, form, options = {}) {
       }
     }
     if (strayPan !== 'off') {
-      for (const [name, v] of Array.from(data.entries())) {
-        if (typeof v === 'string' && !v.startsWith('fse1.') && sealer.containsCardNumber(v)) data.delete(name);
-      }
+      const entries = Array.from(data.entries());
+      for (const i of strayIndexes(entries.map(([, v]) => v), contains)) data.delete(entries[i][0]);
     }
   });
-  // form.submit() fires no submit event and would post the plaintext: route it through
-  // requestSubmit(), which does (and so validates and seals first).
-  // A control named "submit" shadows the method and cannot be overridden (the assignment throws);
-  // then the formdata backstop above still keeps plaintext out of a native submit.
-  const hadOwnSubmit = Object.prototype.hasOwnProperty.call(form, 'submit');
-  const ownSubmit = form.submit;
-  try {
-    Object.defineProperty(form, 'submit', {
-      value: () => form.requestSubmit(),
-      configurable: true,
-      writable: true,
-    });
-    listeners.push(() => {
-      if (hadOwnSubmit) form.submit = ownSubmit;
-      else delete form.submit;
-    });
-  } catch {
-    // Left as is: see above.
-  }
+  listeners.push(closeSubmit(form));
 
   return {
     /** The protected fields: `{ name, kind, element }`. */
@@ -363,6 +562,7 @@ export function protectForm(sealer, form, options = {}) {
     },
     /** Removes every listener, message and envelope input, and restores names and ARIA attributes. */
     detach() {
+      guarded.delete(form);
       for (const off of listeners.splice(0)) off();
       // Called while a submit is in flight (from a `sealed` handler, say): the form data is built
       // after the handlers return, so the restoring waits for the next task.

@@ -161,7 +161,8 @@ fn refused_values_consume_the_context_and_are_wiped() {
 fn card_helpers() {
     assert_eq!(fieldseal::card_brand("37").as_deref(), Some("amex"));
     assert_eq!(fieldseal::card_brand("2221").as_deref(), Some("mastercard"));
-    assert_eq!(fieldseal::card_brand("9"), None);
+    assert_eq!(fieldseal::card_brand("9792").as_deref(), Some("troy"));
+    assert_eq!(fieldseal::card_brand("7"), None);
     assert!(fieldseal::luhn("4242424242424242"));
     assert!(!fieldseal::luhn("4242424242424241"));
     assert_eq!(fieldseal::cvc_length(Some("amex".into())), 4);

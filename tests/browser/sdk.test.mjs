@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { launchChromium, leaks, root, SECRETS, startServer } from './harness.mjs';
+import { appWithPackage, fillValid, launchChromium, leaks, openPage, postsTo, root, SECRETS, startServer, submitForm } from './harness.mjs';
 import { parseEnvelope } from '../../js/envelope.js';
 
 let server;
@@ -23,35 +23,9 @@ after(async () => {
   await server?.close();
 });
 
-/** Opens a page and waits until the fieldseal script has protected its form. */
-async function open(path, init) {
-  const page = await browser.newPage();
-  if (init) await page.addInitScript(init);
-  const sent = [];
-  page.on('request', (r) => sent.push({ url: r.url(), body: r.postData() ?? '' }));
-  await page.goto(`${server.url}${path}`);
-  await page.waitForSelector('body[data-ready="1"]', { timeout: 15_000 }).catch(() => {});
-  return { page, sent };
-}
-
-const posts = (path = '/pay') => server.requests.filter((r) => r.method === 'POST' && r.path === path);
-
-async function fillValid(page, { card = SECRETS.panSpaced } = {}) {
-  await page.locator('#card').pressSequentially(card.replace(/ /g, ''));
-  await page.fill('#exp', '12 / 30');
-  await page.fill('#cvc', SECRETS.cvc);
-  await page.fill('#holder', 'Jane Doe');
-  await page.fill('#email', SECRETS.email);
-}
-
-/** Submits and returns the form fields the server received. */
-async function submit(page) {
-  const before = posts().length;
-  await Promise.all([page.waitForURL('**/pay', { timeout: 10_000 }), page.click('#pay')]);
-  const got = posts();
-  assert.equal(got.length, before + 1, 'one POST /pay');
-  return { raw: got.at(-1).body, fields: Object.fromEntries(new URLSearchParams(got.at(-1).body)) };
-}
+const open = (path, init) => openPage(browser, `${server.url}${path}`, { init });
+const posts = (path) => postsTo(server, path);
+const submit = (page) => submitForm(server, page);
 
 const sha256 = (s) => createHash('sha256').update(s).digest('hex');
 
@@ -334,12 +308,7 @@ test('the README snippet works as shown', async () => {
 test('a page built with Vite 7 works', async () => {
   // An app that installs the package as a dependency would: node_modules/fieldseal holds
   // package.json and dist/, and the app imports 'fieldseal'.
-  const app = join(root, 'target/vite-app');
-  rmSync(app, { recursive: true, force: true });
-  mkdirSync(join(app, 'node_modules/fieldseal'), { recursive: true });
-  cpSync(join(root, 'package.json'), join(app, 'node_modules/fieldseal/package.json'));
-  cpSync(join(root, 'dist'), join(app, 'node_modules/fieldseal/dist'), { recursive: true });
-  cpSync(join(root, 'tests/browser/vite-app'), app, { recursive: true });
+  const app = appWithPackage('vite-app', 'tests/browser/vite-app');
   const { build, version } = await import('vite');
   assert.match(version, /^7\./);
   await build({ root: app, base: '/vite/', logLevel: 'warn', build: { outDir: join(app, 'dist'), emptyOutDir: true } });

@@ -15,7 +15,7 @@ import { buildVault, startVault } from '../../demo/vault.mjs';
 import { launchChromium, root } from '../browser/harness.mjs';
 
 const CARDS = {
-  visa: { number: '4111111111111111', brand: 'Visa', cvc: '737', prefix: '4' },
+  visa: { number: '4111111111111111', brand: 'Visa', cvc: '737', prefix: '41' }, // 4 alone could be Elo (401178 ...)
   mastercard: { number: '2223003122003222', brand: 'Mastercard', cvc: '737', prefix: '2223' },
   amex: { number: '378282246310005', brand: 'American Express', cvc: '7373', prefix: '37' },
 };

@@ -2,6 +2,7 @@
 // load() with the wasm bytes gives a working sealer (pool, server time, typed errors, helpers).
 // Run `npm run build` first (scripts/test.sh does).
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
@@ -209,9 +210,91 @@ test('the periodic refresh runs on its own', async () => {
     fetches += 1;
     return new Response(JSON.stringify(fetches === 1 ? keySet() : { keys: [doc.keys[1].jwk], server_time: now }));
   };
-  const sealer = await load({ keys: '/v1/keys', wasm: wasm(), fetch: fetchImpl, poolSize: 0, refreshKeys: 0.05 });
+  const sealer = await load({ keys: 'https://vault.example/v1/keys', wasm: wasm(), fetch: fetchImpl, poolSize: 0, refreshKeys: 0.05 });
   await new Promise((resolve) => setTimeout(resolve, 300));
   sealer.close();
   assert.ok(fetches >= 2, `fetched ${fetches} times`);
   assert.equal(sealer.keyId, doc.keys[1].jwk.kid);
+});
+
+test('a polluted Object.prototype is no option: load() and seal() read their own properties only', async () => {
+  const { load, parseEnvelope } = await import(new URL('index.js', dist));
+  const honest = { keys: [doc.keys[0].jwk], server_time: now };
+  const substitute = { keys: [doc.keys[1].jwk], server_time: now };
+  const answer = (set) => async () => new Response(JSON.stringify(set), { headers: { 'content-type': 'application/json' } });
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = answer(honest);
+  // A script on the page (or a vulnerable library) sets defaults on every object.
+  Object.prototype.fetch = answer(substitute);
+  Object.prototype.kind = 'text';
+  Object.prototype.origin = 'https://attacker.example';
+  try {
+    const sealer = await load({ keys: 'https://vault.example/v1/keys', wasm: wasm(), refreshKeys: 0 });
+    assert.equal(sealer.keyId, doc.keys[0].jwk.kid, 'the global fetch, not the inherited one');
+    assert.throws(() => sealer.seal('4111111111111111', {}), { code: 'seal_unknown_kind' });
+    const h = parseEnvelope(sealer.seal('4111111111111111', { kind: 'pan' }));
+    assert.equal(h.context.origin, null);
+    assert.throws(() => sealer.sealFields({ notes: { value: '737' } }), { code: 'seal_unknown_kind' }, 'no inherited kind');
+  } finally {
+    delete Object.prototype.fetch;
+    delete Object.prototype.kind;
+    delete Object.prototype.origin;
+    globalThis.fetch = realFetch;
+  }
+});
+
+// RFC 7638 thumbprint of a P-256 JWK, computed here with node:crypto (not by the package).
+const thumbprint = (jwk) => createHash('sha256').update(`{"crv":"P-256","kty":"EC","x":"${jwk.x}","y":"${jwk.y}"}`).digest('base64url');
+
+test('pinned keys: a substituted key set is refused, on load and on refresh', async () => {
+  const { load, parseEnvelope } = await import(new URL('index.js', dist));
+  const [first, second] = doc.keys.map((k) => k.jwk);
+  const serve = (...jwks) => async () => new Response(JSON.stringify({ keys: jwks, server_time: now }));
+  const url = 'https://vault.example/v1/keys';
+  const base = { keys: url, wasm: wasm(), poolSize: 0, refreshKeys: 0 };
+
+  const sealer = await load({ ...base, fetch: serve(first), pins: [thumbprint(first)] });
+  assert.equal(sealer.keyId, first.kid);
+  // A proxy (or a compromised path on the merchant's server) answers with its own key.
+  await assert.rejects(load({ ...base, fetch: serve(second), pins: [thumbprint(first)] }), { code: 'keyset_unpinned' });
+  // Control: unpinned, the page would seal to the substitute.
+  assert.equal((await load({ ...base, fetch: serve(second) })).keyId, second.kid);
+  // Both keys published, one pinned: envelopes go to the pinned one only.
+  const one = await load({ ...base, fetch: serve(second, first), pins: [thumbprint(first)] });
+  assert.equal(parseEnvelope(one.seal('4111111111111111', { kind: 'pan' })).kid, first.kid);
+  // Inline sets are checked too.
+  await assert.rejects(load({ keys: { keys: [second], server_time: now }, wasm: wasm(), pins: [thumbprint(first)] }), { code: 'keyset_unpinned' });
+
+  // A refresh that brings a substituted set is refused; the pinned keys stay.
+  let calls = 0;
+  const rotating = await load({
+    ...base,
+    pins: [thumbprint(first)],
+    fetch: async () => new Response(JSON.stringify({ keys: [calls++ ? second : first], server_time: now })),
+  });
+  await assert.rejects(rotating.refreshKeys(), { code: 'keyset_unpinned', message: 'no key of the key set is pinned' });
+  assert.equal(rotating.keyId, first.kid);
+
+  for (const pins of [[], ['abc'], 'x', [thumbprint(first), 42]]) {
+    await assert.rejects(load({ ...base, fetch: serve(first), pins }), { code: 'invalid_option' }, JSON.stringify(pins));
+  }
+});
+
+test('key-set URLs must be https, except on localhost', async () => {
+  const { load } = await import(new URL('index.js', dist));
+  const requested = [];
+  const fetchImpl = async (u) => {
+    requested.push(u);
+    return new Response(JSON.stringify(keySet()));
+  };
+  const base = { wasm: wasm(), fetch: fetchImpl, poolSize: 0, refreshKeys: 0 };
+  for (const keys of ['http://vault.example/v1/keys', 'http://10.0.0.5/v1/keys', 'ftp://vault.example/keys', 'http://localhost.example.com/v1/keys']) {
+    await assert.rejects(load({ ...base, keys }), { code: 'keyset_insecure_url' }, keys);
+  }
+  await assert.rejects(load({ ...base, keys: '/v1/keys' }), { code: 'invalid_option' }, 'relative, outside a page');
+  assert.deepEqual(requested, [], 'nothing fetched from a refused URL');
+  for (const keys of ['https://vault.example/v1/keys', 'http://localhost:8700/v1/keys', 'http://127.0.0.1:8700/v1/keys', 'http://[::1]:8700/v1/keys', 'http://shop.localhost/v1/keys']) {
+    await load({ ...base, keys });
+  }
+  assert.equal(requested.length, 5);
 });

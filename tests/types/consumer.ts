@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit` by tests/js/types.test.mjs: the declarations describe the public
 // API as a TypeScript checkout would use it, and reject misuse (the @ts-expect-error lines).
-import { load, FieldsealError, parseEnvelope, type Sealer, type EnvelopeHeader, type Protection } from 'fieldseal';
+import { load, protect, FieldsealError, parseEnvelope, type Sealer, type EnvelopeHeader, type Protection, type UnprotectedField } from 'fieldseal';
 import { parseEnvelope as parseOnly, EnvelopeFormatError } from 'fieldseal/envelope';
 
 export async function checkout(form: HTMLFormElement): Promise<string> {
@@ -8,6 +8,15 @@ export async function checkout(form: HTMLFormElement): Promise<string> {
   const protection: Protection = sealer.protect(form, { strayPan: 'seal', messages: { required: 'Required' } });
   form.addEventListener('fieldseal:brand', (e) => void (e as CustomEvent<{ brand: string | null }>).detail.brand);
   protection.detach();
+  const early: Protection = protect(form, load({ keys: '/v1/keys', pins: ['Xw8bHmsf10M-8Vw3paJ6iB8mMg6_xrsqzUvUbAhorX4'] }), { messages: { unavailable: 'Try later' } });
+  // @ts-expect-error: pins are a list
+  load({ keys: '/v1/keys', pins: 'Xw8bHmsf10M-8Vw3paJ6iB8mMg6_xrsqzUvUbAhorX4' });
+  early.detach();
+  const found: UnprotectedField[] = sealer.scan(form);
+  const why: 'label' | 'value' | string = found[0]?.reason ?? 'none';
+  sealer.protect(form, { warnUnprotected: true }).detach();
+  // @ts-expect-error: a key-set URL is not a sealer
+  protect(form, '/v1/keys');
   const envelope: string = sealer.seal('4111111111111111', { kind: 'pan' });
   const fields: Record<string, string> = sealer.sealFields({ cvc: '123', contact: { value: 'a@b.co', kind: 'email' } });
   const header: EnvelopeHeader = parseEnvelope(envelope);
@@ -29,5 +38,5 @@ export async function checkout(form: HTMLFormElement): Promise<string> {
     if (e instanceof EnvelopeFormatError) void e.code;
     if (e instanceof FieldsealError) void e.code;
   }
-  return `${last4}${f.text}${s}${Object.keys(fields).length}`;
+  return `${last4}${f.text}${s}${Object.keys(fields).length}${why}`;
 }

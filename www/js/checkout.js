@@ -1,6 +1,6 @@
-// The checkout page, integrated as the fieldseal README shows: load the vault's key set, protect
-// the form. Around that: the order summary, the brand badge, and a message when a submit is blocked.
-import { load } from '/fieldseal/index.js';
+// The checkout page, integrated as the fieldseal README shows: the form is protected at once,
+// while the vault's key set loads (a Pay pressed meanwhile waits for it). Around that: the order summary, the brand badge, and a message when a submit is blocked.
+import { load, protect } from '/fieldseal/index.js';
 import { brandName } from './brands.js';
 import { encodeCart, money, products, readCart, showCount, writeCart } from './cart.js';
 
@@ -44,11 +44,11 @@ async function renderCart() {
 }
 
 async function main() {
+  const loading = load({ keys: '/v1/keys' });
+  protect(form, loading);
   showCount();
   const total = await renderCart();
-
-  const sealer = await load({ keys: '/v1/keys' });
-  sealer.protect(form);
+  await loading;
 
   const badge = document.getElementById('brand');
   form.addEventListener('fieldseal:brand', (e) => {

@@ -15,8 +15,16 @@
 //! | JCB | 3528-3589 | 16-19 | 3 |
 //! | UnionPay | 62, 81 | 16-19 | 3 |
 //! | Maestro | 5018, 5020, 5038, 5893, 6304, 6759, 6761-6763, 56-58 | 12-19 | 3 |
+//! | RuPay | 508500-508999, 606985-607984, 608001-608500, 652150-653149 | 16 | 3 |
+//! | Mir | 2200-2204 | 16-19 | 3 |
+//! | Elo | 401178-401179, 431274, 438935, 451416, 457393, 457631-457632, 504175, 506699-506778, 509000-509999, 627780, 636297, 636368, 650031-650033, 650035-650051, 650405-650439, 650485-650538, 650541-650598, 650700-650718, 650720-650727, 650901-650978, 651652-651679, 655000-655019, 655021-655058 | 16 | 3 |
+//! | Verve | 506099-506198, 507865-507964, 650002-650027 | 16, 18, 19 | 3 |
+//! | Troy | 979200-979289 | 16 | 3 |
 //!
-//! Where ranges overlap the longer prefix wins (622126-622925 is Discover inside UnionPay's 62).
+//! Where ranges overlap the longer prefix wins (622126-622925 is Discover inside UnionPay's 62;
+//! Elo's six-digit ranges inside Visa's 4 and Discover's 65), so a number typed so far gets its
+//! brand once no longer range of another brand can still match (`4` could be Visa or Elo, `41`
+//! is Visa).
 //! Every brand's numbers must pass Luhn except UnionPay's, some of which do not carry a Luhn
 //! check digit.
 
@@ -128,6 +136,38 @@ const RANGES: &[Range] = &[
     r(CardBrand::Maestro, 4, 6759, 6759),
     r(CardBrand::Maestro, 4, 6761, 6763),
     r(CardBrand::Maestro, 2, 56, 58),
+    r(CardBrand::RuPay, 6, 508_500, 508_999),
+    r(CardBrand::RuPay, 6, 606_985, 607_984),
+    r(CardBrand::RuPay, 6, 608_001, 608_500),
+    r(CardBrand::RuPay, 6, 652_150, 653_149),
+    r(CardBrand::Mir, 4, 2200, 2204),
+    r(CardBrand::Elo, 6, 401_178, 401_179),
+    r(CardBrand::Elo, 6, 431_274, 431_274),
+    r(CardBrand::Elo, 6, 438_935, 438_935),
+    r(CardBrand::Elo, 6, 451_416, 451_416),
+    r(CardBrand::Elo, 6, 457_393, 457_393),
+    r(CardBrand::Elo, 6, 457_631, 457_632),
+    r(CardBrand::Elo, 6, 504_175, 504_175),
+    r(CardBrand::Elo, 6, 506_699, 506_778),
+    r(CardBrand::Elo, 6, 509_000, 509_999),
+    r(CardBrand::Elo, 6, 627_780, 627_780),
+    r(CardBrand::Elo, 6, 636_297, 636_297),
+    r(CardBrand::Elo, 6, 636_368, 636_368),
+    r(CardBrand::Elo, 6, 650_031, 650_033),
+    r(CardBrand::Elo, 6, 650_035, 650_051),
+    r(CardBrand::Elo, 6, 650_405, 650_439),
+    r(CardBrand::Elo, 6, 650_485, 650_538),
+    r(CardBrand::Elo, 6, 650_541, 650_598),
+    r(CardBrand::Elo, 6, 650_700, 650_718),
+    r(CardBrand::Elo, 6, 650_720, 650_727),
+    r(CardBrand::Elo, 6, 650_901, 650_978),
+    r(CardBrand::Elo, 6, 651_652, 651_679),
+    r(CardBrand::Elo, 6, 655_000, 655_019),
+    r(CardBrand::Elo, 6, 655_021, 655_058),
+    r(CardBrand::Verve, 6, 506_099, 506_198),
+    r(CardBrand::Verve, 6, 507_865, 507_964),
+    r(CardBrand::Verve, 6, 650_002, 650_027),
+    r(CardBrand::Troy, 6, 979_200, 979_289),
 ];
 
 /// The value of the first `n` digits (`n` <= 9).
@@ -184,9 +224,12 @@ pub fn detect_brand(number: &str) -> Option<CardBrand> {
 pub const fn lengths(brand: CardBrand) -> &'static [usize] {
     match brand {
         CardBrand::Visa => &[13, 16, 19],
-        CardBrand::Mastercard => &[16],
+        CardBrand::Mastercard | CardBrand::RuPay | CardBrand::Elo | CardBrand::Troy => &[16],
         CardBrand::Amex => &[15],
-        CardBrand::Discover | CardBrand::Jcb | CardBrand::UnionPay => &[16, 17, 18, 19],
+        CardBrand::Discover | CardBrand::Jcb | CardBrand::UnionPay | CardBrand::Mir => {
+            &[16, 17, 18, 19]
+        }
+        CardBrand::Verve => &[16, 18, 19],
         CardBrand::Diners => &[14, 15, 16, 17, 18, 19],
         CardBrand::Maestro => &[12, 13, 14, 15, 16, 17, 18, 19],
     }
@@ -356,6 +399,18 @@ pub fn validate_pan(input: &str) -> Result<Pan, CardError> {
     })
 }
 
+impl Pan {
+    /// A number of 12 to 19 ASCII digits with a valid check digit that no brand's rules accept
+    /// (a brand's number of an unlisted length, or an unknown issuer's): found as card data by the
+    /// classifier, which checked it. Its brand is what its prefix says, if anything.
+    pub(crate) fn from_luhn_valid_digits(digits: &str) -> Self {
+        Self {
+            brand: detect_brand(digits),
+            digits: digits.to_owned(),
+        }
+    }
+}
+
 /// Checks a security code: digits only, the brand's length (3 or 4 when the brand is unknown).
 pub fn validate_cvc(cvc: &str, brand: Option<CardBrand>) -> Result<(), CardError> {
     let cvc = cvc.trim();
@@ -385,26 +440,37 @@ pub struct Expiry {
 /// Parses `MM/YY`, `MM/YYYY`, `MM / YY`, `MM-YY` and `MMYY`; a single-digit month is accepted
 /// with a separator (`3/29`).
 pub fn parse_expiry(input: &str) -> Result<Expiry, CardError> {
-    let s: String = input.chars().filter(|c| !c.is_whitespace()).collect();
-    if !s.is_ascii() {
-        return Err(CardError::InvalidExpiry);
-    }
-    let (m, y) = match s.split_once(['/', '-']) {
-        Some((m, y)) => (m, y),
-        None if s.len() == 4 || s.len() == 6 => s.split_at(2),
+    // Bytes with whitespace removed; anything non-ASCII becomes a byte no rule accepts. Checked
+    // slicing throughout: the browser wasm carries no string-slicing panic.
+    let s: Vec<u8> = input
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| u8::try_from(c).ok().filter(u8::is_ascii).unwrap_or(0))
+        .collect();
+    let (m, y) = match s.iter().position(|c| matches!(c, b'/' | b'-')) {
+        Some(i) => (s.get(..i), s.get(i + 1..)),
+        None if s.len() == 4 || s.len() == 6 => (s.get(..2), s.get(2..)),
         None => return Err(CardError::InvalidExpiry),
     };
-    let all_digits = |t: &str| !t.is_empty() && t.bytes().all(|c| c.is_ascii_digit());
-    if !all_digits(m) || !all_digits(y) || m.len() > 2 || !matches!(y.len(), 2 | 4) {
+    let number = |t: Option<&[u8]>, lens: &[usize]| {
+        t.filter(|t| lens.contains(&t.len()) && t.iter().all(u8::is_ascii_digit))
+            .map(|t| t.iter().fold(0u16, |a, d| a * 10 + u16::from(d - b'0')))
+    };
+    let (Some(month), Some(year)) = (number(m, &[1, 2]), number(y, &[2, 4])) else {
         return Err(CardError::InvalidExpiry);
-    }
-    let month: u8 = m.parse().map_err(|_| CardError::InvalidExpiry)?;
+    };
     if !(1..=12).contains(&month) {
         return Err(CardError::InvalidMonth);
     }
-    let year: u16 = y.parse().map_err(|_| CardError::InvalidExpiry)?;
-    let year = if y.len() == 2 { 2000 + year } else { year };
-    Ok(Expiry { year, month })
+    let year = if y.is_some_and(|y| y.len() == 2) {
+        2000 + year
+    } else {
+        year
+    };
+    Ok(Expiry {
+        year,
+        month: u8::try_from(month).unwrap_or(0),
+    })
 }
 
 /// The (year, month) of a Unix time, UTC.
@@ -519,6 +585,17 @@ mod tests {
             ("6200000000000005", CardBrand::UnionPay),
             ("6759649826438453", CardBrand::Maestro),
             ("5893000000000000", CardBrand::Maestro),
+            ("6073849700004947", CardBrand::RuPay),
+            ("5085000000000004", CardBrand::RuPay),
+            ("2200000000000004", CardBrand::Mir),
+            ("2204999999999999995", CardBrand::Mir),
+            ("4011780000000009", CardBrand::Elo),
+            ("5067000000000008", CardBrand::Elo),
+            ("6362970000457013", CardBrand::Elo),
+            ("6500310000000000", CardBrand::Elo),
+            ("5061000000000000", CardBrand::Verve),
+            ("6500020000000000", CardBrand::Verve),
+            ("9792000000000001", CardBrand::Troy),
         ];
         for (n, b) in cases {
             assert_eq!(detect_brand(n), Some(b), "{n}");
@@ -530,12 +607,21 @@ mod tests {
 
     #[test]
     fn detects_brands_while_typing() {
-        assert_eq!(detect_brand("4"), Some(CardBrand::Visa));
+        assert_eq!(detect_brand("4"), None, "Visa or Elo");
+        assert_eq!(detect_brand("41"), Some(CardBrand::Visa));
+        assert_eq!(detect_brand("4011"), None, "Visa or Elo's 401178");
+        assert_eq!(detect_brand("401178"), Some(CardBrand::Elo));
+        assert_eq!(detect_brand("401177"), Some(CardBrand::Visa));
         assert_eq!(detect_brand("3"), None, "Amex, Diners or JCB");
         assert_eq!(detect_brand("34"), Some(CardBrand::Amex));
         assert_eq!(detect_brand("5"), None, "Mastercard or Maestro");
         assert_eq!(detect_brand("51"), Some(CardBrand::Mastercard));
-        assert_eq!(detect_brand("2"), Some(CardBrand::Mastercard));
+        assert_eq!(detect_brand("2"), None, "Mastercard or Mir");
+        assert_eq!(detect_brand("222"), Some(CardBrand::Mastercard));
+        assert_eq!(detect_brand("220"), Some(CardBrand::Mir));
+        assert_eq!(detect_brand("65"), None, "Discover, Elo, Verve or RuPay");
+        assert_eq!(detect_brand("6599"), Some(CardBrand::Discover));
+        assert_eq!(detect_brand("97"), Some(CardBrand::Troy));
         assert_eq!(
             detect_brand("62"),
             None,
@@ -587,6 +673,42 @@ mod tests {
         assert!(!luhn_valid(b""));
         assert_eq!(luhn_check_digit(b"7992739871"), b'3');
         assert_eq!(luhn_check_digit(b"411111111111111"), b'1');
+    }
+
+    #[test]
+    fn rupay_mir_elo_verve_troy_have_their_lengths_and_cvc() {
+        let cases: [(CardBrand, &str, &[usize]); 5] = [
+            (CardBrand::RuPay, "608001", &[16]),
+            (CardBrand::Mir, "2201", &[16, 17, 18, 19]),
+            (CardBrand::Elo, "636368", &[16]),
+            (CardBrand::Verve, "506100", &[16, 18, 19]),
+            (CardBrand::Troy, "979250", &[16]),
+        ];
+        for (brand, prefix, valid) in cases {
+            for n in MIN_PAN_LEN..=MAX_PAN_LEN {
+                let mut number = format!("{prefix}{}", "3".repeat(n - 1 - prefix.len()));
+                number.push(char::from(luhn_check_digit(number.as_bytes())));
+                let result = validate_pan(&number);
+                if valid.contains(&n) {
+                    assert_eq!(result.map(|p| p.brand()), Ok(Some(brand)), "{brand:?} {n}");
+                } else {
+                    assert!(
+                        result.is_err(),
+                        "{brand:?}: {n} digits is not a length it issues"
+                    );
+                }
+            }
+            assert_eq!(lengths(brand), valid);
+            assert_eq!(cvc_length(brand), 3);
+            assert!(validate_cvc("123", Some(brand)).is_ok());
+            assert_eq!(
+                validate_cvc("1234", Some(brand)),
+                Err(CardError::InvalidCvc)
+            );
+            assert_eq!(CardBrand::from_code(brand.code()), Some(brand));
+        }
+        let names: Vec<&str> = CardBrand::ALL.iter().map(|b| b.as_str()).collect();
+        assert_eq!(names[8..], ["rupay", "mir", "elo", "verve", "troy"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!
 //! | kind | recognised when |
 //! |---|---|
-//! | card number | 12 to 19 digits (single spaces or dashes between them allowed), a known brand's prefix and length, and Luhn ([`crate::card`]); anywhere in the value |
+//! | card number | 12 to 19 digits (in groups separated by up to three spaces, dashes, dots, slashes or underscores), anywhere in the value: a known brand's prefix and length with its check ([`crate::card`]), or Luhn-valid with an issuer's major industry identifier (first digit 1 to 6, 8 or 9) |
 //! | e-mail | the whole value is `local@domain`: RFC 5321 lengths, dot-atom local part, a domain of at least two labels with an alphabetic top-level label |
 //! | phone | the whole value is a telephone number: `+` and 8 to 15 digits (E.164), or 10 to 15 digits; digits, spaces, `-`, `.`, `(`, `)` only |
 //! | US SSN | the whole value is `AAA-GG-SSSS` (or nine digits, or spaces for dashes) with area not 000, 666 or 900-999, group not 00, serial not 0000 |
@@ -145,23 +145,47 @@ pub fn classify(value: &str) -> Classification {
     Classification { kinds, sensitivity }
 }
 
-/// Whether `text` contains a card number: 12 to 19 digits with a known brand's prefix and length
-/// and a valid Luhn check digit, written in one block or in groups. Groups may be separated by up to
-/// three spaces, no-break spaces, tabs, line breaks, dashes or dots, and every run of whole groups
-/// is checked, so a number followed by its expiry or security code (`4111 1111 1111 1111 737`) is
-/// still found; full-width digits count as digits. A run right after a `+` (an international phone
-/// number) is not a card number, and neither is one block of more than 19 digits (an order number).
+/// Whether `text` contains a card number: 12 to 19 digits, written in one block or in groups,
+/// that are a known brand's number (prefix, length, check digit) or any Luhn-valid number whose
+/// first digit is an issuer's major industry identifier (1 to 6, 8 or 9: not 0, ISO's own, nor 7,
+/// petroleum): 19-digit numbers and brands without a row in [`crate::card`] included. Groups may be
+/// separated by up to three spaces, no-break spaces, tabs, line breaks, dashes, dots, slashes or
+/// underscores, and every run of whole groups is checked, so a number followed by its expiry or
+/// security code (`4111 1111 1111 1111 737`) is still found; full-width digits count as digits.
+/// Right after a `+` a run counts only from 16 digits on: shorter ones are international phone
+/// numbers (E.164 allows 15), longer ones are not. One block of more than 19 digits (an order
+/// number) is not a card number.
 pub fn contains_card_number(text: &str) -> bool {
-    !find_card_numbers(text).is_empty()
+    !find_cards(text, Issuers::Any).is_empty()
+}
+
+/// Which numbers count as card numbers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Issuers {
+    /// A known brand's numbers only, none right after a `+` ([`find_card_numbers`]: what a
+    /// scanner reports, where a false positive costs a person's time).
+    Known,
+    /// Also any Luhn-valid number of a card-issuing industry ([`contains_card_number`]: what the
+    /// page's guard stops, where a miss sends a card number in the clear).
+    Any,
 }
 
 /// Most separator characters ([`is_card_separator`]) between two digit groups of one card number.
 pub const MAX_CARD_SEPARATORS: usize = 3;
 
 /// Whether `c` may separate the digit groups of a card number: space, no-break space, tab, line
-/// break, dash or dot.
+/// break, dash, dot, slash or underscore.
 pub const fn is_card_separator(c: char) -> bool {
-    matches!(c, ' ' | '\u{a0}' | '\t' | '\n' | '\r' | '-' | '.')
+    matches!(
+        c,
+        ' ' | '\u{a0}' | '\t' | '\n' | '\r' | '-' | '.' | '/' | '_'
+    )
+}
+
+/// Whether a number starts with the major industry identifier of a card issuer: 1 to 6, 8 or 9
+/// (not 0, ISO's own, nor 7, petroleum).
+fn issuer_digit(digits: &[u8]) -> bool {
+    matches!(digits.first(), Some(b'1'..=b'6' | b'8' | b'9'))
 }
 
 /// The ASCII digit `c` stands for in a card number: `0`-`9` and the full-width digits U+FF10 to
@@ -199,7 +223,9 @@ impl Drop for Group {
     }
 }
 
-/// Every card number in `text`, by the rules of [`contains_card_number`], with its byte range. From
+/// Every card number of a known brand in `text`, grouped and separated by the rules of
+/// [`contains_card_number`] (which also counts numbers of unknown issuers, and long ones after a
+/// `+`), with its byte range. From
 /// each digit group the shortest run of whole groups that is a card number with a valid Luhn check
 /// digit is taken (or else the shortest that is a card number: UnionPay issues numbers without a
 /// check digit), and the search goes on after it, so matches do not overlap.
@@ -213,6 +239,10 @@ impl Drop for Group {
 /// assert_eq!(found[1].pan.masked(), "555555******4444");
 /// ```
 pub fn find_card_numbers(text: &str) -> Vec<CardMatch> {
+    find_cards(text, Issuers::Known)
+}
+
+fn find_cards(text: &str, issuers: Issuers) -> Vec<CardMatch> {
     let mut found = Vec::new();
     let mut groups: Vec<Group> = Vec::new();
     let mut current: Option<Group> = None;
@@ -243,8 +273,13 @@ pub fn find_card_numbers(text: &str) -> Vec<CardMatch> {
                 }
                 separators += 1;
                 if !is_card_separator(c) || separators > MAX_CARD_SEPARATORS {
-                    if !after_plus {
-                        card_runs(&groups, &mut found);
+                    // Right after a `+`: an international phone number's shape. The guard still
+                    // stops runs too long for one (a card number typed with a leading `+`); the
+                    // scanner, which reports to people, leaves them be.
+                    match (after_plus, issuers) {
+                        (false, _) => card_runs(&groups, card::MIN_PAN_LEN, issuers, &mut found),
+                        (true, Issuers::Any) => card_runs(&groups, 16, issuers, &mut found),
+                        (true, Issuers::Known) => {}
                     }
                     groups.clear();
                     separators = 0;
@@ -256,8 +291,9 @@ pub fn find_card_numbers(text: &str) -> Vec<CardMatch> {
     found
 }
 
-/// The card numbers among the runs of consecutive whole `groups`, earliest first, not overlapping.
-fn card_runs(groups: &[Group], found: &mut Vec<CardMatch>) {
+/// The card numbers among the runs of consecutive whole `groups` of at least `shortest` digits,
+/// earliest first, not overlapping.
+fn card_runs(groups: &[Group], shortest: usize, issuers: Issuers, found: &mut Vec<CardMatch>) {
     let mut digits: Vec<u8> = Vec::with_capacity(card::MAX_PAN_LEN + 1);
     let mut start = 0;
     while start < groups.len() {
@@ -271,7 +307,10 @@ fn card_runs(groups: &[Group], found: &mut Vec<CardMatch>) {
             if digits.len() > card::MAX_PAN_LEN {
                 break;
             }
-            if let Some(pan) = card_number(&digits) {
+            if digits.len() < shortest {
+                continue;
+            }
+            if let Some(pan) = card_number(&digits, issuers) {
                 let checked = card::luhn_valid(pan.expose_digits().as_bytes());
                 if checked || best.is_none() {
                     best = Some((offset, pan));
@@ -297,15 +336,20 @@ fn card_runs(groups: &[Group], found: &mut Vec<CardMatch>) {
     zeroize::Zeroize::zeroize(&mut digits);
 }
 
-fn card_number(digits: &[u8]) -> Option<card::Pan> {
+fn card_number(digits: &[u8], issuers: Issuers) -> Option<card::Pan> {
     if !(card::MIN_PAN_LEN..=card::MAX_PAN_LEN).contains(&digits.len()) {
         return None;
     }
     let text = core::str::from_utf8(digits).ok()?;
-    // A brand is required: random Luhn-valid digit strings of unknown ranges are too common.
-    card::validate_pan(text)
-        .ok()
-        .filter(|pan| pan.brand().is_some())
+    // A known brand's number (UnionPay's without a check digit too), or any Luhn-valid number of
+    // a card-issuing industry (first digit 1 to 6, 8 or 9), whatever its length rules.
+    let any = issuers == Issuers::Any && issuer_digit(digits);
+    match card::validate_pan(text) {
+        Ok(pan) if pan.brand().is_some() || any => Some(pan),
+        Ok(_) => None,
+        Err(_) if any && card::luhn_valid(digits) => Some(card::Pan::from_luhn_valid_digits(text)),
+        Err(_) => None,
+    }
 }
 
 /// Whether the whole value is an e-mail address (see the module table).
@@ -320,7 +364,8 @@ pub fn is_email(v: &str) -> bool {
         && local.len() <= 64
         && !local.starts_with('.')
         && !local.ends_with('.')
-        && !local.contains("..")
+        // Bytes, not a `&str` pattern: the browser wasm carries no substring searcher.
+        && !local.as_bytes().windows(2).any(|w| w == b"..")
         && local
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || b".!#$%&'*+/=?^_`{|}~-".contains(&c));
@@ -494,6 +539,21 @@ mod tests {
             "4111 1111 1111 1111 737",
             "card 5555 5555 5555 4444 exp 12 30 cvc 123",
             "\u{ff14}\u{ff11}\u{ff11}\u{ff11}111111111111",
+            // Other separators, and a leading plus.
+            "4111/1111/1111/1111",
+            "4111_1111_1111_1111",
+            "+4111111111111111",
+            "+4111 1111 1111 1111",
+            // 19 digits, a brand outside the card rules' table, a known prefix at a length its
+            // brand does not issue: Luhn-valid with an issuer's first digit.
+            "6011111111111111110",
+            "5555555555554444117",
+            "1234567812345670",
+            "8800000000000005",
+            // Brands added to the card rules: RuPay, Mir, Elo, Verve, Troy.
+            "6073849700004947",
+            "2200 0000 0000 0004",
+            "979200000000000003",
         ] {
             let c = classify(v);
             assert!(c.is(PiiKind::CardNumber), "{v}");
@@ -506,7 +566,9 @@ mod tests {
         for v in [
             "4111111111111112",       // Luhn fails
             "41111111111111111111",   // 20 digits
-            "1234567812345670",       // Luhn ok, no brand
+            "700000000000000005",     // Luhn ok, first digit 7 (petroleum)
+            "012345678901234569",     // Luhn ok, first digit 0
+            "4111_1111__ _1111 1111", // four separators end the run
             "4111    1111 1111 1111", // four separators end the run
             "+4915112345678",         // a phone number that happens to pass Luhn
             "411111111111",           // Visa prefix, not a Visa length
@@ -562,10 +624,10 @@ mod tests {
 
     #[test]
     fn separators_and_digits_are_the_guards() {
-        for c in [' ', '\u{a0}', '\t', '\n', '\r', '-', '.'] {
+        for c in [' ', '\u{a0}', '\t', '\n', '\r', '-', '.', '/', '_'] {
             assert!(is_card_separator(c), "{c:?}");
         }
-        for c in ['/', ',', ':', '+', 'a'] {
+        for c in [',', ':', '+', 'a'] {
             assert!(!is_card_separator(c), "{c:?}");
         }
         assert_eq!(card_digit('7'), Some(b'7'));

@@ -1,8 +1,19 @@
 //! Lowercase hexadecimal, the one hex encoder of the project (envelope ids in logs, the audit
-//! chain's hashes and MACs, key and API-key ids). Written without `format!`, so the browser's wasm
-//! links no formatting code for it.
+//! chain's hashes and MACs, key and API-key ids), and unpadded base64url (envelope text, key
+//! coordinates, thumbprints). Written without `format!` or an `unwrap`, so the browser's wasm
+//! links no formatting code for them.
 
 use alloc::string::String;
+use base64ct::{Base64UrlUnpadded, Encoding};
+
+/// Unpadded base64url (RFC 4648 §5) of `bytes`, encoded into a buffer of exactly the length it
+/// needs (base64ct's `encode_string` would unwrap, and so bring panic formatting along).
+pub fn base64url(bytes: &[u8]) -> String {
+    let mut buf = alloc::vec![0u8; Base64UrlUnpadded::encoded_len(bytes)];
+    Base64UrlUnpadded::encode(bytes, &mut buf)
+        .map(String::from)
+        .unwrap_or_default()
+}
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
@@ -38,6 +49,15 @@ pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64url_agrees_with_base64ct() {
+        for len in 0..70 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(base64url(&bytes), Base64UrlUnpadded::encode_string(&bytes));
+        }
+        assert_eq!(base64url(b"\xfb\xff"), "-_8");
+    }
 
     #[test]
     fn round_trips_and_refuses_bad_text() {

@@ -185,11 +185,21 @@ pub enum CardBrand {
     UnionPay,
     /// Maestro.
     Maestro,
+    /// RuPay (India).
+    RuPay,
+    /// Mir (Russia).
+    Mir,
+    /// Elo (Brazil).
+    Elo,
+    /// Verve (Nigeria).
+    Verve,
+    /// Troy (Türkiye).
+    Troy,
 }
 
 impl CardBrand {
     /// Every brand, in code order.
-    pub const ALL: [CardBrand; 8] = [
+    pub const ALL: [CardBrand; 13] = [
         Self::Visa,
         Self::Mastercard,
         Self::Amex,
@@ -198,6 +208,11 @@ impl CardBrand {
         Self::Jcb,
         Self::UnionPay,
         Self::Maestro,
+        Self::RuPay,
+        Self::Mir,
+        Self::Elo,
+        Self::Verve,
+        Self::Troy,
     ];
 
     /// The byte that encodes the brand in the header (0 means no brand).
@@ -211,6 +226,11 @@ impl CardBrand {
             Self::Jcb => 6,
             Self::UnionPay => 7,
             Self::Maestro => 8,
+            Self::RuPay => 9,
+            Self::Mir => 10,
+            Self::Elo => 11,
+            Self::Verve => 12,
+            Self::Troy => 13,
         }
     }
 
@@ -230,6 +250,11 @@ impl CardBrand {
             Self::Jcb => "jcb",
             Self::UnionPay => "unionpay",
             Self::Maestro => "maestro",
+            Self::RuPay => "rupay",
+            Self::Mir => "mir",
+            Self::Elo => "elo",
+            Self::Verve => "verve",
+            Self::Troy => "troy",
         }
     }
 }
@@ -548,7 +573,7 @@ impl PreparedContext {
         bin.extend_from_slice(&ct);
         let mut text = String::with_capacity(PREFIX.len() + bin.len().div_ceil(3) * 4);
         text.push_str(PREFIX);
-        text.push_str(&Base64UrlUnpadded::encode_string(&bin));
+        text.push_str(&crate::encoding::base64url(&bin));
         Ok(text)
     }
 }

@@ -18,13 +18,14 @@
 //! latest `nbf` that is already valid at `server_time` (the first listed wins a tie); keys whose
 //! `nbf` is still ahead are published early and not used yet.
 
-use alloc::{borrow::ToOwned, format, string::String, vec::Vec};
+use alloc::{borrow::ToOwned, string::String, vec::Vec};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::ecdh::PublicKey;
+use crate::encoding::base64url;
 
 mod json;
 
@@ -163,16 +164,19 @@ impl KeyId {
     }
 
     /// The RFC 7638 JWK thumbprint of a P-256 key (SHA-256, base64url): a key id derived from the
-    /// key itself, 43 characters.
+    /// key itself, 43 characters. Also what a page pins (`load({ pins })` in the browser SDK, which
+    /// computes it with WebCrypto; `fieldseal-vault keys pins` prints it).
     pub fn thumbprint(key: &PublicKey) -> Self {
-        let canonical = format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-            Base64UrlUnpadded::encode_string(&key.x()),
-            Base64UrlUnpadded::encode_string(&key.y())
-        );
-        Self(Base64UrlUnpadded::encode_string(&Sha256::digest(
-            canonical.as_bytes(),
-        )))
+        // Built by concatenation, not `format!`: the browser wasm carries no formatting code.
+        let canonical = [
+            r#"{"crv":"P-256","kty":"EC","x":""#,
+            &base64url(&key.x()),
+            r#"","y":""#,
+            &base64url(&key.y()),
+            r#""}"#,
+        ]
+        .concat();
+        Self(base64url(&Sha256::digest(canonical.as_bytes())))
     }
 
     /// The key id as text.
@@ -228,8 +232,8 @@ impl RecipientKey {
             key_use: "enc".into(),
             alg: JOSE_ALG.into(),
             kid: self.kid.as_str().into(),
-            x: Base64UrlUnpadded::encode_string(&self.public_key.x()),
-            y: Base64UrlUnpadded::encode_string(&self.public_key.y()),
+            x: base64url(&self.public_key.x()),
+            y: base64url(&self.public_key.y()),
             d: None,
             nbf: self.not_before,
             exp: self.expires,
@@ -554,5 +558,34 @@ mod tests {
         assert_eq!(kid.as_str().len(), 43);
         assert!(KeyId::is_valid(kid.as_str().as_bytes()));
         assert_ne!(kid, KeyId::thumbprint(&key(8)));
+    }
+
+    /// The envelope vectors' two test keys, their thumbprints computed independently (SHA-256 of
+    /// the RFC 7638 member string, with Python's hashlib).
+    fn vector_keys() -> (String, [&'static str; 2]) {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/vectors/envelope-v1.json")).unwrap();
+        let keys: Vec<String> = doc["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["jwk"].to_string())
+            .collect();
+        (
+            set(&keys, 1_800_000_000),
+            [
+                "Xw8bHmsf10M-8Vw3paJ6iB8mMg6_xrsqzUvUbAhorX4",
+                "2J_yEVvTkQdIp0zseK8AGTPsEPK_QhqxHrBxTIcLIeE",
+            ],
+        )
+    }
+
+    #[test]
+    fn thumbprints_are_rfc7638() {
+        let (doc, prints) = vector_keys();
+        let set = KeySet::parse(&doc).unwrap();
+        for (k, print) in set.keys().iter().zip(prints) {
+            assert_eq!(KeyId::thumbprint(&k.public_key).as_str(), print);
+        }
     }
 }

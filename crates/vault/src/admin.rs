@@ -10,6 +10,9 @@ use fieldseal_vault_store::audit::{
 use fieldseal_vault_store::verify::{Verification, verify_chain};
 use fieldseal_vault_store::{ApiKeyRecord, Store, StoreError};
 
+use fieldseal_core::ecdh::PublicKey;
+use fieldseal_core::keyset::KeyId;
+
 use crate::apikeys::{self, NewApiKey};
 use crate::config::Settings;
 use crate::keys::{self, KekProvider, KeyError, LocalKek, Secrets};
@@ -109,8 +112,11 @@ pub struct ApiKeyStatus {
 pub struct KeyStatus {
     /// Key id.
     pub kid: String,
-    /// `primary`, `active`, `expired`, `retired`, or `TAMPERED`.
+    /// `primary`, `next` (published, primary from `not_before`), `active`, `expired`, `retired`,
+    /// or `TAMPERED`.
     pub status: &'static str,
+    /// The RFC 7638 JWK thumbprint of the public key: what a page pins (`load({ pins })`).
+    pub thumbprint: String,
     /// Start of validity.
     pub not_before: i64,
     /// End of validity.
@@ -292,9 +298,14 @@ impl<S: Store> Admin<S> {
                     "expired"
                 } else if primary.as_deref() == Some(k.kid.as_str()) {
                     "primary"
+                } else if k.not_before > t {
+                    "next"
                 } else {
                     "active"
                 },
+                thumbprint: PublicKey::from_sec1(&k.public_key)
+                    .map(|pk| KeyId::thumbprint(&pk).as_str().to_owned())
+                    .unwrap_or_default(),
                 not_before: k.not_before,
                 expires_at: k.expires_at,
             })
@@ -303,15 +314,35 @@ impl<S: Store> Admin<S> {
 
     /// Makes a new primary HPKE key; returns its id.
     pub async fn rotate_key(&self) -> Result<String, AdminError> {
+        self.rotate_key_ahead(0).await
+    }
+
+    /// Adds a new HPKE key that is published at once and becomes the primary `ahead_secs` from
+    /// now (at once for 0); returns its id.
+    pub async fn rotate_key_ahead(&self, ahead_secs: u64) -> Result<String, AdminError> {
         Ok(keys::rotate(
             &self.store,
             self.kek.as_ref(),
             &self.secrets.row_key,
             now(),
-            lifetime(&self.settings),
+            (
+                lifetime(&self.settings),
+                i64::try_from(ahead_secs).unwrap_or(i64::MAX / 4),
+            ),
             Actor::Cli,
         )
         .await?)
+    }
+
+    /// The keys `GET /v1/keys` publishes (the primary, the next key if one was made ahead, older
+    /// keys still live), newest first, with their thumbprints: the pins for a page.
+    pub async fn pins(&self) -> Result<Vec<KeyStatus>, AdminError> {
+        Ok(self
+            .keys()
+            .await?
+            .into_iter()
+            .filter(|k| matches!(k.status, "primary" | "next" | "active"))
+            .collect())
     }
 
     /// Retires an HPKE key.

@@ -213,7 +213,7 @@ pub async fn init<S: Store>(
         new_secret(store, kek, name, now).await?;
     }
     let row_key = RowKey::new(load_secret(store, kek, ROW_KEY).await?);
-    let kid = rotate(store, kek, &row_key, now, lifetime_secs, Actor::Cli).await?;
+    let kid = rotate(store, kek, &row_key, now, (lifetime_secs, 0), Actor::Cli).await?;
     // Written last: a vault counts as initialized only once everything else is there.
     let check = kek.wrap(KEK_CHECK_PLAINTEXT, KEK_CHECK.as_bytes())?;
     let audit =
@@ -271,13 +271,15 @@ fn new_kid(now: i64) -> Result<String, KeyError> {
     ))
 }
 
-/// Adds a new HPKE key pair, valid from `now`: it becomes the primary. Returns its id.
+/// Adds a new HPKE key pair, valid from `now + ahead_secs`: at once the primary when `ahead_secs`
+/// is 0; otherwise published as the next key from now on (so that pages can pin it) and the
+/// primary from its `nbf`. Returns its id.
 pub async fn rotate<S: Store>(
     store: &S,
     kek: &dyn KekProvider,
     row_key: &RowKey,
     now: i64,
-    lifetime_secs: i64,
+    (lifetime_secs, ahead_secs): (i64, i64),
     actor: Actor,
 ) -> Result<String, KeyError> {
     let kid = new_kid(now)?;
@@ -289,14 +291,18 @@ pub async fn rotate<S: Store>(
         public_key: key.public_key().to_bytes().to_vec(),
         wrapped_private: wrapped,
         created_at: now,
-        not_before: now,
-        expires_at: now + lifetime_secs,
+        not_before: now + ahead_secs,
+        expires_at: now + ahead_secs + lifetime_secs,
         retired_at: None,
         mac: String::new(),
         retired_in_log: false,
     });
-    let audit = AuditDraft::new(now, actor, Action::KeyRotate, Outcome::Ok)
-        .detail(format!("new primary {kid}"));
+    let detail = if ahead_secs > 0 {
+        format!("next key {kid}, primary from {}", now + ahead_secs)
+    } else {
+        format!("new primary {kid}")
+    };
+    let audit = AuditDraft::new(now, actor, Action::KeyRotate, Outcome::Ok).detail(detail);
     store.insert_hpke_key(record, audit).await?;
     Ok(kid)
 }

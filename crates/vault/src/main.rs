@@ -74,7 +74,15 @@ enum KeysCommand {
     /// List key pairs with their validity and status.
     List,
     /// Make a new primary key; older keys keep opening envelopes until retired.
-    Rotate,
+    Rotate {
+        /// Publish the new key now and make it the primary only this many hours later, so that
+        /// pages can add its pin first (`keys pins`).
+        #[arg(long, default_value_t = 0)]
+        ahead_hours: u64,
+    },
+    /// Print the pins for `load({ pins })`: the RFC 7638 thumbprints of the published keys, as a
+    /// JSON array (the keys, one a line, on standard error).
+    Pins,
     /// Retire a key: it stops opening envelopes and leaves the key set.
     Retire {
         /// Key id.
@@ -239,9 +247,25 @@ async fn keys_cmd(settings: Settings, command: KeysCommand) -> Result<ExitCode> 
                 );
             }
         }
-        KeysCommand::Rotate => {
-            let kid = admin.rotate_key().await?;
-            println!("new primary key {kid}; older keys keep opening envelopes until retired");
+        KeysCommand::Rotate { ahead_hours } => {
+            let kid = admin
+                .rotate_key_ahead(ahead_hours.saturating_mul(3600))
+                .await?;
+            if ahead_hours > 0 {
+                println!(
+                    "next key {kid}, published now, primary in {ahead_hours} h; add its pin (`keys pins`) to your pages before then"
+                );
+            } else {
+                println!("new primary key {kid}; older keys keep opening envelopes until retired");
+            }
+        }
+        KeysCommand::Pins => {
+            let keys = admin.pins().await?;
+            for k in &keys {
+                eprintln!("{} {:<24} {}", k.thumbprint, k.kid, k.status);
+            }
+            let pins: Vec<&str> = keys.iter().map(|k| k.thumbprint.as_str()).collect();
+            println!("{}", serde_json::to_string(&pins)?);
         }
         KeysCommand::Retire { kid } => {
             admin.retire_key(&kid).await?;

@@ -280,6 +280,29 @@ mod tests {
     }
 
     #[test]
+    fn card_brands_are_fieldseal_cores() {
+        // The same card rules as the page: RuPay, Mir and Elo numbers get their brand, and a
+        // RuPay number longer than the 16 digits RuPay issues is refused here as in the browser.
+        for (number, brand) in [
+            ("6073 8497 0000 4947", CardBrand::RuPay),
+            ("2200 0000 0000 0004", CardBrand::Mir),
+            ("6362 9700 0045 7013", CardBrand::Elo),
+        ] {
+            assert_eq!(
+                normalize(FieldKind::Pan, &s(number), NOW).unwrap().brand,
+                Some(brand)
+            );
+        }
+        assert_eq!(
+            normalize(FieldKind::Pan, &s("60738497000049474"), NOW)
+                .err()
+                .unwrap()
+                .code(),
+            "card_too_long"
+        );
+    }
+
+    #[test]
     fn normalizes_per_kind() {
         let n = normalize(FieldKind::Pan, &s("4111 1111 1111 1111"), NOW).unwrap();
         assert_eq!(n.value.expose(), b"4111111111111111");

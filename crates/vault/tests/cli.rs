@@ -316,3 +316,47 @@ async fn a_killed_process_loses_no_committed_token() {
     assert!(child.wait().unwrap().success());
     assert!(ok(&vault(&dir, &["audit", "verify"])).contains("intact"));
 }
+
+#[tokio::test]
+async fn the_next_key_is_published_ahead_of_use_and_keys_pins_prints_every_published_key() {
+    let tmp = TempDir::new("pins");
+    let dir = tmp.0.join("data");
+    ok(&vault(&dir, &["init"]));
+    let out = ok(&vault(&dir, &["keys", "rotate", "--ahead-hours", "48"]));
+    assert!(out.contains("next key"), "{out}");
+    let listed = ok(&vault(&dir, &["keys", "list"]));
+    assert!(
+        listed.contains("primary") && listed.contains("next"),
+        "{listed}"
+    );
+
+    // The pins: a JSON array on standard output, one RFC 7638 thumbprint per published key.
+    let pins: Vec<String> = serde_json::from_str(&ok(&vault(&dir, &["keys", "pins"]))).unwrap();
+    assert_eq!(pins.len(), 2);
+
+    // GET /v1/keys publishes both; the primary stays the current key until the next one's nbf.
+    let (mut child, base) = start(&dir, &tmp.0.join("vault.log"));
+    let ks = key_set(&reqwest::Client::new(), &base).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(ks.keys().len(), 2);
+    let next = ks
+        .keys()
+        .iter()
+        .find(|k| k.kid != ks.primary().kid)
+        .unwrap();
+    assert!(next.not_before >= ks.server_time() + 47 * 3600);
+    let mut served: Vec<String> = ks
+        .keys()
+        .iter()
+        .map(|k| {
+            fieldseal_core::keyset::KeyId::thumbprint(&k.public_key)
+                .as_str()
+                .to_owned()
+        })
+        .collect();
+    let mut printed = pins.clone();
+    served.sort();
+    printed.sort();
+    assert_eq!(served, printed, "the pins are the served keys' thumbprints");
+}

@@ -1,0 +1,109 @@
+// Stray data the guard used to miss: card and CVC inputs known only by name or id, expiry
+// <select>s, a card number split over several inputs, 19-digit numbers, brands outside the first
+// eight, `/`, `_` and a leading `+` as separators; and a polluted Object.prototype, which must not
+// turn the guard off. Run `npm run build` first (scripts/test.sh does).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { leaks, openPage, postsTo, SECRETS, submitForm, withBrowser } from './harness.mjs';
+import { parseEnvelope } from '../../js/envelope.js';
+
+const env = withBrowser();
+
+const open = (query = '', init) => openPage(env.browser, `${env.server.url}/stray.html${query}`, { init });
+
+/** Clicks Pay and checks that nothing was posted and the submit was blocked for a card number. */
+async function assertBlocked(page, what) {
+  const before = postsTo(env.server).length;
+  await page.click('#pay');
+  await page.waitForTimeout(250);
+  assert.equal(postsTo(env.server).length, before, `${what}: nothing posted`);
+  const blocked = (await page.evaluate(() => window.events)).filter((e) => e.type === 'blocked');
+  assert.equal(blocked.at(-1)?.detail.reason, 'stray_card_number', what);
+}
+
+test('card and CVC inputs known by name or id, and the expiry selects, post as envelopes only', async () => {
+  const { page } = await open();
+  await page.fill('#card', SECRETS.pan);
+  await page.fill('#cvv', SECRETS.cvc);
+  await page.fill('#ccnum', '5555555555554444');
+  await page.selectOption('#exp-month', '12');
+  await page.selectOption('#exp-year', '2030');
+  const { raw, fields } = await submitForm(env.server, page);
+  const kinds = Object.fromEntries(['payment[card_number]', 'cvv', 'second', 'exp_month', 'exp_year']
+    .map((name) => [name, fields[name] && parseEnvelope(fields[name]).kind]));
+  assert.deepEqual(kinds, { 'payment[card_number]': 'pan', cvv: 'cvc', second: 'pan', exp_month: 'text', exp_year: 'text' });
+  assert.equal(fields.qty, '2', 'unprotected fields post as usual');
+  assert.deepEqual(leaks(raw, [SECRETS.pan, SECRETS.cvc, '5555555555554444']), []);
+  await page.close();
+});
+
+test('a CVC input known by name is validated like a marked one', async () => {
+  const { page } = await open();
+  await page.fill('#card', '378282246310005');
+  await page.fill('#cvv', '737');
+  const before = postsTo(env.server).length;
+  await page.click('#pay');
+  await page.waitForTimeout(250);
+  assert.equal(postsTo(env.server).length, before, 'an Amex needs 4 digits');
+  assert.equal(await page.getAttribute('#cvv', 'aria-invalid'), 'true');
+  await page.close();
+});
+
+test('a card number split over four inputs is blocked, and sealed part by part in seal mode', async () => {
+  const { page } = await open();
+  for (const [i, part] of ['4111', '1111', '1111', '1111'].entries()) await page.fill(`#part${i + 1}`, part);
+  await assertBlocked(page, 'split number');
+  assert.equal(await page.getAttribute('#part1', 'aria-invalid'), 'true');
+  const entries = await page.evaluate(() => Array.from(new FormData(document.querySelector('#checkout')).keys()));
+  assert.ok(!entries.some((n) => n.startsWith('part')), `new FormData leaves the parts out: ${entries}`);
+  await page.close();
+
+  const { page: sealing } = await open('?stray=seal');
+  for (const [i, part] of ['4111', '1111', '1111', '1111'].entries()) await sealing.fill(`#part${i + 1}`, part);
+  const { fields } = await submitForm(env.server, sealing);
+  for (const n of ['part1', 'part2', 'part3', 'part4']) assert.equal(parseEnvelope(fields[n]).kind, 'text', n);
+  assert.equal(fields.qty, '2', 'a lone short number is not part of a card number');
+  await sealing.close();
+});
+
+test('19-digit numbers, other brands and other separators in free text are blocked', async () => {
+  const { page } = await open();
+  for (const text of [
+    'card 6011 1111 1111 1111 110', // 19 digits
+    'card 8800000000000005', // no brand in the card rules, Luhn-valid
+    'mir 2200 0000 0000 0004',
+    'rupay 6073849700004947',
+    'troy 979200000000000003',
+    '4111/1111/1111/1111',
+    '4111_1111_1111_1111',
+    '+4111111111111111',
+  ]) {
+    await page.fill('#notes', text);
+    await assertBlocked(page, text);
+  }
+  // Innocent text still goes through.
+  await page.fill('#notes', 'flat 4, door code 1234, call +44 20 7946 0958');
+  const { fields } = await submitForm(env.server, page);
+  assert.equal(fields.notes, 'flat 4, door code 1234, call +44 20 7946 0958');
+  await page.close();
+});
+
+test('a polluted Object.prototype does not turn the guard or the protection off', async () => {
+  const { page } = await open('', () => {
+    Object.prototype.strayPan = 'off';
+  });
+  await page.fill('#notes', `card ${SECRETS.panSpaced}`);
+  await assertBlocked(page, 'strayPan inherited from Object.prototype');
+  // A field whose name is an Object.prototype member is not taken for a card field.
+  await page.evaluate(() => {
+    const el = document.createElement('input');
+    el.name = 'constructor';
+    el.id = 'ctor';
+    document.querySelector('#checkout').append(el);
+  });
+  await page.fill('#notes', 'ring twice');
+  await page.fill('#ctor', 'hello');
+  const { fields } = await submitForm(env.server, page);
+  assert.equal(fields.constructor, 'hello');
+  await page.close();
+});
