@@ -43,6 +43,17 @@ use tokio_postgres::types::ToSql;
 
 pub use connect::{DEFAULT_SCHEMA, PgOptions};
 
+/// Opens a write transaction with the audit log begun (the tables locked, the write path and the
+/// chain checked, the audit lock held): binds `$tx` and `$log` in the calling block.
+macro_rules! audited_tx {
+    ($store:ident => $tx:ident, $log:ident) => {
+        let chain = $store.chain()?;
+        let mut client = $store.client().await?;
+        let $tx = client.transaction().await.map_err(db_error)?;
+        let mut $log = Log::begin(&$tx, &chain, &$store.inner, false).await?;
+    };
+}
+
 /// Schema migrations, applied in order; each runs once, in a transaction.
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
@@ -267,10 +278,7 @@ impl PgStore {
     /// Commits every job of a group in one transaction: tokens stored (or refused as replays) and
     /// CVC tokens consumed, with their audit entries.
     async fn commit_group(&self, jobs: &mut [Job]) -> Result<Vec<Done>, StoreError> {
-        let chain = self.chain()?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_error)?;
-        let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+        audited_tx!(self => tx, log);
         let mut all = Vec::with_capacity(jobs.len());
         for job in jobs.iter_mut() {
             match job {
@@ -413,10 +421,7 @@ impl PgStore {
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
         self.bounded(async {
-            let chain = self.chain()?;
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
-            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            audited_tx!(self => tx, log);
             let n = exec(&tx, &self.inner, sql, &[&id, &at, &mac]).await?;
             if n == 1 {
                 log.append(&tx, &audit).await?;
@@ -954,10 +959,7 @@ impl Store for PgStore {
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
         self.bounded(async {
-            let chain = self.chain()?;
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
-            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            audited_tx!(self => tx, log);
             let n = exec(&tx, &self.inner,
                 "INSERT INTO $S.secrets (name, wrapped, created_at) VALUES ($1, $2, $3) ON CONFLICT \
                  (name) DO NOTHING",
@@ -1031,10 +1033,7 @@ impl Store for PgStore {
 
     async fn insert_hpke_key(&self, k: HpkeKeyRecord, audit: AuditDraft) -> Result<(), StoreError> {
         self.bounded(async {
-            let chain = self.chain()?;
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
-            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            audited_tx!(self => tx, log);
             exec(&tx, &self.inner,
                 &format!(
                     "INSERT INTO $S.hpke_keys ({HPKE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -1117,10 +1116,7 @@ impl Store for PgStore {
 
     async fn delete_token(&self, token: &str, audit: AuditDraft) -> Result<bool, StoreError> {
         self.bounded(async {
-            let chain = self.chain()?;
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
-            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            audited_tx!(self => tx, log);
             let n = exec(
                 &tx,
                 &self.inner,
@@ -1142,10 +1138,7 @@ impl Store for PgStore {
 
     async fn append_audit(&self, audit: AuditDraft) -> Result<(), StoreError> {
         self.bounded(async {
-            let chain = self.chain()?;
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
-            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            audited_tx!(self => tx, log);
             log.append(&tx, &audit).await?;
             log.commit(tx).await
         })
@@ -1200,10 +1193,7 @@ impl Store for PgStore {
 
     async fn insert_api_key(&self, k: ApiKeyRecord, audit: AuditDraft) -> Result<(), StoreError> {
         self.bounded(async {
-            let chain = self.chain()?;
-            let mut client = self.client().await?;
-            let tx = client.transaction().await.map_err(db_error)?;
-            let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
+            audited_tx!(self => tx, log);
             exec(&tx, &self.inner,
                 &format!(
                     "INSERT INTO $S.api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
