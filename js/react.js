@@ -28,14 +28,26 @@ export function useSealer(options) {
 
 /**
  * A <form> protected while it is mounted: `sealer` is a Sealer or the promise of one (`loading`
- * from useSealer), `options` the protect() options; every other prop goes to the form.
+ * from useSealer), `options` the protect() options (read when it is protected); every other prop
+ * goes to the form. Until protect() has run (the server's HTML, the page before hydration, a
+ * sealer still null) the fields sit in a disabled fieldset: disabled controls are neither
+ * submitted nor typed into, so nothing can be posted in the clear before the form is protected.
  */
 export function ProtectedForm({ sealer, options, children, ...props }) {
   const ref = useRef(null);
+  const [armed, setArmed] = useState(false);
   useEffect(() => {
     if (!sealer || !ref.current) return undefined;
     const protection = protect(ref.current, sealer, options);
-    return () => protection.detach();
+    setArmed(true);
+    return () => {
+      setArmed(false);
+      protection.detach();
+    };
   }, [sealer]);
-  return createElement('form', { ...props, ref }, children);
+  const fields = createElement('fieldset', { disabled: !armed, style: OPEN_FIELDSET }, children);
+  return createElement('form', { ...props, ref }, fields);
 }
+
+/** A fieldset that adds no box of its own. */
+const OPEN_FIELDSET = Object.freeze({ display: 'contents', border: 0, margin: 0, padding: 0 });
