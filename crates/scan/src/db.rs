@@ -346,7 +346,12 @@ pub fn scan_postgres(url: &str, options: &Options, tally: &mut Tally, progress: 
         match result {
             Ok(scan) => scan.finish(tally),
             Err(e) => {
-                let lost = client.is_closed() || e.is_closed();
+                // The server ending the session (terminated, shutting down) answers with an
+                // error before it closes the connection: the connection is lost all the same.
+                let ended = e
+                    .code()
+                    .is_some_and(|c| c.code().starts_with("57P") || c.code().starts_with("08"));
+                let lost = client.is_closed() || e.is_closed() || ended;
                 let kind = if lost {
                     ProblemKind::ConnectionLost
                 } else {
