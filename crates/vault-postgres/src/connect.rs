@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use fieldseal_vault_store::StoreError;
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
@@ -192,9 +192,9 @@ pub(crate) fn pool(url: &str, options: PgOptions) -> Result<(Pool, String), Stor
         config.application_name("fieldseal-vault");
     }
     let manager_config = ManagerConfig {
-        // A test query on every connection taken from the pool: a connection the network dropped
-        // without a word is found out there, not by the request that uses it.
-        recycling_method: RecyclingMethod::Verified,
+        // A connection whose socket closed is dropped when it comes back to the pool; one idle
+        // for a while is also tested (`verify_idle`) before reuse.
+        recycling_method: RecyclingMethod::Fast,
     };
     let manager = match parsed.tls {
         Tls::Off => {
@@ -211,11 +211,30 @@ pub(crate) fn pool(url: &str, options: PgOptions) -> Result<(Pool, String), Stor
         .wait_timeout(Some(options.timeout))
         .create_timeout(Some(options.timeout))
         .recycle_timeout(Some(options.timeout))
+        .pre_recycle(verify_idle())
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| StoreError::Database(format!("connection pool: {e}")))?;
     Ok((pool, parsed.schema))
 }
+
+/// A connection left unused for [`VERIFY_AFTER`] or longer answers an empty query before it is
+/// handed out: one the network dropped without a word (a failover, a NAT that forgot it) is found
+/// out there, not by the request that uses it. A busy pool reuses its connections without that
+/// round trip, which would otherwise double the cost of a token read.
+fn verify_idle() -> Hook {
+    Hook::async_fn(|client, metrics| {
+        Box::pin(async move {
+            if metrics.last_used() >= VERIFY_AFTER {
+                client.simple_query("").await.map_err(HookError::Backend)?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// How long a connection may sit unused in the pool before it is tested again.
+const VERIFY_AFTER: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

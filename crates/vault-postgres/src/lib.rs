@@ -25,6 +25,7 @@ mod connect;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -276,41 +277,80 @@ impl PgStore {
     }
 
     /// Commits every job of a group in one transaction: tokens stored (or refused as replays) and
-    /// CVC tokens consumed, with their audit entries.
+    /// CVC tokens consumed, with their audit entries. A handful of statements whatever the group's
+    /// size: the consumed tokens deleted in one, the envelopes looked up in the log in one, the
+    /// tokens inserted in one, the entries appended with the head at commit in one.
     async fn commit_group(&self, jobs: &mut [Job]) -> Result<Vec<Done>, StoreError> {
         audited_tx!(self => tx, log);
+        let inner = &self.inner;
+        // Card security codes revealed in the clear: one deletion; of several requests consuming
+        // the same token, the first in the group wins it.
+        let wanted: Vec<&str> = jobs
+            .iter()
+            .flat_map(|job| match job {
+                Job::Reveals { consume, .. } => consume.iter().map(|(_, t)| t.as_str()).collect(),
+                Job::Tokens { .. } => Vec::new(),
+            })
+            .collect();
+        let mut unclaimed: HashSet<String> = if wanted.is_empty() {
+            HashSet::new()
+        } else {
+            rows(
+                &tx,
+                inner,
+                "DELETE FROM $S.tokens WHERE token = ANY($1) RETURNING token",
+                &[&wanted],
+            )
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()
+            .map_err(db_error)?
+        };
+        let items: Vec<&NewToken> = jobs
+            .iter()
+            .flat_map(|job| match job {
+                Job::Tokens { items, .. } => items.iter().collect(),
+                Job::Reveals { .. } => Vec::new(),
+            })
+            .collect();
+        let mut outcomes = store_tokens(&tx, inner, &items).await?.into_iter();
         let mut all = Vec::with_capacity(jobs.len());
         for job in jobs.iter_mut() {
             match job {
                 Job::Reveals { audit, consume, .. } => {
                     let mut consumed = Vec::with_capacity(consume.len());
                     for (index, token) in consume.iter() {
-                        let n = exec(
-                            &tx,
-                            &self.inner,
-                            "DELETE FROM $S.tokens WHERE token = $1",
-                            &[token],
-                        )
-                        .await?;
-                        if n == 0
-                            && let Some(entry) = audit.get_mut(*index)
-                        {
+                        let won = unclaimed.remove(token);
+                        if !won && let Some(entry) = audit.get_mut(*index) {
                             entry.outcome = Outcome::NotFound;
                             entry.detail = "already used".into();
                         }
-                        consumed.push(n == 1);
+                        consumed.push(won);
                     }
                     for d in audit.iter() {
-                        log.append(&tx, d).await?;
+                        log.append(d);
                     }
                     all.push(Done::Reveals(consumed));
                 }
                 Job::Tokens { items, .. } => {
-                    let mut outcomes = Vec::with_capacity(items.len());
+                    let mut done = Vec::with_capacity(items.len());
                     for item in items.iter() {
-                        outcomes.push(insert_one(&tx, &mut log, item).await?);
+                        let outcome = outcomes.next().ok_or_else(|| {
+                            StoreError::Database("token outcomes out of step".into())
+                        })?;
+                        match outcome {
+                            // The audit entry names the envelope: consumed.
+                            InsertOutcome::Inserted | InsertOutcome::Existing => {
+                                log.append(&item.audit)
+                            }
+                            InsertOutcome::Replayed => log.append(&item.replayed_audit),
+                            // Nothing of this item is kept: the caller tries another token.
+                            InsertOutcome::TokenTaken => {}
+                        }
+                        done.push(outcome);
                     }
-                    all.push(Done::Tokens(outcomes));
+                    all.push(Done::Tokens(done));
                 }
             }
         }
@@ -424,7 +464,7 @@ impl PgStore {
             audited_tx!(self => tx, log);
             let n = exec(&tx, &self.inner, sql, &[&id, &at, &mac]).await?;
             if n == 1 {
-                log.append(&tx, &audit).await?;
+                log.append(&audit);
             }
             log.commit(tx).await?;
             Ok(n == 1)
@@ -533,7 +573,8 @@ struct Log<'c> {
     chain: &'c AuditChain,
     inner: &'c Inner,
     appender: Appender<'c>,
-    appended: bool,
+    /// Entries appended, inserted at commit in one statement with the new head.
+    pending: Vec<AuditRecord>,
 }
 
 impl<'c> Log<'c> {
@@ -546,18 +587,36 @@ impl<'c> Log<'c> {
         if let Some(what) = inner.tampered.lock().ok().and_then(|t| t.clone()) {
             return Err(tampered(&what));
         }
-        exec(tx, inner, LOCK_TABLES, &[]).await?;
-        let found: Option<String> = opt_row(
+        // Four statements in one round trip, sent in this order (a request goes out when its
+        // future is first polled; `try_join4` polls in order): the server runs them one after
+        // the other, so the tail and head are read under the audit lock the second one takes.
+        let lock_tables = prepare(tx, inner, LOCK_TABLES).await?;
+        let write_path = prepare(tx, inner, LOCK_AND_WRITE_PATH).await?;
+        let tail = prepare(
             tx,
             inner,
-            LOCK_AND_WRITE_PATH,
-            &[&AUDIT_LOCK, &inner.schema],
+            &format!("SELECT {AUDIT_COLUMNS} FROM $S.audit ORDER BY seq DESC LIMIT 1"),
         )
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()
-        .map_err(db_error)?
-        .flatten();
+        .await?;
+        let head = prepare(
+            tx,
+            inner,
+            "SELECT seq, hash, mac FROM $S.audit_head WHERE id = 1",
+        )
+        .await?;
+        let (_, found, tail, head) = futures_util::future::try_join4(
+            tx.execute(&lock_tables, &[]),
+            tx.query_opt(&write_path, &[&AUDIT_LOCK, &inner.schema]),
+            tx.query_opt(&tail, &[]),
+            tx.query_opt(&head, &[]),
+        )
+        .await
+        .map_err(db_error)?;
+        let found: Option<String> = found
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(db_error)?
+            .flatten();
         let known = inner.write_path.lock().ok().and_then(|w| w.clone());
         if found.is_none() || found != known {
             // Something the writes depend on changed since the last full check (or none ran
@@ -583,26 +642,8 @@ impl<'c> Log<'c> {
                 *w = found;
             }
         }
-        let tail = opt_row(
-            tx,
-            inner,
-            &format!("SELECT {AUDIT_COLUMNS} FROM $S.audit ORDER BY seq DESC LIMIT 1"),
-            &[],
-        )
-        .await?
-        .map(|r| audit_row(&r))
-        .transpose()
-        .map_err(db_error)?;
-        let head = opt_row(
-            tx,
-            inner,
-            "SELECT seq, hash, mac FROM $S.audit_head WHERE id = 1",
-            &[],
-        )
-        .await?
-        .map(|r| head_row(&r))
-        .transpose()
-        .map_err(db_error)?;
+        let tail = tail.map(|r| audit_row(&r)).transpose().map_err(db_error)?;
+        let head = head.map(|r| head_row(&r)).transpose().map_err(db_error)?;
         let seen_seq = chain.seen_seq();
         let seen = if seen_seq > 0 && tail.as_ref().is_some_and(|t| t.seq != seen_seq) {
             opt_row(
@@ -625,47 +666,47 @@ impl<'c> Log<'c> {
             chain,
             inner,
             appender,
-            appended: false,
+            pending: Vec::new(),
         })
     }
 
-    async fn append(&mut self, tx: &Transaction<'_>, d: &AuditDraft) -> Result<(), StoreError> {
+    /// Appends an entry; it is inserted at commit.
+    fn append(&mut self, d: &AuditDraft) {
         let r = self.appender.append(d);
-        exec(tx, self.inner,
-            &format!(
-                "INSERT INTO $S.audit ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 $10, $11, $12, $13)"
-            ),
-            &[
-                &r.seq,
-                &r.at,
-                &r.actor,
-                &r.action,
-                &r.token,
-                &r.kind,
-                &r.purpose,
-                &r.outcome,
-                &r.detail,
-                &r.envelope,
-                &r.prev_hash,
-                &r.hash,
-                &r.mac,
-            ],
-        )
-        .await?;
-        self.appended = true;
-        Ok(())
+        self.pending.push(r);
     }
 
+    /// Inserts the appended entries and stores the new head (one statement), then commits.
     async fn commit(self, tx: Transaction<'_>) -> Result<(), StoreError> {
         let head = self.appender.head();
-        if self.appended {
+        if !self.pending.is_empty() {
+            let p = &self.pending;
+            let text = |f: fn(&AuditRecord) -> &str| p.iter().map(f).collect::<Vec<_>>();
+            let opt = |f: fn(&AuditRecord) -> Option<&str>| p.iter().map(f).collect::<Vec<_>>();
+            let seq: Vec<i64> = p.iter().map(|r| r.seq).collect();
+            let at: Vec<i64> = p.iter().map(|r| r.at).collect();
             exec(
                 &tx,
                 self.inner,
-                "INSERT INTO $S.audit_head (id, seq, hash, mac) VALUES (1, $1, $2, $3) ON CONFLICT \
-                 (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
-                &[&head.seq, &head.hash, &head.mac],
+                APPEND_ENTRIES,
+                &[
+                    &seq,
+                    &at,
+                    &text(|r| &r.actor),
+                    &text(|r| &r.action),
+                    &opt(|r| r.token.as_deref()),
+                    &opt(|r| r.kind.as_deref()),
+                    &opt(|r| r.purpose.as_deref()),
+                    &text(|r| &r.outcome),
+                    &text(|r| &r.detail),
+                    &opt(|r| r.envelope.as_deref()),
+                    &text(|r| &r.prev_hash),
+                    &text(|r| &r.hash),
+                    &text(|r| &r.mac),
+                    &head.seq,
+                    &head.hash,
+                    &head.mac,
+                ],
             )
             .await?;
         }
@@ -674,6 +715,15 @@ impl<'c> Log<'c> {
         Ok(())
     }
 }
+
+/// Inserts a transaction's audit entries (`$1`..`$13`: one array per column) and stores the new
+/// head (`$14`..`$16`), in one statement.
+const APPEND_ENTRIES: &str = "WITH entries AS (INSERT INTO $S.audit (seq, at, actor, action, \
+     token, kind, purpose, outcome, detail, envelope, prev_hash, hash, mac) SELECT * FROM \
+     unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[])) INSERT INTO \
+     $S.audit_head (id, seq, hash, mac) VALUES (1, $14, $15, $16) ON CONFLICT (id) DO UPDATE SET \
+     seq = excluded.seq, hash = excluded.hash, mac = excluded.mac";
 
 fn head_row(r: &Row) -> Result<Head, tokio_postgres::Error> {
     Ok(Head {
@@ -764,75 +814,166 @@ fn hpke_row(r: &Row) -> Result<HpkeKeyRecord, tokio_postgres::Error> {
     })
 }
 
-/// Inserts one item of a batch (the audit lock held); returns what happened.
-async fn insert_one(
+/// Stores a group's tokens (the audit lock held) and returns each item's outcome, in order, as
+/// if they had been inserted one after the other: an envelope the log names, or that an earlier
+/// item of the group consumed, is a replay; a token already stored is the same value again
+/// (`Existing`, deterministic tokens) or taken. Three statements for the whole group.
+async fn store_tokens(
     tx: &Transaction<'_>,
-    log: &mut Log<'_>,
-    item: &NewToken,
-) -> Result<InsertOutcome, StoreError> {
-    let t = &item.token;
-    let inner = log.inner;
-    // The log is the one record of consumed envelopes: inside this transaction, an earlier item
-    // of the same batch counts too; under the audit lock, so does every other node's last commit.
-    let seen = opt_row(
+    inner: &Inner,
+    items: &[&NewToken],
+) -> Result<Vec<InsertOutcome>, StoreError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = items.iter().map(|i| i.envelope.key()).collect();
+    // The log is the one record of consumed envelopes; under the audit lock, every other node's
+    // last commit counts.
+    let seen: HashSet<String> = rows(
         tx,
         inner,
-        "SELECT 1 FROM $S.audit WHERE envelope = $1",
-        &[&item.envelope.key()],
+        "SELECT envelope FROM $S.audit WHERE envelope = ANY($1) AND envelope IS NOT NULL",
+        &[&keys],
     )
     .await?
-    .is_some();
-    let outcome = if seen {
-        InsertOutcome::Replayed
-    } else {
-        let n = exec(tx, inner,
-            &format!(
-                "INSERT INTO $S.tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 $10) ON CONFLICT (token) DO NOTHING"
-            ),
-            &[
-                &t.token,
-                &t.kind,
-                &t.data_key_id,
-                &t.ciphertext,
-                &t.fingerprint,
-                &t.brand,
-                &t.bin,
-                &t.last4,
-                &t.created_at,
-                &t.expires_at,
-            ],
-        )
-        .await?;
-        if n == 1 {
-            InsertOutcome::Inserted
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<Result<_, _>>()
+    .map_err(db_error)?;
+    // The first item naming each envelope the log does not is tried; the others wait for it.
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    let tried: Vec<usize> = (0..items.len())
+        .filter(|&i| !seen.contains(&keys[i]) && *first.entry(&keys[i]).or_insert(i) == i)
+        .collect();
+    let tokens: Vec<&TokenRecord> = tried.iter().map(|&i| &items[i].token).collect();
+    let mut inserted: HashSet<String> = insert_token_rows(tx, inner, &tokens).await?;
+    let mut outcomes: Vec<Option<InsertOutcome>> = vec![None; items.len()];
+    let mut not_inserted = Vec::new();
+    for &i in &tried {
+        if inserted.remove(&items[i].token.token) {
+            outcomes[i] = Some(InsertOutcome::Inserted);
         } else {
-            let same: Option<bool> = opt_row(
-                tx,
-                inner,
-                "SELECT kind = $2 AND fingerprint = $3 AND fingerprint <> '' FROM $S.tokens WHERE \
-                 token = $1",
-                &[&t.token, &t.kind, &t.fingerprint],
-            )
-            .await?
-            .map(|r| r.try_get(0))
-            .transpose()
-            .map_err(db_error)?;
-            if same == Some(true) {
+            not_inserted.push(i);
+        }
+    }
+    if !not_inserted.is_empty() {
+        let names: Vec<&str> = not_inserted
+            .iter()
+            .map(|&i| items[i].token.token.as_str())
+            .collect();
+        let stored: HashMap<String, (String, String)> = rows(
+            tx,
+            inner,
+            "SELECT token, kind, fingerprint FROM $S.tokens WHERE token = ANY($1)",
+            &[&names],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(db_error)?;
+        for i in not_inserted {
+            let t = &items[i].token;
+            let same = stored.get(&t.token).is_some_and(|(kind, fingerprint)| {
+                *kind == t.kind && *fingerprint == t.fingerprint && !fingerprint.is_empty()
+            });
+            outcomes[i] = Some(if same {
                 InsertOutcome::Existing
             } else {
                 InsertOutcome::TokenTaken
-            }
+            });
         }
-    };
-    match outcome {
-        // The audit entry names the envelope: consumed.
-        InsertOutcome::Inserted | InsertOutcome::Existing => log.append(tx, &item.audit).await?,
-        InsertOutcome::Replayed => log.append(tx, &item.replayed_audit).await?,
-        // Nothing of this item is kept: the caller tries another token.
-        InsertOutcome::TokenTaken => {}
     }
-    Ok(outcome)
+    // The later items naming an envelope: replays if an earlier one consumed it, else tried in
+    // turn (the earlier one's token was taken: rare, one statement each).
+    let mut consumed: HashSet<&str> = tried
+        .iter()
+        .filter(|&&i| outcomes[i] != Some(InsertOutcome::TokenTaken))
+        .map(|&i| keys[i].as_str())
+        .collect();
+    for i in 0..items.len() {
+        if outcomes[i].is_some() {
+            continue;
+        }
+        let outcome = if seen.contains(&keys[i]) || consumed.contains(keys[i].as_str()) {
+            InsertOutcome::Replayed
+        } else {
+            let t = &items[i].token;
+            let mut one = insert_token_rows(tx, inner, &[t]).await?;
+            if one.remove(&t.token) {
+                InsertOutcome::Inserted
+            } else {
+                let same: Option<bool> = opt_row(
+                    tx,
+                    inner,
+                    "SELECT kind = $2 AND fingerprint = $3 AND fingerprint <> '' FROM $S.tokens \
+                     WHERE token = $1",
+                    &[&t.token, &t.kind, &t.fingerprint],
+                )
+                .await?
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(db_error)?;
+                if same == Some(true) {
+                    InsertOutcome::Existing
+                } else {
+                    InsertOutcome::TokenTaken
+                }
+            }
+        };
+        if outcome != InsertOutcome::TokenTaken {
+            consumed.insert(keys[i].as_str());
+        }
+        outcomes[i] = Some(outcome);
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.ok_or_else(|| StoreError::Database("token outcome missing".into())))
+        .collect()
+}
+
+/// Inserts token rows in one statement, skipping tokens already stored; returns the tokens
+/// inserted (of two rows with one token, the first).
+async fn insert_token_rows(
+    tx: &Transaction<'_>,
+    inner: &Inner,
+    tokens: &[&TokenRecord],
+) -> Result<HashSet<String>, StoreError> {
+    if tokens.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let text = |f: fn(&TokenRecord) -> &str| tokens.iter().map(|t| f(t)).collect::<Vec<_>>();
+    let opt = |f: fn(&TokenRecord) -> Option<&str>| tokens.iter().map(|t| f(t)).collect::<Vec<_>>();
+    let data_key: Vec<i64> = tokens.iter().map(|t| t.data_key_id).collect();
+    let ciphertext: Vec<&[u8]> = tokens.iter().map(|t| t.ciphertext.as_slice()).collect();
+    let created: Vec<i64> = tokens.iter().map(|t| t.created_at).collect();
+    let expires: Vec<Option<i64>> = tokens.iter().map(|t| t.expires_at).collect();
+    rows(
+        tx,
+        inner,
+        &format!(
+            "INSERT INTO $S.tokens ({TOKEN_COLUMNS}) SELECT * FROM unnest($1::text[], \
+             $2::text[], $3::int8[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::text[], \
+             $9::int8[], $10::int8[]) ON CONFLICT (token) DO NOTHING RETURNING token"
+        ),
+        &[
+            &text(|t| &t.token),
+            &text(|t| &t.kind),
+            &data_key,
+            &ciphertext,
+            &text(|t| &t.fingerprint),
+            &opt(|t| t.brand.as_deref()),
+            &opt(|t| t.bin.as_deref()),
+            &opt(|t| t.last4.as_deref()),
+            &created,
+            &expires,
+        ],
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<Result<_, _>>()
+    .map_err(db_error)
 }
 
 impl Store for PgStore {
@@ -967,7 +1108,7 @@ impl Store for PgStore {
             )
             .await?;
             if n == 1 {
-                log.append(&tx, &audit).await?;
+                log.append(&audit);
             }
             log.commit(tx).await?;
             Ok(n == 1)
@@ -1015,7 +1156,7 @@ impl Store for PgStore {
                 &[&name, &wrapped, &audit.at],
             )
             .await?;
-            log.append(&tx, &audit).await?;
+            log.append(&audit);
             log.commit(tx).await?;
             Ok(true)
         })
@@ -1050,7 +1191,7 @@ impl Store for PgStore {
                 ],
             )
             .await?;
-            log.append(&tx, &audit).await?;
+            log.append(&audit);
             log.commit(tx).await
         })
         .await
@@ -1129,7 +1270,7 @@ impl Store for PgStore {
                 // Gone meanwhile: the log must not claim a deletion that did not happen.
                 audit.outcome = Outcome::NotFound;
             }
-            log.append(&tx, &audit).await?;
+            log.append(&audit);
             log.commit(tx).await?;
             Ok(n == 1)
         })
@@ -1139,7 +1280,7 @@ impl Store for PgStore {
     async fn append_audit(&self, audit: AuditDraft) -> Result<(), StoreError> {
         self.bounded(async {
             audited_tx!(self => tx, log);
-            log.append(&tx, &audit).await?;
+            log.append(&audit);
             log.commit(tx).await
         })
         .await
@@ -1211,7 +1352,7 @@ impl Store for PgStore {
                 ],
             )
             .await?;
-            log.append(&tx, &audit).await?;
+            log.append(&audit);
             log.commit(tx).await
         })
         .await
@@ -1310,7 +1451,7 @@ impl Store for PgStore {
                             .token(&token)
                             .kind(&kind)
                             .detail("retention period over");
-                        log.append(&tx, &d).await?;
+                        log.append(&d);
                     }
                     log.commit(tx).await?;
                     Ok(gone.len() as u64)

@@ -138,6 +138,52 @@ pub async fn replay_is_refused_atomically<B: Backend>(b: &B) {
     intact(&s).await;
 }
 
+/// A token already stored: the same value again (same kind and fingerprint: a deterministic
+/// token) is `Existing` and consumes its envelope; anything else is `TokenTaken`, keeps nothing,
+/// and leaves its envelope unconsumed, so a later item of the same batch with that envelope is
+/// stored. Outcomes are per item, in order, as if the items were stored one after the other.
+pub async fn stored_tokens_are_existing_or_taken<B: Backend>(b: &B) {
+    let s = started(b).await;
+    let with_fingerprint = |token: &str, envelope: u8, fingerprint: &str| {
+        let mut t = new_token(token, "pan", envelope, b"ct");
+        t.token.fingerprint = fingerprint.into();
+        t
+    };
+    let first = s
+        .insert_tokens(vec![with_fingerprint("tok_det", 10, "fp-1")])
+        .await
+        .unwrap();
+    assert_eq!(first, [InsertOutcome::Inserted]);
+    let out = s
+        .insert_tokens(vec![
+            with_fingerprint("tok_det", 11, "fp-1"),
+            with_fingerprint("tok_det", 12, "fp-2"),
+            with_fingerprint("tok_new", 12, "fp-3"),
+            with_fingerprint("tok_det", 11, "fp-1"),
+            with_fingerprint("tok_dup", 13, "fp-4"),
+            with_fingerprint("tok_dup", 14, "fp-4"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            InsertOutcome::Existing,
+            InsertOutcome::TokenTaken,
+            InsertOutcome::Inserted,
+            InsertOutcome::Replayed,
+            InsertOutcome::Inserted,
+            InsertOutcome::Existing,
+        ]
+    );
+    assert!(s.token("tok_new", 0).await.unwrap().is_some());
+    let log = s.audit_log(0, 100).await.unwrap();
+    let tokenized = log.iter().filter(|e| e.action == "tokenize").count();
+    // The first insert, then five of the six items (the taken one keeps nothing).
+    assert_eq!(tokenized, 6, "{log:?}");
+    intact(&s).await;
+}
+
 /// 16 concurrent plain reveals of one card security code: exactly one consumes it.
 pub async fn cvc_is_consumed_exactly_once<B: Backend>(b: &B) {
     let s = started(b).await;
@@ -290,6 +336,7 @@ macro_rules! conformance_tests {
     ($backend:expr) => {
         $crate::conformance_tests!(@cases $backend;
             replay_is_refused_atomically,
+            stored_tokens_are_existing_or_taken,
             cvc_is_consumed_exactly_once,
             concurrent_writers_leave_a_verifiable_chain,
             a_full_disk_leaves_nothing_half_written,
