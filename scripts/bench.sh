@@ -5,8 +5,10 @@
 #   1. native (criterion): seal, prepare and open per ECDH backend, next to raw ECDH;
 #   2. Chromium: seal per field (prepared, empty pool) next to WebCrypto and @hpke/core in the same
 #      page, a whole checkout form, load() split, and the size of everything a page downloads;
-#   3. the vault over HTTP on 127.0.0.1 with SQLite: tokenize (batches of 1 and 100) and detokenize
-#      at rising concurrency, next to the raw ECDH rate on the same cores.
+#   3. the vault over HTTP on 127.0.0.1: tokenize (batches of 1, 6 and 100) and detokenize at rising
+#      concurrency, next to the raw ECDH rate on the same cores, on SQLite, on the machine's
+#      PostgreSQL with one node, and with two nodes on one database (started here if it is down;
+#      FIELDSEAL_BENCH_POSTGRES names another server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench-results
@@ -26,8 +28,16 @@ node scripts/bench-native.mjs "$out/native.json"
 step "browser: Chromium"
 node benches/browser/run.mjs 300 "$out/browser.json"
 
-step "vault: fieldseal-loadgen over HTTP"
+step "vault: fieldseal-loadgen over HTTP, SQLite"
 target/release/fieldseal-loadgen --out "$out/vault.json"
+
+pg="${FIELDSEAL_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}"
+if [[ -z "${FIELDSEAL_BENCH_POSTGRES:-}" ]]; then scripts/postgres.sh; fi
+step "vault: fieldseal-loadgen over HTTP, PostgreSQL, one node"
+target/release/fieldseal-loadgen --database postgres --postgres-url "$pg" --out "$out/vault-postgres.json"
+step "vault: fieldseal-loadgen over HTTP, PostgreSQL, two nodes on one database"
+target/release/fieldseal-loadgen --database postgres --postgres-url "$pg" --nodes 2 \
+    --out "$out/vault-postgres-2.json"
 
 step "summary"
 node scripts/bench-summary.mjs "$out"

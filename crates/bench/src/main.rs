@@ -506,19 +506,29 @@ async fn main() -> Result<(), Error> {
         dir: dir.0.clone(),
         database_url: schema.as_ref().map(|s| s.url(&args.postgres_url)),
     };
-    cli(&args.vault, &target, &["init"])?;
+    let outcome = run(&args, &target, threads).await;
+    // The run's schema is dropped whether the run succeeded or not.
+    if let Some(schema) = schema {
+        schema.drop_schema(&args.postgres_url).await?;
+    }
+    outcome
+}
+
+/// Starts the nodes, measures every scenario, and writes the results.
+async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> {
+    cli(&args.vault, target, &["init"])?;
     let checkout = cli(
         &args.vault,
-        &target,
+        target,
         &["apikey", "create", "--role", "checkout"],
     )?;
     let payments = cli(
         &args.vault,
-        &target,
+        target,
         &["apikey", "create", "--role", "payments"],
     )?;
     let servers = (0..args.nodes)
-        .map(|i| Server::start(&args.vault, &target, &format!("node{i}")))
+        .map(|i| Server::start(&args.vault, target, &format!("node{i}")))
         .collect::<Result<Vec<_>, _>>()?;
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
     let server = &servers[0];
@@ -583,7 +593,7 @@ async fn main() -> Result<(), Error> {
         Scenario::Tokenize(100),
         Scenario::Detokenize,
     ] {
-        let steps = sweep(&bases, scenario, &args, &work, &keys).await?;
+        let steps = sweep(&bases, scenario, args, &work, &keys).await?;
         results.push((scenario, steps));
     }
     let peak = servers
@@ -591,9 +601,6 @@ async fn main() -> Result<(), Error> {
         .filter_map(Server::peak_rss_mib)
         .reduce(f64::max);
     drop(servers);
-    if let Some(schema) = schema {
-        schema.drop_schema(&args.postgres_url).await?;
-    }
 
     println!();
     println!(
