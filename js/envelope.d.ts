@@ -25,6 +25,7 @@ export interface EnvelopeHeader {
   /** 32 lowercase hex characters. */
   envelopeId: string;
   context: { session: string | null; origin: string | null };
+  /** `brand` is null also for a brand code this version does not know (a newer page's). */
   hints: { brand: CardBrand | null; bin: string | null; last4: string | null };
 }
 

@@ -115,9 +115,9 @@ export function parseEnvelope(text) {
   };
   const session = text8(short(), 128);
   const origin = text8(short(), 255);
+  // A brand code this version does not know (added to the table later) reads as no brand.
   const brandCode = u8();
-  if (brandCode > BRANDS.length) fail('InvalidHints', 'invalid hints');
-  const brand = brandCode === 0 ? null : BRANDS[brandCode - 1];
+  const brand = BRANDS[brandCode - 1] ?? null;
   const digits = (bytes, lens) => {
     if (bytes === null) return null;
     if (!lens.includes(bytes.length) || !bytes.every((c) => c >= 0x30 && c <= 0x39)) fail('InvalidHints', 'invalid hints');
@@ -125,7 +125,7 @@ export function parseEnvelope(text) {
   };
   const bin = digits(short(), [6, 8]);
   const last4 = digits(short(), [4]);
-  if (kind !== 'pan' && (brand || bin || last4)) fail('HintsNotAllowed', 'hints on a kind other than pan');
+  if (kind !== 'pan' && (brandCode || bin || last4)) fail('HintsNotAllowed', 'hints on a kind other than pan');
   if (!onCurve(take(65))) fail('InvalidPoint', 'encapsulated key is not a P-256 point');
   const ctLen = u16();
   if (ctLen < 17 || ctLen > 1040) fail('InvalidCiphertextLength', 'invalid ciphertext length');

@@ -25,8 +25,9 @@ export interface SealContext {
 
 export interface LoadOptions {
   /**
-   * A key-set URL (https; http only on localhost, 127.x or [::1], else `keyset_insecure_url`), or
-   * the key set itself (object or JSON text).
+   * A key-set URL (https; http only on localhost, `*.localhost`, 127.x or [::1], else
+   * `keyset_insecure_url`; a redirect is not followed: `keyset_fetch`), or the key set itself
+   * (object or JSON text).
    */
   keys: string | KeySet;
   /** Where the wasm is: a URL, a Response, bytes or a compiled module. Default: next to this module. */
@@ -44,8 +45,11 @@ export interface LoadOptions {
   refreshKeys?: number;
   /**
    * RFC 7638 JWK thumbprints (SHA-256, base64url, 43 characters) of the vault keys this page
-   * trusts, as `fieldseal-vault keys pins` prints them. Only pinned keys are sealed to; a key set
-   * (fetched, refreshed or inline) with no pinned key valid now is refused with `keyset_unpinned`.
+   * trusts, as `fieldseal-vault keys pins` prints them. Only pinned keys are sealed to. A key set
+   * (fetched, refreshed or inline) is checked whole first, as without pins (`keyset_malformed`
+   * ...); then one with no pinned key is refused with `keyset_unpinned`, and one whose pinned
+   * keys are none valid now (only the next key pinned, before its `nbf`) with
+   * `keyset_no_usable_key`.
    */
   pins?: string[];
 }

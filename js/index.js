@@ -90,7 +90,8 @@ async function fetchKeys(keys, fetchImpl) {
   if (isUrl(keys)) {
     let res;
     try {
-      res = await fetchImpl(keySetUrl(keys), { credentials: 'omit', cache: 'no-store' });
+      // No redirect is followed: one could move an https URL to plain http.
+      res = await fetchImpl(keySetUrl(keys), { credentials: 'omit', cache: 'no-store', redirect: 'error' });
     } catch (e) {
       if (e instanceof FieldsealError) throw e;
       throw new FieldsealError('keyset_fetch', `key set request failed: ${e?.message ?? e}`);
@@ -103,8 +104,8 @@ async function fetchKeys(keys, fetchImpl) {
 }
 
 /**
- * The key-set URL, absolute: https, or http on a loopback host only (localhost, 127.x, [::1]);
- * whoever can change a plain-http response could substitute the keys.
+ * The key-set URL, absolute: https, or http on a loopback host only (localhost and *.localhost,
+ * 127.x, [::1]); whoever can change a plain-http response could substitute the keys.
  */
 function keySetUrl(keys) {
   let url;
@@ -153,37 +154,34 @@ export function protect(form, sealer, options) {
 }
 
 /**
- * Parses the key set; with `pins`, only its keys whose RFC 7638 thumbprint is pinned go to the
- * wasm (which checks them strictly and picks the primary among them), and a set without one is
- * refused. The thumbprint is SHA-256 (WebCrypto) of the canonical members, from x and y as given:
- * the wasm refuses any x or y that is not the key's canonical 43-character base64url.
+ * Parses the key set; with `pins`, the whole set is first checked as without them (a malformed set
+ * gets the same error), then only its keys whose RFC 7638 thumbprint is pinned go to the wasm
+ * again (which picks the primary among them): none is `keyset_unpinned`; pinned keys none of
+ * which is valid at the server time, `keyset_no_usable_key`. The thumbprint is SHA-256 (WebCrypto)
+ * of the canonical members, from x and y as given: the wasm has refused any x or y that is not
+ * the key's canonical 43-character base64url.
  */
 async function parseKeys(glue, json, pins) {
-  if (pins) {
-    const subtle = globalThis.crypto?.subtle;
-    let doc;
+  const parse = (text) => {
     try {
-      doc = JSON.parse(json);
-    } catch {
-      // Malformed: the wasm says how.
+      return glue.Keys.parse(text);
+    } catch (e) {
+      throw wrap(e);
     }
-    if (Array.isArray(doc?.keys)) {
-      const pinned = [];
-      for (const k of doc.keys) {
-        if (!subtle || !PIN.test(k?.x) || !PIN.test(k?.y)) continue;
-        const digest = await subtle.digest('SHA-256', encoder.encode(`{"crv":"P-256","kty":"EC","x":"${k.x}","y":"${k.y}"}`));
-        const print = btoa(String.fromCharCode(...new Uint8Array(digest))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=/g, '');
-        if (pins.includes(print)) pinned.push(k);
-      }
-      if (!pinned.length) throw new FieldsealError('keyset_unpinned', 'no key of the key set is pinned');
-      json = JSON.stringify({ ...doc, keys: pinned });
-    }
+  };
+  if (!pins) return parse(json);
+  parse(json).free();
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) throw new FieldsealError('keyset_unpinned', 'pins need WebCrypto, which only secure contexts have');
+  const doc = JSON.parse(json);
+  const pinned = [];
+  for (const k of doc.keys) {
+    const digest = await subtle.digest('SHA-256', encoder.encode(`{"crv":"P-256","kty":"EC","x":"${k.x}","y":"${k.y}"}`));
+    const print = btoa(String.fromCharCode(...new Uint8Array(digest))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=/g, '');
+    if (pins.includes(print)) pinned.push(k);
   }
-  try {
-    return glue.Keys.parse(json);
-  } catch (e) {
-    throw wrap(e);
-  }
+  if (!pinned.length) throw new FieldsealError('keyset_unpinned', 'no key of the key set is pinned');
+  return parse(JSON.stringify({ ...doc, keys: pinned }));
 }
 
 const isUrl = (keys) => typeof keys === 'string' && !keys.trimStart().startsWith('{');

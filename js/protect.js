@@ -21,14 +21,30 @@ const AUTOCOMPLETE_KINDS = {
   'tel-national': 'phone',
   bday: 'birth-date',
 };
-// Card number and security code inputs without an autocomplete token of the table above, by the
-// last part of their name (`payment[card_number]`) or their id, lowercased, without separators.
+// Card number and security code inputs without an autocomplete token of the table above, by their
+// name or id: see nameKind.
 const NAME_KINDS = { __proto__: null };
 for (const n of 'ccnum ccnumber cardnum cardnumber cardno ccno creditcardnumber'.split(' ')) NAME_KINDS[n] = 'pan';
 for (const n of 'cvc cvc2 cvv cvv2 csc cvn securitycode cardcode cardcvc cardcvv cccsc cccvc cccvv'.split(' ')) NAME_KINDS[n] = 'cvc';
 const KINDS = new Set(['pan', 'cvc', 'exp', 'name', 'email', 'phone', 'address', 'postal-code', 'birth-date',
   'national-id', 'iban', 'text']);
 const SKIP_TYPES = new Set(['submit', 'button', 'reset', 'image', 'file', 'checkbox', 'radio']);
+// Inputs a shopper types into: only these are recognised by name or id, and only their values are
+// joined as the parts of a split card number (not a hidden input's, a select's or a text area's).
+const TYPED = new Set(['text', 'tel', 'number', 'password', 'search']);
+const typed = (el) => el.localName === 'input' && TYPED.has(el.type);
+// Digits as the wasm counts them: ASCII and full-width (U+FF10 to U+FF19).
+const NON_DIGITS = /[^\d\uff10-\uff19]/g;
+
+/**
+ * The kind a name or id says (`card_number`, `payment[cvv]`, `card[number]`, `cvc[]`, `cvv[0]`): its
+ * last part or its last two (`card` + `number`), lowercased and without separators; array
+ * indexes (`[]`, `[0]`) are left out.
+ */
+function nameKind(v) {
+  const parts = (v ?? '').toLowerCase().split(/[[\]]/).filter((p) => p && !/^\d+$/.test(p)).map((p) => p.replace(/[^a-z\d]/g, ''));
+  return NAME_KINDS[parts.at(-1)] ?? NAME_KINDS[parts.slice(-2).join('')];
+}
 
 const DEFAULT_MESSAGES = {
   required: 'This field is required.',
@@ -48,20 +64,17 @@ function kindOf(el) {
   for (const t of (el.getAttribute('autocomplete') ?? '').toLowerCase().split(/\s+/)) {
     if (AUTOCOMPLETE_KINDS[t]) return AUTOCOMPLETE_KINDS[t];
   }
-  if (el.localName !== 'input') return null;
-  for (const a of [el.getAttribute('name'), el.id]) {
-    const key = a?.split(/[[\]]/).filter(Boolean).pop()?.toLowerCase().replace(/[^a-z\d]/g, '');
-    if (key && NAME_KINDS[key]) return NAME_KINDS[key];
-  }
-  return null;
+  // By name or id: typed inputs only (a hidden `card_number` is the page's, not the shopper's).
+  return (typed(el) && (nameKind(el.getAttribute('name')) ?? nameKind(el.id))) || null;
 }
 
 /**
  * The indexes of `values` that hold a card number (`contains`): on their own, or together with
- * their neighbours when consecutive short digit-only values (a number split over several inputs)
- * hold one joined; then the shortest such stretch.
+ * their neighbours when consecutive short digit-only values of typed inputs (`joinable(i)`: a
+ * number split over several inputs) hold one joined; then the shortest such stretch. Other
+ * values between them (a hidden input, a select) neither join nor break the run.
  */
-function strayIndexes(values, contains) {
+function strayIndexes(values, contains, joinable) {
   const found = new Set();
   let run = [];
   const holds = (r) => r.length > 1 && contains(r.map((i) => values[i]).join(' '));
@@ -77,11 +90,20 @@ function strayIndexes(values, contains) {
   values.forEach((v, i) => {
     if (typeof v !== 'string' || v.startsWith('fse1.')) return flush();
     if (v && contains(v)) found.add(i);
-    if (/^\s*\d{1,6}\s*$/.test(v)) run.push(i);
+    if (!joinable(i)) return;
+    if (/^\s*[\d\uff10-\uff19]{1,6}\s*$/.test(v)) run.push(i);
     else flush();
   });
   flush();
   return found;
+}
+
+/** The indexes of a form data set's `entries` holding a card number (`contains`), as above. */
+function strayEntries(form, entries, contains) {
+  // Whether every control of the form with that name is a typed input.
+  const byName = new Map();
+  for (const el of form.elements) if (el.name) byName.set(el.name, byName.get(el.name) !== false && typed(el));
+  return strayIndexes(entries.map(([, v]) => v), contains, (i) => byName.get(entries[i][0]) === true);
 }
 
 let nextId = 0;
@@ -121,14 +143,14 @@ export function scanFields(sealer, root) {
       ['type', TYPE_KINDS[el.type]],
       ...['name', 'id'].map((a) => {
         const v = el.getAttribute(a);
-        const key = v?.split(/[[\]]/).filter(Boolean).pop()?.toLowerCase().replace(/[^a-z\d]/g, '');
-        return [a, (key && NAME_KINDS[key]) || words(v?.replace(/[-_[\]]/g, ' '))];
+        return [a, nameKind(v) || words(v?.replace(/[-_[\]]/g, ' '))];
       }),
       ['label', words(label)],
       ['placeholder', words(el.getAttribute('placeholder'))],
       ['value', el.value && sealer.fieldKindFor(sealer.classify(el.value.slice(0, 256)).kinds[0] ?? '')],
     ];
-    const hit = clues.find(([, kind]) => kind);
+    // A hidden input is the page's own: only what it holds can give it away.
+    const hit = clues.find(([reason, kind]) => kind && (reason === 'value' || el.type !== 'hidden'));
     if (hit) found.push({ element: el, kind: hit[1], reason: hit[0] });
   }
   return found;
@@ -181,7 +203,7 @@ function protectPending(promise, form, options) {
     if (inner) return;
     const sealed = new Set(Array.from(form.elements, (el) => kindOf(el) && el.name));
     const entries = Array.from(e.formData.entries());
-    const strays = strayIndexes(entries.map(([, v]) => v), (v) => v.replace(/\D/g, '').length >= 12);
+    const strays = strayEntries(form, entries, (v) => v.replace(NON_DIGITS, '').length >= 12);
     entries.forEach(([name, v], i) => {
       if (typeof v !== 'string' || sealed.has(name) || strays.has(i)) e.formData.delete(name);
     });
@@ -189,7 +211,8 @@ function protectPending(promise, form, options) {
   const closed = closeSubmit(form);
   guarded.add(form);
   form.addEventListener('submit', onSubmit, true);
-  form.addEventListener('formdata', onFormData);
+  // Capture: before the page's own formdata listeners on the form read the data.
+  form.addEventListener('formdata', onFormData, true);
   let detached = false;
   promise.then((sealer) => {
     if (detached) return;
@@ -220,7 +243,7 @@ function protectPending(promise, form, options) {
       inner?.detach();
       note?.remove();
       form.removeEventListener('submit', onSubmit, true);
-      form.removeEventListener('formdata', onFormData);
+      form.removeEventListener('formdata', onFormData, true);
       closed();
       guarded.delete(form);
     },
@@ -481,7 +504,7 @@ function protectNow(sealer, form, options) {
     for (const f of live) {
       if (!check(f)) firstInvalid ??= f.el;
     }
-    const found = strayPan === 'off' ? new Set() : strayIndexes(liveOthers.map((o) => o.el.value), contains);
+    const found = strayPan === 'off' ? new Set() : strayIndexes(liveOthers.map((o) => o.el.value), contains, (i) => typed(liveOthers[i].el));
     const strays = liveOthers.filter((_, i) => found.has(i));
     if (strayPan === 'block') {
       for (const o of strays) {
@@ -545,9 +568,9 @@ function protectNow(sealer, form, options) {
     }
     if (strayPan !== 'off') {
       const entries = Array.from(data.entries());
-      for (const i of strayIndexes(entries.map(([, v]) => v), contains)) data.delete(entries[i][0]);
+      for (const i of strayEntries(form, entries, contains)) data.delete(entries[i][0]);
     }
-  });
+  }, { capture: true });
   listeners.push(closeSubmit(form));
 
   return {

@@ -64,6 +64,18 @@ test('the native submit while the key set is loading posts no protected field an
   await page.close();
 });
 
+test('while the key set is loading, full-width digits count as digits', async () => {
+  const { page } = await open('/checkout.html?keys=/v1/keys-slow');
+  // 4111 1111 1111 1111 in full-width digits, as some phone keyboards type them.
+  const wide = '\uff14\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11';
+  await page.fill('#notes', wide);
+  await page.fill('#coupon', '\uff11\uff12\uff13');
+  const names = await page.evaluate(() => Array.from(new FormData(document.querySelector('#checkout')).keys()));
+  assert.ok(!names.includes('notes'), `the full-width card number is left out: ${names}`);
+  assert.ok(names.includes('coupon'), 'three full-width digits are not a card number');
+  await page.close();
+});
+
 for (const [what, keys, code] of [
   ['the vault answers 503', '/v1/keys-down', 'keyset_fetch'],
   ['the connection drops', '/v1/keys-reset', 'keyset_fetch'],

@@ -107,3 +107,64 @@ test('a polluted Object.prototype does not turn the guard or the protection off'
   assert.equal(fields.constructor, 'hello');
   await page.close();
 });
+
+test('hidden inputs are not card fields by name or id; card[number] and cvv[] are', async () => {
+  const { page } = await open();
+  await page.evaluate(() => document.querySelector('#checkout').insertAdjacentHTML('beforeend',
+    '<input type="hidden" name="saved[card_number]" value="tok_5f2a"><input type="hidden" id="cvc" name="cvc_ref" value="ref-1">'
+    + '<input id="card2" name="card[number]"><input id="cvv2" name="cvv[]">'));
+  await page.fill('#card', SECRETS.pan);
+  await page.fill('#cvv', SECRETS.cvc);
+  await page.fill('#ccnum', '5555555555554444');
+  await page.fill('#card2', '4000056655665556');
+  await page.fill('#cvv2', '321');
+  const { raw, fields } = await submitForm(env.server, page);
+  assert.equal(fields['saved[card_number]'], 'tok_5f2a', 'the page\'s hidden input posts as it is');
+  assert.equal(fields.cvc_ref, 'ref-1');
+  assert.equal(parseEnvelope(fields['card[number]']).kind, 'pan');
+  assert.equal(parseEnvelope(fields['cvv[]']).kind, 'cvc');
+  assert.deepEqual(leaks(raw, [SECRETS.pan, SECRETS.cvc, '5555555555554444', '4000056655665556', '321']), []);
+  await page.close();
+});
+
+test('hidden inputs and selects are never parts of a split card number; an IMEI is not a card number', async () => {
+  const { page } = await open();
+  // Joined with the typed input, the hidden inputs' and the select's values would read 4111 1111
+  // 1111 1111.
+  await page.evaluate(() => document.querySelector('#checkout').insertAdjacentHTML('beforeend',
+    '<input type="hidden" name="store" value="4111"><input type="hidden" name="shelf" value="1111">'
+    + '<select name="size"><option>1111</option></select><input id="box" name="box">'
+    + '<input id="device" name="device">'));
+  await page.fill('#box', '1111');
+  await page.fill('#device', '35 209900 176148 1');
+  const entries = await page.evaluate(() => Array.from(new FormData(document.querySelector('#checkout')).keys()));
+  for (const n of ['store', 'shelf', 'size', 'box', 'device']) assert.ok(entries.includes(n), `new FormData keeps ${n}`);
+  const { fields } = await submitForm(env.server, page);
+  assert.deepEqual([fields.store, fields.shelf, fields.size, fields.box, fields.device], ['4111', '1111', '1111', '1111', '35 209900 176148 1']);
+  await page.close();
+});
+
+test('the guard reads the form data before the page\'s own formdata listeners on the form', async () => {
+  const { page } = await open();
+  await page.fill('#card', SECRETS.pan);
+  await page.fill('#notes', `card ${SECRETS.panSpaced}`);
+  const seen = await page.evaluate(async () => {
+    const { protect } = await import('/fieldseal/index.js');
+    const form = document.querySelector('#checkout');
+    const out = [];
+    // A listener the page added before protect() ran: an analytics script reading the form.
+    window.protection.detach();
+    form.addEventListener('formdata', (e) => out.push(JSON.stringify(Array.from(e.formData))));
+    const now = window.sealer.protect(form);
+    new FormData(form);
+    now.detach();
+    // And while the sealer is still loading.
+    const pending = protect(form, new Promise(() => {}));
+    new FormData(form);
+    pending.detach();
+    return out;
+  });
+  assert.equal(seen.length, 2);
+  for (const s of seen) assert.deepEqual(leaks(s, [SECRETS.pan, SECRETS.panSpaced]), [], s);
+  await page.close();
+});

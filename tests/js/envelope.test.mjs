@@ -54,3 +54,26 @@ test('non-canonical trailing bits are refused', () => {
   const flipped = v.slice(0, -1) + alphabet[alphabet.indexOf(v.at(-1)) ^ 1];
   assert.throws(() => parseEnvelope(flipped), (e) => e.code === 'InvalidEncoding');
 });
+
+/** `envelope` with its brand byte (header field 12) set to `code`: no longer authentic, which only the vault sees. */
+function withBrandCode(envelope, code) {
+  const bin = Buffer.from(envelope.slice(5), 'base64url');
+  const { kid, context } = parseEnvelope(envelope);
+  bin[7 + 1 + kid.length + 1 + 8 + 16 + 1 + (context.session?.length ?? 0) + 1 + (context.origin?.length ?? 0)] = code;
+  return `fse1.${bin.toString('base64url')}`;
+}
+
+test('a brand code this version does not know reads as no brand, and is still a hint', () => {
+  const pan = doc.valid.find((v) => v.hints?.brand === 'visa');
+  assert.equal(parseEnvelope(withBrandCode(pan.envelope, 1)).hints.brand, 'visa', 'the byte found');
+  assert.equal(parseEnvelope(withBrandCode(pan.envelope, 13)).hints.brand, 'troy');
+  for (const code of [14, 0xee, 0xff]) {
+    const { hints } = parseEnvelope(withBrandCode(pan.envelope, code));
+    assert.deepEqual(hints, { brand: null, bin: pan.hints.bin, last4: pan.hints.last4 }, String(code));
+  }
+  const cvc = doc.valid.find((v) => v.kind === 'cvc');
+  assert.equal(parseEnvelope(cvc.envelope).hints.brand, null);
+  for (const code of [1, 0xee]) {
+    assert.throws(() => parseEnvelope(withBrandCode(cvc.envelope, code)), { code: 'HintsNotAllowed' }, String(code));
+  }
+});

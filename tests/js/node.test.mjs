@@ -280,6 +280,53 @@ test('pinned keys: a substituted key set is refused, on load and on refresh', as
   }
 });
 
+test('pins: a malformed key set gets the error it gets without pins, and pinned keys not yet valid are named', async () => {
+  const { load } = await import(new URL('index.js', dist));
+  const [first, second] = doc.keys.map((k) => k.jwk);
+  const pins = [thumbprint(first)];
+  const base = { wasm: wasm(), poolSize: 0, refreshKeys: 0 };
+  const cases = {
+    'not JSON': '{"keys": [',
+    'keys not an array': { keys: 'x', server_time: now },
+    'a key without members': { keys: [{ kty: 'EC' }], server_time: now },
+    'private material in an unpinned key': { keys: [first, { ...second, d: second.x }], server_time: now },
+    'an unpinned key on another curve': { keys: [first, { ...second, crv: 'P-384' }], server_time: now },
+    'an unpinned key off the curve': { keys: [first, { ...second, y: second.x }], server_time: now },
+  };
+  for (const [what, keys] of Object.entries(cases)) {
+    const unpinned = await load({ ...base, keys }).then(() => null, (e) => e);
+    assert.ok(unpinned?.code?.startsWith('keyset_'), `${what}: refused without pins`);
+    await assert.rejects(load({ ...base, keys, pins }), { name: 'FieldsealError', code: unpinned.code, message: unpinned.message }, what);
+  }
+  // Only the next key pinned, before its nbf: no pinned key is valid yet, which is not "unpinned".
+  const next = { ...second, nbf: now + 3600, exp: now + 7200 };
+  await assert.rejects(load({ ...base, keys: { keys: [first, next], server_time: now }, pins: [thumbprint(second)] }), { code: 'keyset_no_usable_key' });
+  assert.equal((await load({ ...base, keys: { keys: [first, next], server_time: now }, pins: [thumbprint(first), thumbprint(second)] })).keyId, first.kid);
+});
+
+test('a key-set URL is fetched without following redirects', async () => {
+  const { load } = await import(new URL('index.js', dist));
+  const { createServer } = await import('node:http');
+  // The server answers /v1/keys with a redirect elsewhere (an https URL redirected to plain http
+  // is the case that matters; here both are loopback http, which the URL rule allows).
+  const server = createServer((req, res) => {
+    if (req.url === '/v1/keys') res.writeHead(302, { location: '/elsewhere' }).end();
+    else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(keySet()));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  try {
+    const base = { wasm: wasm(), poolSize: 0, refreshKeys: 0 };
+    assert.equal((await load({ ...base, keys: `${origin}/elsewhere` })).keyId, 'test-key-1', 'control');
+    await assert.rejects(load({ ...base, keys: `${origin}/v1/keys` }), { code: 'keyset_fetch' });
+    let init;
+    await load({ ...base, keys: 'https://vault.example/v1/keys', fetch: async (u, i) => ((init = i), new Response(JSON.stringify(keySet()))) });
+    assert.equal(init.redirect, 'error');
+  } finally {
+    server.close();
+  }
+});
+
 test('key-set URLs must be https, except on localhost', async () => {
   const { load } = await import(new URL('index.js', dist));
   const requested = [];

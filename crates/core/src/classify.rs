@@ -7,7 +7,7 @@
 //!
 //! | kind | recognised when |
 //! |---|---|
-//! | card number | 12 to 19 digits (in groups separated by up to three spaces, dashes, dots, slashes or underscores), anywhere in the value: a known brand's prefix and length with its check ([`crate::card`]), or Luhn-valid with an issuer's major industry identifier (first digit 1 to 6, 8 or 9) |
+//! | card number | 12 to 19 digits (in groups separated by up to three spaces, dashes, dots, slashes or underscores), anywhere in the value: a known brand's prefix and length with its check ([`crate::card`]), or Luhn-valid with an issuer's major industry identifier (first digit 1 to 6, 8 or 9) that is not a device's IMEI ([`is_imei`]) |
 //! | e-mail | the whole value is `local@domain`: RFC 5321 lengths, dot-atom local part, a domain of at least two labels with an alphabetic top-level label |
 //! | phone | the whole value is a telephone number: `+` and 8 to 15 digits (E.164), or 10 to 15 digits; digits, spaces, `-`, `.`, `(`, `)` only |
 //! | US SSN | the whole value is `AAA-GG-SSSS` (or nine digits, or spaces for dashes) with area not 000, 666 or 900-999, group not 00, serial not 0000 |
@@ -154,9 +154,49 @@ pub fn classify(value: &str) -> Classification {
 /// security code (`4111 1111 1111 1111 737`) is still found; full-width digits count as digits.
 /// Right after a `+` a run counts only from 16 digits on: shorter ones are international phone
 /// numbers (E.164 allows 15), longer ones are not. One block of more than 19 digits (an order
-/// number) is not a card number.
+/// number) is not a card number. Nor is a device's IMEI, or any part of one: a number whose whole
+/// digit run (every group around it) is 15 digits starting with a reporting body's two digits
+/// and no known brand's number ([`is_imei`]).
 pub fn contains_card_number(text: &str) -> bool {
-    !find_cards(text, Issuers::Any).is_empty()
+    find_cards(text, Issuers::Any)
+        .iter()
+        .any(|m| !in_imei(text, m))
+}
+
+/// Whether the run of digit groups around `m` (its digits and the card separators between them)
+/// is an IMEI ([`is_imei`]).
+fn in_imei(text: &str, m: &CardMatch) -> bool {
+    let mut digits = zeroize::Zeroizing::new(Vec::with_capacity(card::MAX_PAN_LEN + 1));
+    for (i, c) in text.char_indices() {
+        match card_digit(c) {
+            Some(d) => digits.push(d),
+            None if is_card_separator(c) => {}
+            None if i < m.start => digits.clear(),
+            None => break,
+        }
+    }
+    is_imei(&digits)
+}
+
+/// Whether `digits` look like a mobile device's IMEI (3GPP TS 23.003, GSMA TS.06) rather than a
+/// card number: 15 digits with a Luhn check digit, starting with the two digits of a reporting
+/// body that allocates or allocated type approval codes (30, 33, 35, 44, 45, 49, 50-54, 86, 91, 98,
+/// 99; 0x are not an issuer's first digit anyway, and 10 is left to UATP cards), and not a known
+/// brand's number of that length (Amex, Diners, Maestro keep theirs).
+pub fn is_imei(digits: &[u8]) -> bool {
+    let body = matches!(
+        digits,
+        [b'3', b'0' | b'3' | b'5', ..]
+            | [b'4', b'4' | b'5' | b'9', ..]
+            | [b'5', b'0'..=b'4', ..]
+            | [b'8', b'6', ..]
+            | [b'9', b'1' | b'8' | b'9', ..]
+    );
+    let known = core::str::from_utf8(digits)
+        .ok()
+        .and_then(|t| card::validate_pan(t).ok())
+        .is_some_and(|p| p.brand().is_some());
+    digits.len() == 15 && body && card::luhn_valid(digits) && !known
 }
 
 /// Which numbers count as card numbers.
@@ -576,6 +616,49 @@ mod tests {
         ] {
             assert!(!classify(v).is(PiiKind::CardNumber), "{v}");
         }
+    }
+
+    #[test]
+    fn imeis_are_not_card_numbers_but_cards_of_15_digits_still_are() {
+        let with_check = |body: &str| {
+            let mut n = String::from(body);
+            n.push(char::from(card::luhn_check_digit(n.as_bytes())));
+            n
+        };
+        // TS.06's example IMEI, and one of each reporting body, in one block or as phones show them.
+        let mut imeis = vec![
+            "352099001761481".to_owned(),
+            "35 209900 176148 1".to_owned(),
+            "35-209900-176148-1".to_owned(),
+            "IMEI: 352099001761481 (slot 1)".to_owned(),
+        ];
+        for body in [
+            "30", "33", "44", "45", "49", "50", "51", "52", "53", "54", "86", "91", "98", "99",
+        ] {
+            // A third digit of 6: outside Diners' 300-305 and Maestro's 5018, 5020, 5038.
+            imeis.push(with_check(&format!("{body}612345678901")));
+        }
+        for v in &imeis {
+            assert!(!contains_card_number(v), "{v}");
+        }
+        for v in [
+            // Known brands' 15-digit numbers: Amex, Diners (300-305), Maestro (5018).
+            "378282246310005".to_owned(),
+            with_check("30012345678901"),
+            with_check("50181234567890"),
+            // Other first digits: UATP's 1 (10 included), 8 outside 86.
+            "135410014004955".to_owned(),
+            with_check("10123456789012"),
+            with_check("88123456789012"),
+            // An IMEI's shape at other lengths, and an IMEI next to a card number.
+            with_check("3520990017614"),
+            with_check("352099001761481"),
+            "352099001761481, 4111 1111 1111 1111".to_owned(),
+        ] {
+            assert!(contains_card_number(&v), "{v}");
+        }
+        assert!(is_imei(b"352099001761481"));
+        assert!(!is_imei(b"352099001761482"), "check digit");
     }
 
     #[test]

@@ -234,7 +234,7 @@ impl CardBrand {
         }
     }
 
-    /// The brand for a header byte.
+    /// The brand for a header byte; `None` for 0 and for a code this version does not know.
     pub fn from_code(code: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|b| b.code() == code)
     }
@@ -619,7 +619,8 @@ pub enum ParseError {
     /// A context member is empty, too long or not visible ASCII.
     #[error("invalid context")]
     InvalidContext,
-    /// An unknown brand code, a BIN not of 6 or 8 digits or a last four not of 4 digits.
+    /// A BIN not of 6 or 8 digits or a last four not of 4 digits. (An unknown brand code is read
+    /// as no brand.)
     #[error("invalid hints")]
     InvalidHints,
     /// Hints on a kind other than `pan`.
@@ -740,10 +741,11 @@ impl Envelope {
         let id = EnvelopeId(r.array()?);
         let session = r.opt_str(MAX_SESSION_LEN)?;
         let origin = r.opt_str(MAX_ORIGIN_LEN)?;
-        let brand = match r.u8()? {
-            0 => None,
-            code => Some(CardBrand::from_code(code).ok_or(ParseError::InvalidHints)?),
-        };
+        // A brand code this reader does not know (a brand added to table 3.4 after it was built)
+        // reads as no brand: the hint is public, the vault takes the brand from the value, and the
+        // header bytes stay the AAD exactly as sent.
+        let brand_code = r.u8()?;
+        let brand = CardBrand::from_code(brand_code);
         let hint = |e| match e {
             ParseError::InvalidContext => ParseError::InvalidHints,
             other => other,
@@ -759,6 +761,9 @@ impl Envelope {
             hints: Hints { brand, bin, last4 },
         };
         header.check()?;
+        if brand_code != 0 && kind != FieldKind::Pan {
+            return Err(ParseError::HintsNotAllowed);
+        }
         let header_len = bytes.len() - r.bytes.len();
         let header_bytes = bytes
             .get(..header_len)

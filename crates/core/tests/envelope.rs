@@ -4,9 +4,9 @@
 
 use fieldseal_core::ecdh::{AwsLc, EcdhSecret, P256};
 use fieldseal_core::envelope::{
-    CardBrand, Envelope, EnvelopeContext, FieldKind, Hints, MAX_ORIGIN_LEN, MAX_SESSION_LEN,
-    MAX_TEXT_LEN, MAX_VALUE_LEN, OpenError, Opener, OpeningKey, PreparedContext, SealError,
-    SealParams,
+    AEAD, CardBrand, Envelope, EnvelopeContext, FieldKind, Hints, INFO, MAX_ORIGIN_LEN,
+    MAX_SESSION_LEN, MAX_TEXT_LEN, MAX_VALUE_LEN, OpenError, Opener, OpeningKey, PreparedContext,
+    SealError, SealParams,
 };
 use fieldseal_core::keyset::{KeyId, KeySet, RecipientKey};
 
@@ -174,6 +174,63 @@ fn seal_refuses_bad_input_with_the_failed_check() {
         "cc-number".parse::<FieldKind>(),
         Err(SealError::UnknownKind)
     );
+}
+
+/// Seals `value` under `header` (the AAD, as bytes) to `r`, as a page of another version would.
+fn seal_raw(r: &RecipientKey, header: &[u8], value: &[u8]) -> String {
+    let (enc, mut ctx) =
+        fieldseal_core::hpke::setup_base_sender::<AwsLc>(AEAD, &r.public_key, INFO).unwrap();
+    let ct = ctx.seal(header, value).unwrap();
+    let mut bin = header.to_vec();
+    bin.extend_from_slice(&enc);
+    bin.extend_from_slice(&u16::try_from(ct.len()).unwrap().to_be_bytes());
+    bin.extend_from_slice(&ct);
+    format!("fse1.{}", fieldseal_core::encoding::base64url(&bin))
+}
+
+#[test]
+fn a_brand_code_this_version_does_not_know_reads_as_no_brand() {
+    // A page newer than the vault sends a brand added to table 3.4 later: the envelope opens,
+    // without a brand hint; the other hints stay. The header is the AAD exactly as sent.
+    let k = key::<AwsLc>("k1");
+    let r = recipient(&k);
+    let opener = opener_with(vec![k]);
+    let sealed = PreparedContext::prepare(&r)
+        .unwrap()
+        .seal(b"2223000048400011", &pan_params())
+        .unwrap();
+    let mut header = Envelope::parse(&sealed).unwrap().header_bytes().to_vec();
+    // The brand byte, then the BIN (length byte and 6 digits) and the last four (1 and 4).
+    let at = header.len() - 1 - 7 - 5;
+    assert_eq!(header[at], CardBrand::Mastercard.code());
+    for code in [14, 0xee, 0xff] {
+        header[at] = code;
+        let opened = opener
+            .open(&seal_raw(&r, &header, b"2223000048400011"))
+            .unwrap();
+        assert_eq!(opened.header.hints.brand, None, "{code}");
+        assert_eq!(opened.header.hints.bin.as_deref(), Some("222300"));
+        assert_eq!(opened.header.hints.last4.as_deref(), Some("0011"));
+    }
+    assert_eq!(CardBrand::from_code(14), None);
+    assert_eq!(CardBrand::from_code(13), Some(CardBrand::Troy));
+
+    // A brand byte, known or not, is still a hint, which only a card number may carry.
+    let cvc = PreparedContext::prepare(&r)
+        .unwrap()
+        .seal(b"737", &SealParams::new(FieldKind::Cvc, NOW))
+        .unwrap();
+    let mut header = Envelope::parse(&cvc).unwrap().header_bytes().to_vec();
+    let at = header.len() - 3;
+    assert_eq!(header[at..], [0, 0, 0]);
+    for code in [1, 0xee] {
+        header[at] = code;
+        assert_eq!(
+            Envelope::parse(&seal_raw(&r, &header, b"737")).err(),
+            Some(fieldseal_core::envelope::ParseError::HintsNotAllowed),
+            "{code}"
+        );
+    }
 }
 
 #[test]

@@ -49,8 +49,11 @@ pub enum KeyError {
     /// No such key.
     #[error("no live key with id {0}")]
     UnknownKey(String),
-    /// Retiring the last live key would leave nothing to seal to.
-    #[error("refusing to retire the only live key; rotate first")]
+    /// Retiring this key would leave no key valid now to seal to: a next key published ahead
+    /// (`rotate --ahead-hours`) does not count before its `nbf`.
+    #[error(
+        "refusing to retire the only key valid now; rotate first (a next key made ahead counts from its not-before time)"
+    )]
     LastKey,
     /// Writing a key file failed.
     #[error("cannot write {0}: {1}")]
@@ -326,7 +329,8 @@ pub async fn authentic_hpke_keys<S: Store>(
         .collect())
 }
 
-/// Retires a key: it stops opening envelopes and leaves the key set.
+/// Retires a key: it stops opening envelopes and leaves the key set. Refused when no other key
+/// is valid at `now` ([`KeyError::LastKey`]).
 pub async fn retire<S: Store>(
     store: &S,
     row_key: &RowKey,
@@ -342,7 +346,9 @@ pub async fn retire<S: Store>(
     let Some(record) = live.iter().find(|k| k.kid == kid) else {
         return Err(KeyError::UnknownKey(kid.into()));
     };
-    if live.len() == 1 {
+    // Another key must be valid now: without one the key set has no primary and pages cannot
+    // seal until the next key's nbf (pages loaded in between fail closed, but fail).
+    if !live.iter().any(|k| k.kid != kid && k.not_before <= now) {
         return Err(KeyError::LastKey);
     }
     let retired = row_key.seal_hpke_key(HpkeKeyRecord {

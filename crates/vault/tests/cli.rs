@@ -360,3 +360,49 @@ async fn the_next_key_is_published_ahead_of_use_and_keys_pins_prints_every_publi
     printed.sort();
     assert_eq!(served, printed, "the pins are the served keys' thumbprints");
 }
+
+#[test]
+fn the_current_key_cannot_be_retired_while_the_only_other_key_is_not_valid_yet() {
+    let tmp = TempDir::new("retire-ahead");
+    let dir = tmp.0.join("data");
+    let first = ok(&vault(&dir, &["init"]));
+    let current = first
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("first key:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let out = ok(&vault(&dir, &["keys", "rotate", "--ahead-hours", "48"]));
+    let next = out
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .trim_end_matches(',')
+        .to_owned();
+    assert_ne!(current, next);
+
+    // The next key is published but not valid for 48 hours: retiring the current key would leave
+    // the key set without a primary, so it is refused, and the current key stays the primary.
+    let refused = vault(&dir, &["keys", "retire", &current]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("only key valid now"), "{err}");
+    let listed = ok(&vault(&dir, &["keys", "list"]));
+    let status = |kid: &str| {
+        listed
+            .lines()
+            .find(|l| l.starts_with(kid))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(status(&current), "primary", "{listed}");
+    assert_eq!(status(&next), "next", "{listed}");
+
+    // The next key itself can be withdrawn (a pin list that lost it, say): the current key stays.
+    ok(&vault(&dir, &["keys", "retire", &next]));
+    assert!(!vault(&dir, &["keys", "retire", &current]).status.success());
+    // Once a key valid now exists besides it, the current key can go.
+    ok(&vault(&dir, &["keys", "rotate"]));
+    ok(&vault(&dir, &["keys", "retire", &current]));
+}
