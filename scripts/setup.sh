@@ -2,7 +2,8 @@
 # Installs what building and testing fieldseal needs on a fresh machine, and nothing that is
 # already there: the pinned Rust toolchain's components and the wasm32 target (rust-toolchain.toml),
 # Node.js, the wasm-bindgen CLI at exactly the crate's pinned version, Debian's Chromium and
-# ChromeDriver (browser tests; never a downloaded browser), and the npm devDependencies (npm ci).
+# ChromeDriver (browser tests; never a downloaded browser), Debian's ripgrep (the discovery
+# scanner's throughput reference in scripts/bench-scan.sh), and the npm devDependencies (npm ci).
 # `--no-browser` leaves Chromium out (the demo does not need it).
 set -euo pipefail
 browser=1
@@ -28,6 +29,10 @@ fi
 if ! command -v node >/dev/null 2>&1; then
   echo "setup: installing Node.js"
   apt-get update -qq && apt-get install -y -qq nodejs
+fi
+if ! command -v rg >/dev/null 2>&1; then
+  echo "setup: installing Debian's ripgrep"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ripgrep
 fi
 
 # The wasm-bindgen CLI must be the exact version Cargo.lock pins for the wasm-bindgen crate.
