@@ -170,53 +170,87 @@ const RANGES: &[Range] = &[
     r(CardBrand::Troy, 6, 979_200, 979_289),
 ];
 
-/// The value of the first `n` digits (`n` <= 9).
-fn prefix_value(digits: &[u8], n: usize) -> u32 {
-    digits
-        .iter()
-        .take(n)
-        .fold(0, |acc, d| acc * 10 + u32::from(d - b'0'))
+/// Digits of the longest prefix in [`RANGES`].
+const PREFIX_DIGITS: usize = 6;
+
+const _: () = {
+    let mut i = 0;
+    while i < RANGES.len() {
+        assert!(RANGES[i].digits as usize <= PREFIX_DIGITS);
+        i += 1;
+    }
+};
+
+/// The values of a number's first 0 to [`PREFIX_DIGITS`] digits (`[0]` is 0), and how many of them
+/// it has.
+struct Prefixes {
+    values: [u32; PREFIX_DIGITS + 1],
+    len: usize,
+}
+
+impl Prefixes {
+    fn of(digits: &[u8]) -> Self {
+        let mut values = [0u32; PREFIX_DIGITS + 1];
+        let len = digits.len().min(PREFIX_DIGITS);
+        for (k, d) in digits[..len].iter().enumerate() {
+            values[k + 1] = values[k] * 10 + u32::from(d - b'0');
+        }
+        Self { values, len }
+    }
 }
 
 impl Range {
     /// Whether a number starting with `digits` can lie in the range. For a prefix shorter than the
     /// range, whether some completion of it does.
-    fn possible(&self, digits: &[u8]) -> bool {
+    fn possible(&self, digits: &Prefixes) -> bool {
         let k = self.digits as usize;
-        if digits.len() >= k {
-            let p = prefix_value(digits, k);
-            return (self.lo..=self.hi).contains(&p);
+        if digits.len >= k {
+            return (self.lo..=self.hi).contains(&digits.values[k]);
         }
-        let scale = 10u32.pow(self.digits - digits.len() as u32);
-        let first = prefix_value(digits, digits.len()) * scale;
+        let scale = 10u32.pow(self.digits - digits.len as u32);
+        let first = digits.values[digits.len] * scale;
         let last = first + scale - 1;
         first <= self.hi && last >= self.lo
+    }
+
+    /// Whether a number of `len` digits has all of the range's prefix.
+    fn complete(&self, len: usize) -> bool {
+        len >= self.digits as usize
     }
 }
 
 /// The brand of a card number or of its first digits (spaces and dashes ignored), once the digits
 /// typed so far leave only one brand possible. `None` for unknown numbers and ambiguous prefixes.
 pub fn detect_brand(number: &str) -> Option<CardBrand> {
-    let digits = strip_separators(number)?;
+    brand_of_digits(&strip_separators(number)?)
+}
+
+/// [`detect_brand`] of ASCII digits, without allocating.
+pub(crate) fn brand_of_digits(digits: &[u8]) -> Option<CardBrand> {
     if digits.is_empty() {
         return None;
     }
-    let candidates: Vec<&Range> = RANGES.iter().filter(|r| r.possible(&digits)).collect();
-    // A complete match on a longer prefix outranks shorter ones (Discover's 622126-622925 inside
-    // UnionPay's 62).
-    let complete = candidates
-        .iter()
-        .filter(|r| digits.len() >= r.digits as usize)
-        .max_by_key(|r| r.digits);
-    let first = candidates.first()?;
-    if candidates.iter().all(|r| r.brand == first.brand) {
-        return Some(first.brand);
+    let prefixes = Prefixes::of(digits);
+    let candidates = || RANGES.iter().filter(|r| r.possible(&prefixes));
+    // In one pass: the first candidate's brand, whether every candidate has it, and the complete
+    // match on the longest prefix (the last of equals), which outranks shorter ones (Discover's
+    // 622126-622925 inside UnionPay's 62).
+    let mut first: Option<CardBrand> = None;
+    let mut one_brand = true;
+    let mut best: Option<&Range> = None;
+    for r in candidates() {
+        one_brand &= *first.get_or_insert(r.brand) == r.brand;
+        if r.complete(digits.len()) && best.is_none_or(|b| r.digits >= b.digits) {
+            best = Some(r);
+        }
     }
-    let best = complete?;
+    let first = first?;
+    if one_brand {
+        return Some(first);
+    }
+    let best = best?;
     // Only settled when no longer (still incomplete) range of another brand could match.
-    let undecided = candidates
-        .iter()
-        .any(|r| r.brand != best.brand && r.digits > best.digits);
+    let undecided = candidates().any(|r| r.brand != best.brand && r.digits > best.digits);
     (!undecided).then_some(best.brand)
 }
 
@@ -370,8 +404,16 @@ pub fn validate_pan(input: &str) -> Result<Pan, CardError> {
     if digits.is_empty() {
         return Err(CardError::EmptyNumber);
     }
-    let text = String::from_utf8(digits).map_err(|_| CardError::InvalidCharacters)?;
-    let brand = detect_brand(&text);
+    let brand = brand_of_digits(&digits);
+    check_digits(&digits, brand)?;
+    let digits = String::from_utf8(digits).map_err(|_| CardError::InvalidCharacters)?;
+    Ok(Pan { digits, brand })
+}
+
+/// [`validate_pan`]'s checks of a number's ASCII digits, given their brand
+/// ([`brand_of_digits`]): a length the brand issues (12 to 19 digits for unknown brands), and Luhn
+/// (except UnionPay). Allocates nothing.
+pub(crate) fn check_digits(digits: &[u8], brand: Option<CardBrand>) -> Result<(), CardError> {
     let allowed: &[usize] = match brand {
         Some(b) => lengths(b),
         None => &[12, 13, 14, 15, 16, 17, 18, 19],
@@ -380,7 +422,7 @@ pub fn validate_pan(input: &str) -> Result<Pan, CardError> {
         allowed.first().copied().unwrap_or(MIN_PAN_LEN),
         allowed.last().copied().unwrap_or(MAX_PAN_LEN),
     );
-    let n = text.len();
+    let n = digits.len();
     if n < min {
         return Err(CardError::TooShort);
     }
@@ -390,23 +432,20 @@ pub fn validate_pan(input: &str) -> Result<Pan, CardError> {
     if !allowed.contains(&n) {
         return Err(CardError::InvalidLength);
     }
-    if brand != Some(CardBrand::UnionPay) && !luhn_valid(text.as_bytes()) {
+    if brand != Some(CardBrand::UnionPay) && !luhn_valid(digits) {
         return Err(CardError::LuhnMismatch);
     }
-    Ok(Pan {
-        digits: text,
-        brand,
-    })
+    Ok(())
 }
 
 impl Pan {
-    /// A number of 12 to 19 ASCII digits with a valid check digit that no brand's rules accept
-    /// (a brand's number of an unlisted length, or an unknown issuer's): found as card data by the
-    /// classifier, which checked it. Its brand is what its prefix says, if anything.
-    pub(crate) fn from_luhn_valid_digits(digits: &str) -> Self {
+    /// A number of 12 to 19 ASCII digits the classifier checked: by [`check_digits`] with `brand`
+    /// ([`brand_of_digits`]), or Luhn-valid though no brand's rules accept it (a brand's number
+    /// of an unlisted length, or an unknown issuer's), found as card data all the same.
+    pub(crate) fn from_checked_digits(digits: &[u8], brand: Option<CardBrand>) -> Self {
         Self {
-            brand: detect_brand(digits),
-            digits: digits.to_owned(),
+            brand,
+            digits: digits.iter().map(|d| char::from(*d)).collect(),
         }
     }
 }

@@ -17,7 +17,7 @@
 //! much else); the sensitivity is the highest of its kinds.
 
 use crate::card;
-use crate::envelope::FieldKind;
+use crate::envelope::{CardBrand, FieldKind};
 use alloc::vec::Vec;
 
 /// A kind of personal data a value can look like.
@@ -250,17 +250,12 @@ pub struct CardMatch {
     pub pan: card::Pan,
 }
 
-/// A run of digits in the text: its byte range and its ASCII digits.
+/// A run of digits in the text: its byte range, and where its ASCII digits are among all the
+/// text's digits (so the digits of consecutive groups are one slice).
 struct Group {
     start: usize,
     end: usize,
-    digits: Vec<u8>,
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.digits);
-    }
+    digits: core::ops::Range<usize>,
 }
 
 /// Every card number of a known brand in `text`, grouped and separated by the rules of
@@ -284,6 +279,8 @@ pub fn find_card_numbers(text: &str) -> Vec<CardMatch> {
 
 fn find_cards(text: &str, issuers: Issuers) -> Vec<CardMatch> {
     let mut found = Vec::new();
+    // The text's digits, in one buffer wiped when done.
+    let mut digits = zeroize::Zeroizing::new(Vec::with_capacity(text.len()));
     let mut groups: Vec<Group> = Vec::new();
     let mut current: Option<Group> = None;
     let mut separators = 0usize;
@@ -300,10 +297,11 @@ fn find_cards(text: &str, issuers: Issuers) -> Vec<CardMatch> {
                     Group {
                         start: i,
                         end: i,
-                        digits: Vec::with_capacity(19),
+                        digits: digits.len()..digits.len(),
                     }
                 });
-                group.digits.push(d);
+                digits.push(d);
+                group.digits.end = digits.len();
                 group.end = i + c.len_utf8();
                 separators = 0;
             }
@@ -316,10 +314,13 @@ fn find_cards(text: &str, issuers: Issuers) -> Vec<CardMatch> {
                     // Right after a `+`: an international phone number's shape. The guard still
                     // stops runs too long for one (a card number typed with a leading `+`); the
                     // scanner, which reports to people, leaves them be.
-                    match (after_plus, issuers) {
-                        (false, _) => card_runs(&groups, card::MIN_PAN_LEN, issuers, &mut found),
-                        (true, Issuers::Any) => card_runs(&groups, 16, issuers, &mut found),
-                        (true, Issuers::Known) => {}
+                    let shortest = match (after_plus, issuers) {
+                        (false, _) => Some(card::MIN_PAN_LEN),
+                        (true, Issuers::Any) => Some(16),
+                        (true, Issuers::Known) => None,
+                    };
+                    if let Some(shortest) = shortest {
+                        card_runs(&groups, &digits, shortest, issuers, &mut found);
                     }
                     groups.clear();
                     separators = 0;
@@ -331,29 +332,37 @@ fn find_cards(text: &str, issuers: Issuers) -> Vec<CardMatch> {
     found
 }
 
-/// The card numbers among the runs of consecutive whole `groups` of at least `shortest` digits,
-/// earliest first, not overlapping.
-fn card_runs(groups: &[Group], shortest: usize, issuers: Issuers, found: &mut Vec<CardMatch>) {
-    let mut digits: Vec<u8> = Vec::with_capacity(card::MAX_PAN_LEN + 1);
+/// The card numbers among the runs of consecutive whole `groups` (whose digits are in `digits`)
+/// of at least `shortest` digits, earliest first, not overlapping.
+fn card_runs(
+    groups: &[Group],
+    digits: &[u8],
+    shortest: usize,
+    issuers: Issuers,
+    found: &mut Vec<CardMatch>,
+) {
     let mut start = 0;
     while start < groups.len() {
-        digits.clear();
+        let from = groups[start].digits.start;
         // The shortest run with a valid check digit, or else the shortest that is a card number
         // at all (UnionPay issues numbers without one): a 19-digit UnionPay number's first 16
-        // digits are a card number too.
-        let mut best: Option<(usize, card::Pan)> = None;
+        // digits are a card number too. The run's last group.
+        let mut best: Option<usize> = None;
+        // Every run from `start` shares its first six digits, so its brand.
+        let mut brand = None;
         for (offset, g) in groups[start..].iter().enumerate() {
-            digits.extend_from_slice(&g.digits);
-            if digits.len() > card::MAX_PAN_LEN {
+            let run = &digits[from..g.digits.end];
+            if run.len() > card::MAX_PAN_LEN {
                 break;
             }
-            if digits.len() < shortest {
+            if run.len() < shortest {
                 continue;
             }
-            if let Some(pan) = card_number(&digits, issuers) {
-                let checked = card::luhn_valid(pan.expose_digits().as_bytes());
+            let brand = *brand.get_or_insert_with(|| card::brand_of_digits(run));
+            if is_card_number(run, brand, issuers) {
+                let checked = card::luhn_valid(run);
                 if checked || best.is_none() {
-                    best = Some((offset, pan));
+                    best = Some(offset);
                 }
                 if checked {
                     break;
@@ -361,34 +370,33 @@ fn card_runs(groups: &[Group], shortest: usize, issuers: Issuers, found: &mut Ve
             }
         }
         start = match best {
-            Some((offset, pan)) => {
+            Some(offset) => {
                 let end = start + offset;
+                let run = &digits[from..groups[end].digits.end];
                 found.push(CardMatch {
                     start: groups[start].start,
                     end: groups[end].end,
-                    pan,
+                    pan: card::Pan::from_checked_digits(run, brand.flatten()),
                 });
                 end + 1
             }
             None => start + 1,
         };
     }
-    zeroize::Zeroize::zeroize(&mut digits);
 }
 
-fn card_number(digits: &[u8], issuers: Issuers) -> Option<card::Pan> {
+/// Whether ASCII `digits` of brand `brand` ([`card::brand_of_digits`]) are a card number that
+/// `issuers` counts.
+fn is_card_number(digits: &[u8], brand: Option<CardBrand>, issuers: Issuers) -> bool {
     if !(card::MIN_PAN_LEN..=card::MAX_PAN_LEN).contains(&digits.len()) {
-        return None;
+        return false;
     }
-    let text = core::str::from_utf8(digits).ok()?;
     // A known brand's number (UnionPay's without a check digit too), or any Luhn-valid number of
     // a card-issuing industry (first digit 1 to 6, 8 or 9), whatever its length rules.
     let any = issuers == Issuers::Any && issuer_digit(digits);
-    match card::validate_pan(text) {
-        Ok(pan) if pan.brand().is_some() || any => Some(pan),
-        Ok(_) => None,
-        Err(_) if any && card::luhn_valid(digits) => Some(card::Pan::from_luhn_valid_digits(text)),
-        Err(_) => None,
+    match card::check_digits(digits, brand) {
+        Ok(()) => brand.is_some() || any,
+        Err(_) => any && card::luhn_valid(digits),
     }
 }
 
