@@ -3,7 +3,9 @@
 //! US SSN and IBAN by their structure and checksums).
 //!
 //! The search is triggered by digits (and full-width digits) and by `@` only; everything else is
-//! skipped byte by byte. Around each trigger:
+//! skipped eight bytes at a time, and so are runs of digits. Short numbers with nothing around them
+//! that could start a telephone number or an IBAN (`10:00:01`, `2026-11-22`, `10.1.2.3`) are passed
+//! over once their length is known. Around each trigger:
 //!
 //! | kind | candidate | context rules on top of fieldseal-core's |
 //! |---|---|---|
@@ -159,6 +161,30 @@ const TRIGGER: [bool; 256] = {
     t
 };
 
+/// Where the first [`TRIGGER`] byte of `bytes` is, eight bytes at a time.
+fn next_trigger(bytes: &[u8]) -> Option<usize> {
+    let mut n = 0;
+    while let Some(word) = bytes.get(n..).and_then(<[u8]>::first_chunk::<8>) {
+        let x = u64::from_le_bytes(*word);
+        // Digits and `@` exactly, and every non-ASCII byte (the full-width digits' first byte
+        // among them): the first of these, then the table decides.
+        let maybe = (!non_digit_bytes(x) & HIGH_BITS)
+            | zero_bytes(x ^ 0x4040_4040_4040_4040)
+            | (x & HIGH_BITS);
+        if maybe != 0 {
+            let k = (maybe.trailing_zeros() / 8) as usize;
+            if let Some(j) = word[k..].iter().position(|&b| TRIGGER[usize::from(b)]) {
+                return Some(n + k + j);
+            }
+        }
+        n += 8;
+    }
+    bytes[n..]
+        .iter()
+        .position(|&b| TRIGGER[usize::from(b)])
+        .map(|j| n + j)
+}
+
 /// What to look for.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rules {
@@ -188,7 +214,7 @@ pub fn scan(
     let mut i = from;
     let to = to.min(buf.len());
     while i < to {
-        let Some(found) = buf[i..to].iter().position(|&b| TRIGGER[b as usize]) else {
+        let Some(found) = next_trigger(&buf[i..to]) else {
             return to;
         };
         i += found;
@@ -259,72 +285,95 @@ impl Scan<'_, '_> {
     /// A trigger on a digit (ASCII or full-width) at `p`: card numbers, phones, SSNs, IBANs.
     /// Returns where to go on.
     fn digits(&mut self, p: usize) -> usize {
-        let Some((c, w)) = char_at(self.buf, p) else {
-            return p + 1;
-        };
-        if card_digit(c).is_none() {
-            return p + w;
-        }
-        // Fast path for the short numbers logs are full of (`10:00:01`, `id 42,`): fewer than nine
-        // digits followed by nothing that could continue a card number, phone or SSN, and nothing
-        // before them that could start a phone number or an IBAN.
-        let run = digit_run(self.buf, p);
-        if run < 9 {
-            let next = self.buf.get(p + run).copied().unwrap_or(b'\n');
-            let prev = before(self.buf, p).unwrap_or(b' ');
-            let may_continue =
-                next >= 0x80 || is_card_separator(char::from(next)) || matches!(next, b'(' | b')');
-            if !may_continue && !matches!(prev, b'+' | b'(') && !prev.is_ascii_alphabetic() {
-                return p + run;
+        let w = if self.buf[p].is_ascii_digit() {
+            1
+        } else {
+            match char_at(self.buf, p) {
+                Some((c, w)) if card_digit(c).is_some() => w,
+                Some((_, w)) => return p + w,
+                None => return p + 1,
             }
-        }
+        };
+        let prev = before(self.buf, p);
         // The digits of an IBAN are nothing else (groups of four inside one can pass for a card).
-        if let Some(end) = self.iban(p) {
+        // Its check digits follow two letters.
+        if prev.is_some_and(|b| b.is_ascii_alphabetic())
+            && p.checked_sub(2)
+                .is_some_and(|c| self.buf[c].is_ascii_alphabetic())
+            && let Some(end) = self.iban(p)
+        {
             return end.max(p + w);
         }
-        let region = self.card_region(p);
-        let mut next = region.end.max(p + w);
-        let prev = before(self.buf, p);
-        if region.digits >= 9 || matches!(prev, Some(b'+' | b'(')) {
-            // Phones and SSNs may start at any digit group of the region.
-            let mut q = p;
-            while q < region.end {
-                let ends = [self.ssn(q), self.phone(q)];
-                if let Some(end) = ends.into_iter().flatten().max() {
-                    next = next.max(end);
-                    q = end;
-                    continue;
-                }
-                q = next_group(self.buf, q, region.end);
-            }
+        let (region_end, digits) =
+            ascii_region(self.buf, p).unwrap_or_else(|| self.walk_region(p, |_, _| {}));
+        let mut next = region_end.max(p + w);
+        let after_phone_prefix = matches!(prev, Some(b'+' | b'('));
+        // The short numbers logs are full of (`10:00:01`, `2026-11-22`, `10.1.2.3`) are nothing
+        // when nothing before them starts a phone number.
+        if digits < 9 && !after_phone_prefix {
+            return next;
         }
-        if region.candidate {
-            self.cards(p, region.end);
+        // Phones and SSNs may start at any digit group of the region.
+        let mut q = p;
+        while q < region_end {
+            let run = digit_run(self.buf, q);
+            let ssn = if ssn_may_start(run) {
+                self.ssn(q)
+            } else {
+                None
+            };
+            let phone = if phone_may_start(self.buf, q, run) {
+                self.phone(q)
+            } else {
+                None
+            };
+            if let Some(end) = ssn.max(phone) {
+                next = next.max(end);
+                q = end;
+                continue;
+            }
+            q = next_digit(self.buf, q + run.max(1), region_end);
+        }
+        if self.card_candidate(p, region_end, digits) {
+            self.cards(p, region_end);
         }
         next
     }
 
-    /// The digits and separators fieldseal-core would read as one sequence of groups, from `p`,
-    /// and whether some run of its groups could be reported as a card number.
-    fn card_region(&self, p: usize) -> Region {
-        let (end, digits) = self.walk_region(p, |_, _| {});
-        let candidate = digits >= card::MIN_PAN_LEN
+    /// Whether some run of whole groups of the region from `p` (the digits and separators
+    /// fieldseal-core would read as one sequence of groups; `end` and `digits` are its shape from
+    /// [`Scan::walk_region`]) has a card number's length and passes Luhn (or Luhn does not
+    /// matter): only then is fieldseal-core asked, which decides. A prefilter for speed: most
+    /// digit runs in logs are ids and timestamps.
+    fn card_candidate(&self, p: usize, end: usize, digits: usize) -> bool {
+        digits >= card::MIN_PAN_LEN
             && (self.rules.low_confidence || {
                 // Second pass, for the few long regions only: the digits, grouped.
                 let mut scratch = Scratch::default();
-                self.walk_region(p, |d, new_group| {
-                    if new_group {
-                        scratch.start_group();
+                let text = &self.buf[p..end];
+                if text.is_ascii() {
+                    // Groups are the runs of digits between separators.
+                    let mut in_group = false;
+                    for &b in text {
+                        let digit = b.is_ascii_digit();
+                        if digit {
+                            if !in_group {
+                                scratch.start_group();
+                            }
+                            scratch.push(b);
+                        }
+                        in_group = digit;
                     }
-                    scratch.push(d);
-                });
+                } else {
+                    self.walk_region(p, |d, new_group| {
+                        if new_group {
+                            scratch.start_group();
+                        }
+                        scratch.push(d);
+                    });
+                }
                 scratch.overflowed || scratch.some_run_passes_luhn()
-            });
-        Region {
-            end,
-            digits,
-            candidate,
-        }
+            })
     }
 
     /// Walks the region from `p`, giving each digit (and whether it starts a group) to `digit`;
@@ -590,23 +639,14 @@ impl Scan<'_, '_> {
             Some(n) => &line[n + 1..],
             None => line,
         };
-        match label_words(line) {
-            Some(label) => label_is(&label, words),
+        match Label::at_end(line) {
+            Some(label) => label.is(words),
             None => self
                 .field
-                .is_some_and(|f| label_words(f.as_bytes()).is_some_and(|l| label_is(&l, words))),
+                .and_then(|f| Label::at_end(f.as_bytes()))
+                .is_some_and(|l| l.is(words)),
         }
     }
-}
-
-/// A candidate region: where its last digit ends and how many digits it holds.
-struct Region {
-    end: usize,
-    digits: usize,
-    /// Some run of whole groups has a card number's length and passes Luhn (or Luhn does not
-    /// matter): only then is fieldseal-core asked, which decides. A prefilter for speed: most
-    /// digit runs in logs are ids and timestamps.
-    candidate: bool,
 }
 
 /// The digits of a region, grouped, on the stack.
@@ -657,23 +697,17 @@ impl Scratch {
     /// it has several groups, starts with a group of a size cards are printed with.
     fn some_run_passes_luhn(&self) -> bool {
         let starts = &self.groups[..self.ngroups];
+        // Where group `g` ends (the next one's start, or the last digit's end).
+        let end_of = |g: usize| starts.get(g + 1).map_or(self.len, |e| usize::from(*e));
         let printed = first_groups_printed();
         (0..starts.len()).any(|i| {
             let from = usize::from(starts[i]);
-            let ends = starts[i + 1..]
-                .iter()
-                .map(|e| usize::from(*e))
-                .chain(std::iter::once(self.len));
-            let first_group = ends.clone().next().map_or(0, |e| e - from);
-            let several_ok = printed & (1u32 << first_group.min(31)) != 0;
-            ends.take_while(|e| e - from <= card::MAX_PAN_LEN)
-                .enumerate()
-                .any(|(k, e)| {
-                    let run = &self.digits[from..e];
-                    (k == 0 || several_ok)
-                        && run.len() >= card::MIN_PAN_LEN
-                        && card::luhn_valid(run)
-                })
+            let several_ok = printed & (1u32 << (end_of(i) - from).min(31)) != 0;
+            let last = if several_ok { starts.len() } else { i + 1 };
+            (i..last)
+                .map(end_of)
+                .take_while(|e| e - from <= card::MAX_PAN_LEN)
+                .any(|e| e - from >= card::MIN_PAN_LEN && card::luhn_valid(&self.digits[from..e]))
         })
     }
 }
@@ -695,20 +729,99 @@ fn first_groups_printed() -> u32 {
     })
 }
 
-/// Where the digit group after the one at `q` starts (or `end`).
-fn next_group(buf: &[u8], q: usize, end: usize) -> usize {
-    let mut i = q + digit_run(buf, q).max(1);
-    while i < end && !buf[i].is_ascii_digit() {
-        i += 1;
+/// [`Scan::walk_region`]'s shape of the region from `p` (where its last digit ends, how many
+/// digits it holds) when every byte the walk reads is ASCII; `None` when it meets another
+/// character (a full-width digit, a no-break space ...), which the general walk decodes.
+fn ascii_region(buf: &[u8], p: usize) -> Option<(usize, usize)> {
+    let buf = &buf[..buf.len().min(p + MAX_REGION)];
+    let mut i = p;
+    let mut end = p;
+    let mut digits = 0;
+    loop {
+        let run = digit_run(buf, i);
+        if run > 0 {
+            i += run;
+            digits += run;
+            end = i;
+        }
+        // Up to three separators, then a digit goes on with the region.
+        let mut separators = 0;
+        loop {
+            let Some(&b) = buf.get(i) else {
+                return Some((end, digits));
+            };
+            if b.is_ascii_digit() {
+                break;
+            }
+            if b >= 0x80 {
+                return None;
+            }
+            if separators == MAX_CARD_SEPARATORS || !is_card_separator(char::from(b)) {
+                return Some((end, digits));
+            }
+            separators += 1;
+            i += 1;
+        }
     }
-    i
 }
 
-/// The number of ASCII digits from `i`.
+/// Where the first ASCII digit from `i` is (or `end`).
+fn next_digit(buf: &[u8], i: usize, end: usize) -> usize {
+    buf.get(i..end)
+        .and_then(|rest| rest.iter().position(u8::is_ascii_digit))
+        .map_or(end, |n| i + n)
+}
+
+/// Whether [`Scan::ssn`] may find an SSN at a group of `run` ASCII digits: `AAA-GG-SSSS` starts
+/// with three, a labelled bare one has nine.
+fn ssn_may_start(run: usize) -> bool {
+    matches!(run, 3 | 9)
+}
+
+/// Whether [`Scan::phone`] may find a telephone number at `q`, where a group of `run` ASCII digits
+/// starts: after a `+`, or with a first group of one of its shapes (`415 555 2671`,
+/// `1 415 555 2671`, a labelled block of 10 to 15 digits).
+fn phone_may_start(buf: &[u8], q: usize, run: usize) -> bool {
+    before(buf, q) == Some(b'+')
+        || run == 3
+        || (run == 1 && buf.get(q) == Some(&b'1'))
+        || (10..=15).contains(&run)
+}
+
+/// The number of ASCII digits from `i`, eight bytes at a time.
 fn digit_run(buf: &[u8], i: usize) -> usize {
-    buf.get(i..).map_or(0, |rest| {
-        rest.iter().take_while(|b| b.is_ascii_digit()).count()
-    })
+    let Some(rest) = buf.get(i..) else {
+        return 0;
+    };
+    let mut n = 0;
+    while let Some(word) = rest.get(n..).and_then(<[u8]>::first_chunk::<8>) {
+        let others = non_digit_bytes(u64::from_le_bytes(*word));
+        if others != 0 {
+            return n + (others.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + rest[n..]
+        .iter()
+        .position(|b| !b.is_ascii_digit())
+        .unwrap_or(rest.len() - n)
+}
+
+/// The high bit of each byte of a word.
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of every byte of `x` that is not an ASCII digit (SWAR: no carry crosses a byte).
+const fn non_digit_bytes(x: u64) -> u64 {
+    let low = x & !HIGH_BITS;
+    // 0x80 where the low seven bits are at least `0`, and where they are above `9`.
+    let from_zero = low.wrapping_add(0x5050_5050_5050_5050) & HIGH_BITS;
+    let above_nine = low.wrapping_add(0x4646_4646_4646_4646) & HIGH_BITS;
+    !(from_zero & !above_nine & !(x & HIGH_BITS)) & HIGH_BITS
+}
+
+/// The high bit of every zero byte of `x` (SWAR, exact).
+const fn zero_bytes(x: u64) -> u64 {
+    !(((x & !HIGH_BITS).wrapping_add(!HIGH_BITS)) | x | !HIGH_BITS)
 }
 
 /// The number of ASCII letters and digits from `i`, at most 35.
@@ -748,20 +861,18 @@ fn boundary_after(buf: &[u8], i: usize) -> bool {
 /// Core's guard joins groups of any size, which in running text also joins unrelated numbers
 /// (`line 5612 2345678901`).
 fn printed_grouping(text: &str, pan: &Pan) -> bool {
-    let sizes: Vec<usize> = text
-        .split(|c| card_digit(c).is_none())
-        .filter(|g| !g.is_empty())
-        .map(|g| g.chars().count())
-        .collect();
-    let Some((last, init)) = sizes.split_last() else {
-        return false;
+    let sizes = || {
+        text.split(|c| card_digit(c).is_none())
+            .filter(|g| !g.is_empty())
+            .map(|g| g.chars().count())
     };
-    if init.is_empty() {
-        return true;
+    let (count, last) = sizes().fold((0, 0), |(n, _), size| (n + 1, size));
+    if count <= 1 {
+        return count == 1;
     }
-    let fours = init.iter().all(|n| *n == 4) && *last <= 4;
+    let fours = sizes().take(count - 1).all(|n| n == 4) && last <= 4;
     let brand = card::grouping(pan.brand(), pan.expose_digits().len());
-    let branded = sizes.len() <= brand.len() && sizes.iter().zip(brand).all(|(a, b)| a == b);
+    let branded = count <= brand.len() && sizes().zip(brand).all(|(a, b)| a == *b);
     fours || branded
 }
 
@@ -784,91 +895,119 @@ fn in_uuid(buf: &[u8], s: usize, e: usize) -> bool {
             .all(|(i, c)| matches!(i, 8 | 13 | 18 | 23) == (*c == b'-'))
 }
 
-/// The words of the label at the end of `text`: the last identifier before trailing punctuation
-/// (`"order_id": "` gives `order`, `id`), lowercased and split at `_`, `-` and case changes; a
-/// label that is only a suffix (`Order No. `) takes the identifier before it too. `None` when
-/// `text` does not end in a label.
-fn label_words(text: &[u8]) -> Option<Vec<String>> {
-    let mut end = text.len();
-    let mut words: Vec<String> = Vec::new();
-    for _ in 0..2 {
-        while end > 0
-            && matches!(
-                text[end - 1],
-                b'\\'
-                    | b' '
-                    | b'\t'
-                    | b':'
-                    | b'='
-                    | b'#'
-                    | b'"'
-                    | b'\''
-                    | b'.'
-                    | b','
-                    | b'('
-                    | b'['
-                    | b'{'
-                    | b'>'
-                    | b'/'
-            )
-        {
-            end -= 1;
-        }
-        let mut start = end;
-        while start > 0
-            && (text[start - 1].is_ascii_alphanumeric() || matches!(text[start - 1], b'_' | b'-'))
-        {
-            start -= 1;
-        }
-        if start == end {
-            break;
-        }
-        let mut ident = split_identifier(&text[start..end]);
-        let only_suffix = ident.iter().all(|w| LABEL_SUFFIXES.contains(&w.as_str()));
-        ident.append(&mut words);
-        words = ident;
-        if !only_suffix {
-            break;
-        }
-        end = start;
-    }
-    (!words.is_empty()).then_some(words)
+/// The label at the end of a text: the last identifier before trailing punctuation
+/// (`"order_id": "` gives `order_id`), or, when that one is only a suffix (`Order No. `), the
+/// identifier before it too. Read in place, without copying.
+struct Label<'a> {
+    /// The identifiers, the last one first; the second is empty unless the first is only a
+    /// suffix.
+    idents: [&'a [u8]; 2],
 }
 
-/// `order_id`, `orderId`, `Order-Number` as lowercase words.
-fn split_identifier(ident: &[u8]) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut prev_lower = false;
-    for &b in ident {
-        let boundary = b == b'_' || b == b'-' || (b.is_ascii_uppercase() && prev_lower);
-        if boundary && !word.is_empty() {
-            words.push(std::mem::take(&mut word));
+impl<'a> Label<'a> {
+    /// The label `text` ends in; `None` when it ends in no word.
+    fn at_end(text: &'a [u8]) -> Option<Self> {
+        let mut end = text.len();
+        let mut idents: [&[u8]; 2] = [&[], &[]];
+        for ident in &mut idents {
+            while end > 0
+                && matches!(
+                    text[end - 1],
+                    b'\\'
+                        | b' '
+                        | b'\t'
+                        | b':'
+                        | b'='
+                        | b'#'
+                        | b'"'
+                        | b'\''
+                        | b'.'
+                        | b','
+                        | b'('
+                        | b'['
+                        | b'{'
+                        | b'>'
+                        | b'/'
+                )
+            {
+                end -= 1;
+            }
+            let mut start = end;
+            while start > 0
+                && (text[start - 1].is_ascii_alphanumeric()
+                    || matches!(text[start - 1], b'_' | b'-'))
+            {
+                start -= 1;
+            }
+            if start == end {
+                break;
+            }
+            *ident = &text[start..end];
+            if !identifier_words(ident).all(is_label_suffix) {
+                break;
+            }
+            end = start;
         }
-        if b.is_ascii_alphanumeric() {
-            word.push(char::from(b.to_ascii_lowercase()));
-        }
-        prev_lower = b.is_ascii_lowercase() || b.is_ascii_digit();
+        let label = Self { idents };
+        let has_words = label.words().next().is_some();
+        has_words.then_some(label)
     }
-    if !word.is_empty() {
-        words.push(word);
+
+    /// The label's words: its identifiers split at `_`, `-` and case changes (`order_id`,
+    /// `orderId`, `Order-Number`), in their original case.
+    fn words(&self) -> impl Iterator<Item = &'a [u8]> {
+        self.idents.into_iter().flat_map(identifier_words)
     }
-    words
+
+    /// Whether one of the label's words names one of `words`.
+    fn is(&self, words: &[&str]) -> bool {
+        self.words().any(|w| word_is(w, words))
+    }
 }
 
-/// Whether a label's words name one of `words` (plurals and a fused suffix such as `orderid`
-/// included).
-fn label_is(label: &[String], words: &[&str]) -> bool {
-    label.iter().any(|w| {
-        let w = w.strip_suffix('s').filter(|s| s.len() > 2).unwrap_or(w);
-        words.iter().any(|k| {
-            w == *k
-                || w.strip_prefix(k)
-                    .is_some_and(|rest| LABEL_SUFFIXES.contains(&rest))
-                // Compounds of the longer words (`homephone`, `workorder`); not of short ones
-                // (`hotel` is no `tel`).
-                || (k.len() >= 5 && w.ends_with(k))
-        })
+/// The words of an identifier: its runs of ASCII letters and digits, split before an uppercase
+/// letter that follows a lowercase letter or a digit.
+fn identifier_words(ident: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while ident.get(i).is_some_and(|b| !b.is_ascii_alphanumeric()) {
+            i += 1;
+        }
+        let start = i;
+        while let Some(&b) = ident.get(i)
+            && b.is_ascii_alphanumeric()
+            && !(i > start
+                && b.is_ascii_uppercase()
+                && (ident[i - 1].is_ascii_lowercase() || ident[i - 1].is_ascii_digit()))
+        {
+            i += 1;
+        }
+        (i > start).then(|| &ident[start..i])
+    })
+}
+
+/// Whether `word` (any case) only ends a label ([`LABEL_SUFFIXES`]).
+fn is_label_suffix(word: &[u8]) -> bool {
+    LABEL_SUFFIXES
+        .iter()
+        .any(|s| word.eq_ignore_ascii_case(s.as_bytes()))
+}
+
+/// Whether a label's word (any case) names one of `words` (plurals and a fused suffix such as
+/// `orderid` included).
+fn word_is(word: &[u8], words: &[&str]) -> bool {
+    let w = match word.split_last() {
+        Some((b's' | b'S', singular)) if singular.len() > 2 => singular,
+        _ => word,
+    };
+    words.iter().map(|k| k.as_bytes()).any(|k| {
+        let head = w.get(..k.len());
+        let tail = w.len().checked_sub(k.len()).map(|n| &w[n..]);
+        w.eq_ignore_ascii_case(k)
+            || (head.is_some_and(|h| h.eq_ignore_ascii_case(k)) && is_label_suffix(&w[k.len()..]))
+            // Compounds of the longer words (`homephone`, `workorder`); not of short ones
+            // (`hotel` is no `tel`).
+            || (k.len() >= 5 && tail.is_some_and(|t| t.eq_ignore_ascii_case(k)))
     })
 }
 
@@ -1110,6 +1249,50 @@ mod tests {
         );
     }
 
+    /// The words of the label at the end of `text`, lowercased, in reading order.
+    fn label_words(text: &[u8]) -> Option<Vec<String>> {
+        let label = Label::at_end(text)?;
+        let mut idents = label.idents;
+        idents.reverse();
+        Some(
+            idents
+                .into_iter()
+                .flat_map(identifier_words)
+                .map(|w| String::from_utf8_lossy(w).to_lowercase())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn word_at_a_time_searches_agree_with_byte_at_a_time() {
+        // Every byte value at every position of a word, after digits and before a tail.
+        for b in 0..=255u8 {
+            for at in 0..12 {
+                let mut buf = vec![b'7'; 12];
+                buf[at] = b;
+                buf.extend_from_slice(b"x1\xef\xbc\x91@");
+                for from in [0, 1, at] {
+                    let naive_run = buf[from..]
+                        .iter()
+                        .take_while(|c| c.is_ascii_digit())
+                        .count();
+                    assert_eq!(
+                        digit_run(&buf, from),
+                        naive_run,
+                        "{b:#x} at {at} from {from}"
+                    );
+                    let mut text = vec![b'x'; 12];
+                    text[at] = b;
+                    text.extend_from_slice(&buf[from..]);
+                    let naive = text.iter().position(|&c| TRIGGER[usize::from(c)]);
+                    assert_eq!(next_trigger(&text), naive, "{b:#x} at {at} from {from}");
+                }
+            }
+        }
+        assert_eq!(digit_run(b"123", 5), 0);
+        assert_eq!(next_trigger(b""), None);
+    }
+
     #[test]
     fn labels_are_read_as_words() {
         assert_eq!(
@@ -1124,9 +1307,21 @@ mod tests {
             label_words(b"trackingNumber="),
             Some(vec!["tracking".to_owned(), "number".to_owned()])
         );
+        assert_eq!(
+            label_words(b"x-Order2Id__ID: "),
+            Some(vec![
+                "x".to_owned(),
+                "order2".to_owned(),
+                "id".to_owned(),
+                "id".to_owned()
+            ])
+        );
         assert_eq!(label_words(b"   "), None);
-        assert!(label_is(&["orderid".to_owned()], NOT_CARD_LABELS));
-        assert!(!label_is(&["hotel".to_owned()], PHONE_LABELS));
-        assert!(label_is(&["homephone".to_owned()], PHONE_LABELS));
+        assert_eq!(label_words(b"a: __ "), Some(vec!["a".to_owned()]));
+        assert!(word_is(b"orderid", NOT_CARD_LABELS));
+        assert!(word_is(b"ORDERS", NOT_CARD_LABELS));
+        assert!(!word_is(b"hotel", PHONE_LABELS));
+        assert!(word_is(b"homePhone", PHONE_LABELS));
+        assert!(!word_is(b"ids", NOT_CARD_LABELS));
     }
 }
