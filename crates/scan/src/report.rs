@@ -198,13 +198,13 @@ pub struct Stats {
 pub struct Tally {
     /// Counts.
     pub stats: Stats,
-    /// Findings per location and kind.
-    groups: BTreeMap<GroupKey, Group>,
+    /// Findings per location, then per kind, brand and confidence.
+    groups: BTreeMap<Location, BTreeMap<GroupKey, Group>>,
     /// Problems.
     pub problems: Vec<Problem>,
 }
 
-type GroupKey = (Location, &'static str, Option<&'static str>, Confidence);
+type GroupKey = (&'static str, Option<&'static str>, Confidence);
 
 #[derive(Debug)]
 struct Group {
@@ -216,13 +216,19 @@ struct Group {
 impl Tally {
     /// Records one finding at `place` in `location`.
     pub fn add(&mut self, location: &Location, place: Place, hit: Hit) {
+        // The location is copied once, not for every finding.
+        if !self.groups.contains_key(location) {
+            self.groups.insert(location.clone(), BTreeMap::new());
+        }
+        let Some(kinds) = self.groups.get_mut(location) else {
+            return;
+        };
         let key = (
-            location.clone(),
             hit.kind.as_str(),
             hit.brand.map(|b| b.as_str()),
             hit.confidence,
         );
-        let group = self.groups.entry(key).or_insert_with(|| Group {
+        let group = kinds.entry(key).or_insert_with(|| Group {
             kind: hit.kind,
             count: 0,
             examples: Vec::new(),
@@ -255,15 +261,18 @@ impl Tally {
         s.tables += o.tables;
         s.columns += o.columns;
         s.rows += o.rows;
-        for (key, g) in other.groups {
-            match self.groups.get_mut(&key) {
-                Some(mine) => {
-                    mine.count += g.count;
-                    let room = EXAMPLES.saturating_sub(mine.examples.len());
-                    mine.examples.extend(g.examples.into_iter().take(room));
-                }
-                None => {
-                    self.groups.insert(key, g);
+        for (location, kinds) in other.groups {
+            let mine = self.groups.entry(location).or_default();
+            for (key, g) in kinds {
+                match mine.get_mut(&key) {
+                    Some(m) => {
+                        m.count += g.count;
+                        let room = EXAMPLES.saturating_sub(m.examples.len());
+                        m.examples.extend(g.examples.into_iter().take(room));
+                    }
+                    None => {
+                        mine.insert(key, g);
+                    }
                 }
             }
         }
@@ -275,7 +284,12 @@ impl Tally {
         let mut findings: Vec<Finding> = self
             .groups
             .into_iter()
-            .map(|((location, kind, brand, confidence), g)| Finding {
+            .flat_map(|(location, kinds)| {
+                kinds
+                    .into_iter()
+                    .map(move |(key, g)| (location.clone(), key, g))
+            })
+            .map(|(location, (kind, brand, confidence), g)| Finding {
                 location,
                 kind,
                 brand,
