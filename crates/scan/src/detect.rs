@@ -304,8 +304,10 @@ impl Scan<'_, '_> {
         {
             return end.max(p + w);
         }
-        let (region_end, digits) =
-            ascii_region(self.buf, p).unwrap_or_else(|| self.walk_region(p, |_, _| {}));
+        let (region_end, digits, runs) = ascii_region(self.buf, p).unwrap_or_else(|| {
+            let (end, digits) = self.walk_region(p, |_, _| {});
+            (end, digits, u32::MAX)
+        });
         let mut next = region_end.max(p + w);
         let after_phone_prefix = matches!(prev, Some(b'+' | b'('));
         // The short numbers logs are full of (`10:00:01`, `2026-11-22`, `10.1.2.3`) are nothing
@@ -313,8 +315,13 @@ impl Scan<'_, '_> {
         if digits < 9 && !after_phone_prefix {
             return next;
         }
-        // Phones and SSNs may start at any digit group of the region.
-        let mut q = p;
+        // Phones and SSNs may start at any digit group of the region, if one has a length they
+        // can start with (a date after the previous line's last number has none).
+        let mut q = if runs & PHONE_OR_SSN_RUNS != 0 || prev == Some(b'+') {
+            p
+        } else {
+            region_end
+        };
         while q < region_end {
             let run = digit_run(self.buf, q);
             let ssn = if ssn_may_start(run) {
@@ -624,8 +631,10 @@ impl Scan<'_, '_> {
             return at + 1;
         }
         let (local, domain) = text.split_at(at - s);
-        let first: String = local.chars().take(1).collect();
-        let masked = format!("{first}***{domain}");
+        let mut masked = String::with_capacity(text.len() + 4);
+        masked.extend(local.chars().take(1));
+        masked.push_str("***");
+        masked.push_str(domain);
         self.report(PiiKind::Email, None, Confidence::Medium, s, masked);
         e
     }
@@ -730,25 +739,28 @@ fn first_groups_printed() -> u32 {
 }
 
 /// [`Scan::walk_region`]'s shape of the region from `p` (where its last digit ends, how many
-/// digits it holds) when every byte the walk reads is ASCII; `None` when it meets another
+/// digits it holds), and the lengths of its groups as a bit set (bit `n` for `n` digits, bit 16
+/// for 16 or more), when every byte the walk reads is ASCII; `None` when it meets another
 /// character (a full-width digit, a no-break space ...), which the general walk decodes.
-fn ascii_region(buf: &[u8], p: usize) -> Option<(usize, usize)> {
+fn ascii_region(buf: &[u8], p: usize) -> Option<(usize, usize, u32)> {
     let buf = &buf[..buf.len().min(p + MAX_REGION)];
     let mut i = p;
     let mut end = p;
     let mut digits = 0;
+    let mut runs = 0u32;
     loop {
         let run = digit_run(buf, i);
         if run > 0 {
             i += run;
             digits += run;
             end = i;
+            runs |= 1 << run.min(16);
         }
         // Up to three separators, then a digit goes on with the region.
         let mut separators = 0;
         loop {
             let Some(&b) = buf.get(i) else {
-                return Some((end, digits));
+                return Some((end, digits, runs));
             };
             if b.is_ascii_digit() {
                 break;
@@ -757,7 +769,7 @@ fn ascii_region(buf: &[u8], p: usize) -> Option<(usize, usize)> {
                 return None;
             }
             if separators == MAX_CARD_SEPARATORS || !is_card_separator(char::from(b)) {
-                return Some((end, digits));
+                return Some((end, digits, runs));
             }
             separators += 1;
             i += 1;
@@ -771,6 +783,10 @@ fn next_digit(buf: &[u8], i: usize, end: usize) -> usize {
         .and_then(|rest| rest.iter().position(u8::is_ascii_digit))
         .map_or(end, |n| i + n)
 }
+
+/// The lengths of the digit groups a telephone number or an SSN can start at (other than after a
+/// `+`), as a bit set: [`ssn_may_start`] and [`phone_may_start`].
+const PHONE_OR_SSN_RUNS: u32 = 1 << 1 | 1 << 3 | 1 << 9 | 0b11_1111 << 10;
 
 /// Whether [`Scan::ssn`] may find an SSN at a group of `run` ASCII digits: `AAA-GG-SSSS` starts
 /// with three, a labelled bare one has nine.
@@ -1021,19 +1037,19 @@ fn mask_pan(pan: &Pan) -> String {
 pub(crate) fn mask_middle(text: &str, keep_first: usize, keep_last: usize) -> String {
     let total = text.chars().filter(char::is_ascii_alphanumeric).count();
     let mut seen = 0;
-    text.chars()
-        .map(|c| {
-            if !c.is_ascii_alphanumeric() {
-                return c;
-            }
-            seen += 1;
-            if seen <= keep_first || seen > total.saturating_sub(keep_last) {
-                c
-            } else {
-                '*'
-            }
-        })
-        .collect()
+    let mut masked = String::with_capacity(text.len());
+    masked.extend(text.chars().map(|c| {
+        if !c.is_ascii_alphanumeric() {
+            return c;
+        }
+        seen += 1;
+        if seen <= keep_first || seen > total.saturating_sub(keep_last) {
+            c
+        } else {
+            '*'
+        }
+    }));
+    masked
 }
 
 #[cfg(test)]
