@@ -154,21 +154,32 @@ pub fn classify(value: &str) -> Classification {
 /// security code (`4111 1111 1111 1111 737`) is still found; full-width digits count as digits.
 /// Right after a `+` a run counts only from 16 digits on: shorter ones are international phone
 /// numbers (E.164 allows 15), longer ones are not. One block of more than 19 digits (an order
-/// number) is not a card number. Nor is a device's IMEI, or any part of one: a number whose whole
-/// digit run (every group around it) is 15 digits starting with a reporting body's two digits
-/// and no known brand's number ([`is_imei`]).
+/// number) is not a card number. Nor is a device's IMEI, or any part of one: a number that is no
+/// known brand's number and whose whole digit run (every group around it) is 15 digits starting
+/// with a reporting body's two digits and no known brand's number either ([`is_imei`]).
 pub fn contains_card_number(text: &str) -> bool {
     find_cards(text, Issuers::Any)
         .iter()
         .any(|m| !in_imei(text, m))
 }
 
-/// Whether the run of digit groups around `m` (its digits and the card separators between them)
-/// is an IMEI ([`is_imei`]).
+/// Whether `m` is no known brand's number and the run of digit groups around it (its digits and
+/// the card separators between them) is an IMEI ([`is_imei`]). A known brand's shorter number
+/// inside a 15-digit run (a 13-digit Visa and two more digits) is not exempt. At most 16 digits
+/// are kept: a longer run is no IMEI.
 fn in_imei(text: &str, m: &CardMatch) -> bool {
-    let mut digits = zeroize::Zeroizing::new(Vec::with_capacity(card::MAX_PAN_LEN + 1));
+    // A known brand's number by its rules (prefix, length, check digit), not only by its prefix.
+    if card::validate_pan(m.pan.expose_digits()).is_ok_and(|p| p.brand().is_some()) {
+        return false;
+    }
+    let mut digits = zeroize::Zeroizing::new(Vec::with_capacity(16));
     for (i, c) in text.char_indices() {
         match card_digit(c) {
+            Some(_) if digits.len() > 15 => {
+                if i >= m.start {
+                    return false;
+                }
+            }
             Some(d) => digits.push(d),
             None if is_card_separator(c) => {}
             None if i < m.start => digits.clear(),
@@ -662,6 +673,22 @@ mod tests {
             with_check("3520990017614"),
             with_check("352099001761481"),
             "352099001761481, 4111 1111 1111 1111".to_owned(),
+        ] {
+            assert!(contains_card_number(&v), "{v}");
+        }
+        // A 13-digit Visa (44, 45, 49: IMEI reporting bodies) followed by two digits that make
+        // the 15-digit run an IMEI's shape: the Visa is still a card number.
+        for body in ["44", "45", "49"] {
+            let visa = with_check(&format!("{body}1234567890"));
+            let run = with_check(&format!("{visa}1"));
+            assert!(is_imei(run.as_bytes()), "{run}");
+            let v = format!("{visa} {}", &run[13..]);
+            assert!(contains_card_number(&v), "{v}");
+        }
+        // An unknown issuer's number in a run of more than 15 digits is no IMEI.
+        for v in [
+            format!("{} 1", with_check("35209900176148")),
+            format!("1 {}", with_check("35209900176148")),
         ] {
             assert!(contains_card_number(&v), "{v}");
         }
