@@ -49,10 +49,10 @@ pub enum KeyError {
     /// No such key.
     #[error("no live key with id {0}")]
     UnknownKey(String),
-    /// Retiring this key would leave no key valid now to seal to: a next key published ahead
-    /// (`rotate --ahead-hours`) does not count before its `nbf`.
+    /// Retiring this key would leave no other key valid now to seal to (whether or not this one
+    /// is): a next key published ahead (`rotate --ahead-hours`) does not count before its `nbf`.
     #[error(
-        "refusing to retire the only key valid now; rotate first (a next key made ahead counts from its not-before time)"
+        "refusing to retire the key: no other key is valid now; rotate first (a next key made ahead counts from its not-before time)"
     )]
     LastKey,
     /// Writing a key file failed.

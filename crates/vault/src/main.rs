@@ -83,8 +83,8 @@ enum KeysCommand {
     /// Print the pins for `load({ pins })`: the RFC 7638 thumbprints of the published keys, as a
     /// JSON array (the keys, one a line, on standard error).
     Pins,
-    /// Retire a key: it stops opening envelopes and leaves the key set. Refused for the only key
-    /// valid now (a next key made ahead does not count before its not-before time).
+    /// Retire a key: it stops opening envelopes and leaves the key set. Refused when no other
+    /// key is valid now (a next key made ahead does not count before its not-before time).
     Retire {
         /// Key id.
         kid: String,

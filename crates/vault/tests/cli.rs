@@ -386,7 +386,7 @@ fn the_current_key_cannot_be_retired_while_the_only_other_key_is_not_valid_yet()
     let refused = vault(&dir, &["keys", "retire", &current]);
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(err.contains("only key valid now"), "{err}");
+    assert!(err.contains("no other key is valid now"), "{err}");
     let listed = ok(&vault(&dir, &["keys", "list"]));
     let status = |kid: &str| {
         listed
