@@ -13,6 +13,9 @@ const KINDS = ['pan', 'cvc', 'exp', 'name', 'email', 'phone', 'address', 'postal
   'national-id', 'iban', 'text'];
 const BRANDS = ['visa', 'mastercard', 'amex', 'discover', 'diners', 'jcb', 'unionpay', 'maestro', 'rupay', 'mir',
   'elo', 'verve', 'troy'];
+// The entry for a 1-based code, or undefined: never an index outside the table, which would be
+// read through Array.prototype.
+const entry = (table, code) => (code >= 1 && code <= table.length ? table[code - 1] : undefined);
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
 /** An envelope that is not well-formed; `code` is the name of the failed check. */
@@ -104,7 +107,7 @@ export function parseEnvelope(text) {
   const kid = ascii(take(kidLen));
   if (!/^[A-Za-z0-9._-]+$/.test(kid)) fail('InvalidKeyId', 'invalid key id');
   const kindCode = u8();
-  const kind = KINDS[kindCode - 1];
+  const kind = entry(KINDS, kindCode);
   if (!kind) fail('UnknownKind', 'unknown field kind');
   const createdAt = Number(big(take(8)));
   const envelopeId = hex(take(16));
@@ -117,7 +120,7 @@ export function parseEnvelope(text) {
   const origin = text8(short(), 255);
   // A brand code this version does not know (added to the table later) reads as no brand.
   const brandCode = u8();
-  const brand = BRANDS[brandCode - 1] ?? null;
+  const brand = entry(BRANDS, brandCode) ?? null;
   const digits = (bytes, lens) => {
     if (bytes === null) return null;
     if (!lens.includes(bytes.length) || !bytes.every((c) => c >= 0x30 && c <= 0x39)) fail('InvalidHints', 'invalid hints');

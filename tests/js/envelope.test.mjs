@@ -77,3 +77,27 @@ test('a brand code this version does not know reads as no brand, and is still a 
     assert.throws(() => parseEnvelope(withBrandCode(cvc.envelope, code)), { code: 'HintsNotAllowed' }, String(code));
   }
 });
+
+test('kind and brand codes outside the tables are not read through a polluted Array.prototype', () => {
+  const pan = doc.valid.find((v) => v.hints?.brand === 'visa');
+  const cvc = doc.valid.find((v) => v.kind === 'cvc');
+  const polluted = ['-1', '13', '20', '254'];
+  for (const i of polluted) Object.defineProperty(Array.prototype, i, { value: 'visa', configurable: true });
+  try {
+    assert.equal(parseEnvelope(cvc.envelope).hints.brand, null, 'brand code 0');
+    for (const code of [14, 21, 0xff]) {
+      assert.equal(parseEnvelope(withBrandCode(pan.envelope, code)).hints.brand, null, String(code));
+    }
+    // The kind byte follows the version, the kid's length and the kid.
+    const withKindCode = (envelope, code) => {
+      const bin = Buffer.from(envelope.slice(5), 'base64url');
+      bin[7 + 1 + parseEnvelope(envelope).kid.length] = code;
+      return `fse1.${bin.toString('base64url')}`;
+    };
+    for (const code of [0, 14, 21]) {
+      assert.throws(() => parseEnvelope(withKindCode(cvc.envelope, code)), { code: 'UnknownKind' }, String(code));
+    }
+  } finally {
+    for (const i of polluted) delete Array.prototype[i];
+  }
+});
