@@ -25,7 +25,7 @@ export interface SealContext {
 
 export interface LoadOptions {
   /**
-   * A key-set URL (https; http only on localhost, `*.localhost`, 127.x or [::1], else
+   * A key-set URL (https; http only on localhost, 127.x or [::1], or `*.localhost` in a browser, else
    * `keyset_insecure_url`; a redirect is not followed: `keyset_fetch`), or the key set itself
    * (object or JSON text).
    */

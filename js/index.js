@@ -104,8 +104,9 @@ async function fetchKeys(keys, fetchImpl) {
 }
 
 /**
- * The key-set URL, absolute: https, or http on a loopback host only (localhost and *.localhost,
- * 127.x, [::1]); whoever can change a plain-http response could substitute the keys.
+ * The key-set URL, absolute: https, or http on a loopback host only (localhost, 127.x, [::1], and
+ * *.localhost in a browser, which resolves it to loopback: Node asks the DNS, which may not);
+ * whoever can change a plain-http response could substitute the keys.
  */
 function keySetUrl(keys) {
   let url;
@@ -114,8 +115,10 @@ function keySetUrl(keys) {
   } catch {
     throw new FieldsealError('invalid_option', 'a key-set URL outside a page must be absolute');
   }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && /^(localhost|127(\.\d+){3}|\[::1\])$|\.localhost$/.test(url.hostname))) {
-    throw new FieldsealError('keyset_insecure_url', 'the key-set URL must be https (http on localhost only)');
+  const browser = typeof globalThis.document === 'object' || typeof globalThis.WorkerGlobalScope === 'function';
+  const loopback = /^(localhost|127(\.\d+){3}|\[::1\])$/.test(url.hostname) || (browser && url.hostname.endsWith('.localhost'));
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+    throw new FieldsealError('keyset_insecure_url', 'the key-set URL must be https (http on localhost only; *.localhost in a browser only)');
   }
   return url.href;
 }

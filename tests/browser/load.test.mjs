@@ -100,6 +100,30 @@ for (const [what, keys, code] of [
   });
 }
 
+test('in a browser, a key-set URL on *.localhost may be plain http', async () => {
+  const { page } = await open('/checkout.html');
+  const results = await page.evaluate(async () => {
+    const { load } = await import('/fieldseal/index.js');
+    const set = await (await fetch('/v1/keys')).text();
+    const requested = [];
+    const fetchImpl = async (u) => {
+      requested.push(u);
+      return new Response(set);
+    };
+    const out = {};
+    for (const keys of ['http://shop.localhost:8700/v1/keys', 'http://localhost.example.com/v1/keys']) {
+      out[keys] = await load({ keys, fetch: fetchImpl, poolSize: 0, refreshKeys: 0 }).then((s) => s.keyId, (e) => e.code);
+    }
+    return { out, requested };
+  });
+  assert.deepEqual(results.out, {
+    'http://shop.localhost:8700/v1/keys': 'test-key-1',
+    'http://localhost.example.com/v1/keys': 'keyset_insecure_url',
+  });
+  assert.deepEqual(results.requested, ['http://shop.localhost:8700/v1/keys']);
+  await page.close();
+});
+
 // The pin of the key the test server serves at /v1/keys (RFC 7638, computed here).
 const { x, y } = keySet().keys[0];
 const PIN = createHash('sha256').update(`{"crv":"P-256","kty":"EC","x":"${x}","y":"${y}"}`).digest('base64url');

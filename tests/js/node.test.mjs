@@ -327,7 +327,7 @@ test('a key-set URL is fetched without following redirects', async () => {
   }
 });
 
-test('key-set URLs must be https, except on localhost', async () => {
+test('key-set URLs must be https, except on localhost (*.localhost only in a browser)', async () => {
   const { load } = await import(new URL('index.js', dist));
   const requested = [];
   const fetchImpl = async (u) => {
@@ -335,13 +335,15 @@ test('key-set URLs must be https, except on localhost', async () => {
     return new Response(JSON.stringify(keySet()));
   };
   const base = { wasm: wasm(), fetch: fetchImpl, poolSize: 0, refreshKeys: 0 };
-  for (const keys of ['http://vault.example/v1/keys', 'http://10.0.0.5/v1/keys', 'ftp://vault.example/keys', 'http://localhost.example.com/v1/keys']) {
+  for (const keys of ['http://vault.example/v1/keys', 'http://10.0.0.5/v1/keys', 'ftp://vault.example/keys', 'http://localhost.example.com/v1/keys',
+    // Node resolves *.localhost through the DNS, which may answer with any address.
+    'http://shop.localhost/v1/keys']) {
     await assert.rejects(load({ ...base, keys }), { code: 'keyset_insecure_url' }, keys);
   }
   await assert.rejects(load({ ...base, keys: '/v1/keys' }), { code: 'invalid_option' }, 'relative, outside a page');
   assert.deepEqual(requested, [], 'nothing fetched from a refused URL');
-  for (const keys of ['https://vault.example/v1/keys', 'http://localhost:8700/v1/keys', 'http://127.0.0.1:8700/v1/keys', 'http://[::1]:8700/v1/keys', 'http://shop.localhost/v1/keys']) {
+  for (const keys of ['https://vault.example/v1/keys', 'http://localhost:8700/v1/keys', 'http://127.0.0.1:8700/v1/keys', 'http://[::1]:8700/v1/keys']) {
     await load({ ...base, keys });
   }
-  assert.equal(requested.length, 5);
+  assert.equal(requested.length, 4);
 });
