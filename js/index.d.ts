@@ -49,7 +49,8 @@ export interface LoadOptions {
    * (fetched, refreshed or inline) is checked whole first, as without pins (`keyset_malformed`
    * ...); then one with no pinned key is refused with `keyset_unpinned`, and one whose pinned
    * keys are none valid now (only the next key pinned, before its `nbf`) with
-   * `keyset_no_usable_key`.
+   * `keyset_no_usable_key`. The thumbprints need WebCrypto: without it (a page outside a secure
+   * context) `load()` rejects with `insecure_context`.
    */
   pins?: string[];
 }

@@ -160,7 +160,8 @@ export function protect(form, sealer, options) {
  * Parses the key set; with `pins`, the whole set is first checked as without them (a malformed set
  * gets the same error), then only its keys whose RFC 7638 thumbprint is pinned go to the wasm
  * again (which picks the primary among them): none is `keyset_unpinned`; pinned keys none of
- * which is valid at the server time, `keyset_no_usable_key`. The thumbprint is SHA-256 (WebCrypto)
+ * which is valid at the server time, `keyset_no_usable_key`; without WebCrypto (a page
+ * outside a secure context), `insecure_context`. The thumbprint is SHA-256 (WebCrypto)
  * of the canonical members, from x and y as given: the wasm has refused any x or y that is not
  * the key's canonical 43-character base64url.
  */
@@ -175,7 +176,7 @@ async function parseKeys(glue, json, pins) {
   if (!pins) return parse(json);
   parse(json).free();
   const subtle = globalThis.crypto?.subtle;
-  if (!subtle) throw new FieldsealError('keyset_unpinned', 'pins need WebCrypto, which only secure contexts have');
+  if (!subtle) throw new FieldsealError('insecure_context', 'pins need WebCrypto, which pages have only in secure contexts (https or localhost)');
   const doc = JSON.parse(json);
   const pinned = [];
   for (const k of doc.keys) {

@@ -280,6 +280,20 @@ test('pinned keys: a substituted key set is refused, on load and on refresh', as
   }
 });
 
+test('pins without WebCrypto (a page outside a secure context) are refused as insecure_context', async () => {
+  const { load } = await import(new URL('index.js', dist));
+  const [first] = doc.keys.map((k) => k.jwk);
+  const own = Object.getOwnPropertyDescriptor(globalThis, 'crypto');
+  Object.defineProperty(globalThis, 'crypto', { value: undefined, configurable: true, writable: true });
+  try {
+    await assert.rejects(load({ keys: { keys: [first], server_time: now }, wasm: wasm(), poolSize: 0, pins: [thumbprint(first)] }),
+      { code: 'insecure_context', message: /secure context/ });
+  } finally {
+    if (own) Object.defineProperty(globalThis, 'crypto', own);
+    else delete globalThis.crypto;
+  }
+});
+
 test('pins: a malformed key set gets the error it gets without pins, and pinned keys not yet valid are named', async () => {
   const { load } = await import(new URL('index.js', dist));
   const [first, second] = doc.keys.map((k) => k.jwk);
