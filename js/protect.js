@@ -36,14 +36,21 @@ const typed = (el) => el.localName === 'input' && TYPED.has(el.type);
 // Digits as the wasm counts them: ASCII and full-width (U+FF10 to U+FF19).
 const NON_DIGITS = /[^\d\uff10-\uff19]/g;
 
+// Parts before a card number's name that make it another card's: `gift[card][number]`.
+const OTHER_CARDS = /^(gift|loyalty|member|membership|rewards?|id)(card)?$/;
+
 /**
  * The kind a name or id says (`card_number`, `payment[cvv]`, `card[number]`, `cvc[]`, `cvv[0]`): its
  * last part or its last two (`card` + `number`), lowercased and without separators; array
- * indexes (`[]`, `[0]`) are left out.
+ * indexes (`[]`, `[0]`) are left out. None when the part before those names another card
+ * (`gift[card][number]`, `loyalty[card_number]`, `member[card][no]`).
  */
 function nameKind(v) {
   const parts = (v ?? '').toLowerCase().split(/[[\]]/).filter((p) => p && !/^\d+$/.test(p)).map((p) => p.replace(/[^a-z\d]/g, ''));
-  return NAME_KINDS[parts.at(-1)] ?? NAME_KINDS[parts.slice(-2).join('')];
+  for (const n of [1, 2]) {
+    const kind = parts.length >= n && NAME_KINDS[parts.slice(-n).join('')];
+    if (kind) return OTHER_CARDS.test(parts.at(-n - 1) ?? '') ? undefined : kind;
+  }
 }
 
 const DEFAULT_MESSAGES = {

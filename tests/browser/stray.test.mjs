@@ -108,21 +108,28 @@ test('a polluted Object.prototype does not turn the guard or the protection off'
   await page.close();
 });
 
-test('hidden inputs are not card fields by name or id; card[number] and cvv[] are', async () => {
+test('hidden inputs are not card fields by name or id; card[number] and cvv[] are; gift[card][number] is not', async () => {
   const { page } = await open();
   await page.evaluate(() => document.querySelector('#checkout').insertAdjacentHTML('beforeend',
     '<input type="hidden" name="saved[card_number]" value="tok_5f2a"><input type="hidden" id="cvc" name="cvc_ref" value="ref-1">'
-    + '<input id="card2" name="card[number]"><input id="cvv2" name="cvv[]">'));
+    + '<input id="card2" name="card[number]"><input id="cvv2" name="cvv[]">'
+    + '<input id="gift" name="gift[card][number]"><input id="loyalty" name="loyalty[card][number]">'
+    + '<input id="member" name="member[card][no]"><input id="giftcard" name="giftcard[card_number]">'));
   await page.fill('#card', SECRETS.pan);
   await page.fill('#cvv', SECRETS.cvc);
   await page.fill('#ccnum', '5555555555554444');
   await page.fill('#card2', '4000056655665556');
   await page.fill('#cvv2', '321');
+  // Other cards' numbers: as card number fields they would fail the card check and block.
+  const others = { gift: 'GIFT-7781-XQ', loyalty: '88120455', member: 'M-20931', giftcard: '6006 4912' };
+  for (const [id, v] of Object.entries(others)) await page.fill(`#${id}`, v);
   const { raw, fields } = await submitForm(env.server, page);
   assert.equal(fields['saved[card_number]'], 'tok_5f2a', 'the page\'s hidden input posts as it is');
   assert.equal(fields.cvc_ref, 'ref-1');
   assert.equal(parseEnvelope(fields['card[number]']).kind, 'pan');
   assert.equal(parseEnvelope(fields['cvv[]']).kind, 'cvc');
+  assert.deepEqual([fields['gift[card][number]'], fields['loyalty[card][number]'], fields['member[card][no]'], fields['giftcard[card_number]']],
+    Object.values(others));
   assert.deepEqual(leaks(raw, [SECRETS.pan, SECRETS.cvc, '5555555555554444', '4000056655665556', '321']), []);
   await page.close();
 });
