@@ -83,7 +83,11 @@ export type PiiKind = 'card_number' | 'email' | 'phone' | 'us_ssn' | 'iban';
 export type Sensitivity = 'none' | 'personal' | 'payment_card';
 
 export interface ProtectOptions {
-  /** A card number typed into any other field: block the submit (default), seal it, or do nothing. */
+  /**
+   * A card number in any other field: block the submit (default), seal it, or do nothing. `block`
+   * seals instead a field the shopper cannot see or change (hidden, read-only, not rendered). A
+   * hidden input named like a card number field holding one is sealed in every mode.
+   */
   strayPan?: 'block' | 'seal' | 'off';
   /** As-you-type card number formatting (default true). */
   format?: boolean;

@@ -71,8 +71,40 @@ function kindOf(el) {
   for (const t of (el.getAttribute('autocomplete') ?? '').toLowerCase().split(/\s+/)) {
     if (AUTOCOMPLETE_KINDS[t]) return AUTOCOMPLETE_KINDS[t];
   }
-  // By name or id: typed inputs only (a hidden `card_number` is the page's, not the shopper's).
-  return (typed(el) && (nameKind(el.getAttribute('name')) ?? nameKind(el.id))) || null;
+  // By name or id: typed inputs only (a hidden `card_number` is the page's, not the shopper's:
+  // see hiddenPan).
+  return (typed(el) && byName(el)) || null;
+}
+const byName = (el) => nameKind(el.getAttribute('name')) ?? nameKind(el.id);
+
+/**
+ * A hidden input named like a card number field (the raw digits behind a formatted visible input,
+ * or a saved card's token): sealed as a card number when its value is one, else left as it is.
+ */
+const hiddenPan = (el) => el.type === 'hidden' && byName(el) === 'pan';
+
+/**
+ * Whether the shopper cannot see or change `el` (a hidden, read-only or unrendered field): the
+ * stray guard never blocks on one, it seals it instead.
+ */
+const unfixable = (el) => el.type === 'hidden' || el.readOnly || !el.getClientRects().length;
+
+/**
+ * Runs `strip` on every form data set built from `form`, before and after each listener the page
+ * can have: in capture on the window (before listeners on the document and the form) and on the
+ * form (one in a shadow root: formdata does not leave it), then in bubble on the form and on the
+ * window, after page listeners on the form that add entries (registered before or after this).
+ * Returns the undo.
+ */
+function guardFormData(form, strip) {
+  const fn = (e) => e.target === form && strip(e.formData);
+  const at = [[form, true], [form, false]];
+  const win = form.ownerDocument.defaultView;
+  if (win) at.push([win, true], [win, false]);
+  for (const [t, capture] of at) t.addEventListener('formdata', fn, capture);
+  return () => {
+    for (const [t, capture] of at) t.removeEventListener('formdata', fn, capture);
+  };
 }
 
 /**
@@ -141,7 +173,7 @@ export function scanFields(sealer, root) {
   const found = [];
   for (const el of root.querySelectorAll('input, textarea, select')) {
     if (SKIP_TYPES.has(el.type) || el.hasAttribute('data-fieldseal-envelope') || el.getAttribute('data-seal') === 'off') continue;
-    if (guarded.has(el.form) && kindOf(el)) continue;
+    if (guarded.has(el.form) && (kindOf(el) || hiddenPan(el))) continue;
     const words = (t) => t && WORDS.find(([re]) => re.test(t))?.[1];
     const label = [...(el.labels ?? []), el].map((l) => l === el ? el.getAttribute('aria-label') : l.textContent).join(' ');
     const tokens = (el.getAttribute('autocomplete') ?? '').toLowerCase().split(/\s+/);
@@ -206,20 +238,19 @@ function protectPending(promise, form, options) {
     if (failure) emitError();
     else waiting = { submitter: e.submitter };
   };
-  const onFormData = (e) => {
+  const onFormData = (data) => {
     if (inner) return;
     const sealed = new Set(Array.from(form.elements, (el) => kindOf(el) && el.name));
-    const entries = Array.from(e.formData.entries());
+    const entries = Array.from(data.entries());
     const strays = strayEntries(form, entries, (v) => v.replace(NON_DIGITS, '').length >= 12);
     entries.forEach(([name, v], i) => {
-      if (typeof v !== 'string' || sealed.has(name) || strays.has(i)) e.formData.delete(name);
+      if (typeof v !== 'string' || sealed.has(name) || strays.has(i)) data.delete(name);
     });
   };
   const closed = closeSubmit(form);
   guarded.add(form);
   form.addEventListener('submit', onSubmit, true);
-  // Capture: before the page's own formdata listeners on the form read the data.
-  form.addEventListener('formdata', onFormData, true);
+  const unguard = guardFormData(form, onFormData);
   let detached = false;
   promise.then((sealer) => {
     if (detached) return;
@@ -250,7 +281,7 @@ function protectPending(promise, form, options) {
       inner?.detach();
       note?.remove();
       form.removeEventListener('submit', onSubmit, true);
-      form.removeEventListener('formdata', onFormData, true);
+      unguard();
       closed();
       guarded.delete(form);
     },
@@ -512,7 +543,11 @@ function protectNow(sealer, form, options) {
       if (!check(f)) firstInvalid ??= f.el;
     }
     const found = strayPan === 'off' ? new Set() : strayIndexes(liveOthers.map((o) => o.el.value), contains, (i) => typed(liveOthers[i].el));
-    const strays = liveOthers.filter((_, i) => found.has(i));
+    const isPan = (o) => card.validatePan(o.el.value).valid;
+    // Sealed in every mode: a hidden input named like a card number field that holds one. Never
+    // blocked on: a stray the shopper cannot see or change (sealed instead).
+    const quiet = liveOthers.filter((o, i) => (hiddenPan(o.el) && isPan(o)) || (found.has(i) && unfixable(o.el)));
+    const strays = liveOthers.filter((o, i) => found.has(i) && !quiet.includes(o));
     if (strayPan === 'block') {
       for (const o of strays) {
         showError(o.el, null, 'stray_card_number', messages.stray_card_number);
@@ -538,14 +573,11 @@ function protectNow(sealer, form, options) {
         }
         stripName(f.el);
       }
-      if (strayPan === 'seal') {
-        for (const o of strays) {
-          const name = saved.get(o.el)?.name ?? o.name;
-          const kind = card.validatePan(o.el.value).valid ? 'pan' : 'text';
-          if (name) addEnvelope(name, sealer.seal(o.el.value, { kind, context: options.context }));
-          stripName(o.el);
-          sealed.push(name);
-        }
+      for (const o of strayPan === 'seal' ? [...quiet, ...strays] : quiet) {
+        const name = saved.get(o.el)?.name ?? o.name;
+        if (name) addEnvelope(name, sealer.seal(o.el.value, { kind: isPan(o) ? 'pan' : 'text', context: options.context }));
+        stripName(o.el);
+        sealed.push(name);
       }
       emit(form, 'sealed', { names: sealed });
     } catch (err) {
@@ -558,11 +590,11 @@ function protectNow(sealer, form, options) {
   }
   on(form, 'submit', onSubmit, { capture: true });
   // Backstop for every way of reading the form that skips the submit event
-  // (HTMLFormElement.prototype.submit.call(form), new FormData(form)): a protected field's entry
-  // that is not an envelope is removed, and so is any other entry holding a card number unless the
-  // guard is off. The data then lacks those fields instead of carrying them in the clear.
-  on(form, 'formdata', (e) => {
-    const data = e.formData;
+  // (HTMLFormElement.prototype.submit.call(form), new FormData(form)) and for page listeners that
+  // add entries: a protected field's entry that is not an envelope is removed, and so is a hidden
+  // card number field's holding a card number, and any other entry holding a card number unless
+  // the guard is off. The data then lacks those fields instead of carrying them in the clear.
+  listeners.push(guardFormData(form, (data) => {
     scan();
     for (const f of fields) {
       const name = saved.get(f.el)?.name ?? f.name;
@@ -573,11 +605,12 @@ function protectNow(sealer, form, options) {
         for (const v of values) if (typeof v === 'string' && v.startsWith('fse1.')) data.append(name, v);
       }
     }
+    for (const el of form.elements) if (hiddenPan(el) && el.name && card.validatePan(el.value).valid) data.delete(el.name);
     if (strayPan !== 'off') {
       const entries = Array.from(data.entries());
       for (const i of strayEntries(form, entries, contains)) data.delete(entries[i][0]);
     }
-  }, { capture: true });
+  }));
   listeners.push(closeSubmit(form));
 
   return {

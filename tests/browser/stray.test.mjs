@@ -134,6 +134,40 @@ test('hidden inputs are not card fields by name or id; card[number] and cvv[] ar
   await page.close();
 });
 
+// A formatted visible input and the raw digits in a hidden one, a common pattern.
+const RAW_BEHIND = '<input type="hidden" name="card_number" id="raw"><input type="hidden" name="saved[card_number]" value="tok_5f2a">';
+
+for (const stray of ['block', 'off']) {
+  test(`strayPan ${stray}: a hidden input named like a card number field is sealed when it holds one, else left alone`, async () => {
+    const { page } = await open(`?stray=${stray}`);
+    await page.evaluate((html) => document.querySelector('#checkout').insertAdjacentHTML('beforeend', html), RAW_BEHIND);
+    await page.fill('#card', SECRETS.panSpaced);
+    await page.evaluate((pan) => {
+      document.querySelector('#raw').value = pan;
+    }, SECRETS.pan);
+    const names = await page.evaluate(() => Array.from(new FormData(document.querySelector('#checkout')).keys()));
+    assert.ok(!names.includes('card_number'), `new FormData leaves the raw digits out: ${names}`);
+    const { raw, fields } = await submitForm(env.server, page);
+    assert.equal(parseEnvelope(fields.card_number).kind, 'pan');
+    assert.equal(fields['saved[card_number]'], 'tok_5f2a', 'a token is not a card number');
+    assert.deepEqual(leaks(raw, [SECRETS.pan, SECRETS.panSpaced]), []);
+    await page.close();
+  });
+}
+
+test('strayPan block: a card number in a field the shopper cannot see or change is sealed, not blocked on', async () => {
+  const { page } = await open();
+  await page.evaluate((pan) => {
+    document.querySelector('#checkout').insertAdjacentHTML('beforeend',
+      '<input type="hidden" name="ref" id="ref"><input name="shown" id="shown" style="display:none"><input name="fixed" id="fixed" readonly>');
+    for (const id of ['ref', 'shown', 'fixed']) document.querySelector(`#${id}`).value = pan;
+  }, SECRETS.pan);
+  const { raw, fields } = await submitForm(env.server, page);
+  for (const n of ['ref', 'shown', 'fixed']) assert.equal(parseEnvelope(fields[n]).kind, 'pan', n);
+  assert.deepEqual(leaks(raw, [SECRETS.pan]), []);
+  await page.close();
+});
+
 test('hidden inputs and selects are never parts of a split card number; an IMEI is not a card number', async () => {
   const { page } = await open();
   // Joined with the typed input, the hidden inputs' and the select's values would read 4111 1111
@@ -173,5 +207,38 @@ test('the guard reads the form data before the page\'s own formdata listeners on
   });
   assert.equal(seen.length, 2);
   for (const s of seen) assert.deepEqual(leaks(s, [SECRETS.pan, SECRETS.panSpaced]), [], s);
+  await page.close();
+});
+
+test('formdata listeners that add a card number, registered before or after protect(), and capture listeners on the document see no card number', async () => {
+  const { page } = await open();
+  await page.fill('#card', SECRETS.panSpaced);
+  await page.fill('#notes', `card ${SECRETS.panSpaced}`);
+  const { built, read } = await page.evaluate(async (pan) => {
+    const { protect } = await import('/fieldseal/index.js');
+    const form = document.querySelector('#checkout');
+    const built = [];
+    const read = [];
+    // A card widget copying its raw number into the form data.
+    const add = (e) => e.formData.set('card_number', pan);
+    const reader = (e) => read.push(JSON.stringify(Array.from(e.formData)));
+    window.protection.detach();
+    for (const protecting of [() => window.sealer.protect(form), () => protect(form, new Promise(() => {}))]) {
+      for (const before of [true, false]) {
+        document.addEventListener('formdata', reader, true);
+        if (before) form.addEventListener('formdata', add);
+        const p = protecting();
+        if (!before) form.addEventListener('formdata', add);
+        built.push(JSON.stringify(Array.from(new FormData(form))));
+        p.detach();
+        form.removeEventListener('formdata', add);
+        document.removeEventListener('formdata', reader, true);
+      }
+    }
+    return { built, read };
+  }, SECRETS.pan);
+  assert.equal(built.length, 4);
+  assert.equal(read.length, 4);
+  for (const s of [...built, ...read]) assert.deepEqual(leaks(s, [SECRETS.pan, SECRETS.panSpaced]), [], s);
   await page.close();
 });
