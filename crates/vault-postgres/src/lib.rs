@@ -40,7 +40,7 @@ use fieldseal_vault_store::{
 };
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 pub use connect::{DEFAULT_SCHEMA, PgOptions};
 
@@ -295,11 +295,11 @@ impl PgStore {
         let mut unclaimed: HashSet<String> = if wanted.is_empty() {
             HashSet::new()
         } else {
-            rows(
+            rows_for(
                 &tx,
                 inner,
                 "DELETE FROM $S.tokens WHERE token = ANY($1) RETURNING token",
-                &[&wanted],
+                &wanted,
             )
             .await?
             .iter()
@@ -561,6 +561,21 @@ async fn rows(
 ) -> Result<Vec<Row>, StoreError> {
     let st = prepare(tx, inner, sql).await?;
     tx.query(&st, params).await.map_err(db_error)
+}
+
+/// Every row a query over an array parameter (`$1`, tables written `$S.name`) returns, planned for
+/// the array it is given: sent as an unnamed statement (one round trip), never as a cached plan. A
+/// plan cached while a table was small (a sequential scan comparing every row with every element)
+/// would otherwise be kept as the table grows, inside the audit lock every writer waits for.
+async fn rows_for(
+    tx: &Transaction<'_>,
+    inner: &Inner,
+    sql: &str,
+    array: &[&str],
+) -> Result<Vec<Row>, StoreError> {
+    tx.query_typed(&inner.sql(sql), &[(&array, Type::TEXT_ARRAY)])
+        .await
+        .map_err(db_error)
 }
 
 const AUDIT_COLUMNS: &str = "seq, at, actor, action, token, kind, purpose, outcome, detail, \
@@ -829,11 +844,12 @@ async fn store_tokens(
     let keys: Vec<String> = items.iter().map(|i| i.envelope.key()).collect();
     // The log is the one record of consumed envelopes; under the audit lock, every other node's
     // last commit counts.
-    let seen: HashSet<String> = rows(
+    let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let seen: HashSet<String> = rows_for(
         tx,
         inner,
         "SELECT envelope FROM $S.audit WHERE envelope = ANY($1) AND envelope IS NOT NULL",
-        &[&keys],
+        &key_refs,
     )
     .await?
     .iter()
@@ -861,11 +877,11 @@ async fn store_tokens(
             .iter()
             .map(|&i| items[i].token.token.as_str())
             .collect();
-        let stored: HashMap<String, (String, String)> = rows(
+        let stored: HashMap<String, (String, String)> = rows_for(
             tx,
             inner,
             "SELECT token, kind, fingerprint FROM $S.tokens WHERE token = ANY($1)",
-            &[&names],
+            &names,
         )
         .await?
         .iter()
@@ -1419,29 +1435,35 @@ impl Store for PgStore {
                     if !mine {
                         return Ok(0);
                     }
-                    let any = opt_row(
-                        &tx,
-                        &self.inner,
-                        "SELECT 1 FROM $S.tokens WHERE expires_at IS NOT NULL AND expires_at <= $1 \
-                         LIMIT 1",
-                        &[&now],
-                    )
-                    .await?
-                    .is_some();
+                    // Planned for this `now` (an unnamed statement), as the deletion below: a plan
+                    // cached while the table was small would scan all of it.
+                    let any = !tx
+                        .query_typed(
+                            &self.inner.sql(
+                                "SELECT 1 FROM $S.tokens WHERE expires_at IS NOT NULL AND \
+                                 expires_at <= $1 LIMIT 1",
+                            ),
+                            &[(&now, Type::INT8)],
+                        )
+                        .await
+                        .map_err(db_error)?
+                        .is_empty();
                     if !any {
                         return Ok(0);
                     }
                     let mut log = Log::begin(&tx, &chain, &self.inner, false).await?;
                     // Under the audit lock: what this deletes, no reveal consumes meanwhile.
-                    let gone = rows(
-                        &tx,
-                        &self.inner,
-                        "DELETE FROM $S.tokens WHERE token IN (SELECT token FROM $S.tokens WHERE \
-                         expires_at IS NOT NULL AND expires_at <= $1 ORDER BY expires_at LIMIT $2) \
-                         RETURNING token, kind",
-                        &[&now, &BATCH],
-                    )
-                    .await?;
+                    let gone = tx
+                        .query_typed(
+                            &self.inner.sql(
+                                "DELETE FROM $S.tokens WHERE token IN (SELECT token FROM $S.tokens \
+                                 WHERE expires_at IS NOT NULL AND expires_at <= $1 ORDER BY \
+                                 expires_at LIMIT $2) RETURNING token, kind",
+                            ),
+                            &[(&now, Type::INT8), (&BATCH, Type::INT8)],
+                        )
+                        .await
+                        .map_err(db_error)?;
                     for r in &gone {
                         let (token, kind): (String, String) = (
                             r.try_get(0).map_err(db_error)?,
