@@ -38,7 +38,7 @@ struct Args {
     #[arg(long, default_value_t = 64)]
     max_concurrency: usize,
     /// Envelopes sealed ahead of the run.
-    #[arg(long, default_value_t = 300_000)]
+    #[arg(long, default_value_t = 600_000)]
     envelopes: usize,
     /// JSON results file.
     #[arg(long, default_value = "bench-results/vault.json")]
