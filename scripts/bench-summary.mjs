@@ -18,12 +18,15 @@ const best = (run, name) => {
 const runs = [['SQLite, one node', vault], ['PostgreSQL, one node', read('vault-postgres.json')], ['PostgreSQL, two nodes', read('vault-postgres-2.json')]];
 const scenarios = ['tokenize, batch of 1', 'tokenize, batch of 6', 'tokenize, batch of 100', 'detokenize'];
 const ratio = (run, name) => best(run, name).items_per_sec / run.reference.raw_ecdh_aws_lc_per_sec;
+// Against SQLite: tokenize as fractions of each run's own ECDH rate (the machine's speed moves
+// between runs), detokenize (no ECDH) in tokens per second.
+const vsSqlite = (run, name) => (name === 'detokenize' ? best(run, name).items_per_sec / best(vault, name).items_per_sec : ratio(run, name) / ratio(vault, name));
 const tok1 = best(vault, 'tokenize, batch of 1');
 const detok = best(vault, 'detokenize');
 const ecdh = vault.reference.raw_ecdh_aws_lc_per_sec;
 const errors = runs.flatMap(([, r]) => r.scenarios.flatMap((s) => s.steps)).reduce((n, s) => n + s.errors, 0);
 // PostgreSQL against SQLite, the weakest scenario (each as a fraction of its own run's ECDH rate).
-const pgVsSqlite = Math.min(...runs.slice(1).flatMap(([, r]) => scenarios.map((n) => ratio(r, n) / ratio(vault, n))));
+const pgVsSqlite = Math.min(...runs.slice(1).flatMap(([, r]) => scenarios.map((n) => vsSqlite(r, n))));
 const goals = [
   ['prepared-context seal <= 1/4 of WebCrypto', m.fieldsealPrepared / m.webcryptoHpke, 0.25, (v) => `${v.toFixed(2)}x`],
   ['empty-pool seal <= 3x WebCrypto', m.fieldsealEmptyPool / m.webcryptoHpke, 3, (v) => `${v.toFixed(2)}x`],
