@@ -507,9 +507,14 @@ async fn main() -> Result<(), Error> {
         database_url: schema.as_ref().map(|s| s.url(&args.postgres_url)),
     };
     let outcome = run(&args, &target, threads).await;
-    // The run's schema is dropped whether the run succeeded or not.
-    if let Some(schema) = schema {
-        schema.drop_schema(&args.postgres_url).await?;
+    // The run's schema is dropped whether the run succeeded or not; the run's error comes first.
+    if let Some(schema) = schema
+        && let Err(e) = schema.drop_schema(&args.postgres_url).await
+    {
+        if outcome.is_ok() {
+            return Err(e);
+        }
+        eprintln!("fieldseal-loadgen: the run's schema was not dropped: {e}");
     }
     outcome
 }

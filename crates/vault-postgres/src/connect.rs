@@ -188,6 +188,11 @@ pub(crate) fn pool(url: &str, options: PgOptions) -> Result<(Pool, String), Stor
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(options.timeout);
     }
+    // TCP keepalives: a connection the network dropped is also found out while it sits idle.
+    config.keepalives(true);
+    if config.get_keepalives_idle() > Duration::from_secs(30) {
+        config.keepalives_idle(Duration::from_secs(30));
+    }
     if config.get_application_name().is_none() {
         config.application_name("fieldseal-vault");
     }
@@ -211,29 +216,39 @@ pub(crate) fn pool(url: &str, options: PgOptions) -> Result<(Pool, String), Stor
         .wait_timeout(Some(options.timeout))
         .create_timeout(Some(options.timeout))
         .recycle_timeout(Some(options.timeout))
-        .pre_recycle(verify_idle())
+        .pre_recycle(verify_idle(options.timeout))
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| StoreError::Database(format!("connection pool: {e}")))?;
     Ok((pool, parsed.schema))
 }
 
-/// A connection left unused for [`VERIFY_AFTER`] or longer answers an empty query before it is
-/// handed out: one the network dropped without a word (a failover, a NAT that forgot it) is found
-/// out there, not by the request that uses it. A busy pool reuses its connections without that
-/// round trip, which would otherwise double the cost of a token read.
-fn verify_idle() -> Hook {
-    Hook::async_fn(|client, metrics| {
+/// A connection not taken from the pool for [`VERIFY_AFTER`] or longer answers an empty query,
+/// within `timeout`, before it is handed out: one the network dropped without a word (a failover,
+/// a NAT that forgot it) is found out and discarded there, and the request gets another, not an
+/// error. A busy pool reuses its connections without that round trip, which would otherwise double
+/// the cost of a token read. (The hook runs outside the pool's recycle timeout: it bounds itself.)
+fn verify_idle(timeout: Duration) -> Hook {
+    Hook::async_fn(move |client, metrics| {
         Box::pin(async move {
             if metrics.last_used() >= VERIFY_AFTER {
-                client.simple_query("").await.map_err(HookError::Backend)?;
+                match tokio::time::timeout(timeout, client.simple_query("")).await {
+                    Ok(answer) => {
+                        answer.map_err(HookError::Backend)?;
+                    }
+                    Err(_) => {
+                        return Err(HookError::Message(
+                            "an idle connection did not answer: discarded".into(),
+                        ));
+                    }
+                }
             }
             Ok(())
         })
     })
 }
 
-/// How long a connection may sit unused in the pool before it is tested again.
+/// How long since a connection was last taken from the pool before it is tested again.
 const VERIFY_AFTER: Duration = Duration::from_secs(1);
 
 #[cfg(test)]

@@ -602,9 +602,11 @@ impl<'c> Log<'c> {
         if let Some(what) = inner.tampered.lock().ok().and_then(|t| t.clone()) {
             return Err(tampered(&what));
         }
-        // Four statements in one round trip, sent in this order (a request goes out when its
-        // future is first polled; `try_join4` polls in order): the server runs them one after
-        // the other, so the tail and head are read under the audit lock the second one takes.
+        // Four statements in one round trip, sent in this order (a request on a prepared
+        // statement goes out when its future is first polled, and `try_join4` polls in order:
+        // keep all four prepared above, or a prepare inside a future could reorder them). The
+        // server runs them one after the other, each with its own snapshot, so the tail and head
+        // are read under the audit lock the second one takes.
         let lock_tables = prepare(tx, inner, LOCK_TABLES).await?;
         let write_path = prepare(tx, inner, LOCK_AND_WRITE_PATH).await?;
         let tail = prepare(
@@ -856,10 +858,17 @@ async fn store_tokens(
     .map(|r| r.try_get(0))
     .collect::<Result<_, _>>()
     .map_err(db_error)?;
-    // The first item naming each envelope the log does not is tried; the others wait for it.
+    // The first item naming each envelope the log does not is tried, unless an item tried before
+    // it carries the same token (each token once in the statement, so what it returns maps to
+    // items exactly); the others wait for it.
     let mut first: HashMap<&str, usize> = HashMap::new();
+    let mut tokens_tried: HashSet<&str> = HashSet::new();
     let tried: Vec<usize> = (0..items.len())
-        .filter(|&i| !seen.contains(&keys[i]) && *first.entry(&keys[i]).or_insert(i) == i)
+        .filter(|&i| {
+            !seen.contains(&keys[i])
+                && *first.entry(&keys[i]).or_insert(i) == i
+                && tokens_tried.insert(&items[i].token.token)
+        })
         .collect();
     let tokens: Vec<&TokenRecord> = tried.iter().map(|&i| &items[i].token).collect();
     let mut inserted: HashSet<String> = insert_token_rows(tx, inner, &tokens).await?;
@@ -900,8 +909,9 @@ async fn store_tokens(
             });
         }
     }
-    // The later items naming an envelope: replays if an earlier one consumed it, else tried in
-    // turn (the earlier one's token was taken: rare, one statement each).
+    // The items not tried above: replays if an earlier item consumed their envelope, else tried in
+    // turn (an earlier item's token was taken, or theirs was in the statement already: rare, one
+    // statement each).
     let mut consumed: HashSet<&str> = tried
         .iter()
         .filter(|&&i| outcomes[i] != Some(InsertOutcome::TokenTaken))
@@ -948,8 +958,9 @@ async fn store_tokens(
         .collect()
 }
 
-/// Inserts token rows in one statement, skipping tokens already stored; returns the tokens
-/// inserted (of two rows with one token, the first).
+/// Inserts token rows (each token once) in one statement, skipping tokens already stored;
+/// returns the tokens inserted. The statement is cached: its plan is the primary key's whatever
+/// the table's size.
 async fn insert_token_rows(
     tx: &Transaction<'_>,
     inner: &Inner,
