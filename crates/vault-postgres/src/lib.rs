@@ -295,17 +295,15 @@ impl PgStore {
         let mut unclaimed: HashSet<String> = if wanted.is_empty() {
             HashSet::new()
         } else {
-            rows_for(
-                &tx,
-                inner,
-                "DELETE FROM $S.tokens WHERE token = ANY($1) RETURNING token",
-                &wanted,
-            )
-            .await?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()
-            .map_err(db_error)?
+            text_set(
+                &rows_for(
+                    &tx,
+                    inner,
+                    "DELETE FROM $S.tokens WHERE token = ANY($1) RETURNING token",
+                    &wanted,
+                )
+                .await?,
+            )?
         };
         let items: Vec<&NewToken> = jobs
             .iter()
@@ -847,17 +845,15 @@ async fn store_tokens(
     // The log is the one record of consumed envelopes; under the audit lock, every other node's
     // last commit counts.
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let seen: HashSet<String> = rows_for(
-        tx,
-        inner,
-        "SELECT envelope FROM $S.audit WHERE envelope = ANY($1) AND envelope IS NOT NULL",
-        &key_refs,
-    )
-    .await?
-    .iter()
-    .map(|r| r.try_get(0))
-    .collect::<Result<_, _>>()
-    .map_err(db_error)?;
+    let seen = text_set(
+        &rows_for(
+            tx,
+            inner,
+            "SELECT envelope FROM $S.audit WHERE envelope = ANY($1) AND envelope IS NOT NULL",
+            &key_refs,
+        )
+        .await?,
+    )?;
     // The first item naming each envelope the log does not is tried, unless an item tried before
     // it carries the same token (each token once in the statement, so what it returns maps to
     // items exactly); the others wait for it.
@@ -975,7 +971,7 @@ async fn insert_token_rows(
     let ciphertext: Vec<&[u8]> = tokens.iter().map(|t| t.ciphertext.as_slice()).collect();
     let created: Vec<i64> = tokens.iter().map(|t| t.created_at).collect();
     let expires: Vec<Option<i64>> = tokens.iter().map(|t| t.expires_at).collect();
-    rows(
+    let inserted = rows(
         tx,
         inner,
         &format!(
@@ -996,11 +992,16 @@ async fn insert_token_rows(
             &expires,
         ],
     )
-    .await?
-    .iter()
-    .map(|r| r.try_get(0))
-    .collect::<Result<_, _>>()
-    .map_err(db_error)
+    .await?;
+    text_set(&inserted)
+}
+
+/// The first column of `rows` (text), as a set.
+fn text_set(rows: &[Row]) -> Result<HashSet<String>, StoreError> {
+    rows.iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()
+        .map_err(db_error)
 }
 
 impl Store for PgStore {
