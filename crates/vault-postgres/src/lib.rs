@@ -867,43 +867,12 @@ async fn store_tokens(
         })
         .collect();
     let tokens: Vec<&TokenRecord> = tried.iter().map(|&i| &items[i].token).collect();
-    let mut inserted: HashSet<String> = insert_token_rows(tx, inner, &tokens).await?;
     let mut outcomes: Vec<Option<InsertOutcome>> = vec![None; items.len()];
-    let mut not_inserted = Vec::new();
-    for &i in &tried {
-        if inserted.remove(&items[i].token.token) {
-            outcomes[i] = Some(InsertOutcome::Inserted);
-        } else {
-            not_inserted.push(i);
-        }
-    }
-    if !not_inserted.is_empty() {
-        let names: Vec<&str> = not_inserted
-            .iter()
-            .map(|&i| items[i].token.token.as_str())
-            .collect();
-        let stored: HashMap<String, (String, String)> = rows_for(
-            tx,
-            inner,
-            "SELECT token, kind, fingerprint FROM $S.tokens WHERE token = ANY($1)",
-            &names,
-        )
-        .await?
+    for (&i, outcome) in tried
         .iter()
-        .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
-        .collect::<Result<_, tokio_postgres::Error>>()
-        .map_err(db_error)?;
-        for i in not_inserted {
-            let t = &items[i].token;
-            let same = stored.get(&t.token).is_some_and(|(kind, fingerprint)| {
-                *kind == t.kind && *fingerprint == t.fingerprint && !fingerprint.is_empty()
-            });
-            outcomes[i] = Some(if same {
-                InsertOutcome::Existing
-            } else {
-                InsertOutcome::TokenTaken
-            });
-        }
+        .zip(store_token_rows(tx, inner, &tokens).await?)
+    {
+        outcomes[i] = Some(outcome);
     }
     // The items not tried above: replays if an earlier item consumed their envelope, else tried in
     // turn (an earlier item's token was taken, or theirs was in the statement already: rare, one
@@ -920,28 +889,10 @@ async fn store_tokens(
         let outcome = if seen.contains(&keys[i]) || consumed.contains(keys[i].as_str()) {
             InsertOutcome::Replayed
         } else {
-            let t = &items[i].token;
-            let mut one = insert_token_rows(tx, inner, &[t]).await?;
-            if one.remove(&t.token) {
-                InsertOutcome::Inserted
-            } else {
-                let same: Option<bool> = opt_row(
-                    tx,
-                    inner,
-                    "SELECT kind = $2 AND fingerprint = $3 AND fingerprint <> '' FROM $S.tokens \
-                     WHERE token = $1",
-                    &[&t.token, &t.kind, &t.fingerprint],
-                )
+            store_token_rows(tx, inner, &[&items[i].token])
                 .await?
-                .map(|r| r.try_get(0))
-                .transpose()
-                .map_err(db_error)?;
-                if same == Some(true) {
-                    InsertOutcome::Existing
-                } else {
-                    InsertOutcome::TokenTaken
-                }
-            }
+                .pop()
+                .ok_or_else(|| StoreError::Database("token outcome missing".into()))?
         };
         if outcome != InsertOutcome::TokenTaken {
             consumed.insert(keys[i].as_str());
@@ -952,6 +903,51 @@ async fn store_tokens(
         .into_iter()
         .map(|o| o.ok_or_else(|| StoreError::Database("token outcome missing".into())))
         .collect()
+}
+
+/// Stores token rows (each token once): `Inserted`, or for a token already stored, `Existing` if
+/// it holds the same value (same kind and fingerprint: a deterministic token) and `TokenTaken`
+/// otherwise; one outcome per row, in order. Two statements at most.
+async fn store_token_rows(
+    tx: &Transaction<'_>,
+    inner: &Inner,
+    tokens: &[&TokenRecord],
+) -> Result<Vec<InsertOutcome>, StoreError> {
+    let inserted = insert_token_rows(tx, inner, tokens).await?;
+    let names: Vec<&str> = tokens
+        .iter()
+        .filter(|t| !inserted.contains(&t.token))
+        .map(|t| t.token.as_str())
+        .collect();
+    let stored: HashMap<String, (String, String)> = if names.is_empty() {
+        HashMap::new()
+    } else {
+        rows_for(
+            tx,
+            inner,
+            "SELECT token, kind, fingerprint FROM $S.tokens WHERE token = ANY($1)",
+            &names,
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?))))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(db_error)?
+    };
+    Ok(tokens
+        .iter()
+        .map(|t| {
+            if inserted.contains(&t.token) {
+                InsertOutcome::Inserted
+            } else if stored.get(&t.token).is_some_and(|(kind, fingerprint)| {
+                *kind == t.kind && *fingerprint == t.fingerprint && !fingerprint.is_empty()
+            }) {
+                InsertOutcome::Existing
+            } else {
+                InsertOutcome::TokenTaken
+            }
+        })
+        .collect())
 }
 
 /// Inserts token rows (each token once) in one statement, skipping tokens already stored;
