@@ -77,6 +77,8 @@ pub struct Settings {
     pub sqlite_synchronous: Synchronous,
     /// Log format: `json` or `text`.
     pub log_format: String,
+    /// Hosted fields: the frames' files and the merchant origins that may embed them (`[fields]`).
+    pub fields: crate::fields::FieldsSettings,
 }
 
 impl Default for Settings {
@@ -98,6 +100,7 @@ impl Default for Settings {
             cvc_retention_secs: 3600,
             sqlite_synchronous: Synchronous::Normal,
             log_format: "json".into(),
+            fields: crate::fields::FieldsSettings::default(),
         }
     }
 }
@@ -124,6 +127,7 @@ impl std::fmt::Debug for Settings {
             .field("cvc_retention_secs", &self.cvc_retention_secs)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
             .field("log_format", &self.log_format)
+            .field("fields", &self.fields)
             .finish()
     }
 }
@@ -244,6 +248,7 @@ impl Settings {
         if let Some(v) = env_var("FIELDSEAL_LOG_FORMAT") {
             self.log_format = v;
         }
+        self.fields.apply_env()?;
         Ok(())
     }
 

@@ -464,7 +464,7 @@ async fn not_found() -> ApiError {
 
 /// Request ids and access logs: method, route template (never the raw path or body), status and
 /// time.
-async fn observe(mut req: Request, next: Next) -> Response {
+pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
         .headers()
@@ -563,7 +563,10 @@ pub async fn serve<S: Store>(
             }
         })
     };
-    let app = router(vault);
+    // Hosted fields (docs/hosted-fields.md): their files are read and their settings checked
+    // now, so that a wrong `[fields]` stops the start.
+    let fields = crate::fields::Fields::load(&vault.settings().fields)?;
+    let app = router(vault).merge(fields.router());
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;

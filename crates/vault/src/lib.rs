@@ -30,6 +30,7 @@ pub mod admin;
 pub mod apikeys;
 pub mod backend;
 pub mod config;
+pub mod fields;
 pub mod http;
 pub mod keys;
 pub mod openapi;
