@@ -44,11 +44,17 @@ async function revokeEarlierDemoKeys(bin, env) {
 }
 
 /**
- * Initializes a vault in `dataDir`, creates the demo API keys and starts serving.
+ * Initializes a vault in `dataDir`, creates the demo API keys and starts serving. With
+ * `fieldsOrigins`, the vault also serves the hosted field frames (the built package in dist/) to
+ * those merchant origins.
  * Returns { url, keys: { role: apiKey }, stop() }.
  */
-export async function startVault({ bin, dataDir }) {
+export async function startVault({ bin, dataDir, fieldsOrigins = [] }) {
   const env = vaultEnv(dataDir);
+  if (fieldsOrigins.length) {
+    env.FIELDSEAL_FIELDS_DIR = join(root, 'dist');
+    env.FIELDSEAL_FIELDS_ORIGINS = fieldsOrigins.join(',');
+  }
   if (existsSync(join(dataDir, 'vault.db'))) await revokeEarlierDemoKeys(bin, env);
   else await run(bin, ['init'], { env });
   const keys = {};

@@ -145,6 +145,18 @@ function strayEntries(form, entries, contains) {
   return strayIndexes(entries.map(([, v]) => v), contains, (i) => byName.get(entries[i][0]) === true);
 }
 
+/**
+ * An expiry as typed at the end of its field, with its ` / `: "4" becomes "04 / ", "1230" becomes
+ * "12 / 30"; anything else is returned as it is.
+ */
+export function expiryAsTyped(value) {
+  const digits = value.replace(/\D/g, '');
+  if (digits.length > 6 || /[^\d\s/]/.test(value)) return value;
+  if (digits.length === 1) return digits > '1' ? `0${digits} / ` : digits;
+  if (digits.length === 2) return Number(digits) >= 1 && Number(digits) <= 12 ? `${digits} / ` : value;
+  return `${digits.slice(0, 2)} / ${digits.slice(2)}`;
+}
+
 let nextId = 0;
 
 // Forms protect() is looking after (or holding closed until the sealer is ready).
@@ -423,12 +435,7 @@ function protectNow(sealer, form, options) {
   function onExpInput(e) {
     const el = e.target;
     if (e.inputType !== 'insertText' || el.selectionStart !== el.value.length) return;
-    const digits = el.value.replace(/\D/g, '');
-    if (digits.length > 6 || /[^\d\s/]/.test(el.value)) return;
-    let text;
-    if (digits.length === 1) text = digits > '1' ? `0${digits} / ` : digits;
-    else if (digits.length === 2) text = Number(digits) >= 1 && Number(digits) <= 12 ? `${digits} / ` : el.value;
-    else text = `${digits.slice(0, 2)} / ${digits.slice(2)}`;
+    const text = expiryAsTyped(el.value);
     if (text !== el.value) {
       el.value = text;
       if (doc.activeElement === el) el.setSelectionRange(text.length, text.length);

@@ -93,6 +93,32 @@ for (const f of readdirSync(join(root, 'js'))) {
 const glue = join(dist, 'wasm', 'fieldseal.js');
 minify(glue, glue);
 
+// Hosted fields (js/hosted/): the merchant-side loader `fieldseal/hosted` (dist/hosted.js) and the
+// frame the vault serves (dist/frame/: frame.js with the SDK and the wasm glue in one module, so
+// that one SRI hash covers all of its JS, and frame.css). Each bundled and minified by esbuild.
+console.log('build: hosted fields (loader and frame)');
+const { build } = await import('esbuild');
+// The frame's SDK is the one just built into dist/ (with the wasm-bindgen glue), not js/.
+const fromDist = {
+  name: 'sdk-from-dist',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/(index|protect)\.js$/ }, (a) => ({ path: join(dist, a.path.slice(3)) }));
+  },
+};
+const bundle = (entry, outfile) => build({
+  entryPoints: [join(root, 'js', 'hosted', entry)], outfile, bundle: true, format: 'esm', target: 'es2022',
+  minify: true, legalComments: 'none', charset: 'utf8', logLevel: 'warning', plugins: [fromDist],
+});
+await bundle('loader.js', join(dist, 'hosted.js'));
+mkdirSync(join(dist, 'frame'));
+await bundle('frame.js', join(dist, 'frame', 'frame.js'));
+cpSync(join(root, 'js', 'hosted', 'frame.css'), join(dist, 'frame', 'frame.css'));
+// Their gzip -9 forms, which the vault serves to browsers that accept gzip (it checks each
+// against the file's CRC-32 and length at start): the vault has no compressor of its own.
+for (const f of ['frame/frame.js', 'frame/frame.css', 'wasm/fieldseal_bg.wasm']) {
+  writeFileSync(join(dist, 'frame', `${f.split('/').pop()}.gz`), gzipSync(readFileSync(join(dist, f)), { level: 9 }));
+}
+
 // Nothing in the package may evaluate strings as code: a strict CSP must work.
 const walk = (dir) => readdirSync(dir).flatMap((f) => {
   const p = join(dir, f);
@@ -117,16 +143,24 @@ for (const f of files) {
   };
 }
 // What a page downloads: the JS modules it imports and the wasm (declarations are not downloaded).
-// fieldseal/react (react.js) only for React pages, on top: listed, not in the total.
-const page = files.filter((f) => (f.endsWith('.js') || f.endsWith('.wasm')) && f !== 'react.js');
+// fieldseal/react (react.js) only for React pages, on top: listed, not in the total. Hosted
+// fields are another mode with their own figures: the loader (hosted.js) in the merchant's page,
+// and the frame (frame/ and the wasm) from the vault.
+const hostedFile = (f) => f === 'hosted.js' || f.startsWith('frame/');
+const page = files.filter((f) => (f.endsWith('.js') || f.endsWith('.wasm')) && f !== 'react.js' && !hostedFile(f));
 const total = { raw: 0, gzip: 0, brotli: 0 };
 for (const f of page) for (const k of Object.keys(total)) total[k] += sizes[f][k];
+const frameFiles = ['frame/frame.js', 'frame/frame.css', 'wasm/fieldseal_bg.wasm'];
+const frame = { raw: 0, gzip: 0, brotli: 0 };
+for (const f of frameFiles) for (const k of Object.keys(frame)) frame[k] += sizes[f][k];
 writeFileSync(join(dist, 'sri.json'), `${JSON.stringify({ algorithm: 'sha384', files: sri }, null, 2)}\n`);
-writeFileSync(join(root, 'target', 'npm-sizes.json'), `${JSON.stringify({ files: sizes, page, total }, null, 2)}\n`);
+writeFileSync(join(root, 'target', 'npm-sizes.json'), `${JSON.stringify({ files: sizes, page, total, frameFiles, frame }, null, 2)}\n`);
 
 const kb = (n) => `${(n / 1024).toFixed(1)} KiB`;
 console.log('build: what a page downloads');
 for (const f of page) console.log(`  ${f.padEnd(24)} raw ${kb(sizes[f].raw).padStart(10)}  gzip ${kb(sizes[f].gzip).padStart(9)}  brotli ${kb(sizes[f].brotli).padStart(9)}`);
 console.log(`  ${'total'.padEnd(24)} raw ${kb(total.raw).padStart(10)}  gzip ${kb(total.gzip).padStart(9)}  brotli ${kb(total.brotli).padStart(9)}`);
 console.log(`  ${'+ react.js (React pages)'.padEnd(24)} raw ${kb(sizes['react.js'].raw).padStart(10)}  gzip ${kb(sizes['react.js'].gzip).padStart(9)}  brotli ${kb(sizes['react.js'].brotli).padStart(9)}`);
+console.log(`  ${'hosted: loader'.padEnd(24)} raw ${kb(sizes['hosted.js'].raw).padStart(10)}  gzip ${kb(sizes['hosted.js'].gzip).padStart(9)}  brotli ${kb(sizes['hosted.js'].brotli).padStart(9)}`);
+console.log(`  ${'hosted: frame files'.padEnd(24)} raw ${kb(frame.raw).padStart(10)}  gzip ${kb(frame.gzip).padStart(9)}  brotli ${kb(frame.brotli).padStart(9)}`);
 console.log('build: dist/ ready');

@@ -19,7 +19,8 @@ function sizes() {
   const dist = join(root, 'dist');
   const walk = (d) => readdirSync(d).flatMap((f) => (statSync(join(d, f)).isDirectory() ? walk(join(d, f)) : [join(d, f)]));
   // What a page downloads: the JS modules and the wasm (not the .d.ts files or the SRI manifest).
-  const files = walk(dist).filter((f) => /\.(js|wasm)$/.test(f)).sort();
+  // Hosted fields (hosted.js, frame/) are another mode: `npm run bench:hosted` measures them.
+  const files = walk(dist).filter((f) => /\.(js|wasm)$/.test(f) && !/\/hosted\.js$|\/frame\//.test(f)).sort();
   const rows = files.map((f) => {
     const data = readFileSync(f);
     return {

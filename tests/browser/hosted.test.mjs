@@ -1,0 +1,348 @@
+// Hosted fields in Chromium, with the vault (the real binary, serving the frames from dist/) and
+// the merchant's page on two different origins (http://localhost:V and http://127.0.0.1:M): the
+// README snippet; a checkout whose envelopes the vault tokenizes; a hostile script on the
+// merchant's page that reads the DOM, listens to every message and port, overrides postMessage,
+// logs keys and tries to reach into the frames; framing from an origin the vault does not list;
+// keyboard, labels and announced errors across frames; the appearance object; resize. Every
+// request the merchant's page makes and every message it receives is searched for the card number
+// and the CVC, with and without spaces.
+// Needs `npm run build` and the vault binary (built here with `cargo build -p fieldseal-vault`).
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { buildVault, startVault } from '../../demo/vault.mjs';
+import { launchChromium, postsTo, root, startServer } from './harness.mjs';
+
+const PAN = '4242424242424242';
+const PAN_SPACED = '4242 4242 4242 4242';
+const CVC = '739';
+const SEARCHED = [PAN, PAN_SPACED, CVC];
+
+let merchant;
+let other;
+let vault;
+let vaultUrl;
+let browser;
+let dataDir;
+const pagesDir = join(root, 'target', 'hosted-pages');
+
+before(async () => {
+  // The README page with the test's vault in place of https://vault.example.
+  mkdirSync(pagesDir, { recursive: true });
+  merchant = await startServer({ '/hosted/': pagesDir });
+  other = await startServer({ '/hosted/': pagesDir });
+  dataDir = mkdtempSync(join(tmpdir(), 'fieldseal-hosted-'));
+  vault = await startVault({ bin: buildVault({ quiet: true }), dataDir, fieldsOrigins: [merchant.url] });
+  // Another host name than the merchant's: another origin and another site.
+  vaultUrl = vault.url.replace('127.0.0.1', 'localhost');
+  const readme = readFileSync(join(root, 'tests/browser/pages/hosted-readme.html'), 'utf8');
+  writeFileSync(join(pagesDir, 'readme.html'), readme.replace('https://vault.example', vaultUrl));
+  browser = await launchChromium();
+});
+after(async () => {
+  await browser?.close();
+  await merchant?.close();
+  await other?.close();
+  await vault?.stop();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** Every form of the secrets a text could hold them in, found outside envelopes. */
+function leaks(text) {
+  const outside = String(text).replace(/fse1\.[A-Za-z0-9_-]+/g, ' ');
+  const forms = (v) => [...new Set([v, encodeURIComponent(v), v.replace(/ /g, '+'), v.replace(/\s/g, '')])];
+  return SEARCHED.flatMap(forms).filter((f) => outside.includes(f));
+}
+
+/** Opens a merchant page, recording each request the page (and any frame) makes. */
+async function open(path, { init, ready = 'body[data-ready]' } = {}) {
+  const page = await browser.newPage();
+  if (init) await page.addInitScript(init);
+  const requests = [];
+  page.on('request', (r) => requests.push((async () => ({ url: r.url(), headers: JSON.stringify(await r.allHeaders()), body: r.postData() ?? '', frame: r.frame() === page.mainFrame() }))()));
+  await page.goto(`${merchant.url}${path}`);
+  if (ready) await page.waitForSelector(ready, { timeout: 20_000 });
+  return { page, requests: () => Promise.all(requests) };
+}
+
+const frame = (page, field) => page.frameLocator(`#card-${field === 'pan' ? 'number' : field} iframe`);
+const input = (page, field) => frame(page, field).locator('input');
+
+async function fill(page, { pan = PAN, exp = '1230', cvc = CVC } = {}) {
+  await input(page, 'pan').pressSequentially(pan);
+  await input(page, 'exp').pressSequentially(exp);
+  await input(page, 'cvc').pressSequentially(cvc);
+}
+
+const hosted = (query = '') => `/hosted.html?vault=${encodeURIComponent(vaultUrl)}${query}`;
+
+/** Tokenizes `envelopes` at the vault with the checkout key. */
+async function tokenize(envelopes) {
+  const r = await fetch(`${vault.url}/v1/tokenize`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${vault.keys.checkout}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ items: envelopes.map((envelope) => ({ envelope })) }),
+  });
+  return { status: r.status, body: await r.json() };
+}
+
+test('the README hosted-fields snippet works as shown', async () => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const pageText = readFileSync(join(root, 'tests/browser/pages/hosted-readme.html'), 'utf8');
+  const snippet = pageText.split('<!-- readme:begin -->\n')[1].split('<!-- readme:end -->')[0];
+  assert.ok(readme.includes(`\`\`\`html\n${snippet}\`\`\``), 'README shows exactly the tested page');
+  assert.ok(snippet.trim().split('\n').length < 15, 'under 15 lines');
+
+  const { page, requests } = await open('/hosted/readme.html', { ready: null });
+  await input(page, 'pan').and(page.frameLocator('#card-number iframe').locator('input:not([readonly])')).waitFor({ timeout: 20_000 });
+  await input(page, 'exp').and(frame(page, 'exp').locator('input:not([readonly])')).waitFor();
+  await input(page, 'cvc').and(frame(page, 'cvc').locator('input:not([readonly])')).waitFor();
+  await fill(page);
+  await Promise.all([page.waitForURL('**/pay', { timeout: 10_000 }), page.click('button')]);
+  const fields = Object.fromEntries(new URLSearchParams(postsTo(merchant).at(-1).body));
+  assert.deepEqual(Object.keys(fields).sort(), ['card_cvc', 'card_exp', 'card_number']);
+  for (const v of Object.values(fields)) assert.match(v, /^fse1\./);
+  const { status, body } = await tokenize(Object.values(fields));
+  assert.equal(status, 200, JSON.stringify(body));
+  assert.ok(body.results.every((r) => r.ok), JSON.stringify(body));
+  for (const r of await requests()) assert.deepEqual(leaks(`${r.url} ${r.headers} ${r.body}`), [], r.url);
+  await page.close();
+});
+
+test('a checkout: brand, envelopes the vault tokenizes, nothing in the clear in any request', async () => {
+  const { page, requests } = await open(hosted());
+  assert.equal(await page.getAttribute('body', 'data-ready'), '1');
+  await input(page, 'pan').pressSequentially('378282246310005');
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'brand' && e.brand === 'amex'));
+  assert.equal(await page.getAttribute('#card-number', 'data-brand'), 'amex');
+  assert.equal(await input(page, 'pan').inputValue(), '3782 822463 10005', 'grouped as typed, in the frame');
+  // The CVC frame knows the brand (relayed by the page): four digits for amex.
+  await page.waitForFunction(() => true);
+  await input(page, 'cvc').pressSequentially('12345');
+  assert.equal(await input(page, 'cvc').inputValue(), '1234');
+  await input(page, 'pan').fill('');
+  await input(page, 'cvc').fill('');
+  await fill(page);
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'brand' && e.brand === 'visa'));
+  await Promise.all([page.waitForURL('**/pay', { timeout: 10_000 }), page.click('#pay')]);
+  const fields = Object.fromEntries(new URLSearchParams(postsTo(merchant).at(-1).body));
+  for (const k of ['card', 'exp', 'cvc']) assert.match(fields[k], /^fse1\./, k);
+  const { status, body } = await tokenize([fields.card, fields.exp, fields.cvc]);
+  assert.equal(status, 200, JSON.stringify(body));
+  const card = body.results[0];
+  assert.equal(card.ok, true, JSON.stringify(card));
+  assert.equal(card.last4, '4242');
+  assert.equal(card.brand, 'visa');
+  const all = await requests();
+  assert.ok(all.some((r) => r.url.startsWith(`${vaultUrl}/fields/v1/frame.html`)), 'the frames come from the vault');
+  for (const r of all) assert.deepEqual(leaks(`${r.url} ${r.headers} ${r.body}`), [], r.url);
+  await page.close();
+});
+
+// The hostile script runs in the merchant's page before anything else (an init script): it keeps
+// everything it can see in window.stolen.
+function hostile() {
+  const stolen = [];
+  window.stolen = stolen;
+  const keep = (what, v) => {
+    try {
+      stolen.push(`${what}: ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+    } catch {
+      stolen.push(`${what}: (unserializable)`);
+    }
+  };
+  // Every message the page receives, and every port handed to it: listened to as well.
+  window.addEventListener('message', (e) => {
+    keep('message', e.data);
+    for (const p of e.ports) {
+      p.addEventListener('message', (m) => keep('port', m.data));
+      p.start();
+      // Asks the frame for what it holds, as the loader would.
+      p.postMessage({ type: 'seal', req: 999 });
+      p.postMessage({ type: 'init', label: 'x' });
+    }
+  }, true);
+  // Overridden postMessage, on windows and on ports: what the page sends is recorded.
+  const winPost = window.postMessage;
+  window.postMessage = function (...a) {
+    keep('window.postMessage', a[0]);
+    return winPost.apply(this, a);
+  };
+  const portPost = MessagePort.prototype.postMessage;
+  MessagePort.prototype.postMessage = function (...a) {
+    keep('port.postMessage', a[0]);
+    return portPost.apply(this, a);
+  };
+  // Keys typed anywhere, and the values of every input, every 50 ms.
+  for (const t of ['keydown', 'keypress', 'input', 'paste', 'copy']) document.addEventListener(t, (e) => keep(t, e.key ?? e.data ?? ''), true);
+  setInterval(() => {
+    for (const el of document.querySelectorAll('input, textarea')) if (el.value) keep('value', el.value);
+    // Into the frames: their documents, their windows, script injected by URL.
+    for (const f of document.querySelectorAll('iframe')) {
+      try {
+        keep('contentDocument', f.contentDocument?.body?.innerHTML ?? 'null');
+      } catch (e) {
+        keep('contentDocument refused', e.name);
+      }
+      try {
+        keep('frame input', f.contentWindow.document.querySelector('input').value);
+      } catch (e) {
+        keep('contentWindow.document refused', e.name);
+      }
+      try {
+        // Runs in the frame's first, empty document (about:blank, the page's own origin) only.
+        keep('eval', `ran in ${f.contentWindow.eval('location.href')}`);
+      } catch (e) {
+        keep('eval refused', e.name);
+      }
+    }
+  }, 50);
+  window.injectIntoFrames = () => {
+    for (const f of document.querySelectorAll('iframe')) {
+      try {
+        f.contentWindow.location.href = 'javascript:parent.postMessage(document.querySelector("input").value, "*")';
+      } catch (e) {
+        keep('javascript: navigation refused', e.name);
+      }
+    }
+  };
+}
+
+test('a hostile script on the merchant page gets no card number or CVC', async () => {
+  const { page, requests } = await open(hosted(), { init: hostile });
+  assert.equal(await page.getAttribute('body', 'data-ready'), '1');
+  await fill(page, { pan: PAN });
+  await page.evaluate(() => window.injectIntoFrames());
+  await page.waitForTimeout(300);
+  // The frames are still the vault's and still hold the number: the injection did nothing.
+  assert.equal(await input(page, 'pan').inputValue(), PAN_SPACED);
+  const sealed = await page.evaluate(() => window.fields.seal());
+  assert.match(sealed.pan, /^fse1\./);
+  await page.waitForTimeout(200);
+  const got = await page.evaluate(() => window.stolen);
+  assert.ok(got.some((s) => s.startsWith('contentWindow.document refused: SecurityError')), 'the frame document is out of reach');
+  assert.ok(got.some((s) => s.startsWith('eval refused')), 'no eval in the frame');
+  assert.deepEqual(got.filter((s) => /^eval: ran in (?!about:blank$)|^frame input/.test(s)), [], 'nothing ran in, or was read from, the vault\'s frames');
+  assert.ok(!got.some((s) => /^(keydown|keypress|input|paste): ./.test(s)), 'no key event of the frames reaches the page');
+  assert.ok(got.some((s) => s.startsWith('message: {"type":"fieldseal:hello"')), 'the listener saw the handshake');
+  assert.ok(got.some((s) => s.startsWith('port: {"type":"sealed"')), 'and envelopes, as the page may');
+  assert.ok(got.some((s) => s.startsWith('port: {"type":"state"')));
+  assert.deepEqual(leaks(got.join('\n')), [], 'nothing the hostile script saw holds the number or the CVC');
+  // The whole checkout still works, and posts envelopes only.
+  await Promise.all([page.waitForURL('**/pay', { timeout: 10_000 }), page.click('#pay')]);
+  const fields = Object.fromEntries(new URLSearchParams(postsTo(merchant).at(-1).body));
+  for (const k of ['card', 'exp', 'cvc']) assert.match(fields[k], /^fse1\./, k);
+  for (const r of await requests()) assert.deepEqual(leaks(`${r.url} ${r.headers} ${r.body}`), [], r.url);
+  // The vault's log neither.
+  assert.deepEqual(leaks(readFileSync(vault.log, 'utf8')), []);
+  await page.close();
+});
+
+test('a page on an origin the vault does not list cannot frame the fields', async () => {
+  // The frame URL claims the listed merchant origin: the CSP's frame-ancestors stops it.
+  const page = await browser.newPage();
+  const blocked = [];
+  page.on('console', (m) => blocked.push(m.text()));
+  await page.goto(`${other.url}/hosted.html?vault=${encodeURIComponent(vaultUrl)}&timeout=3000&noprotect=1`);
+  await page.waitForSelector('body[data-ready]', { timeout: 20_000 });
+  assert.equal(await page.getAttribute('body', 'data-ready'), 'failed', 'the loader reports the frames unavailable');
+  assert.ok((await page.textContent('#card-errors')).length > 0, 'the page says so');
+  assert.ok(await page.evaluate(() => window.events.some((e) => e.type === 'error' && e.code === 'frame_unavailable')));
+  // Claiming the listed origin in the URL does not help: the browser refuses to render it.
+  await page.evaluate(({ vault, listed }) => {
+    const f = document.createElement('iframe');
+    f.id = 'forged';
+    f.src = `${vault}/fields/v1/frame.html?field=pan&origin=${encodeURIComponent(listed)}#abcdefghijklmnopqrstuv`;
+    document.body.append(f);
+  }, { vault: vaultUrl, listed: merchant.url });
+  await page.waitForTimeout(1000);
+  const forged = page.frames().find((f) => f.url().includes('frame.html') || f.url().startsWith('chrome-error'));
+  const inputs = forged ? await forged.locator('input').count().catch(() => 0) : 0;
+  assert.equal(inputs, 0, 'no card input rendered in a frame the vault did not allow');
+  assert.ok(blocked.some((t) => /frame-ancestors/.test(t)), `a frame-ancestors refusal in the console: ${blocked.join(' | ')}`);
+  // The vault itself refuses the page to an unlisted origin.
+  const r = await fetch(`${vault.url}/fields/v1/frame.html?field=pan&origin=${encodeURIComponent(other.url)}`);
+  assert.equal(r.status, 403);
+  assert.match(r.headers.get('content-security-policy'), /frame-ancestors 'none'/);
+  await page.close();
+});
+
+test('keyboard, labels and errors across frames', async () => {
+  const { page } = await open(hosted());
+  assert.equal(await page.getAttribute('#card-number iframe', 'title'), 'Card number', 'the frame is named by the label');
+  assert.equal(await input(page, 'pan').getAttribute('aria-label'), 'Card number');
+  assert.equal(await input(page, 'pan').getAttribute('autocomplete'), 'cc-number');
+  // Tab from the page's input into the card number, then on to the expiry, the CVC, out again.
+  await page.focus('#before');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('4242424242424241');
+  assert.equal(await input(page, 'pan').inputValue(), '4242 4242 4242 4241', 'typed into the number frame');
+  await page.keyboard.press('Tab');
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'invalid' && e.field === 'pan'));
+  assert.equal(await input(page, 'pan').getAttribute('aria-invalid'), 'true');
+  assert.match(await page.textContent('#card-errors'), /not valid/, 'the error is announced by the page');
+  assert.equal(await page.getAttribute('#card-errors', 'aria-live'), 'polite');
+  await page.keyboard.type('1230');
+  assert.equal(await input(page, 'exp').inputValue(), '12 / 30');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type(CVC);
+  assert.equal(await input(page, 'cvc').inputValue(), CVC);
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'after');
+  await page.keyboard.press('Shift+Tab');
+  assert.equal(await frame(page, 'cvc').locator('input').evaluate((el) => document.activeElement === el), true, 'Shift+Tab goes back into the frame');
+  // Clicking the label focuses its frame.
+  await page.click('label[for="card-exp"]');
+  assert.equal(await frame(page, 'exp').locator('input').evaluate((el) => document.activeElement === el), true);
+  // Fixing the number clears the error and the message.
+  await input(page, 'pan').fill('');
+  await input(page, 'pan').pressSequentially(PAN);
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'valid' && e.field === 'pan'));
+  assert.equal(await page.textContent('#card-errors'), '');
+  // seal() with an empty field refuses and says which.
+  await input(page, 'cvc').fill('');
+  const err = await page.evaluate(() => window.fields.seal().then(() => null, (e) => ({ code: e.code, fields: e.fields })));
+  assert.equal(err.code, 'invalid');
+  assert.deepEqual(Object.keys(err.fields), ['cvc']);
+  await page.close();
+});
+
+test('appearance: checked property by property, applied in the frame, frames resize', async () => {
+  const bad = await open(hosted(`&appearance=${encodeURIComponent(JSON.stringify({ color: 'red; background: url(https://evil.example/)' }))}`));
+  assert.deepEqual(await bad.page.evaluate(() => window.mountError?.code), 'appearance_invalid');
+  assert.equal(await bad.page.locator('iframe').count(), 0, 'nothing mounted');
+  await bad.page.close();
+  for (const wrong of [{ fontFamily: 'Comic Sans"; x' }, { fontSize: '400px' }, { unknown: '1px' }, { font: { family: 'X', file: '../x.woff2' } }, { padding: 'calc(1px)' }]) {
+    const p = await open(hosted(`&appearance=${encodeURIComponent(JSON.stringify(wrong))}`));
+    assert.equal(await p.page.evaluate(() => window.mountError?.code), 'appearance_invalid', JSON.stringify(wrong));
+    await p.page.close();
+  }
+  const look = { color: '#112233', fontSize: '24px', borderRadius: '12px', invalidColor: 'rgb(200, 0, 0)', padding: '14px 16px', fontFamily: 'Georgia' };
+  const { page } = await open(hosted(`&appearance=${encodeURIComponent(JSON.stringify(look))}`));
+  const style = await input(page, 'pan').evaluate((el) => {
+    const s = getComputedStyle(el);
+    return { color: s.color, fontSize: s.fontSize, radius: s.borderTopLeftRadius, family: s.fontFamily };
+  });
+  assert.deepEqual(style, { color: 'rgb(17, 34, 51)', fontSize: '24px', radius: '12px', family: 'Georgia, system-ui, sans-serif' });
+  await page.waitForFunction(() => parseInt(document.querySelector('#card-number iframe').style.height, 10) > 50);
+  const height = await page.$eval('#card-number iframe', (f) => f.getBoundingClientRect().height);
+  const inner = await frame(page, 'pan').locator('html').evaluate((el) => el.getBoundingClientRect().height);
+  assert.equal(Math.round(height), Math.ceil(inner), 'the frame is as tall as its content');
+  await page.close();
+});
+
+test('the frame page: strict CSP, SRI on its files, nothing third-party', async () => {
+  const r = await fetch(`${vault.url}/fields/v1/frame.html?field=pan&origin=${encodeURIComponent(merchant.url)}`);
+  assert.equal(r.status, 200);
+  const csp = r.headers.get('content-security-policy');
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, new RegExp(`frame-ancestors ${merchant.url.replace(/[.]/g, '\\.')}$`));
+  const html = await r.text();
+  const srcs = [...html.matchAll(/(?:src|href|content)="([^"]+)"/g)].map((m) => m[1]).filter((s) => /\.(js|css|wasm)/.test(s));
+  assert.equal(srcs.length, 3);
+  for (const s of srcs) assert.ok(!/^(https?:)?\/\//.test(s), `${s} is the vault's own`);
+  for (const m of html.matchAll(/integrity="(sha256-[^"]+)"/g)) assert.match(m[1], /^sha256-[A-Za-z0-9+/]{43}=$/);
+  assert.doesNotMatch(html, /<script>|<style|style=/, 'no inline script or style');
+});
