@@ -72,9 +72,22 @@ function header(text) {
  * package loaded in Node, whose stray-card-number check backs up the page's. Returns the order and
  * the posted envelopes, or throws a Refusal.
  */
-export async function checkout(form, { vaultUrl, apiKey, orders, sealer, fetchImpl = fetch }) {
+export async function checkout(form, { vaultUrl, apiKey, orders, sealer, fetchImpl = fetch, sealContact = false }) {
   const cart = priceCart(form.get('cart'));
   if (!cart) throw new Refusal(400, 'Your cart is empty or no longer valid.', []);
+  // The hosted-fields checkout: the card fields arrive sealed by the vault's frames; the e-mail
+  // and phone, the shop's own customer data there, arrive as typed and are sealed here, in memory,
+  // before anything is stored or sent on.
+  if (sealContact) {
+    const contact = [];
+    for (const [name, kind, label] of [['email', 'email', 'E-mail'], ['phone', 'phone', 'Phone']]) {
+      const values = form.getAll(name);
+      const value = values.length === 1 ? values[0].trim() : '';
+      if (!value || !sealer.classify(value).kinds.includes(kind)) contact.push(`${label}: enter a valid ${label.toLowerCase()}`);
+      else form.set(name, sealer.seal(value, { kind, context: { origin: null } }));
+    }
+    if (contact.length) throw new Refusal(400, 'Some details are missing or not valid.', contact);
+  }
   // Every sealed field must arrive as an envelope: a plaintext value means the page was not
   // protected, and is refused without being stored, logged or echoed.
   // Each envelope's header must also name the field's kind: a card-number envelope posted as the

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { load } from 'fieldseal';
 import { PRODUCTS } from './catalog.mjs';
 import { consoleApi } from './console.mjs';
-import { page } from './html.mjs';
+import { escapeHtml, page } from './html.mjs';
 import { Orders, Refusal, checkout, receiptPage, refusalPage } from './merchant.mjs';
 
 export const root = fileURLToPath(new URL('../', import.meta.url));
@@ -51,6 +51,8 @@ const PAGES = {
   '/': { title: 'Shop', file: 'index.html', scripts: ['/js/shop.js'] },
   '/checkout': { title: 'Checkout', file: 'checkout.html', scripts: ['/js/checkout.js'] },
   '/console': { title: 'Operator console', file: 'console.html', scripts: ['/js/console.js'] },
+  // The card fields are the vault's frames: the page's CSP lets the vault's origin (only) be framed.
+  '/checkout/hosted': { title: 'Checkout (hosted fields)', file: 'checkout-hosted.html', scripts: ['/js/checkout-hosted.js'], frames: true },
 };
 
 const MAX_BODY = 64 * 1024;
@@ -65,6 +67,8 @@ const RECEIPT_ENVELOPES_MS = 10 * 60 * 1000;
  */
 export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () => {} }) {
   const orders = new Orders(dataDir);
+  // The vault serves the hosted field frames from its own origin (another port: another origin).
+  const vaultOrigin = new URL(vaultUrl).origin;
   const consoleHandler = consoleApi({ vaultUrl, keys, orders });
   // The fieldseal package in Node, for its stray-card-number check on order notes.
   const keySet = await (await fetch(`${vaultUrl}/v1/keys`)).text();
@@ -101,20 +105,21 @@ export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () =>
       }
       if (req.method === 'GET' && PAGES[path]) {
         const p = PAGES[path];
-        const fragment = readFileSync(join(root, 'www', 'pages', p.file), 'utf8');
-        return send(200, page({ title: p.title, body: fragment, scripts: p.scripts }));
+        const fragment = readFileSync(join(root, 'www', 'pages', p.file), 'utf8').replaceAll('{{vault}}', escapeHtml(vaultOrigin));
+        const extra = p.frames ? { 'content-security-policy': CSP.replace("default-src 'self'", `default-src 'self'; frame-src ${vaultOrigin}`) } : {};
+        return send(200, page({ title: p.title, body: fragment, scripts: p.scripts }), undefined, extra);
       }
       if (req.method === 'GET' && path === '/api/products') return json(200, { products: PRODUCTS });
       if (req.method === 'GET' && path === '/v1/keys') {
         const r = await fetch(`${vaultUrl}/v1/keys`);
         return send(r.status, await r.text(), 'application/json', { 'cache-control': 'no-cache' });
       }
-      if (req.method === 'POST' && path === '/checkout') {
+      if (req.method === 'POST' && (path === '/checkout' || path === '/checkout/hosted')) {
         if (!(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) {
           return send(415, 'expected a form post', 'text/plain');
         }
         try {
-          const { order, envelopes } = await checkout(new URLSearchParams(body), { vaultUrl, apiKey: keys.checkout, orders, sealer });
+          const { order, envelopes } = await checkout(new URLSearchParams(body), { vaultUrl, apiKey: keys.checkout, orders, sealer, sealContact: path === '/checkout/hosted' });
           posted.set(order.id, envelopes);
           setTimeout(() => posted.delete(order.id), RECEIPT_ENVELOPES_MS).unref();
           log(`order ${order.id}: ${order.lines.length} lines, ${order.card.brand} ending ${order.card.last4}`);

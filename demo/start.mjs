@@ -98,7 +98,8 @@ process.on('SIGTERM', () => stop(0));
 
 step(3, `starting the vault and the shop (data in ${dataDir})`);
 try {
-  vault = await startVault({ bin, dataDir });
+  // The vault serves the hosted-fields checkout's frames to the shop's origin (its own port: another origin).
+  vault = await startVault({ bin, dataDir, fieldsOrigins: [`http://127.0.0.1:${Number(args.port)}`] });
   vault.exited.then(({ code, signal }) => {
     if (stopping) return;
     say(`the vault exited unexpectedly (${signal ?? code}); see ${vault.log}`);

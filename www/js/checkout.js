@@ -2,52 +2,17 @@
 // while the vault's key set loads (a Pay pressed meanwhile waits for it). Around that: the order summary, the brand badge, and a message when a submit is blocked.
 import { load, protect } from '/fieldseal/index.js';
 import { brandName } from './brands.js';
-import { encodeCart, money, products, readCart, showCount, writeCart } from './cart.js';
+import { renderCart, showCount } from './cart.js';
 
 const form = document.getElementById('checkout');
 const pay = document.getElementById('pay');
 const formError = document.getElementById('form-error');
 
-async function renderCart() {
-  const cart = readCart();
-  const catalog = await products();
-  const body = document.querySelector('#cart-lines tbody');
-  body.replaceChildren();
-  let total = 0;
-  for (const p of catalog) {
-    const qty = cart[p.sku];
-    if (!qty) continue;
-    total += qty * p.price;
-    const row = body.insertRow();
-    row.dataset.sku = p.sku;
-    row.insertCell().textContent = `${p.name} × ${qty}`;
-    const amount = row.insertCell();
-    amount.className = 'num';
-    amount.textContent = money(qty * p.price);
-    const remove = document.createElement('button');
-    remove.type = 'button';
-    remove.className = 'link';
-    remove.textContent = 'remove';
-    remove.setAttribute('aria-label', `Remove ${p.name}`);
-    remove.addEventListener('click', () => {
-      delete cart[p.sku];
-      writeCart(cart);
-      renderCart();
-    });
-    row.insertCell().append(remove);
-  }
-  document.getElementById('cart-total').textContent = money(total);
-  document.getElementById('cart-empty').hidden = total > 0;
-  document.getElementById('cart-field').value = encodeCart(cart);
-  pay.textContent = total ? `Pay ${money(total)}` : 'Pay';
-  return total;
-}
-
 async function main() {
   const loading = load({ keys: '/v1/keys' });
   protect(form, loading);
   showCount();
-  const total = await renderCart();
+  const total = await renderCart(pay);
   await loading;
 
   const badge = document.getElementById('brand');

@@ -5,6 +5,7 @@ function summary(cart) {
   const n = count(cart);
   document.getElementById('cart-summary').textContent = n ? `${n} item${n === 1 ? '' : 's'} in your cart.` : 'Your cart is empty.';
   document.getElementById('go-checkout').hidden = n === 0;
+  document.getElementById('go-checkout-hosted').hidden = n === 0;
 }
 
 async function main() {
