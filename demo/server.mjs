@@ -106,7 +106,8 @@ export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () =>
       if (req.method === 'GET' && PAGES[path]) {
         const p = PAGES[path];
         const fragment = readFileSync(join(root, 'www', 'pages', p.file), 'utf8').replaceAll('{{vault}}', escapeHtml(vaultOrigin));
-        const extra = p.frames ? { 'content-security-policy': CSP.replace("default-src 'self'", `default-src 'self'; frame-src ${vaultOrigin}`) } : {};
+        // The hosted checkout runs no wasm of its own: no 'wasm-unsafe-eval' there.
+        const extra = p.frames ? { 'content-security-policy': CSP.replace("default-src 'self'", `default-src 'self'; frame-src ${vaultOrigin}`).replace(" 'wasm-unsafe-eval'", '') } : {};
         return send(200, page({ title: p.title, body: fragment, scripts: p.scripts }), undefined, extra);
       }
       if (req.method === 'GET' && path === '/api/products') return json(200, { products: PRODUCTS });

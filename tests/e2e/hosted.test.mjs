@@ -116,6 +116,10 @@ test('buy with hosted fields: the card typed into the vault\'s frames, receipt, 
   assert.deepEqual(leaks({ url: '', headers: {}, body: readFileSync(join(dataDir, 'orders.json'), 'utf8') }), []);
   assert.deepEqual(await page.evaluate(() => window.cspViolations), []);
   assert.deepEqual(shop.cspReports, []);
+  // The page may frame the vault's origin and nothing else, and runs no wasm itself.
+  const csp = (await fetch(`${shop.url}/checkout/hosted`)).headers.get('content-security-policy');
+  assert.match(csp, new RegExp(`^default-src 'self'; frame-src ${new URL(vault.url).origin.replace(/\./g, '\\.')}; script-src 'self'; `));
+  assert.doesNotMatch(csp, /wasm-unsafe-eval/);
   await page.close();
 });
 
