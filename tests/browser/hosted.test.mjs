@@ -161,7 +161,8 @@ function hostile() {
       p.start();
       // Asks the frame for what it holds, as the loader would.
       p.postMessage({ type: 'seal', req: 999 });
-      p.postMessage({ type: 'init', label: 'x' });
+      // and sends its own init first, with CSS that would fetch from elsewhere.
+      p.postMessage({ type: 'init', label: 'x', appearance: { color: 'red', backgroundColor: 'red url(https://evil.example/x)' } });
     }
   }, true);
   // Overridden postMessage, on windows and on ports: what the page sends is recorded.
@@ -229,6 +230,8 @@ test('a hostile script on the merchant page gets no card number or CVC', async (
   assert.ok(got.some((s) => s.startsWith('message: {"type":"fieldseal:hello"')), 'the listener saw the handshake');
   assert.ok(got.some((s) => s.startsWith('port: {"type":"sealed"')), 'and envelopes, as the page may');
   assert.ok(got.some((s) => s.startsWith('port: {"type":"state"')));
+  assert.ok(got.some((s) => s.startsWith('port: {"type":"error","code":"appearance_invalid"')), 'the frame checks the appearance itself');
+  assert.equal(await input(page, 'pan').evaluate((el) => getComputedStyle(el).backgroundImage), 'none');
   assert.deepEqual(leaks(got.join('\n')), [], 'nothing the hostile script saw holds the number or the CVC');
   // The whole checkout still works, and posts envelopes only.
   await Promise.all([page.waitForURL('**/pay', { timeout: 10_000 }), page.click('#pay')]);
@@ -261,11 +264,37 @@ test('a page on an origin the vault does not list cannot frame the fields', asyn
   const forged = page.frames().find((f) => f.url().includes('frame.html') || f.url().startsWith('chrome-error'));
   const inputs = forged ? await forged.locator('input').count().catch(() => 0) : 0;
   assert.equal(inputs, 0, 'no card input rendered in a frame the vault did not allow');
-  assert.ok(blocked.some((t) => /frame-ancestors/.test(t)), `a frame-ancestors refusal in the console: ${blocked.join(' | ')}`);
+  assert.ok(blocked.some((t) => t.includes(`frame-ancestors ${merchant.url}`)), `the browser refused it for the vault's frame-ancestors: ${blocked.join(' | ')}`);
   // The vault itself refuses the page to an unlisted origin.
   const r = await fetch(`${vault.url}/fields/v1/frame.html?field=pan&origin=${encodeURIComponent(other.url)}`);
   assert.equal(r.status, 403);
   assert.match(r.headers.get('content-security-policy'), /frame-ancestors 'none'/);
+  await page.close();
+});
+
+test('a handshake from a frame of another origin than the vault is ignored', async () => {
+  // The vault URL points at a server that serves no frame: the real frames never say hello.
+  const page = await browser.newPage();
+  await page.goto(`${merchant.url}/hosted.html?vault=${encodeURIComponent(other.url)}&timeout=4000&noprotect=1`);
+  const src = await page.getAttribute('#card-number iframe', 'src');
+  const id = new URL(src).hash.slice(1);
+  // A frame of a third origin (localhost instead of 127.0.0.1) forges the number frame's hello,
+  // with its nonce, and a second one from the page itself.
+  const forger = `${merchant.url.replace('127.0.0.1', 'localhost')}/forged-hello.html?field=pan&id=${id}`;
+  await page.evaluate((url) => {
+    const f = document.createElement('iframe');
+    f.src = url;
+    document.body.append(f);
+    const { port1, port2 } = new MessageChannel();
+    window.answered = [];
+    port1.onmessage = (e) => window.answered.push(e.data?.type);
+    window.postMessage({ type: 'fieldseal:hello', v: 1, id: new URL(document.querySelector('#card-number iframe').src).hash.slice(1), field: 'pan' }, '*', [port2]);
+  }, forger);
+  await page.waitForSelector('body[data-ready]', { timeout: 20_000 });
+  assert.equal(await page.getAttribute('body', 'data-ready'), 'failed', 'no frame was taken as the vault\'s');
+  assert.ok(merchant.requests.some((r) => r.path === '/forged-hello.js'), 'the forger ran');
+  assert.deepEqual(merchant.requests.filter((r) => r.path === '/forged-answered'), [], 'the loader never answered the forger');
+  assert.deepEqual(await page.evaluate(() => window.answered), [], 'nor the page\'s own forged hello');
   await page.close();
 });
 
@@ -295,7 +324,8 @@ test('keyboard, labels and errors across frames', async () => {
   assert.equal(await frame(page, 'cvc').locator('input').evaluate((el) => document.activeElement === el), true, 'Shift+Tab goes back into the frame');
   // Clicking the label focuses its frame.
   await page.click('label[for="card-exp"]');
-  assert.equal(await frame(page, 'exp').locator('input').evaluate((el) => document.activeElement === el), true);
+  // The focus request crosses to the frame by message: waited for, not read at once.
+  await frame(page, 'exp').locator('input:focus').waitFor({ timeout: 5000 });
   // Fixing the number clears the error and the message.
   await input(page, 'pan').fill('');
   await input(page, 'pan').pressSequentially(PAN);
