@@ -105,7 +105,10 @@ export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () =>
       }
       if (req.method === 'GET' && PAGES[path]) {
         const p = PAGES[path];
-        const fragment = readFileSync(join(root, 'www', 'pages', p.file), 'utf8').replaceAll('{{vault}}', escapeHtml(vaultOrigin));
+        // `<!-- include _part.html -->` lines take in the parts both checkouts share.
+        const fragment = readFileSync(join(root, 'www', 'pages', p.file), 'utf8')
+          .replace(/^ *<!-- include (_[\w-]+\.html) -->\n/gm, (_, part) => readFileSync(join(root, 'www', 'pages', part), 'utf8'))
+          .replaceAll('{{vault}}', escapeHtml(vaultOrigin));
         // The hosted checkout runs no wasm of its own: no 'wasm-unsafe-eval' there.
         const extra = p.frames ? { 'content-security-policy': CSP.replace("default-src 'self'", `default-src 'self'; frame-src ${vaultOrigin}`).replace(" 'wasm-unsafe-eval'", '') } : {};
         return send(200, page({ title: p.title, body: fragment, scripts: p.scripts }), undefined, extra);

@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import { startShop } from '../../demo/server.mjs';
 import { buildVault, startVault } from '../../demo/vault.mjs';
 import { launchChromium, root } from '../browser/harness.mjs';
+import { openRecorded } from './record.mjs';
 
 const CARDS = {
   visa: { number: '4111111111111111', brand: 'Visa', cvc: '737', prefix: '41' }, // 4 alone could be Elo (401178 ...)
@@ -48,18 +49,9 @@ after(async () => {
  * the page sees.
  */
 async function open(path) {
-  const page = await browser.newPage();
-  await page.addInitScript(() => {
-    window.cspViolations = [];
-    document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
-  });
-  const requests = [];
-  page.on('request', (r) => {
-    requests.push((async () => ({ url: r.url(), method: r.method(), headers: await r.allHeaders(), body: r.postData() ?? '' }))());
-  });
-  await page.goto(`${shop.url}${path}`);
-  await page.waitForSelector('body[data-ready="1"]', { timeout: 20_000 });
-  return { page, requests: () => Promise.all(requests) };
+  const opened = await openRecorded(browser, `${shop.url}${path}`);
+  await opened.page.waitForSelector('body[data-ready="1"]', { timeout: 20_000 });
+  return opened;
 }
 
 /** No violation on the current page, nor reported (report-uri) by any page before it. */

@@ -13,6 +13,7 @@ import { after, before, test } from 'node:test';
 import { startShop } from '../../demo/server.mjs';
 import { buildVault, startVault } from '../../demo/vault.mjs';
 import { launchChromium, root } from '../browser/harness.mjs';
+import { openRecorded } from './record.mjs';
 
 const CARD = { number: '2223003122003222', spaced: '2223 0031 2200 3222', brand: 'Mastercard', cvc: '737' };
 const shots = join(root, 'test-results', 'e2e');
@@ -47,19 +48,7 @@ after(async () => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function open(path) {
-  const page = await browser.newPage();
-  await page.addInitScript(() => {
-    window.cspViolations = [];
-    document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
-  });
-  const requests = [];
-  page.on('request', (r) => {
-    requests.push((async () => ({ url: r.url(), headers: await r.allHeaders(), body: r.postData() ?? '' }))());
-  });
-  await page.goto(`${shop.url}${path}`);
-  return { page, requests: () => Promise.all(requests) };
-}
+const open = (path) => openRecorded(browser, `${shop.url}${path}`);
 
 const field = (page, id) => page.frameLocator(`#${id} iframe`).locator('input');
 

@@ -2,12 +2,11 @@
 // vault serves from its own origin (fieldseal/hosted); this page gets their envelopes on submit
 // and never the values. The contact fields are the shop's own, sealed by its back end.
 import { mountFields } from '/fieldseal/hosted.js';
-import { brandName } from './brands.js';
 import { renderCart, showCount } from './cart.js';
+import { failedToStart, showBrand, showFormError, showPaying } from './checkout-page.js';
 
 const form = document.getElementById('checkout');
 const pay = document.getElementById('pay');
-const formError = document.getElementById('form-error');
 
 async function main() {
   const fields = mountFields({
@@ -21,27 +20,15 @@ async function main() {
     },
   });
   fields.protect(form, { names: { pan: 'card', exp: 'exp', cvc: 'cvc', name: 'holder' } });
-  const badge = document.getElementById('brand');
-  fields.on('brand', ({ brand }) => {
-    badge.textContent = brand ? brandName(brand) : '';
-    badge.dataset.brand = brand ?? '';
-  });
-  fields.on('blocked', () => {
-    formError.textContent = 'Please correct the highlighted card fields.';
-    formError.hidden = false;
-  });
-  fields.on('sealed', () => {
-    formError.hidden = true;
-    pay.disabled = true;
-    pay.textContent = 'Paying …';
-  });
+  fields.on('brand', ({ brand }) => showBrand(brand));
+  fields.on('blocked', () => showFormError('Please correct the highlighted card fields.'));
+  fields.on('sealed', showPaying);
   showCount();
   const total = await renderCart(pay);
   try {
     await fields.ready;
   } catch (e) {
-    formError.textContent = `The secure card fields could not load (${e.code}). Reload the page to try again.`;
-    formError.hidden = false;
+    showFormError(`The secure card fields could not load (${e.code}). Reload the page to try again.`);
     document.body.dataset.ready = 'failed';
     return;
   }
@@ -49,8 +36,4 @@ async function main() {
   document.body.dataset.ready = '1';
 }
 
-main().catch((e) => {
-  formError.textContent = `The payment form could not start (${e.code ?? e.message}). Reload the page to try again.`;
-  formError.hidden = false;
-  pay.disabled = true;
-});
+main().catch(failedToStart);
