@@ -116,6 +116,7 @@ console.log(`
 fieldseal demo is running (ready in ${elapsed()})
 
   shop:     ${shop.url}/
+  hosted:   ${shop.url}/checkout/hosted  (card fields in frames served by the vault)
   console:  ${shop.url}/console
   vault:    ${vault.url}  (log: ${vault.log})
 

@@ -28,6 +28,9 @@ node scripts/bench-native.mjs "$out/native.json"
 step "browser: Chromium"
 node benches/browser/run.mjs 300 "$out/browser.json"
 
+step "browser: hosted fields (the vault serving the frames, Chromium)"
+node benches/browser/hosted.mjs 15 "$out/hosted.json"
+
 step "vault: fieldseal-loadgen over HTTP, SQLite"
 target/release/fieldseal-loadgen --out "$out/vault.json"
 
