@@ -76,6 +76,17 @@ async function fill(page, { pan = PAN, exp = '1230', cvc = CVC } = {}) {
   await input(page, 'cvc').pressSequentially(cvc);
 }
 
+/** Waits until a frame's input shows `value` (formatting runs in the frame, after the keystroke). */
+async function settled(locator, value) {
+  const deadline = Date.now() + 5000;
+  let now = await locator.inputValue();
+  while (now !== value && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    now = await locator.inputValue();
+  }
+  assert.equal(now, value);
+}
+
 const hosted = (query = '') => `/hosted.html?vault=${encodeURIComponent(vaultUrl)}${query}`;
 
 /** Tokenizes `envelopes` at the vault with the checkout key. */
@@ -307,21 +318,21 @@ test('keyboard, labels and errors across frames', async () => {
   await page.focus('#before');
   await page.keyboard.press('Tab');
   await page.keyboard.type('4242424242424241');
-  assert.equal(await input(page, 'pan').inputValue(), '4242 4242 4242 4241', 'typed into the number frame');
+  await settled(input(page, 'pan'), '4242 4242 4242 4241');
   await page.keyboard.press('Tab');
   await page.waitForFunction(() => window.events.some((e) => e.type === 'invalid' && e.field === 'pan'));
   assert.equal(await input(page, 'pan').getAttribute('aria-invalid'), 'true');
   assert.match(await page.textContent('#card-errors'), /not valid/, 'the error is announced by the page');
   assert.equal(await page.getAttribute('#card-errors', 'aria-live'), 'polite');
   await page.keyboard.type('1230');
-  assert.equal(await input(page, 'exp').inputValue(), '12 / 30');
+  await settled(input(page, 'exp'), '12 / 30');
   await page.keyboard.press('Tab');
   await page.keyboard.type(CVC);
-  assert.equal(await input(page, 'cvc').inputValue(), CVC);
+  await settled(input(page, 'cvc'), CVC);
   await page.keyboard.press('Tab');
-  assert.equal(await page.evaluate(() => document.activeElement.id), 'after');
+  await page.waitForFunction(() => document.activeElement.id === 'after', null, { timeout: 5000 });
   await page.keyboard.press('Shift+Tab');
-  assert.equal(await frame(page, 'cvc').locator('input').evaluate((el) => document.activeElement === el), true, 'Shift+Tab goes back into the frame');
+  await frame(page, 'cvc').locator('input:focus').waitFor({ timeout: 5000 }); // Shift+Tab goes back into the frame
   // Clicking the label focuses its frame.
   await page.click('label[for="card-exp"]');
   // The focus request crosses to the frame by message: waited for, not read at once.
@@ -330,7 +341,7 @@ test('keyboard, labels and errors across frames', async () => {
   await input(page, 'pan').fill('');
   await input(page, 'pan').pressSequentially(PAN);
   await page.waitForFunction(() => window.events.some((e) => e.type === 'valid' && e.field === 'pan'));
-  assert.equal(await page.textContent('#card-errors'), '');
+  await page.waitForFunction(() => document.getElementById('card-errors').textContent === '', null, { timeout: 5000 });
   // seal() with an empty field refuses and says which.
   await input(page, 'cvc').fill('');
   const err = await page.evaluate(() => window.fields.seal().then(() => null, (e) => ({ code: e.code, fields: e.fields })));
