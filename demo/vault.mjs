@@ -46,14 +46,15 @@ async function revokeEarlierDemoKeys(bin, env) {
 /**
  * Initializes a vault in `dataDir`, creates the demo API keys and starts serving. With
  * `fieldsOrigins`, the vault also serves the hosted field frames (the built package in dist/) to
- * those merchant origins.
+ * those merchant origins, and the .woff2 fonts of `fieldsFontsDir`.
  * Returns { url, keys: { role: apiKey }, stop() }.
  */
-export async function startVault({ bin, dataDir, fieldsOrigins = [] }) {
+export async function startVault({ bin, dataDir, fieldsOrigins = [], fieldsFontsDir }) {
   const env = vaultEnv(dataDir);
   if (fieldsOrigins.length) {
     env.FIELDSEAL_FIELDS_DIR = join(root, 'dist');
     env.FIELDSEAL_FIELDS_ORIGINS = fieldsOrigins.join(',');
+    if (fieldsFontsDir) env.FIELDSEAL_FIELDS_FONTS_DIR = fieldsFontsDir;
   }
   if (existsSync(join(dataDir, 'vault.db'))) await revokeEarlierDemoKeys(bin, env);
   else await run(bin, ['init'], { env });

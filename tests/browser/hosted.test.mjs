@@ -34,7 +34,10 @@ before(async () => {
   merchant = await startServer({ '/hosted/': pagesDir });
   other = await startServer({ '/hosted/': pagesDir });
   dataDir = mkdtempSync(join(tmpdir(), 'fieldseal-hosted-'));
-  vault = await startVault({ bin: buildVault({ quiet: true }), dataDir, fieldsOrigins: [merchant.url] });
+  // A self-hosted font on the vault: not a real font, so the browser refuses it once fetched.
+  mkdirSync(join(dataDir, 'fonts'));
+  writeFileSync(join(dataDir, 'fonts', 'Brand-Sans.woff2'), 'not a font');
+  vault = await startVault({ bin: buildVault({ quiet: true }), dataDir, fieldsOrigins: [merchant.url], fieldsFontsDir: join(dataDir, 'fonts') });
   // Another host name than the merchant's: another origin and another site.
   vaultUrl = vault.url.replace('127.0.0.1', 'localhost');
   const readme = readFileSync(join(root, 'tests/browser/pages/hosted-readme.html'), 'utf8');
@@ -371,6 +374,20 @@ test('appearance: checked property by property, applied in the frame, frames res
   const height = await page.$eval('#card-number iframe', (f) => f.getBoundingClientRect().height);
   const inner = await frame(page, 'pan').locator('html').evaluate((el) => el.getBoundingClientRect().height);
   assert.equal(Math.round(height), Math.ceil(inner), 'the frame is as tall as its content');
+  await page.close();
+});
+
+test('appearance: a self-hosted font comes from the vault, and a font that fails is reported', async () => {
+  const look = { font: { family: 'Brand Sans', file: 'Brand-Sans.woff2', weight: 500 }, fontFamily: 'Georgia' };
+  const { page, requests } = await open(hosted(`&appearance=${encodeURIComponent(JSON.stringify(look))}`));
+  assert.equal(await page.getAttribute('body', 'data-ready'), '1');
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'error' && e.code === 'font_unavailable'), null, { timeout: 10_000 });
+  const family = await input(page, 'pan').evaluate((el) => getComputedStyle(el).fontFamily);
+  assert.equal(family, '"Brand Sans", Georgia, system-ui, sans-serif');
+  const fonts = (await requests()).filter((r) => new URL(r.url).pathname.endsWith('.woff2'));
+  assert.ok(fonts.length > 0);
+  for (const r of fonts) assert.equal(new URL(r.url).pathname, '/fields/v1/fonts/Brand-Sans.woff2', r.url);
+  for (const r of fonts) assert.ok(r.url.startsWith(vaultUrl), r.url);
   await page.close();
 });
 
