@@ -274,6 +274,8 @@ export class HostedFields extends EventTarget {
   protect(form, { names } = {}) {
     const n = { pan: 'card_number', exp: 'card_exp', cvc: 'card_cvc', name: 'card_name', ...names };
     let sealed = false;
+    // A second submit while the first one is sealing is dropped: one order, not two.
+    let sealing = false;
     const added = [];
     const onSubmit = (e) => {
       if (sealed) {
@@ -282,8 +284,12 @@ export class HostedFields extends EventTarget {
       }
       e.preventDefault();
       e.stopImmediatePropagation();
+      if (sealing) return;
+      sealing = true;
       const submitter = e.submitter;
-      this.seal().then((envelopes) => {
+      this.seal().finally(() => {
+        sealing = false;
+      }).then((envelopes) => {
         for (const h of added.splice(0)) h.remove();
         for (const [field, env] of Object.entries(envelopes)) {
           const h = form.ownerDocument.createElement('input');
