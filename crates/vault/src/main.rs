@@ -222,11 +222,16 @@ async fn serve(settings: Settings) -> Result<ExitCode> {
     init_logging(&settings);
     tracing::info!(settings = ?settings, "starting");
     let listen = settings.listen;
+    let scheme = if settings.tls_files().is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let vault = Arc::new(Vault::open(settings).await?);
     let listener = http::bind(listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(address = %addr, "listening");
-    println!("fieldseal-vault listening on http://{addr}");
+    println!("fieldseal-vault listening on {scheme}://{addr}");
     std::io::stdout().flush()?;
     http::serve(listener, vault, http::shutdown_signal()).await?;
     tracing::info!("stopped");
