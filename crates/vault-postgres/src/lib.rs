@@ -59,6 +59,7 @@ macro_rules! audited_tx {
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_policy_entries.sql"),
+    include_str!("../migrations/0005_api_key_lifecycle.sql"),
 ];
 
 const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version integer \
@@ -785,12 +786,14 @@ fn token_row(r: &Row) -> Result<TokenRecord, tokio_postgres::Error> {
     })
 }
 
-const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac";
+const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
+     previous_digest, previous_expires_at, last_used_at";
 
 /// The stored columns of an API key row, and whether the log revoked it (partial index
 /// `audit_revoked`).
 const API_KEY_READ: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
-     EXISTS (SELECT 1 FROM $S.audit WHERE action = 'apikey.revoke' AND detail = api_keys.id)";
+     EXISTS (SELECT 1 FROM $S.audit WHERE action = 'apikey.revoke' AND detail = api_keys.id), \
+     previous_digest, previous_expires_at, last_used_at";
 
 fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
     Ok(ApiKeyRecord {
@@ -803,6 +806,9 @@ fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
         expires_at: r.try_get(6)?,
         mac: r.try_get(7)?,
         revoked_in_log: r.try_get(8)?,
+        previous_digest: r.try_get(9)?,
+        previous_expires_at: r.try_get(10)?,
+        last_used_at: r.try_get(11)?,
     })
 }
 
@@ -1062,9 +1068,13 @@ impl Store for PgStore {
                     ));
                 }
                 tx.batch_execute(sql).await.map_err(|e| {
-                    let exists = [SqlState::DUPLICATE_TABLE, SqlState::DUPLICATE_OBJECT]
-                        .iter()
-                        .any(|c| e.code() == Some(c));
+                    let exists = [
+                        SqlState::DUPLICATE_TABLE,
+                        SqlState::DUPLICATE_OBJECT,
+                        SqlState::DUPLICATE_COLUMN,
+                    ]
+                    .iter()
+                    .any(|c| e.code() == Some(c));
                     match db_error(e) {
                         _ if exists => StoreError::Tampered(format!(
                             "the migration record was cut back: migration {version}'s objects \
@@ -1362,7 +1372,7 @@ impl Store for PgStore {
             exec(&tx, &self.inner,
                 &format!(
                     "INSERT INTO $S.api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                     $8)"
+                     $8, $9, $10, $11)"
                 ),
                 &[
                     &k.id,
@@ -1373,6 +1383,9 @@ impl Store for PgStore {
                     &k.revoked_at,
                     &k.expires_at,
                     &k.mac,
+                    &k.previous_digest,
+                    &k.previous_expires_at,
+                    &k.last_used_at,
                 ],
             )
             .await?;
@@ -1416,6 +1429,45 @@ impl Store for PgStore {
             mac,
             audit,
         )
+        .await
+    }
+
+    async fn rotate_api_key(&self, k: ApiKeyRecord, audit: AuditDraft) -> Result<bool, StoreError> {
+        self.bounded(async {
+            audited_tx!(self => tx, log);
+            let n = exec(
+                &tx,
+                &self.inner,
+                "UPDATE $S.api_keys SET digest = $2, previous_digest = $3, \
+                 previous_expires_at = $4, mac = $5 WHERE id = $1 AND revoked_at IS NULL",
+                &[
+                    &k.id,
+                    &k.digest,
+                    &k.previous_digest,
+                    &k.previous_expires_at,
+                    &k.mac,
+                ],
+            )
+            .await?;
+            if n == 1 {
+                log.append(&audit);
+            }
+            log.commit(tx).await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn touch_api_key(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let sql = self.inner.sql(
+                "UPDATE $S.api_keys SET last_used_at = $2 WHERE id = $1 AND \
+                 (last_used_at IS NULL OR last_used_at < $2)",
+            );
+            client.execute(&sql, &[&id, &at]).await.map_err(db_error)?;
+            Ok(())
+        })
         .await
     }
 

@@ -212,6 +212,9 @@ impl<S: Store> Admin<S> {
             created_at: at,
             revoked_at: None,
             expires_at,
+            previous_digest: None,
+            previous_expires_at: None,
+            last_used_at: None,
             mac: String::new(),
             revoked_in_log: false,
         });
@@ -238,6 +241,12 @@ impl<S: Store> Admin<S> {
                     "revoked"
                 } else if record.expires_at.is_some_and(|e| e <= t) {
                     "expired"
+                } else if self
+                    .settings
+                    .api_key_idle_before(t)
+                    .is_some_and(|b| record.last_used_at.unwrap_or(record.created_at) < b)
+                {
+                    "idle"
                 } else {
                     "active"
                 };
@@ -270,6 +279,40 @@ impl<S: Store> Admin<S> {
             return Err(AdminError::NoSuchApiKey(id.into()));
         }
         Ok(())
+    }
+
+    /// Gives a live API key a new secret (shown once, in the result); the current secret keeps
+    /// authenticating for `overlap_hours` more (0: not at all), so that its holders can switch.
+    /// A secret kept from an earlier rotation is dropped.
+    pub async fn rotate_api_key(
+        &self,
+        id: &str,
+        overlap_hours: u64,
+    ) -> Result<NewApiKey, AdminError> {
+        let at = now();
+        let record = self
+            .store
+            .api_key(id)
+            .await?
+            .filter(|r| {
+                self.secrets.row_key.api_key_ok(r) && r.revoked_at.is_none() && !r.revoked_in_log
+            })
+            .ok_or_else(|| AdminError::NoSuchApiKey(id.into()))?;
+        let key = apikeys::generate_for(id).ok_or(AdminError::Random)?;
+        let until = at
+            .saturating_add(i64::try_from(overlap_hours.saturating_mul(3600)).unwrap_or(i64::MAX));
+        let rotated = self.secrets.row_key.seal_api_key(ApiKeyRecord {
+            previous_digest: Some(record.digest.clone()),
+            previous_expires_at: Some(until),
+            digest: key.digest.to_vec(),
+            ..record
+        });
+        let audit = AuditDraft::new(at, Actor::Cli, Action::ApiKeyRotate, Outcome::Ok)
+            .detail(format!("{id}; previous secret accepted until {until}"));
+        if !self.store.rotate_api_key(rotated, audit).await? {
+            return Err(AdminError::NoSuchApiKey(id.into()));
+        }
+        Ok(key)
     }
 
     /// Every HPKE key with its status, newest first.

@@ -88,6 +88,8 @@ pub struct Settings {
     pub tls_cert_file: Option<PathBuf>,
     /// The private key of `tls_cert_file` (PEM).
     pub tls_key_file: Option<PathBuf>,
+    /// Days an API key may go unused before it stops authenticating (0: never).
+    pub api_key_max_idle_days: u64,
     /// Serve plain HTTP on an address other than loopback.
     pub allow_plain_http: bool,
     /// Connections open at once; more are closed as soon as they are accepted.
@@ -123,6 +125,7 @@ impl Default for Settings {
             log_format: "json".into(),
             trusted_proxies: Vec::new(),
             auth_failures_before_throttle: 20,
+            api_key_max_idle_days: 90,
             tls_cert_file: None,
             tls_key_file: None,
             allow_plain_http: false,
@@ -162,6 +165,7 @@ impl std::fmt::Debug for Settings {
                 "auth_failures_before_throttle",
                 &self.auth_failures_before_throttle,
             )
+            .field("api_key_max_idle_days", &self.api_key_max_idle_days)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
             .field("allow_plain_http", &self.allow_plain_http)
@@ -313,6 +317,10 @@ impl Settings {
             self.tls_key_file = Some(v.into());
         }
         env_parse("FIELDSEAL_ALLOW_PLAIN_HTTP", &mut self.allow_plain_http)?;
+        env_parse(
+            "FIELDSEAL_API_KEY_MAX_IDLE_DAYS",
+            &mut self.api_key_max_idle_days,
+        )?;
         env_parse("FIELDSEAL_MAX_CONNECTIONS", &mut self.max_connections)?;
         env_parse("FIELDSEAL_MAX_IN_FLIGHT", &mut self.max_in_flight)?;
         env_parse(
@@ -340,6 +348,16 @@ impl Settings {
             self.tls_cert_file.as_deref()?,
             self.tls_key_file.as_deref()?,
         ))
+    }
+
+    /// The time before which an API key's last use (or creation) makes it idle, at `now`.
+    pub fn api_key_idle_before(&self, now: i64) -> Option<i64> {
+        (self.api_key_max_idle_days > 0).then(|| {
+            now.saturating_sub(
+                i64::try_from(self.api_key_max_idle_days.saturating_mul(86_400))
+                    .unwrap_or(i64::MAX),
+            )
+        })
     }
 
     /// The master key file in effect.

@@ -112,6 +112,15 @@ enum ApikeyCommand {
         /// Key id (the 12 hex characters after fsk_).
         id: String,
     },
+    /// Give an API key a new secret (printed once); the current one keeps working for the
+    /// overlap.
+    Rotate {
+        /// Key id (the 12 hex characters after fsk_).
+        id: String,
+        /// Hours the current secret keeps authenticating (0: it stops now).
+        #[arg(long, default_value_t = 24)]
+        overlap_hours: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -298,20 +307,31 @@ async fn apikey_cmd(settings: Settings, command: ApikeyCommand) -> Result<ExitCo
         }
         ApikeyCommand::List => {
             println!(
-                "{:<14} {:<12} {:<10} {:>12} LABEL",
-                "ID", "ROLE", "STATUS", "CREATED"
+                "{:<14} {:<12} {:<10} {:>12} {:>12} LABEL",
+                "ID", "ROLE", "STATUS", "CREATED", "LAST USED"
             );
             for k in admin.api_keys().await? {
                 let r = &k.record;
+                let used = r
+                    .last_used_at
+                    .map_or_else(|| "never".to_owned(), |t| t.to_string());
                 println!(
-                    "{:<14} {:<12} {:<10} {:>12} {}",
-                    r.id, r.role, k.status, r.created_at, r.label
+                    "{:<14} {:<12} {:<10} {:>12} {:>12} {}",
+                    r.id, r.role, k.status, r.created_at, used, r.label
                 );
             }
         }
         ApikeyCommand::Revoke { id } => {
             admin.revoke_api_key(&id).await?;
             println!("revoked {id}");
+        }
+        ApikeyCommand::Rotate { id, overlap_hours } => {
+            let key = admin.rotate_api_key(&id, overlap_hours).await?;
+            println!("{}", key.full);
+            eprintln!(
+                "API key {id} has a new secret, shown only this once; the previous one works for \
+                 {overlap_hours} more hours"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

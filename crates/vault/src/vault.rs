@@ -466,13 +466,30 @@ impl<S: Store> Vault<S> {
         let authentic = found.as_ref().is_some_and(|k| {
             self.secrets.row_key.api_key_ok(k) && !(k.revoked_in_log && k.revoked_at.is_none())
         });
+        // The current secret, or the previous one during a rotation's overlap.
+        let secret_ok = |p: &apikeys::Presented, k: &fieldseal_vault_store::ApiKeyRecord| {
+            p.matches(&k.digest)
+                || (k.previous_expires_at.is_some_and(|e| e > t)
+                    && k.previous_digest.as_deref().is_some_and(|d| p.matches(d)))
+        };
+        let idle_before = self.settings.api_key_idle_before(t);
+        let idle = |k: &fieldseal_vault_store::ApiKeyRecord| {
+            idle_before.is_some_and(|b| k.last_used_at.unwrap_or(k.created_at) < b)
+        };
         if let (Some(p), Some(k)) = (&presented, &found)
             && authentic
-            && p.matches(&k.digest)
+            && secret_ok(p, k)
             && k.revoked_at.is_none()
             && k.expires_at.is_none_or(|e| e > t)
+            && !idle(k)
             && let Some(role) = self.policy().role(&k.role)
         {
+            // The time of last use, to the hour: one write an hour per key, not one a request.
+            if k.last_used_at.is_none_or(|u| u <= t - 3600)
+                && let Err(e) = self.store.touch_api_key(&k.id, t).await
+            {
+                tracing::warn!(error = %e, key = %k.id, "could not record the key's last use");
+            }
             return Ok(Caller {
                 key_id: k.id.clone(),
                 role_name: k.role.clone(),
@@ -492,6 +509,9 @@ impl<S: Store> Vault<S> {
             }
             (Some(_), Some(k)) if k.revoked_at.is_some() => "revoked API key",
             (Some(_), Some(k)) if k.expires_at.is_some_and(|e| e <= t) => "expired API key",
+            (Some(p), Some(k)) if secret_ok(p, k) && idle(k) => {
+                "API key unused for longer than api_key_max_idle_days (disabled)"
+            }
             (Some(_), Some(k)) if self.policy().role(&k.role).is_none() => "role not in policy",
             (Some(_), Some(_)) => "wrong secret",
         };

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use common::{Server, TempDir, init};
 use fieldseal_core::envelope::FieldKind;
+use fieldseal_vault::store::Store;
 use serde_json::json;
 
 fn client_from(ip: &str) -> reqwest::Client {
@@ -573,4 +574,59 @@ mod tls {
             "{err}"
         );
     }
+}
+
+/// An API key rotated with an overlap answers to both secrets until the overlap ends; its last
+/// use is recorded; a key unused for `api_key_max_idle_days` stops authenticating.
+#[tokio::test]
+async fn api_keys_rotate_with_an_overlap_and_idle_keys_stop() {
+    let dir = TempDir::new("rotate");
+    let keys = init(&dir.0).await;
+    let s = Server::start(&dir.0).await;
+    let admin = common::admin_of(&s).await;
+    let id = keys.support[4..16].to_owned();
+    let me = |key: String| {
+        let s = &s;
+        async move { s.get(&key, "/v1/me").await.0 }
+    };
+    let second = admin.rotate_api_key(&id, 24).await.unwrap();
+    assert!(second.full.starts_with(&format!("fsk_{id}_")));
+    assert_eq!(me(keys.support.clone()).await, 200, "the overlap");
+    assert_eq!(me(second.full.clone()).await, 200);
+    // Rotated again without overlap: only the newest secret works.
+    let third = admin.rotate_api_key(&id, 0).await.unwrap();
+    assert_eq!(me(keys.support.clone()).await, 401);
+    assert_eq!(me(second.full.clone()).await, 401);
+    assert_eq!(me(third.full.clone()).await, 200);
+    let listed = admin.api_keys().await.unwrap();
+    let support = listed.iter().find(|k| k.record.id == id).unwrap();
+    assert!(support.record.last_used_at.is_some());
+    assert_eq!(support.status, "active");
+    let log = common::audit_all(s.vault.store()).await;
+    assert_eq!(
+        log.iter().filter(|e| e.action == "apikey.rotate").count(),
+        2
+    );
+
+    // A key last used 91 days ago (the default allows 90) is disabled.
+    let idle_id = keys.auditor[4..16].to_owned();
+    let long_ago = fieldseal_vault::vault::now() - 91 * 86_400;
+    s.vault
+        .store()
+        .touch_api_key(&idle_id, long_ago)
+        .await
+        .unwrap();
+    assert_eq!(me(keys.auditor.clone()).await, 401);
+    let listed = admin.api_keys().await.unwrap();
+    let auditor = listed.iter().find(|k| k.record.id == idle_id).unwrap();
+    assert_eq!(auditor.status, "idle");
+    let log = common::audit_all(s.vault.store()).await;
+    assert!(
+        log.iter()
+            .any(|e| e.action == "auth" && e.detail.contains("unused for longer than")),
+        "the refusal is not audited"
+    );
+    // A revoked key cannot be rotated back to life.
+    admin.revoke_api_key(&id).await.unwrap();
+    assert!(admin.rotate_api_key(&id, 24).await.is_err());
 }
