@@ -787,13 +787,13 @@ fn token_row(r: &Row) -> Result<TokenRecord, tokio_postgres::Error> {
 }
 
 const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
-     previous_digest, previous_expires_at, last_used_at";
+     previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
 
 /// The stored columns of an API key row, and whether the log revoked it (partial index
 /// `audit_revoked`).
 const API_KEY_READ: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
      EXISTS (SELECT 1 FROM $S.audit WHERE action = 'apikey.revoke' AND detail = api_keys.id), \
-     previous_digest, previous_expires_at, last_used_at";
+     previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
 
 fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
     Ok(ApiKeyRecord {
@@ -809,6 +809,7 @@ fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
         previous_digest: r.try_get(9)?,
         previous_expires_at: r.try_get(10)?,
         last_used_at: r.try_get(11)?,
+        client_cert_sha256: r.try_get(12)?,
     })
 }
 
@@ -1372,7 +1373,7 @@ impl Store for PgStore {
             exec(&tx, &self.inner,
                 &format!(
                     "INSERT INTO $S.api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                     $8, $9, $10, $11)"
+                     $8, $9, $10, $11, $12)"
                 ),
                 &[
                     &k.id,
@@ -1386,6 +1387,7 @@ impl Store for PgStore {
                     &k.previous_digest,
                     &k.previous_expires_at,
                     &k.last_used_at,
+                    &k.client_cert_sha256,
                 ],
             )
             .await?;

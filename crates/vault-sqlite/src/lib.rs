@@ -629,13 +629,13 @@ const TOKEN_COLUMNS: &str =
     "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, created_at, expires_at";
 
 const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
-     previous_digest, previous_expires_at, last_used_at";
+     previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
 
 /// The stored columns of an API key row, and whether the log revoked it (partial index
 /// `audit_revoked`).
 const API_KEY_READ: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
      EXISTS (SELECT 1 FROM audit WHERE action = 'apikey.revoke' AND detail = api_keys.id), \
-     previous_digest, previous_expires_at, last_used_at";
+     previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
 
 fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     Ok(ApiKeyRecord {
@@ -651,6 +651,7 @@ fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
         previous_digest: r.get(9)?,
         previous_expires_at: opt_int(r, 10)?,
         last_used_at: opt_int(r, 11)?,
+        client_cert_sha256: r.get(12)?,
     })
 }
 
@@ -1089,7 +1090,7 @@ impl Store for SqliteStore {
             tx.execute(
                 &format!(
                     "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
-                     ?8, ?9, ?10, ?11)"
+                     ?8, ?9, ?10, ?11, ?12)"
                 ),
                 params![
                     k.id,
@@ -1102,7 +1103,8 @@ impl Store for SqliteStore {
                     k.mac,
                     k.previous_digest,
                     k.previous_expires_at,
-                    k.last_used_at
+                    k.last_used_at,
+                    k.client_cert_sha256
                 ],
             )
             .map_err(db_error)?;

@@ -344,6 +344,7 @@ pub async fn api_keys_rotate_and_record_use<B: Backend>(b: &B) {
         expires_at: None,
         previous_digest: None,
         previous_expires_at: None,
+        client_cert_sha256: Some("c0ffee".into()),
         last_used_at: None,
         mac: "m1".into(),
         revoked_in_log: false,

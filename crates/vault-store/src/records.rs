@@ -129,6 +129,9 @@ pub struct ApiKeyRecord {
     pub previous_digest: Option<Vec<u8>>,
     /// The end of the previous secret's overlap.
     pub previous_expires_at: Option<i64>,
+    /// The SHA-256 (hex) of the client certificate the key is bound to: it authenticates only on
+    /// a mutual-TLS connection presenting that certificate.
+    pub client_cert_sha256: Option<String>,
     /// When the key last authenticated (to the hour: written at most once an hour). Not covered
     /// by the MAC: it changes on use. A database writer can move it, which only matters for
     /// disabling keys left unused.

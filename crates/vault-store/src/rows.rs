@@ -34,7 +34,10 @@ impl RowKey {
             &opt_i64(r.revoked_at),
             &opt_i64(r.expires_at),
         ];
-        if r.previous_digest.is_none() && r.previous_expires_at.is_none() {
+        if r.previous_digest.is_none()
+            && r.previous_expires_at.is_none()
+            && r.client_cert_sha256.is_none()
+        {
             // Rows of keys never rotated keep the MAC they were written with.
             return self.mac("api_keys v1", &v1);
         }
@@ -43,6 +46,8 @@ impl RowKey {
         parts.push(previous);
         let until = opt_i64(r.previous_expires_at);
         parts.push(&until);
+        let cert = r.client_cert_sha256.as_deref().unwrap_or_default();
+        parts.push(cert.as_bytes());
         self.mac("api_keys v2", &parts)
     }
 
@@ -103,6 +108,7 @@ mod tests {
             expires_at: None,
             previous_digest: Some(vec![2; 32]),
             previous_expires_at: Some(30),
+            client_cert_sha256: Some("ab".into()),
             last_used_at: None,
             mac: String::new(),
             revoked_in_log: false,
@@ -112,7 +118,9 @@ mod tests {
         let mut used = key.clone();
         used.last_used_at = Some(40);
         assert!(k.api_key_ok(&used));
-        let changes: [fn(&mut ApiKeyRecord); 11] = [
+        let changes: [fn(&mut ApiKeyRecord); 13] = [
+            |r| r.client_cert_sha256 = None,
+            |r| r.client_cert_sha256 = Some("ac".into()),
             |r| r.previous_digest = None,
             |r| r.previous_expires_at = Some(31),
             |r| {

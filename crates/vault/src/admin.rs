@@ -192,6 +192,19 @@ impl<S: Store> Admin<S> {
         label: &str,
         expires_in_days: Option<u64>,
     ) -> Result<NewApiKey, AdminError> {
+        self.create_bound_api_key(role, label, expires_in_days, None)
+            .await
+    }
+
+    /// [`Admin::create_api_key`], bound to the client certificate whose SHA-256 is
+    /// `client_cert_sha256`: the key authenticates only on a mutual-TLS connection presenting it.
+    pub async fn create_bound_api_key(
+        &self,
+        role: &str,
+        label: &str,
+        expires_in_days: Option<u64>,
+        client_cert_sha256: Option<[u8; 32]>,
+    ) -> Result<NewApiKey, AdminError> {
         let policy = self.policy().await?;
         if policy.role(role).is_none() {
             return Err(AdminError::UnknownRole {
@@ -214,12 +227,19 @@ impl<S: Store> Admin<S> {
             expires_at,
             previous_digest: None,
             previous_expires_at: None,
+            client_cert_sha256: client_cert_sha256.map(|h| fieldseal_core::encoding::hex(&h)),
             last_used_at: None,
             mac: String::new(),
             revoked_in_log: false,
         });
+        let bound = client_cert_sha256.map_or_else(String::new, |h| {
+            format!(
+                " bound to certificate sha256 {}",
+                fieldseal_core::encoding::hex(&h)
+            )
+        });
         let audit = AuditDraft::new(at, Actor::Cli, Action::ApiKeyCreate, Outcome::Ok)
-            .detail(format!("{} role {role}", key.id));
+            .detail(format!("{} role {role}{bound}", key.id));
         self.store.insert_api_key(record, audit).await?;
         Ok(key)
     }

@@ -13,7 +13,14 @@ pub struct ClientAddr {
     pub peer: Option<SocketAddr>,
     /// The address a trusted proxy forwarded for.
     pub forwarded: Option<IpAddr>,
+    /// The SHA-256 of the client certificate the connection presented (mutual TLS).
+    pub cert_sha256: Option<[u8; 32]>,
 }
+
+/// The SHA-256 of the client certificate of a mutual-TLS connection (a request extension the
+/// listener sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCert(pub [u8; 32]);
 
 impl ClientAddr {
     /// Reads the forwarded address only if `peer` is one of `trusted_proxies`: the rightmost
@@ -38,7 +45,11 @@ impl ClientAddr {
                 hops.into_iter().rev().find(|ip| !trusted(ip))
             })
             .map(canonical);
-        Self { peer, forwarded }
+        Self {
+            peer,
+            forwarded,
+            cert_sha256: None,
+        }
     }
 
     /// The address that counts: the forwarded one if any, else the peer's.

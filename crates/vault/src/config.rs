@@ -88,6 +88,9 @@ pub struct Settings {
     pub tls_cert_file: Option<PathBuf>,
     /// The private key of `tls_cert_file` (PEM).
     pub tls_key_file: Option<PathBuf>,
+    /// Certificate authorities (PEM) whose client certificates the listener accepts (mutual
+    /// TLS): an API key bound to a certificate authenticates only on a connection presenting it.
+    pub tls_client_ca_file: Option<PathBuf>,
     /// Days an API key may go unused before it stops authenticating (0: never).
     pub api_key_max_idle_days: u64,
     /// Serve plain HTTP on an address other than loopback.
@@ -128,6 +131,7 @@ impl Default for Settings {
             api_key_max_idle_days: 90,
             tls_cert_file: None,
             tls_key_file: None,
+            tls_client_ca_file: None,
             allow_plain_http: false,
             max_connections: 1024,
             max_in_flight: 256,
@@ -168,6 +172,7 @@ impl std::fmt::Debug for Settings {
             .field("api_key_max_idle_days", &self.api_key_max_idle_days)
             .field("tls_cert_file", &self.tls_cert_file)
             .field("tls_key_file", &self.tls_key_file)
+            .field("tls_client_ca_file", &self.tls_client_ca_file)
             .field("allow_plain_http", &self.allow_plain_http)
             .field("max_connections", &self.max_connections)
             .field("max_in_flight", &self.max_in_flight)
@@ -315,6 +320,9 @@ impl Settings {
         }
         if let Some(v) = env_var("FIELDSEAL_TLS_KEY_FILE") {
             self.tls_key_file = Some(v.into());
+        }
+        if let Some(v) = env_var("FIELDSEAL_TLS_CLIENT_CA_FILE") {
+            self.tls_client_ca_file = Some(v.into());
         }
         env_parse("FIELDSEAL_ALLOW_PLAIN_HTTP", &mut self.allow_plain_http)?;
         env_parse(

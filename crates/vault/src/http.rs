@@ -572,7 +572,11 @@ async fn observe(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let client = client_addr(req.extensions(), req.headers(), &trusted_proxies);
+    let mut client = client_addr(req.extensions(), req.headers(), &trusted_proxies);
+    client.cert_sha256 = req
+        .extensions()
+        .get::<crate::client::ClientCert>()
+        .map(|c| c.0);
     req.extensions_mut().insert(client);
     let id = req
         .headers()
@@ -670,7 +674,9 @@ pub async fn serve<S: Store>(
     }
     let tls = settings
         .tls_files()
-        .map(|(cert, key)| crate::tls::server_config(cert, key))
+        .map(|(cert, key)| {
+            crate::tls::server_config(cert, key, settings.tls_client_ca_file.as_deref())
+        })
         .transpose()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     crate::listener::check_plain_http(

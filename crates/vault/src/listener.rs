@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_service::Service;
 
+use crate::client::ClientCert;
 use crate::config::Settings;
 
 /// The listener's limits, from the settings.
@@ -97,11 +98,16 @@ pub async fn run(
         };
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            let mut app = app.clone();
-            async move { Ok::<_, Infallible>(app.call(req).await.unwrap_or_else(|e| match e {})) }
-        });
+        let service = move |cert: Option<ClientCert>| {
+            hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                if let Some(c) = cert {
+                    req.extensions_mut().insert(c);
+                }
+                let mut app = app.clone();
+                async move { Ok::<_, Infallible>(app.call(req).await.unwrap_or_else(|e| match e {})) }
+            })
+        };
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
@@ -112,7 +118,7 @@ pub async fn run(
             let result = match acceptor {
                 None => {
                     watcher
-                        .watch(http.serve_connection(TokioIo::new(tcp), service))
+                        .watch(http.serve_connection(TokioIo::new(tcp), service(None)))
                         .await
                 }
                 Some(acceptor) => {
@@ -120,8 +126,14 @@ pub async fn run(
                         tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
                     match handshake.await {
                         Ok(Ok(stream)) => {
+                            let cert = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .map(|c| ClientCert(fieldseal_core::at_rest::sha256(c)));
                             watcher
-                                .watch(http.serve_connection(TokioIo::new(stream), service))
+                                .watch(http.serve_connection(TokioIo::new(stream), service(cert)))
                                 .await
                         }
                         Ok(Err(e)) => {

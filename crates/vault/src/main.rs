@@ -104,6 +104,10 @@ enum ApikeyCommand {
         /// Days until the key stops authenticating (no expiry by default).
         #[arg(long)]
         expires_in_days: Option<u64>,
+        /// Bind the key to this client certificate (PEM): it then authenticates only on a
+        /// mutual-TLS connection presenting it (`tls_client_ca_file`).
+        #[arg(long)]
+        client_cert: Option<PathBuf>,
     },
     /// List API keys (ids, roles, status; never secrets).
     List,
@@ -297,8 +301,14 @@ async fn apikey_cmd(settings: Settings, command: ApikeyCommand) -> Result<ExitCo
             role,
             label,
             expires_in_days,
+            client_cert,
         } => {
-            let key = admin.create_api_key(&role, &label, expires_in_days).await?;
+            let cert = client_cert
+                .map(|path| fieldseal_vault::tls::certificate_sha256(&path))
+                .transpose()?;
+            let key = admin
+                .create_bound_api_key(&role, &label, expires_in_days, cert)
+                .await?;
             println!("{}", key.full);
             eprintln!(
                 "API key {} for role {role} created; it is shown only this once",

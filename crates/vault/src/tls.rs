@@ -117,16 +117,50 @@ impl ResolvesServerCert for CertFiles {
 }
 
 /// A server configuration over the certificate files: TLS 1.2 and 1.3 with the AWS-LC
-/// provider's safe defaults, HTTP/1.1.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// provider's safe defaults, HTTP/1.1. With `client_ca`, clients may present a certificate
+/// issued under it (mutual TLS; API keys bound to a certificate need one), others connect
+/// without.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let files = CertFiles::load(cert, key)?;
-    let mut config = ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| TlsError::Config(e.to_string()))?
-    .with_no_client_auth()
-    .with_cert_resolver(Arc::new(files));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let name = ca.display().to_string();
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca)
+                .map_err(|e| TlsError::Certificate(name.clone(), e.to_string()))?
+            {
+                let c = c.map_err(|e| TlsError::Certificate(name.clone(), e.to_string()))?;
+                roots
+                    .add(c)
+                    .map_err(|e| TlsError::Certificate(name.clone(), e.to_string()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(files));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The SHA-256 of the first certificate in a PEM file (to bind an API key to it).
+pub fn certificate_sha256(path: &Path) -> Result<[u8; 32], TlsError> {
+    let cert = CertificateDer::from_pem_file(path)
+        .map_err(|e| TlsError::Certificate(path.display().to_string(), e.to_string()))?;
+    Ok(fieldseal_core::at_rest::sha256(&cert))
 }

@@ -476,9 +476,20 @@ impl<S: Store> Vault<S> {
         let idle = |k: &fieldseal_vault_store::ApiKeyRecord| {
             idle_before.is_some_and(|b| k.last_used_at.unwrap_or(k.created_at) < b)
         };
+        // A key bound to a client certificate: only on a connection that presented it.
+        let cert_ok = |k: &fieldseal_vault_store::ApiKeyRecord| match &k.client_cert_sha256 {
+            None => true,
+            Some(bound) => client.cert_sha256.is_some_and(|c| {
+                fieldseal_core::at_rest::ct_eq(
+                    fieldseal_core::encoding::hex(&c).as_bytes(),
+                    bound.as_bytes(),
+                )
+            }),
+        };
         if let (Some(p), Some(k)) = (&presented, &found)
             && authentic
             && secret_ok(p, k)
+            && cert_ok(k)
             && k.revoked_at.is_none()
             && k.expires_at.is_none_or(|e| e > t)
             && !idle(k)
@@ -509,6 +520,9 @@ impl<S: Store> Vault<S> {
             }
             (Some(_), Some(k)) if k.revoked_at.is_some() => "revoked API key",
             (Some(_), Some(k)) if k.expires_at.is_some_and(|e| e <= t) => "expired API key",
+            (Some(p), Some(k)) if secret_ok(p, k) && !cert_ok(k) => {
+                "API key bound to a client certificate the connection did not present"
+            }
             (Some(p), Some(k)) if secret_ok(p, k) && idle(k) => {
                 "API key unused for longer than api_key_max_idle_days (disabled)"
             }

@@ -414,9 +414,13 @@ mod tls {
     }
 
     fn make_leaf(dir: &Path, name: &str) {
+        make_cert(dir, name, "serverAuth");
+    }
+
+    fn make_cert(dir: &Path, name: &str, usage: &str) {
         std::fs::write(
             dir.join("leaf.ext"),
-            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+            format!("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage={usage}\n"),
         )
         .unwrap();
         openssl(
@@ -465,6 +469,18 @@ mod tls {
     /// GET /healthz over TLS trusting only the test CA: the status line and the server's
     /// certificate.
     async fn get_healthz(addr: &str, ca: &Path) -> (String, Vec<u8>) {
+        get(addr, ca, None, "/healthz", None).await
+    }
+
+    /// GET `path` over TLS trusting only the test CA, with the client certificate `client` (the
+    /// name of its `.pem` and `.key` files in the CA's directory) and API key `key`.
+    async fn get(
+        addr: &str,
+        ca: &Path,
+        client: Option<&str>,
+        path: &str,
+        key: Option<&str>,
+    ) -> (String, Vec<u8>) {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(CertificateDer::from_pem_file(ca).unwrap())
@@ -474,8 +490,19 @@ mod tls {
         ))
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+        let config = match client {
+            None => config.with_no_client_auth(),
+            Some(name) => {
+                let dir = ca.parent().unwrap();
+                let chain =
+                    vec![CertificateDer::from_pem_file(dir.join(format!("{name}.pem"))).unwrap()];
+                let key =
+                    rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key")))
+                        .unwrap();
+                config.with_client_auth_cert(chain, key).unwrap()
+            }
+        };
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let mut tls = connector
@@ -486,9 +513,13 @@ mod tls {
             .await
             .unwrap();
         let cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
-        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: vault\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
+        let auth = key.map_or_else(String::new, |k| format!("Authorization: Bearer {k}\r\n"));
+        tls.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: vault\r\n{auth}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut response = Vec::new();
         let _ = tls.read_to_end(&mut response).await;
         let text = String::from_utf8_lossy(&response);
@@ -544,6 +575,62 @@ mod tls {
         let (status, cert) = get_healthz(&addr, &ca).await;
         assert_eq!(status, "HTTP/1.1 200 OK");
         assert_eq!(cert, der(&dir.0.join("second.pem")));
+    }
+
+    /// An API key bound to a client certificate authenticates only on a mutual-TLS connection
+    /// presenting that certificate; keys not bound work with or without one.
+    #[tokio::test]
+    async fn a_key_bound_to_a_client_certificate_needs_that_certificate() {
+        let dir = TempDir::new("mtls");
+        let keys = init(&dir.0).await;
+        make_ca(&dir.0);
+        make_leaf(&dir.0, "server");
+        make_cert(&dir.0, "job", "clientAuth");
+        make_cert(&dir.0, "other", "clientAuth");
+        let mut settings = common::settings(&dir.0);
+        settings.tls_cert_file = Some(dir.0.join("server.pem"));
+        settings.tls_key_file = Some(dir.0.join("server.key"));
+        settings.tls_client_ca_file = Some(dir.0.join("ca.pem"));
+        let bound = fieldseal_vault::admin::Admin::open(&settings)
+            .await
+            .unwrap()
+            .create_bound_api_key(
+                "payments",
+                "job",
+                None,
+                Some(fieldseal_vault::tls::certificate_sha256(&dir.0.join("job.pem")).unwrap()),
+            )
+            .await
+            .unwrap()
+            .full;
+        let s = Server::start_with(settings).await;
+        let addr = s.base.trim_start_matches("http://").to_owned();
+        let ca = dir.0.join("ca.pem");
+        let status = |client, key: String| {
+            let (addr, ca) = (addr.clone(), ca.clone());
+            async move { get(&addr, &ca, client, "/v1/me", Some(&key)).await.0 }
+        };
+        assert_eq!(status(Some("job"), bound.clone()).await, "HTTP/1.1 200 OK");
+        assert_eq!(
+            status(None, bound.clone()).await,
+            "HTTP/1.1 401 Unauthorized"
+        );
+        assert_eq!(
+            status(Some("other"), bound.clone()).await,
+            "HTTP/1.1 401 Unauthorized"
+        );
+        assert_eq!(status(None, keys.support.clone()).await, "HTTP/1.1 200 OK");
+        assert_eq!(
+            status(Some("other"), keys.support.clone()).await,
+            "HTTP/1.1 200 OK"
+        );
+        let log = common::audit_all(s.vault.store()).await;
+        assert!(
+            log.iter().any(|e| e.action == "auth"
+                && e.detail
+                    .starts_with("API key bound to a client certificate")),
+            "the refusal is not audited"
+        );
     }
 
     #[tokio::test]
