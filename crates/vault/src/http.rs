@@ -447,7 +447,13 @@ async fn audit_log<S: Store>(
     if !caller.role.audit {
         return Err(forbidden(&vault, &caller, Action::AuditRead, "read the audit log").await);
     }
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    // Our own message: the framework's names its parser.
+    let Query(q) = query.map_err(|_| {
+        ApiError::bad_request(
+            "the query takes after (an integer from 0 to 9223372036854775807) and limit (1 to \
+             1000), nothing else",
+        )
+    })?;
     if q.after < 0 || !(1..=1000).contains(&q.limit) {
         return Err(ApiError::bad_request(
             "after must be 0 or more and limit from 1 to 1000",
@@ -476,7 +482,9 @@ async fn audit_verify<S: Store>(
     if !caller.role.audit {
         return Err(forbidden(&vault, &caller, Action::AuditVerify, "verify the audit log").await);
     }
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query.map_err(|_| {
+        ApiError::bad_request("the query takes expect_head (SEQ:HASH), nothing else")
+    })?;
     let expect = q
         .expect_head
         .map(|h| h.parse::<ExpectedHead>())
@@ -549,6 +557,15 @@ async fn readyz<S: Store>(State(vault): State<AppState<S>>) -> Response {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// `405` in the API's error shape (the framework's own has an empty body).
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take this method (see /v1/openapi.json)",
+    )
 }
 
 /// The client address of a request: the peer the server was given (`ConnectInfo`), and the
@@ -648,6 +665,7 @@ pub fn router<S: Store>(vault: AppState<S>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(
             guard,

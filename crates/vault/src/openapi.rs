@@ -66,12 +66,14 @@ pub fn document() -> Value {
                 },
                 "TokenizeRequest": {
                     "type": "object",
+                    "additionalProperties": false,
                     "required": ["items"],
                     "properties": {
                         "items": {
                             "type": "array", "minItems": 1, "maxItems": 100,
                             "items": {
                                 "type": "object",
+                                "additionalProperties": false,
                                 "required": ["envelope"],
                                 "properties": {
                                     "envelope": { "type": "string", "description": "An envelope v1 (fse1.…)." },
@@ -97,6 +99,7 @@ pub fn document() -> Value {
                 },
                 "DetokenizeRequest": {
                     "type": "object",
+                    "additionalProperties": false,
                     "required": ["tokens", "purpose"],
                     "properties": {
                         "tokens": { "type": "array", "minItems": 1, "maxItems": 100, "items": { "type": "string" } },
@@ -149,6 +152,8 @@ pub fn document() -> Value {
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
                         "403": error_response("The role may not tokenize"),
                         "413": error_response("Body or batch too large (also a batch larger than the role's tokenize burst)"),
+                        "408": error_response("`request_timeout`: the body did not arrive in time"),
+                        "415": error_response("`unsupported_media_type`: the body is not `application/json`"),
                         "429": rate_limited_response("`rate_limited`: the API key is over its role's tokenize rate")
                     }
                 }
@@ -171,6 +176,8 @@ pub fn document() -> Value {
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
                         "403": error_response("The role may not reveal anything"),
                         "413": error_response("Body or batch too large (also a batch larger than the role's reveal burst)"),
+                        "408": error_response("`request_timeout`: the body did not arrive in time"),
+                        "415": error_response("`unsupported_media_type`: the body is not `application/json`"),
                         "429": rate_limited_response("`rate_limited`: the API key is over its role's reveal rate")
                     }
                 }

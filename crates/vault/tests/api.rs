@@ -1001,3 +1001,43 @@ async fn granted_fingerprints_and_reveals_are_rate_limited() {
     assert_eq!(me["permissions"]["fingerprint"], json!(["pan"]));
     assert_eq!(me["permissions"]["hints"], json!(["brand", "bin", "last4"]));
 }
+
+/// Where the OpenAPI document and the server used to disagree: 405 and query errors answer in
+/// the API's error shape, 415 is documented, request bodies refuse unknown members and say so.
+#[tokio::test]
+async fn errors_are_in_the_documented_shape() {
+    let (_dir, keys, s) = setup("shape").await;
+    let r = s.client.put(s.url("/v1/tokenize")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(code(&r.json().await.unwrap()), "method_not_allowed");
+    let (status, body) = s
+        .get(&keys.auditor, "/v1/audit?after=99999999999999999999")
+        .await;
+    assert_eq!((status, code(&body)), (400, "bad_request"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the query takes")
+    );
+    let doc = fieldseal_vault::openapi::document();
+    for path in ["/v1/tokenize", "/v1/detokenize"] {
+        assert!(
+            doc["paths"][path]["post"]["responses"]["415"].is_object(),
+            "{path}"
+        );
+    }
+    for schema in ["TokenizeRequest", "DetokenizeRequest"] {
+        assert_eq!(
+            doc["components"]["schemas"][schema]["additionalProperties"], false,
+            "{schema}"
+        );
+    }
+    let (status, body) = s
+        .tokenize(
+            &keys.checkout,
+            json!([{ "envelope": "fse1.x", "extra": 1 }]),
+        )
+        .await;
+    assert_eq!((status, code(&body)), (400, "bad_request"), "{body}");
+}
