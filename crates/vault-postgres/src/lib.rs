@@ -459,9 +459,20 @@ impl PgStore {
         mac: String,
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
+        self.write_audited(sql, &[&id, &at, &mac], audit).await
+    }
+
+    /// Runs one write; appends `audit` in the same transaction if it changed a row. Whether it
+    /// did.
+    async fn write_audited(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
         self.bounded(async {
             audited_tx!(self => tx, log);
-            let n = exec(&tx, &self.inner, sql, &[&id, &at, &mac]).await?;
+            let n = exec(&tx, &self.inner, sql, params).await?;
             if n == 1 {
                 log.append(&audit);
             }
@@ -1435,28 +1446,18 @@ impl Store for PgStore {
     }
 
     async fn rotate_api_key(&self, k: ApiKeyRecord, audit: AuditDraft) -> Result<bool, StoreError> {
-        self.bounded(async {
-            audited_tx!(self => tx, log);
-            let n = exec(
-                &tx,
-                &self.inner,
-                "UPDATE $S.api_keys SET digest = $2, previous_digest = $3, \
-                 previous_expires_at = $4, mac = $5 WHERE id = $1 AND revoked_at IS NULL",
-                &[
-                    &k.id,
-                    &k.digest,
-                    &k.previous_digest,
-                    &k.previous_expires_at,
-                    &k.mac,
-                ],
-            )
-            .await?;
-            if n == 1 {
-                log.append(&audit);
-            }
-            log.commit(tx).await?;
-            Ok(n == 1)
-        })
+        self.write_audited(
+            "UPDATE $S.api_keys SET digest = $2, previous_digest = $3, previous_expires_at = $4, \
+             mac = $5 WHERE id = $1 AND revoked_at IS NULL",
+            &[
+                &k.id,
+                &k.digest,
+                &k.previous_digest,
+                &k.previous_expires_at,
+                &k.mac,
+            ],
+            audit,
+        )
         .await
     }
 

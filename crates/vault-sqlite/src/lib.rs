@@ -292,11 +292,22 @@ impl SqliteStore {
         mac: String,
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
-        let id = id.to_owned();
+        self.write_audited(sql, (id.to_owned(), at, mac), audit)
+            .await
+    }
+
+    /// Runs one write; appends `audit` in the same transaction if it changed a row. Whether it
+    /// did.
+    async fn write_audited(
+        &self,
+        sql: &'static str,
+        params: impl rusqlite::Params + Send + 'static,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
         self.run(move |c, chain| {
             let tx = write_tx(c)?;
             let mut log = Log::begin(&tx, chain, false)?;
-            let n = tx.execute(sql, params![id, at, mac]).map_err(db_error)?;
+            let n = tx.execute(sql, params).map_err(db_error)?;
             if n == 1 {
                 log.append(&tx, &audit)?;
             }
@@ -1156,28 +1167,18 @@ impl Store for SqliteStore {
     }
 
     async fn rotate_api_key(&self, k: ApiKeyRecord, audit: AuditDraft) -> Result<bool, StoreError> {
-        self.run(move |c, chain| {
-            let tx = write_tx(c)?;
-            let mut log = Log::begin(&tx, chain, false)?;
-            let n = tx
-                .execute(
-                    "UPDATE api_keys SET digest = ?2, previous_digest = ?3, \
-                     previous_expires_at = ?4, mac = ?5 WHERE id = ?1 AND revoked_at IS NULL",
-                    params![
-                        k.id,
-                        k.digest,
-                        k.previous_digest,
-                        k.previous_expires_at,
-                        k.mac
-                    ],
-                )
-                .map_err(db_error)?;
-            if n == 1 {
-                log.append(&tx, &audit)?;
-            }
-            log.commit(tx)?;
-            Ok(n == 1)
-        })
+        self.write_audited(
+            "UPDATE api_keys SET digest = ?2, previous_digest = ?3, previous_expires_at = ?4, \
+             mac = ?5 WHERE id = ?1 AND revoked_at IS NULL",
+            (
+                k.id,
+                k.digest,
+                k.previous_digest,
+                k.previous_expires_at,
+                k.mac,
+            ),
+            audit,
+        )
         .await
     }
 

@@ -275,17 +275,21 @@ impl<S: Store> Admin<S> {
             .collect())
     }
 
-    /// Revokes an API key.
-    pub async fn revoke_api_key(&self, id: &str) -> Result<(), AdminError> {
-        let at = now();
-        let record = self
-            .store
+    /// The row of a live API key (authentic, not revoked).
+    async fn live_api_key(&self, id: &str) -> Result<ApiKeyRecord, AdminError> {
+        self.store
             .api_key(id)
             .await?
             .filter(|r| {
                 self.secrets.row_key.api_key_ok(r) && r.revoked_at.is_none() && !r.revoked_in_log
             })
-            .ok_or_else(|| AdminError::NoSuchApiKey(id.into()))?;
+            .ok_or_else(|| AdminError::NoSuchApiKey(id.into()))
+    }
+
+    /// Revokes an API key.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<(), AdminError> {
+        let at = now();
+        let record = self.live_api_key(id).await?;
         let revoked = self.secrets.row_key.seal_api_key(ApiKeyRecord {
             revoked_at: Some(at),
             ..record
@@ -310,14 +314,7 @@ impl<S: Store> Admin<S> {
         overlap_hours: u64,
     ) -> Result<NewApiKey, AdminError> {
         let at = now();
-        let record = self
-            .store
-            .api_key(id)
-            .await?
-            .filter(|r| {
-                self.secrets.row_key.api_key_ok(r) && r.revoked_at.is_none() && !r.revoked_in_log
-            })
-            .ok_or_else(|| AdminError::NoSuchApiKey(id.into()))?;
+        let record = self.live_api_key(id).await?;
         let key = apikeys::generate_for(id).ok_or(AdminError::Random)?;
         let until = at
             .saturating_add(i64::try_from(overlap_hours.saturating_mul(3600)).unwrap_or(i64::MAX));

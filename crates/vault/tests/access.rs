@@ -389,18 +389,26 @@ mod tls {
         );
     }
 
-    /// A test CA, and a leaf for 127.0.0.1 named `name`, written to `name.pem` and `name.key`.
+    /// `openssl req` making a new P-256 key, with `args`.
+    fn new_key_request(dir: &Path, args: &[&str]) {
+        let mut all = vec![
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        all.extend_from_slice(args);
+        openssl(dir, &all);
+    }
+
+    /// A test CA (`ca.pem`, `ca.key`).
     fn make_ca(dir: &Path) {
-        openssl(
+        new_key_request(
             dir,
             &[
-                "req",
                 "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
                 "-keyout",
                 "ca.key",
                 "-out",
@@ -413,25 +421,21 @@ mod tls {
         );
     }
 
+    /// A server certificate for 127.0.0.1 issued by the test CA (`name.pem`, `name.key`).
     fn make_leaf(dir: &Path, name: &str) {
         make_cert(dir, name, "serverAuth");
     }
 
+    /// A certificate for 127.0.0.1 with the extended key usage `usage`, issued by the test CA.
     fn make_cert(dir: &Path, name: &str, usage: &str) {
         std::fs::write(
             dir.join("leaf.ext"),
             format!("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage={usage}\n"),
         )
         .unwrap();
-        openssl(
+        new_key_request(
             dir,
             &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
                 "-keyout",
                 &format!("{name}.key"),
                 "-out",
