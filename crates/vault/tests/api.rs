@@ -104,11 +104,35 @@ async fn tokenize_then_reveal_by_role() {
 async fn authorization_matrix_has_no_unexpected_allow() {
     let dir = TempDir::new("matrix");
     let keys = init(&dir.0).await;
-    // Five bad callers from one address, five requests each: past the default throttle (20
+    // Seven bad callers from one address, five requests each: past the default throttle (20
     // failures a minute), which `tests/access.rs` checks on its own.
     let mut settings = common::settings(&dir.0);
     settings.auth_failures_before_throttle = 1000;
+    let admin = fieldseal_vault::admin::Admin::open(&settings)
+        .await
+        .unwrap();
+    // Expired (no days left), and idle (last used 91 days ago; 90 allowed).
+    let expired = admin
+        .create_api_key("payments", "expired", Some(0))
+        .await
+        .unwrap()
+        .full;
+    let idle = admin
+        .create_api_key("payments", "idle", None)
+        .await
+        .unwrap()
+        .full;
+    drop(admin);
     let s = Server::start_with(settings).await;
+    {
+        use fieldseal_vault::store::Store;
+        let long_ago = fieldseal_vault::vault::now() - 91 * 86_400;
+        s.vault
+            .store()
+            .touch_api_key(&idle[4..16], long_ago)
+            .await
+            .unwrap();
+    }
     let token = s
         .tokenize_value(&keys, FieldKind::Pan, VISA, "random")
         .await["token"]
@@ -121,6 +145,8 @@ async fn authorization_matrix_has_no_unexpected_allow() {
         ("malformed", "not-a-key".to_owned()),
         ("unknown", bogus),
         ("revoked", keys.revoked.clone()),
+        ("expired", expired),
+        ("idle", idle),
         ("wrong-secret", {
             let last = if keys.payments.ends_with('x') {
                 'y'
@@ -209,7 +235,7 @@ async fn authorization_matrix_has_no_unexpected_allow() {
         .filter(|e| e.outcome == "denied")
         .map(common::denials_in)
         .sum();
-    assert!(denials >= 5 * 5 + 4 * 3, "only {denials} denials audited");
+    assert!(denials >= 7 * 5 + 4 * 3, "only {denials} denials audited");
 }
 
 #[tokio::test]
