@@ -133,7 +133,9 @@ export async function checkout(form, { vaultUrl, apiKey, orders, sealer, fetchIm
     lines: cart.lines,
     total: cart.total,
     notes,
-    card: { brand: card.brand, last4: card.last4, bin: card.bin, fingerprint: card.fingerprint },
+    // What the `checkout` role gets back: the brand and last four for the receipt. No BIN and no
+    // fingerprint: with both, a key able to tokenize could test candidate card numbers.
+    card: { brand: card.brand, last4: card.last4 },
     tokens,
     // The envelopes' public headers: which key, kind, when, from which origin, how long.
     headers,
@@ -178,9 +180,8 @@ export function receiptPage(order, posted) {
     <tfoot><tr><th colspan="2">Total</th><td class="num" id="receipt-total">${money(order.total)}</td></tr></tfoot></table>
   ${order.notes ? `<p class="notes">Notes: ${escapeHtml(order.notes)}</p>` : ''}
   <h2>What the merchant keeps</h2>
-  <p>Tokens from the vault, and the card's keyed fingerprint. These mean nothing without the vault.</p>
+  <p>Tokens from the vault, and the card's brand and last four. The tokens mean nothing without the vault.</p>
   <table class="tokens"><tbody>${tokens}
-    <tr><th scope="row">Card fingerprint</th><td><code id="receipt-fingerprint">${escapeHtml(order.card.fingerprint ?? '')}</code></td></tr>
   </tbody></table>
   <h2>What your browser posted</h2>
   <p>Each sensitive field left the page as an envelope sealed to the vault's public key (HPKE, RFC 9180).

@@ -64,6 +64,24 @@ impl Drop for TempDir {
     }
 }
 
+/// The policy of the vault under test, in its data directory.
+const POLICY_FILE: &str = "bench-policy.toml";
+
+/// The built-in roles without their rate limits: the run measures the vault's throughput, which
+/// a per-key limit would cap.
+const POLICY: &str = r#"
+[roles.checkout]
+tokenize = ["*"]
+hints = ["brand", "last4"]
+rate.tokenize = { unlimited = true }
+
+[roles.payments]
+reveal_plain = ["pan", "exp", "cvc", "name"]
+reveal_masked = ["*"]
+delete = ["*"]
+rate.reveal = { unlimited = true }
+"#;
+
 /// Where the vault under test keeps its data.
 struct Target {
     dir: PathBuf,
@@ -75,6 +93,7 @@ impl Target {
     fn command(&self, vault: &Path) -> Command {
         let mut c = Command::new(vault);
         c.env("FIELDSEAL_DATA_DIR", &self.dir)
+            .env("FIELDSEAL_POLICY_FILE", self.dir.join(POLICY_FILE))
             .env_remove("FIELDSEAL_MASTER_KEY")
             .env_remove("FIELDSEAL_CONFIG");
         match &self.database_url {
@@ -502,6 +521,7 @@ async fn main() -> Result<(), Error> {
         "postgres" => Some(Schema::create(&args.postgres_url).await?),
         _ => None,
     };
+    std::fs::write(dir.0.join(POLICY_FILE), POLICY)?;
     let target = Target {
         dir: dir.0.clone(),
         database_url: schema.as_ref().map(|s| s.url(&args.postgres_url)),

@@ -59,6 +59,7 @@ macro_rules! audited_tx {
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_policy_entries.sql"),
+    include_str!("../migrations/0005_api_key_lifecycle.sql"),
 ];
 
 const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version integer \
@@ -458,9 +459,20 @@ impl PgStore {
         mac: String,
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
+        self.write_audited(sql, &[&id, &at, &mac], audit).await
+    }
+
+    /// Runs one write; appends `audit` in the same transaction if it changed a row. Whether it
+    /// did.
+    async fn write_audited(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
         self.bounded(async {
             audited_tx!(self => tx, log);
-            let n = exec(&tx, &self.inner, sql, &[&id, &at, &mac]).await?;
+            let n = exec(&tx, &self.inner, sql, params).await?;
             if n == 1 {
                 log.append(&audit);
             }
@@ -785,12 +797,14 @@ fn token_row(r: &Row) -> Result<TokenRecord, tokio_postgres::Error> {
     })
 }
 
-const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac";
+const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
+     previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
 
 /// The stored columns of an API key row, and whether the log revoked it (partial index
 /// `audit_revoked`).
 const API_KEY_READ: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
-     EXISTS (SELECT 1 FROM $S.audit WHERE action = 'apikey.revoke' AND detail = api_keys.id)";
+     EXISTS (SELECT 1 FROM $S.audit WHERE action = 'apikey.revoke' AND detail = api_keys.id), \
+     previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
 
 fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
     Ok(ApiKeyRecord {
@@ -803,6 +817,10 @@ fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
         expires_at: r.try_get(6)?,
         mac: r.try_get(7)?,
         revoked_in_log: r.try_get(8)?,
+        previous_digest: r.try_get(9)?,
+        previous_expires_at: r.try_get(10)?,
+        last_used_at: r.try_get(11)?,
+        client_cert_sha256: r.try_get(12)?,
     })
 }
 
@@ -1062,9 +1080,13 @@ impl Store for PgStore {
                     ));
                 }
                 tx.batch_execute(sql).await.map_err(|e| {
-                    let exists = [SqlState::DUPLICATE_TABLE, SqlState::DUPLICATE_OBJECT]
-                        .iter()
-                        .any(|c| e.code() == Some(c));
+                    let exists = [
+                        SqlState::DUPLICATE_TABLE,
+                        SqlState::DUPLICATE_OBJECT,
+                        SqlState::DUPLICATE_COLUMN,
+                    ]
+                    .iter()
+                    .any(|c| e.code() == Some(c));
                     match db_error(e) {
                         _ if exists => StoreError::Tampered(format!(
                             "the migration record was cut back: migration {version}'s objects \
@@ -1362,7 +1384,7 @@ impl Store for PgStore {
             exec(&tx, &self.inner,
                 &format!(
                     "INSERT INTO $S.api_keys ({API_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-                     $8)"
+                     $8, $9, $10, $11, $12)"
                 ),
                 &[
                     &k.id,
@@ -1373,6 +1395,10 @@ impl Store for PgStore {
                     &k.revoked_at,
                     &k.expires_at,
                     &k.mac,
+                    &k.previous_digest,
+                    &k.previous_expires_at,
+                    &k.last_used_at,
+                    &k.client_cert_sha256,
                 ],
             )
             .await?;
@@ -1416,6 +1442,35 @@ impl Store for PgStore {
             mac,
             audit,
         )
+        .await
+    }
+
+    async fn rotate_api_key(&self, k: ApiKeyRecord, audit: AuditDraft) -> Result<bool, StoreError> {
+        self.write_audited(
+            "UPDATE $S.api_keys SET digest = $2, previous_digest = $3, previous_expires_at = $4, \
+             mac = $5 WHERE id = $1 AND revoked_at IS NULL",
+            &[
+                &k.id,
+                &k.digest,
+                &k.previous_digest,
+                &k.previous_expires_at,
+                &k.mac,
+            ],
+            audit,
+        )
+        .await
+    }
+
+    async fn touch_api_key(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let sql = self.inner.sql(
+                "UPDATE $S.api_keys SET last_used_at = $2 WHERE id = $1 AND \
+                 (last_used_at IS NULL OR last_used_at < $2)",
+            );
+            client.execute(&sql, &[&id, &at]).await.map_err(db_error)?;
+            Ok(())
+        })
         .await
     }
 

@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_audit_head.sql"),
     include_str!("../migrations/0003_authenticated_rows.sql"),
     include_str!("../migrations/0004_policy_entries.sql"),
+    include_str!("../migrations/0005_api_key_lifecycle.sql"),
 ];
 
 /// The first migration whose rows carry MACs: a database with audit entries from before it cannot
@@ -291,11 +292,22 @@ impl SqliteStore {
         mac: String,
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
-        let id = id.to_owned();
+        self.write_audited(sql, (id.to_owned(), at, mac), audit)
+            .await
+    }
+
+    /// Runs one write; appends `audit` in the same transaction if it changed a row. Whether it
+    /// did.
+    async fn write_audited(
+        &self,
+        sql: &'static str,
+        params: impl rusqlite::Params + Send + 'static,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
         self.run(move |c, chain| {
             let tx = write_tx(c)?;
             let mut log = Log::begin(&tx, chain, false)?;
-            let n = tx.execute(sql, params![id, at, mac]).map_err(db_error)?;
+            let n = tx.execute(sql, params).map_err(db_error)?;
             if n == 1 {
                 log.append(&tx, &audit)?;
             }
@@ -627,12 +639,14 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
 const TOKEN_COLUMNS: &str =
     "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, created_at, expires_at";
 
-const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac";
+const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
+     previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
 
 /// The stored columns of an API key row, and whether the log revoked it (partial index
 /// `audit_revoked`).
 const API_KEY_READ: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
-     EXISTS (SELECT 1 FROM audit WHERE action = 'apikey.revoke' AND detail = api_keys.id)";
+     EXISTS (SELECT 1 FROM audit WHERE action = 'apikey.revoke' AND detail = api_keys.id), \
+     previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
 
 fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     Ok(ApiKeyRecord {
@@ -645,6 +659,10 @@ fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
         expires_at: opt_int(r, 6)?,
         mac: text(r, 7)?,
         revoked_in_log: flag(r, 8)?,
+        previous_digest: r.get(9)?,
+        previous_expires_at: opt_int(r, 10)?,
+        last_used_at: opt_int(r, 11)?,
+        client_cert_sha256: r.get(12)?,
     })
 }
 
@@ -805,7 +823,8 @@ impl Store for SqliteStore {
                     }
                 }
                 tx.execute_batch(sql).map_err(|e| {
-                    if e.to_string().contains("already exists") {
+                    let text = e.to_string();
+                    if text.contains("already exists") || text.contains("duplicate column name") {
                         StoreError::Tampered(format!(
                             "the migration record was cut back: migration {version}'s objects \
                              exist already"
@@ -1082,7 +1101,7 @@ impl Store for SqliteStore {
             tx.execute(
                 &format!(
                     "INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
-                     ?8)"
+                     ?8, ?9, ?10, ?11, ?12)"
                 ),
                 params![
                     k.id,
@@ -1092,7 +1111,11 @@ impl Store for SqliteStore {
                     k.created_at,
                     k.revoked_at,
                     k.expires_at,
-                    k.mac
+                    k.mac,
+                    k.previous_digest,
+                    k.previous_expires_at,
+                    k.last_used_at,
+                    k.client_cert_sha256
                 ],
             )
             .map_err(db_error)?;
@@ -1140,6 +1163,36 @@ impl Store for SqliteStore {
             mac,
             audit,
         )
+        .await
+    }
+
+    async fn rotate_api_key(&self, k: ApiKeyRecord, audit: AuditDraft) -> Result<bool, StoreError> {
+        self.write_audited(
+            "UPDATE api_keys SET digest = ?2, previous_digest = ?3, previous_expires_at = ?4, \
+             mac = ?5 WHERE id = ?1 AND revoked_at IS NULL",
+            (
+                k.id,
+                k.digest,
+                k.previous_digest,
+                k.previous_expires_at,
+                k.mac,
+            ),
+            audit,
+        )
+        .await
+    }
+
+    async fn touch_api_key(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.run(move |c, _| {
+            c.execute(
+                "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND \
+                 (last_used_at IS NULL OR last_used_at < ?2)",
+                params![id, at],
+            )
+            .map_err(db_error)?;
+            Ok(())
+        })
         .await
     }
 

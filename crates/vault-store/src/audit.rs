@@ -95,6 +95,8 @@ vocabulary! {
         ApiKeyCreate => "apikey.create",
         /// An API key revoked.
         ApiKeyRevoke => "apikey.revoke",
+        /// An API key given a new secret (the previous one accepted for an overlap).
+        ApiKeyRotate => "apikey.rotate",
         /// A symmetric key made and stored wrapped.
         SecretCreate => "secret.create",
         /// The vault initialized.

@@ -16,7 +16,7 @@ use fieldseal_core::at_rest::SymmetricKey;
 
 use crate::audit::{Action, Actor, AuditDraft, EnvelopeRef, Outcome};
 use crate::verify::verify_chain;
-use crate::{InsertOutcome, NewToken, Store, StoreError, TokenRecord};
+use crate::{ApiKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord};
 
 /// What the suite needs from a backend beyond the trait.
 pub trait Backend: Send + Sync + 'static {
@@ -330,6 +330,72 @@ pub async fn a_broken_chain_refuses_appends<B: Backend>(b: &B) {
     intact(&s).await;
 }
 
+/// An API key's secret rotated with an overlap, and its last use recorded (only forward); a
+/// revoked key is not rotated.
+pub async fn api_keys_rotate_and_record_use<B: Backend>(b: &B) {
+    let s = started(b).await;
+    let key = ApiKeyRecord {
+        id: "0123456789ab".into(),
+        digest: vec![1; 32],
+        role: "payments".into(),
+        label: "jobs".into(),
+        created_at: 100,
+        revoked_at: None,
+        expires_at: None,
+        previous_digest: None,
+        previous_expires_at: None,
+        client_cert_sha256: Some("c0ffee".into()),
+        last_used_at: None,
+        mac: "m1".into(),
+        revoked_in_log: false,
+    };
+    let audit =
+        |action| AuditDraft::new(100, Actor::Cli, action, Outcome::Ok).detail("0123456789ab");
+    s.insert_api_key(key.clone(), audit(Action::ApiKeyCreate))
+        .await
+        .unwrap();
+    assert_eq!(s.api_key(&key.id).await.unwrap(), Some(key.clone()));
+    s.touch_api_key(&key.id, 500).await.unwrap();
+    s.touch_api_key(&key.id, 400).await.unwrap();
+    s.touch_api_key("nope", 400).await.unwrap();
+    let read = s.api_key(&key.id).await.unwrap().unwrap();
+    assert_eq!(read.last_used_at, Some(500));
+    let rotated = ApiKeyRecord {
+        digest: vec![2; 32],
+        previous_digest: Some(vec![1; 32]),
+        previous_expires_at: Some(900),
+        mac: "m2".into(),
+        ..read
+    };
+    assert!(
+        s.rotate_api_key(rotated.clone(), audit(Action::ApiKeyRotate))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.api_key(&key.id).await.unwrap(), Some(rotated.clone()));
+    assert_eq!(s.api_keys().await.unwrap(), vec![rotated.clone()]);
+    assert!(
+        s.revoke_api_key(&key.id, 600, "m3".into(), audit(Action::ApiKeyRevoke))
+            .await
+            .unwrap()
+    );
+    let again = ApiKeyRecord {
+        digest: vec![3; 32],
+        ..rotated
+    };
+    assert!(
+        !s.rotate_api_key(again, audit(Action::ApiKeyRotate))
+            .await
+            .unwrap()
+    );
+    let log = s.audit_log(0, 100).await.unwrap();
+    assert_eq!(
+        log.iter().filter(|e| e.action == "apikey.rotate").count(),
+        1
+    );
+    intact(&s).await;
+}
+
 /// One `#[tokio::test]` per conformance case for the backend `$backend` (an expression).
 #[macro_export]
 macro_rules! conformance_tests {
@@ -342,6 +408,7 @@ macro_rules! conformance_tests {
             a_full_disk_leaves_nothing_half_written,
             a_deleted_token_is_gone_from_the_files,
             a_broken_chain_refuses_appends,
+            api_keys_rotate_and_record_use,
         );
     };
     (@cases $backend:expr; $($case:ident,)*) => {

@@ -124,6 +124,18 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<i64>,
     /// Expiry time: the key stops authenticating then.
     pub expires_at: Option<i64>,
+    /// After a rotation: the digest of the secret before it, still accepted until
+    /// `previous_expires_at` (the overlap).
+    pub previous_digest: Option<Vec<u8>>,
+    /// The end of the previous secret's overlap.
+    pub previous_expires_at: Option<i64>,
+    /// The SHA-256 (hex) of the client certificate the key is bound to: it authenticates only on
+    /// a mutual-TLS connection presenting that certificate.
+    pub client_cert_sha256: Option<String>,
+    /// When the key last authenticated (to the hour: written at most once an hour). Not covered
+    /// by the MAC: it changes on use. A database writer can move it, which only matters for
+    /// disabling keys left unused.
+    pub last_used_at: Option<i64>,
     /// MAC over every other column under the row key, hex ([`crate::rows::RowKey`]).
     pub mac: String,
     /// Not a column: set by the store when it reads the row, whether the audit log holds an

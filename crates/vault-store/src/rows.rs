@@ -25,18 +25,30 @@ impl RowKey {
 
     /// The MAC an API key row must carry.
     pub fn api_key_mac(&self, r: &ApiKeyRecord) -> String {
-        self.mac(
-            "api_keys v1",
-            &[
-                r.id.as_bytes(),
-                &r.digest,
-                r.role.as_bytes(),
-                r.label.as_bytes(),
-                &r.created_at.to_be_bytes(),
-                &opt_i64(r.revoked_at),
-                &opt_i64(r.expires_at),
-            ],
-        )
+        let v1: [&[u8]; 7] = [
+            r.id.as_bytes(),
+            &r.digest,
+            r.role.as_bytes(),
+            r.label.as_bytes(),
+            &r.created_at.to_be_bytes(),
+            &opt_i64(r.revoked_at),
+            &opt_i64(r.expires_at),
+        ];
+        if r.previous_digest.is_none()
+            && r.previous_expires_at.is_none()
+            && r.client_cert_sha256.is_none()
+        {
+            // Rows of keys never rotated keep the MAC they were written with.
+            return self.mac("api_keys v1", &v1);
+        }
+        let previous = r.previous_digest.as_deref().unwrap_or_default();
+        let mut parts = v1.to_vec();
+        parts.push(previous);
+        let until = opt_i64(r.previous_expires_at);
+        parts.push(&until);
+        let cert = r.client_cert_sha256.as_deref().unwrap_or_default();
+        parts.push(cert.as_bytes());
+        self.mac("api_keys v2", &parts)
     }
 
     /// Sets an API key row's MAC.
@@ -94,11 +106,28 @@ mod tests {
             created_at: 10,
             revoked_at: Some(20),
             expires_at: None,
+            previous_digest: Some(vec![2; 32]),
+            previous_expires_at: Some(30),
+            client_cert_sha256: Some("ab".into()),
+            last_used_at: None,
             mac: String::new(),
             revoked_in_log: false,
         });
         assert!(k.api_key_ok(&key));
-        let changes: [fn(&mut ApiKeyRecord); 7] = [
+        // The time of last use is not covered: it changes on use.
+        let mut used = key.clone();
+        used.last_used_at = Some(40);
+        assert!(k.api_key_ok(&used));
+        let changes: [fn(&mut ApiKeyRecord); 13] = [
+            |r| r.client_cert_sha256 = None,
+            |r| r.client_cert_sha256 = Some("ac".into()),
+            |r| r.previous_digest = None,
+            |r| r.previous_expires_at = Some(31),
+            |r| {
+                r.previous_digest = None;
+                r.previous_expires_at = None;
+            },
+            |r| r.previous_digest = Some(vec![3; 32]),
             |r| r.id = "0123456789ac".into(),
             |r| r.digest[0] ^= 1,
             |r| r.role = "payments".into(),

@@ -153,6 +153,23 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditDraft,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Gives a live API key a new secret: the row's `digest`, `previous_digest`,
+    /// `previous_expires_at` and `mac` as `key` has them, if the key is still live (not revoked);
+    /// returns whether it was.
+    fn rotate_api_key(
+        &self,
+        key: ApiKeyRecord,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records that an API key authenticated at `at` (only moves the time forward). Not audited:
+    /// the request it served is.
+    fn touch_api_key(
+        &self,
+        id: &str,
+        at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Deletes tokens expired at `now`, auditing each; returns how many.
     fn purge(&self, now: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
 

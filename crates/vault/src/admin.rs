@@ -192,6 +192,19 @@ impl<S: Store> Admin<S> {
         label: &str,
         expires_in_days: Option<u64>,
     ) -> Result<NewApiKey, AdminError> {
+        self.create_bound_api_key(role, label, expires_in_days, None)
+            .await
+    }
+
+    /// [`Admin::create_api_key`], bound to the client certificate whose SHA-256 is
+    /// `client_cert_sha256`: the key authenticates only on a mutual-TLS connection presenting it.
+    pub async fn create_bound_api_key(
+        &self,
+        role: &str,
+        label: &str,
+        expires_in_days: Option<u64>,
+        client_cert_sha256: Option<[u8; 32]>,
+    ) -> Result<NewApiKey, AdminError> {
         let policy = self.policy().await?;
         if policy.role(role).is_none() {
             return Err(AdminError::UnknownRole {
@@ -212,11 +225,21 @@ impl<S: Store> Admin<S> {
             created_at: at,
             revoked_at: None,
             expires_at,
+            previous_digest: None,
+            previous_expires_at: None,
+            client_cert_sha256: client_cert_sha256.map(|h| fieldseal_core::encoding::hex(&h)),
+            last_used_at: None,
             mac: String::new(),
             revoked_in_log: false,
         });
+        let bound = client_cert_sha256.map_or_else(String::new, |h| {
+            format!(
+                " bound to certificate sha256 {}",
+                fieldseal_core::encoding::hex(&h)
+            )
+        });
         let audit = AuditDraft::new(at, Actor::Cli, Action::ApiKeyCreate, Outcome::Ok)
-            .detail(format!("{} role {role}", key.id));
+            .detail(format!("{} role {role}{bound}", key.id));
         self.store.insert_api_key(record, audit).await?;
         Ok(key)
     }
@@ -238,6 +261,12 @@ impl<S: Store> Admin<S> {
                     "revoked"
                 } else if record.expires_at.is_some_and(|e| e <= t) {
                     "expired"
+                } else if self
+                    .settings
+                    .api_key_idle_before(t)
+                    .is_some_and(|b| record.last_used_at.unwrap_or(record.created_at) < b)
+                {
+                    "idle"
                 } else {
                     "active"
                 };
@@ -246,17 +275,21 @@ impl<S: Store> Admin<S> {
             .collect())
     }
 
-    /// Revokes an API key.
-    pub async fn revoke_api_key(&self, id: &str) -> Result<(), AdminError> {
-        let at = now();
-        let record = self
-            .store
+    /// The row of a live API key (authentic, not revoked).
+    async fn live_api_key(&self, id: &str) -> Result<ApiKeyRecord, AdminError> {
+        self.store
             .api_key(id)
             .await?
             .filter(|r| {
                 self.secrets.row_key.api_key_ok(r) && r.revoked_at.is_none() && !r.revoked_in_log
             })
-            .ok_or_else(|| AdminError::NoSuchApiKey(id.into()))?;
+            .ok_or_else(|| AdminError::NoSuchApiKey(id.into()))
+    }
+
+    /// Revokes an API key.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<(), AdminError> {
+        let at = now();
+        let record = self.live_api_key(id).await?;
         let revoked = self.secrets.row_key.seal_api_key(ApiKeyRecord {
             revoked_at: Some(at),
             ..record
@@ -270,6 +303,33 @@ impl<S: Store> Admin<S> {
             return Err(AdminError::NoSuchApiKey(id.into()));
         }
         Ok(())
+    }
+
+    /// Gives a live API key a new secret (shown once, in the result); the current secret keeps
+    /// authenticating for `overlap_hours` more (0: not at all), so that its holders can switch.
+    /// A secret kept from an earlier rotation is dropped.
+    pub async fn rotate_api_key(
+        &self,
+        id: &str,
+        overlap_hours: u64,
+    ) -> Result<NewApiKey, AdminError> {
+        let at = now();
+        let record = self.live_api_key(id).await?;
+        let key = apikeys::generate_for(id).ok_or(AdminError::Random)?;
+        let until = at
+            .saturating_add(i64::try_from(overlap_hours.saturating_mul(3600)).unwrap_or(i64::MAX));
+        let rotated = self.secrets.row_key.seal_api_key(ApiKeyRecord {
+            previous_digest: Some(record.digest.clone()),
+            previous_expires_at: Some(until),
+            digest: key.digest.to_vec(),
+            ..record
+        });
+        let audit = AuditDraft::new(at, Actor::Cli, Action::ApiKeyRotate, Outcome::Ok)
+            .detail(format!("{id}; previous secret accepted until {until}"));
+        if !self.store.rotate_api_key(rotated, audit).await? {
+            return Err(AdminError::NoSuchApiKey(id.into()));
+        }
+        Ok(key)
     }
 
     /// Every HPKE key with its status, newest first.

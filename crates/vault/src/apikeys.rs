@@ -27,8 +27,13 @@ impl std::fmt::Debug for NewApiKey {
 /// Makes a new key.
 pub fn generate() -> Option<NewApiKey> {
     let id: [u8; 6] = random_bytes().ok()?;
+    generate_for(&fieldseal_core::encoding::hex(&id))
+}
+
+/// Makes a new secret for the key id `id` (a rotation).
+pub fn generate_for(id: &str) -> Option<NewApiKey> {
+    let id = id.to_owned();
     let secret: [u8; 32] = random_bytes().ok()?;
-    let id = fieldseal_core::encoding::hex(&id);
     let secret = Base64UrlUnpadded::encode_string(&secret);
     Some(NewApiKey {
         full: format!("{PREFIX}{id}_{secret}"),

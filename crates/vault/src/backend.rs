@@ -169,6 +169,18 @@ impl Store for AnyStore {
         dispatch!(self.revoke_api_key(id, at, mac, audit))
     }
 
+    async fn rotate_api_key(
+        &self,
+        key: ApiKeyRecord,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.rotate_api_key(key, audit))
+    }
+
+    async fn touch_api_key(&self, id: &str, at: i64) -> Result<(), StoreError> {
+        dispatch!(self.touch_api_key(id, at))
+    }
+
     async fn purge(&self, now: i64) -> Result<u64, StoreError> {
         dispatch!(self.purge(now))
     }

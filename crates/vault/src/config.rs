@@ -79,6 +79,34 @@ pub struct Settings {
     pub log_format: String,
     /// Hosted fields: the frames' files and the merchant origins that may embed them (`[fields]`).
     pub fields: crate::fields::FieldsSettings,
+    /// Proxies whose `X-Forwarded-For` names the client (their own addresses, exactly). A
+    /// forwarded address from any other peer is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Failed authentications from one address in a minute after which it is refused (`429`)
+    /// until the minute ends.
+    pub auth_failures_before_throttle: u32,
+    /// The listener's TLS certificate chain (PEM); with `tls_key_file`, the listener speaks TLS.
+    /// Both files are read again when they change.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file` (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// Certificate authorities (PEM) whose client certificates the listener accepts (mutual
+    /// TLS): an API key bound to a certificate authenticates only on a connection presenting it.
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Days an API key may go unused before it stops authenticating (0: never).
+    pub api_key_max_idle_days: u64,
+    /// Serve plain HTTP on an address other than loopback.
+    pub allow_plain_http: bool,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Requests handled at once; more get `503 overloaded` with `Retry-After`.
+    pub max_in_flight: usize,
+    /// The longest a client may take to send a request's header, in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// The longest a client may take to send a request's body, in milliseconds.
+    pub body_read_timeout_ms: u64,
+    /// The longest a whole request may take, in milliseconds.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for Settings {
@@ -101,6 +129,18 @@ impl Default for Settings {
             sqlite_synchronous: Synchronous::Normal,
             log_format: "json".into(),
             fields: crate::fields::FieldsSettings::default(),
+            trusted_proxies: Vec::new(),
+            auth_failures_before_throttle: 20,
+            api_key_max_idle_days: 90,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
+            allow_plain_http: false,
+            max_connections: 1024,
+            max_in_flight: 256,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -128,6 +168,21 @@ impl std::fmt::Debug for Settings {
             .field("sqlite_synchronous", &self.sqlite_synchronous)
             .field("log_format", &self.log_format)
             .field("fields", &self.fields)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field(
+                "auth_failures_before_throttle",
+                &self.auth_failures_before_throttle,
+            )
+            .field("api_key_max_idle_days", &self.api_key_max_idle_days)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("tls_client_ca_file", &self.tls_client_ca_file)
+            .field("allow_plain_http", &self.allow_plain_http)
+            .field("max_connections", &self.max_connections)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("header_read_timeout_ms", &self.header_read_timeout_ms)
+            .field("body_read_timeout_ms", &self.body_read_timeout_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
             .finish()
     }
 }
@@ -249,6 +304,47 @@ impl Settings {
             self.log_format = v;
         }
         self.fields.apply_env()?;
+        if let Some(v) = env_var("FIELDSEAL_TRUSTED_PROXIES") {
+            self.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                    name: "FIELDSEAL_TRUSTED_PROXIES",
+                    message: e.to_string(),
+                })?;
+        }
+        env_parse(
+            "FIELDSEAL_AUTH_FAILURES_BEFORE_THROTTLE",
+            &mut self.auth_failures_before_throttle,
+        )?;
+        if let Some(v) = env_var("FIELDSEAL_TLS_CERT_FILE") {
+            self.tls_cert_file = Some(v.into());
+        }
+        if let Some(v) = env_var("FIELDSEAL_TLS_KEY_FILE") {
+            self.tls_key_file = Some(v.into());
+        }
+        if let Some(v) = env_var("FIELDSEAL_TLS_CLIENT_CA_FILE") {
+            self.tls_client_ca_file = Some(v.into());
+        }
+        env_parse("FIELDSEAL_ALLOW_PLAIN_HTTP", &mut self.allow_plain_http)?;
+        env_parse(
+            "FIELDSEAL_API_KEY_MAX_IDLE_DAYS",
+            &mut self.api_key_max_idle_days,
+        )?;
+        env_parse("FIELDSEAL_MAX_CONNECTIONS", &mut self.max_connections)?;
+        env_parse("FIELDSEAL_MAX_IN_FLIGHT", &mut self.max_in_flight)?;
+        env_parse(
+            "FIELDSEAL_HEADER_READ_TIMEOUT_MS",
+            &mut self.header_read_timeout_ms,
+        )?;
+        env_parse(
+            "FIELDSEAL_BODY_READ_TIMEOUT_MS",
+            &mut self.body_read_timeout_ms,
+        )?;
+        env_parse("FIELDSEAL_REQUEST_TIMEOUT_MS", &mut self.request_timeout_ms)?;
         Ok(())
     }
 
@@ -257,6 +353,24 @@ impl Settings {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("vault.db").display()))
+    }
+
+    /// The TLS certificate and key files, when both are set.
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        Some((
+            self.tls_cert_file.as_deref()?,
+            self.tls_key_file.as_deref()?,
+        ))
+    }
+
+    /// The time before which an API key's last use (or creation) makes it idle, at `now`.
+    pub fn api_key_idle_before(&self, now: i64) -> Option<i64> {
+        (self.api_key_max_idle_days > 0).then(|| {
+            now.saturating_sub(
+                i64::try_from(self.api_key_max_idle_days.saturating_mul(86_400))
+                    .unwrap_or(i64::MAX),
+            )
+        })
     }
 
     /// The master key file in effect.

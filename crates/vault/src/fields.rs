@@ -302,12 +302,15 @@ impl Fields {
     }
 
     /// The routes under `/fields/v1/`, with the access log and request ids of the API's.
-    pub fn router(self) -> Router {
+    pub fn router(self, trusted_proxies: Arc<[std::net::IpAddr]>) -> Router {
         Router::new()
             .route("/fields/v1/frame.html", get(frame))
             .route("/fields/v1/fonts/{file}", get(font))
             .route("/fields/v1/{file}", get(asset))
-            .layer(middleware::from_fn(crate::http::observe))
+            .layer(middleware::from_fn_with_state(
+                trusted_proxies,
+                crate::http::observe,
+            ))
             .with_state(self)
     }
 }

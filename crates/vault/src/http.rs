@@ -23,6 +23,9 @@ use tracing::Instrument;
 use fieldseal_vault_store::audit::{Action, ExpectedHead};
 use fieldseal_vault_store::{Store, StoreError};
 
+use crate::client::ClientAddr;
+use crate::overload::BodyReadTimeout;
+use crate::ratelimit::{Limited, Operation};
 use crate::refusal::ItemError;
 use crate::vault::{AuthError, Caller, DeleteOutcome, TokenizeItem, Vault};
 
@@ -46,6 +49,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for `Retry-After`.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -54,6 +59,40 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// `429 rate_limited` with `Retry-After`, or `413 batch_too_large` for a request larger than
+    /// the role's burst.
+    fn limited(limited: Limited, caller: &Caller, op: Operation) -> Self {
+        match limited {
+            Limited::RetryAfter(wait) => {
+                // Whole seconds, rounded up: a client retrying at the time given is let through.
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Self {
+                    retry_after: Some(secs.max(1)),
+                    ..Self::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        format!(
+                            "API key {} is over its role's {} rate; retry after {} s",
+                            caller.key_id,
+                            op.as_str(),
+                            secs.max(1)
+                        ),
+                    )
+                }
+            }
+            Limited::OverBurst(burst) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!(
+                    "role {} may {} at most {burst} items at once (its rate limit's burst)",
+                    caller.role_name,
+                    op.as_str()
+                ),
+            ),
         }
     }
 
@@ -113,7 +152,13 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
@@ -128,7 +173,19 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &St) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
+        let timeout = req
+            .extensions()
+            .get::<BodyReadTimeout>()
+            .map_or(std::time::Duration::from_secs(10), |t| t.0);
+        let Ok(read) = tokio::time::timeout(timeout, Json::<T>::from_request(req, state)).await
+        else {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the body did not arrive in time",
+            ));
+        };
+        match read {
             Ok(Json(v)) => Ok(Self(v)),
             // Our own messages: the extractor's text can quote the body, which may hold a value.
             Err(rejection) => Err(match rejection {
@@ -168,12 +225,27 @@ impl<S: Store> FromRequestParts<AppState<S>> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        state.authenticate(header).await.map_err(|e| match e {
+        let client = parts
+            .extensions
+            .get::<ClientAddr>()
+            .copied()
+            .unwrap_or_else(|| client_addr(&parts.extensions, &parts.headers, &[]));
+        state.authenticate(header, client).await.map_err(|e| match e {
             AuthError::Unauthenticated => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "missing, unknown, revoked or expired API key",
             ),
+            AuthError::Throttled(secs) => ApiError {
+                retry_after: Some(secs),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_failures",
+                    format!(
+                        "too many failed authentications from this address; retry after {secs} s"
+                    ),
+                )
+            },
             AuthError::Store(e) => e.into(),
         })
     }
@@ -262,6 +334,18 @@ async fn forbidden<S: Store>(
     )
 }
 
+async fn rate_limit<S: Store>(
+    vault: &Vault<S>,
+    caller: &Caller,
+    op: Operation,
+    items: usize,
+) -> Result<(), ApiError> {
+    vault
+        .limit(caller, op, items)
+        .await?
+        .map_err(|l| ApiError::limited(l, caller, op))
+}
+
 async fn tokenize<S: Store>(
     State(vault): State<AppState<S>>,
     caller: Caller,
@@ -271,6 +355,7 @@ async fn tokenize<S: Store>(
         return Err(forbidden(&vault, &caller, Action::Tokenize, "tokenize").await);
     }
     check_batch(req.items.len(), vault.settings().max_batch)?;
+    rate_limit(&vault, &caller, Operation::Tokenize, req.items.len()).await?;
     let results = vault.tokenize(&caller, req.items).await?;
     let results: Vec<_> = results.into_iter().map(item).collect();
     Ok(Json(json!({ "results": results })).into_response())
@@ -308,6 +393,7 @@ async fn detokenize<S: Store>(
             "each token may appear once per request",
         ));
     }
+    rate_limit(&vault, &caller, Operation::Reveal, req.tokens.len()).await?;
     let results = vault.detokenize(&caller, &req.tokens, purpose).await?;
     let results: Vec<_> = results.into_iter().map(item).collect();
     let mut response = Json(json!({ "results": results })).into_response();
@@ -329,6 +415,9 @@ async fn me(caller: Caller) -> Response {
                 "reveal_plain": r.reveal_plain.names(),
                 "reveal_masked": r.reveal_masked.names(),
                 "delete": r.delete.names(),
+                "fingerprint": r.fingerprint.names(),
+                "deterministic": r.deterministic.names(),
+                "hints": r.hints.names(),
                 "audit": r.audit,
             }
         }))
@@ -358,7 +447,13 @@ async fn audit_log<S: Store>(
     if !caller.role.audit {
         return Err(forbidden(&vault, &caller, Action::AuditRead, "read the audit log").await);
     }
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    // Our own message: the framework's names its parser.
+    let Query(q) = query.map_err(|_| {
+        ApiError::bad_request(
+            "the query takes after (an integer from 0 to 9223372036854775807) and limit (1 to \
+             1000), nothing else",
+        )
+    })?;
     if q.after < 0 || !(1..=1000).contains(&q.limit) {
         return Err(ApiError::bad_request(
             "after must be 0 or more and limit from 1 to 1000",
@@ -387,7 +482,9 @@ async fn audit_verify<S: Store>(
     if !caller.role.audit {
         return Err(forbidden(&vault, &caller, Action::AuditVerify, "verify the audit log").await);
     }
-    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(q) = query.map_err(|_| {
+        ApiError::bad_request("the query takes expect_head (SEQ:HASH), nothing else")
+    })?;
     let expect = q
         .expect_head
         .map(|h| h.parse::<ExpectedHead>())
@@ -462,10 +559,42 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
-/// Request ids and access logs: method, route template (never the raw path or body), status and
-/// time.
-pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
+/// `405` in the API's error shape (the framework's own has an empty body).
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take this method (see /v1/openapi.json)",
+    )
+}
+
+/// The client address of a request: the peer the server was given (`ConnectInfo`), and the
+/// address forwarded by a trusted proxy.
+fn client_addr(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    trusted_proxies: &[std::net::IpAddr],
+) -> ClientAddr {
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    ClientAddr::from_request(peer, headers, trusted_proxies)
+}
+
+/// Request ids and access logs: method, route template (never the raw path or body), client
+/// address, status and time.
+pub(crate) async fn observe(
+    State(trusted_proxies): State<Arc<[std::net::IpAddr]>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
+    let mut client = client_addr(req.extensions(), req.headers(), &trusted_proxies);
+    client.cert_sha256 = req
+        .extensions()
+        .get::<crate::client::ClientCert>()
+        .map(|c| c.0);
+    req.extensions_mut().insert(client);
     let id = req
         .headers()
         .get("x-request-id")
@@ -501,6 +630,7 @@ pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
         request_id = %id,
         method = %method,
         route = %route,
+        client = %client,
         status = response.status().as_u16(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
@@ -516,6 +646,13 @@ fn new_request_id() -> String {
 /// The router.
 pub fn router<S: Store>(vault: AppState<S>) -> Router {
     let limit = vault.settings().max_body_bytes;
+    let s = vault.settings();
+    let trusted_proxies: Arc<[std::net::IpAddr]> = s.trusted_proxies.clone().into();
+    let guard = crate::overload::Guard::new(
+        s.max_in_flight,
+        std::time::Duration::from_millis(s.request_timeout_ms.max(1)),
+        std::time::Duration::from_millis(s.body_read_timeout_ms.max(1)),
+    );
     Router::new()
         .route("/v1/keys", get(keys::<S>))
         .route("/v1/tokenize", post(tokenize::<S>))
@@ -528,19 +665,46 @@ pub fn router<S: Store>(vault: AppState<S>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn(observe))
+        .layer(middleware::from_fn_with_state(
+            guard,
+            crate::overload::guard,
+        ))
+        .layer(middleware::from_fn_with_state(trusted_proxies, observe))
         .with_state(vault)
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests. Also runs the purge of
-/// expired card security codes, and takes up keys rotated and policies stored by other
-/// processes, every 5 seconds.
+/// expired card security codes, audits the failed authentications counted in the last minute,
+/// and takes up keys rotated and policies stored by other processes, every 5 seconds.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     vault: AppState<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let settings = vault.settings();
+    if settings.tls_cert_file.is_some() != settings.tls_key_file.is_some() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "set both tls_cert_file and tls_key_file, or neither",
+        ));
+    }
+    let tls = settings
+        .tls_files()
+        .map(|(cert, key)| {
+            crate::tls::server_config(cert, key, settings.tls_client_ca_file.as_deref())
+        })
+        .transpose()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    crate::listener::check_plain_http(
+        listener.local_addr()?,
+        tls.is_some(),
+        vault.settings().allow_plain_http,
+    )?;
+    // Hosted fields (docs/hosted-fields.md): their files are read and their settings checked
+    // now, so that a wrong `[fields]` stops the start.
+    let fields = crate::fields::Fields::load(&vault.settings().fields)?;
     let background = {
         let vault = Arc::clone(&vault);
         tokio::spawn(async move {
@@ -557,20 +721,23 @@ pub async fn serve<S: Store>(
                 if let Err(e) = vault.reload_keys().await {
                     tracing::warn!(error = %e, "key reload failed");
                 }
+                if let Err(e) = vault.flush_denials(false).await {
+                    tracing::warn!(error = %e, "denials not audited yet; retried");
+                }
                 if let Err(e) = vault.reload_policy().await {
                     tracing::error!(alert = "policy_reload_failed", error = %e, "policy reload failed; the policy in force stays");
                 }
             }
         })
     };
-    // Hosted fields (docs/hosted-fields.md): their files are read and their settings checked
-    // now, so that a wrong `[fields]` stops the start.
-    let fields = crate::fields::Fields::load(&vault.settings().fields)?;
-    let app = router(vault).merge(fields.router());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let trusted_proxies: Arc<[std::net::IpAddr]> = vault.settings().trusted_proxies.clone().into();
+    let limits = crate::listener::Limits::from_settings(vault.settings());
+    let app = router(Arc::clone(&vault)).merge(fields.router(trusted_proxies));
+    let result = crate::listener::run(listener, app, limits, tls, shutdown).await;
     background.abort();
+    if let Err(e) = vault.flush_denials(true).await {
+        tracing::error!(error = %e, "denials of the last minute not audited");
+    }
     result
 }
 

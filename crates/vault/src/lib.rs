@@ -29,13 +29,19 @@
 pub mod admin;
 pub mod apikeys;
 pub mod backend;
+pub mod client;
 pub mod config;
+pub mod denials;
 pub mod fields;
 pub mod http;
 pub mod keys;
+pub mod listener;
 pub mod openapi;
+pub mod overload;
 pub mod policy;
+pub mod ratelimit;
 pub mod refusal;
+pub mod tls;
 pub mod values;
 pub mod vault;
 

@@ -104,6 +104,10 @@ enum ApikeyCommand {
         /// Days until the key stops authenticating (no expiry by default).
         #[arg(long)]
         expires_in_days: Option<u64>,
+        /// Bind the key to this client certificate (PEM): it then authenticates only on a
+        /// mutual-TLS connection presenting it (`tls_client_ca_file`).
+        #[arg(long)]
+        client_cert: Option<PathBuf>,
     },
     /// List API keys (ids, roles, status; never secrets).
     List,
@@ -111,6 +115,15 @@ enum ApikeyCommand {
     Revoke {
         /// Key id (the 12 hex characters after fsk_).
         id: String,
+    },
+    /// Give an API key a new secret (printed once); the current one keeps working for the
+    /// overlap.
+    Rotate {
+        /// Key id (the 12 hex characters after fsk_).
+        id: String,
+        /// Hours the current secret keeps authenticating (0: it stops now).
+        #[arg(long, default_value_t = 24)]
+        overlap_hours: u64,
     },
 }
 
@@ -222,11 +235,16 @@ async fn serve(settings: Settings) -> Result<ExitCode> {
     init_logging(&settings);
     tracing::info!(settings = ?settings, "starting");
     let listen = settings.listen;
+    let scheme = if settings.tls_files().is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let vault = Arc::new(Vault::open(settings).await?);
     let listener = http::bind(listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(address = %addr, "listening");
-    println!("fieldseal-vault listening on http://{addr}");
+    println!("fieldseal-vault listening on {scheme}://{addr}");
     std::io::stdout().flush()?;
     http::serve(listener, vault, http::shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -283,8 +301,14 @@ async fn apikey_cmd(settings: Settings, command: ApikeyCommand) -> Result<ExitCo
             role,
             label,
             expires_in_days,
+            client_cert,
         } => {
-            let key = admin.create_api_key(&role, &label, expires_in_days).await?;
+            let cert = client_cert
+                .map(|path| fieldseal_vault::tls::certificate_sha256(&path))
+                .transpose()?;
+            let key = admin
+                .create_bound_api_key(&role, &label, expires_in_days, cert)
+                .await?;
             println!("{}", key.full);
             eprintln!(
                 "API key {} for role {role} created; it is shown only this once",
@@ -293,20 +317,31 @@ async fn apikey_cmd(settings: Settings, command: ApikeyCommand) -> Result<ExitCo
         }
         ApikeyCommand::List => {
             println!(
-                "{:<14} {:<12} {:<10} {:>12} LABEL",
-                "ID", "ROLE", "STATUS", "CREATED"
+                "{:<14} {:<12} {:<10} {:>12} {:>12} LABEL",
+                "ID", "ROLE", "STATUS", "CREATED", "LAST USED"
             );
             for k in admin.api_keys().await? {
                 let r = &k.record;
+                let used = r
+                    .last_used_at
+                    .map_or_else(|| "never".to_owned(), |t| t.to_string());
                 println!(
-                    "{:<14} {:<12} {:<10} {:>12} {}",
-                    r.id, r.role, k.status, r.created_at, r.label
+                    "{:<14} {:<12} {:<10} {:>12} {:>12} {}",
+                    r.id, r.role, k.status, r.created_at, used, r.label
                 );
             }
         }
         ApikeyCommand::Revoke { id } => {
             admin.revoke_api_key(&id).await?;
             println!("revoked {id}");
+        }
+        ApikeyCommand::Rotate { id, overlap_hours } => {
+            let key = admin.rotate_api_key(&id, overlap_hours).await?;
+            println!("{}", key.full);
+            eprintln!(
+                "API key {id} has a new secret, shown only this once; the previous one works for \
+                 {overlap_hours} more hours"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,15 @@ fn error_response(description: &str) -> Value {
     })
 }
 
+/// `429`: with the seconds to wait in `Retry-After`.
+fn rate_limited_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "headers": { "Retry-After": { "description": "Seconds to wait before retrying", "schema": { "type": "integer", "minimum": 1 } } },
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+    })
+}
+
 /// The document.
 pub fn document() -> Value {
     json!({
@@ -57,16 +66,18 @@ pub fn document() -> Value {
                 },
                 "TokenizeRequest": {
                     "type": "object",
+                    "additionalProperties": false,
                     "required": ["items"],
                     "properties": {
                         "items": {
                             "type": "array", "minItems": 1, "maxItems": 100,
                             "items": {
                                 "type": "object",
+                                "additionalProperties": false,
                                 "required": ["envelope"],
                                 "properties": {
                                     "envelope": { "type": "string", "description": "An envelope v1 (fse1.…)." },
-                                    "format": { "enum": ["random", "format_preserving", "deterministic"], "default": "random" }
+                                    "format": { "enum": ["random", "format_preserving", "deterministic"], "default": "random", "description": "`deterministic` only for kinds under the role's `deterministic` permission." }
                                 }
                             }
                         }
@@ -78,13 +89,17 @@ pub fn document() -> Value {
                     "properties": {
                         "ok": { "type": "boolean" },
                         "token": { "type": "string" }, "kind": { "type": "string" },
-                        "format": { "type": "string" }, "fingerprint": { "type": "string" },
-                        "brand": { "type": "string" }, "bin": { "type": "string" }, "last4": { "type": "string" },
+                        "format": { "type": "string" },
+                        "fingerprint": { "type": "string", "description": "Only for kinds under the role's `fingerprint` permission." },
+                        "brand": { "type": "string", "description": "Card numbers, if the role's `hints` include `brand`." },
+                        "bin": { "type": "string", "description": "Card numbers, if the role's `hints` include `bin`." },
+                        "last4": { "type": "string", "description": "Card numbers, if the role's `hints` include `last4`." },
                         "error": { "$ref": "#/components/schemas/ItemError" }
                     }
                 },
                 "DetokenizeRequest": {
                     "type": "object",
+                    "additionalProperties": false,
                     "required": ["tokens", "purpose"],
                     "properties": {
                         "tokens": { "type": "array", "minItems": 1, "maxItems": 100, "items": { "type": "string" } },
@@ -128,7 +143,7 @@ pub fn document() -> Value {
                         "200": { "description": "Per-item results", "content": { "application/json": {
                             "schema": { "type": "object", "properties": { "results": { "type": "array", "items": { "$ref": "#/components/schemas/TokenizeResult" } } } },
                             "example": { "results": [
-                                { "ok": true, "token": "4111113748290011", "kind": "pan", "format": "format_preserving", "fingerprint": "fp_Qm9hA1xv0eKc3oXGk2bUxw", "brand": "visa", "bin": "411111", "last4": "1111" },
+                                { "ok": true, "token": "4111113748290011", "kind": "pan", "format": "format_preserving", "brand": "visa", "last4": "1111" },
                                 { "ok": false, "error": { "code": "replayed", "message": "this envelope was already submitted" } }
                             ] }
                         } } },
@@ -136,7 +151,10 @@ pub fn document() -> Value {
                         "401": error_response("Missing, unknown or revoked API key"),
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
                         "403": error_response("The role may not tokenize"),
-                        "413": error_response("Body or batch too large")
+                        "413": error_response("Body or batch too large (also a batch larger than the role's tokenize burst)"),
+                        "408": error_response("`request_timeout`: the body did not arrive in time"),
+                        "415": error_response("`unsupported_media_type`: the body is not `application/json`"),
+                        "429": rate_limited_response("`rate_limited`: the API key is over its role's tokenize rate")
                     }
                 }
             },
@@ -157,7 +175,10 @@ pub fn document() -> Value {
                         "401": error_response("Missing, unknown or revoked API key"),
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
                         "403": error_response("The role may not reveal anything"),
-                        "413": error_response("Body or batch too large")
+                        "413": error_response("Body or batch too large (also a batch larger than the role's reveal burst)"),
+                        "408": error_response("`request_timeout`: the body did not arrive in time"),
+                        "415": error_response("`unsupported_media_type`: the body is not `application/json`"),
+                        "429": rate_limited_response("`rate_limited`: the API key is over its role's reveal rate")
                     }
                 }
             },
@@ -181,7 +202,7 @@ pub fn document() -> Value {
                     "security": [{ "apiKey": [] }],
                     "responses": {
                         "200": { "description": "Who the key is", "content": { "application/json": {
-                            "example": { "key_id": "3f9a0c71d2e4", "role": "support", "permissions": { "tokenize": [], "reveal_plain": [], "reveal_masked": ["pan", "email", "phone", "name"], "delete": [], "audit": false } }
+                            "example": { "key_id": "3f9a0c71d2e4", "role": "support", "permissions": { "tokenize": [], "reveal_plain": [], "reveal_masked": ["pan", "email", "phone", "name"], "delete": [], "fingerprint": [], "deterministic": [], "hints": [], "audit": false } }
                         } } },
                         "401": error_response("Missing, unknown or revoked API key"),
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)")

@@ -1,17 +1,21 @@
-//! Roles and what they may do, per field kind: tokenize, reveal plain, reveal masked, delete.
+//! Roles and what they may do, per field kind: tokenize (and, separately, receive fingerprints,
+//! deterministic tokens and card-number hints), reveal plain, reveal masked, delete; and how fast.
 //!
 //! ```toml
 //! [roles.checkout]          # the merchant's checkout back end
 //! tokenize = ["*"]
+//! hints = ["brand", "last4"]
+//! rate.tokenize = { per_minute = 6000, burst = 1000 }
 //!
 //! [roles.support]           # support agents
 //! reveal_masked = ["pan", "email", "phone", "name"]
+//! rate.reveal = { per_minute = 120, burst = 30 }
 //!
 //! [roles.payments]          # the payment job
-//! tokenize = ["*"]
 //! reveal_plain = ["pan", "exp", "cvc", "name"]
 //! reveal_masked = ["*"]
 //! delete = ["*"]
+//! rate.reveal = { per_minute = 600, burst = 100 }
 //!
 //! [roles.auditor]           # compliance: reads and verifies the audit log, sees no value
 //! audit = true
@@ -20,6 +24,19 @@
 //! `"*"` stands for every kind. A kind listed under `reveal_plain` is revealed in the clear, one
 //! under `reveal_masked` only masked; a kind under neither is refused. `audit = true` lets a role
 //! read the audit log and its verification over HTTP.
+//!
+//! Least privilege: tokenizing gives a token and nothing else. A keyed fingerprint comes back only
+//! for kinds under `fingerprint`, a `deterministic` token format is accepted only for kinds under
+//! `deterministic`, and a card number's `brand`, `bin` and `last4` only as listed under `hints`:
+//! with a fingerprint (or a deterministic token) and the BIN and last four, anyone able to seal
+//! envelopes could try the ~10^5 candidates of a 16-digit card number and recognise the one that
+//! matches. The built-in roles hold neither, and none of them both tokenizes and reveals in the
+//! clear.
+//!
+//! `rate.tokenize` and `rate.reveal` are token buckets per API key (on each vault node): each
+//! envelope or token counts one, `burst` at once at most, refilled at `per_minute`. A request
+//! beyond them gets `429` with `Retry-After`. A role without a `rate` entry gets
+//! [`DEFAULT_TOKENIZE_RATE`] and [`DEFAULT_REVEAL_RATE`]; `{ unlimited = true }` lifts a limit.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,19 +48,34 @@ use serde::Deserialize;
 pub const DEFAULT_POLICY: &str = r#"
 [roles.checkout]
 tokenize = ["*"]
+hints = ["brand", "last4"]
+rate.tokenize = { per_minute = 6000, burst = 1000 }
 
 [roles.support]
 reveal_masked = ["pan", "email", "phone", "name"]
+rate.reveal = { per_minute = 120, burst = 30 }
 
 [roles.payments]
-tokenize = ["*"]
 reveal_plain = ["pan", "exp", "cvc", "name"]
 reveal_masked = ["*"]
 delete = ["*"]
+rate.reveal = { per_minute = 600, burst = 100 }
 
 [roles.auditor]
 audit = true
 "#;
+
+/// The tokenize limit of a role whose policy entry names none.
+pub const DEFAULT_TOKENIZE_RATE: Rate = Rate {
+    per_minute: 6000,
+    burst: 1000,
+};
+
+/// The reveal limit of a role whose policy entry names none.
+pub const DEFAULT_REVEAL_RATE: Rate = Rate {
+    per_minute: 600,
+    burst: 100,
+};
 
 /// Why a policy was refused.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +104,26 @@ pub enum PolicyError {
     /// The stored policy could not be read.
     #[error("cannot read the stored policy: {0}")]
     Store(String),
+    /// A hint name other than `brand`, `bin` and `last4`.
+    #[error("invalid policy: role {role}: unknown hint {hint:?} (brand, bin, last4)")]
+    UnknownHint {
+        /// The role.
+        role: String,
+        /// The name.
+        hint: String,
+    },
+    /// A rate limit that is neither `{ per_minute, burst }` (both at least 1) nor
+    /// `{ unlimited = true }`.
+    #[error(
+        "invalid policy: role {role}: rate.{what} needs per_minute and burst of at least 1, or \
+         unlimited = true"
+    )]
+    BadRate {
+        /// The role.
+        role: String,
+        /// `tokenize` or `reveal`.
+        what: &'static str,
+    },
 }
 
 #[derive(Deserialize)]
@@ -87,7 +139,107 @@ struct RoleDoc {
     reveal_plain: Vec<String>,
     reveal_masked: Vec<String>,
     delete: Vec<String>,
+    fingerprint: Vec<String>,
+    deterministic: Vec<String>,
+    hints: Vec<String>,
     audit: bool,
+    rate: RatesDoc,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RatesDoc {
+    tokenize: Option<RateDoc>,
+    reveal: Option<RateDoc>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RateDoc {
+    per_minute: u32,
+    burst: u32,
+    unlimited: bool,
+}
+
+impl RateDoc {
+    fn parse(
+        doc: Option<&Self>,
+        default: Rate,
+        role: &str,
+        what: &'static str,
+    ) -> Result<Option<Rate>, PolicyError> {
+        match doc {
+            None => Ok(Some(default)),
+            Some(d) if d.unlimited && d.per_minute == 0 && d.burst == 0 => Ok(None),
+            Some(d) if !d.unlimited && d.per_minute > 0 && d.burst > 0 => Ok(Some(Rate {
+                per_minute: d.per_minute,
+                burst: d.burst,
+            })),
+            Some(_) => Err(PolicyError::BadRate {
+                role: role.into(),
+                what,
+            }),
+        }
+    }
+}
+
+/// A token bucket's shape: `burst` items at once, refilled at `per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Items added to the bucket per minute.
+    pub per_minute: u32,
+    /// The bucket's size: the most items at once.
+    pub burst: u32,
+}
+
+/// Which public facts of a card number a role gets back when it tokenizes one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hints {
+    /// The card brand.
+    pub brand: bool,
+    /// The first six digits.
+    pub bin: bool,
+    /// The last four digits.
+    pub last4: bool,
+}
+
+impl Hints {
+    fn parse(role: &str, names: &[String]) -> Result<Self, PolicyError> {
+        let mut h = Self::default();
+        for name in names {
+            match name.as_str() {
+                "*" => {
+                    h = Self {
+                        brand: true,
+                        bin: true,
+                        last4: true,
+                    };
+                }
+                "brand" => h.brand = true,
+                "bin" => h.bin = true,
+                "last4" => h.last4 = true,
+                _ => {
+                    return Err(PolicyError::UnknownHint {
+                        role: role.into(),
+                        hint: name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(h)
+    }
+
+    /// The names granted.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.brand, "brand"),
+            (self.bin, "bin"),
+            (self.last4, "last4"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect()
+    }
 }
 
 /// A set of field kinds.
@@ -148,8 +300,18 @@ pub struct Role {
     pub reveal_masked: KindSet,
     /// Kinds whose tokens the role may delete.
     pub delete: KindSet,
+    /// Kinds whose keyed fingerprint the role gets back when it tokenizes them.
+    pub fingerprint: KindSet,
+    /// Kinds the role may ask deterministic tokens for.
+    pub deterministic: KindSet,
+    /// The card-number hints the role gets back when it tokenizes a card number.
+    pub hints: Hints,
     /// Whether the role may read and verify the audit log.
     pub audit: bool,
+    /// The tokenize limit per API key; `None` for unlimited.
+    pub tokenize_rate: Option<Rate>,
+    /// The reveal limit per API key; `None` for unlimited.
+    pub reveal_rate: Option<Rate>,
 }
 
 impl Role {
@@ -167,6 +329,12 @@ impl Role {
     /// Whether the role may reveal anything at all.
     pub fn may_reveal(&self) -> bool {
         !self.reveal_plain.is_empty() || !self.reveal_masked.is_empty()
+    }
+
+    /// Whether the role can tell which value a token stands for without revealing it: it gets
+    /// fingerprints or deterministic tokens for some kind.
+    pub fn links_values(&self) -> bool {
+        !self.fingerprint.is_empty() || !self.deterministic.is_empty()
     }
 }
 
@@ -200,7 +368,22 @@ impl Policy {
                 reveal_plain: KindSet::parse(&name, &r.reveal_plain)?,
                 reveal_masked: KindSet::parse(&name, &r.reveal_masked)?,
                 delete: KindSet::parse(&name, &r.delete)?,
+                fingerprint: KindSet::parse(&name, &r.fingerprint)?,
+                deterministic: KindSet::parse(&name, &r.deterministic)?,
+                hints: Hints::parse(&name, &r.hints)?,
                 audit: r.audit,
+                tokenize_rate: RateDoc::parse(
+                    r.rate.tokenize.as_ref(),
+                    DEFAULT_TOKENIZE_RATE,
+                    &name,
+                    "tokenize",
+                )?,
+                reveal_rate: RateDoc::parse(
+                    r.rate.reveal.as_ref(),
+                    DEFAULT_REVEAL_RATE,
+                    &name,
+                    "reveal",
+                )?,
             };
             roles.insert(name, role);
         }
@@ -289,10 +472,68 @@ mod tests {
         let checkout = p.role("checkout").unwrap();
         assert!(!checkout.may_reveal());
         assert!(checkout.tokenize.contains(FieldKind::Iban));
+        // Least privilege: a token back, the brand and last four for a receipt, nothing that
+        // links or enumerates values.
+        assert!(!checkout.links_values());
+        assert_eq!(checkout.hints.names(), ["brand", "last4"]);
+        assert!(checkout.tokenize_rate.is_some());
         assert!(!checkout.audit && !support.audit && !payments.audit);
         let auditor = p.role("auditor").unwrap();
         assert!(auditor.audit && !auditor.may_reveal() && auditor.tokenize.is_empty());
         assert!(p.role("admin").is_none());
+        // No built-in role both tokenizes and reveals in the clear, and none gets fingerprints or
+        // deterministic tokens.
+        for name in p.role_names() {
+            let r = p.role(name).unwrap();
+            assert!(
+                r.tokenize.is_empty() || r.reveal_plain.is_empty(),
+                "{name} tokenizes and reveals plain"
+            );
+            assert!(!r.links_values(), "{name}");
+            if r.may_reveal() {
+                assert!(r.reveal_rate.is_some(), "{name} reveals without a limit");
+            }
+        }
+    }
+
+    #[test]
+    fn rates_default_limit_and_unlimited() {
+        let p = Policy::parse(
+            "[roles.a]\ntokenize = [\"*\"]\n\
+             [roles.b]\nrate.tokenize = { unlimited = true }\n\
+             rate.reveal = { per_minute = 60, burst = 5 }\n",
+        )
+        .unwrap();
+        let a = p.role("a").unwrap();
+        assert_eq!(a.tokenize_rate, Some(DEFAULT_TOKENIZE_RATE));
+        assert_eq!(a.reveal_rate, Some(DEFAULT_REVEAL_RATE));
+        let b = p.role("b").unwrap();
+        assert_eq!(b.tokenize_rate, None);
+        assert_eq!(
+            b.reveal_rate,
+            Some(Rate {
+                per_minute: 60,
+                burst: 5
+            })
+        );
+        for bad in [
+            "rate.reveal = { per_minute = 0, burst = 5 }",
+            "rate.reveal = { per_minute = 5 }",
+            "rate.reveal = { unlimited = true, burst = 5 }",
+            "rate.reveal = { unlimited = false }",
+        ] {
+            assert!(
+                matches!(
+                    Policy::parse(&format!("[roles.a]\n{bad}\n")),
+                    Err(PolicyError::BadRate { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            Policy::parse("[roles.a]\nhints = [\"pan\"]\n"),
+            Err(PolicyError::UnknownHint { .. })
+        ));
     }
 
     #[test]

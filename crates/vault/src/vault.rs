@@ -19,9 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::apikeys;
 use crate::backend::AnyStore;
+use crate::client::ClientAddr;
 use crate::config::Settings;
+use crate::denials::{self, DenialCounter, Record};
 use crate::keys::{self, DATA_KEY_ID, KekProvider, KeyError, KeyRing, LocalKek, Secrets};
 use crate::policy::{Policy, Reveal, Role};
+use crate::ratelimit::{Limited, Operation, RateLimiter};
 use crate::refusal::{ItemError, Refusal};
 use crate::values::{self, TokenFormat};
 
@@ -60,6 +63,8 @@ pub struct Caller {
     pub role_name: String,
     /// The role's permissions.
     pub role: Role,
+    /// Where the request came from.
+    pub client: ClientAddr,
 }
 
 impl Caller {
@@ -74,6 +79,9 @@ impl Caller {
 pub enum AuthError {
     /// No, malformed, unknown, revoked, expired or tampered API key.
     Unauthenticated,
+    /// The caller's address failed too often this minute: refused without looking at its key
+    /// until the minute ends (seconds to wait).
+    Throttled(u64),
     /// The refusal could not be audited: the request fails with the storage error.
     Store(StoreError),
 }
@@ -112,6 +120,22 @@ pub struct Tokenized {
     pub last4: Option<String>,
 }
 
+impl Tokenized {
+    /// The result as `role` may see it: the fingerprint only for kinds under its `fingerprint`
+    /// permission, a card number's brand, BIN and last four only as its `hints` allow.
+    fn granted_to(self, role: &Role) -> Self {
+        let kind = self.kind.parse::<FieldKind>().ok();
+        let fingerprint_granted = kind.is_some_and(|k| role.fingerprint.contains(k));
+        Self {
+            fingerprint: self.fingerprint.filter(|_| fingerprint_granted),
+            brand: self.brand.filter(|_| role.hints.brand),
+            bin: self.bin.filter(|_| role.hints.bin),
+            last4: self.last4.filter(|_| role.hints.last4),
+            ..self
+        }
+    }
+}
+
 /// A revealed value.
 #[derive(Serialize)]
 pub struct Revealed {
@@ -148,6 +172,12 @@ pub struct Vault<S: Store> {
     /// HPKE key rows already reported as tampered (kid and MAC), so a reload every few seconds
     /// does not repeat the audit entry.
     reported: Mutex<HashSet<(String, String)>>,
+    /// Tokenize and reveal rates per API key.
+    limiter: RateLimiter,
+    /// Failed authentications per address and key id, audited per minute.
+    auth_failures: DenialCounter,
+    /// Requests over a tokenize or reveal rate per address and key id, audited per minute.
+    rate_denials: [DenialCounter; 2],
 }
 
 /// The KEK the settings name: the `master_key` value, else the key file.
@@ -255,13 +285,33 @@ impl<S: Store> Vault<S> {
         };
         let vault = Self {
             store,
-            settings,
             policy: RwLock::new(policy),
             kek,
             secrets,
             ring: RwLock::new(Arc::new(KeyRing::empty())),
             last_reload: Mutex::new(Instant::now()),
             reported: Mutex::new(HashSet::new()),
+            limiter: RateLimiter::default(),
+            auth_failures: DenialCounter::new(
+                denials::Limits {
+                    throttle_after: settings.auth_failures_before_throttle,
+                    ..denials::Limits::default()
+                },
+                "failed authentications",
+            ),
+            rate_denials: [Operation::Tokenize, Operation::Reveal].map(|op| {
+                DenialCounter::new(
+                    denials::Limits {
+                        throttle_after: u32::MAX,
+                        ..denials::Limits::default()
+                    },
+                    match op {
+                        Operation::Tokenize => "tokenize requests over the rate",
+                        Operation::Reveal => "reveal requests over the rate",
+                    },
+                )
+            }),
+            settings,
         };
         vault.install(ring).await?;
         vault
@@ -392,61 +442,138 @@ impl<S: Store> Vault<S> {
         self.ring().key_set(now).map(|ks| ks.to_json())
     }
 
-    /// Authenticates an `Authorization` header value. Failures are audited; if the audit entry
-    /// cannot be written, the request fails with that error instead.
-    pub async fn authenticate(&self, header: Option<&str>) -> Result<Caller, AuthError> {
+    /// Authenticates an `Authorization` header value from `client`. Failures are counted per
+    /// address and key id ([`DenialCounter`]): the first of each minute is audited at once (if that
+    /// entry cannot be written, the request fails with that error instead), the rest in one
+    /// entry per minute ([`Vault::flush_denials`]); an address that failed too often is
+    /// refused before its key is looked up.
+    pub async fn authenticate(
+        &self,
+        header: Option<&str>,
+        client: ClientAddr,
+    ) -> Result<Caller, AuthError> {
+        let t = now();
+        if let Some(wait) = self.auth_failures.throttled(client.ip(), t) {
+            self.auth_failures
+                .record(client.ip(), None, "throttled address", t);
+            return Err(AuthError::Throttled(wait));
+        }
         let presented = header.and_then(apikeys::parse);
         let found = match &presented {
             Some(p) => self.store.api_key(&p.id).await.map_err(AuthError::Store)?,
             None => None,
         };
-        let t = now();
         let authentic = found.as_ref().is_some_and(|k| {
             self.secrets.row_key.api_key_ok(k) && !(k.revoked_in_log && k.revoked_at.is_none())
         });
+        // The current secret, or the previous one during a rotation's overlap.
+        let secret_ok = |p: &apikeys::Presented, k: &fieldseal_vault_store::ApiKeyRecord| {
+            p.matches(&k.digest)
+                || (k.previous_expires_at.is_some_and(|e| e > t)
+                    && k.previous_digest.as_deref().is_some_and(|d| p.matches(d)))
+        };
+        let idle_before = self.settings.api_key_idle_before(t);
+        let idle = |k: &fieldseal_vault_store::ApiKeyRecord| {
+            idle_before.is_some_and(|b| k.last_used_at.unwrap_or(k.created_at) < b)
+        };
+        // A key bound to a client certificate: only on a connection that presented it.
+        let cert_ok = |k: &fieldseal_vault_store::ApiKeyRecord| match &k.client_cert_sha256 {
+            None => true,
+            Some(bound) => client.cert_sha256.is_some_and(|c| {
+                fieldseal_core::at_rest::ct_eq(
+                    fieldseal_core::encoding::hex(&c).as_bytes(),
+                    bound.as_bytes(),
+                )
+            }),
+        };
         if let (Some(p), Some(k)) = (&presented, &found)
             && authentic
-            && p.matches(&k.digest)
+            && secret_ok(p, k)
+            && cert_ok(k)
             && k.revoked_at.is_none()
             && k.expires_at.is_none_or(|e| e > t)
+            && !idle(k)
             && let Some(role) = self.policy().role(&k.role)
         {
+            // The time of last use, to the hour: one write an hour per key, not one a request.
+            if k.last_used_at.is_none_or(|u| u <= t - 3600)
+                && let Err(e) = self.store.touch_api_key(&k.id, t).await
+            {
+                tracing::warn!(error = %e, key = %k.id, "could not record the key's last use");
+            }
             return Ok(Caller {
                 key_id: k.id.clone(),
                 role_name: k.role.clone(),
                 role: role.clone(),
+                client,
             });
         }
-        let (actor, detail) = match (&presented, &found) {
-            (None, _) => (Actor::Anonymous, "missing or malformed API key"),
-            (Some(p), None) => (Actor::ApiKey(p.id.clone()), "unknown API key"),
+        let reason = match (&presented, &found) {
+            (None, _) => "missing or malformed API key",
+            (Some(_), None) => "unknown API key",
             (Some(p), Some(_)) if !authentic => {
                 // Audited as the integrity failure itself, and below as the denial.
                 self.report_tampered(None, &format!("api key {}", p.id))
                     .await
                     .map_err(AuthError::Store)?;
-                (
-                    Actor::ApiKey(p.id.clone()),
-                    "API key row failed its integrity check (treated as unknown)",
-                )
+                "API key row failed its integrity check (treated as unknown)"
             }
-            (Some(p), Some(k)) if k.revoked_at.is_some() => {
-                (Actor::ApiKey(p.id.clone()), "revoked API key")
+            (Some(_), Some(k)) if k.revoked_at.is_some() => "revoked API key",
+            (Some(_), Some(k)) if k.expires_at.is_some_and(|e| e <= t) => "expired API key",
+            (Some(p), Some(k)) if secret_ok(p, k) && !cert_ok(k) => {
+                "API key bound to a client certificate the connection did not present"
             }
-            (Some(p), Some(k)) if k.expires_at.is_some_and(|e| e <= t) => {
-                (Actor::ApiKey(p.id.clone()), "expired API key")
+            (Some(p), Some(k)) if secret_ok(p, k) && idle(k) => {
+                "API key unused for longer than api_key_max_idle_days (disabled)"
             }
-            (Some(p), Some(k)) if self.policy().role(&k.role).is_none() => {
-                (Actor::ApiKey(p.id.clone()), "role not in policy")
-            }
-            (Some(p), Some(_)) => (Actor::ApiKey(p.id.clone()), "wrong secret"),
+            (Some(_), Some(k)) if self.policy().role(&k.role).is_none() => "role not in policy",
+            (Some(_), Some(_)) => "wrong secret",
         };
-        let audit = AuditDraft::new(t, actor, Action::Auth, Outcome::Denied).detail(detail);
-        self.store
-            .append_audit(audit)
-            .await
-            .map_err(AuthError::Store)?;
+        let key_id = presented.as_ref().map(|p| p.id.as_str());
+        if self.auth_failures.record(client.ip(), key_id, reason, t) == Record::AuditNow {
+            let actor = key_id.map_or(Actor::Anonymous, |id| Actor::ApiKey(id.to_owned()));
+            let audit = AuditDraft::new(t, actor, Action::Auth, Outcome::Denied)
+                .detail(format!("{reason}; from {client}"));
+            self.store
+                .append_audit(audit)
+                .await
+                .map_err(AuthError::Store)?;
+        }
         Err(AuthError::Unauthenticated)
+    }
+
+    /// Audits the denials (failed authentications, requests over a rate) counted in minutes
+    /// that have ended (all of them when `all`, at shutdown): one entry per address and key id
+    /// with the count. Summaries that cannot be written are kept for the next call.
+    pub async fn flush_denials(&self, all: bool) -> Result<usize, StoreError> {
+        let counters = [
+            (&self.auth_failures, Action::Auth),
+            (&self.rate_denials[0], Action::Tokenize),
+            (&self.rate_denials[1], Action::Reveal),
+        ];
+        let mut written = 0;
+        for (counter, action) in counters {
+            let summaries = if all {
+                counter.take_all()
+            } else {
+                counter.take_ended(now())
+            };
+            let mut rest = summaries.into_iter();
+            while let Some(s) = rest.next() {
+                let actor = match s.key_id.as_str() {
+                    "-" | "*" => Actor::Anonymous,
+                    id => Actor::ApiKey(id.to_owned()),
+                };
+                let entry =
+                    AuditDraft::new(now(), actor, action, Outcome::Denied).detail(s.detail());
+                if let Err(e) = self.store.append_audit(entry).await {
+                    counter.restore(std::iter::once(s).chain(rest).collect());
+                    return Err(e);
+                }
+                written += 1;
+            }
+        }
+        Ok(written)
     }
 
     /// Audits an endpoint-level denial (the role has no permission of the needed sort).
@@ -458,10 +585,49 @@ impl<S: Store> Vault<S> {
     ) -> Result<(), StoreError> {
         self.store
             .append_audit(
-                AuditDraft::new(now(), caller.actor(), action, Outcome::Denied)
-                    .detail(format!("role {}: {why}", caller.role_name)),
+                AuditDraft::new(now(), caller.actor(), action, Outcome::Denied).detail(format!(
+                    "role {}: {why}; from {}",
+                    caller.role_name, caller.client
+                )),
             )
             .await
+    }
+
+    /// Takes `items` from the caller's `op` bucket (its role's rate). A refusal is audited as a
+    /// denial of the operation.
+    pub async fn limit(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        items: usize,
+    ) -> Result<Result<(), Limited>, StoreError> {
+        let rate = match op {
+            Operation::Tokenize => caller.role.tokenize_rate,
+            Operation::Reveal => caller.role.reveal_rate,
+        };
+        let Err(limited) = self.limiter.take(&caller.key_id, op, rate, items) else {
+            return Ok(Ok(()));
+        };
+        let action = match op {
+            Operation::Tokenize => Action::Tokenize,
+            Operation::Reveal => Action::Reveal,
+        };
+        let counter = match op {
+            Operation::Tokenize => &self.rate_denials[0],
+            Operation::Reveal => &self.rate_denials[1],
+        };
+        let (why, reason) = match limited {
+            Limited::RetryAfter(_) => (format!("rate limited ({items} items)"), "rate limited"),
+            Limited::OverBurst(burst) => (
+                format!("{items} items at once, burst {burst}"),
+                "over the burst",
+            ),
+        };
+        let t = now();
+        if counter.record(caller.client.ip(), Some(&caller.key_id), reason, t) == Record::AuditNow {
+            self.audit_denial(caller, action, &why).await?;
+        }
+        Ok(Err(limited))
     }
 
     /// Audit entries after `after`, at most `limit`, for a role with the `audit` permission (the
@@ -564,7 +730,10 @@ impl<S: Store> Vault<S> {
         }
         Ok(out
             .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Refusal::Internal.into())))
+            .map(|r| {
+                r.unwrap_or_else(|| Err(Refusal::Internal.into()))
+                    .map(|t| t.granted_to(&caller.role))
+            })
             .collect())
     }
 
@@ -649,6 +818,13 @@ impl<S: Store> Vault<S> {
             ),
             _ => None,
         };
+        if unsupported.is_none()
+            && format == TokenFormat::Deterministic
+            && !caller.role.deterministic.contains(kind)
+        {
+            let r = Refusal::forbidden(&caller.role_name, "have deterministic tokens for", kind);
+            return self.refuse(caller, Some(kind), env_detail, r).await;
+        }
         if let Some(why) = unsupported {
             return self
                 .refuse(

@@ -289,3 +289,43 @@ pub async fn add_key(s: &Settings, role: &str) -> String {
         .unwrap()
         .full
 }
+
+/// The settings of `dir` with a policy file holding `policy`.
+pub fn settings_with_policy(dir: &Path, policy: &str) -> Settings {
+    let file = dir.join("policy.toml");
+    std::fs::write(&file, policy).unwrap();
+    Settings {
+        policy_file: Some(file),
+        ..settings(dir)
+    }
+}
+
+/// The built-in policy with `role`'s table extended by `lines` (TOML keys of that role).
+pub fn policy_granting(role: &str, lines: &str) -> String {
+    let header = format!("[roles.{role}]\n");
+    assert!(fieldseal_vault::policy::DEFAULT_POLICY.contains(&header));
+    fieldseal_vault::policy::DEFAULT_POLICY.replace(&header, &format!("{header}{lines}\n"))
+}
+
+/// How many denials an audit entry stands for: one, or the count of a per-minute summary
+/// (`N more failed authentications from ...`).
+pub fn denials_in(e: &AuditRecord) -> u64 {
+    e.detail
+        .split_once(" more ")
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// The built-in policy without its rate limits, for tests about something else than rates.
+pub fn policy_without_rates() -> String {
+    fieldseal_vault::policy::DEFAULT_POLICY
+        .lines()
+        .map(|l| match l.split_once(" = {") {
+            Some((name, _)) if name.starts_with("rate.") => {
+                format!("{name} = {{ unlimited = true }}")
+            }
+            _ => l.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
