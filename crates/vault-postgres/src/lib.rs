@@ -36,7 +36,8 @@ use fieldseal_vault_store::audit::{
 };
 use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
-    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, Store,
+    StoreError, TokenRecord,
 };
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -60,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_policy_entries.sql"),
     include_str!("../migrations/0005_api_key_lifecycle.sql"),
+    include_str!("../migrations/0006_key_management.sql"),
 ];
 
 const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version integer \
@@ -1158,6 +1160,172 @@ impl Store for PgStore {
             }
             log.commit(tx).await?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn rewrap_secret(
+        &self,
+        name: &str,
+        old: Vec<u8>,
+        new: Vec<u8>,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async {
+            audited_tx!(self => tx, log);
+            let n = exec(
+                &tx,
+                &self.inner,
+                "UPDATE $S.secrets SET wrapped = $2 WHERE name = $1 AND wrapped = $3",
+                &[&name, &new, &old],
+            )
+            .await?;
+            if n == 1 {
+                log.append(&audit);
+            }
+            log.commit(tx).await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn rewrap_hpke_key(
+        &self,
+        kid: &str,
+        old: Vec<u8>,
+        new: Vec<u8>,
+        mac: String,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async {
+            audited_tx!(self => tx, log);
+            let n = exec(
+                &tx,
+                &self.inner,
+                "UPDATE $S.hpke_keys SET wrapped_private = $2, mac = $4 WHERE kid = $1 AND \
+                 wrapped_private = $3",
+                &[&kid, &new, &old, &mac],
+            )
+            .await?;
+            if n == 1 {
+                log.append(&audit);
+            }
+            log.commit(tx).await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn add_data_key(
+        &self,
+        id: i64,
+        wrapped: Vec<u8>,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async {
+            audited_tx!(self => tx, log);
+            let name = format!("data-key:{id}");
+            let n = exec(&tx, &self.inner,
+                "INSERT INTO $S.secrets (name, wrapped, created_at) VALUES ($1, $2, $3) ON CONFLICT \
+                 (name) DO NOTHING",
+                &[&name, &wrapped, &audit.at],
+            )
+            .await?;
+            if n == 1 {
+                exec(&tx, &self.inner,
+                    "INSERT INTO $S.data_keys (id, created_at, encryptions) VALUES ($1, $2, 0)",
+                    &[&id, &audit.at],
+                )
+                .await?;
+                log.append(&audit);
+            }
+            log.commit(tx).await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn data_keys(&self) -> Result<Vec<DataKeyRecord>, StoreError> {
+        self.read(
+            "SELECT id, created_at, encryptions, (SELECT count(*) FROM $S.tokens WHERE \
+             tokens.data_key_id = data_keys.id) FROM $S.data_keys ORDER BY id",
+            &[],
+            |r| {
+                Ok(DataKeyRecord {
+                    id: r.try_get(0)?,
+                    created_at: r.try_get(1)?,
+                    encryptions: r.try_get(2)?,
+                    values: r.try_get(3)?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn count_encryptions(&self, id: i64, n: i64) -> Result<(), StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let st =
+                client
+                    .prepare_cached(&self.inner.sql(
+                        "UPDATE $S.data_keys SET encryptions = encryptions + $2 WHERE id = $1",
+                    ))
+                    .await
+                    .map_err(db_error)?;
+            client.execute(&st, &[&id, &n]).await.map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tokens_to_reencrypt(
+        &self,
+        below: i64,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(
+            &format!(
+                "SELECT {TOKEN_COLUMNS}, false FROM $S.tokens WHERE data_key_id < $1 AND token > $2 \
+                 ORDER BY token LIMIT $3"
+            ),
+            &[&below, &after, &limit],
+            token_row,
+        )
+        .await
+    }
+
+    async fn reencrypt_tokens(
+        &self,
+        rows: Vec<Reencrypted>,
+        audit: AuditDraft,
+    ) -> Result<u64, StoreError> {
+        self.bounded(async {
+            audited_tx!(self => tx, log);
+            let mut moved = 0u64;
+            for r in &rows {
+                moved += exec(
+                    &tx,
+                    &self.inner,
+                    "UPDATE $S.tokens SET data_key_id = $2, ciphertext = $3 WHERE token = $1 AND \
+                     data_key_id = $4 AND ciphertext = $5",
+                    &[
+                        &r.token,
+                        &r.data_key_id,
+                        &r.ciphertext,
+                        &r.old_data_key_id,
+                        &r.old_ciphertext,
+                    ],
+                )
+                .await?;
+            }
+            if moved > 0 {
+                let detail = format!("{} ({moved} of {} moved)", audit.detail, rows.len());
+                log.append(&AuditDraft { detail, ..audit });
+            }
+            log.commit(tx).await?;
+            Ok(moved)
         })
         .await
     }

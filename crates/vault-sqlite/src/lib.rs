@@ -19,7 +19,8 @@ use fieldseal_vault_store::audit::{
 };
 use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
-    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, Store,
+    StoreError, TokenRecord,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{
@@ -33,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_authenticated_rows.sql"),
     include_str!("../migrations/0004_policy_entries.sql"),
     include_str!("../migrations/0005_api_key_lifecycle.sql"),
+    include_str!("../migrations/0006_key_management.sql"),
 ];
 
 /// The first migration whose rows carry MACs: a database with audit entries from before it cannot
@@ -890,6 +892,186 @@ impl Store for SqliteStore {
             }
             log.commit(tx)?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn rewrap_secret(
+        &self,
+        name: &str,
+        old: Vec<u8>,
+        new: Vec<u8>,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let n = tx
+                .execute(
+                    "UPDATE secrets SET wrapped = ?2 WHERE name = ?1 AND wrapped = ?3",
+                    params![name, new, old],
+                )
+                .map_err(db_error)?;
+            if n == 1 {
+                log.append(&tx, &audit)?;
+            }
+            log.commit(tx)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn rewrap_hpke_key(
+        &self,
+        kid: &str,
+        old: Vec<u8>,
+        new: Vec<u8>,
+        mac: String,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        let kid = kid.to_owned();
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let n = tx
+                .execute(
+                    "UPDATE hpke_keys SET wrapped_private = ?2, mac = ?4 WHERE kid = ?1 AND \
+                     wrapped_private = ?3",
+                    params![kid, new, old, mac],
+                )
+                .map_err(db_error)?;
+            if n == 1 {
+                log.append(&tx, &audit)?;
+            }
+            log.commit(tx)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn add_data_key(
+        &self,
+        id: i64,
+        wrapped: Vec<u8>,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let n = tx
+                .execute(
+                    "INSERT OR IGNORE INTO secrets (name, wrapped, created_at) VALUES (?1, ?2, ?3)",
+                    params![format!("data-key:{id}"), wrapped, audit.at],
+                )
+                .map_err(db_error)?;
+            if n == 1 {
+                tx.execute(
+                    "INSERT INTO data_keys (id, created_at, encryptions) VALUES (?1, ?2, 0)",
+                    params![id, audit.at],
+                )
+                .map_err(db_error)?;
+                log.append(&tx, &audit)?;
+            }
+            log.commit(tx)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn data_keys(&self) -> Result<Vec<DataKeyRecord>, StoreError> {
+        self.run(move |c, _| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, created_at, encryptions, (SELECT count(*) FROM tokens WHERE \
+                     tokens.data_key_id = data_keys.id) FROM data_keys ORDER BY id",
+                )
+                .map_err(db_error)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(DataKeyRecord {
+                        id: int(r, 0)?,
+                        created_at: int(r, 1)?,
+                        encryptions: int(r, 2)?,
+                        values: int(r, 3)?,
+                    })
+                })
+                .map_err(db_error)?;
+            rows.collect::<Result<_, _>>().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn count_encryptions(&self, id: i64, n: i64) -> Result<(), StoreError> {
+        self.run(move |c, _| {
+            let tx = write_tx(c)?;
+            tx.execute(
+                "UPDATE data_keys SET encryptions = encryptions + ?2 WHERE id = ?1",
+                params![id, n],
+            )
+            .map_err(db_error)?;
+            tx.commit().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn tokens_to_reencrypt(
+        &self,
+        below: i64,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let after = after.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |c, _| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS}, 0 FROM tokens WHERE data_key_id < ?1 AND token > ?2 \
+                     ORDER BY token LIMIT ?3"
+                ))
+                .map_err(db_error)?;
+            let rows = st
+                .query_map(params![below, after, limit], token_row)
+                .map_err(db_error)?;
+            rows.collect::<Result<_, _>>().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn reencrypt_tokens(
+        &self,
+        rows: Vec<Reencrypted>,
+        audit: AuditDraft,
+    ) -> Result<u64, StoreError> {
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let mut moved = 0u64;
+            {
+                let mut st = tx
+                    .prepare_cached(
+                        "UPDATE tokens SET data_key_id = ?2, ciphertext = ?3 WHERE token = ?1 AND \
+                         data_key_id = ?4 AND ciphertext = ?5",
+                    )
+                    .map_err(db_error)?;
+                for r in &rows {
+                    moved += st
+                        .execute(params![
+                            r.token,
+                            r.data_key_id,
+                            r.ciphertext,
+                            r.old_data_key_id,
+                            r.old_ciphertext
+                        ])
+                        .map_err(db_error)? as u64;
+                }
+            }
+            if moved > 0 {
+                let detail = format!("{} ({moved} of {} moved)", audit.detail, rows.len());
+                log.append(&tx, &AuditDraft { detail, ..audit })?;
+            }
+            log.commit(tx)?;
+            Ok(moved)
         })
         .await
     }

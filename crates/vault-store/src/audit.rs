@@ -91,6 +91,14 @@ vocabulary! {
         KeyRotate => "key.rotate",
         /// An HPKE key pair retired.
         KeyRetire => "key.retire",
+        /// A wrapped key rewrapped under a new key-encryption key (`kek rotate`).
+        KeyRewrap => "key.rewrap",
+        /// A key-encryption key rotation started or finished.
+        KekRotate => "kek.rotate",
+        /// A new data key version made (on demand, or before the count limit).
+        DataKeyRotate => "datakey.rotate",
+        /// A batch of values moved to the newest data key.
+        DataKeyReencrypt => "datakey.reencrypt",
         /// An API key created.
         ApiKeyCreate => "apikey.create",
         /// An API key revoked.

@@ -16,7 +16,7 @@ use fieldseal_core::at_rest::SymmetricKey;
 
 use crate::audit::{Action, Actor, AuditDraft, EnvelopeRef, Outcome};
 use crate::verify::verify_chain;
-use crate::{ApiKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord};
+use crate::{ApiKeyRecord, InsertOutcome, NewToken, Reencrypted, Store, StoreError, TokenRecord};
 
 /// What the suite needs from a backend beyond the trait.
 pub trait Backend: Send + Sync + 'static {
@@ -396,6 +396,138 @@ pub async fn api_keys_rotate_and_record_use<B: Backend>(b: &B) {
     intact(&s).await;
 }
 
+/// A rewrap (KEK rotation) replaces a wrapped key only if it is still the one read, audits it in
+/// the same transaction, and leaves the chain intact; a stale rewrap changes nothing.
+pub async fn a_rewrap_replaces_only_what_was_read<B: Backend>(b: &B) {
+    let s = started(b).await;
+    let d = |n| AuditDraft::new(n, Actor::Cli, Action::KeyRewrap, Outcome::Ok).detail("data-key:1");
+    let created = AuditDraft::new(2, Actor::Cli, Action::SecretCreate, Outcome::Ok);
+    assert!(
+        s.put_secret("data-key:1", vec![1; 40], created)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.rewrap_secret("data-key:1", vec![1; 40], vec![2; 40], d(3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.secret("data-key:1").await.unwrap(), Some(vec![2; 40]));
+    // A second rotation that read the old form loses: nothing changes, nothing is audited.
+    let before = s.last_audit_entry().await.unwrap().unwrap().seq;
+    assert!(
+        !s.rewrap_secret("data-key:1", vec![1; 40], vec![3; 40], d(4))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.rewrap_secret("no-such-key", vec![1; 40], vec![3; 40], d(4))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.secret("data-key:1").await.unwrap(), Some(vec![2; 40]));
+    assert_eq!(s.last_audit_entry().await.unwrap().unwrap().seq, before);
+
+    let key = crate::HpkeKeyRecord {
+        kid: "k202612-000000000001".into(),
+        public_key: vec![4; 65],
+        wrapped_private: vec![5; 60],
+        created_at: 1,
+        not_before: 1,
+        expires_at: 100,
+        retired_at: None,
+        mac: "m1".into(),
+        retired_in_log: false,
+    };
+    let made = AuditDraft::new(5, Actor::Cli, Action::KeyRotate, Outcome::Ok);
+    s.insert_hpke_key(key.clone(), made).await.unwrap();
+    let rewrap = AuditDraft::new(6, Actor::Cli, Action::KeyRewrap, Outcome::Ok).detail(&key.kid);
+    assert!(
+        s.rewrap_hpke_key(
+            &key.kid,
+            vec![5; 60],
+            vec![6; 60],
+            "m2".into(),
+            rewrap.clone()
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !s.rewrap_hpke_key(&key.kid, vec![5; 60], vec![7; 60], "m3".into(), rewrap)
+            .await
+            .unwrap()
+    );
+    let stored = s.hpke_keys().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        (stored[0].wrapped_private.clone(), stored[0].mac.as_str()),
+        (vec![6; 60], "m2")
+    );
+    intact(&s).await;
+}
+
+/// Data keys: a version is stored once with its count at zero; counts add up; the values under
+/// older versions are listed page by page; a move to a newer version happens only for rows that
+/// still hold what was read, audited with the count, and the chain stays intact.
+pub async fn data_keys_count_and_move_values_once<B: Backend>(b: &B) {
+    let s = started(b).await;
+    let made = |n| AuditDraft::new(n, Actor::Cli, Action::DataKeyRotate, Outcome::Ok);
+    assert!(s.add_data_key(1, vec![1; 60], made(2)).await.unwrap());
+    assert!(!s.add_data_key(1, vec![9; 60], made(3)).await.unwrap());
+    assert_eq!(s.secret("data-key:1").await.unwrap(), Some(vec![1; 60]));
+    let items: Vec<NewToken> = (0..5u8)
+        .map(|i| new_token(&format!("tok_dk{i}"), "pan", 40 + i, &[i; 20]))
+        .collect();
+    s.insert_tokens(items).await.unwrap();
+    s.count_encryptions(1, 5).await.unwrap();
+    s.count_encryptions(1, 2).await.unwrap();
+    assert!(s.add_data_key(2, vec![2; 60], made(4)).await.unwrap());
+    let keys = s.data_keys().await.unwrap();
+    assert_eq!(
+        keys.iter()
+            .map(|k| (k.id, k.encryptions, k.values))
+            .collect::<Vec<_>>(),
+        vec![(1, 7, 5), (2, 0, 0)]
+    );
+    let page = s.tokens_to_reencrypt(2, "", 3).await.unwrap();
+    assert_eq!(
+        page.iter().map(|t| t.token.as_str()).collect::<Vec<_>>(),
+        ["tok_dk0", "tok_dk1", "tok_dk2"]
+    );
+    let rest = s.tokens_to_reencrypt(2, "tok_dk2", 3).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    let moves: Vec<Reencrypted> = page
+        .iter()
+        .map(|t| Reencrypted {
+            token: t.token.clone(),
+            old_data_key_id: 1,
+            old_ciphertext: t.ciphertext.clone(),
+            data_key_id: 2,
+            ciphertext: vec![0xee; 20],
+        })
+        .collect();
+    let audit = || {
+        AuditDraft::new(5, Actor::Vault, Action::DataKeyReencrypt, Outcome::Ok)
+            .detail("to data-key:2")
+    };
+    assert_eq!(s.reencrypt_tokens(moves.clone(), audit()).await.unwrap(), 3);
+    // The same moves again (another node read the same rows): nothing changes, nothing audited.
+    let before = s.last_audit_entry().await.unwrap().unwrap().seq;
+    assert_eq!(s.reencrypt_tokens(moves, audit()).await.unwrap(), 0);
+    assert_eq!(s.last_audit_entry().await.unwrap().unwrap().seq, before);
+    let moved = s.token("tok_dk1", 0).await.unwrap().unwrap();
+    assert_eq!((moved.data_key_id, moved.ciphertext), (2, vec![0xee; 20]));
+    let keys = s.data_keys().await.unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.values).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
+    let logged = s.last_audit_entry().await.unwrap().unwrap();
+    assert_eq!(logged.detail, "to data-key:2 (3 of 3 moved)");
+    intact(&s).await;
+}
+
 /// One `#[tokio::test]` per conformance case for the backend `$backend` (an expression).
 #[macro_export]
 macro_rules! conformance_tests {
@@ -409,6 +541,8 @@ macro_rules! conformance_tests {
             a_deleted_token_is_gone_from_the_files,
             a_broken_chain_refuses_appends,
             api_keys_rotate_and_record_use,
+            a_rewrap_replaces_only_what_was_read,
+            data_keys_count_and_move_values_once,
         );
     };
     (@cases $backend:expr; $($case:ident,)*) => {

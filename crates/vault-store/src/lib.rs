@@ -33,5 +33,7 @@ mod store;
 pub mod verify;
 
 pub use error::StoreError;
-pub use records::{ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, TokenRecord};
+pub use records::{
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, TokenRecord,
+};
 pub use store::Store;

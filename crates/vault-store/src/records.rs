@@ -107,6 +107,34 @@ pub fn token_aad(t: &TokenRecord) -> Vec<u8> {
     )
 }
 
+/// A data key's bookkeeping (its key material is the wrapped secret `data-key:<id>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeyRecord {
+    /// Version: the `data_key_id` of the values it encrypts.
+    pub id: i64,
+    /// When it was made.
+    pub created_at: i64,
+    /// Encryptions counted under it (every node adds its own every few seconds).
+    pub encryptions: i64,
+    /// Values stored under it now.
+    pub values: i64,
+}
+
+/// A value moved to a newer data key: the row as it was read, and its new key and ciphertext.
+#[derive(Debug, Clone)]
+pub struct Reencrypted {
+    /// The token.
+    pub token: String,
+    /// The data key it was read under.
+    pub old_data_key_id: i64,
+    /// The ciphertext it was read with.
+    pub old_ciphertext: Vec<u8>,
+    /// The new data key.
+    pub data_key_id: i64,
+    /// The new ciphertext (the row, with the new data key id, as associated data).
+    pub ciphertext: Vec<u8>,
+}
+
 /// A stored API key: its public id, the digest of its secret and its role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKeyRecord {

@@ -9,7 +9,10 @@ use std::future::Future;
 use fieldseal_core::at_rest::SymmetricKey;
 
 use crate::audit::{AuditDraft, AuditRecord, Head};
-use crate::{ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, StoreError, TokenRecord};
+use crate::{
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, StoreError,
+    TokenRecord,
+};
 
 /// The vault's storage.
 pub trait Store: Send + Sync + 'static {
@@ -35,6 +38,53 @@ pub trait Store: Send + Sync + 'static {
         wrapped: Vec<u8>,
         audit: AuditDraft,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Replaces the wrapped form of a named secret (a KEK rotation) if it is still `old`, auditing
+    /// it; returns whether it was replaced.
+    fn rewrap_secret(
+        &self,
+        name: &str,
+        old: Vec<u8>,
+        new: Vec<u8>,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a new data key (the wrapped secret `data-key:<id>` and its bookkeeping row, count 0)
+    /// unless that version exists, auditing it; returns whether it was stored.
+    fn add_data_key(
+        &self,
+        id: i64,
+        wrapped: Vec<u8>,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every data key's bookkeeping, oldest first, with the number of values under it.
+    fn data_keys(&self) -> impl Future<Output = Result<Vec<DataKeyRecord>, StoreError>> + Send;
+
+    /// Adds `n` to the encryptions counted under data key `id`.
+    fn count_encryptions(
+        &self,
+        id: i64,
+        n: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` token rows under a data key older than `below`, with tokens after `after`,
+    /// in token order (`ended_in_log` is not read: always `false`).
+    fn tokens_to_reencrypt(
+        &self,
+        below: i64,
+        after: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<TokenRecord>, StoreError>> + Send;
+
+    /// Moves values to a newer data key in one transaction, each only if its row still holds the
+    /// ciphertext read (a delete or another node's move wins); appends `audit` (its detail
+    /// completed with the count) if any moved. Returns how many moved.
+    fn reencrypt_tokens(
+        &self,
+        rows: Vec<Reencrypted>,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Starts the audit log of a new vault: stores the wrapped audit key under `name` and the
     /// log's first entry. The only append allowed on an empty log; returns `false` (and writes
@@ -62,6 +112,17 @@ pub trait Store: Send + Sync + 'static {
         &self,
         kid: &str,
         at: i64,
+        mac: String,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Replaces an HPKE key's wrapped private key and its row MAC (a KEK rotation) if the wrapped
+    /// key is still `old`, auditing it; returns whether it was replaced.
+    fn rewrap_hpke_key(
+        &self,
+        kid: &str,
+        old: Vec<u8>,
+        new: Vec<u8>,
         mac: String,
         audit: AuditDraft,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;

@@ -6,7 +6,8 @@ use fieldseal_vault_postgres::PgStore;
 use fieldseal_vault_sqlite::SqliteStore;
 use fieldseal_vault_store::audit::{AuditDraft, AuditRecord, Head};
 use fieldseal_vault_store::{
-    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, Store,
+    StoreError, TokenRecord,
 };
 
 /// A vault's store: embedded SQLite (`sqlite://PATH`) or PostgreSQL (`postgres://...`).
@@ -74,6 +75,61 @@ impl Store for AnyStore {
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
         dispatch!(self.put_secret(name, wrapped, audit))
+    }
+
+    async fn rewrap_secret(
+        &self,
+        name: &str,
+        old: Vec<u8>,
+        new: Vec<u8>,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.rewrap_secret(name, old, new, audit))
+    }
+
+    async fn rewrap_hpke_key(
+        &self,
+        kid: &str,
+        old: Vec<u8>,
+        new: Vec<u8>,
+        mac: String,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.rewrap_hpke_key(kid, old, new, mac, audit))
+    }
+
+    async fn add_data_key(
+        &self,
+        id: i64,
+        wrapped: Vec<u8>,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.add_data_key(id, wrapped, audit))
+    }
+
+    async fn data_keys(&self) -> Result<Vec<DataKeyRecord>, StoreError> {
+        dispatch!(self.data_keys())
+    }
+
+    async fn count_encryptions(&self, id: i64, n: i64) -> Result<(), StoreError> {
+        dispatch!(self.count_encryptions(id, n))
+    }
+
+    async fn tokens_to_reencrypt(
+        &self,
+        below: i64,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        dispatch!(self.tokens_to_reencrypt(below, after, limit))
+    }
+
+    async fn reencrypt_tokens(
+        &self,
+        rows: Vec<Reencrypted>,
+        audit: AuditDraft,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.reencrypt_tokens(rows, audit))
     }
 
     async fn begin_audit_log(
