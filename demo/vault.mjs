@@ -1,8 +1,8 @@
-// Runs the real `fieldseal-vault` binary for the demo: `init` in a data directory (a fresh master
-// key file and HPKE key; skipped when the directory holds a vault already), one new API key per
-// demo role through `apikey create` (the demo keys of an earlier run are revoked), then `serve` on
-// 127.0.0.1 with a port the system picks. The vault's own log goes to `vault.log` in the data
-// directory.
+// Runs the real `fieldseal-vault` binary for the demo: `init --dev` in a data directory (a
+// development vault: a fresh master key file next to the database, and an HPKE key; skipped when
+// the directory holds a vault already), one new API key per demo role through `apikey create` (the
+// demo keys of an earlier run are revoked), then `serve` on 127.0.0.1 with a port the system
+// picks. The vault's own log goes to `vault.log` in the data directory.
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -57,7 +57,7 @@ export async function startVault({ bin, dataDir, fieldsOrigins = [], fieldsFonts
     if (fieldsFontsDir) env.FIELDSEAL_FIELDS_FONTS_DIR = fieldsFontsDir;
   }
   if (existsSync(join(dataDir, 'vault.db'))) await revokeEarlierDemoKeys(bin, env);
-  else await run(bin, ['init'], { env });
+  else await run(bin, ['init', '--dev'], { env });
   const keys = {};
   for (const role of DEMO_ROLES) {
     const { stdout } = await run(bin, ['apikey', 'create', '--role', role, '--label', `demo ${role}`], { env });

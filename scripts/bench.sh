@@ -8,7 +8,8 @@
 #   3. the vault over HTTP on 127.0.0.1: tokenize (batches of 1, 6 and 100) and detokenize at rising
 #      concurrency, next to the raw ECDH rate on the same cores, on SQLite, on the machine's
 #      PostgreSQL with one node, and with two nodes on one database (started here if it is down;
-#      FIELDSEAL_BENCH_POSTGRES names another server).
+#      FIELDSEAL_BENCH_POSTGRES names another server); SQLite again with the KEK in a SoftHSM2
+#      token instead of a key file (unwrapping happens at start: the rates should match).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench-results
@@ -33,6 +34,8 @@ node benches/browser/hosted.mjs 15 "$out/hosted.json"
 
 step "vault: fieldseal-loadgen over HTTP, SQLite"
 target/release/fieldseal-loadgen --out "$out/vault.json"
+step "vault: fieldseal-loadgen over HTTP, SQLite, the KEK in a PKCS#11 token (SoftHSM2)"
+target/release/fieldseal-loadgen --kek pkcs11 --out "$out/vault-pkcs11.json"
 
 pg="${FIELDSEAL_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}"
 if [[ -z "${FIELDSEAL_BENCH_POSTGRES:-}" ]]; then scripts/postgres.sh; fi

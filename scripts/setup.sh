@@ -3,7 +3,8 @@
 # already there: the pinned Rust toolchain's components and the wasm32 target (rust-toolchain.toml),
 # Node.js, the wasm-bindgen CLI at exactly the crate's pinned version, Debian's Chromium and
 # ChromeDriver (browser tests; never a downloaded browser), Debian's ripgrep (the discovery
-# scanner's throughput reference in scripts/bench-scan.sh), and the npm devDependencies (npm ci).
+# scanner's throughput reference in scripts/bench-scan.sh), Debian's SoftHSM2 (a real PKCS#11 token
+# for the key-management tests and the `pkcs11` KEK provider), and the npm devDependencies (npm ci).
 # `--no-browser` leaves Chromium out (the demo does not need it).
 set -euo pipefail
 browser=1
@@ -33,6 +34,10 @@ fi
 if ! command -v rg >/dev/null 2>&1; then
   echo "setup: installing Debian's ripgrep"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ripgrep
+fi
+if ! command -v softhsm2-util >/dev/null 2>&1; then
+  echo "setup: installing Debian's softhsm2"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2
 fi
 
 # The wasm-bindgen CLI must be the exact version Cargo.lock pins for the wasm-bindgen crate.

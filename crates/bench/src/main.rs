@@ -52,6 +52,13 @@ struct Args {
     /// Vault nodes serving the one database (PostgreSQL only for more than one).
     #[arg(long, default_value_t = 1)]
     nodes: usize,
+    /// Where the vault's KEK lives: `file` (a development vault's key file) or `pkcs11` (a
+    /// SoftHSM2 token made for the run with `softhsm2-util`; unwrapping happens at start only).
+    #[arg(long, default_value = "file", value_parser = ["file", "pkcs11"])]
+    kek: String,
+    /// The PKCS#11 module for `--kek pkcs11`.
+    #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
+    pkcs11_module: PathBuf,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -87,6 +94,8 @@ struct Target {
     dir: PathBuf,
     /// `FIELDSEAL_DATABASE_URL`, unless SQLite in `dir`.
     database_url: Option<String>,
+    /// The KEK settings (`FIELDSEAL_*` and `SOFTHSM2_CONF`), for `--kek pkcs11`.
+    kek_env: Vec<(String, String)>,
 }
 
 impl Target {
@@ -95,7 +104,8 @@ impl Target {
         c.env("FIELDSEAL_DATA_DIR", &self.dir)
             .env("FIELDSEAL_POLICY_FILE", self.dir.join(POLICY_FILE))
             .env_remove("FIELDSEAL_MASTER_KEY")
-            .env_remove("FIELDSEAL_CONFIG");
+            .env_remove("FIELDSEAL_CONFIG")
+            .envs(self.kek_env.iter().map(|(k, v)| (k, v)));
         match &self.database_url {
             Some(url) => c.env("FIELDSEAL_DATABASE_URL", url),
             None => c.env_remove("FIELDSEAL_DATABASE_URL"),
@@ -522,9 +532,14 @@ async fn main() -> Result<(), Error> {
         _ => None,
     };
     std::fs::write(dir.0.join(POLICY_FILE), POLICY)?;
+    let kek_env = match args.kek.as_str() {
+        "pkcs11" => softhsm_token(&dir.0, &args.pkcs11_module)?,
+        _ => Vec::new(),
+    };
     let target = Target {
         dir: dir.0.clone(),
         database_url: schema.as_ref().map(|s| s.url(&args.postgres_url)),
+        kek_env,
     };
     let outcome = run(&args, &target, threads).await;
     // The run's schema is dropped whether the run succeeded or not; the run's error comes first.
@@ -539,9 +554,50 @@ async fn main() -> Result<(), Error> {
     outcome
 }
 
+/// A SoftHSM2 token of the run's own in `dir`; the settings of a vault whose KEK it holds.
+fn softhsm_token(dir: &Path, module: &Path) -> Result<Vec<(String, String)>, Error> {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens)?;
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )?;
+    let pin = dir.join("pin");
+    std::fs::write(&pin, "loadgen-pin-4711\n")?;
+    let out = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args(["--init-token", "--free", "--label", "loadgen"])
+        .args(["--pin", "loadgen-pin-4711", "--so-pin", "loadgen-so-4711"])
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "softhsm2-util failed (is softhsm2 installed? scripts/setup.sh): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let text = |p: &Path| p.display().to_string();
+    Ok(vec![
+        ("SOFTHSM2_CONF".into(), text(&conf)),
+        ("FIELDSEAL_KEK_PROVIDER".into(), "pkcs11".into()),
+        ("FIELDSEAL_PKCS11_MODULE".into(), text(module)),
+        ("FIELDSEAL_PKCS11_TOKEN".into(), "loadgen".into()),
+        ("FIELDSEAL_PKCS11_PIN_FILE".into(), text(&pin)),
+    ])
+}
+
 /// Starts the nodes, measures every scenario, and writes the results.
 async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> {
-    cli(&args.vault, target, &["init"])?;
+    // With a key file, a development vault (the file next to the data): the load generator
+    // measures serving, not key custody.
+    match args.kek.as_str() {
+        "pkcs11" => cli(&args.vault, target, &["init"])?,
+        _ => cli(&args.vault, target, &["init", "--dev"])?,
+    };
     let checkout = cli(
         &args.vault,
         target,
@@ -657,13 +713,15 @@ async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> 
         }));
     }
     println!(
-        "\nreference: raw ECDH {ecdh:.0}/s on {threads} cores; server peak RSS {}",
+        "\nKEK: {}; reference: raw ECDH {ecdh:.0}/s on {threads} cores; server peak RSS {}",
+        args.kek,
         peak.map_or("unknown".into(), |m| format!("{m:.1} MiB"))
     );
     let doc = json!({
         "machine": { "cores": threads },
         "database": args.database,
         "nodes": args.nodes,
+        "kek": args.kek,
         "reference": { "raw_ecdh_aws_lc_per_sec": ecdh, "threads": threads },
         "server_peak_rss_mib": peak,
         "scenarios": json_scenarios,

@@ -3,6 +3,7 @@
 //! every check goes through here, over any backend.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use fieldseal_vault_store::audit::{
     Action, Actor, AuditDraft, ExpectedHead, Head, Outcome, check_stored,
@@ -14,7 +15,9 @@ use fieldseal_core::ecdh::PublicKey;
 use fieldseal_core::keyset::KeyId;
 
 use crate::apikeys::{self, NewApiKey};
+use crate::config::KekKind;
 use crate::config::Settings;
+use crate::kek::Pkcs11Kek;
 use crate::keys::{self, KekProvider, KeyError, LocalKek, Secrets};
 use crate::policy::{Policy, PolicyError};
 use crate::vault::{VaultError, kek_from_settings, now, open_store};
@@ -65,17 +68,37 @@ pub struct Initialized {
     pub first_key: String,
 }
 
-/// Initializes a vault: the data directory (mode 0700), the database, the KEK (a new key file
-/// unless one is configured or exists) and the first keys.
+/// Initializes a vault: the data directory (mode 0700), the database, the KEK and the first keys.
+/// The KEK is the configured one: `FIELDSEAL_MASTER_KEY`; a key in the PKCS#11 token (made inside
+/// the token, non-extractable, unless one with the label is there); or the key file, made if
+/// absent, which must lie outside the data directory ([`KeyError::KekInDataDir`]; see
+/// [`init_dev`]).
 pub async fn init(settings: &Settings) -> Result<Initialized, AdminError> {
+    init_with(settings, false).await
+}
+
+/// [`init`] for a development vault (the demo): the KEK file may be the default
+/// `<data_dir>/master.key`, next to the data it protects.
+pub async fn init_dev(settings: &Settings) -> Result<Initialized, AdminError> {
+    init_with(settings, true).await
+}
+
+async fn init_with(settings: &Settings, dev: bool) -> Result<Initialized, AdminError> {
+    let mut settings = settings.clone();
+    let kind = settings.kek_kind();
+    if kind == KekKind::File && !dev {
+        let file = settings.master_key_file();
+        if inside(&file, &settings.data_dir) {
+            return Err(KeyError::KekInDataDir(file.display().to_string()).into());
+        }
+    }
     fieldseal_vault_store::fs::create_private_dir(&settings.data_dir)?;
-    let store = open_store(settings).await?;
+    let store = open_store(&settings).await?;
     if keys::is_initialized(&store).await? {
         return Err(KeyError::AlreadyInitialized.into());
     }
-    let kek: Box<dyn KekProvider> = match &settings.master_key {
-        Some(_) => kek_from_settings(settings)?,
-        None => {
+    let kek: Box<dyn KekProvider> = match kind {
+        KekKind::File => {
             let file = settings.master_key_file();
             if file.exists() {
                 Box::new(LocalKek::from_file(&file)?)
@@ -83,13 +106,129 @@ pub async fn init(settings: &Settings) -> Result<Initialized, AdminError> {
                 Box::new(LocalKek::generate_file(&file)?)
             }
         }
+        KekKind::Pkcs11 => {
+            let kek = Pkcs11Kek::configure(&settings)?;
+            kek.ensure_key()?;
+            Box::new(kek)
+        }
+        KekKind::Env => crate::kek::from_settings(&mut settings)?,
     };
-    let first_key = keys::init(&store, kek.as_ref(), now(), lifetime(settings)).await?;
+    let first_key = keys::init(&store, kek.as_ref(), now(), lifetime(&settings)).await?;
     Ok(Initialized {
         database: settings.database_url(),
         master_key: kek.describe(),
         first_key,
     })
+}
+
+/// Where `kek rotate` moves the KEK: the settings of the new provider. Unset PKCS#11 fields keep
+/// the current settings' values.
+#[derive(Debug, Clone, Default)]
+pub struct KekTarget {
+    /// The new provider.
+    pub provider: Option<KekKind>,
+    /// `file`: the new key file (outside the data directory), made if absent.
+    pub master_key_file: Option<std::path::PathBuf>,
+    /// `pkcs11`: the module.
+    pub pkcs11_module: Option<std::path::PathBuf>,
+    /// `pkcs11`: the token label.
+    pub pkcs11_token: Option<String>,
+    /// `pkcs11`: the new key's label (made in the token if absent).
+    pub pkcs11_key_label: Option<String>,
+    /// `pkcs11`: the PIN file.
+    pub pkcs11_pin_file: Option<std::path::PathBuf>,
+}
+
+/// Rewraps every key of the vault under a new KEK (see [`keys::rotate_kek`]); resumable. The new
+/// KEK is made if absent (a key file outside the data directory, or a non-extractable key in the
+/// token). Returns the new KEK's description and what was done; `progress` hears each key.
+pub async fn rotate_kek(
+    settings: &Settings,
+    target: &KekTarget,
+    pause: std::time::Duration,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(String, keys::KekRotation), AdminError> {
+    let mut current = settings.clone();
+    let store = open_store(&current).await?;
+    let old = crate::kek::from_settings(&mut current)?;
+    let mut next = settings.clone();
+    next.master_key = None;
+    let kind = target.provider.unwrap_or(KekKind::Pkcs11);
+    next.kek_provider = Some(kind);
+    if let Some(f) = &target.master_key_file {
+        next.master_key_file = Some(f.clone());
+    }
+    if let Some(m) = &target.pkcs11_module {
+        next.pkcs11_module = Some(m.clone());
+    }
+    if let Some(t) = &target.pkcs11_token {
+        next.pkcs11_token = Some(t.clone());
+    }
+    if let Some(l) = &target.pkcs11_key_label {
+        next.pkcs11_key_label = l.clone();
+    }
+    if let Some(p) = &target.pkcs11_pin_file {
+        next.pkcs11_pin_file = Some(p.clone());
+    }
+    let new: Box<dyn KekProvider> = match kind {
+        KekKind::File => {
+            let file = next.master_key_file.clone().ok_or_else(|| {
+                KeyError::NoMasterKey("kek rotate to a file needs the new file's path".into())
+            })?;
+            if inside(&file, &next.data_dir) {
+                return Err(KeyError::KekInDataDir(file.display().to_string()).into());
+            }
+            if file.exists() {
+                Box::new(LocalKek::from_file(&file)?)
+            } else {
+                Box::new(LocalKek::generate_file(&file)?)
+            }
+        }
+        KekKind::Pkcs11 => {
+            let kek = Pkcs11Kek::configure(&next)?;
+            kek.ensure_key()?;
+            Box::new(kek)
+        }
+        KekKind::Env => {
+            let text = std::env::var("FIELDSEAL_NEW_MASTER_KEY").map_err(|_| {
+                KeyError::NoMasterKey("kek rotate to env needs FIELDSEAL_NEW_MASTER_KEY".into())
+            })?;
+            let text = zeroize::Zeroizing::new(text);
+            Box::new(LocalKek::from_base64(&text, "FIELDSEAL_MASTER_KEY")?)
+        }
+    };
+    if old.describe() == new.describe() {
+        return Err(KeyError::SameKek(new.describe()).into());
+    }
+    let report = keys::rotate_kek(&store, old.as_ref(), new.as_ref(), pause, progress).await?;
+    Ok((new.describe(), report))
+}
+
+/// Whether `path` is inside `dir` (both made absolute; symlinks resolved where they exist).
+fn inside(path: &std::path::Path, dir: &std::path::Path) -> bool {
+    let absolute = |p: &std::path::Path| {
+        p.canonicalize().unwrap_or_else(|_| {
+            // Not there yet: resolve the nearest existing ancestor.
+            let mut base = p.to_path_buf();
+            let mut rest = Vec::new();
+            while !base.exists() {
+                match (base.file_name().map(ToOwned::to_owned), base.parent()) {
+                    (Some(name), Some(parent)) => {
+                        rest.push(name);
+                        base = parent.to_path_buf();
+                    }
+                    _ => break,
+                }
+            }
+            let mut out = std::path::absolute(&base)
+                .ok()
+                .and_then(|b| b.canonicalize().ok())
+                .unwrap_or(base);
+            out.extend(rest.iter().rev());
+            out
+        })
+    };
+    absolute(path).starts_with(absolute(dir))
 }
 
 /// The lifetime of a new HPKE key, in seconds.
@@ -123,20 +262,40 @@ pub struct KeyStatus {
     pub expires_at: i64,
 }
 
+/// A key as `keys status` lists it.
+#[derive(Debug, Clone)]
+pub struct KeyInventory {
+    /// `kek`, `hpke`, `data`, `fingerprint`, `deterministic`, `audit` or `row`.
+    pub kind: &'static str,
+    /// Its id (key id, secret name, or the KEK's provider).
+    pub id: String,
+    /// Its version.
+    pub version: i64,
+    /// When it was made, if recorded.
+    pub created_at: Option<i64>,
+    /// How many times it was used, where counted (encryptions under a data key).
+    pub uses: Option<i64>,
+    /// Its state.
+    pub state: String,
+    /// Where it lives (never the key).
+    pub lives: String,
+}
+
 /// An initialized vault opened for operator actions.
 pub struct Admin<S: Store> {
     store: S,
     settings: Settings,
-    kek: Box<dyn KekProvider>,
+    kek: Arc<dyn KekProvider>,
     secrets: Secrets,
 }
 
 impl Admin<crate::AnyStore> {
     /// Opens the vault the settings describe (checks the KEK, unwraps the keys).
     pub async fn open(settings: &Settings) -> Result<Self, AdminError> {
-        let store = open_store(settings).await?;
-        let kek = kek_from_settings(settings)?;
-        Self::with_store(store, settings.clone(), kek).await
+        let mut settings = settings.clone();
+        let store = open_store(&settings).await?;
+        let kek = kek_from_settings(&mut settings)?;
+        Self::with_store(store, settings, kek).await
     }
 }
 
@@ -145,7 +304,7 @@ impl<S: Store> Admin<S> {
     pub async fn with_store(
         store: S,
         settings: Settings,
-        kek: Box<dyn KekProvider>,
+        kek: Arc<dyn KekProvider>,
     ) -> Result<Self, AdminError> {
         let secrets = keys::load_secrets(&store, kek.as_ref()).await?;
         Ok(Self {
@@ -352,6 +511,8 @@ impl<S: Store> Admin<S> {
                 kid: k.kid.clone(),
                 status: if !authentic(k) {
                     "TAMPERED"
+                } else if k.retired_at.is_some_and(|r| r > t) {
+                    "retiring"
                 } else if k.retired_at.is_some() {
                     "retired"
                 } else if k.expires_at <= t {
@@ -405,9 +566,108 @@ impl<S: Store> Admin<S> {
             .collect())
     }
 
-    /// Retires an HPKE key.
+    /// Retires an HPKE key, expired or not: it leaves the key set at once and opens envelopes
+    /// for the freshness window more (those sealed just before keep their worth).
     pub async fn retire_key(&self, kid: &str) -> Result<(), AdminError> {
-        Ok(keys::retire(&self.store, &self.secrets.row_key, kid, now(), Actor::Cli).await?)
+        let grace = i64::try_from(self.settings.freshness_window_secs).unwrap_or(i64::MAX / 4);
+        Ok(keys::retire(
+            &self.store,
+            &self.secrets.row_key,
+            kid,
+            (now(), grace),
+            Actor::Cli,
+        )
+        .await?)
+    }
+
+    /// Retires an HPKE key at once (a compromised key): it opens nothing from now on.
+    pub async fn retire_key_now(&self, kid: &str) -> Result<(), AdminError> {
+        Ok(keys::retire(
+            &self.store,
+            &self.secrets.row_key,
+            kid,
+            (now(), 0),
+            Actor::Cli,
+        )
+        .await?)
+    }
+
+    /// Makes a new data key version for new values; serving nodes take it up and move the stored
+    /// values to it in the background (progress in [`Admin::inventory`] and their logs). Returns
+    /// the new version.
+    pub async fn rotate_data_key(&self) -> Result<i64, AdminError> {
+        let newest = self.store.data_keys().await?.last().map_or(0, |r| r.id);
+        Ok(crate::datakeys::rotate(
+            &self.store,
+            self.kek.as_ref(),
+            newest,
+            (now(), Actor::Cli, "on demand"),
+        )
+        .await?)
+    }
+
+    /// Every key of the vault: where it lives, its version, when made, how much used, its state.
+    pub async fn inventory(&self) -> Result<Vec<KeyInventory>, AdminError> {
+        let mut out = vec![KeyInventory {
+            kind: "kek",
+            id: self.settings.kek_kind().as_str().into(),
+            version: 1,
+            created_at: None,
+            uses: None,
+            state: "in use".into(),
+            lives: self.kek.describe(),
+        }];
+        let wrapped = format!("database, wrapped under the KEK ({})", self.kek.describe());
+        let hpke = self.store.hpke_keys().await?;
+        for k in self.keys().await? {
+            let created = hpke.iter().find(|r| r.kid == k.kid).map(|r| r.created_at);
+            out.push(KeyInventory {
+                kind: "hpke",
+                id: k.kid.clone(),
+                version: 1,
+                created_at: created,
+                uses: None,
+                state: format!("{} (nbf {}, exp {})", k.status, k.not_before, k.expires_at),
+                lives: wrapped.clone(),
+            });
+        }
+        let data = self.store.data_keys().await?;
+        let newest = data.last().map_or(0, |r| r.id);
+        for d in &data {
+            let state = if d.id == newest {
+                format!("current, {} values", d.values)
+            } else if d.values > 0 {
+                format!("re-encrypting: {} values left", d.values)
+            } else {
+                "replaced, no values".into()
+            };
+            out.push(KeyInventory {
+                kind: "data",
+                id: crate::datakeys::secret_name(d.id),
+                version: d.id,
+                created_at: Some(d.created_at),
+                uses: Some(d.encryptions),
+                state,
+                lives: wrapped.clone(),
+            });
+        }
+        for (kind, id) in [
+            ("fingerprint", "fingerprint-key"),
+            ("deterministic", "deterministic-key"),
+            ("audit", "audit-key"),
+            ("row", "row-key"),
+        ] {
+            out.push(KeyInventory {
+                kind,
+                id: id.into(),
+                version: 1,
+                created_at: None,
+                uses: None,
+                state: "in use".into(),
+                lives: wrapped.clone(),
+            });
+        }
+        Ok(out)
     }
 
     /// Walks the whole chain: every entry's hash and MAC, the anchored head, and a recorded head

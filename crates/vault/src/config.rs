@@ -55,10 +55,25 @@ pub struct Settings {
     /// The longest a request waits on PostgreSQL (a connection, a lock, a statement), in
     /// milliseconds; past it the request fails with `503 storage_unavailable` (or `storage_busy`).
     pub database_timeout_ms: u64,
-    /// The key-encryption key itself, base64url (32 bytes). Prefer `master_key_file`.
-    pub master_key: Option<String>,
-    /// File holding the key-encryption key (base64url, 32 bytes). Default `<data_dir>/master.key`.
+    /// Where the key-encryption key (KEK) lives: `file` (default), `env`, or `pkcs11` (an HSM).
+    /// Unset: `env` when `FIELDSEAL_MASTER_KEY` is set, else `file`.
+    pub kek_provider: Option<KekKind>,
+    /// The KEK text from `FIELDSEAL_MASTER_KEY` (base64url, 32 bytes); only the environment sets
+    /// it. Taken out of the settings and wiped as soon as the KEK is loaded.
+    #[serde(skip)]
+    pub master_key: Option<MasterKeyText>,
+    /// File holding the KEK (base64url, 32 bytes). Default `<data_dir>/master.key`, which only
+    /// `init --dev` creates: a real vault keeps the KEK outside the data directory.
     pub master_key_file: Option<PathBuf>,
+    /// `pkcs11`: the token vendor's PKCS#11 module (shared library), e.g.
+    /// `/usr/lib/softhsm/libsofthsm2.so`.
+    pub pkcs11_module: Option<PathBuf>,
+    /// `pkcs11`: the label of the token holding the KEK.
+    pub pkcs11_token: Option<String>,
+    /// `pkcs11`: the label of the KEK inside the token.
+    pub pkcs11_key_label: String,
+    /// `pkcs11`: file holding the user PIN; else `FIELDSEAL_PKCS11_PIN` (never in the settings).
+    pub pkcs11_pin_file: Option<PathBuf>,
     /// Roles and their permissions (TOML). Default: the built-in policy (see `policy`).
     pub policy_file: Option<PathBuf>,
     /// How old an envelope may be, in seconds.
@@ -69,8 +84,19 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Most envelopes or tokens in one request.
     pub max_batch: usize,
-    /// Lifetime of a new HPKE key pair, in days.
+    /// Lifetime of a new HPKE key pair, in days. A serving vault makes the next key on this
+    /// schedule (see `key_publish_ahead_hours`).
     pub key_lifetime_days: u64,
+    /// How long before it becomes the primary a scheduled next HPKE key is published (pages pick
+    /// it up, or add its pin), in hours; it is made when the current key has twice this left.
+    pub key_publish_ahead_hours: u64,
+    /// Encryptions under one data key before the vault makes a new one (default 2^30, a quarter
+    /// of the 2^32 AES-GCM allows one key with random nonces).
+    pub data_key_max_encryptions: u64,
+    /// Values moved to the newest data key per batch (one transaction each).
+    pub reencrypt_batch_size: usize,
+    /// Batches of re-encryption per upkeep round (every 5 seconds).
+    pub reencrypt_batches: usize,
     /// How long a card security code is kept if it is not used, in seconds.
     pub cvc_retention_secs: u64,
     /// SQLite durability (the SQLite backend's own setting; other backends ignore it).
@@ -117,14 +143,23 @@ impl Default for Settings {
             database_url: None,
             database_pool_size: 16,
             database_timeout_ms: 5000,
+            kek_provider: None,
             master_key: None,
             master_key_file: None,
+            pkcs11_module: None,
+            pkcs11_token: None,
+            pkcs11_key_label: "fieldseal-kek".into(),
+            pkcs11_pin_file: None,
             policy_file: None,
             freshness_window_secs: 600,
             clock_skew_secs: 60,
             max_body_bytes: 1024 * 1024,
             max_batch: 100,
             key_lifetime_days: 365,
+            key_publish_ahead_hours: 168,
+            data_key_max_encryptions: 1 << 30,
+            reencrypt_batch_size: 500,
+            reencrypt_batches: 10,
             cvc_retention_secs: 3600,
             sqlite_synchronous: Synchronous::Normal,
             log_format: "json".into(),
@@ -157,13 +192,22 @@ impl std::fmt::Debug for Settings {
                 "master_key",
                 &self.master_key.as_ref().map(|_| "[REDACTED]"),
             )
+            .field("kek_provider", &self.kek_kind())
             .field("master_key_file", &self.master_key_file())
+            .field("pkcs11_module", &self.pkcs11_module)
+            .field("pkcs11_token", &self.pkcs11_token)
+            .field("pkcs11_key_label", &self.pkcs11_key_label)
+            .field("pkcs11_pin_file", &self.pkcs11_pin_file)
             .field("policy_file", &self.policy_file)
             .field("freshness_window_secs", &self.freshness_window_secs)
             .field("clock_skew_secs", &self.clock_skew_secs)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_batch", &self.max_batch)
             .field("key_lifetime_days", &self.key_lifetime_days)
+            .field("key_publish_ahead_hours", &self.key_publish_ahead_hours)
+            .field("data_key_max_encryptions", &self.data_key_max_encryptions)
+            .field("reencrypt_batch_size", &self.reencrypt_batch_size)
+            .field("reencrypt_batches", &self.reencrypt_batches)
             .field("cvc_retention_secs", &self.cvc_retention_secs)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
             .field("log_format", &self.log_format)
@@ -217,6 +261,88 @@ pub(crate) fn mask_url_password(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// Where the key-encryption key lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KekKind {
+    /// A key file (`master_key_file`).
+    File,
+    /// `FIELDSEAL_MASTER_KEY`.
+    Env,
+    /// A PKCS#11 token (HSM).
+    Pkcs11,
+}
+
+impl KekKind {
+    /// The setting's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Env => "env",
+            Self::Pkcs11 => "pkcs11",
+        }
+    }
+}
+
+impl std::str::FromStr for KekKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "file" => Ok(Self::File),
+            "env" => Ok(Self::Env),
+            "pkcs11" => Ok(Self::Pkcs11),
+            other => Err(format!(
+                "{other:?} is not a KEK provider: file, env or pkcs11"
+            )),
+        }
+    }
+}
+
+/// The master key's text while the settings hold it: wiped on drop, never printed.
+#[derive(Clone)]
+pub struct MasterKeyText(zeroize::Zeroizing<String>);
+
+impl MasterKeyText {
+    /// Wraps the text.
+    pub fn new(text: String) -> Self {
+        Self(zeroize::Zeroizing::new(text))
+    }
+
+    /// The text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for MasterKeyText {
+    fn from(text: String) -> Self {
+        Self::new(text)
+    }
+}
+
+impl std::fmt::Debug for MasterKeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+fn env_parse_opt<T: std::str::FromStr>(
+    name: &'static str,
+    slot: &mut Option<T>,
+) -> Result<(), ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    if let Some(v) = env_var(name) {
+        *slot = Some(v.parse().map_err(|e: T::Err| ConfigError::Env {
+            name,
+            message: e.to_string(),
+        })?);
+    }
+    Ok(())
 }
 
 fn env_var(name: &'static str) -> Option<String> {
@@ -282,10 +408,23 @@ impl Settings {
             &mut self.database_timeout_ms,
         )?;
         if let Some(v) = env_var("FIELDSEAL_MASTER_KEY") {
-            self.master_key = Some(v);
+            self.master_key = Some(MasterKeyText::new(v));
         }
+        env_parse_opt("FIELDSEAL_KEK_PROVIDER", &mut self.kek_provider)?;
         if let Some(v) = env_var("FIELDSEAL_MASTER_KEY_FILE") {
             self.master_key_file = Some(v.into());
+        }
+        if let Some(v) = env_var("FIELDSEAL_PKCS11_MODULE") {
+            self.pkcs11_module = Some(v.into());
+        }
+        if let Some(v) = env_var("FIELDSEAL_PKCS11_TOKEN") {
+            self.pkcs11_token = Some(v);
+        }
+        if let Some(v) = env_var("FIELDSEAL_PKCS11_KEY_LABEL") {
+            self.pkcs11_key_label = v;
+        }
+        if let Some(v) = env_var("FIELDSEAL_PKCS11_PIN_FILE") {
+            self.pkcs11_pin_file = Some(v.into());
         }
         if let Some(v) = env_var("FIELDSEAL_POLICY_FILE") {
             self.policy_file = Some(v.into());
@@ -298,7 +437,20 @@ impl Settings {
         env_parse("FIELDSEAL_MAX_BODY_BYTES", &mut self.max_body_bytes)?;
         env_parse("FIELDSEAL_MAX_BATCH", &mut self.max_batch)?;
         env_parse("FIELDSEAL_KEY_LIFETIME_DAYS", &mut self.key_lifetime_days)?;
+        env_parse(
+            "FIELDSEAL_KEY_PUBLISH_AHEAD_HOURS",
+            &mut self.key_publish_ahead_hours,
+        )?;
         env_parse("FIELDSEAL_CVC_RETENTION_SECS", &mut self.cvc_retention_secs)?;
+        env_parse(
+            "FIELDSEAL_DATA_KEY_MAX_ENCRYPTIONS",
+            &mut self.data_key_max_encryptions,
+        )?;
+        env_parse(
+            "FIELDSEAL_REENCRYPT_BATCH_SIZE",
+            &mut self.reencrypt_batch_size,
+        )?;
+        env_parse("FIELDSEAL_REENCRYPT_BATCHES", &mut self.reencrypt_batches)?;
         env_parse("FIELDSEAL_SQLITE_SYNCHRONOUS", &mut self.sqlite_synchronous)?;
         if let Some(v) = env_var("FIELDSEAL_LOG_FORMAT") {
             self.log_format = v;
@@ -373,6 +525,33 @@ impl Settings {
         })
     }
 
+    /// The KEK provider in effect.
+    pub fn kek_kind(&self) -> KekKind {
+        self.kek_provider.unwrap_or(if self.master_key.is_some() {
+            KekKind::Env
+        } else {
+            KekKind::File
+        })
+    }
+
+    /// The PKCS#11 settings, checked.
+    pub fn pkcs11_config(&self) -> Result<crate::kek::Pkcs11Config, crate::keys::KeyError> {
+        let missing = |what: &str| {
+            crate::keys::KeyError::NoMasterKey(format!("kek_provider = \"pkcs11\" needs {what}"))
+        };
+        Ok(crate::kek::Pkcs11Config {
+            module: self
+                .pkcs11_module
+                .clone()
+                .ok_or_else(|| missing("pkcs11_module (FIELDSEAL_PKCS11_MODULE)"))?,
+            token: self
+                .pkcs11_token
+                .clone()
+                .ok_or_else(|| missing("pkcs11_token (FIELDSEAL_PKCS11_TOKEN)"))?,
+            key_label: self.pkcs11_key_label.clone(),
+        })
+    }
+
     /// The master key file in effect.
     pub fn master_key_file(&self) -> PathBuf {
         self.master_key_file
@@ -389,7 +568,7 @@ mod tests {
     #[test]
     fn debug_masks_the_master_key() {
         let s = Settings {
-            master_key: Some("c2VjcmV0LWtleS1tYXRlcmlhbA".into()),
+            master_key: Some(String::from("c2VjcmV0LWtleS1tYXRlcmlhbA").into()),
             ..Settings::default()
         };
         let shown = format!("{s:?}");
@@ -427,8 +606,8 @@ mod tests {
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
         let err = toml::from_str::<Settings>(&std::fs::read_to_string(&path).unwrap());
         assert!(err.is_err());
-        // A malformed line is named by number, never quoted: it may hold the master key.
-        std::fs::write(&path, "master_key = \"c2VjcmV0LWtleS1t\" x\n").unwrap();
+        // A malformed line is named by number, never quoted: it may hold a secret.
+        std::fs::write(&path, "pkcs11_token = \"c2VjcmV0LWtleS1t\" x\n").unwrap();
         let err = Settings::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("line 1") && !err.contains("c2VjcmV0"), "{err}");
     }

@@ -24,10 +24,11 @@ use fieldseal_vault_store::audit::{Action, ExpectedHead};
 use fieldseal_vault_store::{Store, StoreError};
 
 use crate::client::ClientAddr;
+use crate::keys::KeyError;
 use crate::overload::BodyReadTimeout;
 use crate::ratelimit::{Limited, Operation};
 use crate::refusal::ItemError;
-use crate::vault::{AuthError, Caller, DeleteOutcome, TokenizeItem, Vault};
+use crate::vault::{AuthError, Caller, DeleteOutcome, TokenizeItem, Vault, VaultError};
 
 /// Every route: method and path, as the OpenAPI document lists them.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -139,6 +140,31 @@ impl From<StoreError> for ApiError {
             other => {
                 // Details go to the log (they never hold values), the caller gets a generic body.
                 tracing::error!(error = %other, "storage error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; see the vault's log for the request id",
+                )
+            }
+        }
+    }
+}
+
+impl From<VaultError> for ApiError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::Store(e) => e.into(),
+            VaultError::Key(KeyError::KekUnavailable(why)) => {
+                tracing::error!(error = %why, "key-encryption key unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "kek_unavailable",
+                    "the vault's key-encryption key (HSM) cannot be reached; nothing was stored; \
+                     retry",
+                )
+            }
+            other => {
+                tracing::error!(error = %other, "vault error");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -723,6 +749,12 @@ pub async fn serve<S: Store>(
                 }
                 if let Err(e) = vault.flush_denials(false).await {
                     tracing::warn!(error = %e, "denials not audited yet; retried");
+                }
+                if let Err(e) = vault.maintain_data_keys().await {
+                    tracing::error!(alert = "data_key_upkeep_failed", error = %e, "data key upkeep failed; retried in 5 s");
+                }
+                if let Err(e) = vault.rotate_on_schedule().await {
+                    tracing::error!(alert = "key_rotation_failed", error = %e, "scheduled HPKE key rotation failed; retried in 5 s");
                 }
                 if let Err(e) = vault.reload_policy().await {
                     tracing::error!(alert = "policy_reload_failed", error = %e, "policy reload failed; the policy in force stays");

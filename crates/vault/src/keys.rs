@@ -31,6 +31,21 @@ pub enum KeyError {
         "no master key: set FIELDSEAL_MASTER_KEY or create the key file with `fieldseal-vault init` ({0})"
     )]
     NoMasterKey(String),
+    /// The KEK's home (an HSM) cannot be reached, or refused the operation: requests that need
+    /// the KEK fail with `503 kek_unavailable` until it answers again.
+    #[error("the key-encryption key is unavailable ({0})")]
+    KekUnavailable(String),
+    /// The KEK in the token is not safe to use (extractable, not AES-256, ambiguous label).
+    #[error("refusing the key-encryption key: {0}")]
+    KekUnsafe(String),
+    /// `init` would put the KEK file inside the data directory (one backup would hold both).
+    #[error(
+        "refusing to put the master key inside the data directory ({0}): a backup of the data would hold its key. Set master_key_file (FIELDSEAL_MASTER_KEY_FILE) to a path outside it, use kek_provider = \"pkcs11\" or FIELDSEAL_MASTER_KEY, or pass --dev for a development vault"
+    )]
+    KekInDataDir(String),
+    /// `kek rotate` to the KEK in use.
+    #[error("the new KEK is the one in use ({0}): name another key file, token or key label")]
+    SameKek(String),
     /// The master key is not 32 bytes of base64url.
     #[error("the master key must be 32 bytes, base64url without padding")]
     BadMasterKey,
@@ -135,9 +150,6 @@ impl KekProvider for LocalKek {
 
 const KEK_CHECK: &str = "kek-check";
 const KEK_CHECK_PLAINTEXT: &[u8] = b"fieldseal kek check v1";
-/// The id of the data key in use.
-pub const DATA_KEY_ID: i64 = 1;
-const DATA_KEY: &str = "data-key:1";
 const FINGERPRINT_KEY: &str = "fingerprint-key";
 const AUDIT_KEY: &str = "audit-key";
 const DETERMINISTIC_KEY: &str = "deterministic-key";
@@ -149,8 +161,8 @@ fn hpke_aad(kid: &str) -> Vec<u8> {
 
 /// The symmetric keys the vault works with, unwrapped at start.
 pub struct Secrets {
-    /// Encrypts values at rest.
-    pub data_key: SymmetricKey,
+    /// Encrypt values at rest: every version, the newest for new values.
+    pub data_keys: crate::datakeys::DataKeys,
     /// Keys fingerprints.
     pub fingerprint_key: SymmetricKey,
     /// Keys deterministic tokens.
@@ -212,7 +224,10 @@ pub async fn init<S: Store>(
     if !store.begin_audit_log(AUDIT_KEY, wrapped, audit).await? {
         return Err(KeyError::AlreadyInitialized);
     }
-    for name in [DATA_KEY, FINGERPRINT_KEY, DETERMINISTIC_KEY, ROW_KEY] {
+    if crate::datakeys::rotate(store, kek, 0, (now, Actor::Cli, "first data key")).await? != 1 {
+        return Err(KeyError::AlreadyInitialized);
+    }
+    for name in [FINGERPRINT_KEY, DETERMINISTIC_KEY, ROW_KEY] {
         new_secret(store, kek, name, now).await?;
     }
     let row_key = RowKey::new(load_secret(store, kek, ROW_KEY).await?);
@@ -255,13 +270,194 @@ pub async fn load_secrets<S: Store>(store: &S, kek: &dyn KekProvider) -> Result<
     // The store keeps its own copy, to append; the key type has no Clone on purpose.
     store
         .set_audit_key(SymmetricKey::from_bytes(audit_key.expose()).map_err(|_| KeyError::Crypto)?);
+    let data_keys = crate::datakeys::DataKeys::new();
+    data_keys.load_new(store, kek).await?;
+    if data_keys.current().is_none() {
+        return Err(KeyError::Damaged("data-key (none listed)".into()));
+    }
     Ok(Secrets {
-        data_key: load_secret(store, kek, DATA_KEY).await?,
+        data_keys,
         fingerprint_key: load_secret(store, kek, FINGERPRINT_KEY).await?,
         deterministic_key: load_secret(store, kek, DETERMINISTIC_KEY).await?,
         audit_key,
         row_key: RowKey::new(load_secret(store, kek, ROW_KEY).await?),
     })
+}
+
+/// What `kek rotate` did.
+#[derive(Debug, Default)]
+pub struct KekRotation {
+    /// Keys rewrapped by this run.
+    pub rewrapped: Vec<String>,
+    /// Keys found already under the new KEK (an earlier, interrupted run).
+    pub already: usize,
+    /// HPKE key rows left as they were because they fail their integrity check.
+    pub skipped: Vec<String>,
+}
+
+/// Unwraps `wrapped` with `new` if it is already under it, else with `old`; says which.
+fn unwrap_either(
+    old: &dyn KekProvider,
+    new: &dyn KekProvider,
+    wrapped: &[u8],
+    aad: &[u8],
+) -> Result<(SecretValue, bool), KeyError> {
+    match new.unwrap(wrapped, aad) {
+        Ok(plain) => Ok((plain, true)),
+        // Not (yet) under the new KEK: the old one must open it.
+        Err(_) => Ok((old.unwrap(wrapped, aad)?, false)),
+    }
+}
+
+/// The names of the wrapped symmetric keys, the KEK check value last.
+async fn secret_names<S: Store>(store: &S) -> Result<Vec<String>, KeyError> {
+    let mut names = vec![AUDIT_KEY.to_owned(), ROW_KEY.to_owned()];
+    for name in [FINGERPRINT_KEY, DETERMINISTIC_KEY] {
+        names.push(name.to_owned());
+    }
+    let mut version = 1;
+    loop {
+        let name = format!("data-key:{version}");
+        if store.secret(&name).await?.is_none() {
+            break;
+        }
+        names.push(name);
+        version += 1;
+    }
+    Ok(names)
+}
+
+/// Rewraps every wrapped key (symmetric keys, HPKE private keys, retired ones too) from `old` to
+/// `new`, one audited compare-and-set write each, the KEK check value last. Running nodes keep
+/// serving with the keys they unwrapped at start; between the first rewrap and the last the
+/// database holds keys under both KEKs and no node can start, so an interrupted run is simply
+/// run again: it skips what is already under `new`. `pause` between writes spreads the load on an
+/// HSM serving other vaults. Afterwards `old` opens nothing and can be destroyed.
+pub async fn rotate_kek<S: Store>(
+    store: &S,
+    old: &dyn KekProvider,
+    new: &dyn KekProvider,
+    pause: std::time::Duration,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<KekRotation, KeyError> {
+    let check = store
+        .secret(KEK_CHECK)
+        .await?
+        .ok_or(KeyError::NotInitialized)?;
+    let (plain, _) = unwrap_either(old, new, &check, KEK_CHECK.as_bytes())?;
+    if plain.expose() != KEK_CHECK_PLAINTEXT {
+        return Err(KeyError::WrongMasterKey);
+    }
+    let wrapped = store
+        .secret(AUDIT_KEY)
+        .await?
+        .ok_or(KeyError::NotInitialized)?;
+    let (audit_key, _) = unwrap_either(old, new, &wrapped, AUDIT_KEY.as_bytes())?;
+    store.set_audit_key(
+        SymmetricKey::from_bytes(audit_key.expose())
+            .map_err(|_| KeyError::Damaged(AUDIT_KEY.into()))?,
+    );
+    let now = crate::vault::now();
+    let (from, to) = (old.describe(), new.describe());
+    store
+        .append_audit(
+            AuditDraft::new(now, Actor::Cli, Action::KekRotate, Outcome::Ok)
+                .detail(format!("started: from {from} to {to}")),
+        )
+        .await?;
+    let mut report = KekRotation::default();
+    let rewrap_audit = |what: &str| {
+        AuditDraft::new(
+            crate::vault::now(),
+            Actor::Cli,
+            Action::KeyRewrap,
+            Outcome::Ok,
+        )
+        .detail(format!("{what} under {to}"))
+    };
+    let mut names = secret_names(store).await?;
+    names.push(KEK_CHECK.to_owned());
+    let mut row_key = None;
+    for name in &names {
+        if name == KEK_CHECK {
+            // The HPKE keys before the check value: it marks the rotation done.
+            let row_key: &RowKey = row_key.as_ref().ok_or(KeyError::NotInitialized)?;
+            for k in store.hpke_keys().await? {
+                if !row_key.hpke_key_ok(&k) {
+                    report.skipped.push(k.kid.clone());
+                    continue;
+                }
+                let aad = hpke_aad(&k.kid);
+                let (plain, done) = unwrap_either(old, new, &k.wrapped_private, &aad)?;
+                if done {
+                    report.already += 1;
+                    continue;
+                }
+                let rewrapped = new.wrap(plain.expose(), &aad)?;
+                let mac = row_key
+                    .seal_hpke_key(HpkeKeyRecord {
+                        wrapped_private: rewrapped.clone(),
+                        ..k.clone()
+                    })
+                    .mac;
+                let what = format!("hpke-key:{}", k.kid);
+                if store
+                    .rewrap_hpke_key(
+                        &k.kid,
+                        k.wrapped_private.clone(),
+                        rewrapped,
+                        mac,
+                        rewrap_audit(&what),
+                    )
+                    .await?
+                {
+                    progress(&what);
+                    report.rewrapped.push(what);
+                }
+                tokio::time::sleep(pause).await;
+            }
+        }
+        let wrapped = store
+            .secret(name)
+            .await?
+            .ok_or_else(|| KeyError::Damaged(name.clone()))?;
+        let (plain, done) = unwrap_either(old, new, &wrapped, name.as_bytes())?;
+        if name == ROW_KEY {
+            row_key = Some(RowKey::new(
+                SymmetricKey::from_bytes(plain.expose())
+                    .map_err(|_| KeyError::Damaged(name.clone()))?,
+            ));
+        }
+        if done {
+            report.already += 1;
+            continue;
+        }
+        let rewrapped = new.wrap(plain.expose(), name.as_bytes())?;
+        if store
+            .rewrap_secret(name, wrapped, rewrapped, rewrap_audit(name))
+            .await?
+        {
+            progress(name);
+            report.rewrapped.push(name.clone());
+        }
+        tokio::time::sleep(pause).await;
+    }
+    store
+        .append_audit(
+            AuditDraft::new(
+                crate::vault::now(),
+                Actor::Cli,
+                Action::KekRotate,
+                Outcome::Ok,
+            )
+            .detail(format!(
+                "finished: every key under {to} ({} rewrapped now, {} before)",
+                report.rewrapped.len(),
+                report.already
+            )),
+        )
+        .await?;
+    Ok(report)
 }
 
 /// A new key id: the month and 48 random bits, e.g. `k202611-3f9a0c71d2e4`.
@@ -329,44 +525,88 @@ pub async fn authentic_hpke_keys<S: Store>(
         .collect())
 }
 
-/// Retires a key: it stops opening envelopes and leaves the key set. Refused when no other key
-/// is valid at `now` ([`KeyError::LastKey`]).
+/// Retires an HPKE key, expired or not: it leaves the key set at once and stops opening envelopes
+/// `grace_secs` later (0, `--now`, for a compromised key; else the freshness window, so envelopes
+/// sealed just before keep their worth). Refused when the key is valid now and no other key is
+/// ([`KeyError::LastKey`]): rotate first.
 pub async fn retire<S: Store>(
     store: &S,
     row_key: &RowKey,
     kid: &str,
-    now: i64,
+    (now, grace_secs): (i64, i64),
     actor: Actor,
 ) -> Result<(), KeyError> {
-    let live: Vec<_> = authentic_hpke_keys(store, row_key)
-        .await?
-        .into_iter()
-        .filter(|k| k.retired_at.is_none() && k.expires_at > now)
-        .collect();
-    let Some(record) = live.iter().find(|k| k.kid == kid) else {
+    let keys = authentic_hpke_keys(store, row_key).await?;
+    let Some(record) = keys.iter().find(|k| k.kid == kid && k.retired_at.is_none()) else {
         return Err(KeyError::UnknownKey(kid.into()));
     };
+    let valid_now =
+        |k: &HpkeKeyRecord| k.retired_at.is_none() && k.not_before <= now && k.expires_at > now;
     // Another key must be valid now: without one the key set has no primary and pages cannot
     // seal until the next key's nbf (pages loaded in between fail closed, but fail).
-    if !live.iter().any(|k| k.kid != kid && k.not_before <= now) {
+    if valid_now(record) && !keys.iter().any(|k| k.kid != kid && valid_now(k)) {
         return Err(KeyError::LastKey);
     }
+    let until = now.saturating_add(grace_secs.max(0));
     let retired = row_key.seal_hpke_key(HpkeKeyRecord {
-        retired_at: Some(now),
+        retired_at: Some(until),
         ..record.clone()
     });
+    let state = if record.expires_at <= now {
+        "expired"
+    } else if record.not_before > now {
+        "next"
+    } else {
+        "valid"
+    };
+    let detail = if grace_secs > 0 {
+        format!("{kid} ({state}); opens until {until}")
+    } else {
+        format!("{kid} ({state}); now")
+    };
+    tracing::info!(kid = %kid, %detail, "retiring HPKE key");
+    // The detail is the key id alone: the store finds retirements by it.
     let audit = AuditDraft::new(now, actor, Action::KeyRetire, Outcome::Ok).detail(kid);
-    if store.retire_hpke_key(kid, now, retired.mac, audit).await? {
+    if store
+        .retire_hpke_key(kid, until, retired.mac, audit)
+        .await?
+    {
         Ok(())
     } else {
         Err(KeyError::UnknownKey(kid.into()))
     }
 }
 
+/// Whether the HPKE keys need a scheduled rotation at `now`: no key is published ahead yet, and
+/// the newest live key expires within `2 * ahead_secs`. The new key is then published at once and
+/// becomes the primary `ahead_secs` later, while the old one still has `ahead_secs` to live.
+pub async fn rotation_due<S: Store>(
+    store: &S,
+    row_key: &RowKey,
+    now: i64,
+    ahead_secs: i64,
+) -> Result<bool, KeyError> {
+    let live: Vec<_> = authentic_hpke_keys(store, row_key)
+        .await?
+        .into_iter()
+        .filter(|k| k.retired_at.is_none() && k.expires_at > now)
+        .collect();
+    if live.iter().any(|k| k.not_before > now) {
+        return Ok(false);
+    }
+    Ok(live
+        .iter()
+        .map(|k| k.expires_at)
+        .max()
+        .is_none_or(|exp| exp.saturating_sub(now) <= ahead_secs.saturating_mul(2)))
+}
+
 /// The live HPKE keys, unwrapped: what the vault opens with and publishes.
 pub struct KeyRing {
     opener: Opener<AwsLc>,
     published: Vec<RecipientKey>,
+    /// Every loaded key's id and expiry (retiring keys too).
+    expiry: Vec<(KeyId, i64)>,
     tampered: Vec<(String, String)>,
 }
 
@@ -376,16 +616,20 @@ impl KeyRing {
         Self {
             opener: Opener::new(),
             published: Vec::new(),
+            expiry: Vec::new(),
             tampered: Vec::new(),
         }
     }
 
-    /// Loads every key that is not retired and whose row passes its integrity check; rows that
-    /// fail are left out (neither published nor used) and listed in [`KeyRing::tampered`].
+    /// Loads every key that is not retired at `now` and whose row passes its integrity check;
+    /// rows that fail are left out (neither published nor used) and listed in
+    /// [`KeyRing::tampered`]. A key retired with a grace period opens envelopes until its end but
+    /// is no longer published.
     pub async fn load<S: Store>(
         store: &S,
         kek: &dyn KekProvider,
         row_key: &RowKey,
+        now: i64,
     ) -> Result<Self, KeyError> {
         let mut ring = Self::empty();
         for k in store.hpke_keys().await? {
@@ -393,7 +637,7 @@ impl KeyRing {
                 ring.tampered.push((k.kid.clone(), k.mac.clone()));
                 continue;
             }
-            if k.retired_at.is_some() {
+            if k.retired_at.is_some_and(|t| t <= now) {
                 continue;
             }
             let damaged = || KeyError::Damaged(k.kid.clone());
@@ -410,15 +654,26 @@ impl KeyRing {
             if &public != key.public_key() {
                 return Err(damaged());
             }
-            ring.published.push(RecipientKey {
-                kid,
-                public_key: public,
-                not_before: u64::try_from(k.not_before).unwrap_or(0),
-                expires: u64::try_from(k.expires_at).unwrap_or(0),
-            });
+            ring.expiry.push((kid.clone(), k.expires_at));
+            if k.retired_at.is_none() {
+                ring.published.push(RecipientKey {
+                    kid,
+                    public_key: public,
+                    not_before: u64::try_from(k.not_before).unwrap_or(0),
+                    expires: u64::try_from(k.expires_at).unwrap_or(0),
+                });
+            }
             ring.opener.insert(key);
         }
         Ok(ring)
+    }
+
+    /// When the key `kid` expires (its `exp`), if loaded.
+    pub fn expires_at(&self, kid: &KeyId) -> Option<i64> {
+        self.expiry
+            .iter()
+            .find(|(k, _)| k == kid)
+            .map(|(_, exp)| *exp)
     }
 
     /// The rows left out for failing their integrity check: `(kid, mac)`.

@@ -29,8 +29,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create the data directory, the master key (unless one is given) and the first keys.
-    Init,
+    /// Create the data directory, the KEK (a key file outside the data directory, or a
+    /// non-extractable key in the PKCS#11 token) unless one exists, and the first keys.
+    Init {
+        /// Development vault: the key file may be `<data_dir>/master.key`, next to the data.
+        #[arg(long)]
+        dev: bool,
+    },
     /// Serve the HTTP API.
     Serve,
     /// Print the settings in effect (secrets masked).
@@ -39,6 +44,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// The key-encryption key (KEK).
+    Kek {
+        #[command(subcommand)]
+        command: KekCommand,
     },
     /// API keys.
     Apikey {
@@ -80,14 +90,54 @@ enum KeysCommand {
         #[arg(long, default_value_t = 0)]
         ahead_hours: u64,
     },
+    /// Every key of the vault (KEK, HPKE, data, fingerprint, deterministic, audit, row keys):
+    /// version, created, uses, state (re-encryption progress), where it lives.
+    Status,
+    /// Make a new data key for new values; serving nodes move stored values to it in the
+    /// background (progress in `keys status` and their logs).
+    RotateData,
     /// Print the pins for `load({ pins })`: the RFC 7638 thumbprints of the published keys, as a
     /// JSON array (the keys, one a line, on standard error).
     Pins,
-    /// Retire a key: it stops opening envelopes and leaves the key set. Refused when no other
-    /// key is valid now (a next key made ahead does not count before its not-before time).
+    /// Retire a key, expired or not: it leaves the key set at once and stops opening envelopes
+    /// after the freshness window (at once with --now). Refused when it is valid now and no other
+    /// key is (a next key made ahead does not count before its not-before time): rotate first.
     Retire {
         /// Key id.
         kid: String,
+        /// Stop opening envelopes at once (a compromised key).
+        #[arg(long)]
+        now: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KekCommand {
+    /// Rewrap every key under a new KEK (a key file, or a key in a PKCS#11 token, made if
+    /// absent) while the vault serves; run it again if it was interrupted. Then point the
+    /// settings at the new KEK, restart the nodes, and destroy the old KEK.
+    Rotate {
+        /// The new KEK's provider: file, env (FIELDSEAL_NEW_MASTER_KEY) or pkcs11.
+        #[arg(long = "to")]
+        provider: fieldseal_vault::config::KekKind,
+        /// file: the new key file (outside the data directory).
+        #[arg(long)]
+        master_key_file: Option<PathBuf>,
+        /// pkcs11: the module (default: the current one).
+        #[arg(long)]
+        pkcs11_module: Option<PathBuf>,
+        /// pkcs11: the token label (default: the current one).
+        #[arg(long)]
+        pkcs11_token: Option<String>,
+        /// pkcs11: the new key's label.
+        #[arg(long)]
+        pkcs11_key_label: Option<String>,
+        /// pkcs11: the PIN file (default: the current one, else FIELDSEAL_PKCS11_PIN).
+        #[arg(long)]
+        pkcs11_pin_file: Option<PathBuf>,
+        /// Pause between two rewraps, in milliseconds (spreads the load on a shared HSM).
+        #[arg(long, default_value_t = 0)]
+        pause_ms: u64,
     },
 }
 
@@ -188,13 +238,14 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Init => init(settings).await,
+        Command::Init { dev } => init(settings, dev).await,
         Command::Serve => serve(settings).await,
         Command::Settings => {
             println!("{settings:#?}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command } => keys_cmd(settings, command).await,
+        Command::Kek { command } => kek_cmd(settings, command).await,
         Command::Apikey { command } => apikey_cmd(settings, command).await,
         Command::Audit { command } => audit_cmd(settings, command).await,
         Command::Policy { command } => policy_cmd(settings, command).await,
@@ -221,8 +272,12 @@ async fn policy_cmd(settings: Settings, command: PolicyCommand) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-async fn init(settings: Settings) -> Result<ExitCode> {
-    let done = admin::init(&settings).await?;
+async fn init(settings: Settings, dev: bool) -> Result<ExitCode> {
+    let done = if dev {
+        admin::init_dev(&settings).await?
+    } else {
+        admin::init(&settings).await?
+    };
     println!("initialized vault in {}", settings.data_dir.display());
     println!("  database:   {}", done.database);
     println!("  master key: {}", done.master_key);
@@ -240,7 +295,13 @@ async fn serve(settings: Settings) -> Result<ExitCode> {
     } else {
         "http"
     };
-    let vault = Arc::new(Vault::open(settings).await?);
+    let vault = match Vault::open(settings).await {
+        Ok(v) => Arc::new(v),
+        Err(e) => {
+            tracing::error!(error = %e, "refusing to start");
+            return Err(format!("refusing to start: {e}").into());
+        }
+    };
     let listener = http::bind(listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(address = %addr, "listening");
@@ -278,6 +339,31 @@ async fn keys_cmd(settings: Settings, command: KeysCommand) -> Result<ExitCode> 
                 println!("new primary key {kid}; older keys keep opening envelopes until retired");
             }
         }
+        KeysCommand::Status => {
+            println!(
+                "{:<14} {:<34} {:>3} {:>12} {:>12}  {:<40} WHERE",
+                "KIND", "ID", "VER", "CREATED", "USES", "STATE"
+            );
+            let dash = || "-".to_owned();
+            for k in admin.inventory().await? {
+                println!(
+                    "{:<14} {:<34} {:>3} {:>12} {:>12}  {:<40} {}",
+                    k.kind,
+                    k.id,
+                    k.version,
+                    k.created_at.map_or_else(dash, |t| t.to_string()),
+                    k.uses.map_or_else(dash, |u| u.to_string()),
+                    k.state,
+                    k.lives
+                );
+            }
+        }
+        KeysCommand::RotateData => {
+            let id = admin.rotate_data_key().await?;
+            println!(
+                "data key {id} made: new values use it; serving nodes move stored values to it in the background (`keys status`)"
+            );
+        }
         KeysCommand::Pins => {
             let keys = admin.pins().await?;
             for k in &keys {
@@ -286,9 +372,66 @@ async fn keys_cmd(settings: Settings, command: KeysCommand) -> Result<ExitCode> 
             let pins: Vec<&str> = keys.iter().map(|k| k.thumbprint.as_str()).collect();
             println!("{}", serde_json::to_string(&pins)?);
         }
-        KeysCommand::Retire { kid } => {
-            admin.retire_key(&kid).await?;
-            println!("retired {kid}");
+        KeysCommand::Retire { kid, now } => {
+            if now {
+                admin.retire_key_now(&kid).await?;
+                println!("retired {kid}: it opens nothing from now on");
+            } else {
+                admin.retire_key(&kid).await?;
+                println!(
+                    "retired {kid}: unpublished now, it opens envelopes for {} s more",
+                    settings.freshness_window_secs
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn kek_cmd(settings: Settings, command: KekCommand) -> Result<ExitCode> {
+    match command {
+        KekCommand::Rotate {
+            provider,
+            master_key_file,
+            pkcs11_module,
+            pkcs11_token,
+            pkcs11_key_label,
+            pkcs11_pin_file,
+            pause_ms,
+        } => {
+            let target = admin::KekTarget {
+                provider: Some(provider),
+                master_key_file,
+                pkcs11_module,
+                pkcs11_token,
+                pkcs11_key_label,
+                pkcs11_pin_file,
+            };
+            let mut progress = |what: &str| {
+                println!("rewrapped {what}");
+                let _ = std::io::stdout().flush();
+            };
+            let (to, report) = admin::rotate_kek(
+                &settings,
+                &target,
+                std::time::Duration::from_millis(pause_ms),
+                &mut progress,
+            )
+            .await?;
+            println!(
+                "every key is under {to}: {} rewrapped now, {} already",
+                report.rewrapped.len(),
+                report.already
+            );
+            if !report.skipped.is_empty() {
+                println!(
+                    "left as they were (failing their integrity check): {}",
+                    report.skipped.join(", ")
+                );
+            }
+            println!(
+                "next: point the settings at the new KEK, restart every node, then destroy the old KEK"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,6 +13,8 @@ use crate::values::ValueError;
 pub enum Refusal {
     /// Sealed to a key this vault does not hold (unknown or retired).
     UnknownKey,
+    /// Sealed to a key past its expiry plus the freshness window.
+    ExpiredKey,
     /// The envelope failed authentication.
     AuthenticationFailed,
     /// The envelope's public hints do not match its value.
@@ -55,6 +57,7 @@ impl Refusal {
     pub fn code(&self) -> &'static str {
         match self {
             Self::UnknownKey => "unknown_key",
+            Self::ExpiredKey => "expired_key",
             Self::AuthenticationFailed => "authentication_failed",
             Self::HintMismatch => "hint_mismatch",
             Self::Malformed(_) => "malformed_envelope",
@@ -78,6 +81,9 @@ impl Refusal {
         match self {
             Self::UnknownKey => {
                 "envelope is sealed to a key this vault does not hold (unknown or retired)".into()
+            }
+            Self::ExpiredKey => {
+                "envelope is sealed to an expired key; reload the key set and seal again".into()
             }
             Self::AuthenticationFailed => "envelope failed authentication".into(),
             Self::HintMismatch => "envelope hints do not match its value".into(),

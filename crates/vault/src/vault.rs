@@ -3,6 +3,7 @@
 //! their AES-GCM associated data; a row that fails is treated as absent and reported.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +23,7 @@ use crate::backend::AnyStore;
 use crate::client::ClientAddr;
 use crate::config::Settings;
 use crate::denials::{self, DenialCounter, Record};
-use crate::keys::{self, DATA_KEY_ID, KekProvider, KeyError, KeyRing, LocalKek, Secrets};
+use crate::keys::{self, KekProvider, KeyError, KeyRing, Secrets};
 use crate::policy::{Policy, Reveal, Role};
 use crate::ratelimit::{Limited, Operation, RateLimiter};
 use crate::refusal::{ItemError, Refusal};
@@ -165,10 +166,12 @@ pub struct Vault<S: Store> {
     settings: Settings,
     /// The policy in force, and the `policy.store` entry it came from (if from the log).
     policy: RwLock<(Arc<Policy>, Option<i64>)>,
-    kek: Box<dyn KekProvider>,
+    kek: Arc<dyn KekProvider>,
     secrets: Secrets,
     ring: RwLock<Arc<KeyRing>>,
     last_reload: Mutex<Instant>,
+    /// Whether the last key reload found the KEK unreachable.
+    kek_lost: AtomicBool,
     /// HPKE key rows already reported as tampered (kid and MAC), so a reload every few seconds
     /// does not repeat the audit entry.
     reported: Mutex<HashSet<(String, String)>>,
@@ -180,15 +183,10 @@ pub struct Vault<S: Store> {
     rate_denials: [DenialCounter; 2],
 }
 
-/// The KEK the settings name: the `master_key` value, else the key file.
-pub fn kek_from_settings(settings: &Settings) -> Result<Box<dyn KekProvider>, KeyError> {
-    match &settings.master_key {
-        Some(text) => Ok(Box::new(LocalKek::from_base64(
-            text,
-            "FIELDSEAL_MASTER_KEY",
-        )?)),
-        None => Ok(Box::new(LocalKek::from_file(&settings.master_key_file())?)),
-    }
+/// The KEK the settings name (see [`crate::kek::from_settings`]); the master key text is taken
+/// out of `settings` and wiped.
+pub fn kek_from_settings(settings: &mut Settings) -> Result<Arc<dyn KekProvider>, KeyError> {
+    Ok(Arc::from(crate::kek::from_settings(settings)?))
 }
 
 /// Opens and migrates the store the settings' database URL names; the URL's scheme picks the
@@ -250,9 +248,9 @@ async fn open_all(
 
 impl Vault<AnyStore> {
     /// Opens an initialized vault as the settings describe.
-    pub async fn open(settings: Settings) -> Result<Self, VaultError> {
+    pub async fn open(mut settings: Settings) -> Result<Self, VaultError> {
         let store = open_store(&settings).await?;
-        let kek = kek_from_settings(&settings)?;
+        let kek = kek_from_settings(&mut settings)?;
         let policy = Policy::load(settings.policy_file.as_deref())?;
         Self::with_store(store, settings, policy, kek).await
     }
@@ -266,10 +264,10 @@ impl<S: Store> Vault<S> {
         store: S,
         settings: Settings,
         policy: Policy,
-        kek: Box<dyn KekProvider>,
+        kek: Arc<dyn KekProvider>,
     ) -> Result<Self, VaultError> {
         let secrets = keys::load_secrets(&store, kek.as_ref()).await?;
-        let ring = KeyRing::load(&store, kek.as_ref(), &secrets.row_key).await?;
+        let ring = KeyRing::load(&store, kek.as_ref(), &secrets.row_key, now()).await?;
         let policy = match Policy::stored(&store, &secrets.audit_key).await? {
             Some((stored, seq)) => {
                 if settings.policy_file.is_some() {
@@ -312,6 +310,7 @@ impl<S: Store> Vault<S> {
                 )
             }),
             settings,
+            kek_lost: AtomicBool::new(false),
         };
         vault.install(ring).await?;
         vault
@@ -364,9 +363,14 @@ impl<S: Store> Vault<S> {
         &self.store
     }
 
-    /// The settings.
+    /// The settings (without the master key text, wiped once the KEK was loaded).
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The key-encryption key provider (for operator actions in the same process).
+    pub fn kek(&self) -> Arc<dyn KekProvider> {
+        Arc::clone(&self.kek)
     }
 
     fn ring(&self) -> Arc<KeyRing> {
@@ -418,22 +422,88 @@ impl<S: Store> Vault<S> {
     }
 
     /// Reloads the HPKE keys from storage (after `keys rotate` or `retire` by another process).
+    /// A KEK found unreachable is logged as an alert once, and its return once.
     pub async fn reload_keys(&self) -> Result<(), VaultError> {
-        let ring = KeyRing::load(&self.store, self.kek.as_ref(), &self.secrets.row_key).await?;
+        let loaded = KeyRing::load(&self.store, self.kek.as_ref(), &self.secrets.row_key, now());
+        let ring = match loaded.await {
+            Ok(ring) => ring,
+            Err(e @ KeyError::KekUnavailable(_)) => {
+                if !self.kek_lost.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        alert = "kek_unavailable",
+                        error = %e,
+                        "the key-encryption key cannot be reached: requests that need it answer 503 kek_unavailable until it is back"
+                    );
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if self.kek_lost.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                alert = "kek_available",
+                "the key-encryption key is reachable again"
+            );
+        }
         self.install(ring).await?;
         Ok(())
     }
 
-    /// Reloads keys unless that happened in the last second (unknown key ids trigger it).
-    async fn reload_keys_rate_limited(&self) {
+    /// Reloads keys unless that happened in the last second (unknown key ids trigger it). Fails
+    /// with [`KeyError::KekUnavailable`] while the last reload found the KEK unreachable.
+    async fn reload_keys_rate_limited(&self) -> Result<(), VaultError> {
         let due = self
             .last_reload
             .lock()
             .map(|t| t.elapsed() >= Duration::from_secs(1))
             .unwrap_or(true);
-        if due && let Err(e) = self.reload_keys().await {
-            tracing::warn!(error = %e, "key reload failed");
+        if due {
+            match self.reload_keys().await {
+                Err(VaultError::Key(e @ KeyError::KekUnavailable(_))) => {
+                    if let Ok(mut t) = self.last_reload.lock() {
+                        *t = Instant::now();
+                    }
+                    return Err(e.into());
+                }
+                Err(e) => tracing::warn!(error = %e, "key reload failed"),
+                Ok(()) => {}
+            }
         }
+        if self.kek_lost.load(Ordering::Relaxed) {
+            return Err(
+                KeyError::KekUnavailable("the last key reload could not reach it".into()).into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Makes the next HPKE key when the schedule says so (see [`keys::rotation_due`]): published
+    /// `key_publish_ahead_hours` before it becomes the primary, so pages pick it up first.
+    /// Audited (actor `vault`). Returns the new key's id.
+    pub async fn rotate_on_schedule(&self) -> Result<Option<String>, VaultError> {
+        let t = now();
+        let ahead = i64::try_from(self.settings.key_publish_ahead_hours.saturating_mul(3600))
+            .unwrap_or(i64::MAX / 4);
+        if self.settings.key_lifetime_days == 0 {
+            return Ok(None);
+        }
+        if !keys::rotation_due(&self.store, &self.secrets.row_key, t, ahead).await? {
+            return Ok(None);
+        }
+        let lifetime = i64::try_from(self.settings.key_lifetime_days.saturating_mul(86_400))
+            .unwrap_or(i64::MAX / 4);
+        let kid = keys::rotate(
+            &self.store,
+            self.kek.as_ref(),
+            &self.secrets.row_key,
+            t,
+            (lifetime, ahead),
+            Actor::Vault,
+        )
+        .await?;
+        tracing::info!(kid = %kid, not_before = t + ahead, "scheduled HPKE key rotation: next key published");
+        self.reload_keys().await?;
+        Ok(Some(kid))
     }
 
     /// The key set document served at `GET /v1/keys`.
@@ -671,15 +741,16 @@ impl<S: Store> Vault<S> {
         &self,
         caller: &Caller,
         items: Vec<TokenizeItem>,
-    ) -> Result<Vec<Result<Tokenized, ItemError>>, StoreError> {
+    ) -> Result<Vec<Result<Tokenized, ItemError>>, VaultError> {
         let texts: Vec<String> = items.iter().map(|i| i.envelope.clone()).collect();
         let mut opened = open_all(self.ring(), texts).await?;
         if opened
             .iter()
             .any(|r| matches!(r, Err(OpenError::UnknownKey)))
         {
-            // A key rotated by another process may not be loaded yet.
-            self.reload_keys_rate_limited().await;
+            // A key rotated by another process may not be loaded yet; loading it needs the KEK:
+            // without it the request fails as a whole (503 kek_unavailable), nothing written.
+            self.reload_keys_rate_limited().await?;
             let ring = self.ring();
             for (slot, item) in opened.iter_mut().zip(&items) {
                 if matches!(slot, Err(OpenError::UnknownKey)) {
@@ -717,7 +788,7 @@ impl<S: Store> Vault<S> {
                     | StoreError::Tampered(_)
                     | StoreError::Incompatible(_)),
                 ) => {
-                    return Err(e);
+                    return Err(e.into());
                 }
                 // Nothing of the batch was kept (envelope ids included): all can be resubmitted.
                 Err(e) => {
@@ -778,6 +849,17 @@ impl<S: Store> Vault<S> {
         let window = i64::try_from(self.settings.freshness_window_secs).unwrap_or(i64::MAX);
         let skew = i64::try_from(self.settings.clock_skew_secs).unwrap_or(i64::MAX);
         let env_detail = format!("envelope {}", h.id.to_hex());
+        // A key past its `exp` opens only envelopes a page could still have sealed to it: the
+        // freshness window longer.
+        if self
+            .ring()
+            .expires_at(&h.key_id)
+            .is_some_and(|exp| now > exp.saturating_add(window))
+        {
+            return self
+                .refuse(caller, Some(kind), env_detail, Refusal::ExpiredKey)
+                .await;
+        }
         if created < now.saturating_sub(window) {
             return self
                 .refuse(caller, Some(kind), env_detail, Refusal::Stale(window))
@@ -878,10 +960,15 @@ impl<S: Store> Vault<S> {
         .ok_or_else(|| StoreError::Database("token generation failed".into()))?;
         let kind = p.kind.as_str();
         let brand = p.normalized.brand.map(|b| b.as_str().to_owned());
+        let (data_key_id, data_key) = self
+            .secrets
+            .data_keys
+            .for_new_value()
+            .ok_or_else(|| StoreError::Database("no data key loaded".into()))?;
         let mut record = TokenRecord {
             token: token.clone(),
             kind: kind.into(),
-            data_key_id: DATA_KEY_ID,
+            data_key_id,
             ciphertext: Vec::new(),
             fingerprint: p.fingerprint.clone().unwrap_or_default(),
             brand: brand.clone(),
@@ -891,9 +978,7 @@ impl<S: Store> Vault<S> {
             expires_at: p.expires_at,
             ended_in_log: false,
         };
-        record.ciphertext = self
-            .secrets
-            .data_key
+        record.ciphertext = data_key
             .encrypt(p.normalized.value.expose(), &token_aad(&record))
             .map_err(|_| StoreError::Database("encryption failed".into()))?;
         let actor = || p.caller_actor.clone();
@@ -964,7 +1049,7 @@ impl<S: Store> Vault<S> {
         &self,
         token: &str,
         now: i64,
-    ) -> Result<Option<(TokenRecord, FieldKind, fieldseal_core::secret::SecretValue)>, StoreError>
+    ) -> Result<Option<(TokenRecord, FieldKind, fieldseal_core::secret::SecretValue)>, VaultError>
     {
         if !values::plausible_token(token) {
             return Ok(None);
@@ -974,15 +1059,12 @@ impl<S: Store> Vault<S> {
         };
         // A random token is never issued twice: a row the log says ended was put back.
         let put_back = record.ended_in_log && token.starts_with("tok_");
+        let data_key = self.data_key(record.data_key_id).await?;
         let opened = record.kind.parse::<FieldKind>().ok().and_then(|kind| {
-            (record.token == token && record.data_key_id == DATA_KEY_ID && !put_back)
-                .then(|| {
-                    self.secrets
-                        .data_key
-                        .decrypt(&record.ciphertext, &token_aad(&record))
-                        .ok()
-                })
+            (record.token == token && !put_back)
+                .then_some(data_key.as_ref())
                 .flatten()
+                .and_then(|key| key.decrypt(&record.ciphertext, &token_aad(&record)).ok())
                 .map(|value| (kind, value))
         });
         match opened {
@@ -995,6 +1077,127 @@ impl<S: Store> Vault<S> {
         }
     }
 
+    /// The data key of version `id`, for opening a value stored under it: loaded (unwrapped under
+    /// the KEK) first if another node made it since; `None` if the database lists no such
+    /// version (the row is then not one the vault wrote).
+    async fn data_key(
+        &self,
+        id: i64,
+    ) -> Result<Option<Arc<fieldseal_core::at_rest::SymmetricKey>>, VaultError> {
+        if let Some(key) = self.secrets.data_keys.get(id) {
+            return Ok(Some(key));
+        }
+        self.secrets
+            .data_keys
+            .load_new(&self.store, self.kek.as_ref())
+            .await?;
+        Ok(self.secrets.data_keys.get(id))
+    }
+
+    /// Data key upkeep, every few seconds on every node: adds this node's encryption count to the
+    /// database, loads versions other nodes made, makes a new version when the newest has reached
+    /// `data_key_max_encryptions`, and moves up to `reencrypt_batches` batches of
+    /// `reencrypt_batch_size` values from older versions to the newest (logged with what is left).
+    pub async fn maintain_data_keys(&self) -> Result<DataKeyProgress, VaultError> {
+        let keys = &self.secrets.data_keys;
+        keys.flush(&self.store).await?;
+        let mut records = keys.load_new(&self.store, self.kek.as_ref()).await?;
+        let newest = records.last().map_or(0, |r| r.id);
+        let limit = i64::try_from(self.settings.data_key_max_encryptions).unwrap_or(i64::MAX);
+        if records.last().is_some_and(|r| r.encryptions >= limit) {
+            let why = format!("reached {limit} encryptions");
+            let id = crate::datakeys::rotate(
+                &self.store,
+                self.kek.as_ref(),
+                newest,
+                (now(), Actor::Vault, &why),
+            )
+            .await?;
+            tracing::info!(data_key = id, reason = %why, "data key rotated");
+            records = keys.load_new(&self.store, self.kek.as_ref()).await?;
+        }
+        let mut progress = DataKeyProgress {
+            current: keys.current().unwrap_or(0),
+            ..DataKeyProgress::default()
+        };
+        for _ in 0..self.settings.reencrypt_batches.max(1) {
+            let moved = self.reencrypt_batch(progress.current).await?;
+            progress.moved += moved;
+            if moved == 0 {
+                break;
+            }
+        }
+        if progress.moved > 0 {
+            records = self.store.data_keys().await?;
+        }
+        progress.left = records
+            .iter()
+            .filter(|r| r.id < progress.current)
+            .map(|r| r.values)
+            .sum();
+        if progress.moved > 0 {
+            tracing::info!(
+                data_key = progress.current,
+                moved = progress.moved,
+                left = progress.left,
+                "re-encrypting values to the newest data key"
+            );
+        }
+        Ok(progress)
+    }
+
+    /// Moves one batch of values under older data keys to `current`; returns how many moved.
+    /// A value that fails its integrity check stays where it is (reveals report it).
+    async fn reencrypt_batch(&self, current: i64) -> Result<u64, VaultError> {
+        let batch = self.settings.reencrypt_batch_size.max(1);
+        let Some(new_key) = self.data_key(current).await? else {
+            return Ok(0);
+        };
+        let mut after = String::new();
+        loop {
+            let rows = self
+                .store
+                .tokens_to_reencrypt(current, &after, batch)
+                .await?;
+            let Some(last) = rows.last() else {
+                return Ok(0);
+            };
+            after = last.token.clone();
+            let mut moved = Vec::with_capacity(rows.len());
+            for row in rows {
+                let Some(old_key) = self.data_key(row.data_key_id).await? else {
+                    continue;
+                };
+                let Ok(value) = old_key.decrypt(&row.ciphertext, &token_aad(&row)) else {
+                    continue;
+                };
+                let mut next = TokenRecord {
+                    data_key_id: current,
+                    ciphertext: Vec::new(),
+                    ..row.clone()
+                };
+                next.ciphertext = new_key
+                    .encrypt(value.expose(), &token_aad(&next))
+                    .map_err(|_| StoreError::Database("encryption failed".into()))?;
+                self.secrets.data_keys.count(current, 1);
+                moved.push(fieldseal_vault_store::Reencrypted {
+                    token: row.token,
+                    old_data_key_id: row.data_key_id,
+                    old_ciphertext: row.ciphertext,
+                    data_key_id: current,
+                    ciphertext: next.ciphertext,
+                });
+            }
+            if moved.is_empty() {
+                // Every row of this page failed its check: look further.
+                continue;
+            }
+            let audit = AuditDraft::new(now(), Actor::Vault, Action::DataKeyReencrypt, Outcome::Ok)
+                .detail(format!("to data-key:{current}"));
+            return Ok(self.store.reencrypt_tokens(moved, audit).await?);
+        }
+    }
+
     /// Reveals tokens for a stated purpose, as the caller's role allows. Every token's outcome is
     /// audited before any value is returned; a card security code revealed in the clear is deleted
     /// in the same transaction, and disclosed only if this request was the one that deleted it.
@@ -1003,7 +1206,7 @@ impl<S: Store> Vault<S> {
         caller: &Caller,
         tokens: &[String],
         purpose: &str,
-    ) -> Result<Vec<Result<Revealed, ItemError>>, StoreError> {
+    ) -> Result<Vec<Result<Revealed, ItemError>>, VaultError> {
         let now = now();
         let mut results = Vec::with_capacity(tokens.len());
         let mut audit = Vec::with_capacity(tokens.len());
@@ -1063,7 +1266,7 @@ impl<S: Store> Vault<S> {
     }
 
     /// Deletes a token if the caller's role may delete its kind.
-    pub async fn delete(&self, caller: &Caller, token: &str) -> Result<DeleteOutcome, StoreError> {
+    pub async fn delete(&self, caller: &Caller, token: &str) -> Result<DeleteOutcome, VaultError> {
         let now = now();
         let base = audit_token(
             AuditDraft::new(now, caller.actor(), Action::Delete, Outcome::NotFound),
@@ -1145,6 +1348,17 @@ struct Pending {
 struct Built {
     new: NewToken,
     result: Tokenized,
+}
+
+/// What one round of data key upkeep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DataKeyProgress {
+    /// The newest data key version.
+    pub current: i64,
+    /// Values moved to it in this round.
+    pub moved: u64,
+    /// Values still under older versions.
+    pub left: i64,
 }
 
 /// What `delete` did.

@@ -366,7 +366,7 @@ async fn rotation_keeps_old_envelopes_opening_until_retirement() {
         .await;
     assert_eq!(after["ok"], true);
 
-    admin.retire_key(&old_kid).await.unwrap();
+    admin.retire_key_now(&old_kid).await.unwrap();
     vault.reload_keys().await.unwrap();
     let (_, body) = s
         .tokenize(&keys.checkout, json!([{ "envelope": before2 }]))

@@ -47,13 +47,15 @@ async fn operator_flow_leaves_no_value_in_logs_or_database_and_catches_audit_tam
     let tmp = TempDir::new("cli");
     let dir = tmp.0.join("data");
 
-    // init: data directory, master key file (owner-only), first key. A second init refuses.
+    // init: data directory, master key file (owner-only, outside the data directory), first
+    // key. A second init refuses.
     let out = ok(&vault(&dir, &["init"]));
+    assert!(!dir.join("master.key").exists());
     assert!(out.contains("first key:"), "{out}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join("master.key"))
+        let mode = std::fs::metadata(common::bin::kek_file(&dir))
             .unwrap()
             .permissions()
             .mode();

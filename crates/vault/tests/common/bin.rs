@@ -21,11 +21,20 @@ pub fn use_database(dir: &Path, url: &str) {
         .insert(dir.to_path_buf(), url.to_owned());
 }
 
-/// The binary for the vault in `dir`: its key file, its database (the directory's SQLite file
-/// unless [`use_database`] named another), no environment key or settings file, port 0.
+/// The key file of the vault in `dir`: next to the data directory, not in it (as `init` wants).
+pub fn kek_file(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map_or_else(|| "vault".to_owned(), |n| n.to_string_lossy().into_owned());
+    dir.with_file_name(format!("{name}.master.key"))
+}
+
+/// The binary for the vault in `dir`: its key file ([`kek_file`]), its database (the directory's
+/// SQLite file unless [`use_database`] named another), no environment key or settings file, port 0.
 pub fn command(dir: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.env("FIELDSEAL_DATA_DIR", dir)
+        .env("FIELDSEAL_MASTER_KEY_FILE", kek_file(dir))
         .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
         .env_remove("FIELDSEAL_MASTER_KEY")
         .env_remove("FIELDSEAL_CONFIG");

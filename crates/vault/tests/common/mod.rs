@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bin;
+pub mod hsm;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,7 +55,7 @@ pub fn settings(dir: &Path) -> Settings {
     Settings {
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
-        master_key: Some(Base64UrlUnpadded::encode_string(&MASTER_KEY)),
+        master_key: Some(Base64UrlUnpadded::encode_string(&MASTER_KEY).into()),
         ..Settings::default()
     }
 }
@@ -273,8 +274,7 @@ pub async fn audit_all(store: &impl Store) -> Vec<AuditRecord> {
 /// Operator actions on the vault a server runs, over the same store.
 pub async fn admin_of(s: &Server) -> Admin<AnyStore> {
     let settings = s.vault.settings().clone();
-    let kek = fieldseal_vault::vault::kek_from_settings(&settings).unwrap();
-    Admin::with_store(s.vault.store().clone(), settings, kek)
+    Admin::with_store(s.vault.store().clone(), settings, s.vault.kek())
         .await
         .unwrap()
 }

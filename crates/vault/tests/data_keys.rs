@@ -1,0 +1,224 @@
+//! Versioned data keys on a real vault over real SQLite: new values use the newest key; stored
+//! values move to it in bounded batches while reveals run (none fails); a key is replaced before
+//! its encryption limit, counted in the database.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::{Keys, Server, TempDir, audit_all, init, seal_to};
+use fieldseal_core::envelope::FieldKind;
+use fieldseal_vault::store::Store;
+use serde_json::{Value, json};
+
+/// A Visa test number (Luhn-valid) made from `prefix` (one digit) and `n`.
+fn card(prefix: u32, n: usize) -> String {
+    let body = format!("4{prefix}{n:013}");
+    let sum: u32 = body
+        .chars()
+        .rev()
+        .enumerate()
+        .map(|(i, c)| {
+            let d = c.to_digit(10).unwrap();
+            if i % 2 == 0 {
+                let d2 = d * 2;
+                if d2 > 9 { d2 - 9 } else { d2 }
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{body}{}", (10 - sum % 10) % 10)
+}
+
+/// Tokenizes `n` distinct card numbers, 100 per request; returns (token, value) pairs.
+async fn fill(s: &Server, keys: &Keys, tag: u32, n: usize) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let ks = s.key_set().await;
+        let values: Vec<String> = (i..n.min(i + 100)).map(|j| card(tag, j)).collect();
+        let items: Vec<Value> = values
+            .iter()
+            .map(|v| json!({ "envelope": seal_to(&ks, FieldKind::Pan, v, ks.server_time()) }))
+            .collect();
+        let (status, body) = s.tokenize(&keys.checkout, json!(items)).await;
+        assert_eq!(status, 200, "{body}");
+        for (r, v) in body["results"].as_array().unwrap().iter().zip(values) {
+            out.push((r["token"].as_str().unwrap().to_owned(), v));
+        }
+        i += 100;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn values_move_to_a_new_data_key_in_batches_while_no_reveal_fails() {
+    let dir = TempDir::new("datakey-move");
+    let keys = init(&dir.0).await;
+    let mut settings = common::settings(&dir.0);
+    settings.reencrypt_batch_size = 25;
+    settings.reencrypt_batches = 1;
+    let s = Arc::new(Server::start_with(settings).await);
+    let stored = Arc::new(fill(&s, &keys, 1, 300).await);
+    let admin = common::admin_of(&s).await;
+    assert_eq!(admin.rotate_data_key().await.unwrap(), 2);
+    // The node takes the new key up in its next upkeep round (every 5 seconds when serving),
+    // which also moves the first batch.
+    let first = s.vault.maintain_data_keys().await.unwrap();
+    assert_eq!((first.current, first.moved, first.left), (2, 25, 275));
+    let mut rounds = vec![first];
+
+    // Reveals under load, on four tasks, for the whole re-encryption.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (revealed, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let (s, stored, stop) = (Arc::clone(&s), Arc::clone(&stored), Arc::clone(&stop));
+        let (revealed, failed) = (Arc::clone(&revealed), Arc::clone(&failed));
+        let payments = keys.payments.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = t * 7;
+            while !stop.load(Ordering::Relaxed) {
+                let batch: Vec<&str> = (0..10)
+                    .map(|k| stored[(i + k * 31) % stored.len()].0.as_str())
+                    .collect();
+                let (status, body) = s
+                    .detokenize(&payments, &batch, "load during rotation")
+                    .await;
+                for (k, r) in body["results"].as_array().into_iter().flatten().enumerate() {
+                    let want = &stored[(i + k * 31) % stored.len()].1;
+                    if status == 200 && r["value"] == json!(want) {
+                        revealed.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("first failure: {status} {r} want {want}");
+                        }
+                    }
+                }
+                if status != 200 {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }));
+    }
+    // New values use the new key at once, while old ones move.
+    let fresh = fill(&s, &keys, 2, 10).await;
+    let row = s
+        .vault
+        .store()
+        .token(&fresh[0].0, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.data_key_id, 2);
+
+    loop {
+        let p = s.vault.maintain_data_keys().await.unwrap();
+        assert!(p.moved <= 25, "a batch is bounded: {p:?}");
+        if rounds.len() == 3 {
+            // Progress is visible to the operator.
+            let status = admin.inventory().await.unwrap();
+            let old = status.iter().find(|k| k.id == "data-key:1").unwrap();
+            assert!(old.state.starts_with("re-encrypting"), "{}", old.state);
+        }
+        rounds.push(p);
+        if p.left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(
+        rounds.len() >= 12,
+        "300 values in batches of 25: {rounds:?}"
+    );
+    assert_eq!(rounds.iter().map(|r| r.moved).sum::<u64>(), 300);
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "a reveal failed during re-encryption"
+    );
+    assert!(revealed.load(Ordering::Relaxed) > 100);
+
+    let data_keys = s.vault.store().data_keys().await.unwrap();
+    assert_eq!(
+        data_keys
+            .iter()
+            .map(|k| (k.id, k.values))
+            .collect::<Vec<_>>(),
+        vec![(1, 0), (2, 310)]
+    );
+    // Every value still opens, under the new key.
+    let sample: Vec<&str> = stored.iter().step_by(29).map(|(t, _)| t.as_str()).collect();
+    let (_, body) = s.detokenize(&keys.payments, &sample, "check").await;
+    for (r, (_, v)) in body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(stored.iter().step_by(29))
+    {
+        assert_eq!(r["value"], json!(v));
+    }
+    let status = admin.inventory().await.unwrap();
+    let old = status.iter().find(|k| k.id == "data-key:1").unwrap();
+    assert_eq!(old.state, "replaced, no values");
+    let entries = audit_all(s.vault.store()).await;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "datakey.rotate" && e.actor == "cli")
+    );
+    let moved: usize = entries
+        .iter()
+        .filter(|e| e.action == "datakey.reencrypt")
+        .count();
+    assert!(moved >= 12);
+}
+
+#[tokio::test]
+async fn a_data_key_is_replaced_before_its_encryption_limit() {
+    let dir = TempDir::new("datakey-limit");
+    let keys = init(&dir.0).await;
+    let mut settings = common::settings(&dir.0);
+    settings.data_key_max_encryptions = 20;
+    let s = Server::start_with(settings).await;
+    fill(&s, &keys, 3, 15).await;
+    // Under the limit: nothing happens; the count reaches the database.
+    let p = s.vault.maintain_data_keys().await.unwrap();
+    assert_eq!(p.current, 1);
+    assert_eq!(
+        s.vault.store().data_keys().await.unwrap()[0].encryptions,
+        15
+    );
+    fill(&s, &keys, 4, 6).await;
+    let p = s.vault.maintain_data_keys().await.unwrap();
+    // Replaced, and the same round moved the stored values (fewer than a round's batches).
+    assert_eq!((p.current, p.moved, p.left), (2, 21, 0), "{p:?}");
+    let entries = audit_all(s.vault.store()).await;
+    let rotated = entries
+        .iter()
+        .find(|e| e.action == "datakey.rotate" && e.actor == "vault")
+        .expect("audited");
+    assert!(
+        rotated.detail.contains("reached 20 encryptions"),
+        "{}",
+        rotated.detail
+    );
+    let fresh = fill(&s, &keys, 5, 1).await;
+    let row = s
+        .vault
+        .store()
+        .token(&fresh[0].0, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.data_key_id, 2);
+    assert_eq!(s.vault.store().data_keys().await.unwrap()[0].values, 0);
+}
