@@ -634,10 +634,11 @@ impl<S: Store> Admin<S> {
         let data = self.store.data_keys().await?;
         let newest = data.last().map_or(0, |r| r.id);
         for d in &data {
+            let values = |n: i64| format!("{n} value{}", if n == 1 { "" } else { "s" });
             let state = if d.id == newest {
-                format!("current, {} values", d.values)
+                format!("current, {}", values(d.values))
             } else if d.values > 0 {
-                format!("re-encrypting: {} values left", d.values)
+                format!("re-encrypting: {} left", values(d.values))
             } else {
                 "replaced, no values".into()
             };

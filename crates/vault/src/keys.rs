@@ -100,8 +100,10 @@ pub struct LocalKek {
 impl LocalKek {
     /// From base64url text (32 bytes).
     pub fn from_base64(text: &str, source: &str) -> Result<Self, KeyError> {
-        let bytes =
-            Base64UrlUnpadded::decode_vec(text.trim()).map_err(|_| KeyError::BadMasterKey)?;
+        // The decoded bytes are wiped once the key holds them.
+        let bytes = zeroize::Zeroizing::new(
+            Base64UrlUnpadded::decode_vec(text.trim()).map_err(|_| KeyError::BadMasterKey)?,
+        );
         let key = SymmetricKey::from_bytes(&bytes).map_err(|_| KeyError::BadMasterKey)?;
         Ok(Self {
             key,
@@ -111,15 +113,18 @@ impl LocalKek {
 
     /// From a key file.
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| KeyError::NoMasterKey(format!("{}: {e}", path.display())))?;
+        // The file's text is wiped once the key is loaded.
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| KeyError::NoMasterKey(format!("{}: {e}", path.display())))?,
+        );
         Self::from_base64(&text, &format!("file {}", path.display()))
     }
 
     /// Generates a key and writes it to a new file readable by the owner only.
     pub fn generate_file(path: &Path) -> Result<Self, KeyError> {
         let key = SymmetricKey::generate().map_err(|_| KeyError::Crypto)?;
-        let text = Base64UrlUnpadded::encode_string(key.expose());
+        let text = zeroize::Zeroizing::new(Base64UrlUnpadded::encode_string(key.expose()));
         fieldseal_vault_store::fs::write_private_file(path, text.as_bytes())
             .map_err(|e| KeyError::Io(path.display().to_string(), e))?;
         Ok(Self {

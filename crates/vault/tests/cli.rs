@@ -192,6 +192,11 @@ async fn operator_flow_leaves_no_value_in_logs_or_database_and_catches_audit_tam
         EMAIL.to_owned(),
         checkout[17..].to_owned(),
         payments[17..].to_owned(),
+        // Nor the KEK, in the clear or as its file's text.
+        std::fs::read_to_string(common::bin::kek_file(&dir))
+            .unwrap()
+            .trim()
+            .to_owned(),
     ];
     for f in &files {
         let bytes = std::fs::read(f).unwrap();

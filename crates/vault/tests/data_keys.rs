@@ -54,6 +54,17 @@ async fn fill(s: &Server, keys: &Keys, tag: u32, n: usize) -> Vec<(String, Strin
     out
 }
 
+/// The data key version the value of `token` is stored under.
+async fn data_key_of(s: &Server, token: &str) -> i64 {
+    s.vault
+        .store()
+        .token(token, 0)
+        .await
+        .unwrap()
+        .unwrap()
+        .data_key_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn values_move_to_a_new_data_key_in_batches_while_no_reveal_fails() {
     let dir = TempDir::new("datakey-move");
@@ -107,14 +118,7 @@ async fn values_move_to_a_new_data_key_in_batches_while_no_reveal_fails() {
     }
     // New values use the new key at once, while old ones move.
     let fresh = fill(&s, &keys, 2, 10).await;
-    let row = s
-        .vault
-        .store()
-        .token(&fresh[0].0, 0)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(row.data_key_id, 2);
+    assert_eq!(data_key_of(&s, &fresh[0].0).await, 2);
 
     loop {
         let p = s.vault.maintain_data_keys().await.unwrap();
@@ -212,13 +216,6 @@ async fn a_data_key_is_replaced_before_its_encryption_limit() {
         rotated.detail
     );
     let fresh = fill(&s, &keys, 5, 1).await;
-    let row = s
-        .vault
-        .store()
-        .token(&fresh[0].0, 0)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(row.data_key_id, 2);
+    assert_eq!(data_key_of(&s, &fresh[0].0).await, 2);
     assert_eq!(s.vault.store().data_keys().await.unwrap()[0].values, 0);
 }

@@ -72,6 +72,18 @@ async fn tokenize(http: &reqwest::Client, base: &str, key: &str, envelope: &str)
     .await
 }
 
+/// Seals a card number to the key set `base` serves, as a page would, and tokenizes it.
+async fn tokenize_card(http: &reqwest::Client, base: &str, key: &str, pan: &str) -> (u16, Value) {
+    let ks = key_set(http, base).await;
+    tokenize(
+        http,
+        base,
+        key,
+        &seal_to(&ks, FieldKind::Pan, pan, ks.server_time()),
+    )
+    .await
+}
+
 async fn reveal(http: &reqwest::Client, base: &str, key: &str, token: &str) -> (u16, Value) {
     post(
         http,
@@ -104,14 +116,7 @@ async fn pkcs11_kek_init_serve_tokenize_reveal_and_no_key_file_anywhere() {
     let log = tmp.0.join("serve.log");
     let (child, base) = serve(&dir, &log, &env);
     let http = reqwest::Client::new();
-    let ks = key_set(&http, &base).await;
-    let (status, r) = tokenize(
-        &http,
-        &base,
-        &checkout,
-        &seal_to(&ks, FieldKind::Pan, VISA, ks.server_time()),
-    )
-    .await;
+    let (status, r) = tokenize_card(&http, &base, &checkout, VISA).await;
     assert_eq!(status, 200, "{r}");
     let token = r["results"][0]["token"].as_str().unwrap().to_owned();
     let (status, r) = reveal(&http, &base, &payments, &token).await;
@@ -136,6 +141,20 @@ async fn pkcs11_kek_init_serve_tokenize_reveal_and_no_key_file_anywhere() {
     assert!(shown.contains("Pkcs11"), "{shown}");
     // The PIN from the environment works too.
     ok(&vault_env(&dir, &with_pin_env, &["keys", "list"]));
+    // The inventory names where each key lives, never a key.
+    let status = ok(&vault_env(&dir, &env, &["keys", "status"]));
+    for line in [
+        "kek ",
+        "hpke ",
+        "data-key:1",
+        "fingerprint-key",
+        "audit-key",
+        "row-key",
+    ] {
+        assert!(status.contains(line), "{line}: {status}");
+    }
+    assert!(status.contains("pkcs11 token \"vault-a\""), "{status}");
+    assert!(status.contains("current, 1 value "), "{status}");
 }
 
 #[tokio::test]
@@ -189,14 +208,7 @@ async fn a_token_lost_while_serving_answers_503_kek_unavailable_and_service_resu
     let log = tmp.0.join("serve.log");
     let (child, base) = serve(&dir, &log, &env);
     let http = reqwest::Client::new();
-    let ks = key_set(&http, &base).await;
-    let (_, r) = tokenize(
-        &http,
-        &base,
-        &checkout,
-        &seal_to(&ks, FieldKind::Pan, VISA, ks.server_time()),
-    )
-    .await;
+    let (_, r) = tokenize_card(&http, &base, &checkout, VISA).await;
     let token = r["results"][0]["token"].as_str().unwrap().to_owned();
 
     // The token goes away; an operator rotates the HPKE key meanwhile from a host that still
@@ -423,14 +435,7 @@ async fn kek_rotation_file_to_hsm_killed_half_way_resumes_then_hsm_key_to_hsm_ke
     let log = tmp.0.join("serve.log");
     let (node, base) = serve(&dir, &log, &file_env);
     let http = reqwest::Client::new();
-    let ks = key_set(&http, &base).await;
-    let (_, r) = tokenize(
-        &http,
-        &base,
-        &checkout,
-        &seal_to(&ks, FieldKind::Pan, VISA, ks.server_time()),
-    )
-    .await;
+    let (_, r) = tokenize_card(&http, &base, &checkout, VISA).await;
     let token = r["results"][0]["token"].as_str().unwrap().to_owned();
 
     // File -> HSM key A, killed after three keys, while the node serves.
@@ -470,14 +475,7 @@ async fn kek_rotation_file_to_hsm_killed_half_way_resumes_then_hsm_key_to_hsm_ke
     let (node, base) = serve(&dir, &log, &hsm_a);
     let (status, r) = reveal(&http, &base, &payments, &token).await;
     assert_eq!((status, &r["results"][0]["value"]), (200, &json!(VISA)));
-    let ks = key_set(&http, &base).await;
-    let (_, r) = tokenize(
-        &http,
-        &base,
-        &checkout,
-        &seal_to(&ks, FieldKind::Pan, "5555555555554444", ks.server_time()),
-    )
-    .await;
+    let (_, r) = tokenize_card(&http, &base, &checkout, "5555555555554444").await;
     let second = r["results"][0]["token"].as_str().unwrap().to_owned();
 
     // HSM key A -> HSM key B in another token, while serving; then token A is deleted.
