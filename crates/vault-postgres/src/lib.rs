@@ -1419,7 +1419,8 @@ impl Store for PgStore {
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
         self.update_audited(
-            "UPDATE $S.hpke_keys SET retired_at = $2, mac = $3 WHERE kid = $1 AND retired_at IS NULL",
+            "UPDATE $S.hpke_keys SET retired_at = $2, mac = $3 WHERE kid = $1 AND (retired_at IS \
+             NULL OR retired_at > $2)",
             kid,
             at,
             mac,

@@ -1155,7 +1155,8 @@ impl Store for SqliteStore {
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
         self.update_audited(
-            "UPDATE hpke_keys SET retired_at = ?2, mac = ?3 WHERE kid = ?1 AND retired_at IS NULL",
+            "UPDATE hpke_keys SET retired_at = ?2, mac = ?3 WHERE kid = ?1 AND (retired_at IS \
+             NULL OR retired_at > ?2)",
             kid,
             at,
             mac,

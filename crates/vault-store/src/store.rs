@@ -106,8 +106,8 @@ pub trait Store: Send + Sync + 'static {
         audit: AuditDraft,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Retires an HPKE key (sets `retired_at` and the row's new MAC); returns whether a live key
-    /// with that id existed.
+    /// Retires an HPKE key (sets `retired_at` and the row's new MAC); returns whether a key with
+    /// that id was live, or retiring later than `at` (a retirement brought forward).
     fn retire_hpke_key(
         &self,
         kid: &str,

@@ -70,6 +70,9 @@ pub enum KeyError {
         "refusing to retire the key: no other key is valid now; rotate first (a next key made ahead counts from its not-before time)"
     )]
     LastKey,
+    /// The key is already retiring (its grace period runs): only `--now` stops it sooner.
+    #[error("key {0} is already retiring; `keys retire {0} --now` stops it at once")]
+    AlreadyRetiring(String),
     /// Writing a key file failed.
     #[error("cannot write {0}: {1}")]
     Io(String, std::io::Error),
@@ -532,7 +535,8 @@ pub async fn authentic_hpke_keys<S: Store>(
 
 /// Retires an HPKE key, expired or not: it leaves the key set at once and stops opening envelopes
 /// `grace_secs` later (0, `--now`, for a compromised key; else the freshness window, so envelopes
-/// sealed just before keep their worth). Refused when the key is valid now and no other key is
+/// sealed just before keep their worth; a key in its grace period can be stopped at once). Refused
+/// when the key is valid now and no other key is
 /// ([`KeyError::LastKey`]): rotate first.
 pub async fn retire<S: Store>(
     store: &S,
@@ -542,9 +546,16 @@ pub async fn retire<S: Store>(
     actor: Actor,
 ) -> Result<(), KeyError> {
     let keys = authentic_hpke_keys(store, row_key).await?;
-    let Some(record) = keys.iter().find(|k| k.kid == kid && k.retired_at.is_none()) else {
+    let Some(record) = keys
+        .iter()
+        .find(|k| k.kid == kid && k.retired_at.is_none_or(|t| t > now))
+    else {
         return Err(KeyError::UnknownKey(kid.into()));
     };
+    // A key in its grace period can only be stopped sooner (`--now`, found compromised).
+    if record.retired_at.is_some() && grace_secs > 0 {
+        return Err(KeyError::AlreadyRetiring(kid.into()));
+    }
     let valid_now =
         |k: &HpkeKeyRecord| k.retired_at.is_none() && k.not_before <= now && k.expires_at > now;
     // Another key must be valid now: without one the key set has no primary and pages cannot

@@ -126,6 +126,17 @@ async fn retiring_keeps_opening_for_the_freshness_window_and_now_stops_at_once()
         listed.iter().find(|k| k.kid == first_kid).unwrap().status,
         "retiring"
     );
+    // Found compromised meanwhile: `--now` brings the end forward; a second plain retire is
+    // refused by name.
+    let again = admin.retire_key(&first_kid).await.unwrap_err().to_string();
+    assert!(again.contains("already retiring"), "{again}");
+    let sealed_before2 = seal_to(&first, FieldKind::Name, "Jane Doe", first.server_time());
+    admin.retire_key_now(&first_kid).await.unwrap();
+    s.vault.reload_keys().await.unwrap();
+    let (_, body) = s
+        .tokenize(&keys.checkout, json!([{ "envelope": sealed_before2 }]))
+        .await;
+    assert_eq!(code(&body["results"][0]), "unknown_key", "{body}");
 
     // A compromised key: `--now` stops it at once.
     let second = ks.primary().kid.as_str().to_owned();
