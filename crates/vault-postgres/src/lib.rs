@@ -1171,21 +1171,11 @@ impl Store for PgStore {
         new: Vec<u8>,
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
-        self.bounded(async {
-            audited_tx!(self => tx, log);
-            let n = exec(
-                &tx,
-                &self.inner,
-                "UPDATE $S.secrets SET wrapped = $2 WHERE name = $1 AND wrapped = $3",
-                &[&name, &new, &old],
-            )
-            .await?;
-            if n == 1 {
-                log.append(&audit);
-            }
-            log.commit(tx).await?;
-            Ok(n == 1)
-        })
+        self.write_audited(
+            "UPDATE $S.secrets SET wrapped = $2 WHERE name = $1 AND wrapped = $3",
+            &[&name, &new, &old],
+            audit,
+        )
         .await
     }
 
@@ -1197,22 +1187,12 @@ impl Store for PgStore {
         mac: String,
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
-        self.bounded(async {
-            audited_tx!(self => tx, log);
-            let n = exec(
-                &tx,
-                &self.inner,
-                "UPDATE $S.hpke_keys SET wrapped_private = $2, mac = $4 WHERE kid = $1 AND \
-                 wrapped_private = $3",
-                &[&kid, &new, &old, &mac],
-            )
-            .await?;
-            if n == 1 {
-                log.append(&audit);
-            }
-            log.commit(tx).await?;
-            Ok(n == 1)
-        })
+        self.write_audited(
+            "UPDATE $S.hpke_keys SET wrapped_private = $2, mac = $4 WHERE kid = $1 AND \
+             wrapped_private = $3",
+            &[&kid, &new, &old, &mac],
+            audit,
+        )
         .await
     }
 

@@ -32,7 +32,7 @@ async fn nodes_starting_together_apply_the_migrations_once() {
         schema.name()
     ))
     .unwrap();
-    assert_eq!(versions, ["1", "2", "3"]);
+    assert_eq!(versions, ["1", "2", "3", "4"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

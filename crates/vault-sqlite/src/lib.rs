@@ -903,22 +903,11 @@ impl Store for SqliteStore {
         new: Vec<u8>,
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
-        let name = name.to_owned();
-        self.run(move |c, chain| {
-            let tx = write_tx(c)?;
-            let mut log = Log::begin(&tx, chain, false)?;
-            let n = tx
-                .execute(
-                    "UPDATE secrets SET wrapped = ?2 WHERE name = ?1 AND wrapped = ?3",
-                    params![name, new, old],
-                )
-                .map_err(db_error)?;
-            if n == 1 {
-                log.append(&tx, &audit)?;
-            }
-            log.commit(tx)?;
-            Ok(n == 1)
-        })
+        self.write_audited(
+            "UPDATE secrets SET wrapped = ?2 WHERE name = ?1 AND wrapped = ?3",
+            (name.to_owned(), new, old),
+            audit,
+        )
         .await
     }
 
@@ -930,23 +919,12 @@ impl Store for SqliteStore {
         mac: String,
         audit: AuditDraft,
     ) -> Result<bool, StoreError> {
-        let kid = kid.to_owned();
-        self.run(move |c, chain| {
-            let tx = write_tx(c)?;
-            let mut log = Log::begin(&tx, chain, false)?;
-            let n = tx
-                .execute(
-                    "UPDATE hpke_keys SET wrapped_private = ?2, mac = ?4 WHERE kid = ?1 AND \
-                     wrapped_private = ?3",
-                    params![kid, new, old, mac],
-                )
-                .map_err(db_error)?;
-            if n == 1 {
-                log.append(&tx, &audit)?;
-            }
-            log.commit(tx)?;
-            Ok(n == 1)
-        })
+        self.write_audited(
+            "UPDATE hpke_keys SET wrapped_private = ?2, mac = ?4 WHERE kid = ?1 AND \
+             wrapped_private = ?3",
+            (kid.to_owned(), new, old, mac),
+            audit,
+        )
         .await
     }
 
