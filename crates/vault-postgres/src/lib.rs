@@ -283,6 +283,7 @@ impl PgStore {
     /// tokens inserted in one, the entries appended with the head at commit in one.
     async fn commit_group(&self, jobs: &mut [Job]) -> Result<Vec<Done>, StoreError> {
         audited_tx!(self => tx, log);
+        let mut tx = tx;
         let inner = &self.inner;
         // Card security codes revealed in the clear: one deletion; of several requests consuming
         // the same token, the first in the group wins it.
@@ -306,14 +307,49 @@ impl PgStore {
                 .await?,
             )?
         };
+        // The tokens of every job that may keep some items: one pass for all of them. Then each
+        // all-or-nothing job under a savepoint of its own, rolled back unless all its items are
+        // stored, an envelope an earlier job of the group consumed counting as a replay.
         let items: Vec<&NewToken> = jobs
             .iter()
             .flat_map(|job| match job {
-                Job::Tokens { items, .. } => items.iter().collect(),
-                Job::Reveals { .. } => Vec::new(),
+                Job::Tokens {
+                    items,
+                    atomic: false,
+                    ..
+                } => items.iter().collect(),
+                _ => Vec::new(),
             })
             .collect();
-        let mut outcomes = store_tokens(&tx, inner, &items).await?.into_iter();
+        let shared = store_tokens(&tx, inner, &items, &HashSet::new()).await?;
+        let mut consumed: HashSet<String> = items
+            .iter()
+            .zip(&shared)
+            .filter(|(_, o)| o.stored())
+            .map(|(i, _)| i.envelope.key())
+            .collect();
+        let mut shared = shared.into_iter();
+        let mut atomic_outcomes = Vec::new();
+        for job in jobs.iter() {
+            if let Job::Tokens {
+                items,
+                atomic: true,
+                ..
+            } = job
+            {
+                let items: Vec<&NewToken> = items.iter().collect();
+                let sp = tx.savepoint("all_or_none").await.map_err(db_error)?;
+                let outcomes = store_tokens(&sp, inner, &items, &consumed).await?;
+                if outcomes.iter().all(|o| o.stored()) {
+                    sp.commit().await.map_err(db_error)?;
+                    consumed.extend(items.iter().map(|i| i.envelope.key()));
+                } else {
+                    sp.rollback().await.map_err(db_error)?;
+                }
+                atomic_outcomes.push(outcomes);
+            }
+        }
+        let mut atomic_outcomes = atomic_outcomes.into_iter();
         let mut all = Vec::with_capacity(jobs.len());
         for job in jobs.iter_mut() {
             match job {
@@ -332,10 +368,29 @@ impl PgStore {
                     }
                     all.push(Done::Reveals(consumed));
                 }
+                Job::Tokens {
+                    items,
+                    atomic: true,
+                    ..
+                } => {
+                    let outcomes = atomic_outcomes
+                        .next()
+                        .ok_or_else(|| StoreError::Database("token outcomes out of step".into()))?;
+                    let all_stored = outcomes.iter().all(|o| o.stored());
+                    for (item, outcome) in items.iter().zip(&outcomes) {
+                        match outcome {
+                            _ if all_stored => log.append(&item.audit),
+                            InsertOutcome::Replayed => log.append(&item.replayed_audit),
+                            // Rolled back with the rest of its batch.
+                            _ => {}
+                        }
+                    }
+                    all.push(Done::Tokens(outcomes));
+                }
                 Job::Tokens { items, .. } => {
                     let mut done = Vec::with_capacity(items.len());
                     for item in items.iter() {
-                        let outcome = outcomes.next().ok_or_else(|| {
+                        let outcome = shared.next().ok_or_else(|| {
                             StoreError::Database("token outcomes out of step".into())
                         })?;
                         match outcome {
@@ -855,6 +910,7 @@ async fn store_tokens(
     tx: &Transaction<'_>,
     inner: &Inner,
     items: &[&NewToken],
+    consumed_before: &HashSet<String>,
 ) -> Result<Vec<InsertOutcome>, StoreError> {
     if items.is_empty() {
         return Ok(Vec::new());
@@ -863,7 +919,7 @@ async fn store_tokens(
     // The log is the one record of consumed envelopes; under the audit lock, every other node's
     // last commit counts.
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let seen = text_set(
+    let mut seen = text_set(
         &rows_for(
             tx,
             inner,
@@ -872,6 +928,12 @@ async fn store_tokens(
         )
         .await?,
     )?;
+    // Consumed earlier in this transaction (their entries are appended at commit).
+    seen.extend(
+        keys.iter()
+            .filter(|k| consumed_before.contains(*k))
+            .cloned(),
+    );
     // The first item naming each envelope the log does not is tried, unless an item tried before
     // it carries the same token (each token once in the statement, so what it returns maps to
     // items exactly); the others wait for it.
@@ -1262,7 +1324,28 @@ impl Store for PgStore {
 
     async fn insert_tokens(&self, items: Vec<NewToken>) -> Result<Vec<InsertOutcome>, StoreError> {
         let (done, result) = tokio::sync::oneshot::channel();
-        self.submit(Job::Tokens { items, done }).await?;
+        self.submit(Job::Tokens {
+            items,
+            atomic: false,
+            done,
+        })
+        .await?;
+        result
+            .await
+            .map_err(|_| StoreError::Database("writer stopped".into()))?
+    }
+
+    async fn insert_tokens_atomic(
+        &self,
+        items: Vec<NewToken>,
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.submit(Job::Tokens {
+            items,
+            atomic: true,
+            done,
+        })
+        .await?;
         result
             .await
             .map_err(|_| StoreError::Database("writer stopped".into()))?

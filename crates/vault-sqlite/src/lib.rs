@@ -201,6 +201,13 @@ fn commit_group(
                 }
                 all.push(Done::Reveals(consumed));
             }
+            Job::Tokens {
+                items,
+                atomic: true,
+                ..
+            } => {
+                all.push(Done::Tokens(insert_all_or_none(&mut tx, &mut log, items)?));
+            }
             Job::Tokens { items, .. } => {
                 let mut outcomes = Vec::with_capacity(items.len());
                 for item in items.iter() {
@@ -691,7 +698,7 @@ fn hpke_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HpkeKeyRecord> {
 
 /// Whether an authenticated audit entry stored this envelope's value (which survives someone
 /// deleting replay rows). `key` is [`EnvelopeRef::key`](fieldseal_vault_store::audit::EnvelopeRef::key).
-fn envelope_seen(tx: &Transaction<'_>, key: &str) -> Result<bool, StoreError> {
+fn envelope_seen(tx: &Connection, key: &str) -> Result<bool, StoreError> {
     // The id as text, and as a BLOB of the same bytes: retyping the column must not hide it.
     tx.prepare_cached(
         "SELECT 1 FROM audit WHERE envelope IN (?1, CAST(?1 AS BLOB)) AND envelope IS NOT NULL \
@@ -701,61 +708,64 @@ fn envelope_seen(tx: &Transaction<'_>, key: &str) -> Result<bool, StoreError> {
     .map_err(db_error)
 }
 
+/// Inserts one token row: `Inserted`, or for a token already stored, `Existing` if it holds the
+/// same value (same kind and fingerprint: a deterministic token) and `TokenTaken` otherwise. A
+/// refused statement changes nothing (SQLite rolls back the statement).
+fn insert_row(c: &Connection, t: &TokenRecord) -> Result<InsertOutcome, StoreError> {
+    let inserted = c
+        .prepare_cached(&format!(
+            "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))
+        .and_then(|mut st| {
+            st.execute(params![
+                t.token,
+                t.kind,
+                t.data_key_id,
+                t.ciphertext,
+                t.fingerprint,
+                t.brand,
+                t.bin,
+                t.last4,
+                t.created_at,
+                t.expires_at
+            ])
+        });
+    match inserted {
+        Ok(_) => Ok(InsertOutcome::Inserted),
+        Err(e) if is_constraint(&e) => {
+            let same: Option<bool> = c
+                .prepare_cached(
+                    "SELECT kind = ?2 AND fingerprint = ?3 AND fingerprint != '' FROM tokens \
+                     WHERE token = ?1",
+                )
+                .and_then(|mut st| {
+                    st.query_row(params![t.token, t.kind, t.fingerprint], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(db_error)?;
+            Ok(if same == Some(true) {
+                InsertOutcome::Existing
+            } else {
+                InsertOutcome::TokenTaken
+            })
+        }
+        Err(e) => Err(db_error(e)),
+    }
+}
+
 /// Inserts one item of a batch under its own savepoint; returns what happened.
 fn insert_one(
     tx: &mut Transaction<'_>,
     log: &mut Log<'_>,
     item: &NewToken,
 ) -> Result<InsertOutcome, StoreError> {
-    let t = &item.token;
     // The log is the one record of consumed envelopes: inside this write transaction, an earlier
     // item of the same batch counts too. (Its unique index is the backstop.)
     let seen = envelope_seen(tx, &item.envelope.key())?;
     let sp = tx.savepoint().map_err(db_error)?;
     let outcome = match seen {
         true => InsertOutcome::Replayed,
-        false => {
-            let inserted = sp
-                .prepare_cached(&format!(
-                    "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-                     ?9, ?10)"
-                ))
-                .and_then(|mut st| {
-                    st.execute(params![
-                        t.token,
-                        t.kind,
-                        t.data_key_id,
-                        t.ciphertext,
-                        t.fingerprint,
-                        t.brand,
-                        t.bin,
-                        t.last4,
-                        t.created_at,
-                        t.expires_at
-                    ])
-                });
-            match inserted {
-                Ok(_) => InsertOutcome::Inserted,
-                Err(e) if is_constraint(&e) => {
-                    let same: Option<bool> = sp
-                        .prepare_cached(
-                            "SELECT kind = ?2 AND fingerprint = ?3 AND fingerprint != '' FROM \
-                             tokens WHERE token = ?1",
-                        )
-                        .and_then(|mut st| {
-                            st.query_row(params![t.token, t.kind, t.fingerprint], |r| r.get(0))
-                                .optional()
-                        })
-                        .map_err(db_error)?;
-                    if same == Some(true) {
-                        InsertOutcome::Existing
-                    } else {
-                        InsertOutcome::TokenTaken
-                    }
-                }
-                Err(e) => return Err(db_error(e)),
-            }
-        }
+        false => insert_row(&sp, &item.token)?,
     };
     match outcome {
         // The audit entry names the envelope: consumed.
@@ -771,6 +781,43 @@ fn insert_one(
         InsertOutcome::TokenTaken => drop(sp),
     }
     Ok(outcome)
+}
+
+/// Inserts every item of a batch or none, under one savepoint: the audit entries are appended
+/// only once the outcome of all is known (the tokens' if all are stored, else the replays'
+/// refusals), so a rolled-back item leaves nothing in the log either.
+fn insert_all_or_none(
+    tx: &mut Transaction<'_>,
+    log: &mut Log<'_>,
+    items: &[NewToken],
+) -> Result<Vec<InsertOutcome>, StoreError> {
+    let sp = tx.savepoint().map_err(db_error)?;
+    let mut keys = std::collections::HashSet::with_capacity(items.len());
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let key = item.envelope.key();
+        // An envelope the log names, or one an earlier item of this batch carries.
+        let outcome = if envelope_seen(&sp, &key)? || !keys.insert(key) {
+            InsertOutcome::Replayed
+        } else {
+            insert_row(&sp, &item.token)?
+        };
+        outcomes.push(outcome);
+    }
+    if outcomes.iter().all(|o| o.stored()) {
+        sp.commit().map_err(db_error)?;
+        for item in items {
+            log.append(tx, &item.audit)?;
+        }
+    } else {
+        drop(sp);
+        for (item, outcome) in items.iter().zip(&outcomes) {
+            if *outcome == InsertOutcome::Replayed {
+                log.append(tx, &item.replayed_audit)?;
+            }
+        }
+    }
+    Ok(outcomes)
 }
 
 impl Store for SqliteStore {
@@ -984,7 +1031,26 @@ impl Store for SqliteStore {
 
     async fn insert_tokens(&self, items: Vec<NewToken>) -> Result<Vec<InsertOutcome>, StoreError> {
         let (done, result) = tokio::sync::oneshot::channel();
-        self.writer.send(Job::Tokens { items, done })?;
+        self.writer.send(Job::Tokens {
+            items,
+            atomic: false,
+            done,
+        })?;
+        result
+            .await
+            .map_err(|_| StoreError::Database("writer stopped".into()))?
+    }
+
+    async fn insert_tokens_atomic(
+        &self,
+        items: Vec<NewToken>,
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.writer.send(Job::Tokens {
+            items,
+            atomic: true,
+            done,
+        })?;
         result
             .await
             .map_err(|_| StoreError::Database("writer stopped".into()))?

@@ -170,3 +170,10 @@ pub enum InsertOutcome {
     /// A deterministic token that exists already for the same kind: the envelope consumed, audited.
     Existing,
 }
+
+impl InsertOutcome {
+    /// Whether the item's value is stored under its token (inserted now, or there already).
+    pub fn stored(self) -> bool {
+        matches!(self, Self::Inserted | Self::Existing)
+    }
+}

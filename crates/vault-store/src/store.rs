@@ -76,6 +76,17 @@ pub trait Store: Send + Sync + 'static {
         items: Vec<NewToken>,
     ) -> impl Future<Output = Result<Vec<InsertOutcome>, StoreError>> + Send;
 
+    /// Stores a batch of tokens all or nothing, in one transaction: if any item is a replay or its
+    /// token is taken, no token of the batch is stored and no envelope of it consumed, and only
+    /// the replays' refusal entries are appended. One outcome per item, in order, as
+    /// [`Store::insert_tokens`] gives them; when any is `Replayed` or `TokenTaken`, the others'
+    /// `Inserted` or `Existing` say what would have happened, and nothing of theirs was kept. A
+    /// storage failure fails the whole batch and keeps nothing.
+    fn insert_tokens_atomic(
+        &self,
+        items: Vec<NewToken>,
+    ) -> impl Future<Output = Result<Vec<InsertOutcome>, StoreError>> + Send;
+
     /// A token, unless deleted or expired at `now`.
     fn token(
         &self,

@@ -111,6 +111,13 @@ impl Store for AnyStore {
         dispatch!(self.insert_tokens(items))
     }
 
+    async fn insert_tokens_atomic(
+        &self,
+        items: Vec<NewToken>,
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        dispatch!(self.insert_tokens_atomic(items))
+    }
+
     async fn token(&self, token: &str, now: i64) -> Result<Option<TokenRecord>, StoreError> {
         dispatch!(self.token(token, now))
     }

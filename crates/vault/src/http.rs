@@ -278,6 +278,9 @@ async fn keys<S: Store>(State(vault): State<AppState<S>>) -> Result<Response, Ap
 #[serde(deny_unknown_fields)]
 struct TokenizeRequest {
     items: Vec<TokenizeItem>,
+    /// Every item or none ([`crate::batch`]).
+    #[serde(default)]
+    atomic: bool,
 }
 
 #[derive(Serialize)]
@@ -356,7 +359,11 @@ async fn tokenize<S: Store>(
     }
     check_batch(req.items.len(), vault.settings().max_batch)?;
     rate_limit(&vault, &caller, Operation::Tokenize, req.items.len()).await?;
-    let results = vault.tokenize(&caller, req.items).await?;
+    let results = if req.atomic {
+        vault.tokenize_atomic(&caller, req.items).await?
+    } else {
+        vault.tokenize(&caller, req.items).await?
+    };
     let results: Vec<_> = results.into_iter().map(item).collect();
     Ok(Json(json!({ "results": results })).into_response())
 }

@@ -29,6 +29,7 @@
 pub mod admin;
 pub mod apikeys;
 pub mod backend;
+pub mod batch;
 pub mod client;
 pub mod config;
 pub mod denials;
@@ -41,6 +42,7 @@ pub mod overload;
 pub mod policy;
 pub mod ratelimit;
 pub mod refusal;
+pub mod retention;
 pub mod tls;
 pub mod values;
 pub mod vault;

@@ -80,7 +80,8 @@ pub fn document() -> Value {
                                     "format": { "enum": ["random", "format_preserving", "deterministic"], "default": "random", "description": "`deterministic` only for kinds under the role's `deterministic` permission." }
                                 }
                             }
-                        }
+                        },
+                        "atomic": { "type": "boolean", "default": false, "description": "Store every item or none: if any item is refused, the others answer batch_aborted and no envelope is consumed." }
                     }
                 },
                 "TokenizeResult": {

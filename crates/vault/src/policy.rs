@@ -130,6 +130,9 @@ pub enum PolicyError {
 #[serde(deny_unknown_fields)]
 struct PolicyDoc {
     roles: BTreeMap<String, RoleDoc>,
+    /// Retention period per kind ([`crate::retention`]).
+    #[serde(default)]
+    retention_days: BTreeMap<String, u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -342,6 +345,7 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     roles: BTreeMap<String, Role>,
+    retention: crate::retention::Retention,
     /// Where it came from and the SHA-256 of its text, for the audit log.
     origin: String,
 }
@@ -391,6 +395,7 @@ impl Policy {
             fieldseal_core::encoding::hex(&fieldseal_core::at_rest::sha256(text.as_bytes()));
         Ok(Self {
             roles,
+            retention: crate::retention::Retention::parse(&doc.retention_days)?,
             origin: format!("sha256 {digest}"),
         })
     }
@@ -446,6 +451,11 @@ impl Policy {
     /// The role with this name.
     pub fn role(&self, name: &str) -> Option<&Role> {
         self.roles.get(name)
+    }
+
+    /// How long values of each kind are kept.
+    pub fn retention(&self) -> &crate::retention::Retention {
+        &self.retention
     }
 
     /// The role names.

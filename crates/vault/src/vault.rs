@@ -95,6 +95,9 @@ pub struct TokenizeItem {
     /// Token format; random by default.
     #[serde(default)]
     pub format: Option<TokenFormat>,
+    /// Seconds to keep the value, at most the kind's retention period ([`crate::retention`]).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
 }
 
 /// A tokenized value's public facts.
@@ -672,34 +675,7 @@ impl<S: Store> Vault<S> {
         caller: &Caller,
         items: Vec<TokenizeItem>,
     ) -> Result<Vec<Result<Tokenized, ItemError>>, StoreError> {
-        let texts: Vec<String> = items.iter().map(|i| i.envelope.clone()).collect();
-        let mut opened = open_all(self.ring(), texts).await?;
-        if opened
-            .iter()
-            .any(|r| matches!(r, Err(OpenError::UnknownKey)))
-        {
-            // A key rotated by another process may not be loaded yet.
-            self.reload_keys_rate_limited().await;
-            let ring = self.ring();
-            for (slot, item) in opened.iter_mut().zip(&items) {
-                if matches!(slot, Err(OpenError::UnknownKey)) {
-                    *slot = ring.opener().open(&item.envelope);
-                }
-            }
-        }
-        // Check every item; those that pass are stored together in one transaction.
-        let mut out: Vec<Option<Result<Tokenized, ItemError>>> = Vec::with_capacity(items.len());
-        let mut pending: Vec<(usize, Pending, Built)> = Vec::new();
-        for (i, (item, result)) in items.iter().zip(opened).enumerate() {
-            match self.check_item(caller, item, result).await? {
-                Checked::Done(r) => out.push(Some(r)),
-                Checked::Store(ready) => {
-                    let (p, built) = *ready;
-                    out.push(None);
-                    pending.push((i, p, built));
-                }
-            }
-        }
+        let (mut out, pending) = self.check_batch(caller, &items).await?;
         if !pending.is_empty() {
             let batch: Vec<NewToken> = pending.iter().map(|(_, _, b)| b.new.clone()).collect();
             match self.store.insert_tokens(batch).await {
@@ -737,8 +713,45 @@ impl<S: Store> Vault<S> {
             .collect())
     }
 
+    /// Opens and checks every item of a batch: the refused ones' results (audited), and the
+    /// others ready to store (by index).
+    pub(crate) async fn check_batch(
+        &self,
+        caller: &Caller,
+        items: &[TokenizeItem],
+    ) -> Result<(Vec<Option<Result<Tokenized, ItemError>>>, Vec<PendingItem>), StoreError> {
+        let texts: Vec<String> = items.iter().map(|i| i.envelope.clone()).collect();
+        let mut opened = open_all(self.ring(), texts).await?;
+        if opened
+            .iter()
+            .any(|r| matches!(r, Err(OpenError::UnknownKey)))
+        {
+            // A key rotated by another process may not be loaded yet.
+            self.reload_keys_rate_limited().await;
+            let ring = self.ring();
+            for (slot, item) in opened.iter_mut().zip(items) {
+                if matches!(slot, Err(OpenError::UnknownKey)) {
+                    *slot = ring.opener().open(&item.envelope);
+                }
+            }
+        }
+        let mut out: Vec<Option<Result<Tokenized, ItemError>>> = Vec::with_capacity(items.len());
+        let mut pending: Vec<PendingItem> = Vec::new();
+        for (i, (item, result)) in items.iter().zip(opened).enumerate() {
+            match self.check_item(caller, item, result).await? {
+                Checked::Done(r) => out.push(Some(r)),
+                Checked::Store(ready) => {
+                    let (p, built) = *ready;
+                    out.push(None);
+                    pending.push((i, p, built));
+                }
+            }
+        }
+        Ok((out, pending))
+    }
+
     /// Audits a refused item; the refusal stands only once it is recorded.
-    async fn refuse(
+    pub(crate) async fn refuse(
         &self,
         caller: &Caller,
         kind: Option<FieldKind>,
@@ -837,9 +850,15 @@ impl<S: Store> Vault<S> {
         }
         let fingerprint = (!values::low_entropy(kind))
             .then(|| values::fingerprint(&self.secrets.fingerprint_key, kind, &normalized.value));
-        let expires_at = (kind == FieldKind::Cvc).then(|| {
-            now.saturating_add(i64::try_from(self.settings.cvc_retention_secs).unwrap_or(0))
-        });
+        let expires_at = match self.policy().retention().expiry(
+            kind,
+            now,
+            item.ttl_secs,
+            self.settings.cvc_retention_secs,
+        ) {
+            Ok(e) => e,
+            Err(r) => return self.refuse(caller, Some(kind), env_detail, r).await,
+        };
         let pending = Pending {
             caller_actor: caller.actor(),
             kind,
@@ -861,7 +880,7 @@ impl<S: Store> Vault<S> {
     }
 
     /// Draws a token for a pending item and encrypts its value, the whole row as associated data.
-    fn build(&self, p: &Pending) -> Result<Built, StoreError> {
+    pub(crate) fn build(&self, p: &Pending) -> Result<Built, StoreError> {
         let token = match p.format {
             TokenFormat::Random => values::random_token(),
             TokenFormat::FormatPreserving => p
@@ -972,6 +991,11 @@ impl<S: Store> Vault<S> {
         let Some(record) = self.store.token(token, now).await? else {
             return Ok(None);
         };
+        // Past its kind's retention period under the policy now in force (a period shortened
+        // since the token was stored): expired, though the purge has not deleted it.
+        if crate::retention::outlived(&self.policy(), &self.settings, &record, now) {
+            return Ok(None);
+        }
         // A random token is never issued twice: a row the log says ended was put back.
         let put_back = record.ended_in_log && token.starts_with("tok_");
         let opened = record.kind.parse::<FieldKind>().ok().and_then(|kind| {
@@ -1121,30 +1145,33 @@ fn audit_token(draft: AuditDraft, token: &str) -> AuditDraft {
 }
 
 /// The outcome of checking one tokenize item.
-enum Checked {
+pub(crate) enum Checked {
     /// Refused (already audited) or failed.
     Done(Result<Tokenized, ItemError>),
     /// Ready to store.
     Store(Box<(Pending, Built)>),
 }
 
+/// An item ready to store: its index in the batch, what was checked, and its token.
+pub(crate) type PendingItem = (usize, Pending, Built);
+
 /// A checked item with its token drawn and value encrypted.
-struct Pending {
+pub(crate) struct Pending {
     caller_actor: Actor,
-    kind: FieldKind,
+    pub(crate) kind: FieldKind,
     format: TokenFormat,
     normalized: values::Normalized,
     fingerprint: Option<String>,
     envelope: EnvelopeRef,
-    env_detail: String,
+    pub(crate) env_detail: String,
     expires_at: Option<i64>,
     now: i64,
 }
 
 /// A pending item's token: what to store and what to answer.
-struct Built {
-    new: NewToken,
-    result: Tokenized,
+pub(crate) struct Built {
+    pub(crate) new: NewToken,
+    pub(crate) result: Tokenized,
 }
 
 /// What `delete` did.

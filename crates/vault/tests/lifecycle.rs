@@ -1,0 +1,252 @@
+//! The data lifecycle over real HTTP, on a SQLite file and on the test PostgreSQL (a schema of its
+//! own per test): all-or-nothing batches, retention periods and TTLs with the purge, and deleted
+//! values gone from the database's files.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use common::{Keys, Server, TempDir, audit_all, init_with, settings};
+use fieldseal_core::envelope::FieldKind;
+use fieldseal_vault::store::Store;
+use fieldseal_vault_postgres::testing::TestSchema;
+use serde_json::{Value, json};
+
+const VISA: &str = "4111111111111111";
+const EMAIL: &str = "jane.doe@example.com";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A vault on `db` with `policy` (TOML) if given, serving over HTTP.
+struct Env {
+    s: Server,
+    keys: Keys,
+    dir: TempDir,
+    _schema: Option<TestSchema>,
+}
+
+async fn env(db: Db, tag: &str, policy: Option<&str>) -> Env {
+    let dir = TempDir::new(tag);
+    let mut s = settings(&dir.0);
+    let schema = (db == Db::Postgres).then(TestSchema::new);
+    if let Some(schema) = &schema {
+        s.database_url = Some(schema.url());
+    }
+    if let Some(text) = policy {
+        let path = dir.0.join("policy.toml");
+        std::fs::write(&path, text).unwrap();
+        s.policy_file = Some(path);
+    }
+    let keys = init_with(&s).await;
+    let server = Server::start_with(s).await;
+    Env {
+        s: server,
+        keys,
+        dir,
+        _schema: schema,
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+impl Env {
+    async fn tokenize(&self, body: Value) -> Vec<Value> {
+        let (status, body) = self.s.post(&self.keys.checkout, "/v1/tokenize", body).await;
+        assert_eq!(status, 200, "{body}");
+        body["results"].as_array().unwrap().clone()
+    }
+
+    async fn stored_tokens(&self) -> usize {
+        audit_all(self.s.vault.store())
+            .await
+            .iter()
+            .filter(|e| e.action == "tokenize" && e.outcome == "ok")
+            .count()
+    }
+
+    async fn reveal(&self, token: &str) -> Value {
+        let (status, body) = self
+            .s
+            .detokenize(&self.keys.payments, &[token], "lifecycle test")
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["results"][0].clone()
+    }
+}
+
+/// An order whose e-mail is refused keeps nothing of the order: the card number's item answers
+/// `batch_aborted` and its envelope is not consumed. A replayed envelope aborts its batch too.
+async fn atomic_batch_keeps_nothing_when_an_item_is_refused(db: Db) {
+    let e = env(db, "atomic", None).await;
+    let pan = e.s.seal(FieldKind::Pan, VISA).await;
+    let bad_email = e.s.seal(FieldKind::Email, "not an address").await;
+    let results = e
+        .tokenize(
+            json!({ "atomic": true, "items": [{ "envelope": pan }, { "envelope": bad_email }] }),
+        )
+        .await;
+    assert_eq!(code(&results[0]), "batch_aborted", "{results:?}");
+    assert_eq!(code(&results[1]), "email_invalid", "{results:?}");
+    assert_eq!(e.stored_tokens().await, 0, "no orphan token");
+    let audit = audit_all(e.s.vault.store()).await;
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "tokenize" && a.detail.starts_with("batch_aborted")),
+        "the aborted item is audited"
+    );
+
+    // The same card envelope with a valid e-mail: both stored.
+    let email = e.s.seal(FieldKind::Email, EMAIL).await;
+    let results = e
+        .tokenize(json!({ "atomic": true, "items": [{ "envelope": pan }, { "envelope": email }] }))
+        .await;
+    assert!(results.iter().all(|r| r["ok"] == true), "{results:?}");
+    assert_eq!(e.stored_tokens().await, 2);
+    let token = results[1]["token"].as_str().unwrap();
+    assert_eq!(e.reveal(token).await["ok"], true);
+
+    // A replayed envelope: the new item is not kept.
+    let fresh = e.s.seal(FieldKind::Email, "other@example.com").await;
+    let results = e
+        .tokenize(json!({ "atomic": true, "items": [{ "envelope": fresh }, { "envelope": pan }] }))
+        .await;
+    assert_eq!(code(&results[0]), "batch_aborted", "{results:?}");
+    assert_eq!(code(&results[1]), "replayed", "{results:?}");
+    assert_eq!(e.stored_tokens().await, 2, "no orphan token");
+
+    // Without `atomic`, the accepted item is kept (the behaviour the flag exists to avoid).
+    let results = e
+        .tokenize(json!({ "items": [{ "envelope": fresh }, { "envelope": bad_email }] }))
+        .await;
+    assert_eq!(results[0]["ok"], true, "{results:?}");
+    assert_eq!(e.stored_tokens().await, 3);
+}
+
+const RETENTION: &str = r#"
+[roles.checkout]
+tokenize = ["*"]
+
+[roles.payments]
+reveal_plain = ["*"]
+delete = ["*"]
+
+[roles.support]
+reveal_masked = ["*"]
+
+[roles.auditor]
+audit = true
+
+[retention_days]
+"*" = 30
+pan = 400
+"#;
+
+/// A TTL longer than the kind's period is refused; a token past its TTL answers `not_found` like
+/// one never issued, and the purge deletes it (audited) and nothing else.
+async fn ttl_expires_and_the_purge_deletes(db: Db) {
+    let e = env(db, "retention", Some(RETENTION)).await;
+    let pan = e.s.seal(FieldKind::Pan, VISA).await;
+    let results = e
+        .tokenize(json!({ "items": [{ "envelope": pan, "ttl_secs": 400 * 86_400 + 1 }] }))
+        .await;
+    assert_eq!(code(&results[0]), "ttl_exceeds_retention", "{results:?}");
+    let email = e.s.seal(FieldKind::Email, EMAIL).await;
+    let results = e
+        .tokenize(json!({ "items": [{ "envelope": email, "ttl_secs": 31 * 86_400 }] }))
+        .await;
+    assert_eq!(code(&results[0]), "ttl_exceeds_retention", "{results:?}");
+    let cvc = e.s.seal(FieldKind::Cvc, "123").await;
+    let results = e
+        .tokenize(json!({ "items": [{ "envelope": cvc, "ttl_secs": 3601 }] }))
+        .await;
+    assert_eq!(code(&results[0]), "ttl_exceeds_retention", "{results:?}");
+    let results = e
+        .tokenize(json!({ "items": [{ "envelope": cvc, "ttl_secs": 0 }] }))
+        .await;
+    assert_eq!(code(&results[0]), "ttl_invalid", "{results:?}");
+
+    // A short TTL and the kind's period.
+    let results = e
+        .tokenize(json!({ "items": [{ "envelope": pan, "ttl_secs": 1 }, { "envelope": email }] }))
+        .await;
+    assert!(results.iter().all(|r| r["ok"] == true), "{results:?}");
+    let (short, long) = (
+        results[0]["token"].as_str().unwrap().to_owned(),
+        results[1]["token"].as_str().unwrap().to_owned(),
+    );
+    let long_row = e.s.vault.store().token(&long, 0).await.unwrap().unwrap();
+    let now = fieldseal_vault::vault::now();
+    assert!(
+        (now + 30 * 86_400 - 5..=now + 30 * 86_400).contains(&long_row.expires_at.unwrap()),
+        "the kind's period"
+    );
+    assert_eq!(e.reveal(&short).await["value"], VISA);
+    // Past the TTL (the vault's clock has moved on by two seconds).
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let revealed = e.reveal(&short).await;
+    assert_eq!(code(&revealed), "not_found", "{revealed}");
+    let never = e.reveal("tok_AAAAAAAAAAAAAAAAAAAAAA").await;
+    assert_eq!(
+        revealed["error"], never["error"],
+        "like a token never issued"
+    );
+    let short_row = e.s.vault.store().token(&short, 0).await.unwrap().unwrap();
+    assert_eq!(e.s.vault.purge().await.unwrap(), 1);
+    assert!(e.s.vault.store().token(&short, 0).await.unwrap().is_none());
+    assert_eq!(e.reveal(&long).await["value"], EMAIL);
+    let audit = audit_all(e.s.vault.store()).await;
+    assert!(audit.iter().any(|a| a.action == "delete"
+        && a.token.as_deref() == Some(short.as_str())
+        && a.actor == "vault"
+        && a.detail.contains("retention")));
+    if db == Db::Sqlite {
+        assert!(
+            !sqlite_files_contain(&e.dir.0, &short_row.ciphertext),
+            "the purged value is gone from the database file and its WAL"
+        );
+        assert!(sqlite_files_contain(&e.dir.0, &long_row.ciphertext));
+    }
+}
+
+/// Whether the vault's SQLite file or its WAL holds `needle`.
+fn sqlite_files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
+    ["vault.db", "vault.db-wal", "vault.db-journal"]
+        .iter()
+        .any(|f| {
+            std::fs::read(dir.join(f))
+                .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+                .unwrap_or(false)
+        })
+}
+
+macro_rules! on_both {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Db::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Db::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    atomic_batch_keeps_nothing_when_an_item_is_refused,
+    ttl_expires_and_the_purge_deletes,
+);
