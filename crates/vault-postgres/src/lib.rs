@@ -36,7 +36,8 @@ use fieldseal_vault_store::audit::{
 };
 use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
-    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
+    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, SubjectKeyRecord,
+    TokenRecord,
 };
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -60,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_policy_entries.sql"),
     include_str!("../migrations/0005_api_key_lifecycle.sql"),
+    include_str!("../migrations/0005_lifecycle.sql"),
 ];
 
 const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version integer \
@@ -833,8 +835,15 @@ fn audit_row(r: &Row) -> Result<AuditRecord, tokio_postgres::Error> {
     })
 }
 
-const TOKEN_COLUMNS: &str =
-    "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, created_at, expires_at";
+const TOKEN_COLUMNS: &str = "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, \
+                             created_at, expires_at, subject";
+
+/// The stored columns of a token row, and whether the log ended it: a deletion, or the plain
+/// reveal that used a card security code.
+const TOKEN_READ: &str = "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, \
+     created_at, expires_at, subject, EXISTS (SELECT 1 FROM $S.audit WHERE audit.token = \
+     tokens.token AND ((action = 'delete' AND outcome = 'ok') OR (action = 'reveal' AND outcome = \
+     'plain' AND kind = 'cvc')))";
 
 fn token_row(r: &Row) -> Result<TokenRecord, tokio_postgres::Error> {
     Ok(TokenRecord {
@@ -848,7 +857,8 @@ fn token_row(r: &Row) -> Result<TokenRecord, tokio_postgres::Error> {
         last4: r.try_get(7)?,
         created_at: r.try_get(8)?,
         expires_at: r.try_get(9)?,
-        ended_in_log: r.try_get(10)?,
+        subject: r.try_get(10)?,
+        ended_in_log: r.try_get(11)?,
     })
 }
 
@@ -860,6 +870,15 @@ const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, 
 const API_KEY_READ: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
      EXISTS (SELECT 1 FROM $S.audit WHERE action = 'apikey.revoke' AND detail = api_keys.id), \
      previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
+
+fn subject_key_row(r: &Row) -> Result<SubjectKeyRecord, tokio_postgres::Error> {
+    Ok(SubjectKeyRecord {
+        subject: r.try_get(0)?,
+        data_key_id: r.try_get(1)?,
+        wrapped: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+    })
+}
 
 fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
     Ok(ApiKeyRecord {
@@ -1053,7 +1072,8 @@ async fn insert_token_rows(
         &format!(
             "INSERT INTO $S.tokens ({TOKEN_COLUMNS}) SELECT * FROM unnest($1::text[], \
              $2::text[], $3::int8[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::text[], \
-             $9::int8[], $10::int8[]) ON CONFLICT (token) DO NOTHING RETURNING token"
+             $9::int8[], $10::int8[], $11::text[]) ON CONFLICT (token) DO NOTHING RETURNING \
+             token"
         ),
         &[
             &text(|t| &t.token),
@@ -1066,6 +1086,7 @@ async fn insert_token_rows(
             &opt(|t| t.last4.as_deref()),
             &created,
             &expires,
+            &opt(|t| t.subject.as_deref()),
         ],
     )
     .await?;
@@ -1355,10 +1376,8 @@ impl Store for PgStore {
         Ok(self
             .read(
                 &format!(
-                    "SELECT {TOKEN_COLUMNS}, EXISTS (SELECT 1 FROM $S.audit WHERE audit.token = \
-                     tokens.token AND ((action = 'delete' AND outcome = 'ok') OR (action = \
-                     'reveal' AND outcome = 'plain' AND kind = 'cvc'))) FROM $S.tokens WHERE token = \
-                     $1 AND (expires_at IS NULL OR expires_at > $2)"
+                    "SELECT {TOKEN_READ} FROM $S.tokens WHERE token = $1 AND (expires_at IS NULL \
+                     OR expires_at > $2)"
                 ),
                 &[&token, &now],
                 token_row,
@@ -1553,6 +1572,112 @@ impl Store for PgStore {
             );
             client.execute(&sql, &[&id, &at]).await.map_err(db_error)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn subject_key(&self, subject: &str) -> Result<Option<SubjectKeyRecord>, StoreError> {
+        Ok(self
+            .read(
+                "SELECT subject, data_key_id, wrapped, created_at FROM $S.subject_keys WHERE \
+                 subject = $1",
+                &[&subject],
+                subject_key_row,
+            )
+            .await?
+            .pop())
+    }
+
+    async fn put_subject_key(
+        &self,
+        key: SubjectKeyRecord,
+        audit: AuditDraft,
+    ) -> Result<SubjectKeyRecord, StoreError> {
+        self.bounded(async {
+            audited_tx!(self => tx, log);
+            let n = exec(
+                &tx,
+                &self.inner,
+                "INSERT INTO $S.subject_keys (subject, data_key_id, wrapped, created_at) VALUES \
+                 ($1, $2, $3, $4) ON CONFLICT (subject) DO NOTHING",
+                &[
+                    &key.subject,
+                    &key.data_key_id,
+                    &key.wrapped,
+                    &key.created_at,
+                ],
+            )
+            .await?;
+            if n == 1 {
+                log.append(&audit);
+            }
+            let stored = rows(
+                &tx,
+                &self.inner,
+                "SELECT subject, data_key_id, wrapped, created_at FROM $S.subject_keys WHERE \
+                 subject = $1",
+                &[&key.subject],
+            )
+            .await?
+            .first()
+            .map(subject_key_row)
+            .transpose()
+            .map_err(db_error)?
+            .ok_or_else(|| StoreError::Database("subject key vanished".into()))?;
+            log.commit(tx).await?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn subject_tokens(
+        &self,
+        subject: &str,
+        now: i64,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(
+            &format!(
+                "SELECT {TOKEN_READ} FROM $S.tokens WHERE subject = $1 AND (expires_at IS NULL OR \
+                 expires_at > $2) ORDER BY created_at, token"
+            ),
+            &[&subject, &now],
+            token_row,
+        )
+        .await
+    }
+
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        audit: AuditDraft,
+        deleted: AuditDraft,
+    ) -> Result<u64, StoreError> {
+        self.bounded(async {
+            audited_tx!(self => tx, log);
+            let gone = rows(
+                &tx,
+                &self.inner,
+                "DELETE FROM $S.tokens WHERE subject = $1 RETURNING token, kind",
+                &[&subject],
+            )
+            .await?;
+            exec(
+                &tx,
+                &self.inner,
+                "DELETE FROM $S.subject_keys WHERE subject = $1",
+                &[&subject],
+            )
+            .await?;
+            log.append(&audit);
+            for r in &gone {
+                let (token, kind): (String, String) = (
+                    r.try_get(0).map_err(db_error)?,
+                    r.try_get(1).map_err(db_error)?,
+                );
+                log.append(&deleted.clone().token(&token).kind(&kind));
+            }
+            log.commit(tx).await?;
+            Ok(gone.len() as u64)
         })
         .await
     }

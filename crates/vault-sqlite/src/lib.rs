@@ -19,7 +19,8 @@ use fieldseal_vault_store::audit::{
 };
 use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
-    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
+    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, SubjectKeyRecord,
+    TokenRecord,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{
@@ -33,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_authenticated_rows.sql"),
     include_str!("../migrations/0004_policy_entries.sql"),
     include_str!("../migrations/0005_api_key_lifecycle.sql"),
+    include_str!("../migrations/0005_lifecycle.sql"),
 ];
 
 /// The first migration whose rows carry MACs: a database with audit entries from before it cannot
@@ -639,12 +641,20 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
         last4: opt_text(r, 7)?,
         created_at: int(r, 8)?,
         expires_at: opt_int(r, 9)?,
-        ended_in_log: flag(r, 10)?,
+        subject: opt_text(r, 10)?,
+        ended_in_log: flag(r, 11)?,
     })
 }
 
-const TOKEN_COLUMNS: &str =
-    "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, created_at, expires_at";
+const TOKEN_COLUMNS: &str = "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, \
+                             created_at, expires_at, subject";
+
+/// The stored columns of a token row, and whether the log ended it (partial index
+/// `audit_ended_tokens`): a deletion, or the plain reveal that used a card security code.
+const TOKEN_READ: &str = "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, \
+     created_at, expires_at, subject, EXISTS (SELECT 1 FROM audit WHERE audit.token = \
+     tokens.token AND ((action = 'delete' AND outcome = 'ok') OR (action = 'reveal' AND outcome = \
+     'plain' AND kind = 'cvc')))";
 
 const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
      previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
@@ -696,6 +706,24 @@ fn hpke_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HpkeKeyRecord> {
     })
 }
 
+fn read_subject_key(c: &Connection, subject: &str) -> Result<Option<SubjectKeyRecord>, StoreError> {
+    c.prepare_cached(
+        "SELECT subject, data_key_id, wrapped, created_at FROM subject_keys WHERE subject = ?1",
+    )
+    .and_then(|mut st| {
+        st.query_row([subject], |r| {
+            Ok(SubjectKeyRecord {
+                subject: text(r, 0)?,
+                data_key_id: int(r, 1)?,
+                wrapped: blob(r, 2)?,
+                created_at: int(r, 3)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(db_error)
+}
+
 /// Whether an authenticated audit entry stored this envelope's value (which survives someone
 /// deleting replay rows). `key` is [`EnvelopeRef::key`](fieldseal_vault_store::audit::EnvelopeRef::key).
 fn envelope_seen(tx: &Connection, key: &str) -> Result<bool, StoreError> {
@@ -714,7 +742,8 @@ fn envelope_seen(tx: &Connection, key: &str) -> Result<bool, StoreError> {
 fn insert_row(c: &Connection, t: &TokenRecord) -> Result<InsertOutcome, StoreError> {
     let inserted = c
         .prepare_cached(&format!(
-            "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+             ?11)"
         ))
         .and_then(|mut st| {
             st.execute(params![
@@ -727,7 +756,8 @@ fn insert_row(c: &Connection, t: &TokenRecord) -> Result<InsertOutcome, StoreErr
                 t.bin,
                 t.last4,
                 t.created_at,
-                t.expires_at
+                t.expires_at,
+                t.subject
             ])
         });
     match inserted {
@@ -1060,10 +1090,8 @@ impl Store for SqliteStore {
         let token = token.to_owned();
         self.run(move |c, _| {
             c.prepare_cached(&format!(
-                "SELECT {TOKEN_COLUMNS}, EXISTS (SELECT 1 FROM audit WHERE audit.token = \
-                 tokens.token AND ((action = 'delete' AND outcome = 'ok') OR (action = 'reveal' \
-                 AND outcome = 'plain' AND kind = 'cvc'))) FROM tokens WHERE token = ?1 AND \
-                 (expires_at IS NULL OR expires_at > ?2)"
+                "SELECT {TOKEN_READ} FROM tokens WHERE token = ?1 AND (expires_at IS NULL OR \
+                 expires_at > ?2)"
             ))
             .and_then(|mut st| st.query_row(params![token, now], token_row).optional())
             .map_err(db_error)
@@ -1258,6 +1286,86 @@ impl Store for SqliteStore {
             )
             .map_err(db_error)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn subject_key(&self, subject: &str) -> Result<Option<SubjectKeyRecord>, StoreError> {
+        let subject = subject.to_owned();
+        self.run(move |c, _| read_subject_key(c, &subject)).await
+    }
+
+    async fn put_subject_key(
+        &self,
+        key: SubjectKeyRecord,
+        audit: AuditDraft,
+    ) -> Result<SubjectKeyRecord, StoreError> {
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let n = tx
+                .execute(
+                    "INSERT OR IGNORE INTO subject_keys (subject, data_key_id, wrapped, \
+                     created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![key.subject, key.data_key_id, key.wrapped, key.created_at],
+                )
+                .map_err(db_error)?;
+            if n == 1 {
+                log.append(&tx, &audit)?;
+            }
+            let stored = read_subject_key(&tx, &key.subject)?
+                .ok_or_else(|| StoreError::Database("subject key vanished".into()))?;
+            log.commit(tx)?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn subject_tokens(
+        &self,
+        subject: &str,
+        now: i64,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let subject = subject.to_owned();
+        self.run(move |c, _| {
+            all(
+                c,
+                &format!(
+                    "SELECT {TOKEN_READ} FROM tokens WHERE subject = ?1 AND (expires_at IS NULL \
+                     OR expires_at > ?2) ORDER BY created_at, token"
+                ),
+                params![subject, now],
+                token_row,
+            )
+        })
+        .await
+    }
+
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        audit: AuditDraft,
+        deleted: AuditDraft,
+    ) -> Result<u64, StoreError> {
+        self.deleted.store(true, Ordering::Release);
+        let subject = subject.to_owned();
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let gone: Vec<(String, String)> = all(
+                &tx,
+                "DELETE FROM tokens WHERE subject = ?1 RETURNING token, kind",
+                [&subject],
+                |r| Ok((text(r, 0)?, text(r, 1)?)),
+            )?;
+            tx.execute("DELETE FROM subject_keys WHERE subject = ?1", [&subject])
+                .map_err(db_error)?;
+            log.append(&tx, &audit)?;
+            for (token, kind) in &gone {
+                log.append(&tx, &deleted.clone().token(token).kind(kind))?;
+            }
+            log.commit(tx)?;
+            Ok(gone.len() as u64)
         })
         .await
     }

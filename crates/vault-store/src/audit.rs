@@ -108,6 +108,12 @@ vocabulary! {
         PolicyStore => "policy.store",
         /// A stored row failed its integrity check.
         Integrity => "integrity",
+        /// A data subject's key made (its first tokenized value).
+        SubjectKey => "subject.key",
+        /// A data subject erased: its key destroyed and its tokens deleted.
+        SubjectErase => "subject.erase",
+        /// A data subject's values exported.
+        SubjectExport => "subject.export",
     }
 }
 

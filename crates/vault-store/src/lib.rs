@@ -33,5 +33,7 @@ mod store;
 pub mod verify;
 
 pub use error::StoreError;
-pub use records::{ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, TokenRecord};
+pub use records::{
+    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, SubjectKeyRecord, TokenRecord,
+};
 pub use store::Store;

@@ -9,7 +9,9 @@ use std::future::Future;
 use fieldseal_core::at_rest::SymmetricKey;
 
 use crate::audit::{AuditDraft, AuditRecord, Head};
-use crate::{ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, StoreError, TokenRecord};
+use crate::{
+    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, StoreError, SubjectKeyRecord, TokenRecord,
+};
 
 /// The vault's storage.
 pub trait Store: Send + Sync + 'static {
@@ -180,6 +182,37 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         at: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A data subject's wrapped key, if it has one (an erased subject has none).
+    fn subject_key(
+        &self,
+        subject: &str,
+    ) -> impl Future<Output = Result<Option<SubjectKeyRecord>, StoreError>> + Send;
+
+    /// Stores a subject's key unless the subject has one, auditing it; returns the subject's key:
+    /// this one, or the one another request stored first.
+    fn put_subject_key(
+        &self,
+        key: SubjectKeyRecord,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<SubjectKeyRecord, StoreError>> + Send;
+
+    /// A subject's tokens not expired at `now`, oldest first.
+    fn subject_tokens(
+        &self,
+        subject: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<TokenRecord>, StoreError>> + Send;
+
+    /// Erases a subject in one transaction: deletes its key and every token of it, and appends
+    /// `audit` and, per token, `deleted` with the token and its kind filled in. Returns how many
+    /// tokens were deleted.
+    fn erase_subject(
+        &self,
+        subject: &str,
+        audit: AuditDraft,
+        deleted: AuditDraft,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Deletes tokens expired at `now`, auditing each; returns how many.
     fn purge(&self, now: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;

@@ -6,7 +6,8 @@ use fieldseal_vault_postgres::PgStore;
 use fieldseal_vault_sqlite::SqliteStore;
 use fieldseal_vault_store::audit::{AuditDraft, AuditRecord, Head};
 use fieldseal_vault_store::{
-    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, TokenRecord,
+    ApiKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Store, StoreError, SubjectKeyRecord,
+    TokenRecord,
 };
 
 /// A vault's store: embedded SQLite (`sqlite://PATH`) or PostgreSQL (`postgres://...`).
@@ -186,6 +187,35 @@ impl Store for AnyStore {
 
     async fn touch_api_key(&self, id: &str, at: i64) -> Result<(), StoreError> {
         dispatch!(self.touch_api_key(id, at))
+    }
+
+    async fn subject_key(&self, subject: &str) -> Result<Option<SubjectKeyRecord>, StoreError> {
+        dispatch!(self.subject_key(subject))
+    }
+
+    async fn put_subject_key(
+        &self,
+        key: SubjectKeyRecord,
+        audit: AuditDraft,
+    ) -> Result<SubjectKeyRecord, StoreError> {
+        dispatch!(self.put_subject_key(key, audit))
+    }
+
+    async fn subject_tokens(
+        &self,
+        subject: &str,
+        now: i64,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        dispatch!(self.subject_tokens(subject, now))
+    }
+
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        audit: AuditDraft,
+        deleted: AuditDraft,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.erase_subject(subject, audit, deleted))
     }
 
     async fn purge(&self, now: i64) -> Result<u64, StoreError> {

@@ -43,6 +43,7 @@ pub mod policy;
 pub mod ratelimit;
 pub mod refusal;
 pub mod retention;
+pub mod subjects;
 pub mod tls;
 pub mod values;
 pub mod vault;

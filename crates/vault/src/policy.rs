@@ -19,11 +19,18 @@
 //!
 //! [roles.auditor]           # compliance: reads and verifies the audit log, sees no value
 //! audit = true
+//!
+//! [roles.privacy]           # data protection: erasure and export requests of customers
+//! reveal_plain = ["name", "email", "phone", "address", "postal-code", "birth-date"]
+//! reveal_masked = ["*"]
+//! erase = true
+//! export = true
 //! ```
 //!
 //! `"*"` stands for every kind. A kind listed under `reveal_plain` is revealed in the clear, one
 //! under `reveal_masked` only masked; a kind under neither is refused. `audit = true` lets a role
-//! read the audit log and its verification over HTTP.
+//! read the audit log and its verification over HTTP; `erase = true` lets it erase a data subject
+//! and `export = true` export one's values (each as the role may reveal it).
 //!
 //! Least privilege: tokenizing gives a token and nothing else. A keyed fingerprint comes back only
 //! for kinds under `fingerprint`, a `deterministic` token format is accepted only for kinds under
@@ -63,6 +70,12 @@ rate.reveal = { per_minute = 600, burst = 100 }
 
 [roles.auditor]
 audit = true
+
+[roles.privacy]
+reveal_plain = ["name", "email", "phone", "address", "postal-code", "birth-date"]
+reveal_masked = ["*"]
+erase = true
+export = true
 "#;
 
 /// The tokenize limit of a role whose policy entry names none.
@@ -146,6 +159,8 @@ struct RoleDoc {
     deterministic: Vec<String>,
     hints: Vec<String>,
     audit: bool,
+    erase: bool,
+    export: bool,
     rate: RatesDoc,
 }
 
@@ -315,6 +330,10 @@ pub struct Role {
     pub tokenize_rate: Option<Rate>,
     /// The reveal limit per API key; `None` for unlimited.
     pub reveal_rate: Option<Rate>,
+    /// Whether the role may erase a data subject (`DELETE /v1/subjects/{id}`).
+    pub erase: bool,
+    /// Whether the role may export a data subject's values, as it may see them.
+    pub export: bool,
 }
 
 impl Role {
@@ -388,6 +407,8 @@ impl Policy {
                     &name,
                     "reveal",
                 )?,
+                erase: r.erase,
+                export: r.export,
             };
             roles.insert(name, role);
         }

@@ -40,6 +40,8 @@ pub enum Refusal {
     TokenSpaceExhausted,
     /// `ttl_secs` is zero, or longer than the kind's retention period (seconds, if any).
     BadTtl(Option<i64>),
+    /// `subject` is empty, longer than 256 bytes, or holds control characters.
+    BadSubject,
     /// Not stored because another item of its all-or-nothing batch was refused; the envelope was
     /// not consumed.
     BatchAborted,
@@ -72,6 +74,7 @@ impl Refusal {
             Self::TokenSpaceExhausted => "token_space_exhausted",
             Self::BadTtl(Some(_)) => "ttl_exceeds_retention",
             Self::BadTtl(None) => "ttl_invalid",
+            Self::BadSubject => "subject_invalid",
             Self::BatchAborted => "batch_aborted",
             Self::NotFound => "not_found",
             Self::StorageFull => "storage_full",
@@ -105,6 +108,10 @@ impl Refusal {
                  stored"
             ),
             Self::BadTtl(None) => "ttl_secs must be at least 1; nothing was stored".into(),
+            Self::BadSubject => {
+                "subject must be 1 to 256 bytes without control characters; nothing was stored"
+                    .into()
+            }
             Self::BatchAborted => {
                 "not stored: another item of this all-or-nothing batch was refused; this envelope \
                  was not consumed and can be submitted again with the others"

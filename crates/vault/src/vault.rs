@@ -98,6 +98,9 @@ pub struct TokenizeItem {
     /// Seconds to keep the value, at most the kind's retention period ([`crate::retention`]).
     #[serde(default)]
     pub ttl_secs: Option<u64>,
+    /// The merchant's id of the customer the value belongs to ([`crate::subjects`]).
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 /// A tokenized value's public facts.
@@ -372,6 +375,11 @@ impl<S: Store> Vault<S> {
         &self.settings
     }
 
+    /// The unwrapped symmetric keys.
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
     fn ring(&self) -> Arc<KeyRing> {
         match self.ring.read() {
             Ok(r) => Arc::clone(&r),
@@ -406,7 +414,11 @@ impl<S: Store> Vault<S> {
     }
 
     /// Logs an alert and audits a stored row that failed its integrity check.
-    async fn report_tampered(&self, token: Option<&str>, what: &str) -> Result<(), StoreError> {
+    pub(crate) async fn report_tampered(
+        &self,
+        token: Option<&str>,
+        what: &str,
+    ) -> Result<(), StoreError> {
         tracing::error!(
             alert = "row_tampered",
             row = %what,
@@ -848,6 +860,35 @@ impl<S: Store> Vault<S> {
                 )
                 .await;
         }
+        let subject = match &item.subject {
+            None => None,
+            Some(id) => {
+                let refusal = match crate::subjects::check_id(id) {
+                    Err(r) => Some(r),
+                    // Shared by every holder of the value: erasing one subject would take the
+                    // others' token with it.
+                    Ok(()) if format == TokenFormat::Deterministic => {
+                        Some(Refusal::UnsupportedFormat(
+                            "deterministic tokens are shared by every holder of the value: a \
+                             subject's values get random or format-preserving tokens",
+                        ))
+                    }
+                    Ok(()) => None,
+                };
+                if let Some(r) = refusal {
+                    return self.refuse(caller, Some(kind), env_detail, r).await;
+                }
+                let hash = crate::subjects::subject_hash(&self.secrets, id);
+                match self.subject_key_for(caller, &hash).await? {
+                    Some(key) => Some((hash, key)),
+                    None => {
+                        return self
+                            .refuse(caller, Some(kind), env_detail, Refusal::Internal)
+                            .await;
+                    }
+                }
+            }
+        };
         let fingerprint = (!values::low_entropy(kind))
             .then(|| values::fingerprint(&self.secrets.fingerprint_key, kind, &normalized.value));
         let expires_at = match self.policy().retention().expiry(
@@ -871,6 +912,7 @@ impl<S: Store> Vault<S> {
             },
             env_detail,
             expires_at,
+            subject,
             now,
         };
         Ok(match self.build(&pending) {
@@ -908,11 +950,14 @@ impl<S: Store> Vault<S> {
             last4: p.normalized.last4.clone(),
             created_at: p.now,
             expires_at: p.expires_at,
+            subject: p.subject.as_ref().map(|(hash, _)| hash.clone()),
             ended_in_log: false,
         };
-        record.ciphertext = self
-            .secrets
-            .data_key
+        let key = p
+            .subject
+            .as_ref()
+            .map_or(&self.secrets.data_key, |(_, key)| key.as_ref());
+        record.ciphertext = key
             .encrypt(p.normalized.value.expose(), &token_aad(&record))
             .map_err(|_| StoreError::Database("encryption failed".into()))?;
         let actor = || p.caller_actor.clone();
@@ -977,8 +1022,8 @@ impl<S: Store> Vault<S> {
         }
     }
 
-    /// Reads a token and authenticates its value: `None` if absent, expired, or failing its
-    /// integrity check (reported, and then treated as absent).
+    /// Reads a token and authenticates its value: `None` if absent, expired, of an erased
+    /// subject, or failing its integrity check (reported, and then treated as absent).
     async fn open_token(
         &self,
         token: &str,
@@ -991,32 +1036,53 @@ impl<S: Store> Vault<S> {
         let Some(record) = self.store.token(token, now).await? else {
             return Ok(None);
         };
+        if record.token != token {
+            self.report_tampered(Some(token), &format!("token {token}"))
+                .await?;
+            return Ok(None);
+        }
+        let subject_key = match &record.subject {
+            // An erased subject's key is gone: its tokens are as if never issued.
+            Some(subject) => match self.stored_subject_key(subject).await? {
+                Some(k) => Some(k),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let key = subject_key.as_deref().unwrap_or(&self.secrets.data_key);
+        Ok(self
+            .open_record(&record, key, now)
+            .await?
+            .map(|(kind, value)| (record, kind, value)))
+    }
+
+    /// Authenticates and decrypts a stored token's value under `key` (the data key, or its
+    /// subject's key): `None` if past its kind's retention period, or failing its integrity check
+    /// (reported).
+    pub(crate) async fn open_record(
+        &self,
+        record: &TokenRecord,
+        key: &fieldseal_core::at_rest::SymmetricKey,
+        now: i64,
+    ) -> Result<Option<(FieldKind, fieldseal_core::secret::SecretValue)>, StoreError> {
         // Past its kind's retention period under the policy now in force (a period shortened
         // since the token was stored): expired, though the purge has not deleted it.
-        if crate::retention::outlived(&self.policy(), &self.settings, &record, now) {
+        if crate::retention::outlived(&self.policy(), &self.settings, record, now) {
             return Ok(None);
         }
         // A random token is never issued twice: a row the log says ended was put back.
-        let put_back = record.ended_in_log && token.starts_with("tok_");
+        let put_back = record.ended_in_log && record.token.starts_with("tok_");
         let opened = record.kind.parse::<FieldKind>().ok().and_then(|kind| {
-            (record.token == token && record.data_key_id == DATA_KEY_ID && !put_back)
-                .then(|| {
-                    self.secrets
-                        .data_key
-                        .decrypt(&record.ciphertext, &token_aad(&record))
-                        .ok()
-                })
+            (record.data_key_id == DATA_KEY_ID && !put_back)
+                .then(|| key.decrypt(&record.ciphertext, &token_aad(record)).ok())
                 .flatten()
                 .map(|value| (kind, value))
         });
-        match opened {
-            Some((kind, value)) => Ok(Some((record, kind, value))),
-            None => {
-                self.report_tampered(Some(token), &format!("token {token}"))
-                    .await?;
-                Ok(None)
-            }
+        if opened.is_none() {
+            self.report_tampered(Some(&record.token), &format!("token {}", record.token))
+                .await?;
         }
+        Ok(opened)
     }
 
     /// Reveals tokens for a stated purpose, as the caller's role allows. Every token's outcome is
@@ -1165,6 +1231,8 @@ pub(crate) struct Pending {
     envelope: EnvelopeRef,
     pub(crate) env_detail: String,
     expires_at: Option<i64>,
+    /// The subject's hash and key, if the item names one.
+    subject: Option<(String, Arc<fieldseal_core::at_rest::SymmetricKey>)>,
     now: i64,
 }
 

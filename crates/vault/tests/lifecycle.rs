@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Keys, Server, TempDir, audit_all, init_with, settings};
+use common::{Keys, Server, TempDir, add_key, audit_all, init_with, settings};
 use fieldseal_core::envelope::FieldKind;
 use fieldseal_vault::store::Store;
 use fieldseal_vault_postgres::testing::TestSchema;
@@ -24,6 +24,7 @@ enum Db {
 struct Env {
     s: Server,
     keys: Keys,
+    settings: fieldseal_vault::config::Settings,
     dir: TempDir,
     _schema: Option<TestSchema>,
 }
@@ -41,10 +42,11 @@ async fn env(db: Db, tag: &str, policy: Option<&str>) -> Env {
         s.policy_file = Some(path);
     }
     let keys = init_with(&s).await;
-    let server = Server::start_with(s).await;
+    let server = Server::start_with(s.clone()).await;
     Env {
         s: server,
         keys,
+        settings: s,
         dir,
         _schema: schema,
     }
@@ -214,6 +216,148 @@ async fn ttl_expires_and_the_purge_deletes(db: Db) {
     }
 }
 
+/// A subject's values are exported as the role may see them and erased with their key: the
+/// erased subject's tokens answer `not_found`, other subjects keep theirs, the customer id is
+/// stored nowhere, and (SQLite) neither the values' ciphertexts nor the subject's wrapped key
+/// remain in the database file or its WAL.
+async fn subjects_are_exported_and_erased(db: Db) {
+    let e = env(db, "subjects", None).await;
+    let privacy = add_key(&e.settings, "privacy").await;
+    let seal = |kind, value: &'static str| e.s.seal(kind, value);
+    let (pan, email, name, other) = (
+        seal(FieldKind::Pan, VISA).await,
+        seal(FieldKind::Email, EMAIL).await,
+        seal(FieldKind::Name, "Jane Doe").await,
+        seal(FieldKind::Email, "other@example.com").await,
+    );
+    let results = e
+        .tokenize(json!({ "atomic": true, "items": [
+            { "envelope": pan, "subject": "cust-1001" },
+            { "envelope": email, "subject": "cust-1001" },
+            { "envelope": name, "subject": "cust-1001" },
+            { "envelope": other, "subject": "cust-2002" },
+        ] }))
+        .await;
+    assert!(results.iter().all(|r| r["ok"] == true), "{results:?}");
+    let tokens: Vec<String> = results
+        .iter()
+        .map(|r| r["token"].as_str().unwrap().to_owned())
+        .collect();
+    let bad = e.s.seal(FieldKind::Email, EMAIL).await;
+    let refused = e
+        .tokenize(json!({ "items": [{ "envelope": bad, "subject": "" }] }))
+        .await;
+    assert_eq!(code(&refused[0]), "subject_invalid");
+    let refused = e
+        .tokenize(
+            json!({ "items": [{ "envelope": bad, "subject": "c", "format": "deterministic" }] }),
+        )
+        .await;
+    assert_eq!(code(&refused[0]), "unsupported_format");
+
+    // Export: the privacy role sees personal data in the clear and the card masked.
+    let (status, body) = e.s.get(&privacy, "/v1/subjects/cust-1001/export").await;
+    assert_eq!(status, 200, "{body}");
+    let values = body["values"].as_array().unwrap();
+    assert_eq!(values.len(), 3, "{body}");
+    let by_kind = |k: &str| values.iter().find(|v| v["kind"] == k).unwrap().clone();
+    assert_eq!(by_kind("pan")["reveal"], "masked");
+    assert_eq!(by_kind("pan")["value"], "411111******1111");
+    assert_eq!(by_kind("email")["value"], EMAIL);
+    assert_eq!(by_kind("name")["value"], "Jane Doe");
+    assert!(by_kind("email")["created_at"].as_i64().unwrap() > 0);
+    // Roles without the permissions.
+    let (status, _) =
+        e.s.get(&e.keys.support, "/v1/subjects/cust-1001/export")
+            .await;
+    assert_eq!(status, 403);
+    let erase = |key: &str, id: &str| {
+        e.s.client
+            .delete(e.s.url(&format!("/v1/subjects/{id}")))
+            .bearer_auth(key.to_owned())
+            .send()
+    };
+    assert_eq!(
+        erase(&e.keys.payments, "cust-1001").await.unwrap().status(),
+        403
+    );
+
+    let before: Vec<_> = {
+        let store = e.s.vault.store();
+        let mut rows = Vec::new();
+        for t in &tokens[..3] {
+            rows.push(store.token(t, 0).await.unwrap().unwrap());
+        }
+        rows
+    };
+    let subject = before[0].subject.clone().unwrap();
+    assert!(subject.starts_with("subj_"), "stored as a keyed hash");
+    let wrapped =
+        e.s.vault
+            .store()
+            .subject_key(&subject)
+            .await
+            .unwrap()
+            .unwrap()
+            .wrapped;
+
+    // Erasure.
+    let r = erase(&privacy, "cust-1001").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["tokens_deleted"], 3, "{body}");
+    for t in &tokens[..3] {
+        let revealed = e.reveal(t).await;
+        assert_eq!(code(&revealed), "not_found", "{revealed}");
+    }
+    assert_eq!(
+        e.reveal(&tokens[3]).await["value"],
+        "o***@example.com",
+        "other subjects keep theirs"
+    );
+    let (status, _) = e.s.get(&privacy, "/v1/subjects/cust-1001/export").await;
+    assert_eq!(status, 404);
+    assert_eq!(erase(&privacy, "cust-1001").await.unwrap().status(), 404);
+    assert!(
+        e.s.vault
+            .store()
+            .subject_key(&subject)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let audit = audit_all(e.s.vault.store()).await;
+    for action in ["subject.key", "subject.export", "subject.erase"] {
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.action == action && a.outcome == "ok"),
+            "{action} audited"
+        );
+    }
+    assert!(
+        !audit.iter().any(|a| a.detail.contains("cust-1001")),
+        "the customer id is not in the log"
+    );
+    if db == Db::Sqlite {
+        for row in &before {
+            assert!(
+                !sqlite_files_contain(&e.dir.0, &row.ciphertext),
+                "erased value in the files"
+            );
+        }
+        assert!(
+            !sqlite_files_contain(&e.dir.0, &wrapped),
+            "erased key in the files"
+        );
+        assert!(
+            !sqlite_files_contain(&e.dir.0, b"cust-1001"),
+            "customer id in the files"
+        );
+    }
+}
+
 /// Whether the vault's SQLite file or its WAL holds `needle`.
 fn sqlite_files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
     ["vault.db", "vault.db-wal", "vault.db-journal"]
@@ -249,4 +393,5 @@ macro_rules! on_both {
 on_both!(
     atomic_batch_keeps_nothing_when_an_item_is_refused,
     ttl_expires_and_the_purge_deletes,
+    subjects_are_exported_and_erased,
 );
