@@ -291,6 +291,23 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Writes a consistent snapshot of the database to `dest`, a new file (mode 0600), while
+    /// other requests go on ([`copy_database`]).
+    pub async fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        if dest.exists() {
+            return Err(StoreError::Database(format!(
+                "{} exists: a backup is written to a new file",
+                dest.display()
+            )));
+        }
+        fieldseal_vault_store::fs::create_private_file(dest)
+            .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", dest.display())))?;
+        let (src, dest) = (self.path.clone(), dest.to_path_buf());
+        tokio::task::spawn_blocking(move || copy_database(&src, &dest))
+            .await
+            .map_err(|e| StoreError::Database(format!("backup task failed: {e}")))?
+    }
+
     /// Runs `sql` with `(id, at, mac)` and, if it changed a row, appends `audit`, in one
     /// transaction; returns whether a row changed.
     async fn update_audited(
@@ -348,6 +365,27 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Database(format!("storage task failed: {e}")))?
+    }
+}
+
+/// Copies the database at `src` over the database at `dest` (created if absent) with SQLite's
+/// online backup API, in one step: the pages are read in one read transaction, so the copy is one
+/// consistent state of `src` however much other connections write meanwhile (in WAL mode they are
+/// not blocked), and `dest` is replaced as a whole under its write lock.
+pub fn copy_database(src: &Path, dest: &Path) -> Result<(), StoreError> {
+    use rusqlite::backup::{Backup, StepResult};
+    let from = Connection::open_with_flags(src, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(db_error)?;
+    from.execute_batch("PRAGMA busy_timeout = 5000;")
+        .map_err(db_error)?;
+    let mut to = Connection::open(dest).map_err(db_error)?;
+    to.execute_batch("PRAGMA busy_timeout = 5000;")
+        .map_err(db_error)?;
+    let backup = Backup::new(&from, &mut to).map_err(db_error)?;
+    match backup.step(-1).map_err(db_error)? {
+        StepResult::Done => Ok(()),
+        StepResult::Busy | StepResult::Locked => Err(StoreError::Busy),
+        _ => Err(StoreError::Database("the backup did not complete".into())),
     }
 }
 

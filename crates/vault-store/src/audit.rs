@@ -114,6 +114,10 @@ vocabulary! {
         SubjectErase => "subject.erase",
         /// A data subject's values exported.
         SubjectExport => "subject.export",
+        /// A snapshot of the database taken (`backup`).
+        Backup => "vault.backup",
+        /// The database replaced by a snapshot (`restore`).
+        Restore => "vault.restore",
     }
 }
 

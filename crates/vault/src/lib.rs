@@ -29,6 +29,7 @@
 pub mod admin;
 pub mod apikeys;
 pub mod backend;
+pub mod backup;
 pub mod batch;
 pub mod client;
 pub mod config;

@@ -395,3 +395,140 @@ on_both!(
     ttl_expires_and_the_purge_deletes,
     subjects_are_exported_and_erased,
 );
+
+/// A snapshot taken while tokenize requests go on verifies and restores into a new data directory,
+/// where every token its log says was stored reveals; restoring it over the newer live database is
+/// refused (it would roll back what happened since) unless forced, and so is restoring it where
+/// an operator recorded a newer head; the restore is audited.
+#[tokio::test]
+async fn backup_under_load_and_restore() {
+    let mut e = env(Db::Sqlite, "backup", None).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (client, url, key, stop) = (
+            e.s.client.clone(),
+            e.s.url("/v1/tokenize"),
+            e.keys.checkout.clone(),
+            std::sync::Arc::clone(&stop),
+        );
+        let ks = e.s.key_set().await;
+        load.push(tokio::spawn(async move {
+            let mut stored = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let env = common::seal_to(&ks, FieldKind::Pan, VISA, ks.server_time());
+                let r = client
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&json!({ "items": [{ "envelope": env }] }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                stored += 1;
+            }
+            stored
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let snapshot = e.dir.0.join("snapshot.db");
+    let head = fieldseal_vault::backup::backup(&e.settings, &snapshot)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for t in load {
+        total += t.await.unwrap();
+    }
+    assert!(total > 0);
+    assert!(
+        fieldseal_vault::backup::backup(&e.settings, &snapshot)
+            .await
+            .is_err(),
+        "an existing file is not overwritten"
+    );
+
+    // Restored into a new data directory: everything the snapshot's log says was stored reveals.
+    let other = TempDir::new("restored");
+    let restored_settings = settings(&other.0);
+    let r = fieldseal_vault::backup::restore(&restored_settings, &snapshot, None, false)
+        .await
+        .unwrap();
+    assert_eq!(r.head.seq, head.seq);
+    let restored = Server::start_with(restored_settings.clone()).await;
+    let audit = audit_all(restored.vault.store()).await;
+    let tokens: Vec<&str> = audit
+        .iter()
+        .filter(|a| a.action == "tokenize" && a.outcome == "ok")
+        .filter_map(|a| a.token.as_deref())
+        .collect();
+    assert!(!tokens.is_empty(), "the snapshot was taken under load");
+    assert!(tokens.len() < audit.len());
+    for chunk in tokens.chunks(100) {
+        let (status, body) = restored
+            .detokenize(&e.keys.payments, chunk, "restore check")
+            .await;
+        assert_eq!(status, 200, "{body}");
+        for r in body["results"].as_array().unwrap() {
+            assert_eq!(r["value"], VISA, "{r}");
+        }
+    }
+    assert!(audit.iter().any(|a| a.action == "vault.backup"));
+    assert!(audit.iter().any(|a| a.action == "vault.restore"));
+    restored.stop().await;
+
+    // Over the live database, which has moved on: refused, unless forced.
+    e.s.shutdown().await;
+    let live_head = fieldseal_vault::admin::Admin::open(&e.settings)
+        .await
+        .unwrap()
+        .audit_head()
+        .await
+        .unwrap();
+    assert!(live_head.seq > head.seq);
+    let err = fieldseal_vault::backup::restore(&e.settings, &snapshot, None, false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("older"), "{err}");
+    let same = fieldseal_vault::admin::Admin::open(&e.settings)
+        .await
+        .unwrap()
+        .audit_head()
+        .await
+        .unwrap();
+    assert_eq!(same, live_head, "a refused restore changes nothing");
+    // A head recorded elsewhere guards a new data directory too.
+    let third = TempDir::new("restored-expect");
+    let expect = fieldseal_vault::store::audit::ExpectedHead {
+        seq: live_head.seq,
+        hash: live_head.hash.clone(),
+    };
+    let err = fieldseal_vault::backup::restore(&settings(&third.0), &snapshot, Some(expect), false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("older"), "{err}");
+    let r = fieldseal_vault::backup::restore(&e.settings, &snapshot, None, true)
+        .await
+        .unwrap();
+    assert_eq!(r.forced_over.len(), 1);
+    let admin = fieldseal_vault::admin::Admin::open(&e.settings)
+        .await
+        .unwrap();
+    let audit = audit_all(admin.store()).await;
+    let last = audit.last().unwrap();
+    assert_eq!(last.action, "vault.restore");
+    assert!(last.detail.contains("forced"), "{}", last.detail);
+    assert!(admin.verify_audit(None).await.unwrap().intact());
+}
+
+/// On PostgreSQL the backup command points to pg_dump instead of pretending.
+#[tokio::test]
+async fn postgres_backup_points_to_pg_dump() {
+    let e = env(Db::Postgres, "pg-backup", None).await;
+    let err = fieldseal_vault::backup::backup(&e.settings, &e.dir.0.join("x.db"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("pg_dump"), "{err}");
+    assert!(!e.dir.0.join("x.db").exists());
+}
