@@ -324,44 +324,37 @@ pub async fn an_atomic_batch_stores_all_or_nothing<B: Backend>(b: &B) {
         .await
         .unwrap();
     let before = intact(&s).await;
-    let out = s
-        .insert_tokens_atomic(vec![
-            new_token("tok_at1", "email", 41, b"ct-1"),
+    let attempt = |second: NewToken| {
+        let s = s.clone();
+        async move {
+            s.insert_tokens_atomic(vec![new_token("tok_at1", "email", 41, b"ct-1"), second])
+                .await
+                .unwrap()
+        }
+    };
+    // A replayed envelope; a token taken by another value; two items of one batch carrying the
+    // same envelope: nothing of the batch is kept.
+    let refused = [
+        (
             new_token("tok_at2", "pan", 40, b"ct-2"),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(out, [InsertOutcome::Inserted, InsertOutcome::Replayed]);
-    assert!(s.token("tok_at1", 0).await.unwrap().is_none(), "no orphan");
-    assert_eq!(intact(&s).await, before + 1, "only the replay's refusal");
-    // A token taken by another value: nothing of the batch either.
-    let out = s
-        .insert_tokens_atomic(vec![
-            new_token("tok_at1", "email", 41, b"ct-1"),
+            InsertOutcome::Replayed,
+        ),
+        (
             new_token("tok_used", "pan", 42, b"ct-other"),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(out, [InsertOutcome::Inserted, InsertOutcome::TokenTaken]);
-    assert!(s.token("tok_at1", 0).await.unwrap().is_none(), "no orphan");
-    // Two items of one batch carrying the same envelope: the second is a replay.
-    let out = s
-        .insert_tokens_atomic(vec![
-            new_token("tok_at1", "email", 41, b"ct-1"),
+            InsertOutcome::TokenTaken,
+        ),
+        (
             new_token("tok_at3", "email", 41, b"ct-3"),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(out, [InsertOutcome::Inserted, InsertOutcome::Replayed]);
-    assert!(s.token("tok_at1", 0).await.unwrap().is_none(), "no orphan");
+            InsertOutcome::Replayed,
+        ),
+    ];
+    for (second, outcome) in refused {
+        assert_eq!(attempt(second).await, [InsertOutcome::Inserted, outcome]);
+        assert!(s.token("tok_at1", 0).await.unwrap().is_none(), "no orphan");
+    }
+    assert_eq!(intact(&s).await, before + 2, "only the replays' refusals");
     // The envelopes of the refused batches were not consumed.
-    let out = s
-        .insert_tokens_atomic(vec![
-            new_token("tok_at1", "email", 41, b"ct-1"),
-            new_token("tok_at2", "pan", 42, b"ct-2"),
-        ])
-        .await
-        .unwrap();
+    let out = attempt(new_token("tok_at2", "pan", 42, b"ct-2")).await;
     assert_eq!(out, [InsertOutcome::Inserted, InsertOutcome::Inserted]);
     assert!(s.token("tok_at1", 0).await.unwrap().is_some());
     assert!(s.token("tok_at2", 0).await.unwrap().is_some());

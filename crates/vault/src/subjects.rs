@@ -174,6 +174,18 @@ impl<S: Store> Vault<S> {
         }
     }
 
+    /// The stored form of a subject id a caller named; `None` (audited as `base` with the reason)
+    /// if it is not a valid id.
+    async fn subject_of(&self, id: &str, base: &AuditDraft) -> Result<Option<String>, StoreError> {
+        if check_id(id).is_err() {
+            self.store()
+                .append_audit(base.clone().detail("not a subject id"))
+                .await?;
+            return Ok(None);
+        }
+        Ok(Some(subject_hash(self.secrets(), id)))
+    }
+
     /// Erases a data subject for a role with `erase` (the caller checks it): its key destroyed
     /// and its tokens deleted in one audited transaction, then the deleted rows made
     /// unrecoverable from the database's files. Returns how many tokens went.
@@ -184,13 +196,9 @@ impl<S: Store> Vault<S> {
     ) -> Result<SubjectOutcome<u64>, StoreError> {
         let t = now();
         let base = AuditDraft::new(t, caller.actor(), Action::SubjectErase, Outcome::NotFound);
-        if check_id(id).is_err() {
-            self.store()
-                .append_audit(base.detail("not a subject id"))
-                .await?;
+        let Some(subject) = self.subject_of(id, &base).await? else {
             return Ok(SubjectOutcome::BadId);
-        }
-        let subject = subject_hash(self.secrets(), id);
+        };
         let known = self.store().subject_key(&subject).await?.is_some()
             || !self.store().subject_tokens(&subject, 0).await?.is_empty();
         if !known {
@@ -218,13 +226,9 @@ impl<S: Store> Vault<S> {
     ) -> Result<SubjectOutcome<Vec<Exported>>, StoreError> {
         let t = now();
         let base = AuditDraft::new(t, caller.actor(), Action::SubjectExport, Outcome::NotFound);
-        if check_id(id).is_err() {
-            self.store()
-                .append_audit(base.detail("not a subject id"))
-                .await?;
+        let Some(subject) = self.subject_of(id, &base).await? else {
             return Ok(SubjectOutcome::BadId);
-        }
-        let subject = subject_hash(self.secrets(), id);
+        };
         let records = self.store().subject_tokens(&subject, t).await?;
         let key = if records.is_empty() {
             None
