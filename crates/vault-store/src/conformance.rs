@@ -101,6 +101,40 @@ async fn intact<S: Store>(s: &S) -> i64 {
     v.verified
 }
 
+/// Checkpoints and, where the backend erases deleted bytes, checks that `marker` is in its files
+/// (so that its absence later means something); returns whether the backend erases them.
+async fn visible_before_deletion<B: Backend>(
+    b: &B,
+    s: &B::S,
+    marker: &[u8],
+) -> Result<(), &'static str> {
+    s.checkpoint().await.unwrap();
+    let erases = b.erases_deleted_bytes();
+    if erases.is_ok() {
+        assert!(
+            b.raw_contains(s, marker).await,
+            "the check can see stored bytes"
+        );
+    }
+    erases
+}
+
+/// After a deletion: checkpoints and, where the backend erases deleted bytes, checks `marker` is
+/// gone from its files; elsewhere says why it is not checked.
+async fn gone_after_deletion<B: Backend>(
+    b: &B,
+    s: &B::S,
+    marker: &[u8],
+    erases: Result<(), &'static str>,
+    what: &str,
+) {
+    s.checkpoint().await.unwrap();
+    match erases {
+        Ok(()) => assert!(!b.raw_contains(s, marker).await, "{what}"),
+        Err(why) => eprintln!("not checked on this backend: deleted bytes in its files ({why})"),
+    }
+}
+
 /// A second submission of an envelope stores nothing, in the same batch, in a later batch, and
 /// when two batches race.
 pub async fn replay_is_refused_atomically<B: Backend>(b: &B) {
@@ -294,25 +328,19 @@ pub async fn a_deleted_token_is_gone_from_the_files<B: Backend>(b: &B) {
     s.insert_tokens(vec![new_token("tok_del", "email", 9, marker)])
         .await
         .unwrap();
-    s.checkpoint().await.unwrap();
-    let erases = b.erases_deleted_bytes();
-    if erases.is_ok() {
-        assert!(
-            b.raw_contains(&s, marker).await,
-            "the check can see stored bytes"
-        );
-    }
+    let erases = visible_before_deletion(b, &s, marker).await;
     let d = AuditDraft::new(102, Actor::Cli, Action::Delete, Outcome::Ok).token("tok_del");
     assert!(s.delete_token("tok_del", d).await.unwrap());
     s.checkpoint().await.unwrap();
     assert!(s.token("tok_del", 0).await.unwrap().is_none());
-    match erases {
-        Ok(()) => assert!(
-            !b.raw_contains(&s, marker).await,
-            "ciphertext still in the database files"
-        ),
-        Err(why) => eprintln!("not checked on this backend: deleted bytes in its files ({why})"),
-    }
+    gone_after_deletion(
+        b,
+        &s,
+        marker,
+        erases,
+        "ciphertext still in the database files",
+    )
+    .await;
 }
 
 /// An all-or-nothing batch with a replayed envelope or a taken token keeps nothing (its other
@@ -411,14 +439,7 @@ pub async fn purged_tokens_are_gone_from_the_files<B: Backend>(b: &B) {
     ])
     .await
     .unwrap();
-    s.checkpoint().await.unwrap();
-    let erases = b.erases_deleted_bytes();
-    if erases.is_ok() {
-        assert!(
-            b.raw_contains(&s, gone).await,
-            "the check can see stored bytes"
-        );
-    }
+    let erases = visible_before_deletion(b, &s, gone).await;
     let before = intact(&s).await;
     assert!(s.token("tok_old", 149).await.unwrap().is_some());
     assert!(s.token("tok_old", 150).await.unwrap().is_none(), "expired");
@@ -429,16 +450,10 @@ pub async fn purged_tokens_are_gone_from_the_files<B: Backend>(b: &B) {
     assert!(s.token("tok_later", 200).await.unwrap().is_some());
     assert!(s.token("tok_forever", 200).await.unwrap().is_some());
     assert_eq!(intact(&s).await, before + 1, "one audited deletion");
-    match erases {
-        Ok(()) => {
-            assert!(
-                !b.raw_contains(&s, gone).await,
-                "purged ciphertext still in the files"
-            );
-            assert!(b.raw_contains(&s, kept).await);
-        }
-        Err(why) => eprintln!("not checked on this backend: deleted bytes in its files ({why})"),
+    if erases.is_ok() {
+        assert!(b.raw_contains(&s, kept).await, "what did not expire stays");
     }
+    gone_after_deletion(b, &s, gone, erases, "purged ciphertext still in the files").await;
 }
 
 /// A subject's key is stored once (a second one loses to the first), its tokens are listed, and
@@ -499,14 +514,7 @@ pub async fn an_erased_subject_is_gone<B: Backend>(b: &B) {
             .as_deref(),
         Some("subj_a")
     );
-    s.checkpoint().await.unwrap();
-    let erases = b.erases_deleted_bytes();
-    if erases.is_ok() {
-        assert!(
-            b.raw_contains(&s, erased).await,
-            "the check can see stored bytes"
-        );
-    }
+    let erases = visible_before_deletion(b, &s, erased).await;
     let before = intact(&s).await;
     let audit =
         AuditDraft::new(200, Actor::Cli, Action::SubjectErase, Outcome::Ok).detail("subj_a");
@@ -523,13 +531,14 @@ pub async fn an_erased_subject_is_gone<B: Backend>(b: &B) {
     assert!(s.subject_tokens("subj_a", 0).await.unwrap().is_empty());
     assert!(s.token("tok_b1", 0).await.unwrap().is_some());
     assert!(s.subject_key("subj_b").await.unwrap().is_some());
-    match erases {
-        Ok(()) => assert!(
-            !b.raw_contains(&s, erased).await,
-            "erased ciphertext still in the files"
-        ),
-        Err(why) => eprintln!("not checked on this backend: deleted bytes in its files ({why})"),
-    }
+    gone_after_deletion(
+        b,
+        &s,
+        erased,
+        erases,
+        "erased ciphertext still in the files",
+    )
+    .await;
 }
 
 /// Appends refuse to continue a chain whose stored head and tail disagree, or that is empty.
