@@ -10,3 +10,5 @@ CREATE TABLE subject_keys (
 );
 ALTER TABLE tokens ADD COLUMN subject text;
 CREATE INDEX tokens_subject ON tokens (subject) WHERE subject IS NOT NULL;
+-- The log's record of erased subjects: a subject key put back from an older copy is caught.
+CREATE INDEX audit_erased ON audit (detail) WHERE action = 'subject.erase';

@@ -871,12 +871,18 @@ const API_KEY_READ: &str = "id, digest, role, label, created_at, revoked_at, exp
      EXISTS (SELECT 1 FROM $S.audit WHERE action = 'apikey.revoke' AND detail = api_keys.id), \
      previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
 
+/// A subject key row, and whether the log erased the subject after the key was made.
+const SUBJECT_KEY_READ: &str = "SELECT subject, data_key_id, wrapped, created_at, EXISTS (SELECT 1 \
+     FROM $S.audit WHERE action = 'subject.erase' AND outcome = 'ok' AND detail = \
+     subject_keys.subject AND at >= subject_keys.created_at) FROM $S.subject_keys WHERE subject = $1";
+
 fn subject_key_row(r: &Row) -> Result<SubjectKeyRecord, tokio_postgres::Error> {
     Ok(SubjectKeyRecord {
         subject: r.try_get(0)?,
         data_key_id: r.try_get(1)?,
         wrapped: r.try_get(2)?,
         created_at: r.try_get(3)?,
+        erased_in_log: r.try_get(4)?,
     })
 }
 
@@ -1578,12 +1584,7 @@ impl Store for PgStore {
 
     async fn subject_key(&self, subject: &str) -> Result<Option<SubjectKeyRecord>, StoreError> {
         Ok(self
-            .read(
-                "SELECT subject, data_key_id, wrapped, created_at FROM $S.subject_keys WHERE \
-                 subject = $1",
-                &[&subject],
-                subject_key_row,
-            )
+            .read(SUBJECT_KEY_READ, &[&subject], subject_key_row)
             .await?
             .pop())
     }
@@ -1611,19 +1612,13 @@ impl Store for PgStore {
             if n == 1 {
                 log.append(&audit);
             }
-            let stored = rows(
-                &tx,
-                &self.inner,
-                "SELECT subject, data_key_id, wrapped, created_at FROM $S.subject_keys WHERE \
-                 subject = $1",
-                &[&key.subject],
-            )
-            .await?
-            .first()
-            .map(subject_key_row)
-            .transpose()
-            .map_err(db_error)?
-            .ok_or_else(|| StoreError::Database("subject key vanished".into()))?;
+            let stored = rows(&tx, &self.inner, SUBJECT_KEY_READ, &[&key.subject])
+                .await?
+                .first()
+                .map(subject_key_row)
+                .transpose()
+                .map_err(db_error)?
+                .ok_or_else(|| StoreError::Database("subject key vanished".into()))?;
             log.commit(tx).await?;
             Ok(stored)
         })

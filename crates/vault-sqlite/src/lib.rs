@@ -746,7 +746,9 @@ fn hpke_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HpkeKeyRecord> {
 
 fn read_subject_key(c: &Connection, subject: &str) -> Result<Option<SubjectKeyRecord>, StoreError> {
     c.prepare_cached(
-        "SELECT subject, data_key_id, wrapped, created_at FROM subject_keys WHERE subject = ?1",
+        "SELECT subject, data_key_id, wrapped, created_at, EXISTS (SELECT 1 FROM audit WHERE \
+         action = 'subject.erase' AND outcome = 'ok' AND detail = subject_keys.subject AND at >= \
+         subject_keys.created_at) FROM subject_keys WHERE subject = ?1",
     )
     .and_then(|mut st| {
         st.query_row([subject], |r| {
@@ -755,6 +757,7 @@ fn read_subject_key(c: &Connection, subject: &str) -> Result<Option<SubjectKeyRe
                 data_key_id: int(r, 1)?,
                 wrapped: blob(r, 2)?,
                 created_at: int(r, 3)?,
+                erased_in_log: flag(r, 4)?,
             })
         })
         .optional()

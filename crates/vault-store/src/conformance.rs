@@ -466,6 +466,7 @@ pub async fn an_erased_subject_is_gone<B: Backend>(b: &B) {
         data_key_id: 1,
         wrapped: wrapped.to_vec(),
         created_at: 100,
+        erased_in_log: false,
     };
     let made = |subject: &str| {
         AuditDraft::new(100, Actor::Vault, Action::SubjectKey, Outcome::Ok).detail(subject)
@@ -530,7 +531,24 @@ pub async fn an_erased_subject_is_gone<B: Backend>(b: &B) {
     assert!(s.token("tok_a1", 0).await.unwrap().is_none());
     assert!(s.subject_tokens("subj_a", 0).await.unwrap().is_empty());
     assert!(s.token("tok_b1", 0).await.unwrap().is_some());
-    assert!(s.subject_key("subj_b").await.unwrap().is_some());
+    assert!(
+        !s.subject_key("subj_b")
+            .await
+            .unwrap()
+            .unwrap()
+            .erased_in_log
+    );
+    // The erased key put back from an older copy: the log's erasure is later than its creation.
+    s.put_subject_key(first.clone(), made("subj_a"))
+        .await
+        .unwrap();
+    assert!(
+        s.subject_key("subj_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .erased_in_log
+    );
     gone_after_deletion(
         b,
         &s,

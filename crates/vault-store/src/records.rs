@@ -125,12 +125,17 @@ pub fn token_aad(t: &TokenRecord) -> Vec<u8> {
     }
 }
 
-/// The associated data a subject's key is wrapped with: the subject and the data key's id, so a
-/// wrapped key moved to another subject, or relabelled with another data key, fails.
-pub fn encode_subject_key_aad(subject: &str, data_key_id: i64) -> Vec<u8> {
+/// The associated data a subject's key is wrapped with: the subject, the data key's id and the
+/// key's creation time, so a wrapped key moved to another subject, relabelled with another data
+/// key, or re-dated (to pass for one made after an erasure) fails.
+pub fn encode_subject_key_aad(subject: &str, data_key_id: i64, created_at: i64) -> Vec<u8> {
     encode_parts(
         "fieldseal subject key v1",
-        &[subject.as_bytes(), &data_key_id.to_be_bytes()],
+        &[
+            subject.as_bytes(),
+            &data_key_id.to_be_bytes(),
+            &created_at.to_be_bytes(),
+        ],
     )
 }
 
@@ -141,10 +146,15 @@ pub struct SubjectKeyRecord {
     pub subject: String,
     /// Which data key wrapped it.
     pub data_key_id: i64,
-    /// `nonce || ciphertext || tag` of the key (associated data: the subject and data key id).
+    /// `nonce || ciphertext || tag` of the key (associated data: [`encode_subject_key_aad`]).
     pub wrapped: Vec<u8>,
     /// Creation time.
     pub created_at: i64,
+    /// Not a column: set by the store when it reads the row, whether the audit log holds a
+    /// `subject.erase` entry for this subject at or after the key's creation (seconds). Such a key
+    /// was put back from a copy taken before the erasure (or, within the erasure's own second,
+    /// made again at once: then refused as well, for that second).
+    pub erased_in_log: bool,
 }
 
 /// A stored API key: its public id, the digest of its secret and its role.

@@ -57,27 +57,32 @@ pub fn wrap_subject_key(
 ) -> Result<SubjectKeyRecord, StoreError> {
     let wrapped = secrets
         .data_key
-        .encrypt(key.expose(), &encode_subject_key_aad(subject, DATA_KEY_ID))
+        .encrypt(
+            key.expose(),
+            &encode_subject_key_aad(subject, DATA_KEY_ID, created_at),
+        )
         .map_err(|_| StoreError::Database("subject key wrapping failed".into()))?;
     Ok(SubjectKeyRecord {
         subject: subject.to_owned(),
         data_key_id: DATA_KEY_ID,
         wrapped,
         created_at,
+        erased_in_log: false,
     })
 }
 
 /// Unwraps a stored subject key with the data key its row names: `None` if that data key is not
-/// held or the row fails authentication (moved to another subject, altered).
+/// held, the row fails authentication (moved to another subject, altered), or the log erased the
+/// subject after the key was made (the row was put back from an older copy).
 pub fn unwrap_subject_key(secrets: &Secrets, record: &SubjectKeyRecord) -> Option<SymmetricKey> {
-    if record.data_key_id != DATA_KEY_ID {
+    if record.data_key_id != DATA_KEY_ID || record.erased_in_log {
         return None;
     }
     let plain = secrets
         .data_key
         .decrypt(
             &record.wrapped,
-            &encode_subject_key_aad(&record.subject, record.data_key_id),
+            &encode_subject_key_aad(&record.subject, record.data_key_id, record.created_at),
         )
         .ok()?;
     SymmetricKey::from_bytes(plain.expose()).ok()

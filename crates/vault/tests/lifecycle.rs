@@ -292,14 +292,14 @@ async fn subjects_are_exported_and_erased(db: Db) {
     };
     let subject = before[0].subject.clone().unwrap();
     assert!(subject.starts_with("subj_"), "stored as a keyed hash");
-    let wrapped =
+    let key_row =
         e.s.vault
             .store()
             .subject_key(&subject)
             .await
             .unwrap()
-            .unwrap()
-            .wrapped;
+            .unwrap();
+    let wrapped = key_row.wrapped.clone();
 
     // Erasure.
     let r = erase(&privacy, "cust-1001").await.unwrap();
@@ -354,6 +354,54 @@ async fn subjects_are_exported_and_erased(db: Db) {
         assert!(
             !sqlite_files_contain(&e.dir.0, b"cust-1001"),
             "customer id in the files"
+        );
+        // Someone who can write the database puts the erased subject's key and tokens back from
+        // a copy taken before the erasure: the log's erasure is later than the key, so nothing
+        // of the subject opens, and the put-back key is reported.
+        let c = rusqlite::Connection::open(e.dir.0.join("vault.db")).unwrap();
+        c.execute(
+            "INSERT INTO subject_keys (subject, data_key_id, wrapped, created_at) VALUES (?1, ?2, \
+             ?3, ?4)",
+            rusqlite::params![
+                key_row.subject,
+                key_row.data_key_id,
+                key_row.wrapped,
+                key_row.created_at
+            ],
+        )
+        .unwrap();
+        for t in &before {
+            c.execute(
+                "INSERT INTO tokens (token, kind, data_key_id, ciphertext, fingerprint, brand, \
+                 bin, last4, created_at, expires_at, subject) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, \
+                 ?8, ?9, ?10, ?11)",
+                rusqlite::params![
+                    t.token,
+                    t.kind,
+                    t.data_key_id,
+                    t.ciphertext,
+                    t.fingerprint,
+                    t.brand,
+                    t.bin,
+                    t.last4,
+                    t.created_at,
+                    t.expires_at,
+                    t.subject
+                ],
+            )
+            .unwrap();
+        }
+        drop(c);
+        for t in &tokens[..3] {
+            let revealed = e.reveal(t).await;
+            assert_eq!(code(&revealed), "not_found", "put back: {revealed}");
+        }
+        let audit = audit_all(e.s.vault.store()).await;
+        assert!(
+            audit
+                .iter()
+                .any(|a| a.action == "integrity" && a.detail.contains(&subject)),
+            "the put-back key is reported"
         );
     }
 }
