@@ -67,7 +67,7 @@ export function consoleApi({ vaultUrl, keys, orders, fetchImpl = fetch }) {
           status: 200,
           body: {
             orders: orders.list().map((o) => ({
-              id: o.id, created: o.created, total: o.total, card: { brand: o.card.brand, last4: o.card.last4 }, tokens: o.tokens,
+              id: o.id, created: o.created, customer: o.customer, total: o.total, card: { brand: o.card.brand, last4: o.card.last4 }, tokens: o.tokens,
             })),
           },
         };
@@ -80,8 +80,17 @@ export function consoleApi({ vaultUrl, keys, orders, fetchImpl = fetch }) {
       }
       case 'GET /console/api/audit':
         return auditTrail(me.body, bearer(req));
-      default:
+      default: {
+        // A customer's data: export or erasure, as the signed-in key's role allows.
+        const subject = /^\/console\/api\/subjects\/(cus_[0-9a-f]{16})\/(export|erase)$/.exec(path);
+        if (subject && req.method === 'GET' && subject[2] === 'export') {
+          return vault(`/v1/subjects/${subject[1]}/export`, { key: bearer(req) });
+        }
+        if (subject && req.method === 'POST' && subject[2] === 'erase') {
+          return vault(`/v1/subjects/${subject[1]}`, { key: bearer(req), method: 'DELETE' });
+        }
         return { status: 404, body: { error: { code: 'not_found', message: 'no such console endpoint' } } };
+      }
     }
   };
 }

@@ -106,21 +106,24 @@ export async function checkout(form, { vaultUrl, apiKey, orders, sealer, fetchIm
   if (sealer.containsCardNumber(notes)) {
     throw new Refusal(400, 'The order notes hold a card number; nothing was stored.', ['Order notes: remove the card number']);
   }
+  const customer = `cus_${randomBytes(8).toString('hex')}`;
   const response = await fetchImpl(`${vaultUrl}/v1/tokenize`, {
     method: 'POST',
     headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ items: SEALED_FIELDS.map((f) => ({ envelope: form.get(f.name) })) }),
+    // All or nothing: a refused field leaves no token of the accepted ones behind.
+    // Each value belongs to the order's customer: the vault can then export or erase all of a
+    // customer's data at once. The shop has no accounts, so each order is a customer of its own.
+    body: JSON.stringify({ atomic: true, items: SEALED_FIELDS.map((f) => ({ envelope: form.get(f.name), subject: customer })) }),
   });
   const body = await response.json().catch(() => null);
   if (!response.ok || !Array.isArray(body?.results) || body.results.length !== SEALED_FIELDS.length) {
     throw new Refusal(502, 'The vault refused the request.', [body?.error?.message ?? `HTTP ${response.status}`]);
   }
   const failed = body.results
-    .map((r, i) => (r.ok ? null : `${SEALED_FIELDS[i].label}: ${r.error.message} (${r.error.code})`))
+    .map((r, i) => (r.ok || r.error.code === 'batch_aborted' ? null : `${SEALED_FIELDS[i].label}: ${r.error.message} (${r.error.code})`))
     .filter(Boolean);
-  // The tokens of the items that did succeed stay in the vault without an order: the `checkout`
-  // role may not delete, and they expire with the vault's retention (a CVC's after
-  // cvc_retention_secs).
+  // The batch is all or nothing: when one field is refused, the vault kept none of them (the
+  // others answer batch_aborted) and the customer can correct the field and pay again.
   if (failed.length) throw new Refusal(422, 'Some details could not be accepted.', failed);
   const tokens = {};
   SEALED_FIELDS.forEach((f, i) => {
@@ -130,6 +133,7 @@ export async function checkout(form, { vaultUrl, apiKey, orders, sealer, fetchIm
   const order = {
     id: `ord_${randomBytes(8).toString('hex')}`,
     created: new Date().toISOString(),
+    customer,
     lines: cart.lines,
     total: cart.total,
     notes,

@@ -122,7 +122,8 @@ fieldseal demo is running (ready in ${elapsed()})
 
 Demo API keys: sign in to the console with one of them.
 ${DEMO_ROLES.map((r) => `  ${pad(r)} ${vault.keys[r]}`).join('\n')}
-  (checkout is the shop back end's key; auditor may read the whole audit log)
+  (checkout is the shop back end's key; auditor may read the whole audit log; privacy may
+   export and erase a customer's data)
 
 Test cards: 4242 4242 4242 4242 (Visa), 2223 0031 2200 3222 (Mastercard),
             3782 822463 10005 (American Express); any future expiry, any CVC.

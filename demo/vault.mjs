@@ -25,7 +25,7 @@ export function buildVault({ quiet = false } = {}) {
 }
 
 /** The roles the demo creates a key for, in the order they are printed. */
-export const DEMO_ROLES = ['checkout', 'support', 'payments', 'auditor'];
+export const DEMO_ROLES = ['checkout', 'support', 'payments', 'auditor', 'privacy'];
 
 function vaultEnv(dataDir) {
   // The demo's vault is its own: no settings file, key file, policy or database from the caller's

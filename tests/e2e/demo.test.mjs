@@ -224,6 +224,26 @@ test('the merchant back end refuses plaintext, wrong kinds and stray card number
   const stray = await post({ cart: 'mug:1', ...sealed(), notes: 'card 4111.1111.1111.1111 thanks' });
   assert.equal(stray.status, 400);
   assert.match(await stray.text(), /order notes hold a card number/);
+  // A field the vault refuses (an e-mail that is not one) leaves no token of the accepted fields.
+  const storedTokens = async () => {
+    let after = 0;
+    let n = 0;
+    for (;;) {
+      const r = await fetch(`${vault.url}/v1/audit?after=${after}&limit=1000`, { headers: { authorization: `Bearer ${vault.keys.auditor}` } });
+      const { entries, next_after: next } = await r.json();
+      n += entries.filter((e) => e.action === 'tokenize' && e.outcome === 'ok').length;
+      if (entries.length < 1000) return n;
+      after = next;
+    }
+  };
+  const storedBefore = await storedTokens();
+  const badEmail = { ...sealed(), ...sealer.sealFields({ email: { value: 'not an address', kind: 'email' } }) };
+  const refused = await post({ cart: 'mug:1', ...badEmail });
+  assert.equal(refused.status, 422);
+  const refusedText = await refused.text();
+  assert.match(refusedText, /E-mail: not an e-mail address \(email_invalid\)/);
+  assert.ok(!refusedText.includes('batch_aborted'), 'only the refused field is named');
+  assert.equal(await storedTokens(), storedBefore, 'no orphan token of the accepted fields');
   const ok = await post({ cart: 'mug:1', ...sealed(), notes: 'tracking 12345678901234567890' });
   assert.equal(ok.status, 303, 'a long order number is not a card number');
 
@@ -325,6 +345,40 @@ test('the operator console: masked for support, plain for payments, refused with
   await page.waitForSelector('#signin-error:not([hidden])');
   assert.match(await page.textContent('#signin-error'), /Sign-in refused/);
   await page.close();
+});
+
+test('the console exports and erases a customer for the privacy role only; the erased order reveals nothing', async () => {
+  const amex = orders.find((o) => o.card === CARDS.amex);
+  assert.ok(amex, 'the American Express order exists');
+  const support = await console_(vault.keys.support);
+  assert.equal(await support.locator(`.order[data-order="${amex.id}"] [data-subject]`).count(), 0, 'support may neither export nor erase');
+  await support.close();
+
+  const privacy = await console_(vault.keys.privacy);
+  const order = privacy.locator(`.order[data-order="${amex.id}"]`);
+  await order.locator('[data-subject="export"]').click();
+  await order.locator('.customer-result[data-result="export 200"]').waitFor();
+  const exported = await order.locator('table.export tbody tr').evaluateAll((trs) => trs.map((tr) => ({
+    kind: tr.dataset.kind, cells: [...tr.cells].map((c) => c.textContent),
+  })));
+  const byKind = Object.fromEntries(exported.map((r) => [r.kind, r.cells]));
+  assert.equal(byKind.email[3], 'plain');
+  assert.equal(byKind.email[4], EMAIL);
+  assert.equal(byKind.pan[3], 'masked');
+  assert.ok(!byKind.pan[4].includes(CARDS.amex.number), 'the card number is masked');
+  assert.equal(byKind.cvc[3], 'withheld', 'a security code is never exported');
+  privacy.once('dialog', (d) => d.accept());
+  await order.locator('[data-subject="erase"]').click();
+  await order.locator('.customer-result[data-result="erase 200"]').waitFor();
+  assert.match(await order.locator('.customer-result').textContent(), /Customer erased: 6 values deleted/);
+  await noCspViolation(privacy);
+  await privacy.close();
+
+  const payments = await console_(vault.keys.payments);
+  const revealed = await reveal(payments, amex.id, ['card', 'email'], 'after erasure');
+  assert.equal(await revealed.locator('dd[data-field="card"]').getAttribute('data-reveal'), 'not_found');
+  assert.equal(await revealed.locator('dd[data-field="email"]').getAttribute('data-reveal'), 'not_found');
+  await payments.close();
 });
 
 test('every page is served with the strict CSP and security headers, and no violation was reported', async () => {

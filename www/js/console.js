@@ -5,6 +5,7 @@ import { brandName } from './brands.js';
 import { money } from './cart.js';
 
 let apiKey = null;
+let permissions = null;
 const $ = (id) => document.getElementById(id);
 
 const FIELDS = [
@@ -44,6 +45,8 @@ function describePermissions(p) {
   if (p.reveal_masked.length) parts.push(`${p.reveal_plain.length ? 'others' : 'reveals'} ${p.reveal_masked.length > 8 ? 'all other kinds' : p.reveal_masked.join(', ')} masked`);
   if (p.tokenize.length && !parts.length) parts.push('may tokenize but not reveal');
   if (p.audit) parts.push('reads the audit log');
+  if (p.export) parts.push("exports a customer's data");
+  if (p.erase) parts.push("erases a customer's data");
   return parts.length ? `This role ${parts.join('; ')}.` : 'This role may not reveal anything.';
 }
 
@@ -63,6 +66,7 @@ async function signIn(e) {
   $('session').hidden = false;
   $('role').textContent = me.body.role;
   $('key-id').textContent = me.body.key_id;
+  permissions = me.body.permissions;
   $('permissions').textContent = describePermissions(me.body.permissions);
   document.body.dataset.role = me.body.role;
   await Promise.all([showOrders(), showAudit()]);
@@ -124,9 +128,55 @@ function orderCard(order) {
   const card = el('article', { className: 'order' },
     el('h3', {}, el('code', { textContent: order.id }), ` · ${money(order.total)} · ${brandName(order.card.brand)} ending ${order.card.last4}`),
     el('p', { className: 'hint', textContent: `Placed ${new Date(order.created).toLocaleString()}. Tokens: ${FIELDS.map(([n]) => order.tokens[n]).join(' ')}` }),
-    form, results);
+    form, results, customerData(order));
   card.dataset.order = order.id;
   return card;
+}
+
+/** Export and erasure of the order's customer, for a role allowed to (else nothing). */
+function customerData(order) {
+  const box = el('div', { className: 'customer' });
+  if (!order.customer || !(permissions?.export || permissions?.erase)) return box;
+  const out = el('div', { className: 'customer-result' });
+  out.setAttribute('role', 'status');
+  const run = async (what) => {
+    const r = await api(`subjects/${order.customer}/${what}`, what === 'erase' ? {} : undefined);
+    out.dataset.result = `${what} ${r.status}`;
+    if (r.status !== 200) {
+      out.replaceChildren(el('p', { className: 'form-error', textContent: `Refused: ${why(r)}` }));
+    } else if (what === 'export') {
+      const rows = r.body.values.map((v) => {
+        const tr = el('tr', {}, el('td', { textContent: v.kind }), el('td', {}, el('code', { textContent: v.token })),
+          el('td', { textContent: new Date(v.created_at * 1000).toLocaleString() }),
+          el('td', { textContent: v.reveal }), el('td', { textContent: v.value ?? '' }));
+        tr.dataset.kind = v.kind;
+        return tr;
+      });
+      out.replaceChildren(el('table', { className: 'export' },
+        el('thead', {}, el('tr', {}, ...['Kind', 'Token', 'Stored', 'Shown', 'Value'].map((h) => el('th', { textContent: h })))),
+        el('tbody', {}, ...rows)));
+    } else {
+      out.replaceChildren(el('p', { textContent: `Customer erased: ${r.body.tokens_deleted} values deleted with their key.` }));
+    }
+    await showAudit();
+  };
+  const buttons = [];
+  if (permissions.export) {
+    const b = el('button', { className: 'button secondary', type: 'button', textContent: 'Export customer data' });
+    b.dataset.subject = 'export';
+    b.addEventListener('click', () => run('export'));
+    buttons.push(b);
+  }
+  if (permissions.erase) {
+    const b = el('button', { className: 'button secondary', type: 'button', textContent: 'Erase customer' });
+    b.dataset.subject = 'erase';
+    b.addEventListener('click', () => {
+      if (window.confirm(`Erase every value of customer ${order.customer}? This cannot be undone.`)) run('erase');
+    });
+    buttons.push(b);
+  }
+  box.append(el('p', { className: 'hint', textContent: `Customer ${order.customer}` }), ...buttons, out);
+  return box;
 }
 
 let auditRenders = 0;

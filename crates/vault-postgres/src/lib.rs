@@ -37,7 +37,7 @@ use fieldseal_vault_store::audit::{
 use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
     ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, Store,
-    StoreError, TokenRecord,
+    StoreError, SubjectKeyRecord, TokenRecord,
 };
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -62,6 +62,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_policy_entries.sql"),
     include_str!("../migrations/0005_api_key_lifecycle.sql"),
     include_str!("../migrations/0006_key_management.sql"),
+    include_str!("../migrations/0007_lifecycle.sql"),
 ];
 
 const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version integer \
@@ -285,6 +286,7 @@ impl PgStore {
     /// tokens inserted in one, the entries appended with the head at commit in one.
     async fn commit_group(&self, jobs: &mut [Job]) -> Result<Vec<Done>, StoreError> {
         audited_tx!(self => tx, log);
+        let mut tx = tx;
         let inner = &self.inner;
         // Card security codes revealed in the clear: one deletion; of several requests consuming
         // the same token, the first in the group wins it.
@@ -308,14 +310,49 @@ impl PgStore {
                 .await?,
             )?
         };
+        // The tokens of every job that may keep some items: one pass for all of them. Then each
+        // all-or-nothing job under a savepoint of its own, rolled back unless all its items are
+        // stored, an envelope an earlier job of the group consumed counting as a replay.
         let items: Vec<&NewToken> = jobs
             .iter()
             .flat_map(|job| match job {
-                Job::Tokens { items, .. } => items.iter().collect(),
-                Job::Reveals { .. } => Vec::new(),
+                Job::Tokens {
+                    items,
+                    atomic: false,
+                    ..
+                } => items.iter().collect(),
+                _ => Vec::new(),
             })
             .collect();
-        let mut outcomes = store_tokens(&tx, inner, &items).await?.into_iter();
+        let shared = store_tokens(&tx, inner, &items, &HashSet::new()).await?;
+        let mut consumed: HashSet<String> = items
+            .iter()
+            .zip(&shared)
+            .filter(|(_, o)| o.stored())
+            .map(|(i, _)| i.envelope.key())
+            .collect();
+        let mut shared = shared.into_iter();
+        let mut atomic_outcomes = Vec::new();
+        for job in jobs.iter() {
+            if let Job::Tokens {
+                items,
+                atomic: true,
+                ..
+            } = job
+            {
+                let items: Vec<&NewToken> = items.iter().collect();
+                let sp = tx.savepoint("all_or_none").await.map_err(db_error)?;
+                let outcomes = store_tokens(&sp, inner, &items, &consumed).await?;
+                if outcomes.iter().all(|o| o.stored()) {
+                    sp.commit().await.map_err(db_error)?;
+                    consumed.extend(items.iter().map(|i| i.envelope.key()));
+                } else {
+                    sp.rollback().await.map_err(db_error)?;
+                }
+                atomic_outcomes.push(outcomes);
+            }
+        }
+        let mut atomic_outcomes = atomic_outcomes.into_iter();
         let mut all = Vec::with_capacity(jobs.len());
         for job in jobs.iter_mut() {
             match job {
@@ -334,10 +371,29 @@ impl PgStore {
                     }
                     all.push(Done::Reveals(consumed));
                 }
+                Job::Tokens {
+                    items,
+                    atomic: true,
+                    ..
+                } => {
+                    let outcomes = atomic_outcomes
+                        .next()
+                        .ok_or_else(|| StoreError::Database("token outcomes out of step".into()))?;
+                    let all_stored = outcomes.iter().all(|o| o.stored());
+                    for (item, outcome) in items.iter().zip(&outcomes) {
+                        match outcome {
+                            _ if all_stored => log.append(&item.audit),
+                            InsertOutcome::Replayed => log.append(&item.replayed_audit),
+                            // Rolled back with the rest of its batch.
+                            _ => {}
+                        }
+                    }
+                    all.push(Done::Tokens(outcomes));
+                }
                 Job::Tokens { items, .. } => {
                     let mut done = Vec::with_capacity(items.len());
                     for item in items.iter() {
-                        let outcome = outcomes.next().ok_or_else(|| {
+                        let outcome = shared.next().ok_or_else(|| {
                             StoreError::Database("token outcomes out of step".into())
                         })?;
                         match outcome {
@@ -780,8 +836,15 @@ fn audit_row(r: &Row) -> Result<AuditRecord, tokio_postgres::Error> {
     })
 }
 
-const TOKEN_COLUMNS: &str =
-    "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, created_at, expires_at";
+const TOKEN_COLUMNS: &str = "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, \
+                             created_at, expires_at, subject";
+
+/// The stored columns of a token row, and whether the log ended it: a deletion, or the plain
+/// reveal that used a card security code.
+const TOKEN_READ: &str = "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, \
+     created_at, expires_at, subject, EXISTS (SELECT 1 FROM $S.audit WHERE audit.token = \
+     tokens.token AND ((action = 'delete' AND outcome = 'ok') OR (action = 'reveal' AND outcome = \
+     'plain' AND kind = 'cvc')))";
 
 fn token_row(r: &Row) -> Result<TokenRecord, tokio_postgres::Error> {
     Ok(TokenRecord {
@@ -795,7 +858,8 @@ fn token_row(r: &Row) -> Result<TokenRecord, tokio_postgres::Error> {
         last4: r.try_get(7)?,
         created_at: r.try_get(8)?,
         expires_at: r.try_get(9)?,
-        ended_in_log: r.try_get(10)?,
+        subject: r.try_get(10)?,
+        ended_in_log: r.try_get(11)?,
     })
 }
 
@@ -807,6 +871,21 @@ const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, 
 const API_KEY_READ: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
      EXISTS (SELECT 1 FROM $S.audit WHERE action = 'apikey.revoke' AND detail = api_keys.id), \
      previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
+
+/// A subject key row, and whether the log erased the subject after the key was made.
+const SUBJECT_KEY_READ: &str = "SELECT subject, data_key_id, wrapped, created_at, EXISTS (SELECT 1 \
+     FROM $S.audit WHERE action = 'subject.erase' AND outcome = 'ok' AND detail = \
+     subject_keys.subject AND at >= subject_keys.created_at) FROM $S.subject_keys WHERE subject = $1";
+
+fn subject_key_row(r: &Row) -> Result<SubjectKeyRecord, tokio_postgres::Error> {
+    Ok(SubjectKeyRecord {
+        subject: r.try_get(0)?,
+        data_key_id: r.try_get(1)?,
+        wrapped: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+        erased_in_log: r.try_get(4)?,
+    })
+}
 
 fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
     Ok(ApiKeyRecord {
@@ -857,6 +936,7 @@ async fn store_tokens(
     tx: &Transaction<'_>,
     inner: &Inner,
     items: &[&NewToken],
+    consumed_before: &HashSet<String>,
 ) -> Result<Vec<InsertOutcome>, StoreError> {
     if items.is_empty() {
         return Ok(Vec::new());
@@ -865,7 +945,7 @@ async fn store_tokens(
     // The log is the one record of consumed envelopes; under the audit lock, every other node's
     // last commit counts.
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let seen = text_set(
+    let mut seen = text_set(
         &rows_for(
             tx,
             inner,
@@ -874,6 +954,12 @@ async fn store_tokens(
         )
         .await?,
     )?;
+    // Consumed earlier in this transaction (their entries are appended at commit).
+    seen.extend(
+        keys.iter()
+            .filter(|k| consumed_before.contains(*k))
+            .cloned(),
+    );
     // The first item naming each envelope the log does not is tried, unless an item tried before
     // it carries the same token (each token once in the statement, so what it returns maps to
     // items exactly); the others wait for it.
@@ -993,7 +1079,8 @@ async fn insert_token_rows(
         &format!(
             "INSERT INTO $S.tokens ({TOKEN_COLUMNS}) SELECT * FROM unnest($1::text[], \
              $2::text[], $3::int8[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::text[], \
-             $9::int8[], $10::int8[]) ON CONFLICT (token) DO NOTHING RETURNING token"
+             $9::int8[], $10::int8[], $11::text[]) ON CONFLICT (token) DO NOTHING RETURNING \
+             token"
         ),
         &[
             &text(|t| &t.token),
@@ -1006,6 +1093,7 @@ async fn insert_token_rows(
             &opt(|t| t.last4.as_deref()),
             &created,
             &expires,
+            &opt(|t| t.subject.as_deref()),
         ],
     )
     .await?;
@@ -1228,7 +1316,7 @@ impl Store for PgStore {
     async fn data_keys(&self) -> Result<Vec<DataKeyRecord>, StoreError> {
         self.read(
             "SELECT id, created_at, encryptions, (SELECT count(*) FROM $S.tokens WHERE \
-             tokens.data_key_id = data_keys.id) FROM $S.data_keys ORDER BY id",
+             tokens.data_key_id = data_keys.id AND tokens.subject IS NULL) FROM $S.data_keys ORDER BY id",
             &[],
             |r| {
                 Ok(DataKeyRecord {
@@ -1267,7 +1355,7 @@ impl Store for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(
             &format!(
-                "SELECT {TOKEN_COLUMNS}, false FROM $S.tokens WHERE data_key_id < $1 AND token > $2 \
+                "SELECT {TOKEN_COLUMNS}, false FROM $S.tokens WHERE data_key_id < $1 AND subject IS NULL AND token > $2 \
                  ORDER BY token LIMIT $3"
             ),
             &[&below, &after, &limit],
@@ -1411,7 +1499,28 @@ impl Store for PgStore {
 
     async fn insert_tokens(&self, items: Vec<NewToken>) -> Result<Vec<InsertOutcome>, StoreError> {
         let (done, result) = tokio::sync::oneshot::channel();
-        self.submit(Job::Tokens { items, done }).await?;
+        self.submit(Job::Tokens {
+            items,
+            atomic: false,
+            done,
+        })
+        .await?;
+        result
+            .await
+            .map_err(|_| StoreError::Database("writer stopped".into()))?
+    }
+
+    async fn insert_tokens_atomic(
+        &self,
+        items: Vec<NewToken>,
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.submit(Job::Tokens {
+            items,
+            atomic: true,
+            done,
+        })
+        .await?;
         result
             .await
             .map_err(|_| StoreError::Database("writer stopped".into()))?
@@ -1421,10 +1530,8 @@ impl Store for PgStore {
         Ok(self
             .read(
                 &format!(
-                    "SELECT {TOKEN_COLUMNS}, EXISTS (SELECT 1 FROM $S.audit WHERE audit.token = \
-                     tokens.token AND ((action = 'delete' AND outcome = 'ok') OR (action = \
-                     'reveal' AND outcome = 'plain' AND kind = 'cvc'))) FROM $S.tokens WHERE token = \
-                     $1 AND (expires_at IS NULL OR expires_at > $2)"
+                    "SELECT {TOKEN_READ} FROM $S.tokens WHERE token = $1 AND (expires_at IS NULL \
+                     OR expires_at > $2)"
                 ),
                 &[&token, &now],
                 token_row,
@@ -1619,6 +1726,101 @@ impl Store for PgStore {
             );
             client.execute(&sql, &[&id, &at]).await.map_err(db_error)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn subject_key(&self, subject: &str) -> Result<Option<SubjectKeyRecord>, StoreError> {
+        Ok(self
+            .read(SUBJECT_KEY_READ, &[&subject], subject_key_row)
+            .await?
+            .pop())
+    }
+
+    async fn put_subject_key(
+        &self,
+        key: SubjectKeyRecord,
+        audit: AuditDraft,
+    ) -> Result<SubjectKeyRecord, StoreError> {
+        self.bounded(async {
+            audited_tx!(self => tx, log);
+            let n = exec(
+                &tx,
+                &self.inner,
+                "INSERT INTO $S.subject_keys (subject, data_key_id, wrapped, created_at) VALUES \
+                 ($1, $2, $3, $4) ON CONFLICT (subject) DO NOTHING",
+                &[
+                    &key.subject,
+                    &key.data_key_id,
+                    &key.wrapped,
+                    &key.created_at,
+                ],
+            )
+            .await?;
+            if n == 1 {
+                log.append(&audit);
+            }
+            let stored = rows(&tx, &self.inner, SUBJECT_KEY_READ, &[&key.subject])
+                .await?
+                .first()
+                .map(subject_key_row)
+                .transpose()
+                .map_err(db_error)?
+                .ok_or_else(|| StoreError::Database("subject key vanished".into()))?;
+            log.commit(tx).await?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn subject_tokens(
+        &self,
+        subject: &str,
+        now: i64,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(
+            &format!(
+                "SELECT {TOKEN_READ} FROM $S.tokens WHERE subject = $1 AND (expires_at IS NULL OR \
+                 expires_at > $2) ORDER BY created_at, token"
+            ),
+            &[&subject, &now],
+            token_row,
+        )
+        .await
+    }
+
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        audit: AuditDraft,
+        deleted: AuditDraft,
+    ) -> Result<u64, StoreError> {
+        self.bounded(async {
+            audited_tx!(self => tx, log);
+            let gone = rows(
+                &tx,
+                &self.inner,
+                "DELETE FROM $S.tokens WHERE subject = $1 RETURNING token, kind",
+                &[&subject],
+            )
+            .await?;
+            exec(
+                &tx,
+                &self.inner,
+                "DELETE FROM $S.subject_keys WHERE subject = $1",
+                &[&subject],
+            )
+            .await?;
+            log.append(&audit);
+            for r in &gone {
+                let (token, kind): (String, String) = (
+                    r.try_get(0).map_err(db_error)?,
+                    r.try_get(1).map_err(db_error)?,
+                );
+                log.append(&deleted.clone().token(&token).kind(&kind));
+            }
+            log.commit(tx).await?;
+            Ok(gone.len() as u64)
         })
         .await
     }

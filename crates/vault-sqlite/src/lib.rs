@@ -20,7 +20,7 @@ use fieldseal_vault_store::audit::{
 use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
     ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, Store,
-    StoreError, TokenRecord,
+    StoreError, SubjectKeyRecord, TokenRecord,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{
@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_policy_entries.sql"),
     include_str!("../migrations/0005_api_key_lifecycle.sql"),
     include_str!("../migrations/0006_key_management.sql"),
+    include_str!("../migrations/0007_lifecycle.sql"),
 ];
 
 /// The first migration whose rows carry MACs: a database with audit entries from before it cannot
@@ -203,6 +204,13 @@ fn commit_group(
                 }
                 all.push(Done::Reveals(consumed));
             }
+            Job::Tokens {
+                items,
+                atomic: true,
+                ..
+            } => {
+                all.push(Done::Tokens(insert_all_or_none(&mut tx, &mut log, items)?));
+            }
             Job::Tokens { items, .. } => {
                 let mut outcomes = Vec::with_capacity(items.len());
                 for item in items.iter() {
@@ -284,6 +292,23 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Writes a consistent snapshot of the database to `dest`, a new file (mode 0600), while
+    /// other requests go on ([`copy_database`]).
+    pub async fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        if dest.exists() {
+            return Err(StoreError::Database(format!(
+                "{} exists: a backup is written to a new file",
+                dest.display()
+            )));
+        }
+        fieldseal_vault_store::fs::create_private_file(dest)
+            .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", dest.display())))?;
+        let (src, dest) = (self.path.clone(), dest.to_path_buf());
+        tokio::task::spawn_blocking(move || copy_database(&src, &dest))
+            .await
+            .map_err(|e| StoreError::Database(format!("backup task failed: {e}")))?
+    }
+
     /// Runs `sql` with `(id, at, mac)` and, if it changed a row, appends `audit`, in one
     /// transaction; returns whether a row changed.
     async fn update_audited(
@@ -341,6 +366,27 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Database(format!("storage task failed: {e}")))?
+    }
+}
+
+/// Copies the database at `src` over the database at `dest` (created if absent) with SQLite's
+/// online backup API, in one step: the pages are read in one read transaction, so the copy is one
+/// consistent state of `src` however much other connections write meanwhile (in WAL mode they are
+/// not blocked), and `dest` is replaced as a whole under its write lock.
+pub fn copy_database(src: &Path, dest: &Path) -> Result<(), StoreError> {
+    use rusqlite::backup::{Backup, StepResult};
+    let from = Connection::open_with_flags(src, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(db_error)?;
+    from.execute_batch("PRAGMA busy_timeout = 5000;")
+        .map_err(db_error)?;
+    let mut to = Connection::open(dest).map_err(db_error)?;
+    to.execute_batch("PRAGMA busy_timeout = 5000;")
+        .map_err(db_error)?;
+    let backup = Backup::new(&from, &mut to).map_err(db_error)?;
+    match backup.step(-1).map_err(db_error)? {
+        StepResult::Done => Ok(()),
+        StepResult::Busy | StepResult::Locked => Err(StoreError::Busy),
+        _ => Err(StoreError::Database("the backup did not complete".into())),
     }
 }
 
@@ -634,12 +680,20 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRecord> {
         last4: opt_text(r, 7)?,
         created_at: int(r, 8)?,
         expires_at: opt_int(r, 9)?,
-        ended_in_log: flag(r, 10)?,
+        subject: opt_text(r, 10)?,
+        ended_in_log: flag(r, 11)?,
     })
 }
 
-const TOKEN_COLUMNS: &str =
-    "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, created_at, expires_at";
+const TOKEN_COLUMNS: &str = "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, \
+                             created_at, expires_at, subject";
+
+/// The stored columns of a token row, and whether the log ended it (partial index
+/// `audit_ended_tokens`): a deletion, or the plain reveal that used a card security code.
+const TOKEN_READ: &str = "token, kind, data_key_id, ciphertext, fingerprint, brand, bin, last4, \
+     created_at, expires_at, subject, EXISTS (SELECT 1 FROM audit WHERE audit.token = \
+     tokens.token AND ((action = 'delete' AND outcome = 'ok') OR (action = 'reveal' AND outcome = \
+     'plain' AND kind = 'cvc')))";
 
 const API_KEY_COLUMNS: &str = "id, digest, role, label, created_at, revoked_at, expires_at, mac, \
      previous_digest, previous_expires_at, last_used_at, client_cert_sha256";
@@ -691,9 +745,30 @@ fn hpke_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HpkeKeyRecord> {
     })
 }
 
+fn read_subject_key(c: &Connection, subject: &str) -> Result<Option<SubjectKeyRecord>, StoreError> {
+    c.prepare_cached(
+        "SELECT subject, data_key_id, wrapped, created_at, EXISTS (SELECT 1 FROM audit WHERE \
+         action = 'subject.erase' AND outcome = 'ok' AND detail = subject_keys.subject AND at >= \
+         subject_keys.created_at) FROM subject_keys WHERE subject = ?1",
+    )
+    .and_then(|mut st| {
+        st.query_row([subject], |r| {
+            Ok(SubjectKeyRecord {
+                subject: text(r, 0)?,
+                data_key_id: int(r, 1)?,
+                wrapped: blob(r, 2)?,
+                created_at: int(r, 3)?,
+                erased_in_log: flag(r, 4)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(db_error)
+}
+
 /// Whether an authenticated audit entry stored this envelope's value (which survives someone
 /// deleting replay rows). `key` is [`EnvelopeRef::key`](fieldseal_vault_store::audit::EnvelopeRef::key).
-fn envelope_seen(tx: &Transaction<'_>, key: &str) -> Result<bool, StoreError> {
+fn envelope_seen(tx: &Connection, key: &str) -> Result<bool, StoreError> {
     // The id as text, and as a BLOB of the same bytes: retyping the column must not hide it.
     tx.prepare_cached(
         "SELECT 1 FROM audit WHERE envelope IN (?1, CAST(?1 AS BLOB)) AND envelope IS NOT NULL \
@@ -703,61 +778,66 @@ fn envelope_seen(tx: &Transaction<'_>, key: &str) -> Result<bool, StoreError> {
     .map_err(db_error)
 }
 
+/// Inserts one token row: `Inserted`, or for a token already stored, `Existing` if it holds the
+/// same value (same kind and fingerprint: a deterministic token) and `TokenTaken` otherwise. A
+/// refused statement changes nothing (SQLite rolls back the statement).
+fn insert_row(c: &Connection, t: &TokenRecord) -> Result<InsertOutcome, StoreError> {
+    let inserted = c
+        .prepare_cached(&format!(
+            "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+             ?11)"
+        ))
+        .and_then(|mut st| {
+            st.execute(params![
+                t.token,
+                t.kind,
+                t.data_key_id,
+                t.ciphertext,
+                t.fingerprint,
+                t.brand,
+                t.bin,
+                t.last4,
+                t.created_at,
+                t.expires_at,
+                t.subject
+            ])
+        });
+    match inserted {
+        Ok(_) => Ok(InsertOutcome::Inserted),
+        Err(e) if is_constraint(&e) => {
+            let same: Option<bool> = c
+                .prepare_cached(
+                    "SELECT kind = ?2 AND fingerprint = ?3 AND fingerprint != '' FROM tokens \
+                     WHERE token = ?1",
+                )
+                .and_then(|mut st| {
+                    st.query_row(params![t.token, t.kind, t.fingerprint], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(db_error)?;
+            Ok(if same == Some(true) {
+                InsertOutcome::Existing
+            } else {
+                InsertOutcome::TokenTaken
+            })
+        }
+        Err(e) => Err(db_error(e)),
+    }
+}
+
 /// Inserts one item of a batch under its own savepoint; returns what happened.
 fn insert_one(
     tx: &mut Transaction<'_>,
     log: &mut Log<'_>,
     item: &NewToken,
 ) -> Result<InsertOutcome, StoreError> {
-    let t = &item.token;
     // The log is the one record of consumed envelopes: inside this write transaction, an earlier
     // item of the same batch counts too. (Its unique index is the backstop.)
     let seen = envelope_seen(tx, &item.envelope.key())?;
     let sp = tx.savepoint().map_err(db_error)?;
     let outcome = match seen {
         true => InsertOutcome::Replayed,
-        false => {
-            let inserted = sp
-                .prepare_cached(&format!(
-                    "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
-                     ?9, ?10)"
-                ))
-                .and_then(|mut st| {
-                    st.execute(params![
-                        t.token,
-                        t.kind,
-                        t.data_key_id,
-                        t.ciphertext,
-                        t.fingerprint,
-                        t.brand,
-                        t.bin,
-                        t.last4,
-                        t.created_at,
-                        t.expires_at
-                    ])
-                });
-            match inserted {
-                Ok(_) => InsertOutcome::Inserted,
-                Err(e) if is_constraint(&e) => {
-                    let same: Option<bool> = sp
-                        .prepare_cached(
-                            "SELECT kind = ?2 AND fingerprint = ?3 AND fingerprint != '' FROM \
-                             tokens WHERE token = ?1",
-                        )
-                        .and_then(|mut st| {
-                            st.query_row(params![t.token, t.kind, t.fingerprint], |r| r.get(0))
-                                .optional()
-                        })
-                        .map_err(db_error)?;
-                    if same == Some(true) {
-                        InsertOutcome::Existing
-                    } else {
-                        InsertOutcome::TokenTaken
-                    }
-                }
-                Err(e) => return Err(db_error(e)),
-            }
-        }
+        false => insert_row(&sp, &item.token)?,
     };
     match outcome {
         // The audit entry names the envelope: consumed.
@@ -773,6 +853,43 @@ fn insert_one(
         InsertOutcome::TokenTaken => drop(sp),
     }
     Ok(outcome)
+}
+
+/// Inserts every item of a batch or none, under one savepoint: the audit entries are appended
+/// only once the outcome of all is known (the tokens' if all are stored, else the replays'
+/// refusals), so a rolled-back item leaves nothing in the log either.
+fn insert_all_or_none(
+    tx: &mut Transaction<'_>,
+    log: &mut Log<'_>,
+    items: &[NewToken],
+) -> Result<Vec<InsertOutcome>, StoreError> {
+    let sp = tx.savepoint().map_err(db_error)?;
+    let mut keys = std::collections::HashSet::with_capacity(items.len());
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let key = item.envelope.key();
+        // An envelope the log names, or one an earlier item of this batch carries.
+        let outcome = if envelope_seen(&sp, &key)? || !keys.insert(key) {
+            InsertOutcome::Replayed
+        } else {
+            insert_row(&sp, &item.token)?
+        };
+        outcomes.push(outcome);
+    }
+    if outcomes.iter().all(|o| o.stored()) {
+        sp.commit().map_err(db_error)?;
+        for item in items {
+            log.append(tx, &item.audit)?;
+        }
+    } else {
+        drop(sp);
+        for (item, outcome) in items.iter().zip(&outcomes) {
+            if *outcome == InsertOutcome::Replayed {
+                log.append(tx, &item.replayed_audit)?;
+            }
+        }
+    }
+    Ok(outcomes)
 }
 
 impl Store for SqliteStore {
@@ -962,7 +1079,7 @@ impl Store for SqliteStore {
             let mut st = c
                 .prepare_cached(
                     "SELECT id, created_at, encryptions, (SELECT count(*) FROM tokens WHERE \
-                     tokens.data_key_id = data_keys.id) FROM data_keys ORDER BY id",
+                     tokens.data_key_id = data_keys.id AND tokens.subject IS NULL) FROM data_keys ORDER BY id",
                 )
                 .map_err(db_error)?;
             let rows = st
@@ -1004,7 +1121,7 @@ impl Store for SqliteStore {
         self.run(move |c, _| {
             let mut st = c
                 .prepare_cached(&format!(
-                    "SELECT {TOKEN_COLUMNS}, 0 FROM tokens WHERE data_key_id < ?1 AND token > ?2 \
+                    "SELECT {TOKEN_COLUMNS}, 0 FROM tokens WHERE data_key_id < ?1 AND subject IS NULL AND token > ?2 \
                      ORDER BY token LIMIT ?3"
                 ))
                 .map_err(db_error)?;
@@ -1145,7 +1262,26 @@ impl Store for SqliteStore {
 
     async fn insert_tokens(&self, items: Vec<NewToken>) -> Result<Vec<InsertOutcome>, StoreError> {
         let (done, result) = tokio::sync::oneshot::channel();
-        self.writer.send(Job::Tokens { items, done })?;
+        self.writer.send(Job::Tokens {
+            items,
+            atomic: false,
+            done,
+        })?;
+        result
+            .await
+            .map_err(|_| StoreError::Database("writer stopped".into()))?
+    }
+
+    async fn insert_tokens_atomic(
+        &self,
+        items: Vec<NewToken>,
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.writer.send(Job::Tokens {
+            items,
+            atomic: true,
+            done,
+        })?;
         result
             .await
             .map_err(|_| StoreError::Database("writer stopped".into()))?
@@ -1155,10 +1291,8 @@ impl Store for SqliteStore {
         let token = token.to_owned();
         self.run(move |c, _| {
             c.prepare_cached(&format!(
-                "SELECT {TOKEN_COLUMNS}, EXISTS (SELECT 1 FROM audit WHERE audit.token = \
-                 tokens.token AND ((action = 'delete' AND outcome = 'ok') OR (action = 'reveal' \
-                 AND outcome = 'plain' AND kind = 'cvc'))) FROM tokens WHERE token = ?1 AND \
-                 (expires_at IS NULL OR expires_at > ?2)"
+                "SELECT {TOKEN_READ} FROM tokens WHERE token = ?1 AND (expires_at IS NULL OR \
+                 expires_at > ?2)"
             ))
             .and_then(|mut st| st.query_row(params![token, now], token_row).optional())
             .map_err(db_error)
@@ -1353,6 +1487,86 @@ impl Store for SqliteStore {
             )
             .map_err(db_error)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn subject_key(&self, subject: &str) -> Result<Option<SubjectKeyRecord>, StoreError> {
+        let subject = subject.to_owned();
+        self.run(move |c, _| read_subject_key(c, &subject)).await
+    }
+
+    async fn put_subject_key(
+        &self,
+        key: SubjectKeyRecord,
+        audit: AuditDraft,
+    ) -> Result<SubjectKeyRecord, StoreError> {
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let n = tx
+                .execute(
+                    "INSERT OR IGNORE INTO subject_keys (subject, data_key_id, wrapped, \
+                     created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![key.subject, key.data_key_id, key.wrapped, key.created_at],
+                )
+                .map_err(db_error)?;
+            if n == 1 {
+                log.append(&tx, &audit)?;
+            }
+            let stored = read_subject_key(&tx, &key.subject)?
+                .ok_or_else(|| StoreError::Database("subject key vanished".into()))?;
+            log.commit(tx)?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn subject_tokens(
+        &self,
+        subject: &str,
+        now: i64,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let subject = subject.to_owned();
+        self.run(move |c, _| {
+            all(
+                c,
+                &format!(
+                    "SELECT {TOKEN_READ} FROM tokens WHERE subject = ?1 AND (expires_at IS NULL \
+                     OR expires_at > ?2) ORDER BY created_at, token"
+                ),
+                params![subject, now],
+                token_row,
+            )
+        })
+        .await
+    }
+
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        audit: AuditDraft,
+        deleted: AuditDraft,
+    ) -> Result<u64, StoreError> {
+        self.deleted.store(true, Ordering::Release);
+        let subject = subject.to_owned();
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let gone: Vec<(String, String)> = all(
+                &tx,
+                "DELETE FROM tokens WHERE subject = ?1 RETURNING token, kind",
+                [&subject],
+                |r| Ok((text(r, 0)?, text(r, 1)?)),
+            )?;
+            tx.execute("DELETE FROM subject_keys WHERE subject = ?1", [&subject])
+                .map_err(db_error)?;
+            log.append(&tx, &audit)?;
+            for (token, kind) in &gone {
+                log.append(&tx, &deleted.clone().token(token).kind(kind))?;
+            }
+            log.commit(tx)?;
+            Ok(gone.len() as u64)
         })
         .await
     }

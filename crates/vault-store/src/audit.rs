@@ -116,6 +116,16 @@ vocabulary! {
         PolicyStore => "policy.store",
         /// A stored row failed its integrity check.
         Integrity => "integrity",
+        /// A data subject's key made (its first tokenized value).
+        SubjectKey => "subject.key",
+        /// A data subject erased: its key destroyed and its tokens deleted.
+        SubjectErase => "subject.erase",
+        /// A data subject's values exported.
+        SubjectExport => "subject.export",
+        /// A snapshot of the database taken (`backup`).
+        Backup => "vault.backup",
+        /// The database replaced by a snapshot (`restore`).
+        Restore => "vault.restore",
     }
 }
 

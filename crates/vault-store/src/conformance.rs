@@ -69,6 +69,7 @@ pub fn new_token(token: &str, kind: &str, envelope: u8, value: &[u8]) -> NewToke
         last4: None,
         created_at: 100,
         expires_at: (kind == "cvc").then_some(i64::MAX),
+        subject: None,
         ended_in_log: false,
     };
     let draft = |outcome| {
@@ -98,6 +99,40 @@ async fn intact<S: Store>(s: &S) -> i64 {
     let v = verify_chain(s, &audit_key(), None).await.unwrap();
     assert!(v.intact(), "{v:?}");
     v.verified
+}
+
+/// Checkpoints and, where the backend erases deleted bytes, checks that `marker` is in its files
+/// (so that its absence later means something); returns whether the backend erases them.
+async fn visible_before_deletion<B: Backend>(
+    b: &B,
+    s: &B::S,
+    marker: &[u8],
+) -> Result<(), &'static str> {
+    s.checkpoint().await.unwrap();
+    let erases = b.erases_deleted_bytes();
+    if erases.is_ok() {
+        assert!(
+            b.raw_contains(s, marker).await,
+            "the check can see stored bytes"
+        );
+    }
+    erases
+}
+
+/// After a deletion: checkpoints and, where the backend erases deleted bytes, checks `marker` is
+/// gone from its files; elsewhere says why it is not checked.
+async fn gone_after_deletion<B: Backend>(
+    b: &B,
+    s: &B::S,
+    marker: &[u8],
+    erases: Result<(), &'static str>,
+    what: &str,
+) {
+    s.checkpoint().await.unwrap();
+    match erases {
+        Ok(()) => assert!(!b.raw_contains(s, marker).await, "{what}"),
+        Err(why) => eprintln!("not checked on this backend: deleted bytes in its files ({why})"),
+    }
 }
 
 /// A second submission of an envelope stores nothing, in the same batch, in a later batch, and
@@ -293,25 +328,235 @@ pub async fn a_deleted_token_is_gone_from_the_files<B: Backend>(b: &B) {
     s.insert_tokens(vec![new_token("tok_del", "email", 9, marker)])
         .await
         .unwrap();
-    s.checkpoint().await.unwrap();
-    let erases = b.erases_deleted_bytes();
-    if erases.is_ok() {
-        assert!(
-            b.raw_contains(&s, marker).await,
-            "the check can see stored bytes"
-        );
-    }
+    let erases = visible_before_deletion(b, &s, marker).await;
     let d = AuditDraft::new(102, Actor::Cli, Action::Delete, Outcome::Ok).token("tok_del");
     assert!(s.delete_token("tok_del", d).await.unwrap());
     s.checkpoint().await.unwrap();
     assert!(s.token("tok_del", 0).await.unwrap().is_none());
-    match erases {
-        Ok(()) => assert!(
-            !b.raw_contains(&s, marker).await,
-            "ciphertext still in the database files"
+    gone_after_deletion(
+        b,
+        &s,
+        marker,
+        erases,
+        "ciphertext still in the database files",
+    )
+    .await;
+}
+
+/// An all-or-nothing batch with a replayed envelope or a taken token keeps nothing (its other
+/// envelopes stay unconsumed, only the replay's refusal is logged); without one it keeps all. The
+/// same holds when the batch is committed in one group with other requests.
+pub async fn an_atomic_batch_stores_all_or_nothing<B: Backend>(b: &B) {
+    let s = started(b).await;
+    s.insert_tokens(vec![new_token("tok_used", "pan", 40, b"ct-used")])
+        .await
+        .unwrap();
+    let before = intact(&s).await;
+    let attempt = |second: NewToken| {
+        let s = s.clone();
+        async move {
+            s.insert_tokens_atomic(vec![new_token("tok_at1", "email", 41, b"ct-1"), second])
+                .await
+                .unwrap()
+        }
+    };
+    // A replayed envelope; a token taken by another value; two items of one batch carrying the
+    // same envelope: nothing of the batch is kept.
+    let refused = [
+        (
+            new_token("tok_at2", "pan", 40, b"ct-2"),
+            InsertOutcome::Replayed,
         ),
-        Err(why) => eprintln!("not checked on this backend: deleted bytes in its files ({why})"),
+        (
+            new_token("tok_used", "pan", 42, b"ct-other"),
+            InsertOutcome::TokenTaken,
+        ),
+        (
+            new_token("tok_at3", "email", 41, b"ct-3"),
+            InsertOutcome::Replayed,
+        ),
+    ];
+    for (second, outcome) in refused {
+        assert_eq!(attempt(second).await, [InsertOutcome::Inserted, outcome]);
+        assert!(s.token("tok_at1", 0).await.unwrap().is_none(), "no orphan");
     }
+    assert_eq!(intact(&s).await, before + 2, "only the replays' refusals");
+    // The envelopes of the refused batches were not consumed.
+    let out = attempt(new_token("tok_at2", "pan", 42, b"ct-2")).await;
+    assert_eq!(out, [InsertOutcome::Inserted, InsertOutcome::Inserted]);
+    assert!(s.token("tok_at1", 0).await.unwrap().is_some());
+    assert!(s.token("tok_at2", 0).await.unwrap().is_some());
+
+    // Racing requests, committed in groups: every all-or-nothing batch that meets an envelope
+    // consumed by another request keeps nothing.
+    let mut racers = Vec::new();
+    for i in 0..16u8 {
+        let s = s.clone();
+        racers.push(tokio::spawn(async move {
+            let mine = new_token(&format!("tok_own{i}"), "email", 100 + i, b"ct");
+            // Every racer also carries envelope 99: exactly one request may consume it.
+            let shared = new_token(&format!("tok_sh{i}"), "email", 99, b"ct");
+            if i % 2 == 0 {
+                let out = s.insert_tokens_atomic(vec![mine, shared]).await.unwrap();
+                (true, out)
+            } else {
+                (false, s.insert_tokens(vec![shared, mine]).await.unwrap())
+            }
+        }));
+    }
+    let mut stored_shared = 0;
+    for (i, r) in racers.into_iter().enumerate() {
+        let (atomic, out) = r.await.unwrap();
+        let own = s.token(&format!("tok_own{i}"), 0).await.unwrap().is_some();
+        let shared = s.token(&format!("tok_sh{i}"), 0).await.unwrap().is_some();
+        stored_shared += usize::from(shared);
+        if atomic {
+            assert_eq!(own, shared, "atomic batch {i} kept part of itself: {out:?}");
+            assert_eq!(own, out.iter().all(|o| o.stored()), "{out:?}");
+        } else {
+            assert!(own, "{out:?}");
+        }
+    }
+    assert_eq!(stored_shared, 1, "envelope 99 stored exactly once");
+    intact(&s).await;
+}
+
+/// The purge deletes what expired (each deletion audited) and nothing else, and after the
+/// checkpoint the purged ciphertexts are in none of the database's files.
+pub async fn purged_tokens_are_gone_from_the_files<B: Backend>(b: &B) {
+    let s = started(b).await;
+    let expiring = |token: &str, envelope: u8, value: &[u8], expires_at: Option<i64>| {
+        let mut t = new_token(token, "email", envelope, value);
+        t.token.expires_at = expires_at;
+        t
+    };
+    let gone = b"purged-marker-5e1d0b77";
+    let kept = b"kept-marker-9c2f4a10";
+    s.insert_tokens(vec![
+        expiring("tok_old", 50, gone, Some(150)),
+        expiring("tok_later", 51, kept, Some(10_000)),
+        expiring("tok_forever", 52, b"ct-forever", None),
+    ])
+    .await
+    .unwrap();
+    let erases = visible_before_deletion(b, &s, gone).await;
+    let before = intact(&s).await;
+    assert!(s.token("tok_old", 149).await.unwrap().is_some());
+    assert!(s.token("tok_old", 150).await.unwrap().is_none(), "expired");
+    assert_eq!(s.purge(200).await.unwrap(), 1);
+    assert_eq!(s.purge(200).await.unwrap(), 0);
+    s.checkpoint().await.unwrap();
+    assert!(s.token("tok_old", 0).await.unwrap().is_none());
+    assert!(s.token("tok_later", 200).await.unwrap().is_some());
+    assert!(s.token("tok_forever", 200).await.unwrap().is_some());
+    assert_eq!(intact(&s).await, before + 1, "one audited deletion");
+    if erases.is_ok() {
+        assert!(b.raw_contains(&s, kept).await, "what did not expire stays");
+    }
+    gone_after_deletion(b, &s, gone, erases, "purged ciphertext still in the files").await;
+}
+
+/// A subject's key is stored once (a second one loses to the first), its tokens are listed, and
+/// erasing it deletes the key and every token of it in one audited transaction, leaving other
+/// subjects alone; after the checkpoint the erased ciphertexts are in none of the files.
+pub async fn an_erased_subject_is_gone<B: Backend>(b: &B) {
+    let s = started(b).await;
+    let key = |subject: &str, wrapped: &[u8]| crate::SubjectKeyRecord {
+        subject: subject.into(),
+        data_key_id: 1,
+        wrapped: wrapped.to_vec(),
+        created_at: 100,
+        erased_in_log: false,
+    };
+    let made = |subject: &str| {
+        AuditDraft::new(100, Actor::Vault, Action::SubjectKey, Outcome::Ok).detail(subject)
+    };
+    assert!(s.subject_key("subj_a").await.unwrap().is_none());
+    let first = s
+        .put_subject_key(key("subj_a", b"key-a"), made("subj_a"))
+        .await
+        .unwrap();
+    assert_eq!(first.wrapped, b"key-a");
+    let again = s
+        .put_subject_key(key("subj_a", b"key-a2"), made("subj_a"))
+        .await
+        .unwrap();
+    assert_eq!(again.wrapped, b"key-a", "the first key stays");
+    s.put_subject_key(key("subj_b", b"key-b"), made("subj_b"))
+        .await
+        .unwrap();
+    let of = |token: &str, envelope: u8, value: &[u8], subject: &str| {
+        let mut t = new_token(token, "email", envelope, value);
+        t.token.subject = Some(subject.into());
+        t
+    };
+    let erased = b"erased-subject-marker-0d4c";
+    s.insert_tokens(vec![
+        of("tok_a1", 60, erased, "subj_a"),
+        of("tok_a2", 61, b"ct-a2", "subj_a"),
+        of("tok_b1", 62, b"ct-b1", "subj_b"),
+    ])
+    .await
+    .unwrap();
+    let listed: Vec<String> = s
+        .subject_tokens("subj_a", 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.token)
+        .collect();
+    assert_eq!(listed, ["tok_a1", "tok_a2"]);
+    assert_eq!(
+        s.token("tok_a1", 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .subject
+            .as_deref(),
+        Some("subj_a")
+    );
+    let erases = visible_before_deletion(b, &s, erased).await;
+    let before = intact(&s).await;
+    let audit =
+        AuditDraft::new(200, Actor::Cli, Action::SubjectErase, Outcome::Ok).detail("subj_a");
+    let deleted = AuditDraft::new(200, Actor::Cli, Action::Delete, Outcome::Ok).detail("erased");
+    assert_eq!(s.erase_subject("subj_a", audit, deleted).await.unwrap(), 2);
+    s.checkpoint().await.unwrap();
+    assert_eq!(
+        intact(&s).await,
+        before + 3,
+        "the erasure and one deletion per token"
+    );
+    assert!(s.subject_key("subj_a").await.unwrap().is_none());
+    assert!(s.token("tok_a1", 0).await.unwrap().is_none());
+    assert!(s.subject_tokens("subj_a", 0).await.unwrap().is_empty());
+    assert!(s.token("tok_b1", 0).await.unwrap().is_some());
+    assert!(
+        !s.subject_key("subj_b")
+            .await
+            .unwrap()
+            .unwrap()
+            .erased_in_log
+    );
+    // The erased key put back from an older copy: the log's erasure is later than its creation.
+    s.put_subject_key(first.clone(), made("subj_a"))
+        .await
+        .unwrap();
+    assert!(
+        s.subject_key("subj_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .erased_in_log
+    );
+    gone_after_deletion(
+        b,
+        &s,
+        erased,
+        erases,
+        "erased ciphertext still in the files",
+    )
+    .await;
 }
 
 /// Appends refuse to continue a chain whose stored head and tail disagree, or that is empty.
@@ -543,6 +788,9 @@ macro_rules! conformance_tests {
             api_keys_rotate_and_record_use,
             a_rewrap_replaces_only_what_was_read,
             data_keys_count_and_move_values_once,
+            an_atomic_batch_stores_all_or_nothing,
+            purged_tokens_are_gone_from_the_files,
+            an_erased_subject_is_gone,
         );
     };
     (@cases $backend:expr; $($case:ident,)*) => {

@@ -19,10 +19,14 @@ pub enum Job {
         /// Where the outcome goes.
         done: tokio::sync::oneshot::Sender<Result<Vec<bool>, StoreError>>,
     },
-    /// A tokenize request's tokens ([`crate::Store::insert_tokens`]).
+    /// A tokenize request's tokens ([`crate::Store::insert_tokens`], or
+    /// [`crate::Store::insert_tokens_atomic`] when `atomic`).
     Tokens {
         /// The tokens to store.
         items: Vec<NewToken>,
+        /// Every item or none: if one is a replay or its token is taken, the job stores nothing
+        /// (the replays' refusals are still audited), whatever the other jobs of its group do.
+        atomic: bool,
         /// Where the outcome goes.
         done: tokio::sync::oneshot::Sender<Result<Vec<InsertOutcome>, StoreError>>,
     },

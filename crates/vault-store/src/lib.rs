@@ -34,6 +34,7 @@ pub mod verify;
 
 pub use error::StoreError;
 pub use records::{
-    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, TokenRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted,
+    SubjectKeyRecord, TokenRecord,
 };
 pub use store::Store;

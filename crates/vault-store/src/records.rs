@@ -52,8 +52,11 @@ pub struct TokenRecord {
     pub last4: Option<String>,
     /// Creation time.
     pub created_at: i64,
-    /// When the value is purged (card security codes).
+    /// When the value is purged (its TTL or its kind's retention period).
     pub expires_at: Option<i64>,
+    /// The data subject (keyed hash of the merchant's customer id) whose key encrypts the value;
+    /// none: the value is under the data key.
+    pub subject: Option<String>,
     /// Not a column: set by the store when it reads the row, whether the audit log holds an entry
     /// that ended this token (a deletion, or the plain reveal that used a card security code). A
     /// random token is never issued twice, so such a row was put back from an older copy.
@@ -88,21 +91,50 @@ pub(crate) fn opt_text(v: Option<&str>) -> Vec<u8> {
 }
 
 /// The associated data a token's value is encrypted with: every column of the row but the
-/// ciphertext. Changing the kind, the expiry, the data key id, a hint, or moving the ciphertext to
-/// another token makes the value fail authentication.
+/// ciphertext. Changing the kind, the expiry, the data key id, a hint, the subject, or moving the
+/// ciphertext to another token makes the value fail authentication. (Rows without a subject keep
+/// the v2 encoding they were written with.)
 pub fn token_aad(t: &TokenRecord) -> Vec<u8> {
+    let (brand, bin, last4) = (
+        opt_text(t.brand.as_deref()),
+        opt_text(t.bin.as_deref()),
+        opt_text(t.last4.as_deref()),
+    );
+    let (data_key, created, expires) = (
+        t.data_key_id.to_be_bytes(),
+        t.created_at.to_be_bytes(),
+        opt_i64(t.expires_at),
+    );
+    let mut parts: Vec<&[u8]> = vec![
+        t.token.as_bytes(),
+        t.kind.as_bytes(),
+        &data_key,
+        t.fingerprint.as_bytes(),
+        &brand,
+        &bin,
+        &last4,
+        &created,
+        &expires,
+    ];
+    match &t.subject {
+        None => encode_parts("fieldseal token v2", &parts),
+        Some(subject) => {
+            parts.push(subject.as_bytes());
+            encode_parts("fieldseal token v3", &parts)
+        }
+    }
+}
+
+/// The associated data a subject's key is wrapped with: the subject, the data key's id and the
+/// key's creation time, so a wrapped key moved to another subject, relabelled with another data
+/// key, or re-dated (to pass for one made after an erasure) fails.
+pub fn encode_subject_key_aad(subject: &str, data_key_id: i64, created_at: i64) -> Vec<u8> {
     encode_parts(
-        "fieldseal token v2",
+        "fieldseal subject key v1",
         &[
-            t.token.as_bytes(),
-            t.kind.as_bytes(),
-            &t.data_key_id.to_be_bytes(),
-            t.fingerprint.as_bytes(),
-            &opt_text(t.brand.as_deref()),
-            &opt_text(t.bin.as_deref()),
-            &opt_text(t.last4.as_deref()),
-            &t.created_at.to_be_bytes(),
-            &opt_i64(t.expires_at),
+            subject.as_bytes(),
+            &data_key_id.to_be_bytes(),
+            &created_at.to_be_bytes(),
         ],
     )
 }
@@ -133,6 +165,24 @@ pub struct Reencrypted {
     pub data_key_id: i64,
     /// The new ciphertext (the row, with the new data key id, as associated data).
     pub ciphertext: Vec<u8>,
+}
+
+/// A data subject's key, wrapped by a data key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectKeyRecord {
+    /// Keyed hash of the merchant's customer id.
+    pub subject: String,
+    /// Which data key wrapped it.
+    pub data_key_id: i64,
+    /// `nonce || ciphertext || tag` of the key (associated data: [`encode_subject_key_aad`]).
+    pub wrapped: Vec<u8>,
+    /// Creation time.
+    pub created_at: i64,
+    /// Not a column: set by the store when it reads the row, whether the audit log holds a
+    /// `subject.erase` entry for this subject at or after the key's creation (seconds). Such a key
+    /// was put back from a copy taken before the erasure (or, within the erasure's own second,
+    /// made again at once: then refused as well, for that second).
+    pub erased_in_log: bool,
 }
 
 /// A stored API key: its public id, the digest of its secret and its role.
@@ -197,4 +247,11 @@ pub enum InsertOutcome {
     TokenTaken,
     /// A deterministic token that exists already for the same kind: the envelope consumed, audited.
     Existing,
+}
+
+impl InsertOutcome {
+    /// Whether the item's value is stored under its token (inserted now, or there already).
+    pub fn stored(self) -> bool {
+        matches!(self, Self::Inserted | Self::Existing)
+    }
 }

@@ -11,7 +11,7 @@ use fieldseal_core::at_rest::SymmetricKey;
 use crate::audit::{AuditDraft, AuditRecord, Head};
 use crate::{
     ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, StoreError,
-    TokenRecord,
+    SubjectKeyRecord, TokenRecord,
 };
 
 /// The vault's storage.
@@ -137,6 +137,17 @@ pub trait Store: Send + Sync + 'static {
         items: Vec<NewToken>,
     ) -> impl Future<Output = Result<Vec<InsertOutcome>, StoreError>> + Send;
 
+    /// Stores a batch of tokens all or nothing, in one transaction: if any item is a replay or its
+    /// token is taken, no token of the batch is stored and no envelope of it consumed, and only
+    /// the replays' refusal entries are appended. One outcome per item, in order, as
+    /// [`Store::insert_tokens`] gives them; when any is `Replayed` or `TokenTaken`, the others'
+    /// `Inserted` or `Existing` say what would have happened, and nothing of theirs was kept. A
+    /// storage failure fails the whole batch and keeps nothing.
+    fn insert_tokens_atomic(
+        &self,
+        items: Vec<NewToken>,
+    ) -> impl Future<Output = Result<Vec<InsertOutcome>, StoreError>> + Send;
+
     /// A token, unless deleted or expired at `now`.
     fn token(
         &self,
@@ -230,6 +241,37 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         at: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A data subject's wrapped key, if it has one (an erased subject has none).
+    fn subject_key(
+        &self,
+        subject: &str,
+    ) -> impl Future<Output = Result<Option<SubjectKeyRecord>, StoreError>> + Send;
+
+    /// Stores a subject's key unless the subject has one, auditing it; returns the subject's key:
+    /// this one, or the one another request stored first.
+    fn put_subject_key(
+        &self,
+        key: SubjectKeyRecord,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<SubjectKeyRecord, StoreError>> + Send;
+
+    /// A subject's tokens not expired at `now`, oldest first.
+    fn subject_tokens(
+        &self,
+        subject: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<TokenRecord>, StoreError>> + Send;
+
+    /// Erases a subject in one transaction: deletes its key and every token of it, and appends
+    /// `audit` and, per token, `deleted` with the token and its kind filled in. Returns how many
+    /// tokens were deleted.
+    fn erase_subject(
+        &self,
+        subject: &str,
+        audit: AuditDraft,
+        deleted: AuditDraft,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Deletes tokens expired at `now`, auditing each; returns how many.
     fn purge(&self, now: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;

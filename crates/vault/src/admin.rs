@@ -55,6 +55,9 @@ pub enum AdminError {
     /// The random source failed.
     #[error("random source unavailable")]
     Random,
+    /// A backup or restore refused or failed (why).
+    #[error("{0}")]
+    Backup(String),
 }
 
 /// What `init` did.

@@ -7,7 +7,7 @@ use fieldseal_vault_sqlite::SqliteStore;
 use fieldseal_vault_store::audit::{AuditDraft, AuditRecord, Head};
 use fieldseal_vault_store::{
     ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, Store,
-    StoreError, TokenRecord,
+    StoreError, SubjectKeyRecord, TokenRecord,
 };
 
 /// A vault's store: embedded SQLite (`sqlite://PATH`) or PostgreSQL (`postgres://...`).
@@ -167,6 +167,13 @@ impl Store for AnyStore {
         dispatch!(self.insert_tokens(items))
     }
 
+    async fn insert_tokens_atomic(
+        &self,
+        items: Vec<NewToken>,
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        dispatch!(self.insert_tokens_atomic(items))
+    }
+
     async fn token(&self, token: &str, now: i64) -> Result<Option<TokenRecord>, StoreError> {
         dispatch!(self.token(token, now))
     }
@@ -235,6 +242,35 @@ impl Store for AnyStore {
 
     async fn touch_api_key(&self, id: &str, at: i64) -> Result<(), StoreError> {
         dispatch!(self.touch_api_key(id, at))
+    }
+
+    async fn subject_key(&self, subject: &str) -> Result<Option<SubjectKeyRecord>, StoreError> {
+        dispatch!(self.subject_key(subject))
+    }
+
+    async fn put_subject_key(
+        &self,
+        key: SubjectKeyRecord,
+        audit: AuditDraft,
+    ) -> Result<SubjectKeyRecord, StoreError> {
+        dispatch!(self.put_subject_key(key, audit))
+    }
+
+    async fn subject_tokens(
+        &self,
+        subject: &str,
+        now: i64,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        dispatch!(self.subject_tokens(subject, now))
+    }
+
+    async fn erase_subject(
+        &self,
+        subject: &str,
+        audit: AuditDraft,
+        deleted: AuditDraft,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.erase_subject(subject, audit, deleted))
     }
 
     async fn purge(&self, now: i64) -> Result<u64, StoreError> {

@@ -28,6 +28,7 @@ use crate::keys::KeyError;
 use crate::overload::BodyReadTimeout;
 use crate::ratelimit::{Limited, Operation};
 use crate::refusal::ItemError;
+use crate::subjects::SubjectOutcome;
 use crate::vault::{AuthError, Caller, DeleteOutcome, TokenizeItem, Vault, VaultError};
 
 /// Every route: method and path, as the OpenAPI document lists them.
@@ -36,6 +37,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/tokenize"),
     ("POST", "/v1/detokenize"),
     ("DELETE", "/v1/tokens/{token}"),
+    ("DELETE", "/v1/subjects/{id}"),
+    ("GET", "/v1/subjects/{id}/export"),
     ("GET", "/v1/me"),
     ("GET", "/v1/audit"),
     ("GET", "/v1/audit/verify"),
@@ -304,6 +307,9 @@ async fn keys<S: Store>(State(vault): State<AppState<S>>) -> Result<Response, Ap
 #[serde(deny_unknown_fields)]
 struct TokenizeRequest {
     items: Vec<TokenizeItem>,
+    /// Every item or none ([`crate::batch`]).
+    #[serde(default)]
+    atomic: bool,
 }
 
 #[derive(Serialize)]
@@ -382,7 +388,11 @@ async fn tokenize<S: Store>(
     }
     check_batch(req.items.len(), vault.settings().max_batch)?;
     rate_limit(&vault, &caller, Operation::Tokenize, req.items.len()).await?;
-    let results = vault.tokenize(&caller, req.items).await?;
+    let results = if req.atomic {
+        vault.tokenize_atomic(&caller, req.items).await?
+    } else {
+        vault.tokenize(&caller, req.items).await?
+    };
     let results: Vec<_> = results.into_iter().map(item).collect();
     Ok(Json(json!({ "results": results })).into_response())
 }
@@ -445,6 +455,8 @@ async fn me(caller: Caller) -> Response {
                 "deterministic": r.deterministic.names(),
                 "hints": r.hints.names(),
                 "audit": r.audit,
+                "erase": r.erase,
+                "export": r.export,
             }
         }))
         .into_response(),
@@ -556,6 +568,52 @@ async fn delete_token<S: Store>(
             format!("role {} may not delete this token's kind", caller.role_name),
         )),
     }
+}
+
+/// What a subject request found, as the API answers it.
+fn subject_answer<T>(
+    outcome: SubjectOutcome<T>,
+    ok: impl FnOnce(T) -> Response,
+) -> Result<Response, ApiError> {
+    match outcome {
+        SubjectOutcome::Done(v) => Ok(no_store(ok(v))),
+        SubjectOutcome::NotFound => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "the vault holds nothing of this subject",
+        )),
+        SubjectOutcome::BadId => Err(ApiError::bad_request(
+            "a subject id is 1 to 256 bytes without control characters",
+        )),
+    }
+}
+
+async fn erase_subject<S: Store>(
+    State(vault): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !caller.role.erase {
+        return Err(forbidden(&vault, &caller, Action::SubjectErase, "erase subjects").await);
+    }
+    let outcome = vault.erase_subject(&caller, &id).await?;
+    subject_answer(outcome, |n| {
+        Json(json!({ "erased": true, "tokens_deleted": n })).into_response()
+    })
+}
+
+async fn export_subject<S: Store>(
+    State(vault): State<AppState<S>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !caller.role.export {
+        return Err(forbidden(&vault, &caller, Action::SubjectExport, "export subjects").await);
+    }
+    let outcome = vault.export_subject(&caller, &id).await?;
+    subject_answer(outcome, |values| {
+        Json(json!({ "exported_at": crate::vault::now(), "values": values })).into_response()
+    })
 }
 
 async fn openapi() -> Response {
@@ -684,6 +742,8 @@ pub fn router<S: Store>(vault: AppState<S>) -> Router {
         .route("/v1/tokenize", post(tokenize::<S>))
         .route("/v1/detokenize", post(detokenize::<S>))
         .route("/v1/tokens/{token}", delete(delete_token::<S>))
+        .route("/v1/subjects/{id}", delete(erase_subject::<S>))
+        .route("/v1/subjects/{id}/export", get(export_subject::<S>))
         .route("/v1/me", get(me))
         .route("/v1/audit", get(audit_log::<S>))
         .route("/v1/audit/verify", get(audit_verify::<S>))

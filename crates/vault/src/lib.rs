@@ -29,6 +29,8 @@
 pub mod admin;
 pub mod apikeys;
 pub mod backend;
+pub mod backup;
+pub mod batch;
 pub mod client;
 pub mod config;
 pub mod datakeys;
@@ -43,6 +45,8 @@ pub mod overload;
 pub mod policy;
 pub mod ratelimit;
 pub mod refusal;
+pub mod retention;
+pub mod subjects;
 pub mod tls;
 pub mod values;
 pub mod vault;

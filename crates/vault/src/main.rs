@@ -65,6 +65,23 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Write a consistent snapshot of the database (SQLite) to a new file while the vault serves.
+    Backup {
+        /// The snapshot file to create.
+        path: PathBuf,
+    },
+    /// Replace the database (SQLite) by a snapshot, after checking its audit chain; stop every
+    /// vault process first.
+    Restore {
+        /// The snapshot file.
+        path: PathBuf,
+        /// A head recorded earlier with `audit head` (SEQ:HASH): refuse a snapshot without it.
+        #[arg(long)]
+        expect_head: Option<ExpectedHead>,
+        /// Restore a snapshot older than a recorded head (rolls back what happened since).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -249,6 +266,31 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apikey { command } => apikey_cmd(settings, command).await,
         Command::Audit { command } => audit_cmd(settings, command).await,
         Command::Policy { command } => policy_cmd(settings, command).await,
+        Command::Backup { path } => {
+            let head = fieldseal_vault::backup::backup(&settings, &path).await?;
+            println!("{head}");
+            eprintln!(
+                "snapshot written to {}; its audit chain verifies up to head {head}",
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore {
+            path,
+            expect_head,
+            force,
+        } => {
+            let r = fieldseal_vault::backup::restore(&settings, &path, expect_head, force).await?;
+            if let Some(why) = &r.live_unchecked {
+                eprintln!("warning: the database being replaced could not be checked ({why})");
+            }
+            for h in &r.forced_over {
+                eprintln!("warning: restored over the recorded head {h} (--force)");
+            }
+            println!("{}", r.head);
+            eprintln!("restored {}; audit head {}", path.display(), r.head);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -21,7 +21,7 @@ fn rate_limited_response(description: &str) -> Value {
 
 /// The document.
 pub fn document() -> Value {
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "fieldseal vault",
@@ -77,10 +77,13 @@ pub fn document() -> Value {
                                 "required": ["envelope"],
                                 "properties": {
                                     "envelope": { "type": "string", "description": "An envelope v1 (fse1.…)." },
-                                    "format": { "enum": ["random", "format_preserving", "deterministic"], "default": "random", "description": "`deterministic` only for kinds under the role's `deterministic` permission." }
+                                    "format": { "enum": ["random", "format_preserving", "deterministic"], "default": "random", "description": "`deterministic` only for kinds under the role's `deterministic` permission." },
+                                    "ttl_secs": { "type": "integer", "minimum": 1, "description": "Seconds to keep the value; at most the kind's retention period (ttl_exceeds_retention otherwise)." },
+                                    "subject": { "type": "string", "minLength": 1, "maxLength": 256, "description": "The merchant's id of the customer the value belongs to (stored only as a keyed hash); erasure and export work per subject." }
                                 }
                             }
-                        }
+                        },
+                        "atomic": { "type": "boolean", "default": false, "description": "Store every item or none: if any item is refused, the others answer batch_aborted and no envelope is consumed." }
                     }
                 },
                 "TokenizeResult": {
@@ -202,7 +205,7 @@ pub fn document() -> Value {
                     "security": [{ "apiKey": [] }],
                     "responses": {
                         "200": { "description": "Who the key is", "content": { "application/json": {
-                            "example": { "key_id": "3f9a0c71d2e4", "role": "support", "permissions": { "tokenize": [], "reveal_plain": [], "reveal_masked": ["pan", "email", "phone", "name"], "delete": [], "fingerprint": [], "deterministic": [], "hints": [], "audit": false } }
+                            "example": { "key_id": "3f9a0c71d2e4", "role": "support", "permissions": { "tokenize": [], "reveal_plain": [], "reveal_masked": ["pan", "email", "phone", "name"], "delete": [], "fingerprint": [], "deterministic": [], "hints": [], "audit": false, "erase": false, "export": false } }
                         } } },
                         "401": error_response("Missing, unknown or revoked API key"),
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)")
@@ -259,5 +262,9 @@ pub fn document() -> Value {
                 } }
             }
         }
-    })
+    });
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.extend(crate::subjects::openapi_paths());
+    }
+    doc
 }

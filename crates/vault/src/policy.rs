@@ -19,11 +19,18 @@
 //!
 //! [roles.auditor]           # compliance: reads and verifies the audit log, sees no value
 //! audit = true
+//!
+//! [roles.privacy]           # data protection: erasure and export requests of customers
+//! reveal_plain = ["name", "email", "phone", "address", "postal-code", "birth-date"]
+//! reveal_masked = ["*"]
+//! erase = true
+//! export = true
 //! ```
 //!
 //! `"*"` stands for every kind. A kind listed under `reveal_plain` is revealed in the clear, one
 //! under `reveal_masked` only masked; a kind under neither is refused. `audit = true` lets a role
-//! read the audit log and its verification over HTTP.
+//! read the audit log and its verification over HTTP; `erase = true` lets it erase a data subject
+//! and `export = true` export one's values (each as the role may reveal it).
 //!
 //! Least privilege: tokenizing gives a token and nothing else. A keyed fingerprint comes back only
 //! for kinds under `fingerprint`, a `deterministic` token format is accepted only for kinds under
@@ -63,6 +70,12 @@ rate.reveal = { per_minute = 600, burst = 100 }
 
 [roles.auditor]
 audit = true
+
+[roles.privacy]
+reveal_plain = ["name", "email", "phone", "address", "postal-code", "birth-date"]
+reveal_masked = ["*"]
+erase = true
+export = true
 "#;
 
 /// The tokenize limit of a role whose policy entry names none.
@@ -130,6 +143,9 @@ pub enum PolicyError {
 #[serde(deny_unknown_fields)]
 struct PolicyDoc {
     roles: BTreeMap<String, RoleDoc>,
+    /// Retention period per kind ([`crate::retention`]).
+    #[serde(default)]
+    retention_days: BTreeMap<String, u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -143,6 +159,8 @@ struct RoleDoc {
     deterministic: Vec<String>,
     hints: Vec<String>,
     audit: bool,
+    erase: bool,
+    export: bool,
     rate: RatesDoc,
 }
 
@@ -312,6 +330,10 @@ pub struct Role {
     pub tokenize_rate: Option<Rate>,
     /// The reveal limit per API key; `None` for unlimited.
     pub reveal_rate: Option<Rate>,
+    /// Whether the role may erase a data subject (`DELETE /v1/subjects/{id}`).
+    pub erase: bool,
+    /// Whether the role may export a data subject's values, as it may see them.
+    pub export: bool,
 }
 
 impl Role {
@@ -342,6 +364,7 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     roles: BTreeMap<String, Role>,
+    retention: crate::retention::Retention,
     /// Where it came from and the SHA-256 of its text, for the audit log.
     origin: String,
 }
@@ -384,6 +407,8 @@ impl Policy {
                     &name,
                     "reveal",
                 )?,
+                erase: r.erase,
+                export: r.export,
             };
             roles.insert(name, role);
         }
@@ -391,6 +416,7 @@ impl Policy {
             fieldseal_core::encoding::hex(&fieldseal_core::at_rest::sha256(text.as_bytes()));
         Ok(Self {
             roles,
+            retention: crate::retention::Retention::parse(&doc.retention_days)?,
             origin: format!("sha256 {digest}"),
         })
     }
@@ -446,6 +472,11 @@ impl Policy {
     /// The role with this name.
     pub fn role(&self, name: &str) -> Option<&Role> {
         self.roles.get(name)
+    }
+
+    /// How long values of each kind are kept.
+    pub fn retention(&self) -> &crate::retention::Retention {
+        &self.retention
     }
 
     /// The role names.

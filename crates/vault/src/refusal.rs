@@ -40,6 +40,13 @@ pub enum Refusal {
     Replayed,
     /// No free format-preserving token for this number.
     TokenSpaceExhausted,
+    /// `ttl_secs` is zero, or longer than the kind's retention period (seconds, if any).
+    BadTtl(Option<i64>),
+    /// `subject` is empty, longer than 256 bytes, or holds control characters.
+    BadSubject,
+    /// Not stored because another item of its all-or-nothing batch was refused; the envelope was
+    /// not consumed.
+    BatchAborted,
     /// No such token (unknown, expired, deleted, already used, or failing its integrity check).
     NotFound,
     /// The disk is full; nothing was stored.
@@ -68,6 +75,10 @@ impl Refusal {
             Self::UnsupportedFormat(_) => "unsupported_format",
             Self::Replayed => "replayed",
             Self::TokenSpaceExhausted => "token_space_exhausted",
+            Self::BadTtl(Some(_)) => "ttl_exceeds_retention",
+            Self::BadTtl(None) => "ttl_invalid",
+            Self::BadSubject => "subject_invalid",
+            Self::BatchAborted => "batch_aborted",
             Self::NotFound => "not_found",
             Self::StorageFull => "storage_full",
             Self::StorageBusy => "storage_busy",
@@ -97,6 +108,20 @@ impl Refusal {
             Self::Replayed => "this envelope was already submitted".into(),
             Self::TokenSpaceExhausted => {
                 "no free format-preserving token for this number; use a random token".into()
+            }
+            Self::BadTtl(Some(max)) => format!(
+                "ttl_secs is longer than this kind's retention period ({max} seconds); nothing was \
+                 stored"
+            ),
+            Self::BadTtl(None) => "ttl_secs must be at least 1; nothing was stored".into(),
+            Self::BadSubject => {
+                "subject must be 1 to 256 bytes without control characters; nothing was stored"
+                    .into()
+            }
+            Self::BatchAborted => {
+                "not stored: another item of this all-or-nothing batch was refused; this envelope \
+                 was not consumed and can be submitted again with the others"
+                    .into()
             }
             Self::NotFound => "no such token".into(),
             Self::StorageFull => {

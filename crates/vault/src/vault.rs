@@ -96,6 +96,12 @@ pub struct TokenizeItem {
     /// Token format; random by default.
     #[serde(default)]
     pub format: Option<TokenFormat>,
+    /// Seconds to keep the value, at most the kind's retention period ([`crate::retention`]).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    /// The merchant's id of the customer the value belongs to ([`crate::subjects`]).
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 /// A tokenized value's public facts.
@@ -373,6 +379,11 @@ impl<S: Store> Vault<S> {
         Arc::clone(&self.kek)
     }
 
+    /// The unwrapped symmetric keys.
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
     fn ring(&self) -> Arc<KeyRing> {
         match self.ring.read() {
             Ok(r) => Arc::clone(&r),
@@ -407,7 +418,11 @@ impl<S: Store> Vault<S> {
     }
 
     /// Logs an alert and audits a stored row that failed its integrity check.
-    async fn report_tampered(&self, token: Option<&str>, what: &str) -> Result<(), StoreError> {
+    pub(crate) async fn report_tampered(
+        &self,
+        token: Option<&str>,
+        what: &str,
+    ) -> Result<(), StoreError> {
         tracing::error!(
             alert = "row_tampered",
             row = %what,
@@ -742,35 +757,7 @@ impl<S: Store> Vault<S> {
         caller: &Caller,
         items: Vec<TokenizeItem>,
     ) -> Result<Vec<Result<Tokenized, ItemError>>, VaultError> {
-        let texts: Vec<String> = items.iter().map(|i| i.envelope.clone()).collect();
-        let mut opened = open_all(self.ring(), texts).await?;
-        if opened
-            .iter()
-            .any(|r| matches!(r, Err(OpenError::UnknownKey)))
-        {
-            // A key rotated by another process may not be loaded yet; loading it needs the KEK:
-            // without it the request fails as a whole (503 kek_unavailable), nothing written.
-            self.reload_keys_rate_limited().await?;
-            let ring = self.ring();
-            for (slot, item) in opened.iter_mut().zip(&items) {
-                if matches!(slot, Err(OpenError::UnknownKey)) {
-                    *slot = ring.opener().open(&item.envelope);
-                }
-            }
-        }
-        // Check every item; those that pass are stored together in one transaction.
-        let mut out: Vec<Option<Result<Tokenized, ItemError>>> = Vec::with_capacity(items.len());
-        let mut pending: Vec<(usize, Pending, Built)> = Vec::new();
-        for (i, (item, result)) in items.iter().zip(opened).enumerate() {
-            match self.check_item(caller, item, result).await? {
-                Checked::Done(r) => out.push(Some(r)),
-                Checked::Store(ready) => {
-                    let (p, built) = *ready;
-                    out.push(None);
-                    pending.push((i, p, built));
-                }
-            }
-        }
+        let (mut out, pending) = self.check_batch(caller, &items).await?;
         if !pending.is_empty() {
             let batch: Vec<NewToken> = pending.iter().map(|(_, _, b)| b.new.clone()).collect();
             match self.store.insert_tokens(batch).await {
@@ -808,14 +795,52 @@ impl<S: Store> Vault<S> {
             .collect())
     }
 
+    /// Opens and checks every item of a batch: the refused ones' results (audited), and the
+    /// others ready to store (by index).
+    pub(crate) async fn check_batch(
+        &self,
+        caller: &Caller,
+        items: &[TokenizeItem],
+    ) -> Result<(Vec<Option<Result<Tokenized, ItemError>>>, Vec<PendingItem>), VaultError> {
+        let texts: Vec<String> = items.iter().map(|i| i.envelope.clone()).collect();
+        let mut opened = open_all(self.ring(), texts).await?;
+        if opened
+            .iter()
+            .any(|r| matches!(r, Err(OpenError::UnknownKey)))
+        {
+            // A key rotated by another process may not be loaded yet; loading it needs the KEK:
+            // without it the request fails as a whole (503 kek_unavailable), nothing written.
+            self.reload_keys_rate_limited().await?;
+            let ring = self.ring();
+            for (slot, item) in opened.iter_mut().zip(items) {
+                if matches!(slot, Err(OpenError::UnknownKey)) {
+                    *slot = ring.opener().open(&item.envelope);
+                }
+            }
+        }
+        let mut out: Vec<Option<Result<Tokenized, ItemError>>> = Vec::with_capacity(items.len());
+        let mut pending: Vec<PendingItem> = Vec::new();
+        for (i, (item, result)) in items.iter().zip(opened).enumerate() {
+            match self.check_item(caller, item, result).await? {
+                Checked::Done(r) => out.push(Some(r)),
+                Checked::Store(ready) => {
+                    let (p, built) = *ready;
+                    out.push(None);
+                    pending.push((i, p, built));
+                }
+            }
+        }
+        Ok((out, pending))
+    }
+
     /// Audits a refused item; the refusal stands only once it is recorded.
-    async fn refuse(
+    pub(crate) async fn refuse(
         &self,
         caller: &Caller,
         kind: Option<FieldKind>,
         detail: String,
         refusal: Refusal,
-    ) -> Result<Checked, StoreError> {
+    ) -> Result<Checked, VaultError> {
         let mut audit = AuditDraft::new(now(), caller.actor(), Action::Tokenize, Outcome::Refused)
             .detail(format!("{}; {detail}", refusal.code()));
         if let Some(k) = kind {
@@ -831,7 +856,7 @@ impl<S: Store> Vault<S> {
         caller: &Caller,
         item: &TokenizeItem,
         result: Result<Opened, OpenError>,
-    ) -> Result<Checked, StoreError> {
+    ) -> Result<Checked, VaultError> {
         let opened = match result {
             Ok(o) => o,
             Err(e) => {
@@ -917,11 +942,46 @@ impl<S: Store> Vault<S> {
                 )
                 .await;
         }
+        let subject = match &item.subject {
+            None => None,
+            Some(id) => {
+                let refusal = match crate::subjects::check_id(id) {
+                    Err(r) => Some(r),
+                    // Shared by every holder of the value: erasing one subject would take the
+                    // others' token with it.
+                    Ok(()) if format == TokenFormat::Deterministic => {
+                        Some(Refusal::UnsupportedFormat(
+                            "deterministic tokens are shared by every holder of the value: a \
+                             subject's values get random or format-preserving tokens",
+                        ))
+                    }
+                    Ok(()) => None,
+                };
+                if let Some(r) = refusal {
+                    return self.refuse(caller, Some(kind), env_detail, r).await;
+                }
+                let hash = crate::subjects::subject_hash(&self.secrets, id);
+                match self.subject_key_for(caller, &hash).await? {
+                    Some(key) => Some((hash, key)),
+                    None => {
+                        return self
+                            .refuse(caller, Some(kind), env_detail, Refusal::Internal)
+                            .await;
+                    }
+                }
+            }
+        };
         let fingerprint = (!values::low_entropy(kind))
             .then(|| values::fingerprint(&self.secrets.fingerprint_key, kind, &normalized.value));
-        let expires_at = (kind == FieldKind::Cvc).then(|| {
-            now.saturating_add(i64::try_from(self.settings.cvc_retention_secs).unwrap_or(0))
-        });
+        let expires_at = match self.policy().retention().expiry(
+            kind,
+            now,
+            item.ttl_secs,
+            self.settings.cvc_retention_secs,
+        ) {
+            Ok(e) => e,
+            Err(r) => return self.refuse(caller, Some(kind), env_detail, r).await,
+        };
         let pending = Pending {
             caller_actor: caller.actor(),
             kind,
@@ -934,6 +994,7 @@ impl<S: Store> Vault<S> {
             },
             env_detail,
             expires_at,
+            subject,
             now,
         };
         Ok(match self.build(&pending) {
@@ -943,7 +1004,7 @@ impl<S: Store> Vault<S> {
     }
 
     /// Draws a token for a pending item and encrypts its value, the whole row as associated data.
-    fn build(&self, p: &Pending) -> Result<Built, StoreError> {
+    pub(crate) fn build(&self, p: &Pending) -> Result<Built, StoreError> {
         let token = match p.format {
             TokenFormat::Random => values::random_token(),
             TokenFormat::FormatPreserving => p
@@ -976,9 +1037,14 @@ impl<S: Store> Vault<S> {
             last4: p.normalized.last4.clone(),
             created_at: p.now,
             expires_at: p.expires_at,
+            subject: p.subject.as_ref().map(|(hash, _)| hash.clone()),
             ended_in_log: false,
         };
-        record.ciphertext = data_key
+        let key = p
+            .subject
+            .as_ref()
+            .map_or(data_key.as_ref(), |(_, key)| key.as_ref());
+        record.ciphertext = key
             .encrypt(p.normalized.value.expose(), &token_aad(&record))
             .map_err(|_| StoreError::Database("encryption failed".into()))?;
         let actor = || p.caller_actor.clone();
@@ -1011,7 +1077,7 @@ impl<S: Store> Vault<S> {
         &self,
         caller: &Caller,
         p: Pending,
-    ) -> Result<Result<Tokenized, ItemError>, StoreError> {
+    ) -> Result<Result<Tokenized, ItemError>, VaultError> {
         for _attempt in 0..15 {
             let built = match self.build(&p) {
                 Ok(b) => b,
@@ -1025,7 +1091,9 @@ impl<S: Store> Vault<S> {
                     Some(InsertOutcome::Replayed) => return Ok(Err(Refusal::Replayed.into())),
                     _ => {}
                 },
-                Err(e @ (StoreError::AuditBroken(_) | StoreError::Tampered(_))) => return Err(e),
+                Err(e @ (StoreError::AuditBroken(_) | StoreError::Tampered(_))) => {
+                    return Err(e.into());
+                }
                 Err(e) => return Ok(Err(Refusal::from_store(&e).into())),
             }
         }
@@ -1043,8 +1111,8 @@ impl<S: Store> Vault<S> {
         }
     }
 
-    /// Reads a token and authenticates its value: `None` if absent, expired, or failing its
-    /// integrity check (reported, and then treated as absent).
+    /// Reads a token and authenticates its value: `None` if absent, expired, of an erased
+    /// subject, or failing its integrity check (reported, and then treated as absent).
     async fn open_token(
         &self,
         token: &str,
@@ -1057,30 +1125,65 @@ impl<S: Store> Vault<S> {
         let Some(record) = self.store.token(token, now).await? else {
             return Ok(None);
         };
+        if record.token != token {
+            self.report_tampered(Some(token), &format!("token {token}"))
+                .await?;
+            return Ok(None);
+        }
+        let subject_key = match &record.subject {
+            // An erased subject's key is gone: its tokens are as if never issued.
+            Some(subject) => match self.stored_subject_key(subject).await? {
+                Some(k) => Some(k),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        Ok(self
+            .open_record(&record, subject_key.as_deref(), now)
+            .await?
+            .map(|(kind, value)| (record, kind, value)))
+    }
+
+    /// Authenticates and decrypts a stored token's value under its subject's key (`subject_key`,
+    /// for a token that names a subject) or the data key its row names: `None` if past its kind's
+    /// retention period, or failing its integrity check (reported).
+    pub(crate) async fn open_record(
+        &self,
+        record: &TokenRecord,
+        subject_key: Option<&fieldseal_core::at_rest::SymmetricKey>,
+        now: i64,
+    ) -> Result<Option<(FieldKind, fieldseal_core::secret::SecretValue)>, VaultError> {
+        // Past its kind's retention period under the policy now in force (a period shortened
+        // since the token was stored): expired, though the purge has not deleted it.
+        if crate::retention::outlived(&self.policy(), &self.settings, record, now) {
+            return Ok(None);
+        }
         // A random token is never issued twice: a row the log says ended was put back.
-        let put_back = record.ended_in_log && token.starts_with("tok_");
-        let data_key = self.data_key(record.data_key_id).await?;
+        let put_back = record.ended_in_log && record.token.starts_with("tok_");
+        // A subject's value is under the subject's key; any other under the data key its row names.
+        let data_key = match subject_key {
+            Some(_) => None,
+            None => self.data_key(record.data_key_id).await?,
+        };
+        let key = subject_key.or(data_key.as_deref());
         let opened = record.kind.parse::<FieldKind>().ok().and_then(|kind| {
-            (record.token == token && !put_back)
-                .then_some(data_key.as_ref())
+            (!put_back)
+                .then_some(key)
                 .flatten()
-                .and_then(|key| key.decrypt(&record.ciphertext, &token_aad(&record)).ok())
+                .and_then(|key| key.decrypt(&record.ciphertext, &token_aad(record)).ok())
                 .map(|value| (kind, value))
         });
-        match opened {
-            Some((kind, value)) => Ok(Some((record, kind, value))),
-            None => {
-                self.report_tampered(Some(token), &format!("token {token}"))
-                    .await?;
-                Ok(None)
-            }
+        if opened.is_none() {
+            self.report_tampered(Some(&record.token), &format!("token {}", record.token))
+                .await?;
         }
+        Ok(opened)
     }
 
     /// The data key of version `id`, for opening a value stored under it: loaded (unwrapped under
     /// the KEK) first if another node made it since; `None` if the database lists no such
     /// version (the row is then not one the vault wrote).
-    async fn data_key(
+    pub(crate) async fn data_key(
         &self,
         id: i64,
     ) -> Result<Option<Arc<fieldseal_core::at_rest::SymmetricKey>>, VaultError> {
@@ -1324,30 +1427,35 @@ fn audit_token(draft: AuditDraft, token: &str) -> AuditDraft {
 }
 
 /// The outcome of checking one tokenize item.
-enum Checked {
+pub(crate) enum Checked {
     /// Refused (already audited) or failed.
     Done(Result<Tokenized, ItemError>),
     /// Ready to store.
     Store(Box<(Pending, Built)>),
 }
 
+/// An item ready to store: its index in the batch, what was checked, and its token.
+pub(crate) type PendingItem = (usize, Pending, Built);
+
 /// A checked item with its token drawn and value encrypted.
-struct Pending {
+pub(crate) struct Pending {
     caller_actor: Actor,
-    kind: FieldKind,
+    pub(crate) kind: FieldKind,
     format: TokenFormat,
     normalized: values::Normalized,
     fingerprint: Option<String>,
     envelope: EnvelopeRef,
-    env_detail: String,
+    pub(crate) env_detail: String,
     expires_at: Option<i64>,
+    /// The subject's hash and key, if the item names one.
+    subject: Option<(String, Arc<fieldseal_core::at_rest::SymmetricKey>)>,
     now: i64,
 }
 
 /// A pending item's token: what to store and what to answer.
-struct Built {
-    new: NewToken,
-    result: Tokenized,
+pub(crate) struct Built {
+    pub(crate) new: NewToken,
+    pub(crate) result: Tokenized,
 }
 
 /// What one round of data key upkeep did.

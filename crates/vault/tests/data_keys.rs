@@ -230,3 +230,97 @@ async fn a_data_key_is_replaced_before_its_encryption_limit() {
     assert_eq!(data_key_of(&s, &fresh[0].0).await, 2);
     assert_eq!(s.vault.store().data_keys().await.unwrap()[0].values, 0);
 }
+
+/// A data subject's values are under the subject's own key, which the data key in use wraps: a
+/// data key rotation moves the other values and leaves the subject's where they are (its key stays
+/// wrapped under the version that made it), every value still opens, and a subject seen after the
+/// rotation gets its key wrapped under the new version.
+#[tokio::test]
+async fn subject_values_stay_under_their_key_through_a_data_key_rotation() {
+    let dir = TempDir::new("datakey-subjects");
+    let keys = init(&dir.0).await;
+    let s = Server::start_with(common::settings(&dir.0)).await;
+    let tokenize = |subject: Option<&'static str>, tag: u32, n: usize| {
+        let (s, keys) = (&s, &keys);
+        async move {
+            let ks = s.key_set().await;
+            let values: Vec<String> = (0..n).map(|j| card(tag, j)).collect();
+            let items: Vec<Value> = values
+                .iter()
+                .map(|v| {
+                    let envelope = seal_to(&ks, FieldKind::Pan, v, ks.server_time());
+                    match subject {
+                        Some(id) => json!({ "envelope": envelope, "subject": id }),
+                        None => json!({ "envelope": envelope }),
+                    }
+                })
+                .collect();
+            let (status, body) = s.tokenize(&keys.checkout, json!(items)).await;
+            assert_eq!(status, 200, "{body}");
+            body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(values)
+                .map(|(r, v)| (r["token"].as_str().unwrap().to_owned(), v))
+                .collect::<Vec<_>>()
+        }
+    };
+    let of_subject = tokenize(Some("cust-1"), 3, 3).await;
+    let plain = tokenize(None, 4, 5).await;
+    let subject_hash = s
+        .vault
+        .store()
+        .token(&of_subject[0].0, 0)
+        .await
+        .unwrap()
+        .unwrap()
+        .subject
+        .unwrap();
+    let admin = common::admin_of(&s).await;
+    assert_eq!(admin.rotate_data_key().await.unwrap(), 2);
+    let (mut moved, mut left) = (0, i64::MAX);
+    for _ in 0..10 {
+        let p = s.vault.maintain_data_keys().await.unwrap();
+        moved += p.moved;
+        left = p.left;
+        if left == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        (moved, left),
+        (5, 0),
+        "only values under a data key move, and all of them"
+    );
+    let wrapped = s.vault.store().subject_key(&subject_hash).await.unwrap();
+    assert_eq!(
+        wrapped.unwrap().data_key_id,
+        1,
+        "the subject key stays where it was"
+    );
+
+    let all: Vec<(String, String)> = of_subject.iter().chain(&plain).cloned().collect();
+    let tokens: Vec<&str> = all.iter().map(|(t, _)| t.as_str()).collect();
+    let (status, body) = s.detokenize(&keys.payments, &tokens, "check").await;
+    assert_eq!(status, 200, "{body}");
+    for (r, (_, v)) in body["results"].as_array().unwrap().iter().zip(&all) {
+        assert_eq!(r["value"], json!(v), "{r}");
+    }
+
+    let later = tokenize(Some("cust-2"), 5, 1).await;
+    let hash = s
+        .vault
+        .store()
+        .token(&later[0].0, 0)
+        .await
+        .unwrap()
+        .unwrap()
+        .subject
+        .unwrap();
+    let wrapped = s.vault.store().subject_key(&hash).await.unwrap().unwrap();
+    assert_eq!(
+        wrapped.data_key_id, 2,
+        "a new subject key is wrapped by the newest data key"
+    );
+}

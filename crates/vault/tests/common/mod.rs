@@ -62,9 +62,13 @@ pub fn settings(dir: &Path) -> Settings {
 
 /// Initializes a vault in `dir` and creates one API key per role (plus one revoked key).
 pub async fn init(dir: &Path) -> Keys {
-    let s = settings(dir);
-    admin::init(&s).await.unwrap();
-    let admin = Admin::open(&s).await.unwrap();
+    init_with(&settings(dir)).await
+}
+
+/// A vault initialized with `s`, and an API key of each role.
+pub async fn init_with(s: &Settings) -> Keys {
+    admin::init(s).await.unwrap();
+    let admin = Admin::open(s).await.unwrap();
     let mut out = Keys::default();
     for role in ["checkout", "support", "payments", "auditor", "revoked"] {
         let as_role = if role == "revoked" { "payments" } else { role };
@@ -172,6 +176,18 @@ impl Server {
     }
 
     /// GET `path` with `key`; returns status and body.
+    pub async fn post(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
         let r = self
             .client

@@ -1,0 +1,352 @@
+//! Data subjects: whose values a token holds, so that a customer's data can be erased
+//! (GDPR Art. 17, CCPA 1798.105) and exported (GDPR Art. 20, CCPA 1798.100) as a whole.
+//!
+//! A tokenize item may carry `subject`, the merchant's customer id. The vault stores only its keyed
+//! hash (`subj_` and HMAC-SHA256 under the fingerprint key, in a domain of its own), and encrypts the
+//! subject's values under a key of the subject's own, made at its first value and stored wrapped
+//! by the data key (the row records which data key id wrapped it: [`wrap_subject_key`] and
+//! [`unwrap_subject_key`] are the one place that wraps and unwraps). Erasure deletes the subject's
+//! key and tokens in one audited transaction, then makes the deleted rows unrecoverable from the
+//! database's own files (SQLite: `secure_delete` and a truncating WAL checkpoint). A ciphertext of
+//! the subject's that survives elsewhere after the erasure (PostgreSQL free space and WAL, a log
+//! of row changes, a copy made afterwards) cannot be opened: its key is gone from the database.
+//! What crypto-shredding cannot do is reach into a copy of the database taken before the erasure,
+//! which still holds the wrapped key: see `docs/threat-model.md`.
+
+use std::sync::Arc;
+
+use fieldseal_core::at_rest::SymmetricKey;
+use fieldseal_core::encoding::hex;
+use fieldseal_core::envelope::FieldKind;
+use fieldseal_vault_store::audit::{Action, AuditDraft, Outcome};
+use fieldseal_vault_store::records::encode_subject_key_aad;
+use fieldseal_vault_store::{Store, StoreError, SubjectKeyRecord};
+use serde::Serialize;
+
+use crate::keys::Secrets;
+use crate::policy::Reveal;
+use crate::refusal::Refusal;
+use crate::values;
+use crate::vault::{Caller, Vault, VaultError, now};
+
+/// Longest subject id, in bytes.
+pub const MAX_SUBJECT_LEN: usize = 256;
+
+/// Checks a subject id: 1 to 256 bytes, no control characters, not only spaces.
+pub fn check_id(id: &str) -> Result<(), Refusal> {
+    if id.trim().is_empty() || id.len() > MAX_SUBJECT_LEN || id.chars().any(char::is_control) {
+        return Err(Refusal::BadSubject);
+    }
+    Ok(())
+}
+
+/// The stored form of a subject id: its keyed hash.
+pub fn subject_hash(secrets: &Secrets, id: &str) -> String {
+    format!(
+        "subj_{}",
+        hex(&secrets.fingerprint_key.mac("subject id", &[id.as_bytes()])[..16])
+    )
+}
+
+/// Wraps a subject's key under the data key in use; returns the record to store.
+pub fn wrap_subject_key(
+    secrets: &Secrets,
+    subject: &str,
+    key: &SymmetricKey,
+    created_at: i64,
+) -> Result<SubjectKeyRecord, StoreError> {
+    let (data_key_id, data_key) = secrets
+        .data_keys
+        .for_new_value()
+        .ok_or_else(|| StoreError::Database("no data key loaded".into()))?;
+    let wrapped = data_key
+        .encrypt(
+            key.expose(),
+            &encode_subject_key_aad(subject, data_key_id, created_at),
+        )
+        .map_err(|_| StoreError::Database("subject key wrapping failed".into()))?;
+    secrets.data_keys.count(data_key_id, 1);
+    Ok(SubjectKeyRecord {
+        subject: subject.to_owned(),
+        data_key_id,
+        wrapped,
+        created_at,
+        erased_in_log: false,
+    })
+}
+
+/// Unwraps a stored subject key with the data key its row names (`data_key`, `None` if the vault
+/// holds no such version): `None` if that data key is not held, the row fails authentication
+/// (moved to another subject, altered), or the log erased the subject after the key was made (the
+/// row was put back from an older copy).
+pub fn unwrap_subject_key(
+    data_key: Option<&SymmetricKey>,
+    record: &SubjectKeyRecord,
+) -> Option<SymmetricKey> {
+    if record.erased_in_log {
+        return None;
+    }
+    let plain = data_key?
+        .decrypt(
+            &record.wrapped,
+            &encode_subject_key_aad(&record.subject, record.data_key_id, record.created_at),
+        )
+        .ok()?;
+    SymmetricKey::from_bytes(plain.expose()).ok()
+}
+
+/// One value of an export.
+#[derive(Serialize)]
+pub struct Exported {
+    /// The token.
+    pub token: String,
+    /// Field kind.
+    pub kind: String,
+    /// When it was stored (seconds since the epoch).
+    pub created_at: i64,
+    /// When it expires, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// `plain`, `masked`, or `withheld` (the role may not see this kind; card security codes
+    /// are never exported).
+    pub reveal: &'static str,
+    /// The value as the role may see it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl std::fmt::Debug for Exported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Exported({}, {}, {}, [REDACTED])",
+            self.token, self.kind, self.reveal
+        )
+    }
+}
+
+/// What an erasure or export found.
+#[derive(Debug)]
+pub enum SubjectOutcome<T> {
+    /// Done.
+    Done(T),
+    /// The vault holds nothing of this subject (never seen, or erased already).
+    NotFound,
+    /// Not a valid subject id.
+    BadId,
+}
+
+impl<S: Store> Vault<S> {
+    /// The key of the subject with this hash, made and stored if it has none yet: `None` if the
+    /// stored key fails its integrity check (reported).
+    pub(crate) async fn subject_key_for(
+        &self,
+        caller: &Caller,
+        subject: &str,
+    ) -> Result<Option<Arc<SymmetricKey>>, VaultError> {
+        let stored = match self.store().subject_key(subject).await? {
+            Some(k) => k,
+            None => {
+                let key = SymmetricKey::generate()
+                    .map_err(|_| StoreError::Database("no randomness for a subject key".into()))?;
+                let t = now();
+                let record = wrap_subject_key(self.secrets(), subject, &key, t)?;
+                let audit = AuditDraft::new(t, caller.actor(), Action::SubjectKey, Outcome::Ok)
+                    .detail(subject);
+                self.store().put_subject_key(record, audit).await?
+            }
+        };
+        self.unwrap_checked(&stored).await
+    }
+
+    /// Unwraps a stored subject key, reporting a row that fails.
+    async fn unwrap_checked(
+        &self,
+        stored: &SubjectKeyRecord,
+    ) -> Result<Option<Arc<SymmetricKey>>, VaultError> {
+        let data_key = self.data_key(stored.data_key_id).await?;
+        match unwrap_subject_key(data_key.as_deref(), stored) {
+            Some(k) => Ok(Some(Arc::new(k))),
+            None => {
+                self.report_tampered(None, &format!("subject key {}", stored.subject))
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The stored key of the subject a token names: `None` if the subject was erased, or its key
+    /// fails its integrity check (reported).
+    pub(crate) async fn stored_subject_key(
+        &self,
+        subject: &str,
+    ) -> Result<Option<Arc<SymmetricKey>>, VaultError> {
+        match self.store().subject_key(subject).await? {
+            Some(stored) => self.unwrap_checked(&stored).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The stored form of a subject id a caller named; `None` (audited as `base` with the reason)
+    /// if it is not a valid id.
+    async fn subject_of(&self, id: &str, base: &AuditDraft) -> Result<Option<String>, StoreError> {
+        if check_id(id).is_err() {
+            self.store()
+                .append_audit(base.clone().detail("not a subject id"))
+                .await?;
+            return Ok(None);
+        }
+        Ok(Some(subject_hash(self.secrets(), id)))
+    }
+
+    /// Erases a data subject for a role with `erase` (the caller checks it): its key destroyed
+    /// and its tokens deleted in one audited transaction, then the deleted rows made
+    /// unrecoverable from the database's files. Returns how many tokens went.
+    pub async fn erase_subject(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<SubjectOutcome<u64>, VaultError> {
+        let t = now();
+        let base = AuditDraft::new(t, caller.actor(), Action::SubjectErase, Outcome::NotFound);
+        let Some(subject) = self.subject_of(id, &base).await? else {
+            return Ok(SubjectOutcome::BadId);
+        };
+        let known = self.store().subject_key(&subject).await?.is_some()
+            || !self.store().subject_tokens(&subject, 0).await?.is_empty();
+        if !known {
+            self.store().append_audit(base.detail(&subject)).await?;
+            return Ok(SubjectOutcome::NotFound);
+        }
+        let audit = AuditDraft {
+            outcome: Outcome::Ok,
+            ..base.detail(&subject)
+        };
+        let deleted = AuditDraft::new(t, caller.actor(), Action::Delete, Outcome::Ok)
+            .detail(format!("{subject} erased"));
+        let n = self.store().erase_subject(&subject, audit, deleted).await?;
+        self.store().checkpoint().await?;
+        Ok(SubjectOutcome::Done(n))
+    }
+
+    /// A data subject's values for a role with `export` (the caller checks it), each as the role
+    /// may see it, with kinds and dates. Every value's outcome is audited (`reveal`, purpose
+    /// `subject export`) with one `subject.export` entry, before anything is returned.
+    pub async fn export_subject(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<SubjectOutcome<Vec<Exported>>, VaultError> {
+        let t = now();
+        let base = AuditDraft::new(t, caller.actor(), Action::SubjectExport, Outcome::NotFound);
+        let Some(subject) = self.subject_of(id, &base).await? else {
+            return Ok(SubjectOutcome::BadId);
+        };
+        let records = self.store().subject_tokens(&subject, t).await?;
+        let key = if records.is_empty() {
+            None
+        } else {
+            self.stored_subject_key(&subject).await?
+        };
+        let Some(key) = key else {
+            self.store().append_audit(base.detail(&subject)).await?;
+            return Ok(SubjectOutcome::NotFound);
+        };
+        let mut out = Vec::with_capacity(records.len());
+        let mut audit = Vec::with_capacity(records.len() + 1);
+        for record in records {
+            let Some((kind, value)) = self.open_record(&record, Some(&key), t).await? else {
+                continue;
+            };
+            let reveal = match caller.role.reveal(kind) {
+                // A card security code is used once, by the payment; it is never exported.
+                _ if kind == FieldKind::Cvc => Reveal::Denied,
+                r => r,
+            };
+            let (outcome, label, shown) = match reveal {
+                Reveal::Plain => (
+                    Outcome::Plain,
+                    "plain",
+                    Some(value.expose_str().unwrap_or_default().to_owned()),
+                ),
+                Reveal::Masked => (Outcome::Masked, "masked", Some(values::mask(kind, &value))),
+                Reveal::Denied => (Outcome::Denied, "withheld", None),
+            };
+            audit.push(
+                AuditDraft::new(t, caller.actor(), Action::Reveal, outcome)
+                    .token(&record.token)
+                    .kind(kind.as_str())
+                    .purpose("subject export"),
+            );
+            out.push(Exported {
+                token: record.token,
+                kind: kind.as_str().into(),
+                created_at: record.created_at,
+                expires_at: record.expires_at,
+                reveal: label,
+                value: shown,
+            });
+        }
+        audit.push(AuditDraft {
+            outcome: Outcome::Ok,
+            ..base.detail(format!("{subject}: {} values", out.len()))
+        });
+        self.store().record_reveals(audit, Vec::new()).await?;
+        Ok(SubjectOutcome::Done(out))
+    }
+}
+
+/// The OpenAPI paths of the subject routes, for [`crate::openapi::document`].
+pub fn openapi_paths() -> serde_json::Map<String, serde_json::Value> {
+    let error = |description: &str| {
+        serde_json::json!({
+            "description": description,
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+        })
+    };
+    let paths = serde_json::json!({
+            "/v1/subjects/{id}": {
+                "delete": {
+                    "summary": "Erase a data subject (roles with `erase = true`): its key destroyed and every token of it deleted, in one audited transaction (`subject.erase`, and a `delete` entry per token). Its tokens then answer not_found.",
+                    "security": [{ "apiKey": [] }],
+                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 256 }, "description": "The merchant's customer id, as sent in tokenize items' `subject`" }],
+                    "responses": {
+                        "200": { "description": "Erased", "content": { "application/json": { "example": { "erased": true, "tokens_deleted": 3 } } } },
+                        "400": error("Not a subject id"),
+                        "401": error("Missing, unknown or revoked API key"),
+                        "403": error("The role may not erase subjects"),
+                        "404": error("The vault holds nothing of this subject"),
+                        "503": error("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)")
+                    }
+                }
+            },
+            "/v1/subjects/{id}/export": {
+                "get": {
+                    "summary": "Export a data subject's values (roles with `export = true`), each as the role may reveal it, with kinds and dates. Every value's outcome is audited (`reveal`, purpose `subject export`) with one `subject.export` entry. Card security codes are never exported.",
+                    "security": [{ "apiKey": [] }],
+                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 256 } }],
+                    "responses": {
+                        "200": { "description": "The subject's values", "content": { "application/json": {
+                            "schema": { "type": "object", "required": ["exported_at", "values"], "properties": {
+                                "exported_at": { "type": "integer" },
+                                "values": { "type": "array", "items": { "type": "object", "required": ["token", "kind", "created_at", "reveal"], "properties": {
+                                    "token": { "type": "string" }, "kind": { "type": "string" }, "created_at": { "type": "integer" }, "expires_at": { "type": "integer" },
+                                    "reveal": { "enum": ["plain", "masked", "withheld"] }, "value": { "type": "string" }
+                                } } }
+                            } },
+                            "example": { "exported_at": 1795000100, "values": [{ "token": "tok_3JxB8q0Wc2rW1yTtq4nQ9A", "kind": "email", "created_at": 1795000000, "reveal": "plain", "value": "jane.doe@example.com" }, { "token": "tok_9aQ2…", "kind": "pan", "created_at": 1795000000, "expires_at": 1829560000, "reveal": "masked", "value": "411111******1111" }] }
+                        } } },
+                        "400": error("Not a subject id"),
+                        "401": error("Missing, unknown or revoked API key"),
+                        "403": error("The role may not export subjects"),
+                        "404": error("The vault holds nothing of this subject"),
+                        "503": error("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)")
+                    }
+                }
+            }
+    });
+    match paths {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
