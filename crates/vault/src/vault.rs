@@ -176,6 +176,9 @@ pub struct Vault<S: Store> {
     secrets: Secrets,
     ring: RwLock<Arc<KeyRing>>,
     last_reload: Mutex<Instant>,
+    /// Held from reading the keys to installing them, so that a slower reload that read the keys
+    /// before a rotation cannot install its older ring over a newer one.
+    reloading: tokio::sync::Mutex<()>,
     /// Whether the last key reload found the KEK unreachable.
     kek_lost: AtomicBool,
     /// HPKE key rows already reported as tampered (kid and MAC), so a reload every few seconds
@@ -294,6 +297,7 @@ impl<S: Store> Vault<S> {
             secrets,
             ring: RwLock::new(Arc::new(KeyRing::empty())),
             last_reload: Mutex::new(Instant::now()),
+            reloading: tokio::sync::Mutex::new(()),
             reported: Mutex::new(HashSet::new()),
             limiter: RateLimiter::default(),
             auth_failures: DenialCounter::new(
@@ -439,6 +443,7 @@ impl<S: Store> Vault<S> {
     /// Reloads the HPKE keys from storage (after `keys rotate` or `retire` by another process).
     /// A KEK found unreachable is logged as an alert once, and its return once.
     pub async fn reload_keys(&self) -> Result<(), VaultError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let loaded = KeyRing::load(&self.store, self.kek.as_ref(), &self.secrets.row_key, now());
         let ring = match loaded.await {
             Ok(ring) => ring,
