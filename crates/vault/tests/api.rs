@@ -396,6 +396,73 @@ async fn authorization_matrix() {
     assert_eq!(body["results"][0]["ok"], true, "{body}");
 }
 
+/// Where schemathesis (`scripts/api-fuzz.sh`) found the document and the server apart: each
+/// request here is answered as the document says.
+#[tokio::test]
+async fn document_and_server_agree_on_the_edges() {
+    let (_dir, keys, s) = setup("edges").await;
+    let pan = s
+        .tokenize_value(&keys, FieldKind::Pan, VISA, "random")
+        .await;
+    let token = pan["token"].as_str().unwrap();
+
+    // `format: null` is the default format.
+    let env = s.seal(FieldKind::Email, EMAIL).await;
+    let (status, body) = s
+        .tokenize(&keys.checkout, json!([{ "envelope": env, "format": null }]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["format"], "random", "{body}");
+
+    // A purpose of 200 characters (`maxLength` counts characters, not bytes) is accepted; 201,
+    // white space only, or a control character are refused.
+    let long = "é".repeat(200);
+    let (status, body) = s.detokenize(&keys.payments, &[token], &long).await;
+    assert_eq!(status, 200, "{body}");
+    for bad in [&"é".repeat(201), "\u{3000} \u{a0}", "refund\u{7}"] {
+        let (status, body) = s.detokenize(&keys.payments, &[token], bad).await;
+        assert_eq!((status, code(&body)), (400, "purpose_required"), "{bad:?}");
+    }
+    // The same token twice: `uniqueItems`.
+    let (status, body) = s.detokenize(&keys.payments, &[token, token], "twice").await;
+    assert_eq!((status, code(&body)), (400, "duplicate_tokens"));
+
+    // `expect_head` exactly as its pattern `^[1-9][0-9]{0,17}:[0-9a-f]{64}$`.
+    let (_, verified) = s.get(&keys.auditor, "/v1/audit/verify").await;
+    let head = verified["head"].as_str().unwrap().to_owned();
+    let (seq, hash) = head.split_once(':').unwrap();
+    let (status, body) = s
+        .get(
+            &keys.auditor,
+            &format!("/v1/audit/verify?expect_head={head}"),
+        )
+        .await;
+    assert_eq!((status, &body["intact"]), (200, &json!(true)), "{body}");
+    for bad in [
+        format!("0{seq}:{hash}"),
+        format!("{seq}:{}", hash.to_uppercase()),
+        format!("+{seq}:{hash}"),
+        format!("1234567890123456789:{hash}"),
+        format!("0:{hash}"),
+    ] {
+        let (status, body) = s
+            .get(
+                &keys.auditor,
+                &format!("/v1/audit/verify?expect_head={}", bad.replace('+', "%2B")),
+            )
+            .await;
+        assert_eq!((status, code(&body)), (400, "bad_request"), "{bad}");
+    }
+
+    // What the document says of these parameters.
+    let (_, doc) = s.get("", "/v1/openapi.json").await;
+    let detok = &doc["components"]["schemas"]["DetokenizeRequest"]["properties"];
+    assert_eq!(detok["tokens"]["uniqueItems"], true);
+    assert_eq!(detok["purpose"]["maxLength"], 200);
+    let audit = &doc["paths"]["/v1/audit"]["get"]["parameters"][0]["schema"];
+    assert_eq!(audit["maximum"], i64::MAX);
+}
+
 #[tokio::test]
 async fn replayed_envelopes_are_refused_also_after_restart() {
     let dir = TempDir::new("replay");
