@@ -8,7 +8,7 @@
 # (SQLite, in a temporary directory, plain HTTP on 127.0.0.1).
 #
 #   scripts/api-fuzz.sh                 # the fieldseal-vault binary cargo builds (debug)
-#   FIELDSEAL_FUZZ_MAX_EXAMPLES=200 scripts/api-fuzz.sh   # more cases per operation (default 40)
+#   FIELDSEAL_FUZZ_MAX_EXAMPLES=200 scripts/api-fuzz.sh   # more cases per operation (default 100)
 #   FIELDSEAL_FUZZ_SEED=1234 scripts/api-fuzz.sh          # repeat a run (each run prints its seed)
 #
 # Exits non-zero on any failure; schemathesis prints each failing case with a curl command that
@@ -21,7 +21,7 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   echo "api-fuzz: $venv/bin/schemathesis is missing; run scripts/setup.sh" >&2
   exit 1
 fi
-max_examples=${FIELDSEAL_FUZZ_MAX_EXAMPLES:-40}
+max_examples=${FIELDSEAL_FUZZ_MAX_EXAMPLES:-100}
 seed_args=()
 [ -n "${FIELDSEAL_FUZZ_SEED:-}" ] && seed_args=(--seed "$FIELDSEAL_FUZZ_SEED")
 
