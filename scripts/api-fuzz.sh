@@ -47,9 +47,11 @@ cleanup() {
 trap cleanup EXIT
 
 export FIELDSEAL_DATA_DIR="$work/data"
+# The master key in a file of its own, outside the data directory (as `init` requires).
+export FIELDSEAL_MASTER_KEY_FILE="$work/master.key"
 export FIELDSEAL_LISTEN=127.0.0.1:0
-unset FIELDSEAL_DATABASE_URL FIELDSEAL_MASTER_KEY FIELDSEAL_MASTER_KEY_FILE FIELDSEAL_CONFIG \
-  FIELDSEAL_POLICY_FILE
+unset FIELDSEAL_DATABASE_URL FIELDSEAL_MASTER_KEY FIELDSEAL_CONFIG FIELDSEAL_POLICY_FILE \
+  FIELDSEAL_KEK_PROVIDER
 # Every run sends requests without a key or with a wrong one (that is what the anonymous run and
 # the `ignored_auth` check are about): the address is not throttled for them, so that every run
 # reaches the endpoints. The throttle's own answer (429 too_many_failures, documented on every
