@@ -159,11 +159,29 @@ fn denied_action(endpoint: &str, status: u16) -> &'static str {
 
 #[tokio::test]
 async fn authorization_matrix() {
+    let dir = TempDir::new("matrix");
+    authorization_matrix_on(&dir.0, common::settings(&dir.0)).await;
+}
+
+#[tokio::test]
+async fn authorization_matrix_on_postgres() {
+    let dir = TempDir::new("matrix-pg");
+    let schema = fieldseal_vault_postgres::testing::TestSchema::new();
+    let settings = fieldseal_vault::config::Settings {
+        database_url: Some(schema.url()),
+        ..common::settings(&dir.0)
+    };
+    authorization_matrix_on(&dir.0, settings).await;
+}
+
+/// Checks every cell of [`MATRIX`] on a vault with these settings (its database), in `dir`.
+async fn authorization_matrix_on(
+    dir: &std::path::Path,
+    mut settings: fieldseal_vault::config::Settings,
+) {
     use fieldseal_vault::store::Store;
 
-    let dir = TempDir::new("matrix");
-    let keys = init(&dir.0).await;
-    let mut settings = common::settings(&dir.0);
+    let keys = common::init_with(&settings).await;
     // The built-in roles with their bursts, refilled at one item a minute: a key emptied once
     // stays over its limit for the whole test.
     let policy = fieldseal_vault::policy::DEFAULT_POLICY
@@ -177,7 +195,7 @@ async fn authorization_matrix() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let policy_file = dir.0.join("policy.toml");
+    let policy_file = dir.join("policy.toml");
     std::fs::write(&policy_file, policy).unwrap();
     settings.policy_file = Some(policy_file);
     settings.auth_failures_before_throttle = 5;

@@ -62,9 +62,14 @@ pub fn settings(dir: &Path) -> Settings {
 
 /// Initializes a vault in `dir` and creates one API key per role (plus one revoked key).
 pub async fn init(dir: &Path) -> Keys {
-    let s = settings(dir);
-    admin::init(&s).await.unwrap();
-    let admin = Admin::open(&s).await.unwrap();
+    init_with(&settings(dir)).await
+}
+
+/// [`init`] with these settings (another database, say).
+#[allow(dead_code)]
+pub async fn init_with(s: &Settings) -> Keys {
+    admin::init(s).await.unwrap();
+    let admin = Admin::open(s).await.unwrap();
     let mut out = Keys::default();
     for role in ["checkout", "support", "payments", "auditor", "revoked"] {
         let as_role = if role == "revoked" { "payments" } else { role };
