@@ -119,7 +119,8 @@ const ENDPOINTS: [&str; 10] = [
 /// with. This table is the single statement of who may do what; `authorization_matrix` checks
 /// every cell against the server, and that every denial (401, 403, 429) is in the audit log as
 /// one entry of that caller and action. Callers: no key; keys that do not authenticate (malformed,
-/// unknown id, wrong secret, revoked, expired, idle past `api_key_max_idle_days`); each built-in
+/// unknown id, wrong secret, revoked, expired, idle past `api_key_max_idle_days`, the secret a
+/// rotation without overlap replaced); each built-in
 /// role; each built-in role's key over its rate limit (`*-limited`); and a valid key from an
 /// address throttled after repeated failed authentications.
 #[rustfmt::skip]
@@ -132,6 +133,7 @@ const MATRIX: &[(&str, [u16; 10])] = &[
     ("revoked",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200]),
     ("expired",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200]),
     ("idle",              [200,  401,     401,   401,    401, 401,  401,    200,    200,    200]),
+    ("rotated-out",       [200,  401,     401,   401,    401, 401,  401,    200,    200,    200]),
     ("checkout",          [200,  200,     403,   403,    200, 403,  403,    200,    200,    200]),
     ("support",           [200,  403,     200,   403,    200, 403,  403,    200,    200,    200]),
     ("payments",          [200,  403,     200,   204,    200, 403,  403,    200,    200,    200]),
@@ -213,6 +215,9 @@ async fn authorization_matrix_on(
     let checkout_limited = key("checkout", "limited", None).await;
     let support_limited = key("support", "limited", None).await;
     let payments_limited = key("payments", "limited", None).await;
+    // A secret replaced by a rotation with no overlap.
+    let rotated_out = key("payments", "rotated", None).await;
+    admin.rotate_api_key(&rotated_out[4..16], 0).await.unwrap();
     drop(admin);
     let s = Server::start_with(settings).await;
     let long_ago = fieldseal_vault::vault::now() - 91 * 86_400;
@@ -269,6 +274,7 @@ async fn authorization_matrix_on(
             "revoked" => keys.revoked.clone(),
             "expired" => expired.clone(),
             "idle" => idle.clone(),
+            "rotated-out" => rotated_out.clone(),
             "checkout" => keys.checkout.clone(),
             "support" => keys.support.clone(),
             "payments" | "throttled-address" => keys.payments.clone(),
