@@ -4,7 +4,8 @@
 # Node.js, the wasm-bindgen CLI at exactly the crate's pinned version, Debian's Chromium and
 # ChromeDriver (browser tests; never a downloaded browser), Debian's ripgrep (the discovery
 # scanner's throughput reference in scripts/bench-scan.sh), Debian's SoftHSM2 (a real PKCS#11 token
-# for the key-management tests and the `pkcs11` KEK provider), and the npm devDependencies (npm ci).
+# for the key-management tests and the `pkcs11` KEK provider), schemathesis in .venv-schemathesis
+# (scripts/api-fuzz.sh), and the npm devDependencies (npm ci).
 # `--no-browser` leaves Chromium out (the demo does not need it).
 set -euo pipefail
 browser=1
@@ -50,6 +51,17 @@ fi
 if [ "$browser" = 1 ] && { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; }; then
   echo "setup: installing Debian's chromium and chromium-driver"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+# schemathesis (scripts/api-fuzz.sh: the OpenAPI document against the running vault), at exactly
+# this version, in a project-local virtualenv (ignored by git).
+schemathesis_version=4.32.5
+if [ "$(.venv-schemathesis/bin/schemathesis --version 2>/dev/null | awk '{print $NF}')" != "$schemathesis_version" ]; then
+  echo "setup: installing schemathesis $schemathesis_version in .venv-schemathesis"
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+  fi
+  python3 -m venv .venv-schemathesis
+  .venv-schemathesis/bin/pip install --quiet "schemathesis==$schemathesis_version"
 fi
 # npm ci again only when package-lock.json changed since the last install.
 if ! cmp -s package-lock.json node_modules/.fieldseal-installed-lock 2>/dev/null; then

@@ -4,12 +4,14 @@
 #   2. cargo test --workspace: unit tests, the RFC 9180 / Wycheproof / envelope v1 vector suites
 #      (../shared/vectors is required when CI is set), doc tests, the vault on SQLite and on the
 #      local PostgreSQL (started here if it is down; FIELDSEAL_TEST_POSTGRES names another);
-#   3. the browser build: wasm32 release build, checked to hold no recipient-side code;
-#   4. the wasm bindings' tests (wasm-bindgen-test) in Node and in headless Chromium;
-#   5. the npm package: `npm run build`, then the JS tests in Node (envelope header parser against
+#   3. schemathesis against the real vault binary's served OpenAPI document, with each built-in
+#      role's API key and with none (scripts/api-fuzz.sh), zero failures;
+#   4. the browser build: wasm32 release build, checked to hold no recipient-side code;
+#   5. the wasm bindings' tests (wasm-bindgen-test) in Node and in headless Chromium;
+#   6. the npm package: `npm run build`, then the JS tests in Node (envelope header parser against
 #      the vectors, import without a DOM, sealer, size and SRI) and the browser tests
 #      (playwright-core driving Debian's Chromium against the built package on 127.0.0.1);
-#   6. the demo storefront end to end: the real vault binary, the demo server, Chromium.
+#   7. the demo storefront end to end: the real vault binary, the demo server, Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,9 @@ scripts/postgres.sh
 
 step "cargo test --workspace"
 cargo test --workspace
+
+step "OpenAPI document against the running vault: schemathesis, each role's key and none"
+scripts/api-fuzz.sh
 
 step "browser wasm: build and seal-only check"
 scripts/check-wasm-seal-only.sh

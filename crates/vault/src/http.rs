@@ -412,8 +412,13 @@ async fn detokenize<S: Store>(
     if !caller.role.may_reveal() {
         return Err(forbidden(&vault, &caller, Action::Reveal, "reveal values").await);
     }
+    // As the document says: at most 200 characters as sent, not only white space, no control
+    // characters.
     let purpose = req.purpose.trim();
-    if purpose.is_empty() || purpose.len() > 200 || purpose.chars().any(char::is_control) {
+    if purpose.is_empty()
+        || req.purpose.chars().count() > 200
+        || purpose.chars().any(char::is_control)
+    {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "purpose_required",
@@ -525,7 +530,26 @@ async fn audit_verify<S: Store>(
     })?;
     let expect = q
         .expect_head
-        .map(|h| h.parse::<ExpectedHead>())
+        .map(|h| {
+            // Exactly the document's pattern `^[1-9][0-9]{0,17}:[0-9a-f]{64}$` (the command line
+            // is more lenient with what it is pasted).
+            let strict = h.split_once(':').is_some_and(|(seq, hash)| {
+                (1..=18).contains(&seq.len())
+                    && !seq.starts_with('0')
+                    && seq.bytes().all(|b| b.is_ascii_digit())
+                    && hash.len() == 64
+                    && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            });
+            if strict {
+                h.parse::<ExpectedHead>()
+            } else {
+                Err(
+                    "expect_head must be SEQ:HASH, SEQ from 1 (at most 18 digits), HASH 64 \
+                     lower-case hex digits"
+                        .to_owned(),
+                )
+            }
+        })
         .transpose()
         .map_err(ApiError::bad_request)?;
     let v = vault.verify_audit(&caller, expect).await?;

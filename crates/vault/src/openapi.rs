@@ -77,7 +77,7 @@ pub fn document() -> Value {
                                 "required": ["envelope"],
                                 "properties": {
                                     "envelope": { "type": "string", "description": "An envelope v1 (fse1.…)." },
-                                    "format": { "enum": ["random", "format_preserving", "deterministic"], "default": "random", "description": "`deterministic` only for kinds under the role's `deterministic` permission." },
+                                    "format": { "enum": ["random", "format_preserving", "deterministic", null], "default": "random", "description": "`deterministic` only for kinds under the role's `deterministic` permission; absent or null: `random`." },
                                     "ttl_secs": { "type": "integer", "minimum": 1, "description": "Seconds to keep the value; at most the kind's retention period (ttl_exceeds_retention otherwise)." },
                                     "subject": { "type": "string", "minLength": 1, "maxLength": 256, "description": "The merchant's id of the customer the value belongs to (stored only as a keyed hash); erasure and export work per subject." }
                                 }
@@ -105,8 +105,8 @@ pub fn document() -> Value {
                     "additionalProperties": false,
                     "required": ["tokens", "purpose"],
                     "properties": {
-                        "tokens": { "type": "array", "minItems": 1, "maxItems": 100, "items": { "type": "string" } },
-                        "purpose": { "type": "string", "minLength": 1, "maxLength": 200 }
+                        "tokens": { "type": "array", "minItems": 1, "maxItems": 100, "uniqueItems": true, "items": { "type": "string" } },
+                        "purpose": { "type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$", "description": "Why the values are revealed (audited): at most 200 characters, not only white space, no control characters." }
                     }
                 },
                 "DetokenizeResult": {
@@ -157,7 +157,7 @@ pub fn document() -> Value {
                         "413": error_response("Body or batch too large (also a batch larger than the role's tokenize burst)"),
                         "408": error_response("`request_timeout`: the body did not arrive in time"),
                         "415": error_response("`unsupported_media_type`: the body is not `application/json`"),
-                        "429": rate_limited_response("`rate_limited`: the API key is over its role's tokenize rate")
+                        "429": rate_limited_response("`rate_limited`: the API key is over its role's tokenize rate; `too_many_failures`: too many failed authentications from this address this minute")
                     }
                 }
             },
@@ -181,7 +181,7 @@ pub fn document() -> Value {
                         "413": error_response("Body or batch too large (also a batch larger than the role's reveal burst)"),
                         "408": error_response("`request_timeout`: the body did not arrive in time"),
                         "415": error_response("`unsupported_media_type`: the body is not `application/json`"),
-                        "429": rate_limited_response("`rate_limited`: the API key is over its role's reveal rate")
+                        "429": rate_limited_response("`rate_limited`: the API key is over its role's reveal rate; `too_many_failures`: too many failed authentications from this address this minute")
                     }
                 }
             },
@@ -195,7 +195,8 @@ pub fn document() -> Value {
                         "401": error_response("Missing, unknown or revoked API key"),
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
                         "403": error_response("The role may not delete this kind"),
-                        "404": error_response("No such token")
+                        "404": error_response("No such token"),
+                        "429": rate_limited_response("`too_many_failures`: too many failed authentications from this address this minute")
                     }
                 }
             },
@@ -208,7 +209,8 @@ pub fn document() -> Value {
                             "example": { "key_id": "3f9a0c71d2e4", "role": "support", "permissions": { "tokenize": [], "reveal_plain": [], "reveal_masked": ["pan", "email", "phone", "name"], "delete": [], "fingerprint": [], "deterministic": [], "hints": [], "audit": false, "erase": false, "export": false } }
                         } } },
                         "401": error_response("Missing, unknown or revoked API key"),
-                        "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)")
+                        "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
+                        "429": rate_limited_response("`too_many_failures`: too many failed authentications from this address this minute")
                     }
                 }
             },
@@ -217,7 +219,7 @@ pub fn document() -> Value {
                     "summary": "Read the audit log (roles with `audit = true`). Entries hold who, what, which token, the purpose and the outcome; never a value. Each read is itself audited (`audit.read`).",
                     "security": [{ "apiKey": [] }],
                     "parameters": [
-                        { "name": "after", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "default": 0 }, "description": "Entries with a greater seq" },
+                        { "name": "after", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0, "maximum": i64::MAX, "default": 0 }, "description": "Entries with a greater seq" },
                         { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } }
                     ],
                     "responses": {
@@ -227,7 +229,8 @@ pub fn document() -> Value {
                         "400": error_response("Bad query"),
                         "401": error_response("Missing, unknown or revoked API key"),
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
-                        "403": error_response("The role may not read the audit log")
+                        "403": error_response("The role may not read the audit log"),
+                        "429": rate_limited_response("`too_many_failures`: too many failed authentications from this address this minute")
                     }
                 }
             },
@@ -236,16 +239,17 @@ pub fn document() -> Value {
                     "summary": "Verify the audit chain up to its anchored head: every entry's hash and MAC, and the head (audited as `audit.verify`). Walks the whole chain on each call.",
                     "security": [{ "apiKey": [] }],
                     "parameters": [
-                        { "name": "expect_head", "in": "query", "required": false, "schema": { "type": "string", "pattern": "^[0-9]+:[0-9a-f]{64}$" }, "description": "A head recorded earlier (`SEQ:HASH`, as `fieldseal-vault audit head` prints it): the verification fails unless that entry is still in the chain." }
+                        { "name": "expect_head", "in": "query", "required": false, "schema": { "type": "string", "pattern": "^[1-9][0-9]{0,17}:[0-9a-f]{64}$" }, "description": "A head recorded earlier (`SEQ:HASH`, as `fieldseal-vault audit head` prints it): the verification fails unless that entry is still in the chain." }
                     ],
                     "responses": {
                         "200": { "description": "The verification; `broken` names the first entry that does not verify, `head` the head walked to", "content": { "application/json": {
                             "example": { "intact": false, "verified": 41, "broken": { "seq": 42, "reason": "contents do not match the entry's hash" }, "head": "57:9c0f…" }
                         } } },
-                        "400": error_response("expect_head is not SEQ:HASH"),
+                        "400": error_response("expect_head is not SEQ:HASH (SEQ from 1, HASH 64 lower-case hex digits)"),
                         "401": error_response("Missing, unknown or revoked API key"),
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
-                        "403": error_response("The role may not read the audit log")
+                        "403": error_response("The role may not read the audit log"),
+                        "429": rate_limited_response("`too_many_failures`: too many failed authentications from this address this minute")
                     }
                 }
             },

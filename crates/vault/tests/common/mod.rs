@@ -65,7 +65,8 @@ pub async fn init(dir: &Path) -> Keys {
     init_with(&settings(dir)).await
 }
 
-/// A vault initialized with `s`, and an API key of each role.
+/// A vault initialized with `s` (another database, say), and an API key of each role.
+#[allow(dead_code)]
 pub async fn init_with(s: &Settings) -> Keys {
     admin::init(s).await.unwrap();
     let admin = Admin::open(s).await.unwrap();
