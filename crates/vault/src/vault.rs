@@ -97,11 +97,34 @@ pub struct TokenizeItem {
     #[serde(default)]
     pub format: Option<TokenFormat>,
     /// Seconds to keep the value, at most the kind's retention period ([`crate::retention`]).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_seconds")]
     pub ttl_secs: Option<u64>,
     /// The merchant's id of the customer the value belongs to ([`crate::subjects`]).
     #[serde(default)]
     pub subject: Option<String>,
+}
+
+/// A count of seconds as JSON Schema's `integer` has it: a number without a fractional part, so
+/// `60.0` is 60 (the OpenAPI document says `integer`, and JSON Schema counts `60.0` as one); from
+/// 0 to `i64::MAX`. `null` is none.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let max = u64::try_from(i64::MAX).unwrap_or(u64::MAX);
+    let secs = match (n.as_u64(), n.as_f64()) {
+        (Some(v), _) => Some(v),
+        // Below 2^63 every whole f64 converts exactly.
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..9.2e18).contains(&f) => Some(f as u64),
+        _ => None,
+    };
+    match secs {
+        Some(v) if v <= max => Ok(Some(v)),
+        _ => Err(D::Error::custom(
+            "ttl_secs: a whole number of seconds from 0",
+        )),
+    }
 }
 
 /// A tokenized value's public facts.

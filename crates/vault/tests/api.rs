@@ -470,6 +470,33 @@ async fn document_and_server_agree_on_the_edges() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"][0]["format"], "random", "{body}");
 
+    // `ttl_secs` is a JSON Schema integer: `60.0` is 60, null is none; a fraction or a negative
+    // number is not one (400). `subject: null` is no subject.
+    for (ttl, subject) in [(json!(60.0), json!(null)), (json!(null), json!("cust-1"))] {
+        let env = s.seal(FieldKind::Email, EMAIL).await;
+        let (status, body) = s
+            .tokenize(
+                &keys.checkout,
+                json!([{ "envelope": env, "ttl_secs": ttl, "subject": subject }]),
+            )
+            .await;
+        assert_eq!(
+            (status, &body["results"][0]["ok"]),
+            (200, &json!(true)),
+            "{body}"
+        );
+    }
+    for ttl in [json!(60.5), json!(-1)] {
+        let env = s.seal(FieldKind::Email, EMAIL).await;
+        let (status, body) = s
+            .tokenize(
+                &keys.checkout,
+                json!([{ "envelope": env, "ttl_secs": ttl }]),
+            )
+            .await;
+        assert_eq!((status, code(&body)), (400, "bad_request"), "{ttl}");
+    }
+
     // A purpose of 200 characters (`maxLength` counts characters, not bytes) is accepted; 201,
     // white space only, or a control character are refused.
     let long = "é".repeat(200);
