@@ -607,7 +607,7 @@ fn subject_answer<T>(
             "the vault holds nothing of this subject",
         )),
         SubjectOutcome::BadId => Err(ApiError::bad_request(
-            "a subject id is 1 to 256 bytes without control characters",
+            "a subject id is 1 to 256 characters without control characters, not only white space",
         )),
     }
 }

@@ -79,7 +79,7 @@ pub fn document() -> Value {
                                     "envelope": { "type": "string", "description": "An envelope v1 (fse1.…)." },
                                     "format": { "enum": ["random", "format_preserving", "deterministic", null], "default": "random", "description": "`deterministic` only for kinds under the role's `deterministic` permission; absent or null: `random`." },
                                     "ttl_secs": { "type": ["integer", "null"], "minimum": 0, "maximum": i64::MAX, "description": "Seconds to keep the value; at most the kind's retention period (the item is refused with ttl_exceeds_retention otherwise, and 0 is refused as ttl_invalid); absent or null: the kind's retention period." },
-                                    "subject": { "type": ["string", "null"], "description": "The merchant's id of the customer the value belongs to (stored only as a keyed hash); erasure and export work per subject. 1 to 256 bytes without control characters: any other is refused for the item (subject_invalid); absent or null: no subject." }
+                                    "subject": { "type": ["string", "null"], "description": "The merchant's id of the customer the value belongs to (stored only as a keyed hash); erasure and export work per subject. 1 to 256 characters without control characters, not only white space: any other is refused for the item (subject_invalid); absent or null: no subject." }
                                 }
                             }
                         },

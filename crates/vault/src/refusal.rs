@@ -42,7 +42,7 @@ pub enum Refusal {
     TokenSpaceExhausted,
     /// `ttl_secs` is zero, or longer than the kind's retention period (seconds, if any).
     BadTtl(Option<i64>),
-    /// `subject` is empty, longer than 256 bytes, or holds control characters.
+    /// `subject` is empty, longer than 256 characters, holds control characters, or is only white space.
     BadSubject,
     /// Not stored because another item of its all-or-nothing batch was refused; the envelope was
     /// not consumed.
@@ -115,7 +115,7 @@ impl Refusal {
             ),
             Self::BadTtl(None) => "ttl_secs must be at least 1; nothing was stored".into(),
             Self::BadSubject => {
-                "subject must be 1 to 256 bytes without control characters; nothing was stored"
+                "subject must be 1 to 256 characters without control characters, not only white space; nothing was stored"
                     .into()
             }
             Self::BatchAborted => {

@@ -29,12 +29,25 @@ use crate::refusal::Refusal;
 use crate::values;
 use crate::vault::{Caller, Vault, VaultError, now};
 
-/// Longest subject id, in bytes.
+/// Longest subject id, in characters.
 pub const MAX_SUBJECT_LEN: usize = 256;
 
-/// Checks a subject id: 1 to 256 bytes, no control characters, not only spaces.
+/// What [`check_id`] accepts, as an ECMA-262 (and Python) regular expression for the API
+/// document: no control character (C0, DEL, C1: `char::is_control`) and at least one character
+/// that is not Unicode white space (`char::is_whitespace`). The length is the schema's
+/// `maxLength`, counted in characters as here.
+pub const SUBJECT_ID_PATTERN: &str = concat!(
+    r"^[^\u0000-\u001f\u007f-\u009f]*",
+    r"[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]",
+    r"[^\u0000-\u001f\u007f-\u009f]*$"
+);
+
+/// Checks a subject id: 1 to 256 characters, no control characters, not only white space.
 pub fn check_id(id: &str) -> Result<(), Refusal> {
-    if id.trim().is_empty() || id.len() > MAX_SUBJECT_LEN || id.chars().any(char::is_control) {
+    if id.trim().is_empty()
+        || id.chars().count() > MAX_SUBJECT_LEN
+        || id.chars().any(char::is_control)
+    {
         return Err(Refusal::BadSubject);
     }
     Ok(())
@@ -309,7 +322,7 @@ pub fn openapi_paths() -> serde_json::Map<String, serde_json::Value> {
                 "delete": {
                     "summary": "Erase a data subject (roles with `erase = true`): its key destroyed and every token of it deleted, in one audited transaction (`subject.erase`, and a `delete` entry per token). Its tokens then answer not_found.",
                     "security": [{ "apiKey": [] }],
-                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 256 }, "description": "The merchant's customer id, as sent in tokenize items' `subject`" }],
+                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": MAX_SUBJECT_LEN, "pattern": SUBJECT_ID_PATTERN }, "description": "The merchant's customer id, as sent in tokenize items' `subject`" }],
                     "responses": {
                         "200": { "description": "Erased", "content": { "application/json": { "example": { "erased": true, "tokens_deleted": 3 } } } },
                         "400": error("Not a subject id"),
@@ -324,7 +337,7 @@ pub fn openapi_paths() -> serde_json::Map<String, serde_json::Value> {
                 "get": {
                     "summary": "Export a data subject's values (roles with `export = true`), each as the role may reveal it, with kinds and dates. Every value's outcome is audited (`reveal`, purpose `subject export`) with one `subject.export` entry. Card security codes are never exported.",
                     "security": [{ "apiKey": [] }],
-                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 256 } }],
+                    "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": MAX_SUBJECT_LEN, "pattern": SUBJECT_ID_PATTERN } }],
                     "responses": {
                         "200": { "description": "The subject's values", "content": { "application/json": {
                             "schema": { "type": "object", "required": ["exported_at", "values"], "properties": {
@@ -348,5 +361,36 @@ pub fn openapi_paths() -> serde_json::Map<String, serde_json::Value> {
     match paths {
         serde_json::Value::Object(map) => map,
         _ => serde_json::Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::{MAX_SUBJECT_LEN, SUBJECT_ID_PATTERN, check_id};
+
+    /// The API document's pattern accepts exactly the ids the server accepts: otherwise a client
+    /// that validates against the document sends ids the vault refuses, or the reverse.
+    #[test]
+    fn the_documented_pattern_is_the_rule() {
+        let pattern = regex::Regex::new(SUBJECT_ID_PATTERN).unwrap();
+        let mut checked = 0_u32;
+        for c in (0..=0x10FFFF_u32).filter_map(char::from_u32) {
+            for id in [c.to_string(), format!("a{c}"), format!("{c}{c}")] {
+                assert_eq!(
+                    pattern.is_match(&id),
+                    check_id(&id).is_ok(),
+                    "U+{:04X} in {id:?}",
+                    u32::from(c)
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 3_000_000);
+        // Length is counted in characters, as JSON Schema's maxLength counts it.
+        assert!(check_id(&"é".repeat(MAX_SUBJECT_LEN)).is_ok());
+        assert!(check_id(&"é".repeat(MAX_SUBJECT_LEN + 1)).is_err());
+        assert!(check_id("").is_err());
+        assert!(!pattern.is_match(""));
     }
 }
