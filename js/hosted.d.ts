@@ -57,6 +57,7 @@ export interface MountOptions {
   timeout?: number;
 }
 
+/** Sent when it changes; as typed, by length only (docs/hosted-fields.md, "What the state says"). */
 export interface FieldState { empty: boolean; complete: boolean; error: FieldError | null; brand?: string | null }
 
 export interface HostedFieldsEventMap {

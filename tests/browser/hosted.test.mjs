@@ -233,6 +233,42 @@ function hostile() {
   };
 }
 
+test('the state a page gets while the shopper types: empty, incomplete, complete, the brand; no keystroke count, no check digit of a part', async () => {
+  const { page } = await open(hosted());
+  const pan = async () => (await page.evaluate(() => window.events.filter((e) => e.type === 'change' && e.field === 'pan')))
+    .map((e) => [e.empty, e.complete, e.error?.code ?? null, e.brand]);
+  await page.evaluate(() => {
+    window.events.length = 0;
+  });
+  // 4012888888888 (13 digits, a Visa length) passes the Luhn check: as typed, it is not complete.
+  await input(page, 'pan').pressSequentially('4012888888881881');
+  await settled(input(page, 'pan'), '4012 8888 8888 1881');
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'change' && e.field === 'pan' && e.complete));
+  // `4`, `40`, `401` may still be Elo; `4012` is Visa.
+  assert.deepEqual(await pan(), [[false, false, null, null], [false, false, null, 'visa'], [false, true, null, 'visa']], 'three states for sixteen keystrokes');
+  // A Luhn error is told when the number cannot grow (a Mastercard's 16 digits), or at the blur.
+  await page.evaluate(() => {
+    window.events.length = 0;
+  });
+  await input(page, 'pan').fill('');
+  await input(page, 'pan').pressSequentially('5555555555554440');
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'invalid' && e.field === 'pan'));
+  assert.deepEqual(await pan(), [
+    [true, false, null, null], [false, false, null, null], [false, false, null, 'mastercard'], [false, false, 'card_luhn_mismatch', 'mastercard'],
+  ]);
+  await page.evaluate(() => {
+    window.events.length = 0;
+  });
+  await input(page, 'pan').fill('');
+  await input(page, 'pan').pressSequentially('4242424242424241');
+  await settled(input(page, 'pan'), '4242 4242 4242 4241');
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'change' && e.field === 'pan' && e.complete));
+  assert.deepEqual(await pan(), [[true, false, null, null], [false, false, null, null], [false, false, null, 'visa'], [false, true, null, 'visa']], 'a Visa number may be longer: its check digit waits');
+  await input(page, 'exp').click();
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'invalid' && e.field === 'pan' && e.code === 'card_luhn_mismatch'));
+  await page.close();
+});
+
 test('a hostile script on the merchant page gets no card number or CVC', async () => {
   const { page, requests } = await open(hosted(), { init: hostile });
   assert.equal(await page.getAttribute('body', 'data-ready'), '1');
