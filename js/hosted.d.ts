@@ -53,10 +53,14 @@ export interface MountOptions {
   errorMessages?: Record<string, string>;
   /** Sealed into every envelope. */
   context?: { session?: string };
-  /** Milliseconds to wait for the frames' handshake (default 15000): then `frame_unavailable`. */
+  /**
+   * Milliseconds (default 15000) to wait for each frame to be ready (handshake, wasm, key set)
+   * and for each frame's answer to `seal()`: then `frame_unavailable`.
+   */
   timeout?: number;
 }
 
+/** Sent when it changes; as typed, by length only (docs/hosted-fields.md, "What the state says"). */
 export interface FieldState { empty: boolean; complete: boolean; error: FieldError | null; brand?: string | null }
 
 export interface HostedFieldsEventMap {
@@ -78,7 +82,10 @@ export declare class HostedFields extends EventTarget {
   readonly ready: Promise<void>;
   readonly state: Partial<Record<HostedField, FieldState>>;
   on<K extends keyof HostedFieldsEventMap>(type: K, fn: (detail: HostedFieldsEventMap[K]) => void): () => void;
-  /** The envelopes of every field; rejects with FieldsealError `invalid` (see `fields`). */
+  /**
+   * The envelopes of every field; rejects with FieldsealError `invalid` (see `fields`), or
+   * `frame_unavailable` when a frame did not answer within `timeout` (it is replaced, empty).
+   */
   seal(): Promise<{ pan: string; exp: string; cvc: string; name?: string }>;
   /** Seals on submit into hidden inputs (default names card_number, card_exp, card_cvc, card_name). */
   protect(form: HTMLFormElement, options?: { names?: Partial<Record<HostedField, string>> }): { detach(): void };

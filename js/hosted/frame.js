@@ -1,8 +1,10 @@
 // The hosted field frame: one card input (number, expiry, security code or name) in a page the
 // vault serves from its own origin. It formats, validates and seals with the same SDK as in-page
-// sealing; only envelopes and non-sensitive state (brand, empty, complete, valid, focus, error
-// code and message) leave it, over a MessageChannel handed to the one parent origin the vault
-// allowed (`?origin=`, also the CSP's only `frame-ancestors`). The protocol: docs/hosted-fields.md.
+// sealing; only envelopes and non-sensitive state (brand, empty, complete, focus, error code and
+// message) leave it, over a MessageChannel handed to the one parent origin the vault allowed
+// (`?origin=`, also the CSP's only `frame-ancestors`). State is sent when it changes, not at each
+// keystroke, and says no more while the shopper types than the length the field has reached
+// (no check digit of a part of the number). The protocol: docs/hosted-fields.md.
 import { load } from '../index.js';
 import { expiryAsTyped } from '../protect.js';
 import { checkAppearance } from './appearance.js';
@@ -58,12 +60,20 @@ function start() {
   let inited = false;
   let ready = false;
   let brand = null; // the card number's (pan), or the one the parent relays (cvc)
-  let error = null;
-  let focused = false;
+  let error = null; // the error shown
+  let complete = false;
+  let last = '';
 
   const card = async () => (await sealer).card;
-  const state = () => ({ type: 'state', empty: input.value === '', error, focused, ...(field === 'pan' ? { brand } : {}), complete: !error && input.value !== '' && valid });
-  let valid = false;
+  // The state, sent only when it changed.
+  function post() {
+    const m = { type: 'state', empty: input.value === '', complete, error, ...(field === 'pan' ? { brand } : {}) };
+    const key = JSON.stringify(m);
+    if (key !== last) {
+      last = key;
+      send(m);
+    }
+  }
 
   function validate(s) {
     const v = input.value;
@@ -76,6 +86,28 @@ function start() {
     }
   }
   const wrapCheck = (r) => (r.valid ? null : { code: r.code, message: r.message });
+
+  // The field as typed so far: [status, error], status empty, incomplete, complete or invalid,
+  // decided by length (and by characters) only, except when the value cannot grow: the card
+  // number at its brand's longest length, an expiry with its year, a CVC of its length. A card
+  // number of a length its brand issues is complete from 16 digits on (13 or 14 digits may be
+  // the start of a longer one), and its check digit is told at the blur or the seal: the state
+  // never says whether a part of the number passes the Luhn check.
+  function typed(s) {
+    const v = input.value.trim();
+    if (v === '') return ['empty', null];
+    const err = validate(s);
+    if (field === 'pan') {
+      const code = err?.code;
+      const issued = !err || code === 'card_luhn_mismatch';
+      const full = s.card.validatePan(`${v}0`).code === 'card_too_long';
+      if (issued && full) return [err ? 'invalid' : 'complete', err];
+      if (issued) return [v.replace(/\D/g, '').length >= 16 ? 'complete' : 'incomplete', null];
+      return code === 'card_too_short' || code === 'card_invalid_length' ? ['incomplete', null] : ['invalid', err];
+    }
+    if (!err) return ['complete', null];
+    return (field === 'exp' ? err.code === 'expiry_invalid' : /^\d{0,3}$/.test(v)) ? ['incomplete', null] : ['invalid', err];
+  }
 
   function show(err) {
     error = err;
@@ -100,23 +132,26 @@ function start() {
         input.setSelectionRange(text.length, text.length);
       }
     }
-    const err = validate(s);
-    valid = !err;
-    // A shown error follows the typing; a new one waits for the blur (or the seal).
-    if (error) show(err);
-    send(state());
+    const [status, err] = typed(s);
+    complete = status === 'complete';
+    // A field that cannot be right as typed shows why at once; a shown error goes when the field
+    // is emptied or complete, and stays while it is incomplete. The check digit waits for the
+    // blur (or the seal).
+    if (status === 'invalid') show(err);
+    else if (status !== 'incomplete') show(null);
+    post();
   }
 
   input.addEventListener('input', (e) => onInput(e).catch(() => {}));
-  input.addEventListener('focus', () => {
-    focused = true;
-    send({ type: 'focus' });
-  });
+  input.addEventListener('focus', () => send({ type: 'focus' }));
+  // The shopper is done with the field: the whole check.
   input.addEventListener('blur', async () => {
-    focused = false;
-    if (ready && input.value !== '') show(validate(await sealer));
+    if (ready && input.value !== '') {
+      show(validate(await sealer));
+      complete = !error;
+    }
     send({ type: 'blur' });
-    send(state());
+    post();
   });
 
   async function seal(req) {
@@ -128,8 +163,8 @@ function start() {
     }
     const err = validate(s);
     show(err);
-    valid = !err;
-    send(state());
+    complete = !err;
+    post();
     if (err) return send({ type: 'sealed', req, error: err });
     try {
       send({ type: 'sealed', req, envelope: s.seal(input.value, { kind: spec.kind, context: sealContext }) });
@@ -153,9 +188,9 @@ function start() {
     else if (m.type === 'clear') {
       input.value = '';
       brand = null;
-      valid = false;
+      complete = false;
       show(null);
-      send(state());
+      post();
     } else if (m.type === 'brand' && field === 'cvc' && (m.brand === null || /^[a-z]{2,20}$/.test(m.brand))) {
       brand = m.brand;
       card().then((c) => {
@@ -189,7 +224,7 @@ function start() {
       ready = true;
       input.readOnly = false;
       send({ type: 'ready' });
-      send(state());
+      post();
     }, (e) => send({ type: 'error', code: e.code ?? 'internal', message: String(e.message ?? e) }));
   }
 

@@ -2,7 +2,8 @@
 // holds the card number: it gets envelopes and non-sensitive state (brand, empty, complete, valid,
 // focus, error codes) over one MessageChannel a frame, handed over in a handshake that is checked
 // on both sides (the frame sends it only to this page's origin; this page takes it only from the
-// vault's origin, from that frame's window, with the nonce it put in that frame's URL).
+// vault's origin, from that frame's window, with the nonce it put in that frame's URL). A frame
+// that reloads says hello again and is adopted again; one that stops answering is replaced.
 // Importing this module has no side effects. Protocol and options: docs/hosted-fields.md.
 import { checkAppearance } from './appearance.js';
 
@@ -19,6 +20,7 @@ export class FieldsealError extends Error {
 const ORDER = ['pan', 'exp', 'cvc', 'name'];
 const LABELS = { pan: 'Card number', exp: 'Expiry date', cvc: 'Security code', name: 'Name on card' };
 const UNAVAILABLE = 'Secure payment is unavailable right now. Please try again later.';
+const RELOADED = 'The card fields stopped responding and were reloaded. Please enter the card again.';
 const fail = (code, message) => {
   throw new FieldsealError(code, message);
 };
@@ -68,6 +70,8 @@ export class HostedFields extends EventTarget {
   #pending = new Map();
   #undo = [];
   #ready;
+  #up = false;
+  #timeout;
   #destroyed = false;
 
   constructor(o) {
@@ -91,43 +95,33 @@ export class HostedFields extends EventTarget {
     this.#messages = o.messages ? element(doc, o.messages, 'messages') : null;
     if (this.#messages && !this.#messages.hasAttribute('aria-live')) this.#messages.setAttribute('aria-live', 'polite');
     const timeout = o.timeout ?? 15000;
-    const pageOrigin = globalThis.location.origin;
+    this.#timeout = timeout;
 
     const readies = [];
     for (const field of ORDER.filter((k) => containers[k])) {
       const box = element(doc, containers[field], `fields.${field}`);
       const label = o.labels?.[field] ?? (box.id && doc.querySelector(`label[for="${CSS.escape(box.id)}"]`)?.textContent.trim()) ?? LABELS[field];
-      const id = nonce();
-      const iframe = doc.createElement('iframe');
-      iframe.src = `${this.#origin}/fields/v1/frame.html?field=${field}&origin=${encodeURIComponent(pageOrigin)}#${id}`;
-      iframe.title = label || LABELS[field];
-      iframe.setAttribute('referrerpolicy', 'no-referrer');
-      iframe.setAttribute('allow', 'payment \'none\'');
-      iframe.setAttribute('frameborder', '0');
-      iframe.setAttribute('scrolling', 'no');
-      iframe.style.cssText = 'display:block;width:100%;height:46px;border:0;overflow:hidden;color-scheme:normal';
-      const f = { field, box, iframe, id, port: null, state: { empty: true, complete: false, error: null }, ready: null };
-      f.ready = new Promise((resolve, reject) => {
-        f.resolve = resolve;
-        f.reject = reject;
-      });
-      f.ready.catch(() => {});
-      readies.push(f.ready);
-      f.init = { type: 'init', label: iframe.title, placeholder: o.placeholders?.[field], appearance: o.appearance, lang: doc.documentElement.lang || undefined, session };
+      const f = { field, box, port: null, state: { empty: true, complete: false, error: null }, title: label || LABELS[field] };
+      this.#down(f);
+      readies.push(f.live);
+      this.#frame(f);
+      f.init = { type: 'init', label: f.title, placeholder: o.placeholders?.[field], appearance: o.appearance, lang: doc.documentElement.lang || undefined, session };
       this.#frames.set(field, f);
       // A <label for="container"> focuses the field.
       if (box.id) {
         for (const l of doc.querySelectorAll(`label[for="${CSS.escape(box.id)}"]`)) this.#on(l, 'click', () => this.focus(field));
       }
-      box.append(iframe);
+      box.append(f.iframe);
     }
     this.#on(globalThis, 'message', (e) => this.#hello(e));
+    // A frame must be ready in time, not only have said hello.
     const timer = setTimeout(() => {
-      for (const f of this.#frames.values()) if (!f.port) f.reject(new FieldsealError('frame_unavailable', `the ${f.field} frame did not answer from ${this.#origin}`));
+      for (const f of this.#frames.values()) if (!f.up) f.down(new FieldsealError('frame_unavailable', `the ${f.field} frame did not load from ${this.#origin}`));
     }, timeout);
     this.#undo.push(() => clearTimeout(timer));
     this.#ready = Promise.all(readies).then(() => {
       clearTimeout(timer);
+      this.#up = true;
       this.#emit('ready', {});
     }, (e) => {
       this.#say(this.#errorText.unavailable ?? UNAVAILABLE);
@@ -179,25 +173,66 @@ export class HostedFields extends EventTarget {
     this.#say(first ? this.#text(first.state.error) : '');
   }
 
+  // The field's frame, with a fresh nonce: at mount, and in place of one that stopped answering.
+  #frame(f) {
+    const iframe = globalThis.document.createElement('iframe');
+    f.id = nonce();
+    iframe.src = `${this.#origin}/fields/v1/frame.html?field=${f.field}&origin=${encodeURIComponent(globalThis.location.origin)}#${f.id}`;
+    iframe.title = f.title;
+    iframe.setAttribute('referrerpolicy', 'no-referrer');
+    iframe.setAttribute('allow', 'payment \'none\'');
+    iframe.setAttribute('frameborder', '0');
+    iframe.setAttribute('scrolling', 'no');
+    iframe.style.cssText = 'display:block;width:100%;height:46px;border:0;overflow:hidden;color-scheme:normal';
+    f.iframe?.replaceWith(iframe);
+    f.iframe = iframe;
+  }
+
+  // The field is not ready (at mount, reloading, replaced): `live` settles when it is, or fails.
+  #down(f) {
+    if (f.up === false) return;
+    f.up = false;
+    f.live = new Promise((resolve, reject) => {
+      f.go = resolve;
+      f.down = reject;
+    });
+    f.live.catch(() => {});
+  }
+
+  // Every document of the frame says hello once: the first one, and again after a reload (the
+  // page navigated or reloaded it). The newest is adopted; the port of the one before is closed.
   #hello(e) {
     const d = e.data;
     if (e.origin !== this.#origin || d?.type !== 'fieldseal:hello' || e.ports.length !== 1) return;
     const f = this.#frames.get(d.field);
-    if (!f || f.port || e.source !== f.iframe.contentWindow || d.id !== f.id) return;
-    f.port = e.ports[0];
-    f.port.onmessage = (m) => this.#message(f, m.data);
-    f.port.postMessage(f.init);
+    if (!f || e.source !== f.iframe.contentWindow || d.id !== f.id) return;
+    this.#down(f);
+    f.port?.close();
+    const port = e.ports[0];
+    f.port = port;
+    port.onmessage = (m) => this.#message(f, m.data);
+    port.postMessage(f.init);
   }
 
   #message(f, m) {
     if (!m || typeof m !== 'object') return;
     const box = f.box;
     switch (m.type) {
-      case 'ready':
-        return f.resolve();
-      case 'error':
-        if (!f.port || m.code === 'appearance_invalid' || m.code === 'font_unavailable') return this.#emit('error', { field: f.field, code: m.code, message: m.message });
-        return f.reject(new FieldsealError(m.code, m.message));
+      case 'ready': {
+        f.up = true;
+        // A CVC frame that reloaded learns the brand again.
+        const brand = this.#frames.get('pan').state.brand;
+        if (f.field === 'cvc' && brand) f.port.postMessage({ type: 'brand', brand });
+        return f.go();
+      }
+      case 'error': {
+        // The frame stays when its appearance or font was refused. A frame that failed to load
+        // fails its readiness: at mount, `ready` reports it; after a reload, this event.
+        const stays = m.code === 'appearance_invalid' || m.code === 'font_unavailable';
+        if (stays || this.#up) this.#emit('error', { field: f.field, code: m.code, message: m.message });
+        if (!stays) f.down(new FieldsealError(m.code, m.message));
+        return;
+      }
       case 'resize':
         if (Number.isFinite(m.height) && m.height > 0 && m.height < 400) f.iframe.style.height = `${m.height}px`;
         return;
@@ -237,22 +272,53 @@ export class HostedFields extends EventTarget {
     }
   }
 
+  // Asks one frame to seal, once it is ready: its answer, or null when none came in time.
+  #ask(f) {
+    return new Promise((resolve) => {
+      const req = ++this.#req;
+      const timer = setTimeout(() => {
+        this.#pending.delete(req);
+        resolve(null);
+      }, this.#timeout);
+      const done = (r) => {
+        clearTimeout(timer);
+        this.#pending.delete(req);
+        resolve(r);
+      };
+      this.#pending.set(req, { field: f.field, resolve: done });
+      f.live.then(() => f.port?.postMessage({ type: 'seal', req }), (error) => done({ error }));
+    });
+  }
+
   /**
    * Seals every field: resolves to `{ pan, exp, cvc[, name] }` envelopes. Rejects with
    * FieldsealError `invalid` (its `fields` say which field failed which check; the message
-   * element shows the first), or the frames' load failure.
+   * element shows the first), `frame_unavailable` when a frame did not answer within `timeout`
+   * (it is replaced by a new one, empty), or the frames' load failure.
    */
   async seal() {
     if (this.#destroyed) fail('destroyed', 'these fields were unmounted');
     await this.#ready;
-    const replies = await Promise.all([...this.#frames.values()].map((f) => new Promise((resolve) => {
-      const req = ++this.#req;
-      this.#pending.set(req, { field: f.field, resolve });
-      f.port.postMessage({ type: 'seal', req });
-    }).then((r) => [f.field, r])));
+    const frames = [...this.#frames.values()];
+    const asked = frames.map((f) => f.iframe);
+    const replies = await Promise.all(frames.map((f) => this.#ask(f)));
+    const lost = frames.filter((f, i) => !replies[i]);
+    if (lost.length) {
+      // Replaced once, when two seals waited on the same frame.
+      for (const f of lost.filter((f) => asked.includes(f.iframe))) {
+        this.#down(f);
+        f.port?.close();
+        f.port = null;
+        this.#frame(f);
+      }
+      const e = new FieldsealError('frame_unavailable', `the ${lost.map((f) => f.field).join(', ')} frame did not answer within ${this.#timeout} ms and was reloaded`);
+      this.#say(this.#errorText.frame_unavailable ?? RELOADED);
+      throw e;
+    }
     const errors = {};
     const envelopes = {};
-    for (const [field, r] of replies) {
+    for (const [i, r] of replies.entries()) {
+      const { field } = frames[i];
       if (r.error) errors[field] = { code: String(r.error.code), message: this.#text(r.error) };
       else if (typeof r.envelope === 'string' && r.envelope.startsWith('fse1.')) envelopes[field] = r.envelope;
       else errors[field] = { code: 'internal', message: 'the frame answered no envelope' };
@@ -273,15 +339,15 @@ export class HostedFields extends EventTarget {
    */
   protect(form, { names } = {}) {
     const n = { pan: 'card_number', exp: 'card_exp', cvc: 'card_cvc', name: 'card_name', ...names };
+    // True only during our own requestSubmit(): its submit event (dispatched within the call)
+    // goes through. When the call fires none (the form's own validation stops it), the next
+    // submit seals again.
     let sealed = false;
     // A second submit while the first one is sealing is dropped: one order, not two.
     let sealing = false;
     const added = [];
     const onSubmit = (e) => {
-      if (sealed) {
-        sealed = false;
-        return;
-      }
+      if (sealed) return;
       e.preventDefault();
       e.stopImmediatePropagation();
       if (sealing) return;
@@ -300,9 +366,13 @@ export class HostedFields extends EventTarget {
           form.append(h);
           added.push(h);
         }
-        sealed = true;
         this.#emit('sealed', { names: Object.keys(envelopes).map((k) => n[k]) });
-        form.requestSubmit(submitter?.form === form ? submitter : undefined);
+        sealed = true;
+        try {
+          form.requestSubmit(submitter?.form === form ? submitter : undefined);
+        } finally {
+          sealed = false;
+        }
       }, (err) => this.#emit('blocked', { code: err.code, fields: err.fields ?? null }));
     };
     form.addEventListener('submit', onSubmit, true);

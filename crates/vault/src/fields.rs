@@ -80,7 +80,7 @@ pub enum FieldsError {
     },
     /// An entry of `origins` is not an origin the frames can be given to.
     #[error(
-        "hosted fields: {0:?} is not an allowed merchant origin (scheme://host[:port], https, or http on localhost, 127.x or [::1]; no path)"
+        "hosted fields: {0:?} is not an allowed merchant origin (scheme://host[:port] as browsers write it: https, or http on localhost, 127.x or [::1]; lower case; no default port, no leading zero in the port; no path)"
     )]
     Origin(String),
     /// The directory is set but no origin may embed the frames, or origins without a directory.
@@ -195,34 +195,57 @@ pub struct Fields(Option<Arc<Loaded>>);
 /// The field kinds a frame can hold.
 const FIELDS: &[&str] = &["pan", "exp", "cvc", "name"];
 
-/// The checked form of an allowed merchant origin: lowercase `scheme://host[:port]`.
+/// An allowed merchant origin, checked: `scheme://host[:port]` exactly as a browser serializes a
+/// page's origin (`location.origin`, the `Origin` header, the loader's `?origin=`), so that the
+/// vault compares it byte for byte and writes it into `frame-ancestors` as it came. Nothing is
+/// folded or normalized: an upper-case scheme or host, a default port (`:443` for https, `:80`
+/// for http), a port with a leading zero, or an IPv4 address not in dotted-decimal form are
+/// refused, since no browser sends them.
 pub fn parse_origin(origin: &str) -> Option<String> {
-    let lower = origin.to_ascii_lowercase();
-    let (scheme, rest) = lower.split_once("://")?;
+    let (scheme, rest) = origin.split_once("://")?;
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() && !rest.ends_with(']') => (h, Some(p)),
         _ => (rest, None),
     };
     let host_ok = !host.is_empty()
         && host.len() <= 253
-        && (host
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
-            || host == "[::1]");
+        && !host.starts_with('.')
+        && !host.ends_with('.')
+        && (host == "[::1]"
+            || (host
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.')
+                && ipv4_ok(host)));
+    let default_port = if scheme == "https" { "443" } else { "80" };
     let port_ok = port.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 5
+        (1..=5).contains(&p.len())
             && p.bytes().all(|c| c.is_ascii_digit())
-            && p.parse::<u16>().is_ok_and(|n| n > 0)
+            && !p.starts_with('0')
+            && p.parse::<u16>().is_ok()
+            && p != default_port
     });
     let loopback = host == "localhost"
         || host == "[::1]"
-        || host.strip_prefix("127.").is_some_and(|r| {
-            r.split('.').count() == 3 && r.split('.').all(|o| o.parse::<u8>().is_ok())
-        });
+        || (host.starts_with("127.") && host.split('.').count() == 4 && ipv4_ok(host));
     let scheme_ok = scheme == "https" || (scheme == "http" && loopback);
-    (host_ok && port_ok && scheme_ok && !host.starts_with('.') && !host.ends_with('.'))
-        .then_some(lower)
+    (host_ok && port_ok && scheme_ok).then(|| origin.to_owned())
+}
+
+/// A host whose last label is numeric is an IPv4 address to a browser, which writes it as four
+/// decimal numbers without leading zeros: only that form is accepted. Other hosts pass.
+fn ipv4_ok(host: &str) -> bool {
+    let last = host.rsplit('.').next().unwrap_or_default();
+    if !last.bytes().all(|c| c.is_ascii_digit()) && !last.starts_with("0x") {
+        return true;
+    }
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            (1..=3).contains(&p.len())
+                && p.bytes().all(|c| c.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+                && p.parse::<u8>().is_ok()
+        })
 }
 
 impl Fields {
@@ -538,17 +561,17 @@ mod tests {
         for ok in [
             "https://shop.example",
             "https://shop.example:8443",
-            "HTTPS://Shop.Example",
+            "https://xn--bcher-kva.example",
+            "https://10.0.0.1",
+            "https://shop.example:80",
             "http://127.0.0.1:8080",
+            "http://127.0.0.1",
             "http://localhost:3000",
+            "http://localhost:443",
             "http://[::1]:8080",
         ] {
-            assert!(parse_origin(ok).is_some(), "{ok}");
+            assert_eq!(parse_origin(ok).as_deref(), Some(ok), "{ok}");
         }
-        assert_eq!(
-            parse_origin("HTTPS://Shop.Example").as_deref(),
-            Some("https://shop.example")
-        );
         for bad in [
             "http://shop.example",
             "https://shop.example/",
@@ -556,6 +579,7 @@ mod tests {
             "https://*.example",
             "https://shop.example:0",
             "https://shop.example:99999",
+            "https://shop.example:65536",
             "https://user@shop.example",
             "shop.example",
             "*",
@@ -565,6 +589,27 @@ mod tests {
             "http://127.0.0.1.evil.example",
             "javascript://x",
             "https://",
+            "https://shop.example:",
+            // Not as a browser writes an origin: case, default ports, leading zeros, IPv4 forms.
+            "HTTPS://Shop.Example",
+            "https://Shop.example",
+            "Https://shop.example",
+            "HTTP://localhost:3000",
+            "http://LOCALHOST:3000",
+            "https://shop.example:443",
+            "http://localhost:80",
+            "http://127.0.0.1:80",
+            "http://[::1]:80",
+            "https://shop.example:0443",
+            "https://shop.example:08443",
+            "http://127.0.0.1:08080",
+            "http://127.000.0.1:8080",
+            "http://127.0.0.01:8080",
+            "http://127.1:8080",
+            "https://10.0.0.256",
+            "https://1.2.3",
+            "https://shop.0x10",
+            "https://shop.example.",
         ] {
             assert!(parse_origin(bad).is_none(), "{bad}");
         }

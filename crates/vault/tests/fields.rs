@@ -127,15 +127,23 @@ async fn the_frame_page_for_a_listed_origin_only() {
             "nothing from another origin: {html}"
         );
     }
-    // Case differences in the origin are the same origin.
-    let r = get(&s, &frame_url("pan", "HTTPS://Shop.Example")).await;
-    assert_eq!(r.status(), 200);
-    assert!(
-        r.headers()["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .ends_with("frame-ancestors https://shop.example")
-    );
+    // The origin as browsers write it, byte for byte: another spelling of a listed origin is
+    // refused, not folded (no browser sends it, and it would be written into frame-ancestors).
+    for spelled in [
+        "HTTPS://Shop.Example",
+        "https://Shop.example",
+        "https://shop.example:443",
+        "http://127.0.0.1:09443",
+        "HTTP://127.0.0.1:9443",
+    ] {
+        let r = get(&s, &frame_url("pan", spelled)).await;
+        assert_eq!(r.status(), 403, "{spelled}");
+        assert_eq!(
+            r.headers()["content-security-policy"],
+            "default-src 'none'; frame-ancestors 'none'",
+            "{spelled}"
+        );
+    }
     s.stop().await;
 }
 
@@ -267,7 +275,14 @@ fn fail_a_wrong_setting_stops_the_start() {
         Fields::load(&with(&[SHOP], None)),
         Err(FieldsError::Incomplete)
     ));
-    for bad in ["http://shop.example", "https://shop.example/checkout", "*"] {
+    for bad in [
+        "http://shop.example",
+        "https://shop.example/checkout",
+        "*",
+        "https://Shop.example",
+        "https://shop.example:443",
+        "http://127.0.0.1:09443",
+    ] {
         assert!(
             matches!(Fields::load(&with(&[bad], Some(&d))), Err(FieldsError::Origin(o)) if o == bad),
             "{bad}"
