@@ -32,7 +32,7 @@ use std::time::Duration;
 use deadpool_postgres::{Object, Pool, PoolError, Transaction};
 use fieldseal_core::at_rest::SymmetricKey;
 use fieldseal_vault_store::audit::{
-    Action, Actor, Appender, AuditChain, AuditDraft, AuditRecord, Head, Outcome,
+    self, Appender, AuditChain, AuditDraft, AuditRecord, Head, Outcome, PURGE_BATCH, PURGE_BATCHES,
 };
 use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
@@ -1828,10 +1828,9 @@ impl Store for PgStore {
     async fn purge(&self, now: i64) -> Result<u64, StoreError> {
         // Batches of a few hundred, each its own transaction: the audit lock, which every writer
         // on every node waits for, is never held for long.
-        const BATCH: i64 = 500;
-        const BATCHES: usize = 20;
+        const BATCH: i64 = PURGE_BATCH as i64;
         let mut total = 0;
-        for _ in 0..BATCHES {
+        for _ in 0..PURGE_BATCHES {
             let deleted = self
                 .bounded(async {
                     let chain = self.chain()?;
@@ -1872,23 +1871,18 @@ impl Store for PgStore {
                             &self.inner.sql(
                                 "DELETE FROM $S.tokens WHERE token IN (SELECT token FROM $S.tokens \
                                  WHERE expires_at IS NOT NULL AND expires_at <= $1 ORDER BY \
-                                 expires_at LIMIT $2) RETURNING token, kind",
+                                 expires_at LIMIT $2) RETURNING kind, expires_at",
                             ),
                             &[(&now, Type::INT8), (&BATCH, Type::INT8)],
                         )
                         .await
                         .map_err(db_error)?;
-                    for r in &gone {
-                        let (token, kind): (String, String) = (
-                            r.try_get(0).map_err(db_error)?,
-                            r.try_get(1).map_err(db_error)?,
-                        );
-                        let d = AuditDraft::new(now, Actor::Vault, Action::Delete, Outcome::Ok)
-                            .token(&token)
-                            .kind(&kind)
-                            .detail("retention period over");
-                        log.append(&d);
-                    }
+                    let gone = gone
+                        .iter()
+                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                        .collect::<Result<Vec<(String, i64)>, tokio_postgres::Error>>()
+                        .map_err(db_error)?;
+                    log.append(&audit::purge_batch(now, &gone));
                     log.commit(tx).await?;
                     Ok(gone.len() as u64)
                 })

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use fieldseal_core::at_rest::SymmetricKey;
 use fieldseal_vault_store::audit::{
-    Action, Actor, AuditChain, AuditDraft, AuditRecord, Head, Outcome,
+    self, AuditChain, AuditDraft, AuditRecord, Head, Outcome, PURGE_BATCH, PURGE_BATCHES,
 };
 use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
@@ -406,7 +406,7 @@ const AUDIT_COLUMNS: &str = "seq, at, actor, action, token, kind, purpose, outco
 /// chain, entries inserted as they are appended, the head stored and the chain told at commit.
 struct Log<'c> {
     chain: &'c AuditChain,
-    appender: fieldseal_vault_store::audit::Appender<'c>,
+    appender: audit::Appender<'c>,
     appended: bool,
 }
 
@@ -1572,39 +1572,48 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, now: i64) -> Result<u64, StoreError> {
-        let deleted = Arc::clone(&self.deleted);
-        self.run(move |c, chain| {
-            let tx = write_tx(c)?;
-            let expired: Vec<(String, String)> = {
-                let mut st = tx
-                    .prepare(
-                        "SELECT token, kind FROM tokens WHERE expires_at IS NOT NULL AND \
-                         expires_at <= ?1",
-                    )
-                    .map_err(db_error)?;
-                let rows = st
-                    .query_map([now], |r| Ok((text(r, 0)?, text(r, 1)?)))
-                    .map_err(db_error)?;
-                rows.collect::<Result<_, _>>().map_err(db_error)?
-            };
-            if expired.is_empty() {
-                return Ok(0);
+        let mut total = 0;
+        for _ in 0..PURGE_BATCHES {
+            let deleted = Arc::clone(&self.deleted);
+            let n = self
+                .run(move |c, chain| {
+                    let tx = write_tx(c)?;
+                    let expired: Vec<(String, String, i64)> = {
+                        let mut st = tx
+                            .prepare(
+                                "SELECT token, kind, expires_at FROM tokens WHERE expires_at IS \
+                                 NOT NULL AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2",
+                            )
+                            .map_err(db_error)?;
+                        let rows = st
+                            .query_map(params![now, PURGE_BATCH as i64], |r| {
+                                Ok((text(r, 0)?, text(r, 1)?, r.get(2)?))
+                            })
+                            .map_err(db_error)?;
+                        rows.collect::<Result<_, _>>().map_err(db_error)?
+                    };
+                    if expired.is_empty() {
+                        return Ok(0);
+                    }
+                    let mut log = Log::begin(&tx, chain, false)?;
+                    let mut gone = Vec::with_capacity(expired.len());
+                    for (token, kind, expires_at) in expired {
+                        tx.execute("DELETE FROM tokens WHERE token = ?1", [&token])
+                            .map_err(db_error)?;
+                        gone.push((kind, expires_at));
+                    }
+                    log.append(&tx, &audit::purge_batch(now, &gone))?;
+                    log.commit(tx)?;
+                    deleted.store(true, Ordering::Release);
+                    Ok(gone.len())
+                })
+                .await?;
+            total += n as u64;
+            if n < PURGE_BATCH {
+                break;
             }
-            let mut log = Log::begin(&tx, chain, false)?;
-            for (token, kind) in &expired {
-                tx.execute("DELETE FROM tokens WHERE token = ?1", [token])
-                    .map_err(db_error)?;
-                let d = AuditDraft::new(now, Actor::Vault, Action::Delete, Outcome::Ok)
-                    .token(token)
-                    .kind(kind)
-                    .detail("retention period over");
-                log.append(&tx, &d)?;
-            }
-            log.commit(tx)?;
-            deleted.store(true, Ordering::Release);
-            Ok(expired.len() as u64)
-        })
-        .await
+        }
+        Ok(total)
     }
 
     async fn checkpoint(&self) -> Result<(), StoreError> {

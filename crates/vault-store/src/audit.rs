@@ -241,6 +241,40 @@ impl AuditDraft {
     }
 }
 
+/// Most tokens the purge deletes in one transaction (and one audit entry): the audit lock, which
+/// every writer waits for, is never held for long.
+pub const PURGE_BATCH: usize = 500;
+
+/// Most batches one purge cycle runs; the rest waits for the next cycle (every 5 seconds).
+pub const PURGE_BATCHES: usize = 20;
+
+/// The one audit entry of a purge batch: how many values of each kind were deleted and the range
+/// of their expiry times. `deleted` is each deleted token's kind and expiry (Unix seconds).
+pub fn purge_batch(now: i64, deleted: &[(String, i64)]) -> AuditDraft {
+    let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+    for (kind, _) in deleted {
+        *kinds.entry(kind.as_str()).or_default() += 1;
+    }
+    let counts = kinds
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (first, last) = deleted
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &(_, at)| {
+            (lo.min(at), hi.max(at))
+        });
+    let draft = AuditDraft::new(now, Actor::Vault, Action::Delete, Outcome::Ok).detail(format!(
+        "retention period over: {} deleted ({counts}), expired {first}..={last}",
+        deleted.len()
+    ));
+    match kinds.keys().next() {
+        Some(only) if kinds.len() == 1 => draft.kind(only),
+        _ => draft,
+    }
+}
+
 /// A stored entry, as read back: plain strings, trusted only once verified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditRecord {

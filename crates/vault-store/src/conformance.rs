@@ -421,7 +421,7 @@ pub async fn an_atomic_batch_stores_all_or_nothing<B: Backend>(b: &B) {
     intact(&s).await;
 }
 
-/// The purge deletes what expired (each deletion audited) and nothing else, and after the
+/// The purge deletes what expired (audited per batch) and nothing else, and after the
 /// checkpoint the purged ciphertexts are in none of the database's files.
 pub async fn purged_tokens_are_gone_from_the_files<B: Backend>(b: &B) {
     let s = started(b).await;
@@ -449,11 +449,86 @@ pub async fn purged_tokens_are_gone_from_the_files<B: Backend>(b: &B) {
     assert!(s.token("tok_old", 0).await.unwrap().is_none());
     assert!(s.token("tok_later", 200).await.unwrap().is_some());
     assert!(s.token("tok_forever", 200).await.unwrap().is_some());
-    assert_eq!(intact(&s).await, before + 1, "one audited deletion");
+    assert_eq!(intact(&s).await, before + 1, "one audited batch");
     if erases.is_ok() {
         assert!(b.raw_contains(&s, kept).await, "what did not expire stays");
     }
     gone_after_deletion(b, &s, gone, erases, "purged ciphertext still in the files").await;
+}
+
+/// A large expiry is purged in bounded batches, one transaction and one audit entry each, whose
+/// counts add up to what was deleted; what expires later stays.
+pub async fn the_purge_runs_in_audited_batches<B: Backend>(b: &B) {
+    use crate::audit::{PURGE_BATCH, PURGE_BATCHES};
+    let s = started(b).await;
+    let expired = 2 * PURGE_BATCH + 7;
+    let mut rows = (0..expired + 3).map(|i| {
+        let kind = if i % 3 == 0 { "cvc" } else { "email" };
+        let mut t = new_token(&format!("tok_batch{i:05}"), kind, 0, b"v");
+        t.token.expires_at = Some(if i < expired { 100 + i as i64 } else { 10_000 });
+        // Distinct envelopes: the replay record is per envelope id.
+        let mut id = [0xb0; 16];
+        id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        let envelope = EnvelopeRef {
+            created_at: 100,
+            id,
+        };
+        t.envelope = envelope;
+        t.audit = t.audit.envelope(envelope);
+        t
+    });
+    loop {
+        let chunk: Vec<NewToken> = rows.by_ref().take(100).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        s.insert_tokens(chunk).await.unwrap();
+    }
+    let before = intact(&s).await;
+    assert_eq!(s.purge(5_000).await.unwrap(), expired as u64);
+    assert_eq!(
+        intact(&s).await,
+        before + 3,
+        "three batches, one entry each"
+    );
+    let log = s.audit_log(before, 10).await.unwrap();
+    let entries: Vec<_> = log.iter().filter(|r| r.action == "delete").collect();
+    assert_eq!(entries.len(), 3, "{log:?}");
+    let counted: usize = entries
+        .iter()
+        .map(|r| {
+            assert_eq!(r.actor, "vault");
+            assert!(r.token.is_none(), "a batch names no single token");
+            assert!(
+                r.detail.starts_with("retention period over: "),
+                "{}",
+                r.detail
+            );
+            let n = r.detail["retention period over: ".len()..]
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap();
+            assert!(n <= PURGE_BATCH);
+            n
+        })
+        .sum();
+    assert_eq!(counted, expired);
+    assert!(entries[0].detail.contains("cvc ") && entries[0].detail.contains("email "));
+    assert!(
+        entries[0].detail.contains("expired 100..="),
+        "oldest first: {}",
+        entries[0].detail
+    );
+    assert!(s.token("tok_batch00000", 0).await.unwrap().is_none());
+    assert!(
+        s.token(&format!("tok_batch{expired:05}"), 0)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(s.purge(5_000).await.unwrap(), 0, "nothing left");
+    assert!(PURGE_BATCHES >= 3);
 }
 
 /// A subject's key is stored once (a second one loses to the first), its tokens are listed, and
@@ -790,6 +865,7 @@ macro_rules! conformance_tests {
             data_keys_count_and_move_values_once,
             an_atomic_batch_stores_all_or_nothing,
             purged_tokens_are_gone_from_the_files,
+            the_purge_runs_in_audited_batches,
             an_erased_subject_is_gone,
         );
     };

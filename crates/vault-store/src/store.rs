@@ -273,7 +273,9 @@ pub trait Store: Send + Sync + 'static {
         deleted: AuditDraft,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Deletes tokens expired at `now`, auditing each; returns how many.
+    /// Deletes tokens expired at `now`, oldest first, in transactions of at most
+    /// [`crate::audit::PURGE_BATCH`] with one audit entry each ([`crate::audit::purge_batch`]),
+    /// at most [`crate::audit::PURGE_BATCHES`] of them; returns how many.
     fn purge(&self, now: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Makes deleted rows unrecoverable from the database's own files (SQLite: a truncating WAL

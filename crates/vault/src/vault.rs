@@ -1435,8 +1435,9 @@ impl<S: Store> Vault<S> {
         })
     }
 
-    /// Deletes expired card security codes, then makes the deleted rows unrecoverable from the
-    /// database's files.
+    /// Deletes what expired (TTLs, retention periods, card security codes) in audited batches
+    /// (see [`fieldseal_vault_store::audit::PURGE_BATCH`]), then makes the deleted rows
+    /// unrecoverable from the database's files.
     pub async fn purge(&self) -> Result<u64, StoreError> {
         let counts = self.store.purge(now()).await?;
         self.store.checkpoint().await?;
