@@ -55,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Operators: people signing in with a password and a TOTP code.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -195,6 +200,37 @@ enum ApikeyCommand {
 }
 
 #[derive(Subcommand)]
+enum OperatorCommand {
+    /// Enrol an operator for a role; its password and TOTP enrolment URI (otpauth://) are
+    /// printed once.
+    Add {
+        /// Name: 1 to 64 of a-z, 0-9, '.', '_', '-'.
+        name: String,
+        /// Role from the policy.
+        #[arg(long)]
+        role: String,
+    },
+    /// List operators (names, roles, status; never secrets).
+    List,
+    /// Disable an operator: no sign-in, its sessions end.
+    Disable {
+        /// Operator name.
+        name: String,
+    },
+    /// Enable a disabled operator again.
+    Enable {
+        /// Operator name.
+        name: String,
+    },
+    /// Give an operator a new password and TOTP secret (printed once); lifts a lock, ends its
+    /// sessions.
+    Reset {
+        /// Operator name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check every entry's hash and MAC and the anchored head; name the first broken entry.
     Verify {
@@ -264,6 +300,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys { command } => keys_cmd(settings, command).await,
         Command::Kek { command } => kek_cmd(settings, command).await,
         Command::Apikey { command } => apikey_cmd(settings, command).await,
+        Command::Operator { command } => operator_cmd(settings, command).await,
         Command::Audit { command } => audit_cmd(settings, command).await,
         Command::Policy { command } => policy_cmd(settings, command).await,
         Command::Backup { path } => {
@@ -526,6 +563,55 @@ async fn apikey_cmd(settings: Settings, command: ApikeyCommand) -> Result<ExitCo
             eprintln!(
                 "API key {id} has a new secret, shown only this once; the previous one works for \
                  {overlap_hours} more hours"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_enrolment(e: &fieldseal_vault::operators::Enrolment) {
+    println!("password: {}", e.password.expose());
+    println!("totp: {}", e.totp_uri.as_str());
+}
+
+async fn operator_cmd(settings: Settings, command: OperatorCommand) -> Result<ExitCode> {
+    let admin = Admin::open(&settings).await?;
+    match command {
+        OperatorCommand::Add { name, role } => {
+            let e = admin.add_operator(&name, &role).await?;
+            print_enrolment(&e);
+            eprintln!(
+                "operator {name} (role {role}) enrolled; the password and the TOTP URI (add it to \
+                 an authenticator app) are shown only this once"
+            );
+        }
+        OperatorCommand::List => {
+            println!(
+                "{:<24} {:<12} {:<10} {:>12} {:>8}",
+                "NAME", "ROLE", "STATUS", "CREATED", "FAILURES"
+            );
+            for o in admin.operators().await? {
+                let r = &o.record;
+                println!(
+                    "{:<24} {:<12} {:<10} {:>12} {:>8}",
+                    r.name, r.role, o.status, r.created_at, r.failed_attempts
+                );
+            }
+        }
+        OperatorCommand::Disable { name } => {
+            admin.disable_operator(&name).await?;
+            println!("disabled {name}; its sessions have ended");
+        }
+        OperatorCommand::Enable { name } => {
+            admin.enable_operator(&name).await?;
+            println!("enabled {name}");
+        }
+        OperatorCommand::Reset { name } => {
+            let e = admin.reset_operator(&name).await?;
+            print_enrolment(&e);
+            eprintln!(
+                "operator {name} has a new password and TOTP secret, shown only this once; its \
+                 sessions have ended and any lock is lifted"
             );
         }
     }
