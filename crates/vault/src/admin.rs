@@ -23,6 +23,24 @@ use crate::operators::Enrolment;
 use crate::policy::{Policy, PolicyError};
 use crate::vault::{VaultError, kek_from_settings, now, open_store};
 
+/// The person running this process's operator commands (`--operator NAME`, or the OS user),
+/// set once by the command line.
+static CLI_OPERATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names the person running this process's operator commands: every audit entry of a change
+/// made from the command line names them (`cli:NAME`) instead of `cli`.
+pub fn set_cli_operator(name: &str) {
+    let _ = CLI_OPERATOR.set(name.to_owned());
+}
+
+/// Who the command line's changes are audited as: `cli:NAME` once [`set_cli_operator`] named
+/// someone, else `cli`.
+pub fn cli_actor() -> Actor {
+    CLI_OPERATOR
+        .get()
+        .map_or(Actor::Cli, |name| Actor::CliOperator(name.clone()))
+}
+
 /// Why an operator action failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -338,7 +356,7 @@ impl<S: Store> Admin<S> {
             settings,
             kek,
             secrets,
-            actor: Actor::Cli,
+            actor: cli_actor(),
         })
     }
 

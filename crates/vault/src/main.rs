@@ -23,6 +23,10 @@ struct Cli {
     /// Settings file (TOML). Also FIELDSEAL_CONFIG; FIELDSEAL_* variables override its values.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Who is running the command, named in the audit entries of the changes it makes
+    /// (`cli:NAME`). Default: the OS user ($USER, $LOGNAME, else the user of the process's uid).
+    #[arg(long, global = true, value_name = "NAME")]
+    operator: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -288,8 +292,49 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Who runs the command: `--operator`, else the OS user.
+fn cli_operator(flag: Option<String>) -> Result<String> {
+    let name = flag
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+        .or_else(os_user)
+        .ok_or("cannot tell who runs the command: pass --operator NAME")?;
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+    if !ok {
+        return Err(format!(
+            "invalid operator name {name:?}: 1 to 64 of letters, digits, '.', '_', '@', '-'"
+        )
+        .into());
+    }
+    Ok(name)
+}
+
+/// The name of the user the process runs as (from /etc/passwd), or `uid:N`.
+fn os_user() -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self").ok()?.uid();
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let name = passwd.lines().find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == uid.to_string()).then(|| name.to_owned())
+        });
+        Some(name.unwrap_or_else(|| format!("uid-{uid}")))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 async fn run(cli: Cli) -> Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref())?;
+    admin::set_cli_operator(&cli_operator(cli.operator)?);
     match cli.command {
         Command::Init { dev } => init(settings, dev).await,
         Command::Serve => serve(settings).await,

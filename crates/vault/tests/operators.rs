@@ -476,6 +476,48 @@ fn operator_commands_through_the_binary() {
     assert_ne!(new_password, password);
     let missing = vault(&dir, &["operator", "reset", "nobody"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no operator named nobody"));
+    // Changes name who made them: --operator, else the OS user; reads change nothing.
+    ok(&vault(
+        &dir,
+        &[
+            "operator",
+            "add",
+            "bob",
+            "--role",
+            "payments",
+            "--operator",
+            "carol",
+        ],
+    ));
+    let out = common::bin::command(&dir)
+        .args(["operator", "disable", "bob"])
+        .env("USER", "dave")
+        .output()
+        .unwrap();
+    ok(&out);
+    let bad = vault(&dir, &["operator", "list", "--operator", "no spaces"]);
+    assert!(!bad.status.success());
+    let log: Vec<Value> = ok(&vault(&dir, &["audit", "export"]))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actor_of = |action: &str, detail: &str| {
+        log.iter()
+            .filter(|e| e["action"] == action && e["detail"].as_str().unwrap().contains(detail))
+            .map(|e| e["actor"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(actor_of("operator.add", "operator bob"), ["cli:carol"]);
+    assert_eq!(actor_of("operator.disable", "operator bob"), ["cli:dave"]);
+    // Without either, the OS user ($USER, $LOGNAME, or the name of the process's uid).
+    let init = actor_of("vault.init", "");
+    assert_eq!(init.len(), 1);
+    assert!(init[0].starts_with("cli:") && init[0].len() > 4, "{init:?}");
+    assert_eq!(actor_of("operator.add", "operator alice"), init);
+    match std::env::var("USER") {
+        Ok(user) if !user.is_empty() => assert_eq!(init[0], format!("cli:{user}")),
+        _ => {}
+    }
     // Neither password nor TOTP secret is in the database files in the clear.
     let secret = uri
         .split("secret=")
