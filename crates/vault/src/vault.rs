@@ -1588,3 +1588,28 @@ pub enum DeleteOutcome {
     /// The role may not delete this kind.
     Forbidden,
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::TokenizeItem;
+
+    /// Whole numbers written as floats, with 16 and more significant digits too, are whole
+    /// seconds (schemathesis found `2251799813685247.0` refused).
+    #[test]
+    fn ttl_secs_written_as_floats() {
+        for (text, secs) in [
+            ("60.0", 60),
+            ("2251799813685247.0", 2_251_799_813_685_247),
+            ("3606518446991978.0", 3_606_518_446_991_978),
+            ("9007199254740992.0", 9_007_199_254_740_992),
+        ] {
+            let item: TokenizeItem =
+                serde_json::from_str(&format!(r#"{{"envelope":"x","ttl_secs":{text}}}"#)).unwrap();
+            assert_eq!(item.ttl_secs, Some(secs), "{text}");
+        }
+        assert!(
+            serde_json::from_str::<TokenizeItem>(r#"{"envelope":"x","ttl_secs":60.5}"#).is_err()
+        );
+    }
+}
