@@ -48,6 +48,8 @@
 //!   rest (AES-256-GCM), keyed fingerprints (HMAC-SHA256), API key digests, the audit hash chain.
 //! - [`classify`]: which kinds of personal data a value looks like (card number, e-mail, phone,
 //!   US SSN, IBAN) and its sensitivity class.
+//! - `operator` (feature `operators`): operator credentials for the vault: Argon2id password
+//!   hashes and TOTP codes (RFC 6238).
 //! - [`secret`]: [`secret::SecretValue`], whose `Debug` and `Display` redact and which is wiped on
 //!   drop.
 //!
@@ -56,6 +58,7 @@
 //! - `open`: the recipient side (decapsulation, [`envelope::Opener`]). The browser SDK never
 //!   enables it, so the shipped wasm holds no code that can open an envelope.
 //! - `aws-lc`: the AWS-LC ECDH backend, and [`ecdh::NativeBackend`] pointing to it.
+//! - `operators`: operator credentials (Argon2id, TOTP); vault side only.
 //! - `test-vectors`: deterministic preparation for generating the published envelope vectors.
 //!
 //! # Errors
@@ -82,4 +85,6 @@ pub mod encoding;
 pub mod envelope;
 pub mod hpke;
 pub mod keyset;
+#[cfg(feature = "operators")]
+pub mod operator;
 pub mod secret;

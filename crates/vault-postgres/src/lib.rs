@@ -36,8 +36,8 @@ use fieldseal_vault_store::audit::{
 };
 use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
-    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, Store,
-    StoreError, SubjectKeyRecord, TokenRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, OperatorRecord,
+    Reencrypted, SessionRecord, Store, StoreError, SubjectKeyRecord, TokenRecord,
 };
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -63,6 +63,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_api_key_lifecycle.sql"),
     include_str!("../migrations/0006_key_management.sql"),
     include_str!("../migrations/0007_lifecycle.sql"),
+    include_str!("../migrations/0008_operators.sql"),
 ];
 
 const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version integer \
@@ -902,6 +903,39 @@ fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
         previous_expires_at: r.try_get(10)?,
         last_used_at: r.try_get(11)?,
         client_cert_sha256: r.try_get(12)?,
+    })
+}
+
+const OPERATOR_COLUMNS: &str = "name, role, password_hash, totp_wrapped, created_at, disabled_at, \
+     failed_attempts, locked_until, last_totp_step, generation, mac";
+
+fn operator_row(r: &Row) -> Result<OperatorRecord, tokio_postgres::Error> {
+    Ok(OperatorRecord {
+        name: r.try_get(0)?,
+        role: r.try_get(1)?,
+        password_hash: r.try_get(2)?,
+        totp_wrapped: r.try_get(3)?,
+        created_at: r.try_get(4)?,
+        disabled_at: r.try_get(5)?,
+        failed_attempts: r.try_get(6)?,
+        locked_until: r.try_get(7)?,
+        last_totp_step: r.try_get(8)?,
+        generation: r.try_get(9)?,
+        mac: r.try_get(10)?,
+    })
+}
+
+const SESSION_COLUMNS: &str = "id, operator, generation, created_at, last_seen_at, step_up_at, mac";
+
+fn session_row(r: &Row) -> Result<SessionRecord, tokio_postgres::Error> {
+    Ok(SessionRecord {
+        id: r.try_get(0)?,
+        operator: r.try_get(1)?,
+        generation: r.try_get(2)?,
+        created_at: r.try_get(3)?,
+        last_seen_at: r.try_get(4)?,
+        step_up_at: r.try_get(5)?,
+        mac: r.try_get(6)?,
     })
 }
 
@@ -1893,6 +1927,192 @@ impl Store for PgStore {
             }
         }
         Ok(total)
+    }
+
+    async fn insert_operator(
+        &self,
+        o: OperatorRecord,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.write_audited(
+            "INSERT INTO $S.operators (name, role, password_hash, totp_wrapped, created_at, \
+             disabled_at, failed_attempts, locked_until, last_totp_step, generation, mac) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (name) DO NOTHING",
+            &[
+                &o.name,
+                &o.role,
+                &o.password_hash,
+                &o.totp_wrapped,
+                &o.created_at,
+                &o.disabled_at,
+                &o.failed_attempts,
+                &o.locked_until,
+                &o.last_totp_step,
+                &o.generation,
+                &o.mac,
+            ],
+            audit,
+        )
+        .await
+    }
+
+    async fn operator(&self, name: &str) -> Result<Option<OperatorRecord>, StoreError> {
+        Ok(self
+            .read(
+                &format!("SELECT {OPERATOR_COLUMNS} FROM $S.operators WHERE name = $1"),
+                &[&name],
+                operator_row,
+            )
+            .await?
+            .pop())
+    }
+
+    async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
+        self.read(
+            &format!("SELECT {OPERATOR_COLUMNS} FROM $S.operators ORDER BY name"),
+            &[],
+            operator_row,
+        )
+        .await
+    }
+
+    async fn update_operator(
+        &self,
+        o: OperatorRecord,
+        old_mac: &str,
+        audit: Vec<AuditDraft>,
+    ) -> Result<bool, StoreError> {
+        self.bounded(async {
+            audited_tx!(self => tx, log);
+            let n = exec(
+                &tx,
+                &self.inner,
+                "UPDATE $S.operators SET role = $2, password_hash = $3, totp_wrapped = $4, \
+                 created_at = $5, disabled_at = $6, failed_attempts = $7, locked_until = $8, \
+                 last_totp_step = $9, generation = $10, mac = $11 WHERE name = $1 AND mac = $12",
+                &[
+                    &o.name,
+                    &o.role,
+                    &o.password_hash,
+                    &o.totp_wrapped,
+                    &o.created_at,
+                    &o.disabled_at,
+                    &o.failed_attempts,
+                    &o.locked_until,
+                    &o.last_totp_step,
+                    &o.generation,
+                    &o.mac,
+                    &old_mac,
+                ],
+            )
+            .await?;
+            if n == 1 {
+                for d in &audit {
+                    log.append(d);
+                }
+            }
+            log.commit(tx).await?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn insert_session(&self, s: SessionRecord, audit: AuditDraft) -> Result<(), StoreError> {
+        self.write_audited(
+            "INSERT INTO $S.operator_sessions (id, operator, generation, created_at, last_seen_at, \
+             step_up_at, mac) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &s.id,
+                &s.operator,
+                &s.generation,
+                &s.created_at,
+                &s.last_seen_at,
+                &s.step_up_at,
+                &s.mac,
+            ],
+            audit,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self
+            .read(
+                &format!("SELECT {SESSION_COLUMNS} FROM $S.operator_sessions WHERE id = $1"),
+                &[&id],
+                session_row,
+            )
+            .await?
+            .pop())
+    }
+
+    async fn update_session(
+        &self,
+        s: SessionRecord,
+        old_mac: &str,
+        audit: Option<AuditDraft>,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE $S.operator_sessions SET last_seen_at = $2, step_up_at = $3, \
+                           mac = $4 WHERE id = $1 AND mac = $5";
+        let params: [&(dyn ToSql + Sync); 5] =
+            [&s.id, &s.last_seen_at, &s.step_up_at, &s.mac, &old_mac];
+        match audit {
+            Some(d) => self.write_audited(SQL, &params, d).await,
+            None => {
+                self.bounded(async {
+                    let client = self.client().await?;
+                    let n = client
+                        .execute(&self.inner.sql(SQL), &params)
+                        .await
+                        .map_err(db_error)?;
+                    Ok(n == 1)
+                })
+                .await
+            }
+        }
+    }
+
+    async fn delete_session(
+        &self,
+        id: &str,
+        audit: Option<AuditDraft>,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "DELETE FROM $S.operator_sessions WHERE id = $1";
+        match audit {
+            Some(d) => self.write_audited(SQL, &[&id], d).await,
+            None => {
+                self.bounded(async {
+                    let client = self.client().await?;
+                    let n = client
+                        .execute(&self.inner.sql(SQL), &[&id])
+                        .await
+                        .map_err(db_error)?;
+                    Ok(n == 1)
+                })
+                .await
+            }
+        }
+    }
+
+    async fn purge_sessions(
+        &self,
+        idle_before: i64,
+        created_before: i64,
+    ) -> Result<u64, StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    &self.inner.sql(
+                        "DELETE FROM $S.operator_sessions WHERE last_seen_at < $1 OR created_at < $2",
+                    ),
+                    &[&idle_before, &created_before],
+                )
+                .await
+                .map_err(db_error)
+        })
+        .await
     }
 
     async fn checkpoint(&self) -> Result<(), StoreError> {

@@ -19,8 +19,8 @@ use fieldseal_vault_store::audit::{
 };
 use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
-    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, Store,
-    StoreError, SubjectKeyRecord, TokenRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, OperatorRecord,
+    Reencrypted, SessionRecord, Store, StoreError, SubjectKeyRecord, TokenRecord,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{
@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_api_key_lifecycle.sql"),
     include_str!("../migrations/0006_key_management.sql"),
     include_str!("../migrations/0007_lifecycle.sql"),
+    include_str!("../migrations/0008_operators.sql"),
 ];
 
 /// The first migration whose rows carry MACs: a database with audit entries from before it cannot
@@ -719,6 +720,39 @@ fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
         previous_expires_at: opt_int(r, 10)?,
         last_used_at: opt_int(r, 11)?,
         client_cert_sha256: r.get(12)?,
+    })
+}
+
+const OPERATOR_COLUMNS: &str = "name, role, password_hash, totp_wrapped, created_at, disabled_at, \
+     failed_attempts, locked_until, last_totp_step, generation, mac";
+
+fn operator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OperatorRecord> {
+    Ok(OperatorRecord {
+        name: text(r, 0)?,
+        role: text(r, 1)?,
+        password_hash: text(r, 2)?,
+        totp_wrapped: blob(r, 3)?,
+        created_at: int(r, 4)?,
+        disabled_at: opt_int(r, 5)?,
+        failed_attempts: int(r, 6)?,
+        locked_until: opt_int(r, 7)?,
+        last_totp_step: opt_int(r, 8)?,
+        generation: int(r, 9)?,
+        mac: text(r, 10)?,
+    })
+}
+
+const SESSION_COLUMNS: &str = "id, operator, generation, created_at, last_seen_at, step_up_at, mac";
+
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: text(r, 0)?,
+        operator: text(r, 1)?,
+        generation: int(r, 2)?,
+        created_at: int(r, 3)?,
+        last_seen_at: int(r, 4)?,
+        step_up_at: int(r, 5)?,
+        mac: text(r, 6)?,
     })
 }
 
@@ -1614,6 +1648,200 @@ impl Store for SqliteStore {
             }
         }
         Ok(total)
+    }
+
+    async fn insert_operator(
+        &self,
+        o: OperatorRecord,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        self.write_audited(
+            "INSERT INTO operators (name, role, password_hash, totp_wrapped, created_at, \
+             disabled_at, failed_attempts, locked_until, last_totp_step, generation, mac) VALUES \
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (name) DO NOTHING",
+            (
+                o.name,
+                o.role,
+                o.password_hash,
+                o.totp_wrapped,
+                o.created_at,
+                o.disabled_at,
+                o.failed_attempts,
+                o.locked_until,
+                o.last_totp_step,
+                o.generation,
+                o.mac,
+            ),
+            audit,
+        )
+        .await
+    }
+
+    async fn operator(&self, name: &str) -> Result<Option<OperatorRecord>, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c, _| {
+            c.prepare_cached(&format!(
+                "SELECT {OPERATOR_COLUMNS} FROM operators WHERE name = ?1"
+            ))
+            .and_then(|mut st| st.query_row([name], operator_row).optional())
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
+        self.run(|c, _| {
+            all(
+                c,
+                &format!("SELECT {OPERATOR_COLUMNS} FROM operators ORDER BY name"),
+                [],
+                operator_row,
+            )
+        })
+        .await
+    }
+
+    async fn update_operator(
+        &self,
+        o: OperatorRecord,
+        old_mac: &str,
+        audit: Vec<AuditDraft>,
+    ) -> Result<bool, StoreError> {
+        let old_mac = old_mac.to_owned();
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let mut log = Log::begin(&tx, chain, false)?;
+            let n = tx
+                .execute(
+                    "UPDATE operators SET role = ?2, password_hash = ?3, totp_wrapped = ?4, \
+                     created_at = ?5, disabled_at = ?6, failed_attempts = ?7, locked_until = ?8, \
+                     last_totp_step = ?9, generation = ?10, mac = ?11 WHERE name = ?1 AND mac = ?12",
+                    params![
+                        o.name,
+                        o.role,
+                        o.password_hash,
+                        o.totp_wrapped,
+                        o.created_at,
+                        o.disabled_at,
+                        o.failed_attempts,
+                        o.locked_until,
+                        o.last_totp_step,
+                        o.generation,
+                        o.mac,
+                        old_mac
+                    ],
+                )
+                .map_err(db_error)?;
+            if n == 1 {
+                for d in &audit {
+                    log.append(&tx, d)?;
+                }
+            }
+            log.commit(tx)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn insert_session(&self, s: SessionRecord, audit: AuditDraft) -> Result<(), StoreError> {
+        self.write_audited(
+            "INSERT INTO operator_sessions (id, operator, generation, created_at, last_seen_at, \
+             step_up_at, mac) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            (
+                s.id,
+                s.operator,
+                s.generation,
+                s.created_at,
+                s.last_seen_at,
+                s.step_up_at,
+                s.mac,
+            ),
+            audit,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c, _| {
+            c.prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS} FROM operator_sessions WHERE id = ?1"
+            ))
+            .and_then(|mut st| st.query_row([id], session_row).optional())
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn update_session(
+        &self,
+        s: SessionRecord,
+        old_mac: &str,
+        audit: Option<AuditDraft>,
+    ) -> Result<bool, StoreError> {
+        let old_mac = old_mac.to_owned();
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let n = tx
+                .execute(
+                    "UPDATE operator_sessions SET last_seen_at = ?2, step_up_at = ?3, mac = ?4 \
+                     WHERE id = ?1 AND mac = ?5",
+                    params![s.id, s.last_seen_at, s.step_up_at, s.mac, old_mac],
+                )
+                .map_err(db_error)?;
+            match audit {
+                Some(d) if n == 1 => {
+                    let mut log = Log::begin(&tx, chain, false)?;
+                    log.append(&tx, &d)?;
+                    log.commit(tx)?;
+                }
+                _ => tx.commit().map_err(db_error)?,
+            }
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn delete_session(
+        &self,
+        id: &str,
+        audit: Option<AuditDraft>,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.run(move |c, chain| {
+            let tx = write_tx(c)?;
+            let n = tx
+                .execute("DELETE FROM operator_sessions WHERE id = ?1", [id])
+                .map_err(db_error)?;
+            match audit {
+                Some(d) if n == 1 => {
+                    let mut log = Log::begin(&tx, chain, false)?;
+                    log.append(&tx, &d)?;
+                    log.commit(tx)?;
+                }
+                _ => tx.commit().map_err(db_error)?,
+            }
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn purge_sessions(
+        &self,
+        idle_before: i64,
+        created_before: i64,
+    ) -> Result<u64, StoreError> {
+        self.run(move |c, _| {
+            let n = c
+                .execute(
+                    "DELETE FROM operator_sessions WHERE last_seen_at < ?1 OR created_at < ?2",
+                    params![idle_before, created_before],
+                )
+                .map_err(db_error)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
     }
 
     async fn checkpoint(&self) -> Result<(), StoreError> {

@@ -24,8 +24,13 @@ use serde::Serialize;
 pub enum Actor {
     /// A service calling with an API key (its public id).
     ApiKey(String),
-    /// An operator command on the vault's host.
+    /// An operator command on the vault's host, by no named operator.
     Cli,
+    /// An operator command on the vault's host by this operator (`--operator NAME`, or the OS
+    /// user running it).
+    CliOperator(String),
+    /// An operator (a person) signed in over HTTP, by name.
+    Operator(String),
     /// A caller that presented no usable API key.
     Anonymous,
     /// The vault itself (retention, start-up).
@@ -37,6 +42,8 @@ impl std::fmt::Display for Actor {
         match self {
             Self::ApiKey(id) => write!(f, "apikey:{id}"),
             Self::Cli => f.write_str("cli"),
+            Self::CliOperator(name) => write!(f, "cli:{name}"),
+            Self::Operator(name) => write!(f, "operator:{name}"),
             Self::Anonymous => f.write_str("anonymous"),
             Self::Vault => f.write_str("vault"),
         }
@@ -122,6 +129,22 @@ vocabulary! {
         SubjectErase => "subject.erase",
         /// A data subject's values exported.
         SubjectExport => "subject.export",
+        /// An operator enrolled (`operator add`).
+        OperatorAdd => "operator.add",
+        /// An operator disabled: no sign-in, sessions ended.
+        OperatorDisable => "operator.disable",
+        /// A disabled operator enabled again.
+        OperatorEnable => "operator.enable",
+        /// An operator given a new password and TOTP secret; lock lifted, sessions ended.
+        OperatorReset => "operator.reset",
+        /// An operator's sign-in (or a failed one).
+        OperatorSignIn => "operator.sign_in",
+        /// An operator locked after failed sign-ins.
+        OperatorLock => "operator.lock",
+        /// An operator's session ended by signing out.
+        OperatorSignOut => "operator.sign_out",
+        /// A second factor entered in a session (step-up), or refused.
+        OperatorStepUp => "operator.step_up",
         /// A snapshot of the database taken (`backup`).
         Backup => "vault.backup",
         /// The database replaced by a snapshot (`restore`).

@@ -255,3 +255,79 @@ impl InsertOutcome {
         matches!(self, Self::Inserted | Self::Existing)
     }
 }
+
+/// A stored operator (a person signing in with a password and a TOTP code). Every column is
+/// covered by the row's MAC, the counters and the last TOTP step included: a database writer can
+/// neither lift a lockout nor make a used code usable again.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OperatorRecord {
+    /// Name (`[a-z0-9._-]`, 1 to 64 characters).
+    pub name: String,
+    /// Role name.
+    pub role: String,
+    /// Argon2id PHC string of the password.
+    pub password_hash: String,
+    /// The TOTP secret wrapped under the key-encryption key (associated data
+    /// `operator-totp:<name>:<generation>`).
+    pub totp_wrapped: Vec<u8>,
+    /// Creation time.
+    pub created_at: i64,
+    /// When the operator was disabled; a disabled operator cannot sign in.
+    pub disabled_at: Option<i64>,
+    /// Failed sign-ins since the last success or lock.
+    pub failed_attempts: i64,
+    /// Locked until then (failed sign-ins).
+    pub locked_until: Option<i64>,
+    /// The last TOTP time step accepted; codes of that step or earlier are refused (replay).
+    pub last_totp_step: Option<i64>,
+    /// Bumped by every reset and disable: sessions of an earlier generation end.
+    pub generation: i64,
+    /// MAC over every other column under the row key, hex ([`crate::rows::RowKey`]).
+    pub mac: String,
+}
+
+impl std::fmt::Debug for OperatorRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password hash and the wrapped secret are not secrets in the clear, but nothing is
+        // gained by printing them.
+        f.debug_struct("OperatorRecord")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("created_at", &self.created_at)
+            .field("disabled_at", &self.disabled_at)
+            .field("failed_attempts", &self.failed_attempts)
+            .field("locked_until", &self.locked_until)
+            .field("last_totp_step", &self.last_totp_step)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The associated data an operator's TOTP secret is encrypted with: the name and the generation,
+/// so a secret moved to another operator, or put back from before a reset, fails.
+pub fn totp_aad(name: &str, generation: i64) -> Vec<u8> {
+    encode_parts(
+        "fieldseal operator totp v1",
+        &[name.as_bytes(), &generation.to_be_bytes()],
+    )
+}
+
+/// An operator's session: the SHA-256 of its random token (never the token), the operator and
+/// the operator's generation it was made in, its times. Covered by a MAC, like operator rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// SHA-256 of the session token, hex.
+    pub id: String,
+    /// The operator's name.
+    pub operator: String,
+    /// The operator's generation when the session was made.
+    pub generation: i64,
+    /// Sign-in time.
+    pub created_at: i64,
+    /// Last request.
+    pub last_seen_at: i64,
+    /// The last second factor entered (sign-in or step-up).
+    pub step_up_at: i64,
+    /// MAC over every other column under the row key, hex.
+    pub mac: String,
+}

@@ -8,7 +8,9 @@
 use fieldseal_core::at_rest::{SymmetricKey, ct_eq};
 use fieldseal_core::encoding::hex;
 
-use crate::records::{ApiKeyRecord, HpkeKeyRecord, encode_parts, opt_i64};
+use crate::records::{
+    ApiKeyRecord, HpkeKeyRecord, OperatorRecord, SessionRecord, encode_parts, opt_i64,
+};
 
 /// The key that authenticates rows.
 pub struct RowKey(SymmetricKey);
@@ -17,6 +19,14 @@ impl RowKey {
     /// Wraps the unwrapped row key.
     pub fn new(key: SymmetricKey) -> Self {
         Self(key)
+    }
+
+    /// The key operators' TOTP secrets are encrypted under (AES-256-GCM): derived from the row
+    /// key (HMAC-SHA256 under its own label), so it is wrapped, rewrapped and protected with it.
+    pub fn totp_key(&self) -> SymmetricKey {
+        let derived = zeroize::Zeroizing::new(self.0.mac("operator-totp-key", &[]));
+        // 32 bytes: always a valid key.
+        SymmetricKey::from_bytes(derived.as_ref()).unwrap_or_else(|_| unreachable!())
     }
 
     fn mac(&self, table: &str, parts: &[&[u8]]) -> String {
@@ -87,6 +97,62 @@ impl RowKey {
     /// Whether an HPKE key row is as the vault wrote it.
     pub fn hpke_key_ok(&self, r: &HpkeKeyRecord) -> bool {
         ct_eq(self.hpke_key_mac(r).as_bytes(), r.mac.as_bytes())
+    }
+
+    /// The MAC an operator row must carry.
+    pub fn operator_mac(&self, r: &OperatorRecord) -> String {
+        self.mac(
+            "operators v1",
+            &[
+                r.name.as_bytes(),
+                r.role.as_bytes(),
+                r.password_hash.as_bytes(),
+                &r.totp_wrapped,
+                &r.created_at.to_be_bytes(),
+                &opt_i64(r.disabled_at),
+                &r.failed_attempts.to_be_bytes(),
+                &opt_i64(r.locked_until),
+                &opt_i64(r.last_totp_step),
+                &r.generation.to_be_bytes(),
+            ],
+        )
+    }
+
+    /// Sets an operator row's MAC.
+    pub fn seal_operator(&self, mut r: OperatorRecord) -> OperatorRecord {
+        r.mac = self.operator_mac(&r);
+        r
+    }
+
+    /// Whether an operator row is as the vault wrote it.
+    pub fn operator_ok(&self, r: &OperatorRecord) -> bool {
+        ct_eq(self.operator_mac(r).as_bytes(), r.mac.as_bytes())
+    }
+
+    /// The MAC a session row must carry.
+    pub fn session_mac(&self, r: &SessionRecord) -> String {
+        self.mac(
+            "operator_sessions v1",
+            &[
+                r.id.as_bytes(),
+                r.operator.as_bytes(),
+                &r.generation.to_be_bytes(),
+                &r.created_at.to_be_bytes(),
+                &r.last_seen_at.to_be_bytes(),
+                &r.step_up_at.to_be_bytes(),
+            ],
+        )
+    }
+
+    /// Sets a session row's MAC.
+    pub fn seal_session(&self, mut r: SessionRecord) -> SessionRecord {
+        r.mac = self.session_mac(&r);
+        r
+    }
+
+    /// Whether a session row is as the vault wrote it.
+    pub fn session_ok(&self, r: &SessionRecord) -> bool {
+        ct_eq(self.session_mac(r).as_bytes(), r.mac.as_bytes())
     }
 }
 
@@ -169,6 +235,61 @@ mod tests {
             let mut r = hk.clone();
             change(&mut r);
             assert!(!k.hpke_key_ok(&r), "{r:?}");
+        }
+
+        let op = k.seal_operator(OperatorRecord {
+            name: "alice".into(),
+            role: "support".into(),
+            password_hash: "$argon2id$x".into(),
+            totp_wrapped: vec![6; 40],
+            created_at: 1,
+            disabled_at: None,
+            failed_attempts: 4,
+            locked_until: None,
+            last_totp_step: Some(7),
+            generation: 2,
+            mac: String::new(),
+        });
+        assert!(k.operator_ok(&op));
+        let changes: [fn(&mut OperatorRecord); 10] = [
+            |r| r.name = "bob".into(),
+            |r| r.role = "payments".into(),
+            |r| r.password_hash.push('x'),
+            |r| r.totp_wrapped[0] ^= 1,
+            |r| r.created_at = 0,
+            |r| r.disabled_at = Some(3),
+            |r| r.failed_attempts = 0,
+            |r| r.locked_until = Some(9),
+            |r| r.last_totp_step = Some(6),
+            |r| r.generation = 1,
+        ];
+        for change in changes {
+            let mut r = op.clone();
+            change(&mut r);
+            assert!(!k.operator_ok(&r), "{r:?}");
+        }
+        let s = k.seal_session(SessionRecord {
+            id: "ab".into(),
+            operator: "alice".into(),
+            generation: 2,
+            created_at: 1,
+            last_seen_at: 2,
+            step_up_at: 1,
+            mac: String::new(),
+        });
+        assert!(k.session_ok(&s));
+        let changes: [fn(&mut SessionRecord); 6] = [
+            |r| r.id = "ac".into(),
+            |r| r.operator = "bob".into(),
+            |r| r.generation = 3,
+            |r| r.created_at = 2,
+            |r| r.last_seen_at = 9,
+            |r| r.step_up_at = 9,
+        ];
+        for change in changes {
+            let mut r = s.clone();
+            change(&mut r);
+            assert!(!k.session_ok(&r), "{r:?}");
         }
     }
 }

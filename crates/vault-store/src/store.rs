@@ -10,8 +10,8 @@ use fieldseal_core::at_rest::SymmetricKey;
 
 use crate::audit::{AuditDraft, AuditRecord, Head};
 use crate::{
-    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, StoreError,
-    SubjectKeyRecord, TokenRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, OperatorRecord,
+    Reencrypted, SessionRecord, StoreError, SubjectKeyRecord, TokenRecord,
 };
 
 /// The vault's storage.
@@ -282,4 +282,70 @@ pub trait Store: Send + Sync + 'static {
     /// checkpoint after deletions) and re-checks what a backend checks only now and then (SQLite:
     /// the schema in full). The vault calls it after each purge cycle, every 5 seconds.
     fn checkpoint(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds an operator unless one with the name exists, auditing it; returns whether it was
+    /// added.
+    fn insert_operator(
+        &self,
+        operator: OperatorRecord,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The operator with this name.
+    fn operator(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<OperatorRecord>, StoreError>> + Send;
+
+    /// All operators, by name.
+    fn operators(&self) -> impl Future<Output = Result<Vec<OperatorRecord>, StoreError>> + Send;
+
+    /// Replaces an operator's row by `operator` if its MAC is still `old_mac` (no other request
+    /// changed it since it was read), appending `audit` in the same transaction; returns whether
+    /// it did. The one write of every sign-in: the last TOTP step accepted and the failure count
+    /// move only through it, so two requests cannot both use one code.
+    fn update_operator(
+        &self,
+        operator: OperatorRecord,
+        old_mac: &str,
+        audit: Vec<AuditDraft>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a new session, auditing it.
+    fn insert_session(
+        &self,
+        session: SessionRecord,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The session with this id (the SHA-256 of its token, hex).
+    fn session(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+
+    /// Replaces a session's row by `session` if its MAC is still `old_mac`, appending `audit` if
+    /// given; returns whether it did.
+    fn update_session(
+        &self,
+        session: SessionRecord,
+        old_mac: &str,
+        audit: Option<AuditDraft>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes a session, appending `audit` if given and the session existed; returns whether
+    /// it did.
+    fn delete_session(
+        &self,
+        id: &str,
+        audit: Option<AuditDraft>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes sessions last seen before `idle_before` or made before `created_before` (not
+    /// audited: their sign-ins are); returns how many.
+    fn purge_sessions(
+        &self,
+        idle_before: i64,
+        created_before: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

@@ -9,7 +9,7 @@ use fieldseal_vault_store::audit::{
     Action, Actor, AuditDraft, ExpectedHead, Head, Outcome, check_stored,
 };
 use fieldseal_vault_store::verify::{Verification, verify_chain};
-use fieldseal_vault_store::{ApiKeyRecord, Store, StoreError};
+use fieldseal_vault_store::{ApiKeyRecord, OperatorRecord, Store, StoreError};
 
 use fieldseal_core::ecdh::PublicKey;
 use fieldseal_core::keyset::KeyId;
@@ -19,8 +19,27 @@ use crate::config::KekKind;
 use crate::config::Settings;
 use crate::kek::Pkcs11Kek;
 use crate::keys::{self, KekProvider, KeyError, LocalKek, Secrets};
+use crate::operators::Enrolment;
 use crate::policy::{Policy, PolicyError};
 use crate::vault::{VaultError, kek_from_settings, now, open_store};
+
+/// The person running this process's operator commands (`--operator NAME`, or the OS user),
+/// set once by the command line.
+static CLI_OPERATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names the person running this process's operator commands: every audit entry of a change
+/// made from the command line names them (`cli:NAME`) instead of `cli`.
+pub fn set_cli_operator(name: &str) {
+    let _ = CLI_OPERATOR.set(name.to_owned());
+}
+
+/// Who the command line's changes are audited as: `cli:NAME` once [`set_cli_operator`] named
+/// someone, else `cli`.
+pub fn cli_actor() -> Actor {
+    CLI_OPERATOR
+        .get()
+        .map_or(Actor::Cli, |name| Actor::CliOperator(name.clone()))
+}
 
 /// Why an operator action failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +68,17 @@ pub enum AdminError {
     /// No live API key with this id.
     #[error("no active API key with id {0}")]
     NoSuchApiKey(String),
+    /// No operator with this name (or its row failed its integrity check).
+    #[error("no operator named {0}")]
+    NoSuchOperator(String),
+    /// An operator with this name exists.
+    #[error("an operator named {0} exists already")]
+    OperatorExists(String),
+    /// Not a valid operator name.
+    #[error(
+        "invalid operator name {0:?}: 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+    )]
+    BadOperatorName(String),
     /// Writing output or creating the data directory.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -284,12 +314,23 @@ pub struct KeyInventory {
     pub lives: String,
 }
 
+/// An operator and its status.
+#[derive(Debug)]
+pub struct OperatorStatus {
+    /// The row (no secret in the clear: a password hash and an encrypted TOTP secret).
+    pub record: OperatorRecord,
+    /// `active`, `locked`, `disabled` or `TAMPERED`.
+    pub status: &'static str,
+}
+
 /// An initialized vault opened for operator actions.
 pub struct Admin<S: Store> {
     store: S,
     settings: Settings,
     kek: Arc<dyn KekProvider>,
     secrets: Secrets,
+    /// Who the audit entries of changes name (`cli`, or `cli:NAME`).
+    actor: Actor,
 }
 
 impl Admin<crate::AnyStore> {
@@ -315,7 +356,181 @@ impl<S: Store> Admin<S> {
             settings,
             kek,
             secrets,
+            actor: cli_actor(),
         })
+    }
+
+    /// Names `operator` (the person at the command line) in the audit entries of the changes
+    /// made from now on.
+    pub fn acting_as(mut self, operator: &str) -> Self {
+        self.actor = Actor::CliOperator(operator.into());
+        self
+    }
+
+    /// Who the audit entries of changes name.
+    pub fn actor(&self) -> Actor {
+        self.actor.clone()
+    }
+
+    /// Enrols an operator with a role of the policy: a new random password and TOTP secret,
+    /// returned once (in the result) and stored only as an Argon2id hash and encrypted.
+    pub async fn add_operator(&self, name: &str, role: &str) -> Result<Enrolment, AdminError> {
+        if !crate::operators::valid_name(name) {
+            return Err(AdminError::BadOperatorName(name.into()));
+        }
+        self.check_role(role).await?;
+        let (enrolment, hash, wrapped) =
+            crate::operators::new_credentials(&self.secrets.row_key, name, 1)
+                .ok_or(AdminError::Random)?;
+        let at = now();
+        let record = self.secrets.row_key.seal_operator(OperatorRecord {
+            name: name.into(),
+            role: role.into(),
+            password_hash: hash,
+            totp_wrapped: wrapped,
+            created_at: at,
+            disabled_at: None,
+            failed_attempts: 0,
+            locked_until: None,
+            last_totp_step: None,
+            generation: 1,
+            mac: String::new(),
+        });
+        let audit = AuditDraft::new(at, self.actor(), Action::OperatorAdd, Outcome::Ok)
+            .detail(format!("operator {name} role {role}"));
+        if !self.store.insert_operator(record, audit).await? {
+            return Err(AdminError::OperatorExists(name.into()));
+        }
+        Ok(enrolment)
+    }
+
+    async fn check_role(&self, role: &str) -> Result<(), AdminError> {
+        let policy = self.policy().await?;
+        if policy.role(role).is_none() {
+            return Err(AdminError::UnknownRole {
+                role: role.into(),
+                known: policy.role_names().collect::<Vec<_>>().join(", "),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every operator with its status.
+    pub async fn operators(&self) -> Result<Vec<OperatorStatus>, AdminError> {
+        let t = now();
+        Ok(self
+            .store
+            .operators()
+            .await?
+            .into_iter()
+            .map(|record| {
+                let status = if !self.secrets.row_key.operator_ok(&record) {
+                    "TAMPERED"
+                } else if record.disabled_at.is_some() {
+                    "disabled"
+                } else if record.locked_until.is_some_and(|u| u > t) {
+                    "locked"
+                } else {
+                    "active"
+                };
+                OperatorStatus { record, status }
+            })
+            .collect())
+    }
+
+    /// Changes an authentic operator row with `change`, auditing it as `action`.
+    async fn change_operator(
+        &self,
+        name: &str,
+        action: Action,
+        detail: String,
+        change: impl Fn(OperatorRecord) -> OperatorRecord,
+    ) -> Result<(), AdminError> {
+        for _attempt in 0..8 {
+            let row = self
+                .store
+                .operator(name)
+                .await?
+                .filter(|r| self.secrets.row_key.operator_ok(r))
+                .ok_or_else(|| AdminError::NoSuchOperator(name.into()))?;
+            let old_mac = row.mac.clone();
+            let updated = self.secrets.row_key.seal_operator(change(row));
+            let audit =
+                AuditDraft::new(now(), self.actor(), action, Outcome::Ok).detail(detail.clone());
+            if self
+                .store
+                .update_operator(updated, &old_mac, vec![audit])
+                .await?
+            {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Busy.into())
+    }
+
+    /// Disables an operator: no sign-in, and its sessions end.
+    pub async fn disable_operator(&self, name: &str) -> Result<(), AdminError> {
+        let at = now();
+        self.change_operator(
+            name,
+            Action::OperatorDisable,
+            format!("operator {name}"),
+            |r| OperatorRecord {
+                disabled_at: Some(r.disabled_at.unwrap_or(at)),
+                generation: r.generation.saturating_add(1),
+                ..r
+            },
+        )
+        .await
+    }
+
+    /// Enables a disabled operator again (with the credentials it had).
+    pub async fn enable_operator(&self, name: &str) -> Result<(), AdminError> {
+        self.change_operator(
+            name,
+            Action::OperatorEnable,
+            format!("operator {name}"),
+            |r| OperatorRecord {
+                disabled_at: None,
+                ..r
+            },
+        )
+        .await
+    }
+
+    /// Gives an operator a new password and TOTP secret (returned once): the lock and the failure
+    /// count are cleared and its sessions end.
+    pub async fn reset_operator(&self, name: &str) -> Result<Enrolment, AdminError> {
+        let row = self
+            .store
+            .operator(name)
+            .await?
+            .filter(|r| self.secrets.row_key.operator_ok(r))
+            .ok_or_else(|| AdminError::NoSuchOperator(name.into()))?;
+        let generation = row.generation.saturating_add(1);
+        let (enrolment, hash, wrapped) =
+            crate::operators::new_credentials(&self.secrets.row_key, name, generation)
+                .ok_or(AdminError::Random)?;
+        let audit = AuditDraft::new(now(), self.actor(), Action::OperatorReset, Outcome::Ok)
+            .detail(format!("operator {name}: new password and TOTP secret"));
+        let old_mac = row.mac.clone();
+        let updated = self.secrets.row_key.seal_operator(OperatorRecord {
+            password_hash: hash,
+            totp_wrapped: wrapped,
+            failed_attempts: 0,
+            locked_until: None,
+            last_totp_step: None,
+            generation,
+            ..row
+        });
+        if !self
+            .store
+            .update_operator(updated, &old_mac, vec![audit])
+            .await?
+        {
+            return Err(StoreError::Busy.into());
+        }
+        Ok(enrolment)
     }
 
     /// The store.
@@ -341,7 +556,7 @@ impl<S: Store> Admin<S> {
         let policy = Policy::parse(text)?;
         self.store
             .append_audit(
-                AuditDraft::new(now(), Actor::Cli, Action::PolicyStore, Outcome::Ok).detail(text),
+                AuditDraft::new(now(), self.actor(), Action::PolicyStore, Outcome::Ok).detail(text),
             )
             .await?;
         Ok(policy.describe().to_owned())
@@ -400,7 +615,7 @@ impl<S: Store> Admin<S> {
                 fieldseal_core::encoding::hex(&h)
             )
         });
-        let audit = AuditDraft::new(at, Actor::Cli, Action::ApiKeyCreate, Outcome::Ok)
+        let audit = AuditDraft::new(at, self.actor(), Action::ApiKeyCreate, Outcome::Ok)
             .detail(format!("{} role {role}{bound}", key.id));
         self.store.insert_api_key(record, audit).await?;
         Ok(key)
@@ -456,7 +671,7 @@ impl<S: Store> Admin<S> {
             revoked_at: Some(at),
             ..record
         });
-        let audit = AuditDraft::new(at, Actor::Cli, Action::ApiKeyRevoke, Outcome::Ok).detail(id);
+        let audit = AuditDraft::new(at, self.actor(), Action::ApiKeyRevoke, Outcome::Ok).detail(id);
         if !self
             .store
             .revoke_api_key(id, at, revoked.mac, audit)
@@ -486,7 +701,7 @@ impl<S: Store> Admin<S> {
             digest: key.digest.to_vec(),
             ..record
         });
-        let audit = AuditDraft::new(at, Actor::Cli, Action::ApiKeyRotate, Outcome::Ok)
+        let audit = AuditDraft::new(at, self.actor(), Action::ApiKeyRotate, Outcome::Ok)
             .detail(format!("{id}; previous secret accepted until {until}"));
         if !self.store.rotate_api_key(rotated, audit).await? {
             return Err(AdminError::NoSuchApiKey(id.into()));
@@ -553,7 +768,7 @@ impl<S: Store> Admin<S> {
                 lifetime(&self.settings),
                 i64::try_from(ahead_secs).unwrap_or(i64::MAX / 4),
             ),
-            Actor::Cli,
+            self.actor(),
         )
         .await?)
     }
@@ -578,7 +793,7 @@ impl<S: Store> Admin<S> {
             &self.secrets.row_key,
             kid,
             (now(), grace),
-            Actor::Cli,
+            self.actor(),
         )
         .await?)
     }
@@ -590,7 +805,7 @@ impl<S: Store> Admin<S> {
             &self.secrets.row_key,
             kid,
             (now(), 0),
-            Actor::Cli,
+            self.actor(),
         )
         .await?)
     }
@@ -604,7 +819,7 @@ impl<S: Store> Admin<S> {
             &self.store,
             self.kek.as_ref(),
             newest,
-            (now(), Actor::Cli, "on demand"),
+            (now(), self.actor(), "on demand"),
         )
         .await?)
     }

@@ -6,8 +6,8 @@ use fieldseal_vault_postgres::PgStore;
 use fieldseal_vault_sqlite::SqliteStore;
 use fieldseal_vault_store::audit::{AuditDraft, AuditRecord, Head};
 use fieldseal_vault_store::{
-    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, Reencrypted, Store,
-    StoreError, SubjectKeyRecord, TokenRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, OperatorRecord,
+    Reencrypted, SessionRecord, Store, StoreError, SubjectKeyRecord, TokenRecord,
 };
 
 /// A vault's store: embedded SQLite (`sqlite://PATH`) or PostgreSQL (`postgres://...`).
@@ -279,5 +279,67 @@ impl Store for AnyStore {
 
     async fn checkpoint(&self) -> Result<(), StoreError> {
         dispatch!(self.checkpoint())
+    }
+
+    async fn insert_operator(
+        &self,
+        operator: OperatorRecord,
+        audit: AuditDraft,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.insert_operator(operator, audit))
+    }
+
+    async fn operator(&self, name: &str) -> Result<Option<OperatorRecord>, StoreError> {
+        dispatch!(self.operator(name))
+    }
+
+    async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
+        dispatch!(self.operators())
+    }
+
+    async fn update_operator(
+        &self,
+        operator: OperatorRecord,
+        old_mac: &str,
+        audit: Vec<AuditDraft>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.update_operator(operator, old_mac, audit))
+    }
+
+    async fn insert_session(
+        &self,
+        session: SessionRecord,
+        audit: AuditDraft,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.insert_session(session, audit))
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        dispatch!(self.session(id))
+    }
+
+    async fn update_session(
+        &self,
+        session: SessionRecord,
+        old_mac: &str,
+        audit: Option<AuditDraft>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.update_session(session, old_mac, audit))
+    }
+
+    async fn delete_session(
+        &self,
+        id: &str,
+        audit: Option<AuditDraft>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.delete_session(id, audit))
+    }
+
+    async fn purge_sessions(
+        &self,
+        idle_before: i64,
+        created_before: i64,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.purge_sessions(idle_before, created_before))
     }
 }

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use fieldseal_vault_sqlite::{SqliteStore, Synchronous, copy_database};
-use fieldseal_vault_store::audit::{Action, Actor, AuditDraft, ExpectedHead, Head, Outcome};
+use fieldseal_vault_store::audit::{Action, AuditDraft, ExpectedHead, Head, Outcome};
 use fieldseal_vault_store::verify::verify_chain;
 use fieldseal_vault_store::{Store, StoreError};
 
@@ -101,8 +101,13 @@ pub async fn backup(settings: &Settings, dest: &Path) -> Result<Head, AdminError
     }
     store
         .append_audit(
-            AuditDraft::new(now(), Actor::Cli, Action::Backup, Outcome::Ok)
-                .detail(format!("to {}", dest.display())),
+            AuditDraft::new(
+                now(),
+                crate::admin::cli_actor(),
+                Action::Backup,
+                Outcome::Ok,
+            )
+            .detail(format!("to {}", dest.display())),
         )
         .await?;
     store.backup_to(dest).await?;
@@ -205,7 +210,13 @@ pub async fn restore(
     admin
         .store()
         .append_audit(
-            AuditDraft::new(now(), Actor::Cli, Action::Restore, Outcome::Ok).detail(detail),
+            AuditDraft::new(
+                now(),
+                crate::admin::cli_actor(),
+                Action::Restore,
+                Outcome::Ok,
+            )
+            .detail(detail),
         )
         .await
         .map_err(|e: StoreError| AdminError::Store(e))?;

@@ -133,6 +133,16 @@ pub struct Settings {
     pub body_read_timeout_ms: u64,
     /// The longest a whole request may take, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Failed sign-ins in a row after which an operator is locked.
+    pub operator_lockout_attempts: u32,
+    /// How long a locked operator stays locked, in seconds.
+    pub operator_lockout_secs: u64,
+    /// An operator session ends after this many seconds without a request.
+    pub session_idle_secs: u64,
+    /// An operator session ends this many seconds after its sign-in, used or not.
+    pub session_max_secs: u64,
+    /// A plain reveal by an operator needs a second factor entered within this many seconds.
+    pub step_up_secs: u64,
 }
 
 impl Default for Settings {
@@ -176,6 +186,11 @@ impl Default for Settings {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
+            operator_lockout_attempts: 5,
+            operator_lockout_secs: 900,
+            session_idle_secs: 900,
+            session_max_secs: 8 * 3600,
+            step_up_secs: 300,
         }
     }
 }
@@ -227,6 +242,11 @@ impl std::fmt::Debug for Settings {
             .field("header_read_timeout_ms", &self.header_read_timeout_ms)
             .field("body_read_timeout_ms", &self.body_read_timeout_ms)
             .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("operator_lockout_attempts", &self.operator_lockout_attempts)
+            .field("operator_lockout_secs", &self.operator_lockout_secs)
+            .field("session_idle_secs", &self.session_idle_secs)
+            .field("session_max_secs", &self.session_max_secs)
+            .field("step_up_secs", &self.step_up_secs)
             .finish()
     }
 }
@@ -497,6 +517,17 @@ impl Settings {
             &mut self.body_read_timeout_ms,
         )?;
         env_parse("FIELDSEAL_REQUEST_TIMEOUT_MS", &mut self.request_timeout_ms)?;
+        env_parse(
+            "FIELDSEAL_OPERATOR_LOCKOUT_ATTEMPTS",
+            &mut self.operator_lockout_attempts,
+        )?;
+        env_parse(
+            "FIELDSEAL_OPERATOR_LOCKOUT_SECS",
+            &mut self.operator_lockout_secs,
+        )?;
+        env_parse("FIELDSEAL_SESSION_IDLE_SECS", &mut self.session_idle_secs)?;
+        env_parse("FIELDSEAL_SESSION_MAX_SECS", &mut self.session_max_secs)?;
+        env_parse("FIELDSEAL_STEP_UP_SECS", &mut self.step_up_secs)?;
         Ok(())
     }
 

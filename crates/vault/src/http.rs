@@ -40,6 +40,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/subjects/{id}"),
     ("GET", "/v1/subjects/{id}/export"),
     ("GET", "/v1/me"),
+    ("POST", "/v1/operators/sign-in"),
+    ("POST", "/v1/operators/sign-out"),
+    ("POST", "/v1/operators/step-up"),
     ("GET", "/v1/audit"),
     ("GET", "/v1/audit/verify"),
     ("GET", "/v1/openapi.json"),
@@ -157,6 +160,12 @@ impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         match e {
             VaultError::Store(e) => e.into(),
+            VaultError::StepUpRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "step_up_required",
+                "a plain reveal by an operator needs a TOTP code entered within the last \
+                 step_up_secs: POST /v1/operators/step-up, then retry",
+            ),
             VaultError::Key(KeyError::KekUnavailable(why)) => {
                 tracing::error!(error = %why, "key-encryption key unavailable");
                 Self::new(
@@ -254,16 +263,20 @@ impl<S: Store> FromRequestParts<AppState<S>> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
+        let cookie = session_cookie(&parts.headers);
         let client = parts
             .extensions
             .get::<ClientAddr>()
             .copied()
             .unwrap_or_else(|| client_addr(&parts.extensions, &parts.headers, &[]));
-        state.authenticate(header, client).await.map_err(|e| match e {
+        state
+            .authenticate(header, cookie.as_deref(), client)
+            .await
+            .map_err(|e| match e {
             AuthError::Unauthenticated => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "missing, unknown, revoked or expired API key",
+                "missing, unknown, revoked or expired API key or operator session",
             ),
             AuthError::Throttled(secs) => ApiError {
                 retry_after: Some(secs),
@@ -278,6 +291,174 @@ impl<S: Store> FromRequestParts<AppState<S>> for Caller {
             AuthError::Store(e) => e.into(),
         })
     }
+}
+
+/// The value of the operator session cookie, if the request carries one.
+fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == crate::operators::SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_owned())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignInRequest {
+    name: String,
+    password: String,
+    totp: String,
+}
+
+impl std::fmt::Debug for SignInRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SignInRequest({}, [REDACTED])", self.name)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepUpRequest {
+    totp: String,
+}
+
+fn sign_in_error(e: crate::operators::SignInError) -> ApiError {
+    use crate::operators::SignInError;
+    match e {
+        SignInError::Failed => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "sign_in_failed",
+            "unknown or disabled operator, wrong password, or a wrong, stale or already used code",
+        ),
+        SignInError::Locked(secs) => ApiError {
+            retry_after: Some(secs.max(1)),
+            ..ApiError::new(
+                StatusCode::FORBIDDEN,
+                "operator_locked",
+                format!(
+                    "the operator is locked after repeated failed attempts; retry after {} s",
+                    secs.max(1)
+                ),
+            )
+        },
+        SignInError::Throttled(secs) => ApiError {
+            retry_after: Some(secs.max(1)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_failures",
+                format!("too many failed authentications from this address; retry after {secs} s"),
+            )
+        },
+        SignInError::NotOperator => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_an_operator",
+            "only an operator's session can step up; API keys have no second factor",
+        ),
+        SignInError::Store(e) => e.into(),
+    }
+}
+
+fn session_cookie_header(value: &str, max_age: u64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict",
+        crate::operators::SESSION_COOKIE
+    ))
+    .ok()
+}
+
+async fn sign_in<S: Store>(
+    State(vault): State<AppState<S>>,
+    parts: Parts,
+    ApiJson(req): ApiJson<SignInRequest>,
+) -> Result<Response, ApiError> {
+    let client = parts
+        .extensions
+        .get::<ClientAddr>()
+        .copied()
+        .unwrap_or_else(|| client_addr(&parts.extensions, &parts.headers, &[]));
+    let password = fieldseal_core::operator::Password::new(req.password);
+    let session = vault
+        .sign_in(&req.name, password, &req.totp, client)
+        .await
+        .map_err(sign_in_error)?;
+    let max_age = vault.settings().session_max_secs;
+    let mut response = no_store(
+        Json(json!({
+            "session": session.token.expose(),
+            "operator": session.operator,
+            "role": session.role,
+            "expires_at": session.expires_at,
+            "idle_secs": session.idle_secs,
+            "step_up_until": session.step_up_until,
+        }))
+        .into_response(),
+    );
+    if let Some(cookie) = session_cookie_header(session.token.expose(), max_age) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// `403 not_an_operator` for an API key at an operator-session endpoint, audited.
+async fn not_an_operator<S: Store>(
+    vault: &Vault<S>,
+    caller: &Caller,
+    action: Action,
+    what: &str,
+) -> ApiError {
+    if let Err(e) = vault
+        .audit_denial(
+            caller,
+            action,
+            &format!("{what} (API keys have no session)"),
+        )
+        .await
+    {
+        return e.into();
+    }
+    sign_in_error(crate::operators::SignInError::NotOperator)
+}
+
+async fn sign_out<S: Store>(
+    State(vault): State<AppState<S>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    if caller.operator.is_none() {
+        return Err(not_an_operator(&vault, &caller, Action::OperatorSignOut, "sign out").await);
+    }
+    vault.sign_out(&caller).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(cookie) = session_cookie_header("", 0) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+async fn step_up<S: Store>(
+    State(vault): State<AppState<S>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<StepUpRequest>,
+) -> Result<Response, ApiError> {
+    if caller.operator.is_none() {
+        return Err(not_an_operator(&vault, &caller, Action::OperatorStepUp, "step up").await);
+    }
+    let until = vault
+        .step_up(&caller, &req.totp)
+        .await
+        .map_err(|e| match e {
+            crate::operators::SignInError::Failed => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "step_up_failed",
+                "a wrong, stale or already used code",
+            ),
+            other => sign_in_error(other),
+        })?;
+    Ok(no_store(
+        Json(json!({ "step_up_until": until })).into_response(),
+    ))
 }
 
 async fn keys<S: Store>(State(vault): State<AppState<S>>) -> Result<Response, ApiError> {
@@ -445,12 +626,17 @@ async fn detokenize<S: Store>(
 }
 
 /// The caller's key id, role and permissions, for consoles that adapt to who signed in.
-async fn me(caller: Caller) -> Response {
+async fn me<S: Store>(State(vault): State<AppState<S>>, caller: Caller) -> Response {
     let r = &caller.role;
+    let window = i64::try_from(vault.settings().step_up_secs).unwrap_or(i64::MAX / 4);
+    let operator = caller.operator.as_ref().map(
+        |op| json!({ "name": op.name, "step_up_until": op.step_up_at.saturating_add(window) }),
+    );
     no_store(
         Json(json!({
             "key_id": caller.key_id,
             "role": caller.role_name,
+            "operator": operator,
             "permissions": {
                 "tokenize": r.tokenize.names(),
                 "reveal_plain": r.reveal_plain.names(),
@@ -768,7 +954,10 @@ pub fn router<S: Store>(vault: AppState<S>) -> Router {
         .route("/v1/tokens/{token}", delete(delete_token::<S>))
         .route("/v1/subjects/{id}", delete(erase_subject::<S>))
         .route("/v1/subjects/{id}/export", get(export_subject::<S>))
-        .route("/v1/me", get(me))
+        .route("/v1/me", get(me::<S>))
+        .route("/v1/operators/sign-in", post(sign_in::<S>))
+        .route("/v1/operators/sign-out", post(sign_out::<S>))
+        .route("/v1/operators/step-up", post(step_up::<S>))
         .route("/v1/audit", get(audit_log::<S>))
         .route("/v1/audit/verify", get(audit_verify::<S>))
         .route("/v1/openapi.json", get(openapi))
@@ -830,6 +1019,9 @@ pub async fn serve<S: Store>(
                 }
                 if let Err(e) = vault.reload_keys().await {
                     tracing::warn!(error = %e, "key reload failed");
+                }
+                if let Err(e) = vault.purge_sessions().await {
+                    tracing::warn!(error = %e, "ended operator sessions not purged; retried");
                 }
                 if let Err(e) = vault.flush_denials(false).await {
                     tracing::warn!(error = %e, "denials not audited yet; retried");

@@ -189,7 +189,13 @@ async fn new_secret<S: Store>(
 ) -> Result<(), KeyError> {
     let key = SymmetricKey::generate().map_err(|_| KeyError::Crypto)?;
     let wrapped = kek.wrap(key.expose(), name.as_bytes())?;
-    let audit = AuditDraft::new(now, Actor::Cli, Action::SecretCreate, Outcome::Ok).detail(name);
+    let audit = AuditDraft::new(
+        now,
+        crate::admin::cli_actor(),
+        Action::SecretCreate,
+        Outcome::Ok,
+    )
+    .detail(name);
     if !store.put_secret(name, wrapped, audit).await? {
         // A row under that name was there before this vault made it: not ours to trust.
         return Err(KeyError::AlreadyInitialized);
@@ -227,23 +233,49 @@ pub async fn init<S: Store>(
     let audit_key = SymmetricKey::generate().map_err(|_| KeyError::Crypto)?;
     let wrapped = kek.wrap(audit_key.expose(), AUDIT_KEY.as_bytes())?;
     store.set_audit_key(audit_key);
-    let audit =
-        AuditDraft::new(now, Actor::Cli, Action::SecretCreate, Outcome::Ok).detail(AUDIT_KEY);
+    let audit = AuditDraft::new(
+        now,
+        crate::admin::cli_actor(),
+        Action::SecretCreate,
+        Outcome::Ok,
+    )
+    .detail(AUDIT_KEY);
     if !store.begin_audit_log(AUDIT_KEY, wrapped, audit).await? {
         return Err(KeyError::AlreadyInitialized);
     }
-    if crate::datakeys::rotate(store, kek, 0, (now, Actor::Cli, "first data key")).await? != 1 {
+    if crate::datakeys::rotate(
+        store,
+        kek,
+        0,
+        (now, crate::admin::cli_actor(), "first data key"),
+    )
+    .await?
+        != 1
+    {
         return Err(KeyError::AlreadyInitialized);
     }
     for name in [FINGERPRINT_KEY, DETERMINISTIC_KEY, ROW_KEY] {
         new_secret(store, kek, name, now).await?;
     }
     let row_key = RowKey::new(load_secret(store, kek, ROW_KEY).await?);
-    let kid = rotate(store, kek, &row_key, now, (lifetime_secs, 0), Actor::Cli).await?;
+    let kid = rotate(
+        store,
+        kek,
+        &row_key,
+        now,
+        (lifetime_secs, 0),
+        crate::admin::cli_actor(),
+    )
+    .await?;
     // Written last: a vault counts as initialized only once everything else is there.
     let check = kek.wrap(KEK_CHECK_PLAINTEXT, KEK_CHECK.as_bytes())?;
-    let audit =
-        AuditDraft::new(now, Actor::Cli, Action::VaultInit, Outcome::Ok).detail(kek.describe());
+    let audit = AuditDraft::new(
+        now,
+        crate::admin::cli_actor(),
+        Action::VaultInit,
+        Outcome::Ok,
+    )
+    .detail(kek.describe());
     store.put_secret(KEK_CHECK, check, audit).await?;
     Ok(kid)
 }
@@ -369,15 +401,20 @@ pub async fn rotate_kek<S: Store>(
     let (from, to) = (old.describe(), new.describe());
     store
         .append_audit(
-            AuditDraft::new(now, Actor::Cli, Action::KekRotate, Outcome::Ok)
-                .detail(format!("started: from {from} to {to}")),
+            AuditDraft::new(
+                now,
+                crate::admin::cli_actor(),
+                Action::KekRotate,
+                Outcome::Ok,
+            )
+            .detail(format!("started: from {from} to {to}")),
         )
         .await?;
     let mut report = KekRotation::default();
     let rewrap_audit = |what: &str| {
         AuditDraft::new(
             crate::vault::now(),
-            Actor::Cli,
+            crate::admin::cli_actor(),
             Action::KeyRewrap,
             Outcome::Ok,
         )
@@ -454,7 +491,7 @@ pub async fn rotate_kek<S: Store>(
         .append_audit(
             AuditDraft::new(
                 crate::vault::now(),
-                Actor::Cli,
+                crate::admin::cli_actor(),
                 Action::KekRotate,
                 Outcome::Ok,
             )

@@ -41,6 +41,7 @@ pub mod kek;
 pub mod keys;
 pub mod listener;
 pub mod openapi;
+pub mod operators;
 pub mod overload;
 pub mod policy;
 pub mod ratelimit;

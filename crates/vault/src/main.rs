@@ -23,6 +23,10 @@ struct Cli {
     /// Settings file (TOML). Also FIELDSEAL_CONFIG; FIELDSEAL_* variables override its values.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Who is running the command, named in the audit entries of the changes it makes
+    /// (`cli:NAME`). Default: the OS user ($USER, $LOGNAME, else the user of the process's uid).
+    #[arg(long, global = true, value_name = "NAME")]
+    operator: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +58,11 @@ enum Command {
     Apikey {
         #[command(subcommand)]
         command: ApikeyCommand,
+    },
+    /// Operators: people signing in with a password and a TOTP code.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
     },
     /// The audit log.
     Audit {
@@ -195,6 +204,37 @@ enum ApikeyCommand {
 }
 
 #[derive(Subcommand)]
+enum OperatorCommand {
+    /// Enrol an operator for a role; its password and TOTP enrolment URI (otpauth://) are
+    /// printed once.
+    Add {
+        /// Name: 1 to 64 of a-z, 0-9, '.', '_', '-'.
+        name: String,
+        /// Role from the policy.
+        #[arg(long)]
+        role: String,
+    },
+    /// List operators (names, roles, status; never secrets).
+    List,
+    /// Disable an operator: no sign-in, its sessions end.
+    Disable {
+        /// Operator name.
+        name: String,
+    },
+    /// Enable a disabled operator again.
+    Enable {
+        /// Operator name.
+        name: String,
+    },
+    /// Give an operator a new password and TOTP secret (printed once); lifts a lock, ends its
+    /// sessions.
+    Reset {
+        /// Operator name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check every entry's hash and MAC and the anchored head; name the first broken entry.
     Verify {
@@ -252,8 +292,49 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Who runs the command: `--operator`, else the OS user.
+fn cli_operator(flag: Option<String>) -> Result<String> {
+    let name = flag
+        .or_else(|| std::env::var("USER").ok().filter(|u| !u.is_empty()))
+        .or_else(|| std::env::var("LOGNAME").ok().filter(|u| !u.is_empty()))
+        .or_else(os_user)
+        .ok_or("cannot tell who runs the command: pass --operator NAME")?;
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+    if !ok {
+        return Err(format!(
+            "invalid operator name {name:?}: 1 to 64 of letters, digits, '.', '_', '@', '-'"
+        )
+        .into());
+    }
+    Ok(name)
+}
+
+/// The name of the user the process runs as (from /etc/passwd), or `uid:N`.
+fn os_user() -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata("/proc/self").ok()?.uid();
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let name = passwd.lines().find_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            (f.nth(1)? == uid.to_string()).then(|| name.to_owned())
+        });
+        Some(name.unwrap_or_else(|| format!("uid-{uid}")))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 async fn run(cli: Cli) -> Result<ExitCode> {
     let settings = Settings::load(cli.config.as_deref())?;
+    admin::set_cli_operator(&cli_operator(cli.operator)?);
     match cli.command {
         Command::Init { dev } => init(settings, dev).await,
         Command::Serve => serve(settings).await,
@@ -264,6 +345,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys { command } => keys_cmd(settings, command).await,
         Command::Kek { command } => kek_cmd(settings, command).await,
         Command::Apikey { command } => apikey_cmd(settings, command).await,
+        Command::Operator { command } => operator_cmd(settings, command).await,
         Command::Audit { command } => audit_cmd(settings, command).await,
         Command::Policy { command } => policy_cmd(settings, command).await,
         Command::Backup { path } => {
@@ -526,6 +608,55 @@ async fn apikey_cmd(settings: Settings, command: ApikeyCommand) -> Result<ExitCo
             eprintln!(
                 "API key {id} has a new secret, shown only this once; the previous one works for \
                  {overlap_hours} more hours"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_enrolment(e: &fieldseal_vault::operators::Enrolment) {
+    println!("password: {}", e.password.expose());
+    println!("totp: {}", e.totp_uri.as_str());
+}
+
+async fn operator_cmd(settings: Settings, command: OperatorCommand) -> Result<ExitCode> {
+    let admin = Admin::open(&settings).await?;
+    match command {
+        OperatorCommand::Add { name, role } => {
+            let e = admin.add_operator(&name, &role).await?;
+            print_enrolment(&e);
+            eprintln!(
+                "operator {name} (role {role}) enrolled; the password and the TOTP URI (add it to \
+                 an authenticator app) are shown only this once"
+            );
+        }
+        OperatorCommand::List => {
+            println!(
+                "{:<24} {:<12} {:<10} {:>12} {:>8}",
+                "NAME", "ROLE", "STATUS", "CREATED", "FAILURES"
+            );
+            for o in admin.operators().await? {
+                let r = &o.record;
+                println!(
+                    "{:<24} {:<12} {:<10} {:>12} {:>8}",
+                    r.name, r.role, o.status, r.created_at, r.failed_attempts
+                );
+            }
+        }
+        OperatorCommand::Disable { name } => {
+            admin.disable_operator(&name).await?;
+            println!("disabled {name}; its sessions have ended");
+        }
+        OperatorCommand::Enable { name } => {
+            admin.enable_operator(&name).await?;
+            println!("enabled {name}");
+        }
+        OperatorCommand::Reset { name } => {
+            let e = admin.reset_operator(&name).await?;
+            print_enrolment(&e);
+            eprintln!(
+                "operator {name} has a new password and TOTP secret, shown only this once; its \
+                 sessions have ended and any lock is lifted"
             );
         }
     }

@@ -30,7 +30,8 @@ pub fn document() -> Value {
         },
         "components": {
             "securitySchemes": {
-                "apiKey": { "type": "http", "scheme": "bearer", "description": "An API key: fsk_<id>_<secret>." }
+                "apiKey": { "type": "http", "scheme": "bearer", "description": "An API key (fsk_<id>_<secret>), or an operator's session token (fso_<token>) from POST /v1/operators/sign-in." },
+                "operatorSession": { "type": "apiKey", "in": "cookie", "name": "fieldseal_session", "description": "An operator's session, as the cookie POST /v1/operators/sign-in sets (HttpOnly; Secure; SameSite=Strict)." }
             },
             "schemas": {
                 "Error": {
@@ -109,6 +110,33 @@ pub fn document() -> Value {
                         "purpose": { "type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$", "description": "Why the values are revealed (audited): at most 200 characters, not only white space, no control characters." }
                     }
                 },
+                "SignInRequest": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["name", "password", "totp"],
+                    "properties": {
+                        "name": { "type": "string", "description": "The operator's name." },
+                        "password": { "type": "string", "description": "The password shown at enrolment (`operator add`, `operator reset`)." },
+                        "totp": { "type": "string", "description": "The current 6-digit TOTP code (RFC 6238: HMAC-SHA1, 30 s). Each code is accepted once." }
+                    }
+                },
+                "Session": {
+                    "type": "object",
+                    "required": ["session", "operator", "role", "expires_at", "idle_secs", "step_up_until"],
+                    "properties": {
+                        "session": { "type": "string", "description": "The session token (fso_…), for `Authorization: Bearer`; also set as the cookie." },
+                        "operator": { "type": "string" }, "role": { "type": "string" },
+                        "expires_at": { "type": "integer", "description": "Unix seconds: the session ends then at the latest (`session_max_secs` after sign-in)." },
+                        "idle_secs": { "type": "integer", "description": "The session ends after this many seconds without a request." },
+                        "step_up_until": { "type": "integer", "description": "Unix seconds: plain reveals need a step-up after this." }
+                    }
+                },
+                "StepUpRequest": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["totp"],
+                    "properties": { "totp": { "type": "string", "description": "A current TOTP code not used before." } }
+                },
                 "DetokenizeResult": {
                     "type": "object",
                     "required": ["ok"],
@@ -177,7 +205,7 @@ pub fn document() -> Value {
                         "400": error_response("Malformed request or missing purpose"),
                         "401": error_response("Missing, unknown or revoked API key"),
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
-                        "403": error_response("The role may not reveal anything"),
+                        "403": error_response("The role may not reveal anything; `step_up_required`: an operator's session asked for a plain reveal more than `step_up_secs` (default 300) after its last TOTP code (nothing is revealed; step up, then retry)"),
                         "413": error_response("Body or batch too large (also a batch larger than the role's reveal burst)"),
                         "408": error_response("`request_timeout`: the body did not arrive in time"),
                         "415": error_response("`unsupported_media_type`: the body is not `application/json`"),
@@ -211,6 +239,68 @@ pub fn document() -> Value {
                         "401": error_response("Missing, unknown or revoked API key"),
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
                         "429": rate_limited_response("`too_many_failures`: too many failed authentications from this address this minute")
+                    }
+                }
+            },
+            "/v1/operators/sign-in": {
+                "post": {
+                    "summary": "Sign an operator in with name, password and a TOTP code; the session is the cookie `fieldseal_session` (HttpOnly; Secure; SameSite=Strict) and the body's `session` (bearer). Failures count toward the operator's lock (`operator_lockout_attempts` in a row lock it for `operator_lockout_secs`); every failure and lock is audited.",
+                    "requestBody": { "required": true, "content": { "application/json": {
+                        "schema": { "$ref": "#/components/schemas/SignInRequest" },
+                        "example": { "name": "alice", "password": "…", "totp": "492039" }
+                    } } },
+                    "responses": {
+                        "200": { "description": "Signed in",
+                            "headers": { "Set-Cookie": { "description": "fieldseal_session=fso_…; Path=/; Max-Age=…; HttpOnly; Secure; SameSite=Strict", "schema": { "type": "string" } } },
+                            "content": { "application/json": {
+                                "schema": { "$ref": "#/components/schemas/Session" },
+                                "example": { "session": "fso_…", "operator": "alice", "role": "support", "expires_at": 1795028900, "idle_secs": 900, "step_up_until": 1795000400 }
+                            } } },
+                        "400": error_response("Malformed request"),
+                        "401": error_response("`sign_in_failed`: unknown or disabled operator, wrong password, or a wrong, stale or already used code (one answer for all)"),
+                        "403": rate_limited_response("`operator_locked`: locked after repeated failed attempts, even with the right password; `Retry-After` says for how long"),
+                        "408": error_response("`request_timeout`: the body did not arrive in time"),
+                        "413": error_response("Body too large"),
+                        "415": error_response("`unsupported_media_type`: the body is not `application/json`"),
+                        "429": rate_limited_response("`too_many_failures`: too many failed authentications from this address this minute"),
+                        "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)")
+                    }
+                }
+            },
+            "/v1/operators/step-up": {
+                "post": {
+                    "summary": "Enter a TOTP code in an operator's session: plain reveals are allowed for `step_up_secs` (default 300) after it. A wrong or used code counts toward the operator's lock.",
+                    "security": [{ "apiKey": [] }],
+                    "requestBody": { "required": true, "content": { "application/json": {
+                        "schema": { "$ref": "#/components/schemas/StepUpRequest" },
+                        "example": { "totp": "118305" }
+                    } } },
+                    "responses": {
+                        "200": { "description": "Second factor recorded", "content": { "application/json": {
+                            "schema": { "type": "object", "required": ["step_up_until"], "properties": { "step_up_until": { "type": "integer" } } },
+                            "example": { "step_up_until": 1795000700 }
+                        } } },
+                        "400": error_response("Malformed request"),
+                        "401": error_response("Missing, unknown or revoked API key or session; `step_up_failed`: a wrong, stale or already used code"),
+                        "403": rate_limited_response("`not_an_operator`: an API key, not an operator's session; `operator_locked`: locked after repeated failed attempts (`Retry-After`)"),
+                        "408": error_response("`request_timeout`: the body did not arrive in time"),
+                        "413": error_response("Body too large"),
+                        "415": error_response("`unsupported_media_type`: the body is not `application/json`"),
+                        "429": rate_limited_response("`too_many_failures`: too many failed authentications from this address this minute"),
+                        "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)")
+                    }
+                }
+            },
+            "/v1/operators/sign-out": {
+                "post": {
+                    "summary": "End the operator's session (audited); the cookie is cleared.",
+                    "security": [{ "apiKey": [] }],
+                    "responses": {
+                        "204": { "description": "Signed out", "headers": { "Set-Cookie": { "description": "fieldseal_session=; Max-Age=0 (cleared)", "schema": { "type": "string" } } } },
+                        "401": error_response("Missing, unknown or revoked API key or session"),
+                        "403": error_response("`not_an_operator`: an API key, not an operator's session"),
+                        "429": rate_limited_response("`too_many_failures`: too many failed authentications from this address this minute"),
+                        "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)")
                     }
                 }
             },
@@ -269,6 +359,15 @@ pub fn document() -> Value {
     });
     if let Some(paths) = doc["paths"].as_object_mut() {
         paths.extend(crate::subjects::openapi_paths());
+        // Every secured operation takes an operator's session cookie as well as a bearer token.
+        for op in paths.values_mut().filter_map(Value::as_object_mut) {
+            for operation in op.values_mut() {
+                if let Some(security) = operation.get_mut("security").and_then(Value::as_array_mut)
+                {
+                    security.push(json!({ "operatorSession": [] }));
+                }
+            }
+        }
     }
     doc
 }

@@ -53,6 +53,9 @@ pub enum VaultError {
     /// Unsupported database URL.
     #[error("unsupported database URL {0}: use sqlite://PATH or postgres://USER@HOST/DB")]
     DatabaseUrl(String),
+    /// A plain reveal by an operator whose last second factor is too old (audited).
+    #[error("a plain reveal needs a step-up (a TOTP code entered recently)")]
+    StepUpRequired,
 }
 
 /// An authenticated caller.
@@ -66,12 +69,27 @@ pub struct Caller {
     pub role: Role,
     /// Where the request came from.
     pub client: ClientAddr,
+    /// The operator, when the caller is an operator's session rather than an API key.
+    pub operator: Option<crate::operators::OperatorCaller>,
 }
 
 impl Caller {
-    /// Who the caller is in audit entries.
+    /// Who the caller is in audit entries: the API key, or the operator by name.
     pub fn actor(&self) -> Actor {
-        Actor::ApiKey(self.key_id.clone())
+        match &self.operator {
+            Some(op) => Actor::Operator(op.name.clone()),
+            None => Actor::ApiKey(self.key_id.clone()),
+        }
+    }
+
+    /// Whether the caller is an operator whose last second factor is older than `window` seconds
+    /// at `t` (a plain reveal then needs a step-up).
+    pub fn needs_step_up(&self, t: i64, window: u64) -> bool {
+        self.operator.as_ref().is_some_and(|op| {
+            op.step_up_at
+                .saturating_add(i64::try_from(window).unwrap_or(i64::MAX / 4))
+                < t
+        })
     }
 }
 
@@ -560,9 +578,13 @@ impl<S: Store> Vault<S> {
     /// entry cannot be written, the request fails with that error instead), the rest in one
     /// entry per minute ([`Vault::flush_denials`]); an address that failed too often is
     /// refused before its key is looked up.
+    ///
+    /// An operator's session token is taken from the header (`Bearer fso_...`) or, without a
+    /// header, from the session cookie's value `cookie`.
     pub async fn authenticate(
         &self,
         header: Option<&str>,
+        cookie: Option<&str>,
         client: ClientAddr,
     ) -> Result<Caller, AuthError> {
         let t = now();
@@ -570,6 +592,39 @@ impl<S: Store> Vault<S> {
             self.auth_failures
                 .record(client.ip(), None, "throttled address", t);
             return Err(AuthError::Throttled(wait));
+        }
+        let bearer = header.map(|h| match h.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+            _ => h.trim(),
+        });
+        let session = match bearer {
+            Some(b) if b.starts_with(crate::operators::SESSION_PREFIX) => Some(b),
+            Some(_) => None,
+            None => cookie,
+        };
+        if let Some(text) = session {
+            let (reason, name) = match crate::operators::SessionToken::parse(text) {
+                Some(token) => match self.authenticate_session(&token, client, t).await? {
+                    Ok(caller) => return Ok(caller),
+                    Err(why) => why,
+                },
+                None => ("malformed operator session token", None),
+            };
+            let key = name.as_ref().map(|n| format!("operator:{n}"));
+            if self
+                .auth_failures
+                .record(client.ip(), key.as_deref(), reason, t)
+                == Record::AuditNow
+            {
+                let actor = name.map_or(Actor::Anonymous, Actor::Operator);
+                let audit = AuditDraft::new(t, actor, Action::Auth, Outcome::Denied)
+                    .detail(format!("{reason}; from {client}"));
+                self.store
+                    .append_audit(audit)
+                    .await
+                    .map_err(AuthError::Store)?;
+            }
+            return Err(AuthError::Unauthenticated);
         }
         let presented = header.and_then(apikeys::parse);
         let found = match &presented {
@@ -619,6 +674,7 @@ impl<S: Store> Vault<S> {
                 role_name: k.role.clone(),
                 role: role.clone(),
                 client,
+                operator: None,
             });
         }
         let reason = match (&presented, &found) {
@@ -675,7 +731,10 @@ impl<S: Store> Vault<S> {
             while let Some(s) = rest.next() {
                 let actor = match s.key_id.as_str() {
                     "-" | "*" => Actor::Anonymous,
-                    id => Actor::ApiKey(id.to_owned()),
+                    id => match id.strip_prefix("operator:") {
+                        Some(name) => Actor::Operator(name.to_owned()),
+                        None => Actor::ApiKey(id.to_owned()),
+                    },
                 };
                 let entry =
                     AuditDraft::new(now(), actor, action, Outcome::Denied).detail(s.detail());
@@ -687,6 +746,11 @@ impl<S: Store> Vault<S> {
             }
         }
         Ok(written)
+    }
+
+    /// The failed authentications counted per address (sign-ins count there too).
+    pub(crate) fn auth_failures(&self) -> &DenialCounter {
+        &self.auth_failures
     }
 
     /// Audits an endpoint-level denial (the role has no permission of the needed sort).
@@ -1342,6 +1406,8 @@ impl<S: Store> Vault<S> {
         let mut results = Vec::with_capacity(tokens.len());
         let mut audit = Vec::with_capacity(tokens.len());
         let mut consume = Vec::new();
+        let needs_step_up = caller.needs_step_up(now, self.settings.step_up_secs);
+        let mut step_up_denied = Vec::new();
         for token in tokens {
             let base = audit_token(
                 AuditDraft::new(now, caller.actor(), Action::Reveal, Outcome::NotFound),
@@ -1366,6 +1432,14 @@ impl<S: Store> Vault<S> {
                 ));
                 continue;
             }
+            if reveal == Reveal::Plain && needs_step_up {
+                step_up_denied.push(AuditDraft {
+                    outcome: Outcome::Denied,
+                    detail: format!("role {}: step-up required", caller.role_name),
+                    ..base
+                });
+                continue;
+            }
             let (outcome, label, shown) = match reveal {
                 Reveal::Plain => (
                     Outcome::Plain,
@@ -1385,6 +1459,13 @@ impl<S: Store> Vault<S> {
                 reveal: label,
                 value: shown,
             }));
+        }
+        if !step_up_denied.is_empty() {
+            // Nothing of the request is revealed: only the refusals are recorded.
+            self.store
+                .record_reveals(step_up_denied, Vec::new())
+                .await?;
+            return Err(VaultError::StepUpRequired);
         }
         let consumed = self.store.record_reveals(audit, consume.clone()).await?;
         for ((index, _), won) in consume.iter().zip(consumed) {
@@ -1507,4 +1588,29 @@ pub enum DeleteOutcome {
     NotFound,
     /// The role may not delete this kind.
     Forbidden,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::TokenizeItem;
+
+    /// Whole numbers written as floats, with 16 and more significant digits too, are whole
+    /// seconds (schemathesis found `2251799813685247.0` refused).
+    #[test]
+    fn ttl_secs_written_as_floats() {
+        for (text, secs) in [
+            ("60.0", 60),
+            ("2251799813685247.0", 2_251_799_813_685_247),
+            ("3606518446991978.0", 3_606_518_446_991_978),
+            ("9007199254740992.0", 9_007_199_254_740_992),
+        ] {
+            let item: TokenizeItem =
+                serde_json::from_str(&format!(r#"{{"envelope":"x","ttl_secs":{text}}}"#)).unwrap();
+            assert_eq!(item.ttl_secs, Some(secs), "{text}");
+        }
+        assert!(
+            serde_json::from_str::<TokenizeItem>(r#"{"envelope":"x","ttl_secs":60.5}"#).is_err()
+        );
+    }
 }

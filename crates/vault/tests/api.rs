@@ -102,7 +102,7 @@ async fn tokenize_then_reveal_by_role() {
 
 /// The endpoints of the authorization matrix, in its columns' order: every operation of the
 /// OpenAPI document (`authorization_matrix` checks that none is missing).
-const ENDPOINTS: [&str; 12] = [
+const ENDPOINTS: [&str; 15] = [
     "GET /v1/keys",
     "POST /v1/tokenize",
     "POST /v1/detokenize",
@@ -115,6 +115,9 @@ const ENDPOINTS: [&str; 12] = [
     "GET /readyz",
     "DELETE /v1/subjects/{id}",
     "GET /v1/subjects/{id}/export",
+    "POST /v1/operators/sign-in",
+    "POST /v1/operators/step-up",
+    "POST /v1/operators/sign-out",
 ];
 
 /// The authorization matrix: per caller, the status each endpoint answers a well-formed request
@@ -123,32 +126,44 @@ const ENDPOINTS: [&str; 12] = [
 /// one entry of that caller and action. Callers: no key; keys that do not authenticate (malformed,
 /// unknown id, wrong secret, revoked, expired, idle past `api_key_max_idle_days`, the secret a
 /// rotation without overlap replaced); each built-in
-/// role; each built-in role's key over its rate limit (`*-limited`); and a valid key from an
-/// address throttled after repeated failed authentications.
+/// role; each built-in role's key over its rate limit (`*-limited`); a valid key from an
+/// address throttled after repeated failed authentications; and operators' sessions: signed in
+/// (their TOTP code within `step_up_secs`), signed in longer ago than that (`operator-stale`: a
+/// plain reveal needs a step-up), locked after failed sign-ins, and signed out. The sign-in
+/// column signs in an unknown operator (the same for every caller); the step-up column sends a
+/// fresh code for operators; the sign-out column ends the row's session.
 #[rustfmt::skip]
-const MATRIX: &[(&str, [u16; 12])] = &[
-    //                     keys  tokenize detok  delete  me   audit verify  openapi healthz readyz erase export
-    ("anonymous",         [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401]),
-    ("malformed",         [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401]),
-    ("unknown",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401]),
-    ("wrong-secret",      [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401]),
-    ("revoked",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401]),
-    ("expired",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401]),
-    ("idle",              [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401]),
-    ("rotated-out",       [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401]),
-    ("checkout",          [200,  200,     403,   403,    200, 403,  403,    200,    200,    200,   403,  403]),
-    ("support",           [200,  403,     200,   403,    200, 403,  403,    200,    200,    200,   403,  403]),
-    ("payments",          [200,  403,     200,   204,    200, 403,  403,    200,    200,    200,   403,  403]),
-    ("auditor",           [200,  403,     403,   403,    200, 200,  200,    200,    200,    200,   403,  403]),
-    ("privacy",           [200,  403,     200,   403,    200, 403,  403,    200,    200,    200,   200,  200]),
-    ("checkout-limited",  [200,  429,     403,   403,    200, 403,  403,    200,    200,    200,   403,  403]),
-    ("support-limited",   [200,  403,     429,   403,    200, 403,  403,    200,    200,    200,   403,  403]),
-    ("payments-limited",  [200,  403,     429,   204,    200, 403,  403,    200,    200,    200,   403,  403]),
-    ("throttled-address", [200,  429,     429,   429,    429, 429,  429,    200,    200,    200,   429,  429]),
+const MATRIX: &[(&str, [u16; 15])] = &[
+    //                     keys  tokenize detok  delete  me   audit verify  openapi healthz readyz erase export  sign-in step-up sign-out
+    ("anonymous",         [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
+    ("malformed",         [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
+    ("unknown",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
+    ("wrong-secret",      [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
+    ("revoked",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
+    ("expired",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
+    ("idle",              [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
+    ("rotated-out",       [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
+    ("checkout",          [200,  200,     403,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403]),
+    ("support",           [200,  403,     200,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403]),
+    ("payments",          [200,  403,     200,   204,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403]),
+    ("auditor",           [200,  403,     403,   403,    200, 200,  200,    200,    200,    200,   403,  403,  401,    403,    403]),
+    ("privacy",           [200,  403,     200,   403,    200, 403,  403,    200,    200,    200,   200,  200,  401,    403,    403]),
+    ("checkout-limited",  [200,  429,     403,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403]),
+    ("support-limited",   [200,  403,     429,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403]),
+    ("payments-limited",  [200,  403,     429,   204,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403]),
+    ("throttled-address", [200,  429,     429,   429,    429, 429,  429,    200,    200,    200,   429,  429,  429,    429,    429]),
+    ("operator-support",  [200,  403,     200,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    200,    204]),
+    ("operator-payments", [200,  403,     200,   204,    200, 403,  403,    200,    200,    200,   403,  403,  401,    200,    204]),
+    ("operator-stale",    [200,  403,     403,   204,    200, 403,  403,    200,    200,    200,   403,  403,  401,    200,    204]),
+    ("operator-locked",   [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
+    ("operator-signed-out",[200, 401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
 ];
 
 /// The audit action a denial at an endpoint is recorded under (failed authentications: `auth`).
 fn denied_action(endpoint: &str, status: u16) -> &'static str {
+    if endpoint == "POST /v1/operators/sign-in" {
+        return "operator.sign_in";
+    }
     if status == 401 {
         return "auth";
     }
@@ -160,6 +175,8 @@ fn denied_action(endpoint: &str, status: u16) -> &'static str {
         "GET /v1/audit/verify" => "audit.verify",
         "DELETE /v1/subjects/{id}" => "subject.erase",
         "GET /v1/subjects/{id}/export" => "subject.export",
+        "POST /v1/operators/step-up" => "operator.step_up",
+        "POST /v1/operators/sign-out" => "operator.sign_out",
         other => panic!("no denial expected at {other}"),
     }
 }
@@ -206,6 +223,7 @@ async fn authorization_matrix_on(
     std::fs::write(&policy_file, policy).unwrap();
     settings.policy_file = Some(policy_file);
     settings.auth_failures_before_throttle = 5;
+    settings.step_up_secs = 5;
     let admin = fieldseal_vault::admin::Admin::open(&settings)
         .await
         .unwrap();
@@ -224,6 +242,17 @@ async fn authorization_matrix_on(
     // A secret replaced by a rotation with no overlap.
     let rotated_out = key("payments", "rotated", None).await;
     admin.rotate_api_key(&rotated_out[4..16], 0).await.unwrap();
+    // One operator per operator row.
+    let mut enrolled = std::collections::BTreeMap::new();
+    for (who, name, role) in [
+        ("operator-support", "m-support", "support"),
+        ("operator-payments", "m-payments", "payments"),
+        ("operator-stale", "m-stale", "payments"),
+        ("operator-locked", "m-locked", "payments"),
+        ("operator-signed-out", "m-out", "support"),
+    ] {
+        enrolled.insert(who, admin.add_operator(name, role).await.unwrap());
+    }
     drop(admin);
     let s = Server::start_with(settings).await;
     let long_ago = fieldseal_vault::vault::now() - 91 * 86_400;
@@ -271,7 +300,11 @@ async fn authorization_matrix_on(
         };
         format!("{}{last}", &keys.payments[..keys.payments.len() - 1])
     };
-    let caller_key = |who: &str| -> String {
+    let mut sessions: std::collections::BTreeMap<&str, String> = std::collections::BTreeMap::new();
+    let caller_key = |who: &str, sessions: &std::collections::BTreeMap<&str, String>| -> String {
+        if let Some(session) = sessions.get(who) {
+            return session.clone();
+        }
         match who {
             "anonymous" => String::new(),
             "malformed" => "not-a-key".to_owned(),
@@ -292,9 +325,14 @@ async fn authorization_matrix_on(
             other => panic!("caller {other} has no key"),
         }
     };
-    // Who the audit log names for a caller: the key id it presented, if it presented one.
-    let actor = |k: &str| {
-        if k.starts_with("fsk_") && k.len() > 16 {
+    // Who the audit log names for a caller: the key id it presented, if it presented one; the
+    // operator of a session it knows.
+    let mut session_actors: std::collections::BTreeMap<String, String> =
+        std::collections::BTreeMap::new();
+    let actor = |k: &str, session_actors: &std::collections::BTreeMap<String, String>| {
+        if let Some(a) = session_actors.get(k) {
+            a.clone()
+        } else if k.starts_with("fsk_") && k.len() > 16 {
             format!("apikey:{}", &k[4..16])
         } else {
             "anonymous".to_owned()
@@ -352,8 +390,60 @@ async fn authorization_matrix_on(
     let exported = subject_with_a_value("cust-matrix".to_owned()).await;
     let mut fresh_subjects = 0;
     let mut mismatches = Vec::new();
+    let unix = || u64::try_from(fieldseal_vault::vault::now()).unwrap();
+    let totp = |who: &str, steps: u64| {
+        fieldseal_vault::operators::code_from_uri(&enrolled[who].totp_uri, unix() + 30 * steps)
+            .unwrap()
+    };
     for (who, expected) in MATRIX {
-        let k = caller_key(who);
+        if let Some(e) = enrolled.get(who) {
+            s.vault.flush_denials(true).await.unwrap();
+            let r = s
+                .client
+                .post(s.url("/v1/operators/sign-in"))
+                .json(&json!({ "name": e.name, "password": e.password.expose(), "totp": totp(who, 0) }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let session = r.json::<Value>().await.unwrap()["session"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            session_actors.insert(session.clone(), format!("operator:{}", e.name));
+            match *who {
+                "operator-stale" => {
+                    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+                }
+                "operator-locked" => {
+                    for _ in 0..5 {
+                        let r = s
+                            .client
+                            .post(s.url("/v1/operators/sign-in"))
+                            .json(&json!({ "name": e.name, "password": "guess", "totp": "000000" }))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), 401);
+                    }
+                }
+                "operator-signed-out" => {
+                    let r = s
+                        .client
+                        .post(s.url("/v1/operators/sign-out"))
+                        .header("authorization", bearer(&session))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status(), 204);
+                    // An ended session names no operator.
+                    session_actors.remove(&session);
+                }
+                _ => {}
+            }
+            sessions.insert(*who, session);
+        }
+        let k = caller_key(who, &sessions);
         for (endpoint, want) in ENDPOINTS.iter().zip(expected) {
             let (method, path) = endpoint.split_once(' ').unwrap();
             let subject = if *endpoint == "DELETE /v1/subjects/{id}" {
@@ -402,6 +492,17 @@ async fn authorization_matrix_on(
                     req.json(&json!({ "items": [{ "envelope": env }] }))
                 }
                 "/v1/detokenize" => req.json(&json!({ "tokens": [token], "purpose": "matrix" })),
+                "/v1/operators/sign-in" => {
+                    req.json(&json!({ "name": "nobody", "password": "not it", "totp": "000000" }))
+                }
+                "/v1/operators/step-up" => {
+                    let code = if enrolled.contains_key(who) {
+                        totp(who, 1)
+                    } else {
+                        "000000".to_owned()
+                    };
+                    req.json(&json!({ "totp": code }))
+                }
                 _ => req,
             };
             let got = req.send().await.unwrap().status().as_u16();
@@ -428,14 +529,18 @@ async fn authorization_matrix_on(
                 }
             } else if matches!(want, 401 | 403 | 429) {
                 let action = denied_action(endpoint, *want);
+                let expected_actor = if *endpoint == "POST /v1/operators/sign-in" {
+                    "operator:nobody".to_owned()
+                } else {
+                    actor(&k, &session_actors)
+                };
                 let ok = denied.iter().map(|e| common::denials_in(e)).sum::<u64>() == 1
                     && denied
                         .iter()
-                        .all(|e| e.action == action && e.actor == actor(&k));
+                        .all(|e| e.action == action && e.actor == expected_actor);
                 if !ok {
                     mismatches.push(format!(
-                        "{who} x {endpoint}: {want} not audited as one {action} denial of {}: {denied:?}",
-                        actor(&k)
+                        "{who} x {endpoint}: {want} not audited as one {action} denial of {expected_actor}: {denied:?}"
                     ));
                 }
             } else if !denied.is_empty() && *who != "throttled-address" {
