@@ -507,6 +507,9 @@ test('keyboard, labels and errors across frames', async () => {
   // Tab from the page's input into the card number, then on to the expiry, the CVC, out again.
   await page.focus('#before');
   await page.keyboard.press('Tab');
+  // Focus crosses into another process's frame: type only once it has arrived, or the first
+  // keystrokes go to the page.
+  await frame(page, 'pan').locator('input:focus').waitFor({ timeout: 5000 });
   await page.keyboard.type('4242424242424241');
   await settled(input(page, 'pan'), '4242 4242 4242 4241');
   await page.keyboard.press('Tab');
@@ -514,9 +517,11 @@ test('keyboard, labels and errors across frames', async () => {
   assert.equal(await input(page, 'pan').getAttribute('aria-invalid'), 'true');
   assert.match(await page.textContent('#card-errors'), /not valid/, 'the error is announced by the page');
   assert.equal(await page.getAttribute('#card-errors', 'aria-live'), 'polite');
+  await frame(page, 'exp').locator('input:focus').waitFor({ timeout: 5000 });
   await page.keyboard.type('1230');
   await settled(input(page, 'exp'), '12 / 30');
   await page.keyboard.press('Tab');
+  await frame(page, 'cvc').locator('input:focus').waitFor({ timeout: 5000 });
   await page.keyboard.type(CVC);
   await settled(input(page, 'cvc'), CVC);
   await page.keyboard.press('Tab');
