@@ -528,7 +528,7 @@ pub async fn the_purge_runs_in_audited_batches<B: Backend>(b: &B) {
             .is_some()
     );
     assert_eq!(s.purge(5_000).await.unwrap(), 0, "nothing left");
-    assert!(PURGE_BATCHES >= 3);
+    const { assert!(PURGE_BATCHES >= 3) };
 }
 
 /// A subject's key is stored once (a second one loses to the first), its tokens are listed, and
