@@ -471,14 +471,24 @@ impl<S: Store> Admin<S> {
     /// Disables an operator: no sign-in, and its sessions end.
     pub async fn disable_operator(&self, name: &str) -> Result<(), AdminError> {
         let at = now();
+        let row_key = &self.secrets.row_key;
         self.change_operator(
             name,
             Action::OperatorDisable,
             format!("operator {name}"),
-            |r| OperatorRecord {
-                disabled_at: Some(r.disabled_at.unwrap_or(at)),
-                generation: r.generation.saturating_add(1),
-                ..r
+            |r| {
+                // A new generation ends the sessions; the TOTP secret, bound to the generation,
+                // follows it so that `enable` restores the same credentials. One that does not
+                // open stays as it is (the operator then needs `operator reset`, as before).
+                let generation = r.generation.saturating_add(1);
+                let totp_wrapped = crate::operators::rewrap_totp(row_key, &r, generation)
+                    .unwrap_or_else(|| r.totp_wrapped.clone());
+                OperatorRecord {
+                    disabled_at: Some(r.disabled_at.unwrap_or(at)),
+                    generation,
+                    totp_wrapped,
+                    ..r
+                }
             },
         )
         .await

@@ -352,6 +352,14 @@ fn sign_in_error(e: crate::operators::SignInError) -> ApiError {
                 format!("too many failed authentications from this address; retry after {secs} s"),
             )
         },
+        SignInError::Busy => ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "sign_in_busy",
+                "too many sign-ins at once; retry after 1 s",
+            )
+        },
         SignInError::NotOperator => ApiError::new(
             StatusCode::FORBIDDEN,
             "not_an_operator",

@@ -262,7 +262,7 @@ pub fn document() -> Value {
                         "408": error_response("`request_timeout`: the body did not arrive in time"),
                         "413": error_response("Body too large"),
                         "415": error_response("`unsupported_media_type`: the body is not `application/json`"),
-                        "429": rate_limited_response("`too_many_failures`: too many failed authentications from this address this minute"),
+                        "429": rate_limited_response("`too_many_failures`: too many failed authentications from this address this minute; `sign_in_busy`: every password-check slot is taken (one per core), retry after a second"),
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)")
                     }
                 }

@@ -12,8 +12,10 @@
 //! entered within `step_up_secs` (the sign-in's, or a later step-up's).
 //!
 //! Operator and session rows carry MACs under the row key like API key rows: a database writer
-//! without the KEK can neither add an operator, lift a lock, make a used code usable again, nor
-//! make a session.
+//! without the KEK can neither add an operator, change one's role, password, lock or last code,
+//! nor make a session. What the MAC cannot tell is whether a row is the newest: putting back an
+//! operator's own older row (taken before a lock, a disable or a reset) is not detected yet (see
+//! docs/threat-model.md).
 
 use std::sync::OnceLock;
 
@@ -25,6 +27,7 @@ use fieldseal_vault_store::audit::{Action, Actor, AuditDraft, Outcome};
 use fieldseal_vault_store::records::totp_aad;
 use fieldseal_vault_store::rows::RowKey;
 use fieldseal_vault_store::{OperatorRecord, SessionRecord, Store, StoreError};
+use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 use crate::client::ClientAddr;
@@ -92,6 +95,22 @@ pub(crate) fn new_credentials(
         hash,
         wrapped,
     ))
+}
+
+/// An operator's TOTP secret encrypted again for `generation` (the secret is bound to the
+/// operator's name and generation): for a change that ends the sessions but keeps the
+/// credentials. `None` if the stored secret does not open.
+pub(crate) fn rewrap_totp(
+    row_key: &RowKey,
+    row: &OperatorRecord,
+    generation: i64,
+) -> Option<Vec<u8>> {
+    let key = row_key.totp_key();
+    let secret = key
+        .decrypt(&row.totp_wrapped, &totp_aad(&row.name, row.generation))
+        .ok()?;
+    key.encrypt(secret.expose(), &totp_aad(&row.name, generation))
+        .ok()
 }
 
 /// A session token as presented. `Debug` hides it.
@@ -172,6 +191,8 @@ pub enum SignInError {
     Locked(u64),
     /// The address failed too often this minute (seconds to wait).
     Throttled(u64),
+    /// Every password-check slot is taken (a flood of sign-ins): retry in a second.
+    Busy,
     /// The caller is not an operator session (step-up).
     NotOperator,
     /// Storage.
@@ -191,11 +212,34 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| hash_password(&Password::new("not a password".into())).unwrap_or_default())
 }
 
-/// Checks a password off the async workers (Argon2id takes tens of milliseconds).
-async fn check_password(password: Password, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+/// Password checks running at once, at most one per core: each takes tens of milliseconds and
+/// about 19 MiB (Argon2id), so a flood of sign-ins must not queue them without bound.
+fn password_checks() -> &'static Semaphore {
+    static CHECKS: OnceLock<Semaphore> = OnceLock::new();
+    CHECKS.get_or_init(|| {
+        Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
+    })
+}
+
+/// How long a sign-in waits for a password-check slot before it is refused (`sign_in_busy`).
+const PASSWORD_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Checks a password off the async workers; `None` when no slot came free within
+/// [`PASSWORD_SLOT_WAIT`] (a flood of sign-ins: refused rather than queued without bound; a
+/// waiting request holds no Argon2id memory).
+async fn check_password(password: Password, hash: String) -> Option<bool> {
+    let permit = tokio::time::timeout(PASSWORD_SLOT_WAIT, password_checks().acquire())
         .await
-        .unwrap_or(false)
+        .ok()?
+        .ok()?;
+    Some(
+        tokio::task::spawn_blocking(move || {
+            let _slot = permit;
+            verify_password(&password, &hash)
+        })
+        .await
+        .unwrap_or(false),
+    )
 }
 
 fn secs(v: u64) -> i64 {
@@ -299,7 +343,12 @@ impl<S: Store> Vault<S> {
         };
         let Some(mut row) = row.filter(|r| r.disabled_at.is_none()) else {
             // Unknown, disabled or tampered: the same answer, after the same work.
-            let _ = check_password(password, dummy_hash().to_owned()).await;
+            if check_password(password, dummy_hash().to_owned())
+                .await
+                .is_none()
+            {
+                return Err(SignInError::Busy);
+            }
             self.unknown_failure(name, "unknown or disabled operator", &client, t)
                 .await?;
             return Err(SignInError::Failed);
@@ -309,7 +358,9 @@ impl<S: Store> Vault<S> {
                 .await?;
             return Err(SignInError::Locked(u64::try_from(until - t).unwrap_or(1)));
         }
-        let password_ok = check_password(password, row.password_hash.clone()).await;
+        let Some(password_ok) = check_password(password, row.password_hash.clone()).await else {
+            return Err(SignInError::Busy);
+        };
         for _attempt in 0..8 {
             let step = if password_ok {
                 self.check_code(&row, code, t)
@@ -613,6 +664,24 @@ pub const TOTP_STEP_SECS: u64 = STEP_SECS;
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A flood of sign-ins never runs more password checks at once than there are slots: with
+    /// every slot taken, a check is refused (`sign_in_busy`) after a bounded wait.
+    #[tokio::test]
+    async fn password_checks_are_bounded() {
+        let slots = u32::try_from(password_checks().available_permits()).unwrap();
+        assert!(slots >= 1);
+        let held = password_checks().acquire_many(slots).await.unwrap();
+        let refused = check_password(Password::new("x".into()), dummy_hash().to_owned()).await;
+        assert_eq!(refused, None, "no slot: refused");
+        drop(held);
+        let checked = check_password(
+            Password::new("not a password".into()),
+            dummy_hash().to_owned(),
+        )
+        .await;
+        assert_eq!(checked, Some(true));
+    }
 
     #[test]
     fn names() {

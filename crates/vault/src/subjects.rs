@@ -267,6 +267,9 @@ impl<S: Store> Vault<S> {
         };
         let mut out = Vec::with_capacity(records.len());
         let mut audit = Vec::with_capacity(records.len() + 1);
+        // An operator's session exports in the clear only within the step-up window, as for a
+        // plain reveal; otherwise nothing is exported.
+        let needs_step_up = caller.needs_step_up(t, self.settings().step_up_secs);
         for record in records {
             let Some((kind, value)) = self.open_record(&record, Some(&key), t).await? else {
                 continue;
@@ -276,6 +279,17 @@ impl<S: Store> Vault<S> {
                 _ if kind == FieldKind::Cvc => Reveal::Denied,
                 r => r,
             };
+            if reveal == Reveal::Plain && needs_step_up {
+                let refused = AuditDraft {
+                    outcome: Outcome::Denied,
+                    ..base.detail(format!(
+                        "{subject}: role {}: step-up required",
+                        caller.role_name
+                    ))
+                };
+                self.store().append_audit(refused).await?;
+                return Err(VaultError::StepUpRequired);
+            }
             let (outcome, label, shown) = match reveal {
                 Reveal::Plain => (
                     Outcome::Plain,
@@ -351,7 +365,7 @@ pub fn openapi_paths() -> serde_json::Map<String, serde_json::Value> {
                         } } },
                         "400": error("Not a subject id"),
                         "401": error("Missing, unknown or revoked API key"),
-                        "403": error("The role may not export subjects"),
+                        "403": error("The role may not export subjects; `step_up_required`: an operator's session asked for values in the clear more than `step_up_secs` after its last TOTP code (nothing is exported)"),
                         "404": error("The vault holds nothing of this subject"),
                         "503": error("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)")
                     }

@@ -102,6 +102,7 @@ async fn operators_on(mut settings: Settings) {
     let lou = admin.add_operator("lou", "payments").await.unwrap();
     let ida = admin.add_operator("ida", "support").await.unwrap();
     let eve = admin.add_operator("eve", "support").await.unwrap();
+    let ada = admin.add_operator("ada", "privacy").await.unwrap();
     assert!(matches!(
         admin.add_operator("pat", "support").await,
         Err(fieldseal_vault::admin::AdminError::OperatorExists(_))
@@ -177,9 +178,38 @@ async fn operators_on(mut settings: Settings) {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["results"][0]["reveal"], "plain");
     assert_eq!(a.body["results"][0]["value"], VISA);
+    // A subject's export in the clear by a privacy operator, right after sign-in ...
+    let email = s.seal(FieldKind::Email, "ada.subject@example.com").await;
+    let stored = send(
+        s.client
+            .post(s.url("/v1/tokenize"))
+            .bearer_auth(&keys.checkout)
+            .json(&json!({ "items": [{ "envelope": email, "subject": "cust-42" }] })),
+    )
+    .await;
+    assert_eq!(stored.body["results"][0]["ok"], true, "{}", stored.body);
+    let ada_session = signed_in(&s, &ada, &code(&ada, 0)).await;
+    let export = |session: String| {
+        let s = &s;
+        async move {
+            send(
+                s.client
+                    .get(s.url("/v1/subjects/cust-42/export"))
+                    .bearer_auth(session),
+            )
+            .await
+        }
+    };
+    let a = export(ada_session.clone()).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["values"][0]["reveal"], "plain");
     // ... and a masked one by a support operator, whatever the time since its code.
     let sam_session = signed_in(&s, &sam, &code(&sam, 0)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // Past step_up_secs, the export in the clear needs a step-up too; nothing is exported.
+    let a = export(ada_session.clone()).await;
+    assert_eq!((a.status, err(&a)), (403, "step_up_required"), "{}", a.body);
+    assert!(a.body.get("values").is_none());
     let a = reveal(sam_session.clone()).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["results"][0]["reveal"], "masked");
@@ -278,6 +308,10 @@ async fn operators_on(mut settings: Settings) {
     let a = sign_in(&s, "sam", sam.password.expose(), &code(&sam, 1)).await;
     assert_eq!(a.status, 401);
     admin.enable_operator("sam").await.unwrap();
+    // Enabled again with the credentials it had (its sessions stay ended).
+    let me = send(s.client.get(s.url("/v1/me")).bearer_auth(&sam_session)).await;
+    assert_eq!(me.status, 401);
+    signed_in(&s, &sam, &code(&sam, 1)).await;
     let reset = admin.reset_operator("sam").await.unwrap();
     let a = sign_in(&s, "sam", sam.password.expose(), &code(&reset, 0)).await;
     assert_eq!(a.status, 401, "the old password is gone");
@@ -289,6 +323,7 @@ async fn operators_on(mut settings: Settings) {
             .map(|o| (o.record.name.as_str(), o.status))
             .collect::<Vec<_>>(),
         [
+            ("ada", "active"),
             ("eve", "active"),
             ("ida", "active"),
             ("lou", "active"),
