@@ -6,7 +6,8 @@
 #   2. Chromium: seal per field (prepared, empty pool) next to WebCrypto and @hpke/core in the same
 #      page, a whole checkout form, load() split, and the size of everything a page downloads;
 #   3. the vault over HTTP on 127.0.0.1: tokenize (batches of 1, 6 and 100) and detokenize at rising
-#      concurrency, next to the raw ECDH rate on the same cores, on SQLite, on the machine's
+#      concurrency, next to the raw ECDH rate on the same cores, on SQLite (over plain HTTP, then
+#      over TLS on the same vault, in one run), on the machine's
 #      PostgreSQL with one node, and with two nodes on one database (started here if it is down;
 #      FIELDSEAL_BENCH_POSTGRES names another server); SQLite again with the KEK in a SoftHSM2
 #      token instead of a key file (unwrapping happens at start: the rates should match).
@@ -32,8 +33,8 @@ node benches/browser/run.mjs 300 "$out/browser.json"
 step "browser: hosted fields (the vault serving the frames, Chromium)"
 node benches/browser/hosted.mjs 15 "$out/hosted.json"
 
-step "vault: fieldseal-loadgen over HTTP, SQLite"
-target/release/fieldseal-loadgen --out "$out/vault.json"
+step "vault: fieldseal-loadgen over HTTP, SQLite, plain HTTP then TLS"
+target/release/fieldseal-loadgen --tls --out "$out/vault.json"
 step "vault: fieldseal-loadgen over HTTP, SQLite, the KEK in a PKCS#11 token (SoftHSM2)"
 target/release/fieldseal-loadgen --kek pkcs11 --out "$out/vault-pkcs11.json"
 

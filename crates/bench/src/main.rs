@@ -9,7 +9,9 @@
 //! scenario at rising concurrency until throughput stops rising: tokenize with batches of 1, of 6
 //! (what a checkout sends: card number, expiry, CVC, name, e-mail, phone) and of 100 envelopes,
 //! and detokenize one token per request. It reports requests and envelopes per second, p50/p99/p999
-//! latency, errors, and the server's peak resident memory, as a table and as JSON.
+//! latency, errors, and the server's peak resident memory, as a table and as JSON. With `--tls`,
+//! every scenario runs twice on the same vault: over plain HTTP, then over TLS (a certificate the
+//! run makes with `openssl`), each step with new connections, so both tables come from one run.
 #![allow(clippy::print_stdout)]
 
 use std::io::{BufRead, BufReader};
@@ -37,7 +39,7 @@ struct Args {
     /// Highest concurrency tried.
     #[arg(long, default_value_t = 64)]
     max_concurrency: usize,
-    /// Envelopes sealed ahead of the run.
+    /// Envelopes sealed ahead of the run (with `--tls`, half for each transport).
     #[arg(long, default_value_t = 600_000)]
     envelopes: usize,
     /// JSON results file.
@@ -59,6 +61,115 @@ struct Args {
     /// The PKCS#11 module for `--kek pkcs11`.
     #[arg(long, default_value = "/usr/lib/softhsm/libsofthsm2.so")]
     pkcs11_module: PathBuf,
+    /// Also measure every scenario over TLS, after plain HTTP, on the same vault (restarted with
+    /// a P-256 certificate for 127.0.0.1 made for the run with `openssl`).
+    #[arg(long)]
+    tls: bool,
+}
+
+/// How the load generator talks to the nodes.
+#[derive(Clone)]
+enum Transport {
+    Plain,
+    /// TLS, trusting only the run's own CA (PEM).
+    Tls(reqwest::Certificate),
+}
+
+impl Transport {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Plain => "plain HTTP",
+            Self::Tls(_) => "TLS",
+        }
+    }
+
+    fn client(&self, idle_per_host: usize) -> Result<reqwest::Client, Error> {
+        let b = reqwest::Client::builder().pool_max_idle_per_host(idle_per_host);
+        Ok(match self {
+            Self::Plain => b,
+            Self::Tls(ca) => b.tls_certs_only([ca.clone()]),
+        }
+        .build()?)
+    }
+}
+
+/// Runs `openssl` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), Error> {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "openssl {}: {}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// A CA and a server certificate for 127.0.0.1 it issued, P-256, in `dir`: the settings of a
+/// listener serving it, and the CA for the client.
+fn tls_certificate(dir: &Path) -> Result<(Vec<(String, String)>, reqwest::Certificate), Error> {
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend_from_slice(&key);
+    ca.extend_from_slice(&["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]);
+    ca.extend_from_slice(&["-subj", "/CN=fieldseal-loadgen CA"]);
+    openssl(dir, &ca)?;
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
+         extendedKeyUsage=serverAuth\n",
+    )?;
+    let mut req = vec!["req"];
+    req.extend_from_slice(&key);
+    req.extend_from_slice(&[
+        "-keyout",
+        "tls.key",
+        "-out",
+        "tls.csr",
+        "-subj",
+        "/CN=vault",
+    ]);
+    openssl(dir, &req)?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "tls.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "tls.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+        ],
+    )?;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.pem"))?)?;
+    let text = |name: &str| dir.join(name).display().to_string();
+    Ok((
+        vec![
+            ("FIELDSEAL_TLS_CERT_FILE".into(), text("tls.pem")),
+            ("FIELDSEAL_TLS_KEY_FILE".into(), text("tls.key")),
+        ],
+        ca,
+    ))
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -132,11 +243,17 @@ struct Server {
 }
 
 impl Server {
-    fn start(vault: &Path, target: &Target, name: &str) -> Result<Self, Error> {
+    fn start(
+        vault: &Path,
+        target: &Target,
+        name: &str,
+        env: &[(String, String)],
+    ) -> Result<Self, Error> {
         let log = std::fs::File::create(target.dir.join(format!("{name}.log")))?;
         let mut child = target
             .command(vault)
             .arg("serve")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env("FIELDSEAL_LISTEN", "127.0.0.1:0")
             // Envelopes are sealed before the run: keep them fresh for its whole length.
             .env("FIELDSEAL_FRESHNESS_WINDOW_SECS", "3600")
@@ -366,6 +483,7 @@ async fn one_request(
 }
 
 async fn run_step(
+    transport: &Transport,
     bases: &[String],
     scenario: Scenario,
     concurrency: usize,
@@ -373,9 +491,8 @@ async fn run_step(
     work: Arc<Work>,
     keys: (String, String),
 ) -> Result<StepResult, Error> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
+    // New connections at each level: over TLS, each worker's handshake is part of the step.
+    let client = transport.client(concurrency)?;
     let warmup = Duration::from_millis(300);
     let started = Instant::now();
     let measure_from = started + warmup;
@@ -452,6 +569,7 @@ async fn run_step(
 
 /// Rising concurrency until throughput stops rising (two levels without a 5 % gain).
 async fn sweep(
+    transport: &Transport,
     bases: &[String],
     scenario: Scenario,
     args: &Args,
@@ -464,6 +582,7 @@ async fn sweep(
     let mut c = 1;
     while c <= args.max_concurrency {
         let r = run_step(
+            transport,
             bases,
             scenario,
             c,
@@ -608,9 +727,17 @@ async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> 
         target,
         &["apikey", "create", "--role", "payments"],
     )?;
-    let servers = (0..args.nodes)
-        .map(|i| Server::start(&args.vault, target, &format!("node{i}")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut transports = vec![(Transport::Plain, Vec::new())];
+    if args.tls {
+        let (env, ca) = tls_certificate(&target.dir)?;
+        transports.push((Transport::Tls(ca), env));
+    }
+    let start_nodes = |env: &[(String, String)]| {
+        (0..args.nodes)
+            .map(|i| Server::start(&args.vault, target, &format!("node{i}"), env))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let mut servers = start_nodes(&[])?;
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
     let server = &servers[0];
     println!(
@@ -660,42 +787,67 @@ async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> 
     if tokens.len() != 2000 {
         return Err(format!("setup tokenize returned {} tokens of 2000", tokens.len()).into());
     }
-    let work = Arc::new(Work {
-        envelopes: envelopes[2000..].to_vec(),
-        next_envelope: AtomicUsize::new(0),
-        tokens,
-        next_token: AtomicUsize::new(0),
-    });
+    // Each transport tokenizes its own equal share of the envelopes.
+    let share = (envelopes.len() - 2000) / transports.len();
     let keys = (checkout, payments);
+    // Per transport: the scenarios' steps and the nodes' peak memory.
     let mut results = Vec::new();
-    for scenario in [
-        Scenario::Tokenize(1),
-        Scenario::Tokenize(6),
-        Scenario::Tokenize(100),
-        Scenario::Detokenize,
-    ] {
-        let steps = sweep(&bases, scenario, args, &work, &keys).await?;
-        results.push((scenario, steps));
+    let mut peaks = Vec::new();
+    for (i, (transport, env)) in transports.iter().enumerate() {
+        if i > 0 {
+            // The same vault (data, keys, tokens), restarted with this transport's settings.
+            drop(std::mem::take(&mut servers));
+            servers = start_nodes(env)?;
+            println!(
+                "\nvault restarted over {}: {}",
+                transport.name(),
+                servers
+                    .iter()
+                    .map(|s| s.base.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+        let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+        let from = 2000 + i * share;
+        let work = Arc::new(Work {
+            envelopes: envelopes[from..from + share].to_vec(),
+            next_envelope: AtomicUsize::new(0),
+            tokens: tokens.clone(),
+            next_token: AtomicUsize::new(0),
+        });
+        for scenario in [
+            Scenario::Tokenize(1),
+            Scenario::Tokenize(6),
+            Scenario::Tokenize(100),
+            Scenario::Detokenize,
+        ] {
+            let steps = sweep(transport, &bases, scenario, args, &work, &keys).await?;
+            results.push((transport.name(), scenario, steps));
+        }
+        peaks.push((
+            transport.name(),
+            servers
+                .iter()
+                .filter_map(Server::peak_rss_mib)
+                .reduce(f64::max),
+        ));
     }
-    let peak = servers
-        .iter()
-        .filter_map(Server::peak_rss_mib)
-        .reduce(f64::max);
     drop(servers);
 
     println!();
     println!(
-        "| scenario | best concurrency | requests/s | envelopes or tokens/s | x raw ECDH | p50 ms | p99 ms | p99.9 ms | errors |"
+        "| transport | scenario | best concurrency | requests/s | envelopes or tokens/s | x raw ECDH | p50 ms | p99 ms | p99.9 ms | errors |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut json_scenarios = Vec::new();
-    for (scenario, steps) in &results {
+    for (transport, scenario, steps) in &results {
         let best = steps
             .iter()
             .max_by(|a, b| a.items_per_sec.total_cmp(&b.items_per_sec));
         if let Some(b) = best {
             println!(
-                "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                "| {transport} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
                 scenario.name(),
                 b.concurrency,
                 b.requests_per_sec,
@@ -708,20 +860,30 @@ async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> 
             );
         }
         json_scenarios.push(json!({
+            "transport": transport,
             "scenario": scenario.name(),
             "steps": steps.iter().map(step_json).collect::<Vec<_>>(),
         }));
     }
+    let peak = peaks.iter().filter_map(|(_, p)| *p).reduce(f64::max);
     println!(
         "\nKEK: {}; reference: raw ECDH {ecdh:.0}/s on {threads} cores; server peak RSS {}",
         args.kek,
-        peak.map_or("unknown".into(), |m| format!("{m:.1} MiB"))
+        peaks
+            .iter()
+            .map(|(t, p)| format!(
+                "{} ({t})",
+                p.map_or("unknown".into(), |m| format!("{m:.1} MiB"))
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let doc = json!({
         "machine": { "cores": threads },
         "database": args.database,
         "nodes": args.nodes,
         "kek": args.kek,
+        "tls": args.tls,
         "reference": { "raw_ecdh_aws_lc_per_sec": ecdh, "threads": threads },
         "server_peak_rss_mib": peak,
         "scenarios": json_scenarios,
