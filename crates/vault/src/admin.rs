@@ -511,36 +511,40 @@ impl<S: Store> Admin<S> {
     /// Gives an operator a new password and TOTP secret (returned once): the lock and the failure
     /// count are cleared and its sessions end.
     pub async fn reset_operator(&self, name: &str) -> Result<Enrolment, AdminError> {
-        let row = self
-            .store
-            .operator(name)
-            .await?
-            .filter(|r| self.secrets.row_key.operator_ok(r))
-            .ok_or_else(|| AdminError::NoSuchOperator(name.into()))?;
-        let generation = row.generation.saturating_add(1);
-        let (enrolment, hash, wrapped) =
-            crate::operators::new_credentials(&self.secrets.row_key, name, generation)
-                .ok_or(AdminError::Random)?;
-        let audit = AuditDraft::new(now(), self.actor(), Action::OperatorReset, Outcome::Ok)
-            .detail(format!("operator {name}: new password and TOTP secret"));
-        let old_mac = row.mac.clone();
-        let updated = self.secrets.row_key.seal_operator(OperatorRecord {
-            password_hash: hash,
-            totp_wrapped: wrapped,
-            failed_attempts: 0,
-            locked_until: None,
-            last_totp_step: None,
-            generation,
-            ..row
-        });
-        if !self
-            .store
-            .update_operator(updated, &old_mac, vec![audit])
-            .await?
-        {
-            return Err(StoreError::Busy.into());
+        // A concurrent sign-in may change the row (its failure count) between read and write:
+        // read it again and retry, as other operator changes do.
+        for _attempt in 0..8 {
+            let row = self
+                .store
+                .operator(name)
+                .await?
+                .filter(|r| self.secrets.row_key.operator_ok(r))
+                .ok_or_else(|| AdminError::NoSuchOperator(name.into()))?;
+            let generation = row.generation.saturating_add(1);
+            let (enrolment, hash, wrapped) =
+                crate::operators::new_credentials(&self.secrets.row_key, name, generation)
+                    .ok_or(AdminError::Random)?;
+            let audit = AuditDraft::new(now(), self.actor(), Action::OperatorReset, Outcome::Ok)
+                .detail(format!("operator {name}: new password and TOTP secret"));
+            let old_mac = row.mac.clone();
+            let updated = self.secrets.row_key.seal_operator(OperatorRecord {
+                password_hash: hash,
+                totp_wrapped: wrapped,
+                failed_attempts: 0,
+                locked_until: None,
+                last_totp_step: None,
+                generation,
+                ..row
+            });
+            if self
+                .store
+                .update_operator(updated, &old_mac, vec![audit])
+                .await?
+            {
+                return Ok(enrolment);
+            }
         }
-        Ok(enrolment)
+        Err(StoreError::Busy.into())
     }
 
     /// The store.

@@ -367,9 +367,15 @@ impl<S: Store> Vault<S> {
             } else {
                 None
             };
-            let role_ok = policy.role(&row.role).is_some();
+            if step.is_some() && policy.role(&row.role).is_none() {
+                // Right credentials, but the role is gone from the policy: refused, audited as
+                // such, and not counted as a guess.
+                self.unknown_failure(name, "role not in policy", &client, t)
+                    .await?;
+                return Err(SignInError::Failed);
+            }
             match step {
-                Some(step) if role_ok => {
+                Some(step) => {
                     let updated = self.secrets().row_key.seal_operator(OperatorRecord {
                         failed_attempts: 0,
                         locked_until: None,
@@ -402,6 +408,10 @@ impl<S: Store> Vault<S> {
             // Another request changed the row meanwhile: read it again and decide again (a code
             // it used is refused now).
             match self.authentic_operator(name).await? {
+                // A reset meanwhile: the password checked is no longer the operator's.
+                Some(r) if r.password_hash != row.password_hash => {
+                    return Err(SignInError::Failed);
+                }
                 Some(r) if r.disabled_at.is_none() => {
                     if let Some(until) = r.locked_until.filter(|u| *u > t) {
                         return Err(SignInError::Locked(u64::try_from(until - t).unwrap_or(1)));
@@ -601,26 +611,38 @@ impl<S: Store> Vault<S> {
             {
                 continue;
             }
-            let Some(session) = self.store().session(&op.session_id).await? else {
-                return Err(SignInError::Failed);
-            };
-            let stepped = self.secrets().row_key.seal_session(SessionRecord {
-                step_up_at: t,
-                last_seen_at: t.max(session.last_seen_at),
-                ..session.clone()
-            });
+            // The code is used: record the step-up on the session. A request of the same session
+            // may touch it meanwhile (its last use): read it again, checked as authentication
+            // checks it (a row is only ever sealed again once verified), without using the code
+            // a second time.
             let audit =
                 AuditDraft::new(t, caller.actor(), Action::OperatorStepUp, Outcome::Ok).detail(
                     format!("session {}; from {}", &op.session_id[..12], caller.client),
                 );
-            if self
-                .store()
-                .update_session(stepped, &session.mac, Some(audit))
-                .await?
-            {
-                return Ok(t.saturating_add(secs(self.settings().step_up_secs)));
+            for _attempt in 0..8 {
+                let Some(session) = self.store().session(&op.session_id).await? else {
+                    return Err(SignInError::Failed);
+                };
+                if !self.secrets().row_key.session_ok(&session)
+                    || session.operator != row.name
+                    || session.generation != row.generation
+                {
+                    return Err(SignInError::Failed);
+                }
+                let stepped = self.secrets().row_key.seal_session(SessionRecord {
+                    step_up_at: t,
+                    last_seen_at: t.max(session.last_seen_at),
+                    ..session.clone()
+                });
+                if self
+                    .store()
+                    .update_session(stepped, &session.mac, Some(audit.clone()))
+                    .await?
+                {
+                    return Ok(t.saturating_add(secs(self.settings().step_up_secs)));
+                }
             }
-            return Err(SignInError::Failed);
+            return Err(SignInError::Store(StoreError::Busy));
         }
         Err(SignInError::Store(StoreError::Busy))
     }
