@@ -73,7 +73,7 @@ async function open(path, { init, ready = 'body[data-ready]' } = {}) {
   const page = await browser.newPage();
   if (init) await page.addInitScript(init);
   const requests = [];
-  page.on('request', (r) => requests.push((async () => ({ url: r.url(), headers: JSON.stringify(await r.allHeaders()), body: r.postData() ?? '', frame: r.frame() === page.mainFrame() }))()));
+  page.on('request', (r) => requests.push((async () => ({ url: r.url(), headers: JSON.stringify(await r.allHeaders().catch(() => ({ unreadable: 'the page closed first' }))), body: r.postData() ?? '', frame: r.frame() === page.mainFrame() }))()));
   await page.goto(`${merchant.url}${path}`);
   if (ready) await page.waitForSelector(ready, { timeout: 20_000 });
   return { page, requests: () => Promise.all(requests) };

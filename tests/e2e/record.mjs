@@ -8,7 +8,10 @@ export async function openRecorded(browser, url) {
   });
   const requests = [];
   page.on('request', (r) => {
-    requests.push((async () => ({ url: r.url(), method: r.method(), headers: await r.allHeaders(), body: r.postData() ?? '' }))());
+    // A request still starting while the page closes has no headers to read any more: recorded
+    // with its URL and body (searched as well) rather than left as an unhandled rejection.
+    const headers = () => r.allHeaders().catch(() => ({ unreadable: 'the page closed first' }));
+    requests.push((async () => ({ url: r.url(), method: r.method(), headers: await headers(), body: r.postData() ?? '' }))());
   });
   await page.goto(url);
   return { page, requests: () => Promise.all(requests) };
