@@ -1,19 +1,47 @@
-// The operator console's API, served by the demo next to the shop. The console page signs in with a
-// vault API key, which stays in the page's memory and is sent with each call; these handlers pass
-// it to the vault, so the vault's roles decide what the operator sees: masked values for support,
-// plain card numbers for payments (with a purpose), a refusal that says why otherwise. The audit
-// trail: an operator whose role may read the audit log sees the whole log, read with their own key;
-// any other operator sees only the entries of their own key (this session's reveals and refusals),
-// which the demo reads with its auditor key. Both views carry the whole chain's verification. The
-// newest AUDIT_SHOWN entries are shown.
+// The operator console's API, served by the demo next to the shop. People sign in as the vault's
+// operators: name, password and a TOTP code go to the vault's `POST /v1/operators/sign-in`, and the
+// session it gives is kept in an `HttpOnly; SameSite=Strict` cookie of the console (never seen by
+// the page's scripts), sent on to the vault as the bearer of each call. So the vault's roles decide
+// what the operator sees: masked values for support, plain card numbers for payments (with a
+// purpose, and a TOTP code entered within the vault's `step_up_secs`: else the vault answers
+// `step_up_required` and the page asks for a code, `POST /console/api/step-up`), a refusal that
+// says why otherwise. The audit trail: an operator whose role may read the audit log sees the whole
+// log, read with their own session; any other operator sees only their own entries, which the demo
+// reads with its auditor key. Both views carry the whole chain's verification. The newest
+// AUDIT_SHOWN entries are shown.
 
 const AUDIT_SHOWN = 500;
+
+/** The console's session cookie: the vault's operator session token, for /console/api/ only. */
+export const SESSION_COOKIE = 'fieldseal_console';
 
 /** Key id of an API key (`fsk_<id>_<secret>`). */
 const keyId = (key) => /^fsk_([0-9a-f]{12})_/.exec(key ?? '')?.[1] ?? null;
 
-export function consoleApi({ vaultUrl, keys, orders, fetchImpl = fetch }) {
-  const roleOfKeyId = new Map(Object.entries(keys).map(([role, key]) => [keyId(key), role]));
+/** The `Set-Cookie` value holding `session` for `maxAge` seconds (0 clears it). */
+const sessionCookie = (session, maxAge) =>
+  `${SESSION_COOKIE}=${session}; Path=/console/api/; Max-Age=${Math.max(0, Math.floor(maxAge))}; HttpOnly; SameSite=Strict`;
+
+/** The operator session token in the request's console cookie, or ''. */
+function sessionOf(req) {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [name, ...value] = part.trim().split('=');
+    if (name === SESSION_COOKIE && /^fso_[A-Za-z0-9_-]+$/.test(value.join('='))) return value.join('=');
+  }
+  return '';
+}
+
+const signedOut = { status: 401, body: { error: { code: 'signed_out', message: 'not signed in (or the session ended): sign in again' } } };
+
+/**
+ * `operators` maps each demo role to its operator ({ name }), for showing roles in the audit
+ * trail; `keys` the demo's API keys by role (`auditor` reads the trail for the other operators).
+ */
+export function consoleApi({ vaultUrl, keys, operators = {}, orders, fetchImpl = fetch }) {
+  const roleOfActor = new Map([
+    ...Object.entries(keys).map(([role, key]) => [`apikey:${keyId(key)}`, role]),
+    ...Object.entries(operators).map(([role, op]) => [`operator:${op.name}`, role]),
+  ]);
 
   async function vault(path, { key, method = 'GET', body } = {}) {
     const headers = { authorization: `Bearer ${key}` };
@@ -22,22 +50,33 @@ export function consoleApi({ vaultUrl, keys, orders, fetchImpl = fetch }) {
     return { status: r.status, body: await r.json().catch(() => ({ error: { code: 'bad_gateway', message: 'the vault sent no JSON' } })) };
   }
 
-  const bearer = (req) => /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
-
-  /** The signed-in operator, or the vault's 401 answer. */
-  async function operator(req) {
-    return vault('/v1/me', { key: bearer(req) });
+  /** The signed-in operator, or a 401 answer (no cookie, or the vault's). */
+  async function operator(session) {
+    if (!session) return signedOut;
+    return vault('/v1/me', { key: session });
   }
 
-  async function auditTrail(me, key) {
+  /** `POST /console/api/sign-in`: the vault checks name, password and code; the session goes in the cookie. */
+  async function signIn(body) {
+    if (!body || typeof body.name !== 'string' || typeof body.password !== 'string' || typeof body.totp !== 'string') {
+      return { status: 400, body: { error: { code: 'bad_request', message: 'expected {"name": "...", "password": "...", "totp": "123456"}' } } };
+    }
+    const r = await vault('/v1/operators/sign-in', { method: 'POST', body: { name: body.name, password: body.password, totp: body.totp } });
+    if (r.status !== 200) return r;
+    const { session, ...shown } = r.body;
+    return { status: 200, body: shown, headers: { 'set-cookie': sessionCookie(session, r.body.expires_at - Date.now() / 1000) } };
+  }
+
+  async function auditTrail(me, session) {
     const own = !me.permissions.audit;
-    const readKey = own ? keys.auditor : key;
+    const readKey = own ? keys.auditor : session;
+    const self = me.operator ? `operator:${me.operator.name}` : `apikey:${me.key_id}`;
     const entries = [];
     let after = 0;
     for (;;) {
       const page = await vault(`/v1/audit?after=${after}&limit=1000`, { key: readKey });
       if (page.status !== 200) return page;
-      const mine = (e) => e.actor === `apikey:${me.key_id}`;
+      const mine = (e) => e.actor === self;
       entries.push(...(own ? page.body.entries.filter(mine) : page.body.entries));
       if (page.body.entries.length < 1000) break;
       after = page.body.next_after;
@@ -45,23 +84,34 @@ export function consoleApi({ vaultUrl, keys, orders, fetchImpl = fetch }) {
     const verify = await vault('/v1/audit/verify', { key: readKey });
     if (verify.status !== 200) return verify;
     const shown = entries.slice(-AUDIT_SHOWN);
-    for (const e of shown) {
-      const id = /^apikey:([0-9a-f]{12})$/.exec(e.actor)?.[1];
-      e.actor_role = (id && roleOfKeyId.get(id)) ?? null;
-    }
+    for (const e of shown) e.actor_role = roleOfActor.get(e.actor) ?? null;
     return {
       status: 200,
       body: { scope: own ? 'own' : 'all', total: entries.length, entries: shown, verification: verify.body },
     };
   }
 
-  /** Handles `/console/api/*`; returns { status, body }. */
+  /** Handles `/console/api/*`; returns { status, body, headers? }. */
   return async function handle(req, path, readJson) {
-    const me = await operator(req);
-    if (me.status !== 200) return me;
+    if (req.method === 'POST' && path === '/console/api/sign-in') return signIn(await readJson());
+    const session = sessionOf(req);
+    if (req.method === 'POST' && path === '/console/api/sign-out') {
+      // Ended at the vault (audited), and the cookie cleared whatever the vault says.
+      const r = session ? await vault('/v1/operators/sign-out', { key: session, method: 'POST' }) : { status: 204 };
+      return { status: 200, body: { signed_out: r.status === 204 }, headers: { 'set-cookie': sessionCookie('', 0) } };
+    }
+    const me = await operator(session);
+    if (me.status !== 200) return me.status === 401 ? { ...me, headers: { 'set-cookie': sessionCookie('', 0) } } : me;
     switch (`${req.method} ${path}`) {
       case 'GET /console/api/me':
         return me;
+      case 'POST /console/api/step-up': {
+        const body = await readJson();
+        if (!body || typeof body.totp !== 'string') {
+          return { status: 400, body: { error: { code: 'bad_request', message: 'expected {"totp": "123456"}' } } };
+        }
+        return vault('/v1/operators/step-up', { key: session, method: 'POST', body: { totp: body.totp } });
+      }
       case 'GET /console/api/orders':
         return {
           status: 200,
@@ -76,18 +126,18 @@ export function consoleApi({ vaultUrl, keys, orders, fetchImpl = fetch }) {
         if (!req_ || !Array.isArray(req_.tokens) || typeof req_.purpose !== 'string') {
           return { status: 400, body: { error: { code: 'bad_request', message: 'expected {"tokens": [...], "purpose": "..."}' } } };
         }
-        return vault('/v1/detokenize', { key: bearer(req), method: 'POST', body: { tokens: req_.tokens, purpose: req_.purpose } });
+        return vault('/v1/detokenize', { key: session, method: 'POST', body: { tokens: req_.tokens, purpose: req_.purpose } });
       }
       case 'GET /console/api/audit':
-        return auditTrail(me.body, bearer(req));
+        return auditTrail(me.body, session);
       default: {
         // A customer's data: export or erasure, as the signed-in key's role allows.
         const subject = /^\/console\/api\/subjects\/(cus_[0-9a-f]{16})\/(export|erase)$/.exec(path);
         if (subject && req.method === 'GET' && subject[2] === 'export') {
-          return vault(`/v1/subjects/${subject[1]}/export`, { key: bearer(req) });
+          return vault(`/v1/subjects/${subject[1]}/export`, { key: session });
         }
         if (subject && req.method === 'POST' && subject[2] === 'erase') {
-          return vault(`/v1/subjects/${subject[1]}`, { key: bearer(req), method: 'DELETE' });
+          return vault(`/v1/subjects/${subject[1]}`, { key: session, method: 'DELETE' });
         }
         return { status: 404, body: { error: { code: 'not_found', message: 'no such console endpoint' } } };
       }

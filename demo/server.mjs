@@ -62,14 +62,15 @@ const RECEIPT_ENVELOPES_MS = 10 * 60 * 1000;
 
 /**
  * Starts the demo server. `vaultUrl` is the running vault, `keys` the demo API keys by role
- * (`checkout` is the merchant's, `auditor` reads the audit trail for the console).
+ * (`checkout` is the merchant's, `auditor` reads the audit trail for the console), `operators`
+ * the demo's operators by role (the console shows their roles in the audit trail).
  * Returns { url, cspReports, close() }.
  */
-export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () => {} }) {
+export async function startShop({ vaultUrl, keys, operators = {}, dataDir, port = 0, log = () => {} }) {
   const orders = new Orders(dataDir);
   // The vault serves the hosted field frames from its own origin (another port: another origin).
   const vaultOrigin = new URL(vaultUrl).origin;
-  const consoleHandler = consoleApi({ vaultUrl, keys, orders });
+  const consoleHandler = consoleApi({ vaultUrl, keys, operators, orders });
   // The fieldseal package in Node, for its stray-card-number check on order notes.
   const keySet = await (await fetch(`${vaultUrl}/v1/keys`)).text();
   const sealer = await load({ keys: keySet, wasm: readFileSync(join(root, 'dist', 'wasm', 'fieldseal_bg.wasm')), poolSize: 0 });
@@ -144,6 +145,17 @@ export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () =>
         return send(200, receiptPage(order, envelopes));
       }
       if (api) {
+        // The console's session is a cookie: a POST must come from the console's own page
+        // (SameSite=Strict keeps the cookie off other sites' requests; this refuses them outright).
+        if (req.method === 'POST') {
+          const origin = req.headers.origin;
+          if (origin !== undefined && origin !== `http://${req.headers.host}`) {
+            return json(403, { error: { code: 'cross_origin', message: 'the console API answers its own page only' } });
+          }
+          if (!(req.headers['content-type'] ?? '').startsWith('application/json')) {
+            return json(415, { error: { code: 'unsupported_media_type', message: 'expected application/json' } });
+          }
+        }
         const r = await consoleHandler(req, path, () => {
           try {
             return JSON.parse(body);
@@ -151,7 +163,7 @@ export async function startShop({ vaultUrl, keys, dataDir, port = 0, log = () =>
             return null;
           }
         });
-        return json(r.status, r.body);
+        return send(r.status, JSON.stringify(r.body), 'application/json', r.headers ?? {});
       }
       if (req.method === 'GET' || req.method === 'HEAD') {
         const file = staticFile(mounts, path);

@@ -1,13 +1,14 @@
 // The demo in one command (`scripts/demo.sh` runs this after installing the toolchain): builds
 // what is not built yet (the `fieldseal` npm package, the vault binary), starts a fresh vault on
 // 127.0.0.1 with an embedded SQLite database and new dev keys in a temporary directory, starts the
-// shop, and prints the shop's URL and the demo API keys. Ctrl-C stops both and deletes the
-// temporary directory.
+// shop, and prints the shop's URL, the demo operators' credentials and the demo API keys. Ctrl-C
+// stops both and deletes the temporary directory.
 //
 //   node demo/start.mjs [--port 8080] [--data-dir DIR]
 //
 // With --data-dir the vault and the orders live in DIR and are kept; a later run with the same DIR
-// reuses the vault, revokes the demo API keys of the earlier run and prints new ones.
+// reuses the vault, revokes the demo API keys of the earlier run, resets the demo operators and
+// prints new credentials.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -105,7 +106,7 @@ try {
     say(`the vault exited unexpectedly (${signal ?? code}); see ${vault.log}`);
     stop(1);
   });
-  shop = await startShop({ vaultUrl: vault.url, keys: vault.keys, dataDir, port: Number(args.port), log: (l) => say(l) });
+  shop = await startShop({ vaultUrl: vault.url, keys: vault.keys, operators: vault.operators, dataDir, port: Number(args.port), log: (l) => say(l) });
 } catch (e) {
   say(`could not start: ${e.message}${e.code === 'EADDRINUSE' ? ' (pick another port with --port)' : ''}`);
   await stop(1);
@@ -120,10 +121,17 @@ fieldseal demo is running (ready in ${elapsed()})
   console:  ${shop.url}/console
   vault:    ${vault.url}  (log: ${vault.log})
 
-Demo API keys: sign in to the console with one of them.
+Demo operators: sign in to the console with name, password and a code from an authenticator
+app (add the otpauth:// URI to it, e.g. as a QR code, or compute codes with \`oathtool --totp -b\`
+and the URI's secret).
+${Object.entries(vault.operators).map(([r, o]) => `  ${pad(o.name)} role ${pad(r)} password ${o.password}\n${' '.repeat(12)}${o.totp}`).join('\n')}
+  (support sees masked values; payments card numbers in the clear, with a code entered in the
+   last 5 minutes; auditor the whole audit log; privacy exports and erases a customer's data)
+
+Demo API keys (services, not people):
 ${DEMO_ROLES.map((r) => `  ${pad(r)} ${vault.keys[r]}`).join('\n')}
-  (checkout is the shop back end's key; auditor may read the whole audit log; privacy may
-   export and erase a customer's data)
+  (checkout is the shop back end's key; the console reads other operators' own audit entries
+   with auditor)
 
 Test cards: 4242 4242 4242 4242 (Visa), 2223 0031 2200 3222 (Mastercard),
             3782 822463 10005 (American Express); any future expiry, any CVC.

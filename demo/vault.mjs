@@ -1,8 +1,10 @@
 // Runs the real `fieldseal-vault` binary for the demo: `init --dev` in a data directory (a
 // development vault: a fresh master key file next to the database, and an HPKE key; skipped when
-// the directory holds a vault already), one new API key per demo role through `apikey create` (the
-// demo keys of an earlier run are revoked), then `serve` on 127.0.0.1 with a port the system
-// picks. The vault's own log goes to `vault.log` in the data directory.
+// the directory holds a vault already), the API keys of the demo's two services through
+// `apikey create` (the demo keys of an earlier run are revoked), one operator (a person: password
+// and TOTP) per console role through `operator add` (`operator reset` when an earlier run enrolled
+// them: new credentials), then `serve` on 127.0.0.1 with a port the system picks. The vault's own
+// log goes to `vault.log` in the data directory.
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,14 +26,33 @@ export function buildVault({ quiet = false } = {}) {
   return join(meta.target_directory, 'debug', 'fieldseal-vault');
 }
 
-/** The roles the demo creates a key for, in the order they are printed. */
-export const DEMO_ROLES = ['checkout', 'support', 'payments', 'auditor', 'privacy'];
+/**
+ * The roles the demo creates an API key for: the shop's back end tokenizes with `checkout`; the
+ * console's server reads the audit trail with `auditor` for operators whose role may not.
+ */
+export const DEMO_ROLES = ['checkout', 'auditor'];
+
+/** The demo's operators (people, who sign in to the console with password and TOTP), by role. */
+export const DEMO_OPERATORS = { support: 'sasha', payments: 'pat', auditor: 'avery', privacy: 'priya' };
 
 function vaultEnv(dataDir) {
   // The demo's vault is its own: no settings file, key file, policy or database from the caller's
   // environment.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FIELDSEAL_')));
   return { ...env, FIELDSEAL_DATA_DIR: dataDir, FIELDSEAL_LISTEN: '127.0.0.1:0', FIELDSEAL_LOG_FORMAT: 'text' };
+}
+
+/**
+ * Enrols operator `name` for `role` (`operator add`), or gives it new credentials (`operator
+ * reset`); returns { name, role, password, totp } with the `otpauth://` URI as `totp`.
+ */
+async function enrol(bin, env, name, role, reset = false) {
+  const args = reset ? ['operator', 'reset', name] : ['operator', 'add', name, '--role', role];
+  const { stdout } = await run(bin, args, { env });
+  const password = /^password: (\S+)$/m.exec(stdout)?.[1];
+  const totp = /^totp: (otpauth:\/\/totp\/\S+)$/m.exec(stdout)?.[1];
+  if (!password || !totp) throw new Error(`operator ${args[1]} for ${role} printed no credentials`);
+  return { name, role, password, totp };
 }
 
 /** Revokes the active API keys an earlier demo run made (labelled `demo <role>`). */
@@ -44,13 +65,17 @@ async function revokeEarlierDemoKeys(bin, env) {
 }
 
 /**
- * Initializes a vault in `dataDir`, creates the demo API keys and starts serving. With
+ * Initializes a vault in `dataDir`, creates the demo API keys and operators and starts serving. With
  * `fieldsOrigins`, the vault also serves the hosted field frames (the built package in dist/) to
- * those merchant origins, and the .woff2 fonts of `fieldsFontsDir`.
- * Returns { url, keys: { role: apiKey }, stop() }.
+ * those merchant origins, and the .woff2 fonts of `fieldsFontsDir`. `stepUpSecs` sets the vault's
+ * `step_up_secs` (how long after a TOTP code an operator may reveal in the clear).
+ * Returns { url, keys: { role: apiKey }, operators: { role: { name, role, password, totp } }, stop() },
+ * where `totp` is the operator's `otpauth://` enrolment URI.
  */
-export async function startVault({ bin, dataDir, fieldsOrigins = [], fieldsFontsDir }) {
+export async function startVault({ bin, dataDir, fieldsOrigins = [], fieldsFontsDir, stepUpSecs }) {
   const env = vaultEnv(dataDir);
+  // A shorter step-up window than the vault's 300 s, for tests that need one to lapse.
+  if (stepUpSecs) env.FIELDSEAL_STEP_UP_SECS = String(stepUpSecs);
   if (fieldsOrigins.length) {
     env.FIELDSEAL_FIELDS_DIR = join(root, 'dist');
     env.FIELDSEAL_FIELDS_ORIGINS = fieldsOrigins.join(',');
@@ -59,6 +84,13 @@ export async function startVault({ bin, dataDir, fieldsOrigins = [], fieldsFonts
   if (existsSync(join(dataDir, 'vault.db'))) await revokeEarlierDemoKeys(bin, env);
   else await run(bin, ['init', '--dev'], { env });
   const keys = {};
+  const operators = {};
+  const { stdout: enrolled } = await run(bin, ['operator', 'list'], { env });
+  const known = new Set(enrolled.split('\n').slice(1).map((l) => l.trim().split(/\s+/)[0]));
+  for (const [role, name] of Object.entries(DEMO_OPERATORS)) {
+    // An earlier run's operator gets new credentials (its sessions end, any lock is lifted).
+    operators[role] = await enrol(bin, env, name, role, known.has(name));
+  }
   for (const role of DEMO_ROLES) {
     const { stdout } = await run(bin, ['apikey', 'create', '--role', role, '--label', `demo ${role}`], { env });
     keys[role] = stdout.trim();
@@ -81,6 +113,9 @@ export async function startVault({ bin, dataDir, fieldsOrigins = [], fieldsFonts
   return {
     url,
     keys,
+    operators,
+    /** Enrols one more operator; resolves with { name, role, password, totp }. */
+    addOperator: (name, role) => enrol(bin, env, name, role),
     log: join(dataDir, 'vault.log'),
     /** Resolves with { code, signal } when the process exits. */
     exited,

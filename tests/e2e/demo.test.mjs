@@ -14,6 +14,7 @@ import { startShop } from '../../demo/server.mjs';
 import { buildVault, startVault } from '../../demo/vault.mjs';
 import { launchChromium, root } from '../browser/harness.mjs';
 import { openRecorded } from './record.mjs';
+import { codeAtStep, codes, parseOtpauth } from './totp.mjs';
 
 const CARDS = {
   visa: { number: '4111111111111111', brand: 'Visa', cvc: '737', prefix: '41' }, // 4 alone could be Elo (401178 ...)
@@ -23,6 +24,7 @@ const CARDS = {
 const EMAIL = 'jane.doe@example.com';
 const PHONE = '+1 415 555 0199';
 const shots = join(root, 'test-results', 'e2e');
+const STEP_UP_SECS = 4;
 
 let dataDir;
 let vault;
@@ -33,8 +35,9 @@ const orders = [];
 before(async () => {
   mkdirSync(shots, { recursive: true });
   dataDir = mkdtempSync(join(tmpdir(), 'fieldseal-e2e-'));
-  vault = await startVault({ bin: buildVault({ quiet: true }), dataDir });
-  shop = await startShop({ vaultUrl: vault.url, keys: vault.keys, dataDir });
+  // A plain reveal needs a code entered within STEP_UP_SECS (the vault's default is 300 s).
+  vault = await startVault({ bin: buildVault({ quiet: true }), dataDir, stepUpSecs: STEP_UP_SECS });
+  shop = await startShop({ vaultUrl: vault.url, keys: vault.keys, operators: vault.operators, dataDir });
   browser = await launchChromium();
 });
 after(async () => {
@@ -255,10 +258,29 @@ test('the merchant back end refuses plaintext, wrong kinds and stray card number
   for (const secret of [CARDS.visa.number, CARDS.amex.number, EMAIL]) assert.ok(!vaultLog.includes(secret), `vault.log holds ${secret}`);
 });
 
-/** Signs in to the console with `key`; returns the page. */
-async function console_(key) {
+/** The console with its sign-in form (an earlier page's session, shared in the browser context, signed out). */
+async function signedOutConsole() {
   const { page } = await open('/console');
-  await page.fill('#apikey', key);
+  if (await page.$('body[data-role]')) {
+    await page.click('#signout');
+    await page.waitForSelector('#signin:not([hidden])');
+  }
+  return page;
+}
+
+/** One code source per operator (each code is accepted once). */
+const codeSources = new Map();
+const nextCode = (op) => {
+  if (!codeSources.has(op.name)) codeSources.set(op.name, codes(op.totp));
+  return codeSources.get(op.name)();
+};
+
+/** Signs `op` ({ name, password, totp }) in to the console with a fresh TOTP code; returns the page. */
+async function console_(op) {
+  const page = await signedOutConsole();
+  await page.fill('#operator', op.name);
+  await page.fill('#password', op.password);
+  await page.fill('#totp', await nextCode(op));
   await page.click('#signin button');
   await page.waitForSelector('body[data-role]');
   await page.waitForSelector('#chain-status[data-intact]');
@@ -271,7 +293,11 @@ async function auditRows(page) {
   })));
 }
 
-async function reveal(page, orderId, fields, purpose) {
+/**
+ * Reveals `fields` of an order. When the console asks for a second factor first, `op`'s next code
+ * is entered (and `stepUps.count` counts it); without `op` that is a failure.
+ */
+async function reveal(page, orderId, fields, purpose, { op, stepUps } = {}) {
   const order = page.locator(`.order[data-order="${orderId}"]`);
   for (const box of await order.locator('.checks input').all()) {
     await box.setChecked(fields.includes(await box.getAttribute('value')));
@@ -280,55 +306,84 @@ async function reveal(page, orderId, fields, purpose) {
   // Done when the audit trail has been rendered again after the reveal.
   const renders = Number(await page.getAttribute('#chain-status', 'data-renders'));
   await order.locator('.reveal button').click();
-  await page.waitForSelector(`#chain-status[data-renders="${renders + 1}"]`);
+  await doneOrStepUp(page, `#chain-status[data-renders="${renders + 1}"]`, { op, stepUps });
   return order;
 }
+
+/**
+ * Waits for `done` (a selector); if the console asks for a second factor first, enters `op`'s next
+ * code (counted in `stepUps.count`) and waits on. The step-up window is short in these tests, so
+ * any plain reveal may ask.
+ */
+async function doneOrStepUp(page, done, { op, stepUps } = {}) {
+  const first = await Promise.race([
+    page.waitForSelector(done).then(() => 'done'),
+    page.waitForSelector('#stepup:not([hidden])').then(() => 'step-up'),
+  ]);
+  if (first === 'step-up') {
+    assert.ok(op, 'the console asked for a second factor');
+    if (stepUps) stepUps.count += 1;
+    await page.fill('#stepup-code', await nextCode(op));
+    await page.click('#stepup button:not([type])');
+    await page.waitForSelector(done);
+  }
+}
+
+test('the test computes TOTP codes as RFC 6238 appendix B does (SHA-1)', () => {
+  // The RFC's seed "12345678901234567890" in base32, 8 digits, at 59 s and 1111111109 s.
+  const params = parseOtpauth('otpauth://totp/x?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&digits=8&period=30');
+  assert.equal(codeAtStep(params, Math.floor(59 / 30)), '94287082');
+  assert.equal(codeAtStep(params, Math.floor(1111111109 / 30)), '07081804');
+  assert.match(vault.operators.payments.totp, /^otpauth:\/\/totp\/fieldseal:pat\?secret=[A-Z2-7]+/);
+});
 
 test('the operator console: masked for support, plain for payments, refused without the permission; the audit trail verifies', async () => {
   const visa = orders.find((o) => o.card === CARDS.visa);
   assert.ok(visa, 'the Visa order exists');
 
-  const support = await console_(vault.keys.support);
+  const ops = vault.operators;
+  const support = await console_(ops.support);
   assert.equal(await support.textContent('#role'), 'support');
+  assert.equal(await support.textContent('#operator-name'), 'sasha');
   let order = await reveal(support, visa.id, ['card', 'email', 'cvc'], 'customer call 5531');
   assert.equal(await order.locator('dd[data-field="card"]').textContent(), '411111******1111');
   assert.equal(await order.locator('dd[data-field="card"]').getAttribute('data-reveal'), 'masked');
   assert.equal(await order.locator('dd[data-field="email"]').textContent(), 'j***@example.com');
   assert.match(await order.locator('dd[data-field="cvc"]').textContent(), /refused: role support may not reveal cvc/);
-  // support may not read the audit log: it sees its own key's entries, and the chain's status.
+  // support may not read the audit log: it sees its own entries, and the chain's status.
   let rows = await auditRows(support);
-  assert.match(await support.textContent('#audit-scope'), /entries of your key only/);
-  assert.ok(rows.length >= 3 && rows.every((r) => r.text.includes('support')), 'only support entries');
+  assert.match(await support.textContent('#audit-scope'), /Your entries only/);
+  assert.ok(rows.length >= 3 && rows.every((r) => r.text.includes('support (sasha)')), 'only sasha\'s entries');
+  assert.ok(rows.some((r) => r.action === 'operator.sign_in'), 'the sign-in is in the trail');
   assert.equal(await support.getAttribute('#chain-status', 'data-intact'), 'true');
   await noCspViolation(support);
   await support.close();
 
-  const payments = await console_(vault.keys.payments);
-  order = await reveal(payments, visa.id, ['card'], 'capture order');
+  const payments = await console_(ops.payments);
+  order = await reveal(payments, visa.id, ['card'], 'capture order', { op: ops.payments });
   assert.equal(await order.locator('dd[data-field="card"]').textContent(), CARDS.visa.number);
   assert.equal(await order.locator('dd[data-field="card"]').getAttribute('data-reveal'), 'plain');
   // A purpose is required: the vault refuses a reveal without one.
-  order = await reveal(payments, visa.id, ['card'], '   ');
+  order = await reveal(payments, visa.id, ['card'], '   ', { op: ops.payments });
   assert.match(await order.locator('.form-error').textContent(), /purpose/);
   await noCspViolation(payments);
   await payments.close();
 
-  const checkout = await console_(vault.keys.checkout);
-  order = await reveal(checkout, visa.id, ['card'], 'curious');
-  assert.match(await order.locator('.form-error').textContent(), /Refused: role checkout may not reveal values/);
+  // The auditor may read the log but not reveal: refused, and told why.
+  const auditor = await console_(ops.auditor);
+  order = await reveal(auditor, visa.id, ['card'], 'curious');
+  assert.match(await order.locator('.form-error').textContent(), /Refused: role auditor may not reveal values/);
   assert.equal(await order.locator('dd').count(), 0);
-  await noCspViolation(checkout);
-  await checkout.close();
 
   // The auditor sees the whole trail: those reveals with their outcomes, and the verified chain.
-  const auditor = await console_(vault.keys.auditor);
   assert.match(await auditor.textContent('#audit-scope'), /Every tokenization/);
   rows = await auditRows(auditor);
   const reveals = rows.filter((r) => r.action === 'reveal');
   assert.ok(reveals.some((r) => r.outcome === 'masked' && r.text.includes('support') && r.text.includes('customer call 5531')));
   assert.ok(reveals.some((r) => r.outcome === 'denied' && r.text.includes('support') && r.text.includes('cvc')));
   assert.ok(reveals.some((r) => r.outcome === 'plain' && r.text.includes('payments') && r.text.includes('capture order')));
-  assert.ok(reveals.some((r) => r.outcome === 'denied' && r.text.includes('checkout')));
+  assert.ok(reveals.some((r) => r.outcome === 'denied' && r.text.includes('auditor (avery)')));
+  assert.ok(rows.some((r) => r.action === 'operator.sign_in' && r.text.includes('payments (pat)')));
   assert.ok(rows.filter((r) => r.action === 'tokenize' && r.outcome === 'ok').length >= 6 * Object.keys(CARDS).length);
   assert.equal(await auditor.getAttribute('#chain-status', 'data-intact'), 'true');
   assert.match(await auditor.textContent('#chain-status'), /chain intact: \d+ entries verified/);
@@ -338,26 +393,80 @@ test('the operator console: masked for support, plain for payments, refused with
   await noCspViolation(auditor);
   await auditor.close();
 
-  // A wrong key is refused at sign-in.
-  const { page } = await open('/console');
-  await page.fill('#apikey', 'fsk_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
-  await page.click('#signin button');
-  await page.waitForSelector('#signin-error:not([hidden])');
-  assert.match(await page.textContent('#signin-error'), /Sign-in refused/);
+  // A wrong code, a wrong password and an unknown name get one answer at sign-in.
+  const page = await signedOutConsole();
+  const code = await nextCode(ops.support);
+  const wrongCode = String((Number(code) + 1) % 1_000_000).padStart(6, '0');
+  for (const [name, password, totp] of [['sasha', ops.support.password, wrongCode], ['sasha', 'not-the-password', code], ['nobody', 'x', code]]) {
+    await page.fill('#operator', name);
+    await page.fill('#password', password);
+    await page.fill('#totp', totp);
+    await page.click('#signin button');
+    await page.waitForSelector('#signin-error:not([hidden])');
+    assert.match(await page.textContent('#signin-error'), /Sign-in refused: unknown or disabled operator, wrong password, or a wrong/);
+    await page.$eval('#signin-error', (e) => { e.hidden = true; });
+  }
+  assert.equal(await page.$('body[data-role]'), null, 'not signed in');
+  await page.close();
+});
+
+test('a plain reveal past the step-up window asks for a code; the session is a cookie the page cannot read; sign-out ends it', async () => {
+  const visa = orders.find((o) => o.card === CARDS.visa);
+  const op = await vault.addOperator('pat.stepup', 'payments');
+  const page = await console_(op);
+  // Past the window (the sign-in's code counts as the last second factor): the vault answers
+  // step_up_required, the console asks, and the reveal runs again with the new code.
+  await new Promise((r) => setTimeout(r, (STEP_UP_SECS + 1) * 1000));
+  const stepUps = { count: 0 };
+  let order = await reveal(page, visa.id, ['card'], 'chargeback 88', { op, stepUps });
+  assert.equal(stepUps.count, 1, 'one step-up');
+  assert.equal(await order.locator('dd[data-field="card"]').textContent(), CARDS.visa.number);
+  // A wrong code is refused and the form stays; cancelling gives the vault's refusal.
+  await new Promise((r) => setTimeout(r, (STEP_UP_SECS + 1) * 1000));
+  await order.locator('.reveal button').click();
+  await page.waitForSelector('#stepup:not([hidden])');
+  await page.fill('#stepup-code', '000000');
+  await page.click('#stepup button:not([type])');
+  await page.waitForSelector('#stepup-error:not([hidden])');
+  assert.match(await page.textContent('#stepup-error'), /Code refused: a wrong, stale or already used code/);
+  await page.click('#stepup-cancel');
+  await order.locator('.form-error:not([hidden])').waitFor();
+  assert.match(await order.locator('.form-error').textContent(), /Refused: a plain reveal by an operator needs a TOTP code/);
+
+  // The session lives in an HttpOnly cookie: not in the page's reach, kept across a reload.
+  assert.equal(await page.evaluate(() => document.cookie), '');
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.name === 'fieldseal_console');
+  assert.ok(session?.httpOnly && session.sameSite === 'Strict' && session.value.startsWith('fso_'), 'HttpOnly, SameSite=Strict cookie');
+  await page.reload();
+  await page.waitForSelector('body[data-ready="1"][data-role="payments"]');
+  // The console API refuses a POST from another origin even with the cookie.
+  const forged = await fetch(`${shop.url}/console/api/reveal`, {
+    method: 'POST',
+    headers: { cookie: `fieldseal_console=${session.value}`, origin: 'http://evil.example', 'content-type': 'application/json' },
+    body: JSON.stringify({ tokens: [visa.tokens.card], purpose: 'x' }),
+  });
+  assert.equal(forged.status, 403);
+  // Sign-out ends the session at the vault: the old cookie opens nothing any more.
+  await page.click('#signout');
+  await page.waitForSelector('#signin:not([hidden])');
+  const after = await fetch(`${shop.url}/console/api/me`, { headers: { cookie: `fieldseal_console=${session.value}` } });
+  assert.equal(after.status, 401);
   await page.close();
 });
 
 test('the console exports and erases a customer for the privacy role only; the erased order reveals nothing', async () => {
   const amex = orders.find((o) => o.card === CARDS.amex);
   assert.ok(amex, 'the American Express order exists');
-  const support = await console_(vault.keys.support);
+  const support = await console_(vault.operators.support);
   assert.equal(await support.locator(`.order[data-order="${amex.id}"] [data-subject]`).count(), 0, 'support may neither export nor erase');
   await support.close();
 
-  const privacy = await console_(vault.keys.privacy);
+  const privacy = await console_(vault.operators.privacy);
   const order = privacy.locator(`.order[data-order="${amex.id}"]`);
   await order.locator('[data-subject="export"]').click();
-  await order.locator('.customer-result[data-result="export 200"]').waitFor();
+  // The e-mail comes back in the clear: a second factor if the sign-in's is too old.
+  await doneOrStepUp(privacy, `.order[data-order="${amex.id}"] .customer-result[data-result="export 200"]`, { op: vault.operators.privacy });
   const exported = await order.locator('table.export tbody tr').evaluateAll((trs) => trs.map((tr) => ({
     kind: tr.dataset.kind, cells: [...tr.cells].map((c) => c.textContent),
   })));
@@ -374,8 +483,9 @@ test('the console exports and erases a customer for the privacy role only; the e
   await noCspViolation(privacy);
   await privacy.close();
 
-  const payments = await console_(vault.keys.payments);
-  const revealed = await reveal(payments, amex.id, ['card', 'email'], 'after erasure');
+  const op = await vault.addOperator('pat.erasure', 'payments');
+  const payments = await console_(op);
+  const revealed = await reveal(payments, amex.id, ['card', 'email'], 'after erasure', { op });
   assert.equal(await revealed.locator('dd[data-field="card"]').getAttribute('data-reveal'), 'not_found');
   assert.equal(await revealed.locator('dd[data-field="email"]').getAttribute('data-reveal'), 'not_found');
   await payments.close();

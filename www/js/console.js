@@ -1,10 +1,12 @@
-// The operator console: sign in with a vault API key (kept in this page's memory only), list the
+// The operator console: sign in as one of the vault's operators (name, password, TOTP code; the
+// vault's session is an HttpOnly cookie of the console, out of this script's reach), list the
 // shop's orders, reveal their tokens for a stated purpose, and show the vault's audit trail with
-// the chain's verification. What a reveal shows is the vault's decision for the key's role.
+// the chain's verification. What a reveal shows is the vault's decision for the operator's role;
+// a reveal in the clear more than the vault's step-up window after the last code asks for a new
+// code first, then runs again.
 import { brandName } from './brands.js';
 import { money } from './cart.js';
 
-let apiKey = null;
 let permissions = null;
 const $ = (id) => document.getElementById(id);
 
@@ -22,7 +24,7 @@ async function api(path, body) {
   try {
     const r = await fetch(`/console/api/${path}`, {
       method: body === undefined ? 'GET' : 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     return { status: r.status, body: await r.json() };
@@ -50,34 +52,95 @@ function describePermissions(p) {
   return parts.length ? `This role ${parts.join('; ')}.` : 'This role may not reveal anything.';
 }
 
-async function signIn(e) {
-  e.preventDefault();
-  apiKey = $('apikey').value.trim();
-  const me = await api('me');
-  if (me.status !== 200) {
-    apiKey = null;
-    $('signin-error').textContent = `Sign-in refused: ${why(me)}`;
-    $('signin-error').hidden = false;
-    return;
-  }
-  $('apikey').value = '';
-  $('signin-error').hidden = true;
+/** Shows the signed-in operator (`me`: the vault's `GET /v1/me`), the orders and the audit trail. */
+async function showSession(me) {
   $('signin').hidden = true;
   $('session').hidden = false;
-  $('role').textContent = me.body.role;
-  $('key-id').textContent = me.body.key_id;
-  permissions = me.body.permissions;
-  $('permissions').textContent = describePermissions(me.body.permissions);
-  document.body.dataset.role = me.body.role;
+  $('operator-name').textContent = me.operator?.name ?? me.key_id;
+  $('role').textContent = me.role;
+  permissions = me.permissions;
+  showStepUpUntil(me.operator?.step_up_until);
+  $('permissions').textContent = describePermissions(me.permissions);
+  document.body.dataset.role = me.role;
   await Promise.all([showOrders(), showAudit()]);
 }
 
-function signOut() {
-  apiKey = null;
+function showStepUpUntil(until) {
+  $('step-up-until').textContent = until && permissions?.reveal_plain?.length
+    ? `Values in the clear without a new code until ${new Date(until * 1000).toLocaleTimeString()}.`
+    : '';
+}
+
+async function signIn(e) {
+  e.preventDefault();
+  const r = await api('sign-in', { name: $('operator').value.trim(), password: $('password').value, totp: $('totp').value.trim() });
+  $('password').value = '';
+  $('totp').value = '';
+  if (r.status !== 200) {
+    $('signin-error').textContent = `Sign-in refused: ${why(r)}`;
+    $('signin-error').hidden = false;
+    return;
+  }
+  $('signin-error').hidden = true;
+  const me = await api('me');
+  if (me.status !== 200) return showSignIn(`Sign-in refused: ${why(me)}`);
+  await showSession(me.body);
+}
+
+function showSignIn(message) {
+  permissions = null;
   $('session').hidden = true;
+  $('stepup').hidden = true;
   $('signin').hidden = false;
+  $('signin-error').hidden = !message;
+  $('signin-error').textContent = message ?? '';
   $('orders').replaceChildren();
   delete document.body.dataset.role;
+}
+
+async function signOut() {
+  await api('sign-out', {});
+  showSignIn();
+}
+
+/**
+ * Runs `call` (a console API call); when the vault asks for a second factor first
+ * (`step_up_required`), asks for a code, records it, and runs `call` once more. Cancelling gives
+ * the refusal.
+ */
+async function withStepUp(call) {
+  const r = await call();
+  if (r.status !== 403 || r.body.error?.code !== 'step_up_required') return r;
+  const ok = await new Promise((resolve) => {
+    const form = $('stepup');
+    form.hidden = false;
+    $('stepup-error').hidden = true;
+    $('stepup-code').value = '';
+    $('stepup-code').focus();
+    const done = (value) => {
+      form.hidden = true;
+      form.onsubmit = null;
+      $('stepup-cancel').onclick = null;
+      resolve(value);
+    };
+    $('stepup-cancel').onclick = () => done(false);
+    form.onsubmit = async (e) => {
+      e.preventDefault();
+      const s = await api('step-up', { totp: $('stepup-code').value.trim() });
+      $('stepup-code').value = '';
+      if (s.status === 200) {
+        showStepUpUntil(s.body.step_up_until);
+        done(true);
+      } else if (s.status === 401 && s.body.error?.code !== 'step_up_failed') {
+        done(false);
+        showSignIn(`Signed out: ${why(s)}`);
+      } else {
+        $('stepup-error').textContent = `Code refused: ${why(s)}`;
+        $('stepup-error').hidden = false;
+      }
+    };
+  });
+  return ok ? call() : r;
 }
 
 async function showOrders() {
@@ -107,7 +170,7 @@ function orderCard(order) {
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const names = boxes.map((b) => b.firstChild).filter((b) => b.checked).map((b) => b.value);
-    const r = await api('reveal', { tokens: names.map((n) => order.tokens[n]), purpose: purpose.value });
+    const r = await withStepUp(() => api('reveal', { tokens: names.map((n) => order.tokens[n]), purpose: purpose.value }));
     results.replaceChildren();
     error.hidden = r.status === 200;
     if (r.status !== 200) {
@@ -140,7 +203,7 @@ function customerData(order) {
   const out = el('div', { className: 'customer-result' });
   out.setAttribute('role', 'status');
   const run = async (what) => {
-    const r = await api(`subjects/${order.customer}/${what}`, what === 'erase' ? {} : undefined);
+    const r = await withStepUp(() => api(`subjects/${order.customer}/${what}`, what === 'erase' ? {} : undefined));
     out.dataset.result = `${what} ${r.status}`;
     if (r.status !== 200) {
       out.replaceChildren(el('p', { className: 'form-error', textContent: `Refused: ${why(r)}` }));
@@ -194,7 +257,7 @@ async function showAudit() {
   }
   $('audit-scope').textContent = body.scope === 'all'
     ? `Every tokenization, reveal, refusal and key change in this vault (${body.total} entries; the newest ${body.entries.length} shown), hash-chained.`
-    : `The entries of your key only (${body.total}; the newest ${body.entries.length} shown): your role may not read the whole audit log.`;
+    : `Your entries only (${body.total}; the newest ${body.entries.length} shown): your role may not read the whole audit log.`;
   const v = body.verification;
   status_.textContent = v.intact
     ? `chain intact: ${v.verified} entries verified`
@@ -205,7 +268,7 @@ async function showAudit() {
     const tr = el('tr', {},
       el('td', { textContent: e.seq }),
       el('td', { textContent: new Date(e.at * 1000).toLocaleTimeString() }),
-      el('td', { textContent: e.actor_role ? `${e.actor_role} (${e.actor.replace('apikey:', '')})` : e.actor }),
+      el('td', { textContent: e.actor_role ? `${e.actor_role} (${e.actor.replace(/^(apikey|operator):/, '')})` : e.actor }),
       el('td', { textContent: e.action }),
       el('td', { textContent: e.kind ?? '' }),
       el('td', {}, el('code', { textContent: e.token ?? '' })),
@@ -224,4 +287,8 @@ $('signin').addEventListener('submit', (e) => signIn(e).catch((err) => {
 }));
 $('signout').addEventListener('click', signOut);
 $('refresh').addEventListener('click', () => Promise.all([showOrders(), showAudit()]));
+// A session from before a reload is still the cookie's: carry on with it, else sign in.
+const me = await api('me');
+if (me.status === 200) await showSession(me.body);
+else showSignIn();
 document.body.dataset.ready = '1';
