@@ -36,8 +36,8 @@ use fieldseal_vault_store::audit::{
 };
 use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
-    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, OperatorRecord,
-    Reencrypted, SessionRecord, Store, StoreError, SubjectKeyRecord, TokenRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, KeyUse, NewToken, OperatorLog,
+    OperatorRecord, Reencrypted, SessionRecord, Store, StoreError, SubjectKeyRecord, TokenRecord,
 };
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -64,6 +64,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_key_management.sql"),
     include_str!("../migrations/0007_lifecycle.sql"),
     include_str!("../migrations/0008_operators.sql"),
+    include_str!("../migrations/0009_operator_log.sql"),
+    include_str!("../migrations/0010_key_uses.sql"),
 ];
 
 const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version integer \
@@ -906,8 +908,18 @@ fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
     })
 }
 
-const OPERATOR_COLUMNS: &str = "name, role, password_hash, totp_wrapped, created_at, disabled_at, \
-     failed_attempts, locked_until, last_totp_step, generation, mac";
+/// The stored columns of an operator row, and what the log says of the operator (partial index
+/// `audit_operators`; see [`OperatorLog`]).
+const OPERATOR_READ: &str = "name, role, password_hash, totp_wrapped, created_at, disabled_at, \
+     failed_attempts, locked_until, last_totp_step, generation, mac, \
+     (SELECT COUNT(*) FROM $S.audit WHERE action IN ('operator.disable', 'operator.reset') AND \
+      detail = 'operator ' || operators.name), \
+     COALESCE((SELECT action = 'operator.disable' FROM $S.audit WHERE action IN \
+      ('operator.disable', 'operator.enable') AND detail = 'operator ' || operators.name \
+      ORDER BY seq DESC LIMIT 1), false), \
+     (SELECT MAX(l.at) FROM $S.audit l WHERE l.action = 'operator.lock' AND l.detail = \
+      'operator ' || operators.name AND NOT EXISTS (SELECT 1 FROM $S.audit r WHERE r.action = \
+      'operator.reset' AND r.detail = l.detail AND r.seq > l.seq))";
 
 fn operator_row(r: &Row) -> Result<OperatorRecord, tokio_postgres::Error> {
     Ok(OperatorRecord {
@@ -922,6 +934,11 @@ fn operator_row(r: &Row) -> Result<OperatorRecord, tokio_postgres::Error> {
         last_totp_step: r.try_get(8)?,
         generation: r.try_get(9)?,
         mac: r.try_get(10)?,
+        log: OperatorLog {
+            generation_bumps: r.try_get(11)?,
+            disabled: r.try_get(12)?,
+            locked_at: r.try_get(13)?,
+        },
     })
 }
 
@@ -1377,6 +1394,44 @@ impl Store for PgStore {
             client.execute(&st, &[&id, &n]).await.map_err(db_error)?;
             Ok(())
         })
+        .await
+    }
+
+    async fn record_key_uses(&self, uses: Vec<KeyUse>) -> Result<(), StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let st = client
+                .prepare_cached(&self.inner.sql(
+                    "INSERT INTO $S.key_uses AS k (kind, id, uses, last_used_at) VALUES ($1, $2, \
+                     $3, $4) ON CONFLICT (kind, id) DO UPDATE SET uses = k.uses + excluded.uses, \
+                     last_used_at = GREATEST(k.last_used_at, excluded.last_used_at)",
+                ))
+                .await
+                .map_err(db_error)?;
+            for u in &uses {
+                client
+                    .execute(&st, &[&u.kind, &u.id, &u.uses, &u.last_used_at])
+                    .await
+                    .map_err(db_error)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn key_uses(&self) -> Result<Vec<KeyUse>, StoreError> {
+        self.read(
+            "SELECT kind, id, uses, last_used_at FROM $S.key_uses ORDER BY kind, id",
+            &[],
+            |r| {
+                Ok(KeyUse {
+                    kind: r.try_get(0)?,
+                    id: r.try_get(1)?,
+                    uses: r.try_get(2)?,
+                    last_used_at: r.try_get(3)?,
+                })
+            },
+        )
         .await
     }
 
@@ -1959,7 +2014,7 @@ impl Store for PgStore {
     async fn operator(&self, name: &str) -> Result<Option<OperatorRecord>, StoreError> {
         Ok(self
             .read(
-                &format!("SELECT {OPERATOR_COLUMNS} FROM $S.operators WHERE name = $1"),
+                &format!("SELECT {OPERATOR_READ} FROM $S.operators WHERE name = $1"),
                 &[&name],
                 operator_row,
             )
@@ -1969,7 +2024,7 @@ impl Store for PgStore {
 
     async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
         self.read(
-            &format!("SELECT {OPERATOR_COLUMNS} FROM $S.operators ORDER BY name"),
+            &format!("SELECT {OPERATOR_READ} FROM $S.operators ORDER BY name"),
             &[],
             operator_row,
         )

@@ -19,8 +19,8 @@ use fieldseal_vault_store::audit::{
 };
 use fieldseal_vault_store::group::{Done, Job, MAX_GROUP, answer};
 use fieldseal_vault_store::{
-    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, OperatorRecord,
-    Reencrypted, SessionRecord, Store, StoreError, SubjectKeyRecord, TokenRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, KeyUse, NewToken, OperatorLog,
+    OperatorRecord, Reencrypted, SessionRecord, Store, StoreError, SubjectKeyRecord, TokenRecord,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{
@@ -37,6 +37,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_key_management.sql"),
     include_str!("../migrations/0007_lifecycle.sql"),
     include_str!("../migrations/0008_operators.sql"),
+    include_str!("../migrations/0009_operator_log.sql"),
+    include_str!("../migrations/0010_key_uses.sql"),
 ];
 
 /// The first migration whose rows carry MACs: a database with audit entries from before it cannot
@@ -723,8 +725,18 @@ fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     })
 }
 
-const OPERATOR_COLUMNS: &str = "name, role, password_hash, totp_wrapped, created_at, disabled_at, \
-     failed_attempts, locked_until, last_totp_step, generation, mac";
+/// The stored columns of an operator row, and what the log says of the operator (partial index
+/// `audit_operators`; see [`OperatorLog`]).
+const OPERATOR_READ: &str = "name, role, password_hash, totp_wrapped, created_at, disabled_at, \
+     failed_attempts, locked_until, last_totp_step, generation, mac, \
+     (SELECT COUNT(*) FROM audit WHERE action IN ('operator.disable', 'operator.reset') AND \
+      detail = 'operator ' || operators.name), \
+     COALESCE((SELECT action = 'operator.disable' FROM audit WHERE action IN \
+      ('operator.disable', 'operator.enable') AND detail = 'operator ' || operators.name \
+      ORDER BY seq DESC LIMIT 1), 0), \
+     (SELECT MAX(l.at) FROM audit l WHERE l.action = 'operator.lock' AND l.detail = 'operator ' || \
+      operators.name AND NOT EXISTS (SELECT 1 FROM audit r WHERE r.action = 'operator.reset' AND \
+      r.detail = l.detail AND r.seq > l.seq))";
 
 fn operator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OperatorRecord> {
     Ok(OperatorRecord {
@@ -739,6 +751,11 @@ fn operator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OperatorRecord> {
         last_totp_step: opt_int(r, 8)?,
         generation: int(r, 9)?,
         mac: text(r, 10)?,
+        log: OperatorLog {
+            generation_bumps: int(r, 11)?,
+            disabled: flag(r, 12)?,
+            locked_at: opt_int(r, 13)?,
+        },
     })
 }
 
@@ -1140,6 +1157,49 @@ impl Store for SqliteStore {
             )
             .map_err(db_error)?;
             tx.commit().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn record_key_uses(&self, uses: Vec<KeyUse>) -> Result<(), StoreError> {
+        self.run(move |c, _| {
+            let tx = write_tx(c)?;
+            {
+                let mut st = tx
+                    .prepare_cached(
+                        "INSERT INTO key_uses (kind, id, uses, last_used_at) VALUES (?1, ?2, ?3, \
+                         ?4) ON CONFLICT (kind, id) DO UPDATE SET uses = uses + excluded.uses, \
+                         last_used_at = max(last_used_at, excluded.last_used_at)",
+                    )
+                    .map_err(db_error)?;
+                for u in &uses {
+                    st.execute(params![u.kind, u.id, u.uses, u.last_used_at])
+                        .map_err(db_error)?;
+                }
+            }
+            tx.commit().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn key_uses(&self) -> Result<Vec<KeyUse>, StoreError> {
+        self.run(move |c, _| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT kind, id, uses, last_used_at FROM key_uses ORDER BY kind, id",
+                )
+                .map_err(db_error)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(KeyUse {
+                        kind: text(r, 0)?,
+                        id: text(r, 1)?,
+                        uses: int(r, 2)?,
+                        last_used_at: int(r, 3)?,
+                    })
+                })
+                .map_err(db_error)?;
+            rows.collect::<Result<_, _>>().map_err(db_error)
         })
         .await
     }
@@ -1681,7 +1741,7 @@ impl Store for SqliteStore {
         let name = name.to_owned();
         self.run(move |c, _| {
             c.prepare_cached(&format!(
-                "SELECT {OPERATOR_COLUMNS} FROM operators WHERE name = ?1"
+                "SELECT {OPERATOR_READ} FROM operators WHERE name = ?1"
             ))
             .and_then(|mut st| st.query_row([name], operator_row).optional())
             .map_err(db_error)
@@ -1693,7 +1753,7 @@ impl Store for SqliteStore {
         self.run(|c, _| {
             all(
                 c,
-                &format!("SELECT {OPERATOR_COLUMNS} FROM operators ORDER BY name"),
+                &format!("SELECT {OPERATOR_READ} FROM operators ORDER BY name"),
                 [],
                 operator_row,
             )

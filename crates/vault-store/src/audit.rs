@@ -123,6 +123,8 @@ vocabulary! {
         PolicyStore => "policy.store",
         /// A stored row failed its integrity check.
         Integrity => "integrity",
+        /// A new version of the lookup keys (fingerprints, deterministic tokens, subject hashes).
+        LookupRotate => "lookup.rotate",
         /// A data subject's key made (its first tokenized value).
         SubjectKey => "subject.key",
         /// A data subject erased: its key destroyed and its tokens deleted.

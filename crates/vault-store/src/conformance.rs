@@ -848,6 +848,39 @@ pub async fn data_keys_count_and_move_values_once<B: Backend>(b: &B) {
     intact(&s).await;
 }
 
+/// Key uses add up per key across nodes' reports, and the last use is the latest reported.
+pub async fn key_uses_add_up<B: Backend>(b: &B) {
+    let s = started(b).await;
+    let using = |kind: &str, id: &str, uses: i64, at: i64| crate::KeyUse {
+        kind: kind.into(),
+        id: id.into(),
+        uses,
+        last_used_at: at,
+    };
+    assert!(s.key_uses().await.unwrap().is_empty());
+    s.record_key_uses(vec![
+        using("hpke", "k1", 3, 100),
+        using("data", "data-key:1", 5, 90),
+    ])
+    .await
+    .unwrap();
+    // Another node's report, one of its uses older than the stored last use.
+    s.record_key_uses(vec![
+        using("hpke", "k1", 2, 50),
+        using("data", "data-key:1", 1, 120),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        s.key_uses().await.unwrap(),
+        vec![
+            using("data", "data-key:1", 6, 120),
+            using("hpke", "k1", 5, 100)
+        ]
+    );
+    intact(&s).await;
+}
+
 /// One `#[tokio::test]` per conformance case for the backend `$backend` (an expression).
 #[macro_export]
 macro_rules! conformance_tests {
@@ -867,6 +900,7 @@ macro_rules! conformance_tests {
             purged_tokens_are_gone_from_the_files,
             the_purge_runs_in_audited_batches,
             an_erased_subject_is_gone,
+            key_uses_add_up,
         );
     };
     (@cases $backend:expr; $($case:ident,)*) => {

@@ -34,7 +34,7 @@ pub mod verify;
 
 pub use error::StoreError;
 pub use records::{
-    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, OperatorRecord,
-    Reencrypted, SessionRecord, SubjectKeyRecord, TokenRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, KeyUse, NewToken, OperatorLog,
+    OperatorRecord, Reencrypted, SessionRecord, SubjectKeyRecord, TokenRecord,
 };
 pub use store::Store;

@@ -256,6 +256,21 @@ impl InsertOutcome {
     }
 }
 
+/// How much a key was used, as counted by the vault's nodes (bookkeeping for `keys status`; not
+/// authenticated: a database writer can change it, and gains nothing by it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyUse {
+    /// `hpke`, `data`, `fingerprint` or `deterministic`.
+    pub kind: String,
+    /// The key's id (kid or secret name).
+    pub id: String,
+    /// Uses counted (envelopes opened, values encrypted or opened, fingerprints, tokens or subject
+    /// hashes made).
+    pub uses: i64,
+    /// The last use, in Unix seconds.
+    pub last_used_at: i64,
+}
+
 /// A stored operator (a person signing in with a password and a TOTP code). Every column is
 /// covered by the row's MAC, the counters and the last TOTP step included: a database writer can
 /// neither lift a lockout nor make a used code usable again.
@@ -284,6 +299,43 @@ pub struct OperatorRecord {
     pub generation: i64,
     /// MAC over every other column under the row key, hex ([`crate::rows::RowKey`]).
     pub mac: String,
+    /// What the audit log says of the operator (read with the row, not stored in it): a row put
+    /// back from an older copy contradicts it.
+    pub log: OperatorLog,
+}
+
+/// The operator's changes the audit log records (entries `operator.disable`, `.enable`,
+/// `.reset` and `.lock` whose detail is exactly `operator NAME`; partial index
+/// `audit_operators`). A MAC shows that a row was written by the vault, not that it is the newest
+/// version: these show what the newest version must at least say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OperatorLog {
+    /// Disables and resets: each bumped the row's generation (1 at `operator add`).
+    pub generation_bumps: i64,
+    /// The newest of the operator's disable and enable entries is a disable.
+    pub disabled: bool,
+    /// The newest lock not lifted by a later reset: when it was written.
+    pub locked_at: Option<i64>,
+}
+
+impl OperatorRecord {
+    /// Why the row contradicts the audit log (a row put back from before a disable, reset or
+    /// lock), if it does. `lockout_secs`: how long a lock lasts; `t`: now.
+    pub fn contradicts_log(&self, lockout_secs: i64, t: i64) -> Option<&'static str> {
+        if self.generation < self.log.generation_bumps.saturating_add(1) {
+            return Some("older than the log's last disable or reset");
+        }
+        if self.log.disabled && self.disabled_at.is_none() {
+            return Some("enabled, while the log's last word is a disable");
+        }
+        if let Some(at) = self.log.locked_at {
+            let until = at.saturating_add(lockout_secs);
+            if until > t && self.locked_until.is_none_or(|u| u < until) {
+                return Some("unlocked, while the log holds a lock in force");
+            }
+        }
+        None
+    }
 }
 
 impl std::fmt::Debug for OperatorRecord {

@@ -249,6 +249,7 @@ mod tests {
             last_totp_step: Some(7),
             generation: 2,
             mac: String::new(),
+            log: crate::OperatorLog::default(),
         });
         assert!(k.operator_ok(&op));
         let changes: [fn(&mut OperatorRecord); 10] = [

@@ -10,7 +10,7 @@ use fieldseal_core::at_rest::SymmetricKey;
 
 use crate::audit::{AuditDraft, AuditRecord, Head};
 use crate::{
-    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, OperatorRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, KeyUse, NewToken, OperatorRecord,
     Reencrypted, SessionRecord, StoreError, SubjectKeyRecord, TokenRecord,
 };
 
@@ -67,6 +67,16 @@ pub trait Store: Send + Sync + 'static {
         id: i64,
         n: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Adds key uses a node counted: each one's count added to the key's, and its last use kept
+    /// if later than the stored one.
+    fn record_key_uses(
+        &self,
+        uses: Vec<KeyUse>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every key's counted uses.
+    fn key_uses(&self) -> impl Future<Output = Result<Vec<KeyUse>, StoreError>> + Send;
 
     /// Up to `limit` token rows under a data key older than `below`, with tokens after `after`,
     /// in token order (`ended_in_log` is not read: always `false`).

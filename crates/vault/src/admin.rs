@@ -306,8 +306,11 @@ pub struct KeyInventory {
     pub version: i64,
     /// When it was made, if recorded.
     pub created_at: Option<i64>,
-    /// How many times it was used, where counted (encryptions under a data key).
+    /// How many times it was used, where counted: encryptions under a data key; envelopes opened
+    /// with an HPKE key; fingerprints or deterministic tokens made with a lookup key.
     pub uses: Option<i64>,
+    /// Its last use (as the nodes counted, every few seconds), where counted.
+    pub last_used: Option<i64>,
     /// Its state.
     pub state: String,
     /// Where it lives (never the key).
@@ -395,6 +398,7 @@ impl<S: Store> Admin<S> {
             last_totp_step: None,
             generation: 1,
             mac: String::new(),
+            log: fieldseal_vault_store::OperatorLog::default(),
         });
         let audit = AuditDraft::new(at, self.actor(), Action::OperatorAdd, Outcome::Ok)
             .detail(format!("operator {name} role {role}"));
@@ -424,7 +428,10 @@ impl<S: Store> Admin<S> {
             .await?
             .into_iter()
             .map(|record| {
-                let status = if !self.secrets.row_key.operator_ok(&record) {
+                let lockout = crate::operators::secs(self.settings.operator_lockout_secs);
+                let status = if !self.secrets.row_key.operator_ok(&record)
+                    || record.contradicts_log(lockout, t).is_some()
+                {
                     "TAMPERED"
                 } else if record.disabled_at.is_some() {
                     "disabled"
@@ -480,7 +487,7 @@ impl<S: Store> Admin<S> {
                 // A new generation ends the sessions; the TOTP secret, bound to the generation,
                 // follows it so that `enable` restores the same credentials. One that does not
                 // open stays as it is (the operator then needs `operator reset`, as before).
-                let generation = r.generation.saturating_add(1);
+                let generation = crate::operators::next_generation(&r);
                 let totp_wrapped = crate::operators::rewrap_totp(row_key, &r, generation)
                     .unwrap_or_else(|| r.totp_wrapped.clone());
                 OperatorRecord {
@@ -520,12 +527,12 @@ impl<S: Store> Admin<S> {
                 .await?
                 .filter(|r| self.secrets.row_key.operator_ok(r))
                 .ok_or_else(|| AdminError::NoSuchOperator(name.into()))?;
-            let generation = row.generation.saturating_add(1);
+            let generation = crate::operators::next_generation(&row);
             let (enrolment, hash, wrapped) =
                 crate::operators::new_credentials(&self.secrets.row_key, name, generation)
                     .ok_or(AdminError::Random)?;
             let audit = AuditDraft::new(now(), self.actor(), Action::OperatorReset, Outcome::Ok)
-                .detail(format!("operator {name}: new password and TOTP secret"));
+                .detail(format!("operator {name}"));
             let old_mac = row.mac.clone();
             let updated = self.secrets.row_key.seal_operator(OperatorRecord {
                 password_hash: hash,
@@ -838,6 +845,19 @@ impl<S: Store> Admin<S> {
         .await?)
     }
 
+    /// Makes the next version of the lookup keys (`keys rotate-lookup`): new fingerprints,
+    /// deterministic tokens and subject hashes use it once each node has loaded it (within its
+    /// key upkeep, seconds); lookups keep accepting the older versions. Returns the version.
+    pub async fn rotate_lookup_keys(&self) -> Result<u32, AdminError> {
+        let v =
+            crate::lookup::rotate(&self.store, self.kek.as_ref(), (now(), self.actor())).await?;
+        self.secrets
+            .lookup
+            .load_new(&self.store, self.kek.as_ref())
+            .await?;
+        Ok(v)
+    }
+
     /// Every key of the vault: where it lives, its version, when made, how much used, its state.
     pub async fn inventory(&self) -> Result<Vec<KeyInventory>, AdminError> {
         let mut out = vec![KeyInventory {
@@ -846,6 +866,7 @@ impl<S: Store> Admin<S> {
             version: 1,
             created_at: None,
             uses: None,
+            last_used: None,
             state: "in use".into(),
             lives: self.kek.describe(),
         }];
@@ -859,6 +880,7 @@ impl<S: Store> Admin<S> {
                 version: 1,
                 created_at: created,
                 uses: None,
+                last_used: None,
                 state: format!("{} (nbf {}, exp {})", k.status, k.not_before, k.expires_at),
                 lives: wrapped.clone(),
             });
@@ -880,25 +902,59 @@ impl<S: Store> Admin<S> {
                 version: d.id,
                 created_at: Some(d.created_at),
                 uses: Some(d.encryptions),
+                last_used: None,
                 state,
                 lives: wrapped.clone(),
             });
         }
-        for (kind, id) in [
-            ("fingerprint", "fingerprint-key"),
-            ("deterministic", "deterministic-key"),
-            ("audit", "audit-key"),
-            ("row", "row-key"),
-        ] {
+        self.secrets
+            .lookup
+            .load_new(&self.store, self.kek.as_ref())
+            .await?;
+        let versions = self.secrets.lookup.loaded();
+        let newest = versions.last().copied().unwrap_or(1);
+        for v in versions {
+            let (fp, det) = crate::lookup::secret_names(v);
+            let state = if v == newest {
+                "current".to_owned()
+            } else {
+                "older: accepted for lookups".to_owned()
+            };
+            for (kind, id) in [("fingerprint", fp), ("deterministic", det)] {
+                out.push(KeyInventory {
+                    kind,
+                    id,
+                    version: i64::from(v),
+                    created_at: None,
+                    uses: None,
+                    last_used: None,
+                    state: state.clone(),
+                    lives: wrapped.clone(),
+                });
+            }
+        }
+        for (kind, id) in [("audit", "audit-key"), ("row", "row-key")] {
             out.push(KeyInventory {
                 kind,
                 id: id.into(),
                 version: 1,
                 created_at: None,
                 uses: None,
+                last_used: None,
                 state: "in use".into(),
                 lives: wrapped.clone(),
             });
+        }
+        // What the nodes counted: last uses, and use counts where not counted otherwise.
+        let counted = self.store.key_uses().await?;
+        for k in &mut out {
+            let Some(u) = counted.iter().find(|u| u.kind == k.kind && u.id == k.id) else {
+                continue;
+            };
+            k.last_used = Some(u.last_used_at);
+            if k.uses.is_none() {
+                k.uses = Some(u.uses);
+            }
         }
         Ok(out)
     }

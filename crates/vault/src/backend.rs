@@ -6,7 +6,7 @@ use fieldseal_vault_postgres::PgStore;
 use fieldseal_vault_sqlite::SqliteStore;
 use fieldseal_vault_store::audit::{AuditDraft, AuditRecord, Head};
 use fieldseal_vault_store::{
-    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, NewToken, OperatorRecord,
+    ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, KeyUse, NewToken, OperatorRecord,
     Reencrypted, SessionRecord, Store, StoreError, SubjectKeyRecord, TokenRecord,
 };
 
@@ -113,6 +113,14 @@ impl Store for AnyStore {
 
     async fn count_encryptions(&self, id: i64, n: i64) -> Result<(), StoreError> {
         dispatch!(self.count_encryptions(id, n))
+    }
+
+    async fn record_key_uses(&self, uses: Vec<KeyUse>) -> Result<(), StoreError> {
+        dispatch!(self.record_key_uses(uses))
+    }
+
+    async fn key_uses(&self) -> Result<Vec<KeyUse>, StoreError> {
+        dispatch!(self.key_uses())
     }
 
     async fn tokens_to_reencrypt(

@@ -1054,6 +1054,9 @@ pub async fn serve<S: Store>(
     if let Err(e) = vault.flush_denials(true).await {
         tracing::error!(error = %e, "denials of the last minute not audited");
     }
+    if let Err(e) = vault.flush_key_uses().await {
+        tracing::warn!(error = %e, "key uses of the last seconds not recorded");
+    }
     result
 }
 

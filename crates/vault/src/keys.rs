@@ -171,10 +171,9 @@ fn hpke_aad(kid: &str) -> Vec<u8> {
 pub struct Secrets {
     /// Encrypt values at rest: every version, the newest for new values.
     pub data_keys: crate::datakeys::DataKeys,
-    /// Keys fingerprints.
-    pub fingerprint_key: SymmetricKey,
-    /// Keys deterministic tokens.
-    pub deterministic_key: SymmetricKey,
+    /// Key fingerprints, deterministic tokens and subject hashes: every version, the newest for
+    /// new ones.
+    pub lookup: crate::lookup::LookupKeys,
     /// Authenticates the audit entries and head (the store holds its own copy for appending).
     pub audit_key: SymmetricKey,
     /// Authenticates API key and HPKE key rows.
@@ -315,10 +314,11 @@ pub async fn load_secrets<S: Store>(store: &S, kek: &dyn KekProvider) -> Result<
     if data_keys.current().is_none() {
         return Err(KeyError::Damaged("data-key (none listed)".into()));
     }
+    let lookup = crate::lookup::LookupKeys::default();
+    lookup.load_new(store, kek).await?;
     Ok(Secrets {
         data_keys,
-        fingerprint_key: load_secret(store, kek, FINGERPRINT_KEY).await?,
-        deterministic_key: load_secret(store, kek, DETERMINISTIC_KEY).await?,
+        lookup,
         audit_key,
         row_key: RowKey::new(load_secret(store, kek, ROW_KEY).await?),
     })
@@ -352,9 +352,7 @@ fn unwrap_either(
 /// The names of the wrapped symmetric keys, the KEK check value last.
 async fn secret_names<S: Store>(store: &S) -> Result<Vec<String>, KeyError> {
     let mut names = vec![AUDIT_KEY.to_owned(), ROW_KEY.to_owned()];
-    for name in [FINGERPRINT_KEY, DETERMINISTIC_KEY] {
-        names.push(name.to_owned());
-    }
+    names.extend(crate::lookup::stored_names(store).await?);
     let mut version = 1;
     loop {
         let name = format!("data-key:{version}");

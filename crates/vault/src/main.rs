@@ -122,6 +122,10 @@ enum KeysCommand {
     /// Make a new data key for new values; serving nodes move stored values to it in the
     /// background (progress in `keys status` and their logs).
     RotateData,
+    /// Make a new version of the lookup keys (fingerprint and deterministic-token keys): new
+    /// fingerprints, deterministic tokens and subject hashes use it; lookups keep accepting the
+    /// older versions.
+    RotateLookup,
     /// Print the pins for `load({ pins })`: the RFC 7638 thumbprints of the published keys, as a
     /// JSON array (the keys, one a line, on standard error).
     Pins,
@@ -465,22 +469,31 @@ async fn keys_cmd(settings: Settings, command: KeysCommand) -> Result<ExitCode> 
         }
         KeysCommand::Status => {
             println!(
-                "{:<14} {:<34} {:>3} {:>12} {:>12}  {:<40} WHERE",
-                "KIND", "ID", "VER", "CREATED", "USES", "STATE"
+                "{:<14} {:<34} {:>3} {:>12} {:>12} {:>12}  {:<40} WHERE",
+                "KIND", "ID", "VER", "CREATED", "LAST USED", "USES", "STATE"
             );
             let dash = || "-".to_owned();
             for k in admin.inventory().await? {
                 println!(
-                    "{:<14} {:<34} {:>3} {:>12} {:>12}  {:<40} {}",
+                    "{:<14} {:<34} {:>3} {:>12} {:>12} {:>12}  {:<40} {}",
                     k.kind,
                     k.id,
                     k.version,
                     k.created_at.map_or_else(dash, |t| t.to_string()),
+                    k.last_used.map_or_else(dash, |t| t.to_string()),
                     k.uses.map_or_else(dash, |u| u.to_string()),
                     k.state,
                     k.lives
                 );
             }
+        }
+        KeysCommand::RotateLookup => {
+            let v = admin.rotate_lookup_keys().await?;
+            println!(
+                "lookup keys version {v} made: serving nodes load it within seconds; new \
+                 fingerprints (fp{v}_...), deterministic tokens (tokd{v}_...) and subject hashes \
+                 use it, and lookups keep accepting the older versions"
+            );
         }
         KeysCommand::RotateData => {
             let id = admin.rotate_data_key().await?;

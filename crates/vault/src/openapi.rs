@@ -94,7 +94,7 @@ pub fn document() -> Value {
                         "ok": { "type": "boolean" },
                         "token": { "type": "string" }, "kind": { "type": "string" },
                         "format": { "type": "string" },
-                        "fingerprint": { "type": "string", "description": "Only for kinds under the role's `fingerprint` permission." },
+                        "fingerprint": { "type": "string", "description": "Only for kinds under the role's `fingerprint` permission. `fp_…` (lookup keys version 1), `fpN_…` (version N, after `keys rotate-lookup`): compare fingerprints of one version only." },
                         "brand": { "type": "string", "description": "Card numbers, if the role's `hints` include `brand`." },
                         "bin": { "type": "string", "description": "Card numbers, if the role's `hints` include `bin`." },
                         "last4": { "type": "string", "description": "Card numbers, if the role's `hints` include `last4`." },

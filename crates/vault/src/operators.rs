@@ -242,8 +242,16 @@ async fn check_password(password: Password, hash: String) -> Option<bool> {
     )
 }
 
-fn secs(v: u64) -> i64 {
+pub(crate) fn secs(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX / 4)
+}
+
+/// The generation a disable or reset gives a row: past both the row's and every bump the log
+/// records, so that the changed row agrees with the log even if the one read was put back.
+pub(crate) fn next_generation(r: &OperatorRecord) -> i64 {
+    r.generation
+        .max(r.log.generation_bumps.saturating_add(1))
+        .saturating_add(1)
 }
 
 impl<S: Store> Vault<S> {
@@ -255,6 +263,13 @@ impl<S: Store> Vault<S> {
         };
         if !self.secrets().row_key.operator_ok(&row) {
             self.report_tampered(None, &format!("operator {name}"))
+                .await?;
+            return Ok(None);
+        }
+        // Authentic, but an older version than the log allows: put back from a copy taken before
+        // a disable, a reset or a lock (which that would undo).
+        if let Some(why) = row.contradicts_log(secs(self.settings().operator_lockout_secs), now()) {
+            self.report_tampered(None, &format!("operator {name} (row {why})"))
                 .await?;
             return Ok(None);
         }
@@ -296,20 +311,24 @@ impl<S: Store> Vault<S> {
                 action,
                 Outcome::Denied,
             )
-            .detail(format!(
-                "wrong password or code (failure {attempts} of {limit}); from {client}"
-            )),
+            .detail(match lock {
+                false => {
+                    format!("wrong password or code (failure {attempts} of {limit}); from {client}")
+                }
+                true => format!(
+                    "wrong password or code (failure {attempts} of {limit}: locked until {}); \
+                     from {client}",
+                    t.saturating_add(secs(s.operator_lockout_secs))
+                ),
+            }),
         ];
         let locked_until = lock.then(|| t.saturating_add(secs(s.operator_lockout_secs)));
         if let Some(until) = locked_until {
+            // The detail is exactly `operator NAME` (the log is read with the row: index
+            // `audit_operators`); the denial just before says why and until when.
             audit.push(
-                AuditDraft::new(t, Actor::Vault, Action::OperatorLock, Outcome::Ok).detail(
-                    format!(
-                        "operator {} locked until {until} after {attempts} failed attempts; \
-                         last from {client}",
-                        row.name
-                    ),
-                ),
+                AuditDraft::new(t, Actor::Vault, Action::OperatorLock, Outcome::Ok)
+                    .detail(format!("operator {}", row.name)),
             );
             tracing::warn!(alert = "operator_locked", operator = %row.name, until, "operator locked after failed sign-ins");
         }

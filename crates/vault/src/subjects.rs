@@ -2,7 +2,9 @@
 //! (GDPR Art. 17, CCPA 1798.105) and exported (GDPR Art. 20, CCPA 1798.100) as a whole.
 //!
 //! A tokenize item may carry `subject`, the merchant's customer id. The vault stores only its keyed
-//! hash (`subj_` and HMAC-SHA256 under the fingerprint key, in a domain of its own), and encrypts the
+//! hash (`subj_` and HMAC-SHA256 under the lookup keys' fingerprint key, in a domain of its own;
+//! `subjN_` under version N: a subject keeps the hash it first got, and erasure and export look
+//! under every version, see [`crate::lookup`]), and encrypts the
 //! subject's values under a key of the subject's own, made at its first value and stored wrapped
 //! by the data key (the row records which data key id wrapped it: [`wrap_subject_key`] and
 //! [`unwrap_subject_key`] are the one place that wraps and unwraps). Erasure deletes the subject's
@@ -16,11 +18,10 @@
 use std::sync::Arc;
 
 use fieldseal_core::at_rest::SymmetricKey;
-use fieldseal_core::encoding::hex;
 use fieldseal_core::envelope::FieldKind;
 use fieldseal_vault_store::audit::{Action, AuditDraft, Outcome};
 use fieldseal_vault_store::records::encode_subject_key_aad;
-use fieldseal_vault_store::{Store, StoreError, SubjectKeyRecord};
+use fieldseal_vault_store::{Store, StoreError, SubjectKeyRecord, TokenRecord};
 use serde::Serialize;
 
 use crate::keys::Secrets;
@@ -53,12 +54,15 @@ pub fn check_id(id: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The stored form of a subject id: its keyed hash.
-pub fn subject_hash(secrets: &Secrets, id: &str) -> String {
-    format!(
-        "subj_{}",
-        hex(&secrets.fingerprint_key.mac("subject id", &[id.as_bytes()])[..16])
-    )
+/// The stored forms a subject id may have: its keyed hash under each lookup key version, newest
+/// first (the first for a new subject).
+pub fn subject_hashes(secrets: &Secrets, id: &str) -> Vec<String> {
+    secrets
+        .lookup
+        .newest_first()
+        .iter()
+        .map(|v| v.subject_hash(id))
+        .collect()
 }
 
 /// Wraps a subject's key under the data key in use; returns the record to store.
@@ -150,16 +154,28 @@ pub enum SubjectOutcome<T> {
 }
 
 impl<S: Store> Vault<S> {
-    /// The key of the subject with this hash, made and stored if it has none yet: `None` if the
-    /// stored key fails its integrity check (reported).
+    /// The stored hash and key of the subject `id` names: the key it has under any lookup key
+    /// version's hash, else a new one made and stored under the newest's. `None` if the stored key
+    /// fails its integrity check (reported).
     pub(crate) async fn subject_key_for(
         &self,
         caller: &Caller,
-        subject: &str,
-    ) -> Result<Option<Arc<SymmetricKey>>, VaultError> {
-        let stored = match self.store().subject_key(subject).await? {
+        id: &str,
+    ) -> Result<Option<(String, Arc<SymmetricKey>)>, VaultError> {
+        let hashes = subject_hashes(self.secrets(), id);
+        let mut found = None;
+        for hash in &hashes {
+            if let Some(k) = self.store().subject_key(hash).await? {
+                found = Some(k);
+                break;
+            }
+        }
+        let stored = match found {
             Some(k) => k,
             None => {
+                let subject = hashes
+                    .first()
+                    .ok_or_else(|| StoreError::Database("no lookup key loaded".into()))?;
                 let key = SymmetricKey::generate()
                     .map_err(|_| StoreError::Database("no randomness for a subject key".into()))?;
                 let t = now();
@@ -169,7 +185,10 @@ impl<S: Store> Vault<S> {
                 self.store().put_subject_key(record, audit).await?
             }
         };
-        self.unwrap_checked(&stored).await
+        Ok(self
+            .unwrap_checked(&stored)
+            .await?
+            .map(|key| (stored.subject.clone(), key)))
     }
 
     /// Unwraps a stored subject key, reporting a row that fails.
@@ -200,16 +219,20 @@ impl<S: Store> Vault<S> {
         }
     }
 
-    /// The stored form of a subject id a caller named; `None` (audited as `base` with the reason)
-    /// if it is not a valid id.
-    async fn subject_of(&self, id: &str, base: &AuditDraft) -> Result<Option<String>, StoreError> {
+    /// The stored forms of a subject id a caller named, newest version first; `None` (audited as
+    /// `base` with the reason) if it is not a valid id.
+    async fn subject_of(
+        &self,
+        id: &str,
+        base: &AuditDraft,
+    ) -> Result<Option<Vec<String>>, StoreError> {
         if check_id(id).is_err() {
             self.store()
                 .append_audit(base.clone().detail("not a subject id"))
                 .await?;
             return Ok(None);
         }
-        Ok(Some(subject_hash(self.secrets(), id)))
+        Ok(Some(subject_hashes(self.secrets(), id)))
     }
 
     /// Erases a data subject for a role with `erase` (the caller checks it): its key destroyed
@@ -222,22 +245,32 @@ impl<S: Store> Vault<S> {
     ) -> Result<SubjectOutcome<u64>, VaultError> {
         let t = now();
         let base = AuditDraft::new(t, caller.actor(), Action::SubjectErase, Outcome::NotFound);
-        let Some(subject) = self.subject_of(id, &base).await? else {
+        let Some(hashes) = self.subject_of(id, &base).await? else {
             return Ok(SubjectOutcome::BadId);
         };
-        let known = self.store().subject_key(&subject).await?.is_some()
-            || !self.store().subject_tokens(&subject, 0).await?.is_empty();
-        if !known {
-            self.store().append_audit(base.detail(&subject)).await?;
-            return Ok(SubjectOutcome::NotFound);
+        // Under every lookup key version's hash it has (one, unless nodes disagreed on the newest
+        // version for a moment): each erased in its own audited transaction.
+        let mut erased = None;
+        for subject in &hashes {
+            let known = self.store().subject_key(subject).await?.is_some()
+                || !self.store().subject_tokens(subject, 0).await?.is_empty();
+            if !known {
+                continue;
+            }
+            let audit = AuditDraft {
+                outcome: Outcome::Ok,
+                ..base.clone().detail(subject)
+            };
+            let deleted = AuditDraft::new(t, caller.actor(), Action::Delete, Outcome::Ok)
+                .detail(format!("{subject} erased"));
+            let n = self.store().erase_subject(subject, audit, deleted).await?;
+            erased = Some(erased.unwrap_or(0) + n);
         }
-        let audit = AuditDraft {
-            outcome: Outcome::Ok,
-            ..base.detail(&subject)
+        let Some(n) = erased else {
+            let newest = hashes.first().cloned().unwrap_or_default();
+            self.store().append_audit(base.detail(newest)).await?;
+            return Ok(SubjectOutcome::NotFound);
         };
-        let deleted = AuditDraft::new(t, caller.actor(), Action::Delete, Outcome::Ok)
-            .detail(format!("{subject} erased"));
-        let n = self.store().erase_subject(&subject, audit, deleted).await?;
         self.store().checkpoint().await?;
         Ok(SubjectOutcome::Done(n))
     }
@@ -252,26 +285,37 @@ impl<S: Store> Vault<S> {
     ) -> Result<SubjectOutcome<Vec<Exported>>, VaultError> {
         let t = now();
         let base = AuditDraft::new(t, caller.actor(), Action::SubjectExport, Outcome::NotFound);
-        let Some(subject) = self.subject_of(id, &base).await? else {
+        let Some(hashes) = self.subject_of(id, &base).await? else {
             return Ok(SubjectOutcome::BadId);
         };
-        let records = self.store().subject_tokens(&subject, t).await?;
-        let key = if records.is_empty() {
-            None
-        } else {
-            self.stored_subject_key(&subject).await?
-        };
-        let Some(key) = key else {
-            self.store().append_audit(base.detail(&subject)).await?;
+        // The subject's values under every lookup key version's hash, each with its key.
+        let mut found = Vec::new();
+        for hash in &hashes {
+            let records = self.store().subject_tokens(hash, t).await?;
+            if records.is_empty() {
+                continue;
+            }
+            if let Some(key) = self.stored_subject_key(hash).await? {
+                found.push((hash.clone(), records, key));
+            }
+        }
+        let Some(subject) = found.first().map(|(hash, _, _)| hash.clone()) else {
+            let newest = hashes.first().cloned().unwrap_or_default();
+            self.store().append_audit(base.detail(newest)).await?;
             return Ok(SubjectOutcome::NotFound);
         };
-        let mut out = Vec::with_capacity(records.len());
-        let mut audit = Vec::with_capacity(records.len() + 1);
+        let count = found.iter().map(|(_, r, _)| r.len()).sum::<usize>();
+        let mut out = Vec::with_capacity(count);
+        let mut audit = Vec::with_capacity(count + 1);
         // An operator's session exports in the clear only within the step-up window, as for a
         // plain reveal; otherwise nothing is exported.
         let needs_step_up = caller.needs_step_up(t, self.settings().step_up_secs);
-        for record in records {
-            let Some((kind, value)) = self.open_record(&record, Some(&key), t).await? else {
+        let records: Vec<(&TokenRecord, &SymmetricKey)> = found
+            .iter()
+            .flat_map(|(_, records, key)| records.iter().map(|r| (r, key.as_ref())))
+            .collect();
+        for (record, key) in records {
+            let Some((kind, value)) = self.open_record(record, Some(key), t).await? else {
                 continue;
             };
             let reveal = match caller.role.reveal(kind) {
@@ -306,7 +350,7 @@ impl<S: Store> Vault<S> {
                     .purpose("subject export"),
             );
             out.push(Exported {
-                token: record.token,
+                token: record.token.clone(),
                 kind: kind.as_str().into(),
                 created_at: record.created_at,
                 expires_at: record.expires_at,

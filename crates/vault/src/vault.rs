@@ -231,6 +231,8 @@ pub struct Vault<S: Store> {
     auth_failures: DenialCounter,
     /// Requests over a tokenize or reveal rate per address and key id, audited per minute.
     rate_denials: [DenialCounter; 2],
+    /// Uses of keys counted since the last key upkeep.
+    key_uses: crate::keyuse::KeyUses,
 }
 
 /// The KEK the settings name (see [`crate::kek::from_settings`]); the master key text is taken
@@ -341,6 +343,7 @@ impl<S: Store> Vault<S> {
             reloading: tokio::sync::Mutex::new(()),
             reported: Mutex::new(HashSet::new()),
             limiter: RateLimiter::default(),
+            key_uses: crate::keyuse::KeyUses::default(),
             auth_failures: DenialCounter::new(
                 denials::Limits {
                     throttle_after: settings.auth_failures_before_throttle,
@@ -962,6 +965,7 @@ impl<S: Store> Vault<S> {
         let h = &opened.header;
         let kind = h.kind;
         let now = now();
+        self.key_uses.record("hpke", h.key_id.as_str(), now);
         let created = i64::try_from(h.created_at).unwrap_or(i64::MAX);
         let window = i64::try_from(self.settings.freshness_window_secs).unwrap_or(i64::MAX);
         let skew = i64::try_from(self.settings.clock_skew_secs).unwrap_or(i64::MAX);
@@ -1052,9 +1056,8 @@ impl<S: Store> Vault<S> {
                 if let Some(r) = refusal {
                     return self.refuse(caller, Some(kind), env_detail, r).await;
                 }
-                let hash = crate::subjects::subject_hash(&self.secrets, id);
-                match self.subject_key_for(caller, &hash).await? {
-                    Some(key) => Some((hash, key)),
+                match self.subject_key_for(caller, id).await? {
+                    Some((hash, key)) => Some((hash, key)),
                     None => {
                         return self
                             .refuse(caller, Some(kind), env_detail, Refusal::Internal)
@@ -1063,8 +1066,29 @@ impl<S: Store> Vault<S> {
                 }
             }
         };
-        let fingerprint = (!values::low_entropy(kind))
-            .then(|| values::fingerprint(&self.secrets.fingerprint_key, kind, &normalized.value));
+        let Some(mut lookup) = self.secrets.lookup.newest() else {
+            return self
+                .refuse(caller, Some(kind), env_detail, Refusal::Internal)
+                .await;
+        };
+        if format == TokenFormat::Deterministic {
+            // Lookups accept every version: the value keeps the token it has under an older one
+            // (with that version's fingerprint, as stored with it).
+            for older in self.secrets.lookup.newest_first().into_iter().skip(1) {
+                let token = older.deterministic_token(kind, &normalized.value);
+                if self
+                    .store
+                    .token(&token, now)
+                    .await?
+                    .is_some_and(|r| r.kind == kind.as_str())
+                {
+                    lookup = older;
+                    break;
+                }
+            }
+        }
+        let fingerprint =
+            (!values::low_entropy(kind)).then(|| lookup.fingerprint(kind, &normalized.value));
         let expires_at = match self.policy().retention().expiry(
             kind,
             now,
@@ -1080,6 +1104,7 @@ impl<S: Store> Vault<S> {
             format,
             normalized,
             fingerprint,
+            lookup,
             envelope: EnvelopeRef {
                 created_at: h.created_at,
                 id: h.id.0,
@@ -1104,11 +1129,9 @@ impl<S: Store> Vault<S> {
                 .value
                 .expose_str()
                 .and_then(values::format_preserving_token),
-            TokenFormat::Deterministic => Some(values::deterministic_token(
-                &self.secrets.deterministic_key,
-                p.kind,
-                &p.normalized.value,
-            )),
+            TokenFormat::Deterministic => {
+                Some(p.lookup.deterministic_token(p.kind, &p.normalized.value))
+            }
         }
         .ok_or_else(|| StoreError::Database("token generation failed".into()))?;
         let kind = p.kind.as_str();
@@ -1118,6 +1141,15 @@ impl<S: Store> Vault<S> {
             .data_keys
             .for_new_value()
             .ok_or_else(|| StoreError::Database("no data key loaded".into()))?;
+        let uses = &self.key_uses;
+        uses.record("data", &crate::datakeys::secret_name(data_key_id), p.now);
+        let (fp_name, det_name) = crate::lookup::secret_names(p.lookup.version);
+        if p.fingerprint.is_some() {
+            uses.record("fingerprint", &fp_name, p.now);
+        }
+        if p.format == TokenFormat::Deterministic {
+            uses.record("deterministic", &det_name, p.now);
+        }
         let mut record = TokenRecord {
             token: token.clone(),
             kind: kind.into(),
@@ -1272,6 +1304,11 @@ impl<S: Store> Vault<S> {
         Ok(opened)
     }
 
+    /// Adds the key uses this node counted to the database (`keys status`).
+    pub async fn flush_key_uses(&self) -> Result<(), StoreError> {
+        self.key_uses.flush(&self.store).await
+    }
+
     /// The data key of version `id`, for opening a value stored under it: loaded (unwrapped under
     /// the KEK) first if another node made it since; `None` if the database lists no such
     /// version (the row is then not one the vault wrote).
@@ -1279,6 +1316,8 @@ impl<S: Store> Vault<S> {
         &self,
         id: i64,
     ) -> Result<Option<Arc<fieldseal_core::at_rest::SymmetricKey>>, VaultError> {
+        self.key_uses
+            .record("data", &crate::datakeys::secret_name(id), now());
         if let Some(key) = self.secrets.data_keys.get(id) {
             return Ok(Some(key));
         }
@@ -1289,11 +1328,28 @@ impl<S: Store> Vault<S> {
         Ok(self.secrets.data_keys.get(id))
     }
 
-    /// Data key upkeep, every few seconds on every node: adds this node's encryption count to the
+    /// Key upkeep, every few seconds on every node: loads lookup key versions made elsewhere; adds
+    /// this node's encryption count to the
     /// database, loads versions other nodes made, makes a new version when the newest has reached
     /// `data_key_max_encryptions`, and moves up to `reencrypt_batches` batches of
     /// `reencrypt_batch_size` values from older versions to the newest (logged with what is left).
     pub async fn maintain_data_keys(&self) -> Result<DataKeyProgress, VaultError> {
+        if let Err(e) = self.flush_key_uses().await {
+            tracing::warn!(error = %e, "could not record key uses (kept for the next try)");
+        }
+        // Lookup key versions another node or the CLI made (`keys rotate-lookup`) too.
+        let added = self
+            .secrets
+            .lookup
+            .load_new(&self.store, self.kek.as_ref())
+            .await?;
+        if added > 0 {
+            tracing::info!(
+                versions = ?self.secrets.lookup.loaded(),
+                "new lookup key version loaded: new fingerprints, deterministic tokens and \
+                 subject hashes use it"
+            );
+        }
         let keys = &self.secrets.data_keys;
         keys.flush(&self.store).await?;
         let mut records = keys.load_new(&self.store, self.kek.as_ref()).await?;
@@ -1554,6 +1610,8 @@ pub(crate) struct Pending {
     format: TokenFormat,
     normalized: values::Normalized,
     fingerprint: Option<String>,
+    /// The lookup key version of the fingerprint and a deterministic token.
+    lookup: Arc<crate::lookup::LookupVersion>,
     envelope: EnvelopeRef,
     pub(crate) env_detail: String,
     expires_at: Option<i64>,

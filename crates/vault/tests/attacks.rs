@@ -921,6 +921,128 @@ async fn put_back_a_retired_hpke_key_row(b: Backend) {
     assert!(ok(&vault(&s.dir, &["keys", "list"])).contains("TAMPERED"));
 }
 
+/// An operator row as it is now, as SQL that puts it back later (its MAC is authentic).
+fn operator_row_back(s: &Scene, name: &str) -> String {
+    let hex_fn = match s.backend() {
+        Backend::Sqlite => "hex(totp_wrapped)",
+        Backend::Postgres => "encode(totp_wrapped, 'hex')",
+    };
+    let r = &s.rows(&format!(
+        "SELECT password_hash, {hex_fn}, disabled_at, failed_attempts, locked_until, \
+         last_totp_step, generation, mac FROM operators WHERE name = '{name}'"
+    ))[0];
+    let n = |i: usize| r[i].clone().unwrap_or_else(|| "NULL".into());
+    format!(
+        "UPDATE operators SET password_hash = '{}', totp_wrapped = {}, disabled_at = {}, \
+         failed_attempts = {}, locked_until = {}, last_totp_step = {}, generation = {}, mac = '{}' \
+         WHERE name = '{name}'",
+        n(0),
+        s.blob_hex(&n(1).to_lowercase()),
+        n(2),
+        n(3),
+        n(4),
+        n(5),
+        n(6),
+        n(7)
+    )
+}
+
+/// `operator add` or `reset` through the binary: (password, otpauth URI).
+fn enrol(s: &Scene, args: &[&str]) -> (String, String) {
+    let out = ok(&vault(&s.dir, args));
+    let field = |p: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(p))
+            .unwrap()
+            .to_owned()
+    };
+    (field("password: "), field("totp: "))
+}
+
+/// The TOTP code of `steps` steps after the current one.
+fn totp(uri: &str, steps: i64) -> String {
+    let t = fieldseal_vault::vault::now() + 30 * steps;
+    fieldseal_vault::operators::code_from_uri(uri, u64::try_from(t).unwrap()).unwrap()
+}
+
+async fn put_back_operator_rows_from_before_a_disable_a_reset_and_a_lock(b: Backend) {
+    let s = Scene::new("atk-operator-back", b).await;
+    let sign_in = |name: &'static str, password: String, code: String| {
+        let s = &s;
+        async move {
+            let body = json!({ "name": name, "password": password, "totp": code });
+            s.call("POST", "/v1/operators/sign-in", None, Some(body))
+                .await
+        }
+    };
+    let mut before = Vec::new();
+    // Disabled: the row from before says enabled.
+    let (olga, olga_uri) = enrol(&s, &["operator", "add", "olga", "--role", "payments"]);
+    before.push(("olga", operator_row_back(&s, "olga")));
+    ok(&vault(&s.dir, &["operator", "disable", "olga"]));
+    // Reset (say, after her password leaked): the row from before holds the old credentials.
+    let (omar, omar_uri) = enrol(&s, &["operator", "add", "omar", "--role", "payments"]);
+    before.push(("omar", operator_row_back(&s, "omar")));
+    enrol(&s, &["operator", "reset", "omar"]);
+    // Locked after five wrong passwords: the row from before has no lock.
+    let (oona, oona_uri) = enrol(&s, &["operator", "add", "oona", "--role", "payments"]);
+    before.push(("oona", operator_row_back(&s, "oona")));
+    for _ in 0..5 {
+        let (status, _) = sign_in("oona", WRONG_PASSWORD.into(), totp(&oona_uri, 0)).await;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = sign_in("oona", oona.clone(), totp(&oona_uri, 0)).await;
+    assert_eq!((status, code(&body)), (403, "operator_locked"), "{body}");
+
+    for (_, sql) in &before {
+        s.sql(sql);
+    }
+    for (name, password, uri) in [
+        ("olga", &olga, &olga_uri),
+        ("omar", &omar, &omar_uri),
+        ("oona", &oona, &oona_uri),
+    ] {
+        let (status, body) = sign_in(name, password.clone(), totp(uri, 1)).await;
+        assert_eq!(
+            (status, code(&body)),
+            (401, "sign_in_failed"),
+            "{name}'s row from before signs in: {body}"
+        );
+    }
+    let list = ok(&vault(&s.dir, &["operator", "list"]));
+    for name in ["olga", "omar", "oona"] {
+        let line = list.lines().find(|l| l.starts_with(name)).unwrap();
+        assert!(line.contains("TAMPERED"), "{list}");
+    }
+    assert!(s.log().contains("tampered"), "reported");
+    // `reset` is the way back: the new credentials sign in (the log then agrees with the row).
+    let (password, uri) = enrol(&s, &["operator", "reset", "oona"]);
+    let (status, body) = sign_in("oona", password.clone(), totp(&uri, 0)).await;
+    assert_eq!(status, 200, "{body}");
+    // No password (right or wrong), TOTP secret or session token in the vault's log or the audit
+    // log.
+    let session = body["session"].as_str().unwrap().to_owned();
+    let exported = ok(&vault(&s.dir, &["audit", "export"]));
+    let secret_of = |uri: &str| uri.split("secret=").nth(1).unwrap()[..32].to_owned();
+    for text in [s.log(), exported] {
+        for secret in [
+            olga.clone(),
+            omar.clone(),
+            oona.clone(),
+            password.clone(),
+            WRONG_PASSWORD.into(),
+            secret_of(&olga_uri),
+            secret_of(&uri),
+            session[4..].to_owned(),
+        ] {
+            assert!(!text.contains(&secret), "a secret in the logs");
+        }
+    }
+}
+
+/// A wrong password an attacker tries: never written anywhere.
+const WRONG_PASSWORD: &str = "wrong-password-never-logged";
+
 async fn cut_back_the_migration_record(b: Backend) {
     let mut s = Scene::new("atk-migrations", b).await;
     s.stop();
@@ -1123,5 +1245,6 @@ on_both_backends!(
     put_back_a_used_cvc,
     forge_an_entry_past_the_head,
     put_back_a_retired_hpke_key_row,
+    put_back_operator_rows_from_before_a_disable_a_reset_and_a_lock,
     cut_back_the_migration_record,
 );

@@ -324,3 +324,152 @@ async fn subject_values_stay_under_their_key_through_a_data_key_rotation() {
         "a new subject key is wrapped by the newest data key"
     );
 }
+
+/// The lookup keys rotate (`keys rotate-lookup`): future fingerprints, deterministic tokens and
+/// subject hashes change and name the version; lookups accept the old version, so a value keeps
+/// its deterministic token and a subject its values through the rotation and a restart; erasure
+/// and export find them; `keys status` lists both versions.
+#[tokio::test]
+async fn lookup_keys_rotate_future_values_change_and_lookups_accept_the_old_version() {
+    let dir = TempDir::new("lookup-rotate");
+    let settings = common::settings_with_policy(
+        &dir.0,
+        &common::policy_granting("checkout", "fingerprint = [\"*\"]\ndeterministic = [\"*\"]"),
+    );
+    let keys = common::init_with(&settings).await;
+    let privacy = common::add_key(&settings, "privacy").await;
+    let s = Server::start_with(settings.clone()).await;
+    let visa = card(1, 1);
+    let tokenize = |value: String, format: &'static str, subject: Option<&'static str>| {
+        let (s, keys) = (&s, &keys);
+        async move {
+            let env = s.seal(FieldKind::Pan, &value).await;
+            let item = match subject {
+                Some(id) => json!({ "envelope": env, "subject": id }),
+                None => json!({ "envelope": env, "format": format }),
+            };
+            let (status, body) = s.tokenize(&keys.checkout, json!([item])).await;
+            assert_eq!(status, 200, "{body}");
+            let r = &body["results"][0];
+            let text = |f: &str| r[f].as_str().unwrap().to_owned();
+            (text("token"), text("fingerprint"))
+        }
+    };
+    let subject_of = |token: String| {
+        let s = &s;
+        async move {
+            s.vault
+                .store()
+                .token(&token, 0)
+                .await
+                .unwrap()
+                .unwrap()
+                .subject
+                .unwrap()
+        }
+    };
+    let (_, fp1) = tokenize(visa.clone(), "random", None).await;
+    let (det1, det_fp1) = tokenize(visa.clone(), "deterministic", None).await;
+    assert!(
+        fp1.starts_with("fp_") && det1.starts_with("tokd_"),
+        "{fp1} {det1}"
+    );
+    assert_eq!(det_fp1, fp1);
+    let (kept, _) = tokenize(card(2, 1), "random", Some("cust-9")).await;
+    let hash1 = subject_of(kept.clone()).await;
+    assert!(hash1.starts_with("subj_"), "{hash1}");
+
+    let admin = common::admin_of(&s).await;
+    assert_eq!(admin.rotate_lookup_keys().await.unwrap(), 2);
+    // The serving node loads it within its key upkeep.
+    s.vault.maintain_data_keys().await.unwrap();
+
+    // A rotation changes future fingerprints, and they say which version made them.
+    let (_, fp2) = tokenize(visa.clone(), "random", None).await;
+    assert!(fp2.starts_with("fp2_"), "{fp2}");
+    assert_ne!(fp2[4..], fp1[3..]);
+    // A value with a deterministic token keeps it (with its version's fingerprint); a new value
+    // gets the new version's.
+    assert_eq!(
+        tokenize(visa.clone(), "deterministic", None).await,
+        (det1.clone(), fp1.clone())
+    );
+    let (det2, det_fp2) = tokenize(card(3, 1), "deterministic", None).await;
+    assert!(
+        det2.starts_with("tokd2_") && det_fp2.starts_with("fp2_"),
+        "{det2} {det_fp2}"
+    );
+    // A subject keeps its hash (and key); a new subject gets the new version's.
+    let (later, _) = tokenize(card(2, 2), "random", Some("cust-9")).await;
+    assert_eq!(subject_of(later).await, hash1);
+    let (other, _) = tokenize(card(2, 3), "random", Some("cust-10")).await;
+    assert!(subject_of(other).await.starts_with("subj2_"));
+
+    // Through a restart (every version loaded at start) the same holds.
+    let mut s = s;
+    s.shutdown().await;
+    let s = Server::start_with(settings).await;
+    let env = s.seal(FieldKind::Pan, &visa).await;
+    let (_, body) = s
+        .tokenize(
+            &keys.checkout,
+            json!([{ "envelope": env, "format": "deterministic" }]),
+        )
+        .await;
+    assert_eq!(body["results"][0]["token"], json!(det1));
+    let (status, body) = s.get(&privacy, "/v1/subjects/cust-9/export").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["values"].as_array().unwrap().len(), 2, "{body}");
+    for id in ["cust-9", "cust-10"] {
+        let r = s
+            .client
+            .delete(s.url(&format!("/v1/subjects/{id}")))
+            .bearer_auth(&privacy)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{id}");
+    }
+    let (_, body) = s
+        .detokenize(&keys.payments, &[&kept], "after erasure")
+        .await;
+    assert_eq!(body["results"][0]["error"]["code"], "not_found", "{body}");
+
+    // Key uses: counted by the node, in the inventory once flushed (every few seconds, and at
+    // shutdown).
+    s.vault.flush_key_uses().await.unwrap();
+    let admin = common::admin_of(&s).await;
+    let inventory = admin.inventory().await.unwrap();
+    let used = |id: &str| {
+        let k = inventory.iter().find(|k| k.id == id).unwrap();
+        (k.uses.unwrap_or(0), k.last_used.is_some())
+    };
+    // Version 1 made 3 fingerprints before the rotation (a card tokenized at random and
+    // deterministically, a subject's value), then 2 with the deterministic token kept (before
+    // and after the restart); version 2 the other 4. The first node's last ones counted at its
+    // shutdown, the second's now.
+    assert_eq!(used("fingerprint-key"), (5, true), "{inventory:?}");
+    assert_eq!(used("fingerprint-key:2"), (4, true), "{inventory:?}");
+    assert_eq!(used("deterministic-key"), (3, true), "{inventory:?}");
+    assert_eq!(used("deterministic-key:2"), (1, true), "{inventory:?}");
+    let hpke_uses: i64 = inventory
+        .iter()
+        .filter(|k| k.kind == "hpke")
+        .map(|k| k.uses.unwrap_or(0))
+        .sum();
+    assert_eq!(hpke_uses, 9, "every envelope opened: {inventory:?}");
+    assert!(used("data-key:1").1, "a data key's last use");
+    let state = |id: &str| {
+        inventory
+            .iter()
+            .find(|k| k.id == id)
+            .map(|k| k.state.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(state("fingerprint-key:2"), "current");
+    assert_eq!(state("deterministic-key:2"), "current");
+    assert!(state("fingerprint-key").contains("accepted for lookups"));
+    let entries = audit_all(s.vault.store()).await;
+    assert!(entries.iter().any(|e| e.action == "lookup.rotate"));
+    s.stop().await;
+}

@@ -426,10 +426,12 @@ async fn kek_rotation_file_to_hsm_killed_half_way_resumes_then_hsm_key_to_hsm_ke
     let dir = tmp.0.join("data");
     let file_env: Vec<(String, String)> = Vec::new();
     ok(&vault_env(&dir, &file_env, &["init"]));
-    // More keys to rewrap: three more HPKE key pairs (one retired).
+    // More keys to rewrap: three more HPKE key pairs (one retired), a second version of the
+    // lookup keys.
     for _ in 0..3 {
         ok(&vault_env(&dir, &file_env, &["keys", "rotate"]));
     }
+    ok(&vault_env(&dir, &file_env, &["keys", "rotate-lookup"]));
     let checkout = apikey(&dir, &file_env, "checkout");
     let payments = apikey(&dir, &file_env, "payments");
     let log = tmp.0.join("serve.log");
@@ -471,6 +473,7 @@ async fn kek_rotation_file_to_hsm_killed_half_way_resumes_then_hsm_key_to_hsm_ke
     stop(node);
 
     // The old key file is destroyed; everything opens under the HSM key.
+    let kek_text = std::fs::read_to_string(kek_file(&dir)).unwrap();
     std::fs::remove_file(kek_file(&dir)).unwrap();
     let (node, base) = serve(&dir, &log, &hsm_a);
     let (status, r) = reveal(&http, &base, &payments, &token).await;
@@ -509,4 +512,15 @@ async fn kek_rotation_file_to_hsm_killed_half_way_resumes_then_hsm_key_to_hsm_ke
     let exported = ok(&vault_env(&dir, &hsm_b, &["audit", "export"]));
     assert_eq!(exported.matches("\"kek.rotate\"").count(), 5, "{exported}");
     assert!(exported.matches("\"key.rewrap\"").count() >= 2 * 10);
+    for name in ["fingerprint-key:2", "deterministic-key:2"] {
+        assert!(
+            exported.contains(&format!("{name} under")),
+            "{name} rewrapped"
+        );
+    }
+    // Neither the destroyed key file's text nor the PIN is in the nodes' log or the audit log.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    for text in [&logged, &exported] {
+        assert!(!text.contains(kek_text.trim()) && !text.contains(PIN));
+    }
 }
