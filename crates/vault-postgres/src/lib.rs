@@ -1280,6 +1280,15 @@ impl Store for PgStore {
             .pop())
     }
 
+    async fn secrets_made(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.read(
+            "SELECT name, created_at FROM $S.secrets ORDER BY name",
+            &[],
+            |r| Ok((r.try_get(0)?, r.try_get(1)?)),
+        )
+        .await
+    }
+
     async fn put_secret(
         &self,
         name: &str,

@@ -1039,6 +1039,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn secrets_made(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.run(move |c, _| {
+            let mut st = c
+                .prepare_cached("SELECT name, created_at FROM secrets ORDER BY name")
+                .map_err(db_error)?;
+            let rows = st
+                .query_map([], |r| Ok((text(r, 0)?, int(r, 1)?)))
+                .map_err(db_error)?;
+            rows.collect::<Result<_, _>>().map_err(db_error)
+        })
+        .await
+    }
+
     async fn put_secret(
         &self,
         name: &str,

@@ -31,6 +31,9 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 
+    /// Every stored secret's name and creation time, by name (no secret).
+    fn secrets_made(&self) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
+
     /// Stores a named secret unless one exists, auditing it; returns whether it was stored.
     fn put_secret(
         &self,

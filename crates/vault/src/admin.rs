@@ -945,9 +945,14 @@ impl<S: Store> Admin<S> {
                 lives: wrapped.clone(),
             });
         }
-        // What the nodes counted: last uses, and use counts where not counted otherwise.
+        // When each wrapped key was made, and what the nodes counted: last uses, and use counts
+        // where not counted otherwise.
+        let made = self.store.secrets_made().await?;
         let counted = self.store.key_uses().await?;
         for k in &mut out {
+            if k.created_at.is_none() && k.kind != "kek" {
+                k.created_at = made.iter().find(|(n, _)| *n == k.id).map(|(_, t)| *t);
+            }
             let Some(u) = counted.iter().find(|u| u.kind == k.kind && u.id == k.id) else {
                 continue;
             };

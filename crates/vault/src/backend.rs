@@ -68,6 +68,10 @@ impl Store for AnyStore {
         dispatch!(self.secret(name))
     }
 
+    async fn secrets_made(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self.secrets_made())
+    }
+
     async fn put_secret(
         &self,
         name: &str,

@@ -459,6 +459,10 @@ async fn lookup_keys_rotate_future_values_change_and_lookups_accept_the_old_vers
         .sum();
     assert_eq!(hpke_uses, 9, "every envelope opened: {inventory:?}");
     assert!(used("data-key:1").1, "a data key's last use");
+    // Every wrapped key says when it was made.
+    for k in inventory.iter().filter(|k| k.kind != "kek") {
+        assert!(k.created_at.is_some(), "{k:?}");
+    }
     let state = |id: &str| {
         inventory
             .iter()
