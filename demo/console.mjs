@@ -1,7 +1,9 @@
 // The operator console's API, served by the demo next to the shop. People sign in as the vault's
 // operators: name, password and a TOTP code go to the vault's `POST /v1/operators/sign-in`, and the
-// session it gives is kept in an `HttpOnly; SameSite=Strict` cookie of the console (never seen by
-// the page's scripts), sent on to the vault as the bearer of each call. So the vault's roles decide
+// session token it gives goes back to the console page, which keeps it in its memory only and
+// sends it with each call; these handlers pass it on to the vault. No cookie: the console shares
+// the shop's origin, and a cookie would let any script on the shop's pages act with it (the
+// vault's own cookie is for consoles on an origin of their own). So the vault's roles decide
 // what the operator sees: masked values for support, plain card numbers for payments (with a
 // purpose, and a TOTP code entered within the vault's `step_up_secs`: else the vault answers
 // `step_up_required` and the page asks for a code, `POST /console/api/step-up`), a refusal that
@@ -12,24 +14,11 @@
 
 const AUDIT_SHOWN = 500;
 
-/** The console's session cookie: the vault's operator session token, for /console/api/ only. */
-export const SESSION_COOKIE = 'fieldseal_console';
-
 /** Key id of an API key (`fsk_<id>_<secret>`). */
 const keyId = (key) => /^fsk_([0-9a-f]{12})_/.exec(key ?? '')?.[1] ?? null;
 
-/** The `Set-Cookie` value holding `session` for `maxAge` seconds (0 clears it). */
-const sessionCookie = (session, maxAge) =>
-  `${SESSION_COOKIE}=${session}; Path=/console/api/; Max-Age=${Math.max(0, Math.floor(maxAge))}; HttpOnly; SameSite=Strict`;
-
-/** The operator session token in the request's console cookie, or ''. */
-function sessionOf(req) {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const [name, ...value] = part.trim().split('=');
-    if (name === SESSION_COOKIE && /^fso_[A-Za-z0-9_-]+$/.test(value.join('='))) return value.join('=');
-  }
-  return '';
-}
+/** The operator session token the page sent (`Authorization: Bearer fso_…`), or ''. */
+const sessionOf = (req) => /^Bearer (fso_[A-Za-z0-9_-]+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
 
 const signedOut = { status: 401, body: { error: { code: 'signed_out', message: 'not signed in (or the session ended): sign in again' } } };
 
@@ -50,21 +39,18 @@ export function consoleApi({ vaultUrl, keys, operators = {}, orders, fetchImpl =
     return { status: r.status, body: await r.json().catch(() => ({ error: { code: 'bad_gateway', message: 'the vault sent no JSON' } })) };
   }
 
-  /** The signed-in operator, or a 401 answer (no cookie, or the vault's). */
+  /** The signed-in operator, or a 401 answer (no session token, or the vault's). */
   async function operator(session) {
     if (!session) return signedOut;
     return vault('/v1/me', { key: session });
   }
 
-  /** `POST /console/api/sign-in`: the vault checks name, password and code; the session goes in the cookie. */
+  /** `POST /console/api/sign-in`: the vault checks name, password and code; its answer (the session token) goes to the page. */
   async function signIn(body) {
     if (!body || typeof body.name !== 'string' || typeof body.password !== 'string' || typeof body.totp !== 'string') {
       return { status: 400, body: { error: { code: 'bad_request', message: 'expected {"name": "...", "password": "...", "totp": "123456"}' } } };
     }
-    const r = await vault('/v1/operators/sign-in', { method: 'POST', body: { name: body.name, password: body.password, totp: body.totp } });
-    if (r.status !== 200) return r;
-    const { session, ...shown } = r.body;
-    return { status: 200, body: shown, headers: { 'set-cookie': sessionCookie(session, r.body.expires_at - Date.now() / 1000) } };
+    return vault('/v1/operators/sign-in', { method: 'POST', body: { name: body.name, password: body.password, totp: body.totp } });
   }
 
   async function auditTrail(me, session) {
@@ -91,17 +77,17 @@ export function consoleApi({ vaultUrl, keys, operators = {}, orders, fetchImpl =
     };
   }
 
-  /** Handles `/console/api/*`; returns { status, body, headers? }. */
+  /** Handles `/console/api/*`; returns { status, body }. */
   return async function handle(req, path, readJson) {
     if (req.method === 'POST' && path === '/console/api/sign-in') return signIn(await readJson());
     const session = sessionOf(req);
     if (req.method === 'POST' && path === '/console/api/sign-out') {
-      // Ended at the vault (audited), and the cookie cleared whatever the vault says.
+      // Ended at the vault (audited).
       const r = session ? await vault('/v1/operators/sign-out', { key: session, method: 'POST' }) : { status: 204 };
-      return { status: 200, body: { signed_out: r.status === 204 }, headers: { 'set-cookie': sessionCookie('', 0) } };
+      return { status: 200, body: { signed_out: r.status === 204 } };
     }
     const me = await operator(session);
-    if (me.status !== 200) return me.status === 401 ? { ...me, headers: { 'set-cookie': sessionCookie('', 0) } } : me;
+    if (me.status !== 200) return me;
     switch (`${req.method} ${path}`) {
       case 'GET /console/api/me':
         return me;

@@ -145,16 +145,8 @@ export async function startShop({ vaultUrl, keys, operators = {}, dataDir, port 
         return send(200, receiptPage(order, envelopes));
       }
       if (api) {
-        // The console's session is a cookie: a POST must come from the console's own page
-        // (SameSite=Strict keeps the cookie off other sites' requests; this refuses them outright).
-        if (req.method === 'POST') {
-          const origin = req.headers.origin;
-          if (origin !== undefined && origin !== `http://${req.headers.host}`) {
-            return json(403, { error: { code: 'cross_origin', message: 'the console API answers its own page only' } });
-          }
-          if (!(req.headers['content-type'] ?? '').startsWith('application/json')) {
-            return json(415, { error: { code: 'unsupported_media_type', message: 'expected application/json' } });
-          }
+        if (req.method === 'POST' && !(req.headers['content-type'] ?? '').startsWith('application/json')) {
+          return json(415, { error: { code: 'unsupported_media_type', message: 'expected application/json' } });
         }
         const r = await consoleHandler(req, path, () => {
           try {
@@ -163,7 +155,7 @@ export async function startShop({ vaultUrl, keys, operators = {}, dataDir, port 
             return null;
           }
         });
-        return send(r.status, JSON.stringify(r.body), 'application/json', r.headers ?? {});
+        return json(r.status, r.body);
       }
       if (req.method === 'GET' || req.method === 'HEAD') {
         const file = staticFile(mounts, path);

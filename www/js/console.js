@@ -1,5 +1,5 @@
 // The operator console: sign in as one of the vault's operators (name, password, TOTP code; the
-// vault's session is an HttpOnly cookie of the console, out of this script's reach), list the
+// vault's session token stays in this page's memory and goes with each call), list the
 // shop's orders, reveal their tokens for a stated purpose, and show the vault's audit trail with
 // the chain's verification. What a reveal shows is the vault's decision for the operator's role;
 // a reveal in the clear more than the vault's step-up window after the last code asks for a new
@@ -7,6 +7,7 @@
 import { brandName } from './brands.js';
 import { money } from './cart.js';
 
+let session = null;
 let permissions = null;
 const $ = (id) => document.getElementById(id);
 
@@ -24,7 +25,10 @@ async function api(path, body) {
   try {
     const r = await fetch(`/console/api/${path}`, {
       method: body === undefined ? 'GET' : 'POST',
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      headers: {
+        ...(session ? { authorization: `Bearer ${session}` } : {}),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     return { status: r.status, body: await r.json() };
@@ -82,12 +86,14 @@ async function signIn(e) {
     return;
   }
   $('signin-error').hidden = true;
+  session = r.body.session;
   const me = await api('me');
   if (me.status !== 200) return showSignIn(`Sign-in refused: ${why(me)}`);
   await showSession(me.body);
 }
 
 function showSignIn(message) {
+  session = null;
   permissions = null;
   $('session').hidden = true;
   $('stepup').hidden = true;
@@ -287,8 +293,5 @@ $('signin').addEventListener('submit', (e) => signIn(e).catch((err) => {
 }));
 $('signout').addEventListener('click', signOut);
 $('refresh').addEventListener('click', () => Promise.all([showOrders(), showAudit()]));
-// A session from before a reload is still the cookie's: carry on with it, else sign in.
-const me = await api('me');
-if (me.status === 200) await showSession(me.body);
-else showSignIn();
+showSignIn();
 document.body.dataset.ready = '1';

@@ -912,14 +912,14 @@ fn api_key_row(r: &Row) -> Result<ApiKeyRecord, tokio_postgres::Error> {
 /// `audit_operators`; see [`OperatorLog`]).
 const OPERATOR_READ: &str = "name, role, password_hash, totp_wrapped, created_at, disabled_at, \
      failed_attempts, locked_until, last_totp_step, generation, mac, \
-     (SELECT COUNT(*) FROM $S.audit WHERE action IN ('operator.disable', 'operator.reset') AND \
-      detail = 'operator ' || operators.name), \
-     COALESCE((SELECT action = 'operator.disable' FROM $S.audit WHERE action IN \
-      ('operator.disable', 'operator.enable') AND detail = 'operator ' || operators.name \
-      ORDER BY seq DESC LIMIT 1), false), \
-     (SELECT MAX(l.at) FROM $S.audit l WHERE l.action = 'operator.lock' AND l.detail = \
-      'operator ' || operators.name AND NOT EXISTS (SELECT 1 FROM $S.audit r WHERE r.action = \
-      'operator.reset' AND r.detail = l.detail AND r.seq > l.seq))";
+     (SELECT COUNT(*) FROM $S.audit WHERE action IN ('operator.disable', 'operator.reset') AND detail IN \
+      ('operator ' || operators.name, 'operator ' || operators.name || \
+      ': new password and TOTP secret')), \
+     (SELECT MAX(l.at) FROM $S.audit l WHERE l.action = 'operator.lock' AND l.detail = 'operator ' || \
+      operators.name AND NOT EXISTS (SELECT 1 FROM $S.audit r WHERE r.action IN ('operator.disable', \
+      'operator.reset') AND r.detail IN ('operator ' || operators.name, 'operator ' || \
+      operators.name || ': new password and TOTP secret') AND r.action = 'operator.reset' AND \
+      r.seq > l.seq))";
 
 fn operator_row(r: &Row) -> Result<OperatorRecord, tokio_postgres::Error> {
     Ok(OperatorRecord {
@@ -936,8 +936,7 @@ fn operator_row(r: &Row) -> Result<OperatorRecord, tokio_postgres::Error> {
         mac: r.try_get(10)?,
         log: OperatorLog {
             generation_bumps: r.try_get(11)?,
-            disabled: r.try_get(12)?,
-            locked_at: r.try_get(13)?,
+            locked_at: r.try_get(12)?,
         },
     })
 }
@@ -1406,24 +1405,24 @@ impl Store for PgStore {
         .await
     }
 
-    async fn record_key_uses(&self, uses: Vec<KeyUse>) -> Result<(), StoreError> {
+    async fn record_key_uses(&self, mut uses: Vec<KeyUse>) -> Result<(), StoreError> {
+        // One transaction (all counted or none), rows in one order on every node (no deadlock).
+        uses.sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
         self.bounded(async {
-            let client = self.client().await?;
-            let st = client
-                .prepare_cached(&self.inner.sql(
+            let mut client = self.client().await?;
+            let tx = client.transaction().await.map_err(db_error)?;
+            for u in &uses {
+                exec(
+                    &tx,
+                    &self.inner,
                     "INSERT INTO $S.key_uses AS k (kind, id, uses, last_used_at) VALUES ($1, $2, \
                      $3, $4) ON CONFLICT (kind, id) DO UPDATE SET uses = k.uses + excluded.uses, \
                      last_used_at = GREATEST(k.last_used_at, excluded.last_used_at)",
-                ))
-                .await
-                .map_err(db_error)?;
-            for u in &uses {
-                client
-                    .execute(&st, &[&u.kind, &u.id, &u.uses, &u.last_used_at])
-                    .await
-                    .map_err(db_error)?;
+                    &[&u.kind, &u.id, &u.uses, &u.last_used_at],
+                )
+                .await?;
             }
-            Ok(())
+            tx.commit().await.map_err(db_error)
         })
         .await
     }

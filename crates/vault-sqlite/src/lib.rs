@@ -729,14 +729,14 @@ fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
 /// `audit_operators`; see [`OperatorLog`]).
 const OPERATOR_READ: &str = "name, role, password_hash, totp_wrapped, created_at, disabled_at, \
      failed_attempts, locked_until, last_totp_step, generation, mac, \
-     (SELECT COUNT(*) FROM audit WHERE action IN ('operator.disable', 'operator.reset') AND \
-      detail = 'operator ' || operators.name), \
-     COALESCE((SELECT action = 'operator.disable' FROM audit WHERE action IN \
-      ('operator.disable', 'operator.enable') AND detail = 'operator ' || operators.name \
-      ORDER BY seq DESC LIMIT 1), 0), \
+     (SELECT COUNT(*) FROM audit WHERE action IN ('operator.disable', 'operator.reset') AND detail IN \
+      ('operator ' || operators.name, 'operator ' || operators.name || \
+      ': new password and TOTP secret')), \
      (SELECT MAX(l.at) FROM audit l WHERE l.action = 'operator.lock' AND l.detail = 'operator ' || \
-      operators.name AND NOT EXISTS (SELECT 1 FROM audit r WHERE r.action = 'operator.reset' AND \
-      r.detail = l.detail AND r.seq > l.seq))";
+      operators.name AND NOT EXISTS (SELECT 1 FROM audit r WHERE r.action IN ('operator.disable', \
+      'operator.reset') AND r.detail IN ('operator ' || operators.name, 'operator ' || \
+      operators.name || ': new password and TOTP secret') AND r.action = 'operator.reset' AND \
+      r.seq > l.seq))";
 
 fn operator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OperatorRecord> {
     Ok(OperatorRecord {
@@ -753,8 +753,7 @@ fn operator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OperatorRecord> {
         mac: text(r, 10)?,
         log: OperatorLog {
             generation_bumps: int(r, 11)?,
-            disabled: flag(r, 12)?,
-            locked_at: opt_int(r, 13)?,
+            locked_at: opt_int(r, 12)?,
         },
     })
 }
@@ -1935,5 +1934,41 @@ impl Store for SqliteStore {
                 })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Reading an operator looks its entries up through the partial indexes, never by scanning
+    /// the audit log (every sign-in and every session request reads one, unauthenticated ones
+    /// too).
+    #[test]
+    fn an_operator_is_read_without_scanning_the_audit_log() {
+        let c = Connection::open_in_memory().unwrap();
+        for sql in MIGRATIONS {
+            c.execute_batch(sql).unwrap();
+        }
+        let mut st = c
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT {OPERATOR_READ} FROM operators WHERE name = 'ann'"
+            ))
+            .unwrap();
+        let plan: Vec<String> = st
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|l| l.contains("audit_operator_changes")),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter().any(|l| l.contains("audit_operator_locks")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|l| l.starts_with("SCAN")), "{plan:?}");
     }
 }

@@ -881,6 +881,86 @@ pub async fn key_uses_add_up<B: Backend>(b: &B) {
     intact(&s).await;
 }
 
+async fn operator_log<S: Store>(s: &S, name: &str) -> crate::OperatorLog {
+    s.operator(name).await.unwrap().unwrap().log
+}
+
+/// An operator is read with what the log says of it: its disables and resets (in the detail
+/// written now, and a reset's as written before), and its newest lock not lifted by a later
+/// reset; another operator's entries (a name that extends this one) do not count.
+pub async fn an_operator_is_read_with_its_log<B: Backend>(b: &B) {
+    use crate::{OperatorLog, OperatorRecord};
+    let s = started(b).await;
+    let row = |name: &str| OperatorRecord {
+        name: name.into(),
+        role: "payments".into(),
+        password_hash: "$argon2id$x".into(),
+        totp_wrapped: vec![1; 8],
+        created_at: 1,
+        disabled_at: None,
+        failed_attempts: 0,
+        locked_until: None,
+        last_totp_step: None,
+        generation: 1,
+        mac: "m".into(),
+        log: OperatorLog::default(),
+    };
+    let entry = |at: i64, action: Action, detail: &str| {
+        AuditDraft::new(at, Actor::Cli, action, Outcome::Ok).detail(detail)
+    };
+    for name in ["ann", "ann.b"] {
+        assert!(
+            s.insert_operator(row(name), entry(2, Action::OperatorAdd, name))
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(operator_log(&s, "ann").await, OperatorLog::default());
+    for (at, action, detail) in [
+        (
+            3,
+            Action::OperatorReset,
+            "operator ann: new password and TOTP secret",
+        ),
+        (4, Action::OperatorDisable, "operator ann"),
+        (5, Action::OperatorEnable, "operator ann"),
+        (6, Action::OperatorLock, "operator ann"),
+        (7, Action::OperatorReset, "operator ann.b"),
+        (8, Action::OperatorLock, "operator ann.b"),
+    ] {
+        s.append_audit(entry(at, action, detail)).await.unwrap();
+    }
+    assert_eq!(
+        operator_log(&s, "ann").await,
+        OperatorLog {
+            generation_bumps: 2,
+            locked_at: Some(6)
+        }
+    );
+    // A reset lifts the lock; a later lock counts again.
+    s.append_audit(entry(9, Action::OperatorReset, "operator ann"))
+        .await
+        .unwrap();
+    assert_eq!(
+        operator_log(&s, "ann").await,
+        OperatorLog {
+            generation_bumps: 3,
+            locked_at: None
+        }
+    );
+    s.append_audit(entry(10, Action::OperatorLock, "operator ann"))
+        .await
+        .unwrap();
+    assert_eq!(operator_log(&s, "ann").await.locked_at, Some(10));
+    let listed = s.operators().await.unwrap();
+    assert_eq!(listed[0].log.locked_at, Some(10));
+    assert_eq!(
+        listed[1].log.generation_bumps, 1,
+        "ann.b: its own reset only"
+    );
+    intact(&s).await;
+}
+
 /// One `#[tokio::test]` per conformance case for the backend `$backend` (an expression).
 #[macro_export]
 macro_rules! conformance_tests {
@@ -901,6 +981,7 @@ macro_rules! conformance_tests {
             the_purge_runs_in_audited_batches,
             an_erased_subject_is_gone,
             key_uses_add_up,
+            an_operator_is_read_with_its_log,
         );
     };
     (@cases $backend:expr; $($case:ident,)*) => {

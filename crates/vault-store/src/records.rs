@@ -304,35 +304,31 @@ pub struct OperatorRecord {
     pub log: OperatorLog,
 }
 
-/// The operator's changes the audit log records (entries `operator.disable`, `.enable`,
-/// `.reset` and `.lock` whose detail is exactly `operator NAME`; partial index
-/// `audit_operators`). A MAC shows that a row was written by the vault, not that it is the newest
-/// version: these show what the newest version must at least say.
+/// The operator's changes the audit log records (entries `operator.disable`, `.reset` and
+/// `.lock` whose detail is `operator NAME`, or a reset's `operator NAME: new password and TOTP
+/// secret` as written before this check existed; partial indexes `audit_operator_changes` and
+/// `audit_operator_locks`). A MAC shows that a row was written by the vault, not that it is the
+/// newest version: these show what the newest version must at least say.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OperatorLog {
     /// Disables and resets: each bumped the row's generation (1 at `operator add`).
     pub generation_bumps: i64,
-    /// The newest of the operator's disable and enable entries is a disable.
-    pub disabled: bool,
     /// The newest lock not lifted by a later reset: when it was written.
     pub locked_at: Option<i64>,
 }
 
 impl OperatorRecord {
     /// Why the row contradicts the audit log (a row put back from before a disable, reset or
-    /// lock), if it does. `lockout_secs`: how long a lock lasts; `t`: now.
-    pub fn contradicts_log(&self, lockout_secs: i64, t: i64) -> Option<&'static str> {
+    /// lock), if it does. A lock sets `locked_until` past its entry's time and only a reset
+    /// clears it (a later success leaves the past time in place), so the rule needs no setting.
+    pub fn contradicts_log(&self) -> Option<&'static str> {
         if self.generation < self.log.generation_bumps.saturating_add(1) {
             return Some("older than the log's last disable or reset");
         }
-        if self.log.disabled && self.disabled_at.is_none() {
-            return Some("enabled, while the log's last word is a disable");
-        }
-        if let Some(at) = self.log.locked_at {
-            let until = at.saturating_add(lockout_secs);
-            if until > t && self.locked_until.is_none_or(|u| u < until) {
-                return Some("unlocked, while the log holds a lock in force");
-            }
+        if let Some(at) = self.log.locked_at
+            && self.locked_until.is_none_or(|u| u <= at)
+        {
+            return Some("without the lock the log holds");
         }
         None
     }
@@ -382,4 +378,39 @@ pub struct SessionRecord {
     pub step_up_at: i64,
     /// MAC over every other column under the row key, hex.
     pub mac: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operator_row_contradicts_the_log_when_older_than_it() {
+        let row = |generation, locked_until, bumps, locked_at| OperatorRecord {
+            name: "ann".into(),
+            role: "payments".into(),
+            password_hash: String::new(),
+            totp_wrapped: Vec::new(),
+            created_at: 1,
+            disabled_at: None,
+            failed_attempts: 0,
+            locked_until,
+            last_totp_step: None,
+            generation,
+            mac: String::new(),
+            log: OperatorLog {
+                generation_bumps: bumps,
+                locked_at,
+            },
+        };
+        assert_eq!(row(1, None, 0, None).contradicts_log(), None);
+        assert_eq!(row(3, None, 2, None).contradicts_log(), None);
+        // Put back from before a disable or reset.
+        assert!(row(2, None, 2, None).contradicts_log().is_some());
+        // A lock at 100: the row must hold a lock time past it, expired or not.
+        assert_eq!(row(1, Some(1000), 0, Some(100)).contradicts_log(), None);
+        assert!(row(1, None, 0, Some(100)).contradicts_log().is_some());
+        assert!(row(1, Some(100), 0, Some(100)).contradicts_log().is_some());
+        assert!(row(1, Some(50), 0, Some(100)).contradicts_log().is_some());
+    }
 }

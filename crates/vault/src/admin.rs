@@ -71,6 +71,12 @@ pub enum AdminError {
     /// No operator with this name (or its row failed its integrity check).
     #[error("no operator named {0}")]
     NoSuchOperator(String),
+    /// The operator's row contradicts the audit log: put back from an older copy.
+    #[error(
+        "operator {0}'s row is older than the audit log allows (put back from an older copy of \
+         the database?): `operator reset {0}` gives it new credentials"
+    )]
+    OperatorRolledBack(String),
     /// An operator with this name exists.
     #[error("an operator named {0} exists already")]
     OperatorExists(String),
@@ -428,9 +434,8 @@ impl<S: Store> Admin<S> {
             .await?
             .into_iter()
             .map(|record| {
-                let lockout = crate::operators::secs(self.settings.operator_lockout_secs);
                 let status = if !self.secrets.row_key.operator_ok(&record)
-                    || record.contradicts_log(lockout, t).is_some()
+                    || record.contradicts_log().is_some()
                 {
                     "TAMPERED"
                 } else if record.disabled_at.is_some() {
@@ -460,6 +465,11 @@ impl<S: Store> Admin<S> {
                 .await?
                 .filter(|r| self.secrets.row_key.operator_ok(r))
                 .ok_or_else(|| AdminError::NoSuchOperator(name.into()))?;
+            // Disabling or enabling a row put back from before a reset would bind the old
+            // credentials to a generation the log accepts: only `reset` repairs such a row.
+            if row.contradicts_log().is_some() {
+                return Err(AdminError::OperatorRolledBack(name.into()));
+            }
             let old_mac = row.mac.clone();
             let updated = self.secrets.row_key.seal_operator(change(row));
             let audit =
@@ -487,7 +497,7 @@ impl<S: Store> Admin<S> {
                 // A new generation ends the sessions; the TOTP secret, bound to the generation,
                 // follows it so that `enable` restores the same credentials. One that does not
                 // open stays as it is (the operator then needs `operator reset`, as before).
-                let generation = crate::operators::next_generation(&r);
+                let generation = r.generation.saturating_add(1);
                 let totp_wrapped = crate::operators::rewrap_totp(row_key, &r, generation)
                     .unwrap_or_else(|| r.totp_wrapped.clone());
                 OperatorRecord {

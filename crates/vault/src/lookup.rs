@@ -6,11 +6,14 @@
 //! rotate-lookup`, each wrapped under the KEK with its name as associated data. The rule:
 //!
 //! - **A rotation changes future fingerprints.** New fingerprints, new deterministic tokens and
-//!   new subject hashes are made with the newest version, and carry it in their prefix (`fp_`,
-//!   `tokd_`, `subj_` for version 1; `fp2_`, `tokd2_`, `subj2_` for version 2, and so on), so a
-//!   fingerprint of one version is never compared with another's by mistake.
+//!   new subject hashes are made with the newest version. Fingerprints and subject hashes carry it
+//!   in their prefix (`fp_`, `subj_` for version 1; `fp2_`, `subj2_` for version 2, and so on), so
+//!   a fingerprint of one version is never compared with another's by mistake. Deterministic
+//!   tokens do not (`tokd_` for every version): a value's token under an older version would tell
+//!   that the value was stored before the rotation.
 //! - **Lookups accept every version until re-keyed.** A deterministic tokenization returns the
-//!   token the value has under the newest version that has one; a subject's values and key are
+//!   token the value has under the newest version that has one (with the newest version's
+//!   fingerprint, as any tokenization); a subject's values and key are
 //!   found under any version's hash. A deterministic token or subject hash cannot be re-keyed in
 //!   place (the merchant holds the token; only the subject's hash, not its id, is stored): it
 //!   moves to the newest version when it is made again after its values are gone (deleted,
@@ -79,16 +82,13 @@ impl LookupVersion {
     }
 
     /// The deterministic token of a value: equal values of a kind get the same token within a
-    /// version.
+    /// version. It carries no version (unlike a fingerprint): which version a value's token is
+    /// under would tell whether the value was stored before a rotation; lookups try every one.
     pub fn deterministic_token(&self, kind: FieldKind, value: &SecretValue) -> String {
         let mac = self
             .deterministic
             .mac("token", &[kind.as_str().as_bytes(), value.expose()]);
-        format!(
-            "tokd{}_{}",
-            mark(self.version),
-            Base64UrlUnpadded::encode_string(&mac[..16])
-        )
+        format!("tokd_{}", Base64UrlUnpadded::encode_string(&mac[..16]))
     }
 
     /// The stored form of a subject id: its keyed hash (under the fingerprint key, in a domain of
@@ -261,11 +261,15 @@ mod tests {
         let t1 = one.deterministic_token(FieldKind::Pan, &value);
         let t2 = two.deterministic_token(FieldKind::Pan, &value);
         assert!(
-            t1.starts_with("tokd_") && t2.starts_with("tokd2_"),
+            t1.starts_with("tokd_") && t2.starts_with("tokd_"),
             "{t1} {t2}"
         );
-        assert_eq!(t1.len(), 5 + 22);
-        assert_ne!(t1[5..], t2[6..]);
+        assert_eq!(
+            (t1.len(), t2.len()),
+            (5 + 22, 5 + 22),
+            "no version in a token"
+        );
+        assert_ne!(t1, t2);
         let s1 = one.subject_hash("cus_1");
         assert!(s1.starts_with("subj_") && two.subject_hash("cus_1").starts_with("subj2_"));
         assert_eq!(s1.len(), 5 + 32);

@@ -491,7 +491,7 @@ async fn keys_cmd(settings: Settings, command: KeysCommand) -> Result<ExitCode> 
             let v = admin.rotate_lookup_keys().await?;
             println!(
                 "lookup keys version {v} made: serving nodes load it within seconds; new \
-                 fingerprints (fp{v}_...), deterministic tokens (tokd{v}_...) and subject hashes \
+                 fingerprints (fp{v}_...), deterministic tokens and subject hashes \
                  use it, and lookups keep accepting the older versions"
             );
         }

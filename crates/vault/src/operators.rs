@@ -268,7 +268,7 @@ impl<S: Store> Vault<S> {
         }
         // Authentic, but an older version than the log allows: put back from a copy taken before
         // a disable, a reset or a lock (which that would undo).
-        if let Some(why) = row.contradicts_log(secs(self.settings().operator_lockout_secs), now()) {
+        if let Some(why) = row.contradicts_log() {
             self.report_tampered(None, &format!("operator {name} (row {why})"))
                 .await?;
             return Ok(None);
@@ -318,11 +318,11 @@ impl<S: Store> Vault<S> {
                 true => format!(
                     "wrong password or code (failure {attempts} of {limit}: locked until {}); \
                      from {client}",
-                    t.saturating_add(secs(s.operator_lockout_secs))
+                    t.saturating_add(secs(s.operator_lockout_secs).max(1))
                 ),
             }),
         ];
-        let locked_until = lock.then(|| t.saturating_add(secs(s.operator_lockout_secs)));
+        let locked_until = lock.then(|| t.saturating_add(secs(s.operator_lockout_secs).max(1)));
         if let Some(until) = locked_until {
             // The detail is exactly `operator NAME` (the log is read with the row: index
             // `audit_operators`); the denial just before says why and until when.
@@ -395,9 +395,10 @@ impl<S: Store> Vault<S> {
             }
             match step {
                 Some(step) => {
+                    // A past lock's time stays (only a reset clears it): the log's lock entry
+                    // needs it to tell this row from one put back from before the lock.
                     let updated = self.secrets().row_key.seal_operator(OperatorRecord {
                         failed_attempts: 0,
-                        locked_until: None,
                         last_totp_step: i64::try_from(step).ok(),
                         ..row.clone()
                     });

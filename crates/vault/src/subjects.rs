@@ -55,13 +55,13 @@ pub fn check_id(id: &str) -> Result<(), Refusal> {
 }
 
 /// The stored forms a subject id may have: its keyed hash under each lookup key version, newest
-/// first (the first for a new subject).
-pub fn subject_hashes(secrets: &Secrets, id: &str) -> Vec<String> {
+/// first (the first for a new subject), with the version.
+pub fn subject_hashes(secrets: &Secrets, id: &str) -> Vec<(u32, String)> {
     secrets
         .lookup
         .newest_first()
         .iter()
-        .map(|v| v.subject_hash(id))
+        .map(|v| (v.version, v.subject_hash(id)))
         .collect()
 }
 
@@ -164,16 +164,16 @@ impl<S: Store> Vault<S> {
     ) -> Result<Option<(String, Arc<SymmetricKey>)>, VaultError> {
         let hashes = subject_hashes(self.secrets(), id);
         let mut found = None;
-        for hash in &hashes {
+        for (version, hash) in &hashes {
             if let Some(k) = self.store().subject_key(hash).await? {
-                found = Some(k);
+                found = Some((*version, k));
                 break;
             }
         }
-        let stored = match found {
+        let (version, stored) = match found {
             Some(k) => k,
             None => {
-                let subject = hashes
+                let (version, subject) = hashes
                     .first()
                     .ok_or_else(|| StoreError::Database("no lookup key loaded".into()))?;
                 let key = SymmetricKey::generate()
@@ -182,9 +182,10 @@ impl<S: Store> Vault<S> {
                 let record = wrap_subject_key(self.secrets(), subject, &key, t)?;
                 let audit = AuditDraft::new(t, caller.actor(), Action::SubjectKey, Outcome::Ok)
                     .detail(subject);
-                self.store().put_subject_key(record, audit).await?
+                (*version, self.store().put_subject_key(record, audit).await?)
             }
         };
+        self.count_subject_lookup(version);
         Ok(self
             .unwrap_checked(&stored)
             .await?
@@ -219,20 +220,27 @@ impl<S: Store> Vault<S> {
         }
     }
 
-    /// The stored forms of a subject id a caller named, newest version first; `None` (audited as
-    /// `base` with the reason) if it is not a valid id.
+    /// The stored forms of a subject id a caller named, newest version first (after loading the
+    /// versions made elsewhere since: a subject made under one must not be missed); `None`
+    /// (audited as `base` with the reason) if it is not a valid id.
     async fn subject_of(
         &self,
         id: &str,
         base: &AuditDraft,
-    ) -> Result<Option<Vec<String>>, StoreError> {
+    ) -> Result<Option<Vec<(u32, String)>>, VaultError> {
         if check_id(id).is_err() {
             self.store()
                 .append_audit(base.clone().detail("not a subject id"))
                 .await?;
             return Ok(None);
         }
+        self.load_lookup_keys().await?;
         Ok(Some(subject_hashes(self.secrets(), id)))
+    }
+
+    /// Counts a use of the lookup key version whose subject hash matched (`keys status`).
+    fn count_subject_lookup(&self, version: u32) {
+        self.count_key_use("fingerprint", &crate::lookup::secret_names(version).0);
     }
 
     /// Erases a data subject for a role with `erase` (the caller checks it): its key destroyed
@@ -251,7 +259,7 @@ impl<S: Store> Vault<S> {
         // Under every lookup key version's hash it has (one, unless nodes disagreed on the newest
         // version for a moment): each erased in its own audited transaction.
         let mut erased = None;
-        for subject in &hashes {
+        for (version, subject) in &hashes {
             let known = self.store().subject_key(subject).await?.is_some()
                 || !self.store().subject_tokens(subject, 0).await?.is_empty();
             if !known {
@@ -264,10 +272,11 @@ impl<S: Store> Vault<S> {
             let deleted = AuditDraft::new(t, caller.actor(), Action::Delete, Outcome::Ok)
                 .detail(format!("{subject} erased"));
             let n = self.store().erase_subject(subject, audit, deleted).await?;
+            self.count_subject_lookup(*version);
             erased = Some(erased.unwrap_or(0) + n);
         }
         let Some(n) = erased else {
-            let newest = hashes.first().cloned().unwrap_or_default();
+            let newest = hashes.first().map(|(_, h)| h.clone()).unwrap_or_default();
             self.store().append_audit(base.detail(newest)).await?;
             return Ok(SubjectOutcome::NotFound);
         };
@@ -290,17 +299,18 @@ impl<S: Store> Vault<S> {
         };
         // The subject's values under every lookup key version's hash, each with its key.
         let mut found = Vec::new();
-        for hash in &hashes {
+        for (version, hash) in &hashes {
             let records = self.store().subject_tokens(hash, t).await?;
             if records.is_empty() {
                 continue;
             }
             if let Some(key) = self.stored_subject_key(hash).await? {
+                self.count_subject_lookup(*version);
                 found.push((hash.clone(), records, key));
             }
         }
         let Some(subject) = found.first().map(|(hash, _, _)| hash.clone()) else {
-            let newest = hashes.first().cloned().unwrap_or_default();
+            let newest = hashes.first().map(|(_, h)| h.clone()).unwrap_or_default();
             self.store().append_audit(base.detail(newest)).await?;
             return Ok(SubjectOutcome::NotFound);
         };

@@ -1066,14 +1066,18 @@ impl<S: Store> Vault<S> {
                 }
             }
         };
-        let Some(mut lookup) = self.secrets.lookup.newest() else {
+        let Some(newest) = self.secrets.lookup.newest() else {
             return self
                 .refuse(caller, Some(kind), env_detail, Refusal::Internal)
                 .await;
         };
+        let mut lookup = Arc::clone(&newest);
         if format == TokenFormat::Deterministic {
             // Lookups accept every version: the value keeps the token it has under an older one
-            // (with that version's fingerprint, as stored with it).
+            // (stored with that version's fingerprint). The same number of lookups whether or not
+            // one is found, and the same answer's form: tokens carry no version, and the
+            // fingerprint answered is the newest version's either way, so the answer does not
+            // tell whether the value was stored before the rotation.
             for older in self.secrets.lookup.newest_first().into_iter().skip(1) {
                 let token = older.deterministic_token(kind, &normalized.value);
                 if self
@@ -1087,8 +1091,22 @@ impl<S: Store> Vault<S> {
                 }
             }
         }
-        let fingerprint =
-            (!values::low_entropy(kind)).then(|| lookup.fingerprint(kind, &normalized.value));
+        let (fingerprint, fingerprint_shown) = if values::low_entropy(kind) {
+            (None, None)
+        } else {
+            let stored = lookup.fingerprint(kind, &normalized.value);
+            let shown = if lookup.version == newest.version {
+                stored.clone()
+            } else {
+                self.key_uses.record(
+                    "fingerprint",
+                    &crate::lookup::secret_names(newest.version).0,
+                    now,
+                );
+                newest.fingerprint(kind, &normalized.value)
+            };
+            (Some(stored), Some(shown))
+        };
         let expires_at = match self.policy().retention().expiry(
             kind,
             now,
@@ -1104,6 +1122,7 @@ impl<S: Store> Vault<S> {
             format,
             normalized,
             fingerprint,
+            fingerprint_shown,
             lookup,
             envelope: EnvelopeRef {
                 created_at: h.created_at,
@@ -1188,7 +1207,7 @@ impl<S: Store> Vault<S> {
             token,
             kind: kind.into(),
             format: p.format,
-            fingerprint: p.fingerprint.clone(),
+            fingerprint: p.fingerprint_shown.clone(),
             brand,
             bin: p.normalized.bin.clone(),
             last4: p.normalized.last4.clone(),
@@ -1304,6 +1323,28 @@ impl<S: Store> Vault<S> {
         Ok(opened)
     }
 
+    /// Loads the lookup key versions another node or the CLI made since (`keys rotate-lookup`).
+    pub(crate) async fn load_lookup_keys(&self) -> Result<(), VaultError> {
+        let added = self
+            .secrets
+            .lookup
+            .load_new(&self.store, self.kek.as_ref())
+            .await?;
+        if added > 0 {
+            tracing::info!(
+                versions = ?self.secrets.lookup.loaded(),
+                "new lookup key version loaded: new fingerprints, deterministic tokens and \
+                 subject hashes use it"
+            );
+        }
+        Ok(())
+    }
+
+    /// Counts one use of a key (`keys status`).
+    pub(crate) fn count_key_use(&self, kind: &'static str, id: &str) {
+        self.key_uses.record(kind, id, now());
+    }
+
     /// Adds the key uses this node counted to the database (`keys status`).
     pub async fn flush_key_uses(&self) -> Result<(), StoreError> {
         self.key_uses.flush(&self.store).await
@@ -1316,16 +1357,21 @@ impl<S: Store> Vault<S> {
         &self,
         id: i64,
     ) -> Result<Option<Arc<fieldseal_core::at_rest::SymmetricKey>>, VaultError> {
-        self.key_uses
-            .record("data", &crate::datakeys::secret_name(id), now());
-        if let Some(key) = self.secrets.data_keys.get(id) {
-            return Ok(Some(key));
+        let key = match self.secrets.data_keys.get(id) {
+            Some(key) => Some(key),
+            None => {
+                self.secrets
+                    .data_keys
+                    .load_new(&self.store, self.kek.as_ref())
+                    .await?;
+                self.secrets.data_keys.get(id)
+            }
+        };
+        if key.is_some() {
+            self.key_uses
+                .record("data", &crate::datakeys::secret_name(id), now());
         }
-        self.secrets
-            .data_keys
-            .load_new(&self.store, self.kek.as_ref())
-            .await?;
-        Ok(self.secrets.data_keys.get(id))
+        Ok(key)
     }
 
     /// Key upkeep, every few seconds on every node: loads lookup key versions made elsewhere; adds
@@ -1337,18 +1383,10 @@ impl<S: Store> Vault<S> {
         if let Err(e) = self.flush_key_uses().await {
             tracing::warn!(error = %e, "could not record key uses (kept for the next try)");
         }
-        // Lookup key versions another node or the CLI made (`keys rotate-lookup`) too.
-        let added = self
-            .secrets
-            .lookup
-            .load_new(&self.store, self.kek.as_ref())
-            .await?;
-        if added > 0 {
-            tracing::info!(
-                versions = ?self.secrets.lookup.loaded(),
-                "new lookup key version loaded: new fingerprints, deterministic tokens and \
-                 subject hashes use it"
-            );
+        // Lookup key versions another node or the CLI made (`keys rotate-lookup`) too: a failure
+        // there is its own, and does not hold up the data keys.
+        if let Err(e) = self.load_lookup_keys().await {
+            tracing::error!(alert = "lookup_key_load_failed", error = %e, "could not load new lookup key versions; retried in 5 s");
         }
         let keys = &self.secrets.data_keys;
         keys.flush(&self.store).await?;
@@ -1610,7 +1648,9 @@ pub(crate) struct Pending {
     format: TokenFormat,
     normalized: values::Normalized,
     fingerprint: Option<String>,
-    /// The lookup key version of the fingerprint and a deterministic token.
+    /// The fingerprint answered: the newest lookup key version's.
+    fingerprint_shown: Option<String>,
+    /// The lookup key version of the stored fingerprint and a deterministic token.
     lookup: Arc<crate::lookup::LookupVersion>,
     envelope: EnvelopeRef,
     pub(crate) env_detail: String,

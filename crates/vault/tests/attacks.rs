@@ -1014,6 +1014,22 @@ async fn put_back_operator_rows_from_before_a_disable_a_reset_and_a_lock(b: Back
         let line = list.lines().find(|l| l.starts_with(name)).unwrap();
         assert!(line.contains("TAMPERED"), "{list}");
     }
+    // Disabling and enabling such a row would bind its old credentials to a generation the log
+    // accepts: refused, `reset` named as the way.
+    for args in [
+        ["operator", "disable", "omar"],
+        ["operator", "enable", "olga"],
+    ] {
+        let out = vault(&s.dir, &args);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("operator reset"), "{err}");
+    }
+    let (status, _) = sign_in("omar", omar.clone(), totp(&omar_uri, 1)).await;
+    assert_eq!(
+        status, 401,
+        "omar's old credentials after the refused disable"
+    );
     assert!(s.log().contains("tampered"), "reported");
     // `reset` is the way back: the new credentials sign in (the log then agrees with the row).
     let (password, uri) = enrol(&s, &["operator", "reset", "oona"]);
