@@ -46,6 +46,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Address of a listener of its own serving only `GET /metrics` (plain HTTP; none by default:
+    /// metrics are never public unless asked for). Bind it to loopback or an internal network.
+    pub metrics_listen: Option<SocketAddr>,
     /// Database URL: `sqlite://PATH` (default `sqlite://<data_dir>/vault.db`), or
     /// `postgres://USER@HOST:PORT/DB` for several vault nodes on one PostgreSQL (`sslmode=require`
     /// for TLS, `schema=NAME` for the vault's schema, default `public`).
@@ -150,6 +153,7 @@ impl Default for Settings {
         Self {
             data_dir: PathBuf::from("vault-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            metrics_listen: None,
             database_url: None,
             database_pool_size: 16,
             database_timeout_ms: 5000,
@@ -200,6 +204,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
             .field("database_url", &mask_url_password(&self.database_url()))
             .field("database_pool_size", &self.database_pool_size)
             .field("database_timeout_ms", &self.database_timeout_ms)
@@ -419,6 +424,7 @@ impl Settings {
             self.data_dir = v.into();
         }
         env_parse("FIELDSEAL_LISTEN", &mut self.listen)?;
+        env_parse_opt("FIELDSEAL_METRICS_LISTEN", &mut self.metrics_listen)?;
         if let Some(v) = env_var("FIELDSEAL_DATABASE_URL") {
             self.database_url = Some(v);
         }

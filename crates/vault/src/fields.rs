@@ -325,13 +325,13 @@ impl Fields {
     }
 
     /// The routes under `/fields/v1/`, with the access log and request ids of the API's.
-    pub fn router(self, trusted_proxies: Arc<[std::net::IpAddr]>) -> Router {
+    pub(crate) fn router(self, observed: crate::http::Observe) -> Router {
         Router::new()
             .route("/fields/v1/frame.html", get(frame))
             .route("/fields/v1/fonts/{file}", get(font))
             .route("/fields/v1/{file}", get(asset))
             .layer(middleware::from_fn_with_state(
-                trusted_proxies,
+                observed,
                 crate::http::observe,
             ))
             .with_state(self)

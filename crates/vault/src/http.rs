@@ -191,6 +191,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
         let mut response = (self.status, Json(body)).into_response();
+        // For the refusal counts (metrics).
+        response.extensions_mut().insert(Refused(self.code));
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
@@ -198,6 +200,17 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The code of a refusal, on its response, for the metrics.
+#[derive(Clone, Copy)]
+struct Refused(&'static str);
+
+/// What the access log and request counts need: the trusted proxies and the metrics.
+#[derive(Clone)]
+pub(crate) struct Observe {
+    pub(crate) trusted_proxies: Arc<[std::net::IpAddr]>,
+    pub(crate) metrics: crate::metrics::Shared,
 }
 
 /// JSON body extractor whose rejections are API errors.
@@ -525,6 +538,16 @@ fn item<T: Serialize>(r: Result<T, ItemError>) -> ItemResult<T> {
     }
 }
 
+/// A token format's name in the API, for the metrics.
+fn format_label(f: Option<crate::values::TokenFormat>) -> &'static str {
+    use crate::values::TokenFormat;
+    match f.unwrap_or(TokenFormat::Random) {
+        TokenFormat::Random => "random",
+        TokenFormat::FormatPreserving => "format_preserving",
+        TokenFormat::Deterministic => "deterministic",
+    }
+}
+
 fn check_batch(len: usize, max: usize) -> Result<(), ApiError> {
     if len == 0 {
         return Err(ApiError::bad_request("the batch is empty"));
@@ -577,11 +600,19 @@ async fn tokenize<S: Store>(
     }
     check_batch(req.items.len(), vault.settings().max_batch)?;
     rate_limit(&vault, &caller, Operation::Tokenize, req.items.len()).await?;
+    let formats: Vec<&'static str> = req.items.iter().map(|i| format_label(i.format)).collect();
     let results = if req.atomic {
         vault.tokenize_atomic(&caller, req.items).await?
     } else {
         vault.tokenize(&caller, req.items).await?
     };
+    let metrics = vault.metrics();
+    for (r, format) in results.iter().zip(formats) {
+        match r {
+            Ok(t) => metrics.tokenized(&caller.role_name, &t.kind, format, "ok"),
+            Err(e) => metrics.tokenized(&caller.role_name, "-", format, e.code),
+        }
+    }
     let results: Vec<_> = results.into_iter().map(item).collect();
     Ok(Json(json!({ "results": results })).into_response())
 }
@@ -625,6 +656,13 @@ async fn detokenize<S: Store>(
     }
     rate_limit(&vault, &caller, Operation::Reveal, req.tokens.len()).await?;
     let results = vault.detokenize(&caller, &req.tokens, purpose).await?;
+    let metrics = vault.metrics();
+    for r in &results {
+        match r {
+            Ok(v) => metrics.revealed(&caller.role_name, &v.kind, v.reveal),
+            Err(e) => metrics.revealed(&caller.role_name, "-", e.code),
+        }
+    }
     let results: Vec<_> = results.into_iter().map(item).collect();
     let mut response = Json(json!({ "results": results })).into_response();
     response
@@ -886,7 +924,10 @@ fn client_addr(
 /// Request ids and access logs: method, route template (never the raw path or body), client
 /// address, status and time.
 pub(crate) async fn observe(
-    State(trusted_proxies): State<Arc<[std::net::IpAddr]>>,
+    State(Observe {
+        trusted_proxies,
+        metrics,
+    }): State<Observe>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -937,6 +978,15 @@ pub(crate) async fn observe(
         elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
     );
+    metrics.request(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    if let Some(Refused(code)) = response.extensions().get::<Refused>() {
+        metrics.refusal(code);
+    }
     response
 }
 
@@ -978,8 +1028,42 @@ pub fn router<S: Store>(vault: AppState<S>) -> Router {
             guard,
             crate::overload::guard,
         ))
-        .layer(middleware::from_fn_with_state(trusted_proxies, observe))
+        .layer(middleware::from_fn_with_state(
+            Observe {
+                trusted_proxies,
+                metrics: Arc::clone(vault.metrics()),
+            },
+            observe,
+        ))
         .with_state(vault)
+}
+
+/// The metrics listener's router: `GET /metrics` only.
+pub fn metrics_router<S: Store>(vault: AppState<S>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::<S>))
+        .with_state(vault)
+}
+
+async fn metrics<S: Store>(State(vault): State<AppState<S>>) -> Result<Response, ApiError> {
+    let text = vault.metrics_text().await?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
+
+/// Serves the metrics on their own listener (`metrics_listen`) until the task is dropped.
+pub async fn serve_metrics<S: Store>(
+    listener: TcpListener,
+    vault: AppState<S>,
+) -> std::io::Result<()> {
+    let limits = crate::listener::Limits::from_settings(vault.settings());
+    crate::listener::run(
+        listener,
+        metrics_router(vault),
+        limits,
+        None,
+        std::future::pending(),
+    )
+    .await
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests. Also runs the purge of
@@ -1048,7 +1132,10 @@ pub async fn serve<S: Store>(
     };
     let trusted_proxies: Arc<[std::net::IpAddr]> = vault.settings().trusted_proxies.clone().into();
     let limits = crate::listener::Limits::from_settings(vault.settings());
-    let app = router(Arc::clone(&vault)).merge(fields.router(trusted_proxies));
+    let app = router(Arc::clone(&vault)).merge(fields.router(Observe {
+        trusted_proxies,
+        metrics: Arc::clone(vault.metrics()),
+    }));
     let result = crate::listener::run(listener, app, limits, tls, shutdown).await;
     background.abort();
     if let Err(e) = vault.flush_denials(true).await {

@@ -42,6 +42,7 @@ pub mod keys;
 pub mod keyuse;
 pub mod listener;
 pub mod lookup;
+pub mod metrics;
 pub mod openapi;
 pub mod operators;
 pub mod overload;

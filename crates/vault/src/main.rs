@@ -418,6 +418,7 @@ async fn serve(settings: Settings) -> Result<ExitCode> {
     init_logging(&settings);
     tracing::info!(settings = ?settings, "starting");
     let listen = settings.listen;
+    let metrics_listen = settings.metrics_listen;
     let scheme = if settings.tls_files().is_some() {
         "https"
     } else {
@@ -434,8 +435,25 @@ async fn serve(settings: Settings) -> Result<ExitCode> {
     let addr = listener.local_addr()?;
     tracing::info!(address = %addr, "listening");
     println!("fieldseal-vault listening on {scheme}://{addr}");
+    // Metrics on a listener of their own, only if asked for.
+    let metrics = match metrics_listen {
+        Some(at) => {
+            let listener = http::bind(at).await?;
+            let addr = listener.local_addr()?;
+            tracing::info!(address = %addr, "metrics listening");
+            println!("fieldseal-vault metrics on http://{addr}/metrics");
+            Some(tokio::spawn(http::serve_metrics(
+                listener,
+                Arc::clone(&vault),
+            )))
+        }
+        None => None,
+    };
     std::io::stdout().flush()?;
     http::serve(listener, vault, http::shutdown_signal()).await?;
+    if let Some(task) = metrics {
+        task.abort();
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

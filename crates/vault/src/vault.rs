@@ -233,6 +233,8 @@ pub struct Vault<S: Store> {
     rate_denials: [DenialCounter; 2],
     /// Uses of keys counted since the last key upkeep.
     key_uses: crate::keyuse::KeyUses,
+    /// What `GET /metrics` shows.
+    metrics: crate::metrics::Shared,
 }
 
 /// The KEK the settings name (see [`crate::kek::from_settings`]); the master key text is taken
@@ -344,6 +346,7 @@ impl<S: Store> Vault<S> {
             reported: Mutex::new(HashSet::new()),
             limiter: RateLimiter::default(),
             key_uses: crate::keyuse::KeyUses::default(),
+            metrics: Arc::default(),
             auth_failures: DenialCounter::new(
                 denials::Limits {
                     throttle_after: settings.auth_failures_before_throttle,
@@ -1338,6 +1341,46 @@ impl<S: Store> Vault<S> {
             );
         }
         Ok(())
+    }
+
+    /// The metrics this vault counts.
+    pub fn metrics(&self) -> &crate::metrics::Shared {
+        &self.metrics
+    }
+
+    /// The metrics text of a scrape: the counters, and what is read from the database now (the
+    /// audit head, key ages and counts, locked operators).
+    pub async fn metrics_text(&self) -> Result<String, VaultError> {
+        let t = now();
+        let mut state = crate::metrics::State {
+            audit_head: self.store.audit_head().await?.map_or(0, |h| h.seq),
+            ..crate::metrics::State::default()
+        };
+        for k in self.store.hpke_keys().await? {
+            state
+                .key_ages
+                .push(("hpke", k.kid.clone(), t.saturating_sub(k.created_at)));
+        }
+        for d in self.store.data_keys().await? {
+            let id = crate::datakeys::secret_name(d.id);
+            state
+                .key_ages
+                .push(("data", id.clone(), t.saturating_sub(d.created_at)));
+            state.data_key_encryptions.push((id, d.encryptions));
+        }
+        state.operators_locked = self
+            .store
+            .operators()
+            .await?
+            .iter()
+            .filter(|o| o.locked_until.is_some_and(|u| u > t))
+            .count()
+            .try_into()
+            .unwrap_or(i64::MAX);
+        self.metrics.set_state(&state);
+        self.metrics
+            .encode()
+            .map_err(|_| VaultError::Store(StoreError::Database("metrics not encoded".into())))
     }
 
     /// Counts one use of a key (`keys status`).

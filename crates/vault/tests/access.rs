@@ -727,3 +727,144 @@ async fn api_keys_rotate_with_an_overlap_and_idle_keys_stop() {
     admin.revoke_api_key(&id).await.unwrap();
     assert!(admin.rotate_api_key(&id, 24).await.is_err());
 }
+
+/// Metrics are served on a listener of their own (the API's has no `/metrics`), count the
+/// traffic (requests by route template and status, tokenize and reveal items by role, kind,
+/// format and outcome, refusals by code), read the audit head and key ages at each scrape, and no
+/// label holds a value, a token or an API key's secret.
+#[tokio::test]
+async fn metrics_count_the_traffic_on_their_own_listener_and_name_no_secret() {
+    const VISA: &str = "4111111111111111";
+    let dir = TempDir::new("metrics");
+    let keys = init(&dir.0).await;
+    let s = Server::start(&dir.0).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let serving = tokio::spawn(fieldseal_vault::http::serve_metrics(
+        listener,
+        Arc::clone(&s.vault),
+    ));
+    let scrape = || async {
+        let r = s
+            .client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+        r.text().await.unwrap()
+    };
+    // The value of one series (0 when absent).
+    let value = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |v| v.parse().unwrap())
+    };
+    let before = scrape().await;
+
+    let token = s
+        .tokenize_value(&keys, FieldKind::Pan, VISA, "random")
+        .await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.tokenize_value(&keys, FieldKind::Pan, "5555555555554444", "random")
+        .await;
+    let (_, body) = s
+        .tokenize(
+            &keys.checkout,
+            json!([{ "envelope": "fse1.not-an-envelope" }]),
+        )
+        .await;
+    let refused = body["results"][0]["error"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, body) = s.detokenize(&keys.payments, &[&token], "metrics").await;
+    assert_eq!(body["results"][0]["reveal"], "plain");
+    s.detokenize(&keys.support, &[&token], "metrics").await;
+    let (status, body) = s
+        .get(
+            "fsk_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "/v1/me",
+        )
+        .await;
+    assert_eq!(status, 401);
+    let unauthorized = body["error"]["code"].as_str().unwrap().to_owned();
+    assert_eq!(s.delete(&keys.payments, &token).await, 204);
+    // The node's encryption count reaches the database with its key upkeep (every 5 s).
+    s.vault.maintain_data_keys().await.unwrap();
+    let after = scrape().await;
+
+    let moved = |series: &str| value(&after, series) - value(&before, series);
+    assert_eq!(
+        moved(
+            r#"fieldseal_tokenize_items_total{role="checkout",kind="pan",format="random",outcome="ok"}"#
+        ),
+        2.0,
+        "{after}"
+    );
+    assert_eq!(
+        moved(&format!(
+            r#"fieldseal_tokenize_items_total{{role="checkout",kind="-",format="random",outcome="{refused}"}}"#
+        )),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        moved(r#"fieldseal_reveal_items_total{role="payments",kind="pan",outcome="plain"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"fieldseal_reveal_items_total{role="support",kind="pan",outcome="masked"}"#),
+        1.0
+    );
+    assert_eq!(
+        moved(&format!(
+            r#"fieldseal_refusals_total{{code="{unauthorized}"}}"#
+        )),
+        1.0
+    );
+    assert_eq!(
+        moved(r#"fieldseal_http_requests_total{route="/v1/tokenize",method="POST",status="200"}"#),
+        3.0
+    );
+    assert_eq!(
+        moved(
+            r#"fieldseal_http_requests_total{route="/v1/tokens/{token}",method="DELETE",status="204"}"#
+        ),
+        1.0
+    );
+    assert!(
+        moved(r#"fieldseal_http_request_duration_seconds_count{route="/v1/detokenize"}"#) >= 2.0,
+        "{after}"
+    );
+    // Read at the scrape: the audit head moved, keys have ages, the data key counted its values.
+    assert!(moved("fieldseal_audit_head_seq") >= 6.0, "{after}");
+    assert!(after.contains("fieldseal_key_age_seconds{kind=\"hpke\",id=\""));
+    assert!(value(&after, "fieldseal_data_key_encryptions{id=\"data-key:1\"}") >= 2.0);
+    assert_eq!(value(&after, "fieldseal_operators_locked"), 0.0);
+    // Never a value, a token or a key's secret.
+    for secret in [
+        VISA,
+        "5555555555554444",
+        &token,
+        &keys.checkout[17..],
+        &keys.payments[17..],
+    ] {
+        assert!(!after.contains(secret), "{secret} in the metrics");
+    }
+    // The API's listener serves no metrics; the metrics listener nothing else.
+    let (status, _) = s.get(&keys.payments, "/metrics").await;
+    assert_eq!(status, 404);
+    let r = s
+        .client
+        .get(format!("{base}/v1/keys"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    serving.abort();
+}

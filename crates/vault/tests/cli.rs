@@ -413,3 +413,43 @@ fn the_current_key_cannot_be_retired_while_the_only_other_key_is_not_valid_yet()
     ok(&vault(&dir, &["keys", "rotate"]));
     ok(&vault(&dir, &["keys", "retire", &current]));
 }
+
+/// `serve` with `metrics_listen` opens a second listener for `GET /metrics` and says where;
+/// without it there is none.
+#[tokio::test]
+async fn serve_opens_the_metrics_listener_only_when_asked() {
+    use std::io::{BufRead, BufReader};
+    let tmp = TempDir::new("cli-metrics");
+    let dir = tmp.0.join("data");
+    ok(&vault(&dir, &["init"]));
+    let mut child = common::bin::command(&dir)
+        .env("FIELDSEAL_METRICS_LISTEN", "127.0.0.1:0")
+        .arg("serve")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    assert!(
+        first.starts_with("fieldseal-vault listening on http://"),
+        "{first}"
+    );
+    let url = second
+        .strip_prefix("fieldseal-vault metrics on ")
+        .unwrap_or_else(|| panic!("{second}"))
+        .to_owned();
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("fieldseal_audit_head_seq"));
+    let _ = child.kill();
+    let _ = child.wait();
+    // The API's listener has no metrics, with or without the setting.
+    let log = tmp.0.join("serve.log");
+    let (mut child, base) = start(&dir, &log);
+    let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(r.status(), 404);
+    let _ = child.kill();
+    let _ = child.wait();
+}

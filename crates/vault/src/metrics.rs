@@ -1,0 +1,245 @@
+//! Metrics in the Prometheus text format (OpenMetrics 1.0, which Prometheus scrapes), on a
+//! listener of their own (`metrics_listen`; none by default): requests by route template, method
+//! and status, latency histograms by route template, tokenizations and reveals by role, kind,
+//! format and outcome, refusals by code, and, read at each scrape, the audit chain head's
+//! sequence, key ages, data key encryption counts and locked operators.
+//!
+//! No label holds a value, a token or a key's secret: routes are templates (`/v1/tokens/{token}`,
+//! never the path asked for), kinds, formats, roles and codes come from fixed vocabularies or the
+//! policy, and keys are named by their public id (HPKE `kid`, `data-key:N`).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A metric's labels: name and value pairs.
+pub type Labels = Vec<(&'static str, String)>;
+
+/// Latency histograms: 1 ms to about 16 s, doubling.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// One vault's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    tokenized: Family<Labels, Counter>,
+    revealed: Family<Labels, Counter>,
+    refusals: Family<Labels, Counter>,
+    audit_head: Gauge,
+    key_age: Family<Labels, Gauge>,
+    data_key_encryptions: Family<Labels, Gauge>,
+    operators_locked: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("fieldseal");
+        let requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route template, method and status",
+            requests.clone(),
+        );
+        let latency =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer a request, by route template",
+            latency.clone(),
+        );
+        let tokenized = Family::<Labels, Counter>::default();
+        registry.register(
+            "tokenize_items",
+            "Tokenize items, by role, kind, format and outcome (ok, or the refusal code; kind `-` \
+             when the envelope did not open)",
+            tokenized.clone(),
+        );
+        let revealed = Family::<Labels, Counter>::default();
+        registry.register(
+            "reveal_items",
+            "Reveal items, by role, kind and outcome (plain, masked, or the refusal code; kind `-` \
+             for a refused item)",
+            revealed.clone(),
+        );
+        let refusals = Family::<Labels, Counter>::default();
+        registry.register(
+            "refusals",
+            "Requests refused, by error code (audit_broken and storage_busy: audit writes that \
+             failed)",
+            refusals.clone(),
+        );
+        let audit_head = Gauge::default();
+        registry.register(
+            "audit_head_seq",
+            "Sequence number of the audit chain's last entry",
+            audit_head.clone(),
+        );
+        let key_age = Family::<Labels, Gauge>::default();
+        registry.register(
+            "key_age_seconds",
+            "Age of each HPKE and data key, by kind and public id",
+            key_age.clone(),
+        );
+        let data_key_encryptions = Family::<Labels, Gauge>::default();
+        registry.register(
+            "data_key_encryptions",
+            "Encryptions counted under each data key (a new one is made at \
+             data_key_max_encryptions)",
+            data_key_encryptions.clone(),
+        );
+        let operators_locked = Gauge::default();
+        registry.register(
+            "operators_locked",
+            "Operators locked after failed sign-ins, now",
+            operators_locked.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            tokenized,
+            revealed,
+            refusals,
+            audit_head,
+            key_age,
+            data_key_encryptions,
+            operators_locked,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts an answered request and its latency.
+    pub fn request(&self, route: &str, method: &str, status: u16, secs: f64) {
+        self.requests
+            .get_or_create(&vec![
+                ("route", route.to_owned()),
+                ("method", method.to_owned()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+        self.latency
+            .get_or_create(&vec![("route", route.to_owned())])
+            .observe(secs);
+    }
+
+    /// Counts a request refused with `code`.
+    pub fn refusal(&self, code: &str) {
+        self.refusals
+            .get_or_create(&vec![("code", code.to_owned())])
+            .inc();
+    }
+
+    /// Counts a tokenize item.
+    pub fn tokenized(&self, role: &str, kind: &str, format: &str, outcome: &str) {
+        self.tokenized
+            .get_or_create(&vec![
+                ("role", role.to_owned()),
+                ("kind", kind.to_owned()),
+                ("format", format.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// Counts a reveal item.
+    pub fn revealed(&self, role: &str, kind: &str, outcome: &str) {
+        self.revealed
+            .get_or_create(&vec![
+                ("role", role.to_owned()),
+                ("kind", kind.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// Sets what is read at a scrape: the audit head, key ages and counts, locked operators.
+    pub fn set_state(&self, state: &State) {
+        self.audit_head.set(state.audit_head);
+        self.key_age.clear();
+        for (kind, id, age) in &state.key_ages {
+            self.key_age
+                .get_or_create(&vec![("kind", (*kind).to_owned()), ("id", id.clone())])
+                .set(*age);
+        }
+        self.data_key_encryptions.clear();
+        for (id, n) in &state.data_key_encryptions {
+            self.data_key_encryptions
+                .get_or_create(&vec![("id", id.clone())])
+                .set(*n);
+        }
+        self.operators_locked.set(state.operators_locked);
+    }
+
+    /// The text a scrape gets.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// What a scrape reads from the database.
+#[derive(Debug, Default)]
+pub struct State {
+    /// The audit chain head's sequence number.
+    pub audit_head: i64,
+    /// (kind, public id, age in seconds) of each HPKE and data key.
+    pub key_ages: Vec<(&'static str, String, i64)>,
+    /// (data key id, encryptions).
+    pub data_key_encryptions: Vec<(String, i64)>,
+    /// Operators locked now.
+    pub operators_locked: i64,
+}
+
+/// The content type of [`Metrics::encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Shared metrics.
+pub type Shared = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn counters_and_state_are_encoded_with_their_labels() {
+        let m = Metrics::default();
+        m.request("/v1/tokens/{token}", "DELETE", 204, 0.002);
+        m.tokenized("checkout", "pan", "random", "ok");
+        m.tokenized("checkout", "pan", "random", "ok");
+        m.revealed("payments", "pan", "plain");
+        m.refusal("unauthorized");
+        m.set_state(&State {
+            audit_head: 42,
+            key_ages: vec![("hpke", "k1".into(), 10)],
+            data_key_encryptions: vec![("data-key:1".into(), 7)],
+            operators_locked: 1,
+        });
+        let text = m.encode().unwrap();
+        for line in [
+            "fieldseal_http_requests_total{route=\"/v1/tokens/{token}\",method=\"DELETE\",status=\"204\"} 1",
+            "fieldseal_tokenize_items_total{role=\"checkout\",kind=\"pan\",format=\"random\",outcome=\"ok\"} 2",
+            "fieldseal_reveal_items_total{role=\"payments\",kind=\"pan\",outcome=\"plain\"} 1",
+            "fieldseal_refusals_total{code=\"unauthorized\"} 1",
+            "fieldseal_audit_head_seq 42",
+            "fieldseal_key_age_seconds{kind=\"hpke\",id=\"k1\"} 10",
+            "fieldseal_data_key_encryptions{id=\"data-key:1\"} 7",
+            "fieldseal_operators_locked 1",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(text.contains("fieldseal_http_request_duration_seconds_bucket{le=\"0.002\",route=\"/v1/tokens/{token}\"} 1")
+            || text.contains("fieldseal_http_request_duration_seconds_bucket{route=\"/v1/tokens/{token}\",le=\"0.002\"} 1"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
