@@ -217,6 +217,9 @@ pub struct AuditDraft {
     /// The envelope whose value this entry stored (tokenize entries that stored it): the
     /// authenticated record that the envelope was consumed, checked against replays.
     pub envelope: Option<EnvelopeRef>,
+    /// Where the request came from (the client address, and the proxy it came through), written
+    /// at the end of the entry's detail as `from ADDR`.
+    pub from: Option<String>,
 }
 
 impl AuditDraft {
@@ -232,6 +235,22 @@ impl AuditDraft {
             outcome,
             detail: String::new(),
             envelope: None,
+            from: None,
+        }
+    }
+
+    /// Sets where the request came from.
+    pub fn from(mut self, client: impl std::fmt::Display) -> Self {
+        self.from = Some(client.to_string());
+        self
+    }
+
+    /// The detail as stored: with `from ADDR` at its end when the draft says where from.
+    pub fn stored_detail(&self) -> String {
+        match &self.from {
+            None => self.detail.clone(),
+            Some(from) if self.detail.is_empty() => format!("from {from}"),
+            Some(from) => format!("{}; from {from}", self.detail),
         }
     }
 
@@ -622,7 +641,7 @@ impl Appender<'_> {
             kind: d.kind.clone(),
             purpose: d.purpose.clone(),
             outcome: d.outcome.as_str().into(),
-            detail: d.detail.clone(),
+            detail: d.stored_detail(),
             envelope: d.envelope.map(|e| e.key()),
             prev_hash: hex(&self.hash),
             hash: String::new(),

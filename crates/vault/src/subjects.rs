@@ -180,7 +180,8 @@ impl<S: Store> Vault<S> {
                     .map_err(|_| StoreError::Database("no randomness for a subject key".into()))?;
                 let t = now();
                 let record = wrap_subject_key(self.secrets(), subject, &key, t)?;
-                let audit = AuditDraft::new(t, caller.actor(), Action::SubjectKey, Outcome::Ok)
+                let audit = caller
+                    .draft(t, Action::SubjectKey, Outcome::Ok)
                     .detail(subject);
                 (*version, self.store().put_subject_key(record, audit).await?)
             }
@@ -252,7 +253,7 @@ impl<S: Store> Vault<S> {
         id: &str,
     ) -> Result<SubjectOutcome<u64>, VaultError> {
         let t = now();
-        let base = AuditDraft::new(t, caller.actor(), Action::SubjectErase, Outcome::NotFound);
+        let base = caller.draft(t, Action::SubjectErase, Outcome::NotFound);
         let Some(hashes) = self.subject_of(id, &base).await? else {
             return Ok(SubjectOutcome::BadId);
         };
@@ -265,11 +266,16 @@ impl<S: Store> Vault<S> {
             if !known {
                 continue;
             }
+            // The erasure's detail is exactly the subject's hash (the log is read with subject
+            // keys by it, to catch one put back): where the request came from goes in the
+            // deletion's entry.
             let audit = AuditDraft {
                 outcome: Outcome::Ok,
+                from: None,
                 ..base.clone().detail(subject)
             };
-            let deleted = AuditDraft::new(t, caller.actor(), Action::Delete, Outcome::Ok)
+            let deleted = caller
+                .draft(t, Action::Delete, Outcome::Ok)
                 .detail(format!("{subject} erased"));
             let n = self.store().erase_subject(subject, audit, deleted).await?;
             self.count_subject_lookup(*version);
@@ -293,7 +299,7 @@ impl<S: Store> Vault<S> {
         id: &str,
     ) -> Result<SubjectOutcome<Vec<Exported>>, VaultError> {
         let t = now();
-        let base = AuditDraft::new(t, caller.actor(), Action::SubjectExport, Outcome::NotFound);
+        let base = caller.draft(t, Action::SubjectExport, Outcome::NotFound);
         let Some(hashes) = self.subject_of(id, &base).await? else {
             return Ok(SubjectOutcome::BadId);
         };
@@ -354,7 +360,8 @@ impl<S: Store> Vault<S> {
                 Reveal::Denied => (Outcome::Denied, "withheld", None),
             };
             audit.push(
-                AuditDraft::new(t, caller.actor(), Action::Reveal, outcome)
+                caller
+                    .draft(t, Action::Reveal, outcome)
                     .token(&record.token)
                     .kind(kind.as_str())
                     .purpose("subject export"),

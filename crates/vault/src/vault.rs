@@ -82,6 +82,11 @@ impl Caller {
         }
     }
 
+    /// An audit entry of this caller's request: who, and where the request came from.
+    pub fn draft(&self, at: i64, action: Action, outcome: Outcome) -> AuditDraft {
+        AuditDraft::new(at, self.actor(), action, outcome).from(&self.client)
+    }
+
     /// Whether the caller is an operator whose last second factor is older than `window` seconds
     /// at `t` (a plain reveal then needs a step-up).
     pub fn needs_step_up(&self, t: i64, window: u64) -> bool {
@@ -823,7 +828,8 @@ impl<S: Store> Vault<S> {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         self.store
             .append_audit(
-                AuditDraft::new(now(), caller.actor(), Action::AuditRead, Outcome::Ok)
+                caller
+                    .draft(now(), Action::AuditRead, Outcome::Ok)
                     .detail(format!("after {after} limit {limit}")),
             )
             .await?;
@@ -838,12 +844,7 @@ impl<S: Store> Vault<S> {
         expect: Option<ExpectedHead>,
     ) -> Result<Verification, StoreError> {
         self.store
-            .append_audit(AuditDraft::new(
-                now(),
-                caller.actor(),
-                Action::AuditVerify,
-                Outcome::Ok,
-            ))
+            .append_audit(caller.draft(now(), Action::AuditVerify, Outcome::Ok))
             .await?;
         verify_chain(&self.store, &self.secrets.audit_key, expect).await
     }
@@ -939,7 +940,8 @@ impl<S: Store> Vault<S> {
         detail: String,
         refusal: Refusal,
     ) -> Result<Checked, VaultError> {
-        let mut audit = AuditDraft::new(now(), caller.actor(), Action::Tokenize, Outcome::Refused)
+        let mut audit = caller
+            .draft(now(), Action::Tokenize, Outcome::Refused)
             .detail(format!("{}; {detail}", refusal.code()));
         if let Some(k) = kind {
             audit = audit.kind(k.as_str());
@@ -1121,6 +1123,7 @@ impl<S: Store> Vault<S> {
         };
         let pending = Pending {
             caller_actor: caller.actor(),
+            caller_client: caller.client.to_string(),
             kind,
             format,
             normalized,
@@ -1201,10 +1204,12 @@ impl<S: Store> Vault<S> {
                 .token(&token)
                 .kind(kind)
                 .envelope(p.envelope)
-                .detail(format!("{}; format {:?}", p.env_detail, p.format)),
+                .detail(format!("{}; format {:?}", p.env_detail, p.format))
+                .from(&p.caller_client),
             replayed_audit: AuditDraft::new(p.now, actor(), Action::Tokenize, Outcome::Refused)
                 .kind(kind)
-                .detail(format!("replayed; {}", p.env_detail)),
+                .detail(format!("replayed; {}", p.env_detail))
+                .from(&p.caller_client),
         };
         let result = Tokenized {
             token,
@@ -1546,11 +1551,8 @@ impl<S: Store> Vault<S> {
         let needs_step_up = caller.needs_step_up(now, self.settings.step_up_secs);
         let mut step_up_denied = Vec::new();
         for token in tokens {
-            let base = audit_token(
-                AuditDraft::new(now, caller.actor(), Action::Reveal, Outcome::NotFound),
-                token,
-            )
-            .purpose(purpose);
+            let base = audit_token(caller.draft(now, Action::Reveal, Outcome::NotFound), token)
+                .purpose(purpose);
             let Some((_, kind, value)) = self.open_token(token, now).await? else {
                 audit.push(base);
                 results.push(Err(Refusal::NotFound.into()));
@@ -1617,10 +1619,7 @@ impl<S: Store> Vault<S> {
     /// Deletes a token if the caller's role may delete its kind.
     pub async fn delete(&self, caller: &Caller, token: &str) -> Result<DeleteOutcome, VaultError> {
         let now = now();
-        let base = audit_token(
-            AuditDraft::new(now, caller.actor(), Action::Delete, Outcome::NotFound),
-            token,
-        );
+        let base = audit_token(caller.draft(now, Action::Delete, Outcome::NotFound), token);
         let Some((record, kind, _)) = self.open_token(token, now).await? else {
             self.store.append_audit(base).await?;
             return Ok(DeleteOutcome::NotFound);
@@ -1687,6 +1686,8 @@ pub(crate) type PendingItem = (usize, Pending, Built);
 /// A checked item with its token drawn and value encrypted.
 pub(crate) struct Pending {
     caller_actor: Actor,
+    /// Where the request came from, for the audit entries.
+    caller_client: String,
     pub(crate) kind: FieldKind,
     format: TokenFormat,
     normalized: values::Normalized,

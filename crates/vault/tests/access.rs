@@ -147,7 +147,7 @@ async fn ten_thousand_bad_keys_grow_the_log_by_a_bounded_amount() {
 #[tokio::test]
 async fn the_client_address_is_audited_and_forwarded_only_by_a_trusted_proxy() {
     let dir = TempDir::new("forwarded");
-    let _keys = init(&dir.0).await;
+    let keys = init(&dir.0).await;
     let mut settings = common::settings(&dir.0);
     settings.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     let s = Arc::new(Server::start_with(settings).await);
@@ -179,6 +179,43 @@ async fn the_client_address_is_audited_and_forwarded_only_by_a_trusted_proxy() {
         "{details:?}"
     );
     assert!(!details.iter().any(|d| d.contains("203.0.113.6")));
+
+    // Every entry of a request says where it came from: a tokenization and a reveal too.
+    let proxied = client_from("127.0.0.1");
+    let envelope = s.seal(FieldKind::Pan, "4111111111111111").await;
+    let r: serde_json::Value = proxied
+        .post(s.url("/v1/tokenize"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .bearer_auth(&keys.checkout)
+        .json(&json!({ "items": [{ "envelope": envelope }] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = r["results"][0]["token"].as_str().unwrap().to_owned();
+    let r = proxied
+        .post(s.url("/v1/detokenize"))
+        .header("x-forwarded-for", "203.0.113.7")
+        .bearer_auth(&keys.payments)
+        .json(&json!({ "tokens": [token], "purpose": "client address" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let log = common::audit_all(s.vault.store()).await;
+    for action in ["tokenize", "reveal"] {
+        let e = log
+            .iter()
+            .find(|e| e.action == action && e.token.as_deref() == Some(token.as_str()))
+            .unwrap();
+        assert!(
+            e.detail.ends_with("from 203.0.113.7 via 127.0.0.1"),
+            "{action}: {}",
+            e.detail
+        );
+    }
 }
 
 mod slow {
