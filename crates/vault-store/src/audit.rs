@@ -147,6 +147,8 @@ vocabulary! {
         OperatorSignOut => "operator.sign_out",
         /// A second factor entered in a session (step-up), or refused.
         OperatorStepUp => "operator.step_up",
+        /// An incident report drawn from the audit log (`incident report`).
+        IncidentReport => "incident.report",
         /// A snapshot of the database taken (`backup`).
         Backup => "vault.backup",
         /// The database replaced by a snapshot (`restore`).

@@ -2,6 +2,7 @@
 //! audit log. The CLI only parses arguments and prints what these return; every store access and
 //! every check goes through here, over any backend.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use fieldseal_vault_store::audit::{
 };
 use fieldseal_vault_store::verify::{Verification, verify_chain};
 use fieldseal_vault_store::{ApiKeyRecord, OperatorRecord, Store, StoreError};
+use serde::Serialize;
 
 use fieldseal_core::ecdh::PublicKey;
 use fieldseal_core::keyset::KeyId;
@@ -323,6 +325,51 @@ pub struct KeyInventory {
     pub lives: String,
 }
 
+/// What `incident report` finds in the audit log for a time range.
+#[derive(Debug, Default, Serialize)]
+pub struct IncidentReport {
+    /// Start, Unix seconds.
+    pub from: i64,
+    /// End, Unix seconds (included).
+    pub to: i64,
+    /// Every reveal (and subject export value) in the range, in order.
+    pub reveals: Vec<RevealRecord>,
+    /// Every actor with an entry in the range (API keys by id, operators by name, the CLI).
+    pub actors: BTreeMap<String, ActorActivity>,
+}
+
+/// One reveal in an incident report: never the value.
+#[derive(Debug, Serialize)]
+pub struct RevealRecord {
+    /// The audit entry.
+    pub seq: i64,
+    /// When.
+    pub at: i64,
+    /// Who (`apikey:ID`, `operator:NAME`).
+    pub actor: String,
+    /// Which token.
+    pub token: Option<String>,
+    /// Its kind.
+    pub kind: Option<String>,
+    /// `plain`, `masked`, `denied`, `not_found`.
+    pub outcome: String,
+    /// The purpose stated.
+    pub purpose: Option<String>,
+    /// Where the request came from, as the entry says.
+    pub from: Option<String>,
+}
+
+/// An actor's activity in an incident report.
+#[derive(Debug, Serialize)]
+pub struct ActorActivity {
+    /// Its first entry in the range.
+    pub first: i64,
+    /// Its last entry in the range.
+    pub last: i64,
+    /// Its entries by action.
+    pub actions: BTreeMap<String, u64>,
+}
+
 /// An operator and its status.
 #[derive(Debug)]
 pub struct OperatorStatus {
@@ -506,6 +553,21 @@ impl<S: Store> Admin<S> {
                     totp_wrapped,
                     ..r
                 }
+            },
+        )
+        .await
+    }
+
+    /// Locks an operator now (an incident): no sign-in, its sessions refused, until `operator
+    /// reset` gives it new credentials. Audited as `operator.lock` by the CLI's operator.
+    pub async fn lock_operator(&self, name: &str) -> Result<(), AdminError> {
+        self.change_operator(
+            name,
+            Action::OperatorLock,
+            format!("operator {name}"),
+            |r| OperatorRecord {
+                locked_until: Some(crate::operators::LOCKED_BY_ADMIN_UNTIL),
+                ..r
             },
         )
         .await
@@ -711,6 +773,79 @@ impl<S: Store> Admin<S> {
             return Err(AdminError::NoSuchApiKey(id.into()));
         }
         Ok(())
+    }
+
+    /// Revokes every live API key of `role` (an incident: a role's keys leaked); returns their
+    /// ids. Each revocation is audited as `apikey.revoke`.
+    pub async fn revoke_role(&self, role: &str) -> Result<Vec<String>, AdminError> {
+        self.check_role(role).await?;
+        let mut revoked = Vec::new();
+        for k in self.api_keys().await? {
+            if k.record.role == role && k.record.revoked_at.is_none() && k.status != "TAMPERED" {
+                self.revoke_api_key(&k.record.id).await?;
+                revoked.push(k.record.id);
+            }
+        }
+        Ok(revoked)
+    }
+
+    /// What the audit log says of `from..=to` (Unix seconds), for a breach notification: every
+    /// reveal and export (who, which token and kind, plain or masked or refused, the purpose,
+    /// from where), and every actor active (its first and last entry, its entries by action).
+    /// Drawing it is audited (`incident.report`), before it is returned.
+    pub async fn incident_report(&self, from: i64, to: i64) -> Result<IncidentReport, AdminError> {
+        let mut report = IncidentReport {
+            from,
+            to,
+            ..IncidentReport::default()
+        };
+        let mut after = 0;
+        loop {
+            let page = self.store.audit_log(after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in page.iter().filter(|e| (from..=to).contains(&e.at)) {
+                let actor = report
+                    .actors
+                    .entry(e.actor.clone())
+                    .or_insert_with(|| ActorActivity {
+                        first: e.at,
+                        last: e.at,
+                        actions: BTreeMap::new(),
+                    });
+                actor.last = e.at;
+                *actor.actions.entry(e.action.clone()).or_insert(0) += 1;
+                if e.action == "reveal" {
+                    report.reveals.push(RevealRecord {
+                        seq: e.seq,
+                        at: e.at,
+                        actor: e.actor.clone(),
+                        token: e.token.clone(),
+                        kind: e.kind.clone(),
+                        outcome: e.outcome.clone(),
+                        purpose: e.purpose.clone(),
+                        from: e.detail.rsplit_once("from ").map(|(_, a)| a.to_owned()),
+                    });
+                }
+            }
+        }
+        let plain = report
+            .reveals
+            .iter()
+            .filter(|r| r.outcome == "plain")
+            .count();
+        self.store
+            .append_audit(
+                AuditDraft::new(now(), self.actor(), Action::IncidentReport, Outcome::Ok).detail(
+                    format!(
+                        "from {from} to {to}: {} reveals ({plain} plain), {} actors",
+                        report.reveals.len(),
+                        report.actors.len()
+                    ),
+                ),
+            )
+            .await?;
+        Ok(report)
     }
 
     /// Gives a live API key a new secret (shown once, in the result); the current secret keeps

@@ -346,6 +346,13 @@ fn sign_in_error(e: crate::operators::SignInError) -> ApiError {
             "sign_in_failed",
             "unknown or disabled operator, wrong password, or a wrong, stale or already used code",
         ),
+        SignInError::Locked(secs) if secs >= crate::operators::LOCKED_BY_ADMIN_SECS => {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "operator_locked",
+                "the operator is locked by an administrator (`operator lock`) until `operator reset`",
+            )
+        }
         SignInError::Locked(secs) => ApiError {
             retry_after: Some(secs.max(1)),
             ..ApiError::new(

@@ -69,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Incident response.
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCommand,
+    },
     /// Roles and their permissions.
     Policy {
         #[command(subcommand)]
@@ -191,10 +196,14 @@ enum ApikeyCommand {
     },
     /// List API keys (ids, roles, status; never secrets).
     List,
-    /// Revoke an API key.
+    /// Revoke an API key, or every live key of a role (`--role`, an incident).
     Revoke {
         /// Key id (the 12 hex characters after fsk_).
-        id: String,
+        #[arg(required_unless_present = "role", conflicts_with = "role")]
+        id: Option<String>,
+        /// Revoke every live key of this role.
+        #[arg(long)]
+        role: Option<String>,
     },
     /// Give an API key a new secret (printed once); the current one keeps working for the
     /// overlap.
@@ -230,11 +239,34 @@ enum OperatorCommand {
         /// Operator name.
         name: String,
     },
+    /// Lock an operator now (an incident): no sign-in, its sessions refused, until `operator
+    /// reset`.
+    Lock {
+        /// Operator name.
+        name: String,
+    },
     /// Give an operator a new password and TOTP secret (printed once); lifts a lock, ends its
     /// sessions.
     Reset {
         /// Operator name.
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentCommand {
+    /// Who revealed which tokens (plain, masked or refused, with the purpose and from where) and
+    /// which keys and operators were active between two times, from the audit log (audited).
+    Report {
+        /// Start, Unix seconds.
+        #[arg(long)]
+        from: i64,
+        /// End, Unix seconds (included).
+        #[arg(long)]
+        to: i64,
+        /// JSON instead of a readable summary.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -351,6 +383,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apikey { command } => apikey_cmd(settings, command).await,
         Command::Operator { command } => operator_cmd(settings, command).await,
         Command::Audit { command } => audit_cmd(settings, command).await,
+        Command::Incident { command } => incident_cmd(settings, command).await,
         Command::Policy { command } => policy_cmd(settings, command).await,
         Command::Backup { path } => {
             let head = fieldseal_vault::backup::backup(&settings, &path).await?;
@@ -455,6 +488,56 @@ async fn serve(settings: Settings) -> Result<ExitCode> {
         task.abort();
     }
     tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn incident_cmd(settings: Settings, command: IncidentCommand) -> Result<ExitCode> {
+    let admin = Admin::open(&settings).await?;
+    match command {
+        IncidentCommand::Report { from, to, json } => {
+            if from > to {
+                return Err("--from is after --to".into());
+            }
+            let report = admin.incident_report(from, to).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let plain = report.reveals.iter().filter(|r| r.outcome == "plain");
+            println!(
+                "incident report {from}..={to}: {} reveals, {} in the clear; {} actors",
+                report.reveals.len(),
+                plain.count(),
+                report.actors.len()
+            );
+            println!("\nactors (first, last, entries by action):");
+            for (actor, a) in &report.actors {
+                let actions: Vec<String> =
+                    a.actions.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                println!(
+                    "  {actor:<28} {:>12} {:>12}  {}",
+                    a.first,
+                    a.last,
+                    actions.join(", ")
+                );
+            }
+            println!("\nreveals (seq, time, who, outcome, kind, token, purpose, from):");
+            let dash = String::from("-");
+            for r in &report.reveals {
+                println!(
+                    "  {:>8} {:>12} {:<28} {:<9} {:<12} {:<28} {:<24} {}",
+                    r.seq,
+                    r.at,
+                    r.actor,
+                    r.outcome,
+                    r.kind.as_ref().unwrap_or(&dash),
+                    r.token.as_ref().unwrap_or(&dash),
+                    r.purpose.as_ref().unwrap_or(&dash),
+                    r.from.as_ref().unwrap_or(&dash)
+                );
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -629,10 +712,23 @@ async fn apikey_cmd(settings: Settings, command: ApikeyCommand) -> Result<ExitCo
                 );
             }
         }
-        ApikeyCommand::Revoke { id } => {
+        ApikeyCommand::Revoke { id: Some(id), .. } => {
             admin.revoke_api_key(&id).await?;
             println!("revoked {id}");
         }
+        ApikeyCommand::Revoke {
+            role: Some(role), ..
+        } => {
+            let ids = admin.revoke_role(&role).await?;
+            println!(
+                "revoked {} key{} of role {role}{}{}",
+                ids.len(),
+                if ids.len() == 1 { "" } else { "s" },
+                if ids.is_empty() { "" } else { ": " },
+                ids.join(" ")
+            );
+        }
+        ApikeyCommand::Revoke { .. } => return Err("name a key id or --role".into()),
         ApikeyCommand::Rotate { id, overlap_hours } => {
             let key = admin.rotate_api_key(&id, overlap_hours).await?;
             println!("{}", key.full);
@@ -677,6 +773,12 @@ async fn operator_cmd(settings: Settings, command: OperatorCommand) -> Result<Ex
         OperatorCommand::Disable { name } => {
             admin.disable_operator(&name).await?;
             println!("disabled {name}; its sessions have ended");
+        }
+        OperatorCommand::Lock { name } => {
+            admin.lock_operator(&name).await?;
+            println!(
+                "locked {name}: no sign-in, its sessions refused, until `operator reset {name}`"
+            );
         }
         OperatorCommand::Enable { name } => {
             admin.enable_operator(&name).await?;

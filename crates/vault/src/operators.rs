@@ -242,6 +242,13 @@ async fn check_password(password: Password, hash: String) -> Option<bool> {
     )
 }
 
+/// A lock longer than this (about 100 years) is an administrator's (`operator lock`), lifted only
+/// by `operator reset`.
+pub const LOCKED_BY_ADMIN_SECS: u64 = 100 * 365 * 86_400;
+
+/// Until when `operator lock` locks: far past [`LOCKED_BY_ADMIN_SECS`].
+pub(crate) const LOCKED_BY_ADMIN_UNTIL: i64 = i64::MAX / 4;
+
 pub(crate) fn secs(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX / 4)
 }

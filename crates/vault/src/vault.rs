@@ -84,7 +84,7 @@ impl Caller {
 
     /// An audit entry of this caller's request: who, and where the request came from.
     pub fn draft(&self, at: i64, action: Action, outcome: Outcome) -> AuditDraft {
-        AuditDraft::new(at, self.actor(), action, outcome).from(&self.client)
+        AuditDraft::new(at, self.actor(), action, outcome).from(self.client)
     }
 
     /// Whether the caller is an operator whose last second factor is older than `window` seconds

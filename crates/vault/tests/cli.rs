@@ -453,3 +453,150 @@ async fn serve_opens_the_metrics_listener_only_when_asked() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Incident commands through the binary: every live key of a role revoked at once, an operator
+/// locked until reset, and the report of who revealed what (plain or not, why, from where) and who
+/// was active in a time range, drawn from the audit log without a value, and itself audited.
+#[tokio::test]
+async fn incident_commands_revoke_a_role_lock_an_operator_and_report_the_reveals() {
+    let tmp = TempDir::new("cli-incident");
+    let dir = tmp.0.join("data");
+    ok(&vault(&dir, &["init"]));
+    let create = |role: &str| {
+        ok(&vault(&dir, &["apikey", "create", "--role", role]))
+            .trim()
+            .to_owned()
+    };
+    let (c1, c2, payments) = (create("checkout"), create("checkout"), create("payments"));
+    let from = fieldseal_vault::vault::now() - 1;
+    let log = tmp.0.join("serve.log");
+    let (mut child, base) = start(&dir, &log);
+    let http = reqwest::Client::new();
+    let ks = key_set(&http, &base).await;
+    let items =
+        json!({ "items": [{ "envelope": seal_to(&ks, FieldKind::Pan, VISA, ks.server_time()) }] });
+    let r = post(&http, &format!("{base}/v1/tokenize"), &c1, &items).await;
+    let token = r["results"][0]["token"].as_str().unwrap().to_owned();
+    let body = json!({ "tokens": [token], "purpose": PURPOSE });
+    let r = post(&http, &format!("{base}/v1/detokenize"), &payments, &body).await;
+    assert_eq!(r["results"][0]["reveal"], "plain");
+
+    // A role's keys leaked: all of them revoked, the other roles' keys keep working.
+    let out = ok(&vault(&dir, &["apikey", "revoke", "--role", "checkout"]));
+    assert!(
+        out.starts_with("revoked 2 keys of role checkout: "),
+        "{out}"
+    );
+    let status = |key: String| {
+        let (http, base) = (&http, &base);
+        async move {
+            http.get(format!("{base}/v1/me"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(c1.clone()).await, 401);
+    assert_eq!(status(c2.clone()).await, 401);
+    assert_eq!(status(payments.clone()).await, 200);
+    assert!(
+        !vault(&dir, &["apikey", "revoke"]).status.success(),
+        "an id or --role"
+    );
+
+    // An operator suspected: locked at once, until a reset.
+    let enrolled = ok(&vault(
+        &dir,
+        &["operator", "add", "ivy", "--role", "payments"],
+    ));
+    let field = |out: &str, p: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(p))
+            .unwrap()
+            .to_owned()
+    };
+    let (password, uri) = (field(&enrolled, "password: "), field(&enrolled, "totp: "));
+    ok(&vault(&dir, &["operator", "lock", "ivy"]));
+    let code = |uri: &str| {
+        let t = u64::try_from(fieldseal_vault::vault::now()).unwrap();
+        fieldseal_vault::operators::code_from_uri(uri, t).unwrap()
+    };
+    let sign_in = |password: String, totp: String| {
+        let (http, base) = (&http, &base);
+        async move {
+            let r = http
+                .post(format!("{base}/v1/operators/sign-in"))
+                .json(&json!({ "name": "ivy", "password": password, "totp": totp }))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status_, body) = sign_in(password, code(&uri)).await;
+    assert_eq!(status_, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("locked by an administrator")
+    );
+    assert!(ok(&vault(&dir, &["operator", "list"])).contains("locked"));
+    let reset = ok(&vault(&dir, &["operator", "reset", "ivy"]));
+    let (password, uri) = (field(&reset, "password: "), field(&reset, "totp: "));
+    let (status_, body) = sign_in(password, code(&uri)).await;
+    assert_eq!(status_, 200, "{body}");
+
+    // The report: the reveal (plain, its purpose, from where), the actors, no value.
+    let to = fieldseal_vault::vault::now() + 1;
+    let range = [from.to_string(), to.to_string()];
+    let json_out = ok(&vault(
+        &dir,
+        &[
+            "incident", "report", "--from", &range[0], "--to", &range[1], "--json",
+        ],
+    ));
+    let report: Value = serde_json::from_str(&json_out).unwrap();
+    let reveals = report["reveals"].as_array().unwrap();
+    assert_eq!(reveals.len(), 1, "{report}");
+    assert_eq!(reveals[0]["actor"], format!("apikey:{}", &payments[4..16]));
+    assert_eq!(reveals[0]["token"], json!(token));
+    assert_eq!(reveals[0]["outcome"], "plain");
+    assert_eq!(reveals[0]["purpose"], PURPOSE);
+    assert_eq!(reveals[0]["from"], "127.0.0.1");
+    let actors = &report["actors"];
+    assert_eq!(
+        actors[format!("apikey:{}", &c1[4..16])]["actions"]["tokenize"],
+        1
+    );
+    assert!(
+        actors["operator:ivy"]["actions"]["operator.sign_in"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
+    assert!(!json_out.contains(VISA));
+    let summary = ok(&vault(
+        &dir,
+        &["incident", "report", "--from", &range[0], "--to", &range[1]],
+    ));
+    assert!(summary.contains("1 reveals, 1 in the clear"), "{summary}");
+    // Before the traffic: nothing.
+    let before = (from - 100).to_string();
+    let empty = ok(&vault(
+        &dir,
+        &[
+            "incident", "report", "--from", &before, "--to", &before, "--json",
+        ],
+    ));
+    assert_eq!(
+        serde_json::from_str::<Value>(&empty).unwrap()["reveals"],
+        json!([])
+    );
+    assert!(ok(&vault(&dir, &["audit", "export"])).contains("\"incident.report\""));
+    let _ = child.kill();
+    let _ = child.wait();
+}
