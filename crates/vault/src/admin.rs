@@ -1129,8 +1129,13 @@ impl<S: Store> Admin<S> {
         head.ok_or_else(|| AdminError::Store(StoreError::Database("no anchored head".into())))
     }
 
-    /// Writes entries after `after` as JSON lines; returns how many.
-    pub async fn export_audit(&self, after: i64, out: &mut dyn Write) -> Result<u64, AdminError> {
+    /// Writes entries after `after` as JSON lines; returns how many, and the last one's sequence
+    /// number (`after` if none).
+    pub async fn export_audit(
+        &self,
+        after: i64,
+        out: &mut dyn Write,
+    ) -> Result<(u64, i64), AdminError> {
         let mut after = after;
         let mut count = 0u64;
         loop {
@@ -1144,6 +1149,6 @@ impl<S: Store> Admin<S> {
             }
         }
         out.flush()?;
-        Ok(count)
+        Ok((count, after))
     }
 }

@@ -287,9 +287,13 @@ enum AuditCommand {
         /// Output file; standard output by default.
         #[arg(long)]
         output: Option<PathBuf>,
-        /// Only entries after this sequence number.
-        #[arg(long, default_value_t = 0)]
+        /// Only entries after this sequence number (each entry carries its `seq`: a pipeline
+        /// resumes after the last one it has).
+        #[arg(long, visible_alias = "since", default_value_t = 0)]
         after: i64,
+        /// Keep going: write entries as they are appended (checked every second) until stopped.
+        #[arg(long)]
+        follow: bool,
     },
 }
 
@@ -822,12 +826,24 @@ async fn audit_cmd(settings: Settings, command: AuditCommand) -> Result<ExitCode
             println!("{}", admin.audit_head().await?);
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Export { output, after } => {
+        AuditCommand::Export {
+            output,
+            after,
+            follow,
+        } => {
             let mut out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let count = admin.export_audit(after, &mut out).await?;
+            let (count, mut last) = admin.export_audit(after, &mut out).await?;
+            // Following: every entry once, in order, as it is appended (a line per entry,
+            // flushed), until the process is stopped.
+            if follow {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    last = admin.export_audit(last, &mut out).await?.1;
+                }
+            }
             if output.is_some() {
                 eprintln!("exported {count} audit entries");
             }

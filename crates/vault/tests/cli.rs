@@ -600,3 +600,55 @@ async fn incident_commands_revoke_a_role_lock_an_operator_and_report_the_reveals
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `audit export --since SEQ --follow` writes the entries after SEQ, then each new one as it is
+/// appended, in order, each once (a JSON line with its `seq`).
+#[test]
+fn audit_export_follows_the_log_from_a_sequence_number() {
+    use std::io::{BufRead, BufReader};
+    let tmp = TempDir::new("cli-follow");
+    let dir = tmp.0.join("data");
+    ok(&vault(&dir, &["init"]));
+    let head = ok(&vault(&dir, &["audit", "head"]));
+    let since: i64 = head.trim().split(':').next().unwrap().parse().unwrap();
+    let mut child = common::bin::command(&dir)
+        .args([
+            "audit",
+            "export",
+            "--since",
+            &(since - 2).to_string(),
+            "--follow",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if tx.send(v["seq"].as_i64().unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    // Entries appended while it follows: three API keys made.
+    for _ in 0..3 {
+        ok(&vault(&dir, &["apikey", "create", "--role", "support"]));
+    }
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while seen.len() < 5 && std::time::Instant::now() < deadline {
+        if let Ok(seq) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            seen.push(seq);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let expected: Vec<i64> = (since - 1..since + 4).collect();
+    assert_eq!(
+        seen, expected,
+        "the two before, then the three new ones, each once"
+    );
+}
