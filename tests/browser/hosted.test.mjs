@@ -60,12 +60,13 @@ function leaks(text) {
 }
 
 /**
- * The secrets in the vault's log, as whole numbers only: the log is full of numbers (timings such
- * as `elapsed_ms=0.089739`, ids), in which three digits like the CVC's occur by chance.
+ * The secrets in the vault's log, as whole words only: the log is full of numbers and hex (timings
+ * such as `elapsed_ms=0.089739`, request ids such as `3e739bd0c41a7f26`), in which three digits
+ * like the CVC's occur by chance.
  */
 function logLeaks(text) {
   const outside = String(text).replace(/fse1\.[A-Za-z0-9_-]+/g, ' ');
-  return SEARCHED.filter((v) => new RegExp(`(?<![\\d.])${v}(?![\\d])`).test(outside));
+  return SEARCHED.filter((v) => new RegExp(`(?<![\\w.])${v}(?!\\w)`).test(outside));
 }
 
 /** Opens a merchant page, recording each request the page (and any frame) makes. */

@@ -332,6 +332,13 @@ pub struct IncidentReport {
     pub from: i64,
     /// End, Unix seconds (included).
     pub to: i64,
+    /// Whether the whole audit log verified before the report was drawn (if not, entries may
+    /// have been edited or deleted: the report cannot be trusted).
+    pub log_intact: bool,
+    /// Entries verified.
+    pub log_verified: i64,
+    /// The first entry that did not verify.
+    pub log_broken_at: Option<i64>,
     /// Every reveal (and subject export value) in the range, in order.
     pub reveals: Vec<RevealRecord>,
     /// Every actor with an entry in the range (API keys by id, operators by name, the CLI).
@@ -775,18 +782,24 @@ impl<S: Store> Admin<S> {
         Ok(())
     }
 
-    /// Revokes every live API key of `role` (an incident: a role's keys leaked); returns their
-    /// ids. Each revocation is audited as `apikey.revoke`.
-    pub async fn revoke_role(&self, role: &str) -> Result<Vec<String>, AdminError> {
-        self.check_role(role).await?;
-        let mut revoked = Vec::new();
+    /// Revokes every live API key of `role` (an incident: a role's keys leaked); returns the
+    /// ids revoked, and those of rows of the role that fail their integrity check (they do not
+    /// authenticate; listed for the operator to look into). Each revocation is audited as
+    /// `apikey.revoke`. A role no longer in the policy is accepted: its keys may still exist.
+    pub async fn revoke_role(&self, role: &str) -> Result<(Vec<String>, Vec<String>), AdminError> {
+        let (mut revoked, mut tampered) = (Vec::new(), Vec::new());
         for k in self.api_keys().await? {
-            if k.record.role == role && k.record.revoked_at.is_none() && k.status != "TAMPERED" {
-                self.revoke_api_key(&k.record.id).await?;
-                revoked.push(k.record.id);
+            if k.record.role != role || k.record.revoked_at.is_some() {
+                continue;
             }
+            if k.status == "TAMPERED" {
+                tampered.push(k.record.id);
+                continue;
+            }
+            self.revoke_api_key(&k.record.id).await?;
+            revoked.push(k.record.id);
         }
-        Ok(revoked)
+        Ok((revoked, tampered))
     }
 
     /// What the audit log says of `from..=to` (Unix seconds), for a breach notification: every
@@ -794,9 +807,14 @@ impl<S: Store> Admin<S> {
     /// from where), and every actor active (its first and last entry, its entries by action).
     /// Drawing it is audited (`incident.report`), before it is returned.
     pub async fn incident_report(&self, from: i64, to: i64) -> Result<IncidentReport, AdminError> {
+        // The log is checked first: a report drawn from a log someone edited would be clean.
+        let verification = self.verify_audit(None).await?;
         let mut report = IncidentReport {
             from,
             to,
+            log_intact: verification.intact(),
+            log_verified: verification.verified,
+            log_broken_at: verification.broken.as_ref().map(|b| b.seq),
             ..IncidentReport::default()
         };
         let mut after = 0;
@@ -813,7 +831,9 @@ impl<S: Store> Admin<S> {
                         last: e.at,
                         actions: BTreeMap::new(),
                     });
-                actor.last = e.at;
+                // Nodes' clocks differ a little: entries need not be in time order.
+                actor.first = actor.first.min(e.at);
+                actor.last = actor.last.max(e.at);
                 *actor.actions.entry(e.action.clone()).or_insert(0) += 1;
                 if e.action == "reveal" {
                     report.reveals.push(RevealRecord {
@@ -824,7 +844,12 @@ impl<S: Store> Admin<S> {
                         kind: e.kind.clone(),
                         outcome: e.outcome.clone(),
                         purpose: e.purpose.clone(),
-                        from: e.detail.rsplit_once("from ").map(|(_, a)| a.to_owned()),
+                        from: e
+                            .detail
+                            .rsplit_once("; from ")
+                            .map(|(_, a)| a)
+                            .or_else(|| e.detail.strip_prefix("from "))
+                            .map(str::to_owned),
                     });
                 }
             }

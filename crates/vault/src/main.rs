@@ -287,8 +287,8 @@ enum AuditCommand {
         /// Output file; standard output by default.
         #[arg(long)]
         output: Option<PathBuf>,
-        /// Only entries after this sequence number (each entry carries its `seq`: a pipeline
-        /// resumes after the last one it has).
+        /// Only entries after this sequence number, not a time (each entry carries its `seq`: a
+        /// pipeline resumes after the last one it has).
         #[arg(long, visible_alias = "since", default_value_t = 0)]
         after: i64,
         /// Keep going: write entries as they are appended (checked every second) until stopped.
@@ -503,16 +503,31 @@ async fn incident_cmd(settings: Settings, command: IncidentCommand) -> Result<Ex
                 return Err("--from is after --to".into());
             }
             let report = admin.incident_report(from, to).await?;
+            let broken = match report.log_broken_at {
+                Some(seq) => format!(
+                    "THE AUDIT LOG IS BROKEN at entry {seq}: entries may have been edited or \
+                     deleted, this report cannot be trusted (`audit verify`)"
+                ),
+                None => String::new(),
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            if !report.log_intact {
+                eprintln!("{broken}");
+                return Ok(ExitCode::FAILURE);
+            }
+            if json {
                 return Ok(ExitCode::SUCCESS);
             }
             let plain = report.reveals.iter().filter(|r| r.outcome == "plain");
             println!(
-                "incident report {from}..={to}: {} reveals, {} in the clear; {} actors",
+                "incident report {from}..={to}: {} reveals, {} in the clear; {} actors; audit \
+                 log verified ({} entries)",
                 report.reveals.len(),
                 plain.count(),
-                report.actors.len()
+                report.actors.len(),
+                report.log_verified
             );
             println!("\nactors (first, last, entries by action):");
             for (actor, a) in &report.actors {
@@ -723,7 +738,7 @@ async fn apikey_cmd(settings: Settings, command: ApikeyCommand) -> Result<ExitCo
         ApikeyCommand::Revoke {
             role: Some(role), ..
         } => {
-            let ids = admin.revoke_role(&role).await?;
+            let (ids, tampered) = admin.revoke_role(&role).await?;
             println!(
                 "revoked {} key{} of role {role}{}{}",
                 ids.len(),
@@ -731,6 +746,13 @@ async fn apikey_cmd(settings: Settings, command: ApikeyCommand) -> Result<ExitCo
                 if ids.is_empty() { "" } else { ": " },
                 ids.join(" ")
             );
+            if !tampered.is_empty() {
+                eprintln!(
+                    "not revoked, their rows fail the integrity check (they do not \
+                     authenticate; see `apikey list`): {}",
+                    tampered.join(" ")
+                );
+            }
         }
         ApikeyCommand::Revoke { .. } => return Err("name a key id or --role".into()),
         ApikeyCommand::Rotate { id, overlap_hours } => {
@@ -841,7 +863,14 @@ async fn audit_cmd(settings: Settings, command: AuditCommand) -> Result<ExitCode
             if follow {
                 loop {
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    last = admin.export_audit(last, &mut out).await?.1;
+                    // A database that stalls or goes away for a while stops nothing: retried.
+                    match admin.export_audit(last, &mut out).await {
+                        Ok((_, seq)) => last = seq,
+                        Err(e) => {
+                            eprintln!("audit export: {e}; retrying in 5 s after entry {last}");
+                            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                        }
+                    }
                 }
             }
             if output.is_some() {

@@ -59,7 +59,7 @@ impl Default for Metrics {
         registry.register(
             "tokenize_items",
             "Tokenize items, by role, kind, format and outcome (ok, or the refusal code; kind `-` \
-             when the envelope did not open)",
+             for a refused item)",
             tokenized.clone(),
         );
         let revealed = Family::<Labels, Counter>::default();
@@ -98,7 +98,7 @@ impl Default for Metrics {
         let operators_locked = Gauge::default();
         registry.register(
             "operators_locked",
-            "Operators locked after failed sign-ins, now",
+            "Operators locked now (after failed sign-ins, or by `operator lock`)",
             operators_locked.clone(),
         );
         Self {
@@ -117,8 +117,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts an answered request and its latency.
+    /// Counts an answered request and its latency. A method outside the standard ones counts as
+    /// `OTHER` (any token is a method in HTTP: labels from the request would grow without bound).
     pub fn request(&self, route: &str, method: &str, status: u16, secs: f64) {
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
         self.requests
             .get_or_create(&vec![
                 ("route", route.to_owned()),
@@ -215,6 +220,8 @@ mod tests {
     fn counters_and_state_are_encoded_with_their_labels() {
         let m = Metrics::default();
         m.request("/v1/tokens/{token}", "DELETE", 204, 0.002);
+        m.request("(unmatched)", "FOO123", 404, 0.001);
+        m.request("(unmatched)", "BAR456", 404, 0.001);
         m.tokenized("checkout", "pan", "random", "ok");
         m.tokenized("checkout", "pan", "random", "ok");
         m.revealed("payments", "pan", "plain");
@@ -231,6 +238,7 @@ mod tests {
             "fieldseal_tokenize_items_total{role=\"checkout\",kind=\"pan\",format=\"random\",outcome=\"ok\"} 2",
             "fieldseal_reveal_items_total{role=\"payments\",kind=\"pan\",outcome=\"plain\"} 1",
             "fieldseal_refusals_total{code=\"unauthorized\"} 1",
+            "fieldseal_http_requests_total{route=\"(unmatched)\",method=\"OTHER\",status=\"404\"} 2",
             "fieldseal_audit_head_seq 42",
             "fieldseal_key_age_seconds{kind=\"hpke\",id=\"k1\"} 10",
             "fieldseal_data_key_encryptions{id=\"data-key:1\"} 7",
@@ -240,6 +248,7 @@ mod tests {
         }
         assert!(text.contains("fieldseal_http_request_duration_seconds_bucket{le=\"0.002\",route=\"/v1/tokens/{token}\"} 1")
             || text.contains("fieldseal_http_request_duration_seconds_bucket{route=\"/v1/tokens/{token}\",le=\"0.002\"} 1"), "{text}");
+        assert!(!text.contains("FOO123") && !text.contains("BAR456"));
         assert!(text.ends_with("# EOF\n"));
     }
 }

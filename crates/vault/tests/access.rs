@@ -831,6 +831,15 @@ async fn metrics_count_the_traffic_on_their_own_listener_and_name_no_secret() {
     assert_eq!(status, 401);
     let unauthorized = body["error"]["code"].as_str().unwrap().to_owned();
     assert_eq!(s.delete(&keys.payments, &token).await, 204);
+    // Made-up methods (any token is a method in HTTP) all count as one label value.
+    for m in ["FOO123", "BAR456"] {
+        let method = reqwest::Method::from_bytes(m.as_bytes()).unwrap();
+        s.client
+            .request(method, s.url("/v1/keys"))
+            .send()
+            .await
+            .unwrap();
+    }
     // The node's encryption count reaches the database with its key upkeep (every 5 s).
     s.vault.maintain_data_keys().await.unwrap();
     let after = scrape().await;
@@ -883,8 +892,10 @@ async fn metrics_count_the_traffic_on_their_own_listener_and_name_no_secret() {
     assert!(after.contains("fieldseal_key_age_seconds{kind=\"hpke\",id=\""));
     assert!(value(&after, "fieldseal_data_key_encryptions{id=\"data-key:1\"}") >= 2.0);
     assert_eq!(value(&after, "fieldseal_operators_locked"), 0.0);
-    // Never a value, a token or a key's secret.
+    assert!(after.contains("method=\"OTHER\""), "{after}");
+    // Never a value, a token, a key's secret, or a caller's made-up text.
     for secret in [
+        "FOO123",
         VISA,
         "5555555555554444",
         &token,

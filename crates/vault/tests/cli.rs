@@ -599,6 +599,22 @@ async fn incident_commands_revoke_a_role_lock_an_operator_and_report_the_reveals
     assert!(ok(&vault(&dir, &["audit", "export"])).contains("\"incident.report\""));
     let _ = child.kill();
     let _ = child.wait();
+    // Someone with database access edits the reveal's purpose: the report says the log is
+    // broken and fails rather than hand over a clean-looking report.
+    rusqlite::Connection::open(dir.join("vault.db"))
+        .unwrap()
+        .execute(
+            "UPDATE audit SET purpose = 'routine' WHERE action = 'reveal'",
+            [],
+        )
+        .unwrap();
+    let out = vault(
+        &dir,
+        &["incident", "report", "--from", &range[0], "--to", &range[1]],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("THE AUDIT LOG IS BROKEN at entry"), "{err}");
 }
 
 /// `audit export --since SEQ --follow` writes the entries after SEQ, then each new one as it is
