@@ -545,16 +545,6 @@ fn item<T: Serialize>(r: Result<T, ItemError>) -> ItemResult<T> {
     }
 }
 
-/// A token format's name in the API, for the metrics.
-fn format_label(f: Option<crate::values::TokenFormat>) -> &'static str {
-    use crate::values::TokenFormat;
-    match f.unwrap_or(TokenFormat::Random) {
-        TokenFormat::Random => "random",
-        TokenFormat::FormatPreserving => "format_preserving",
-        TokenFormat::Deterministic => "deterministic",
-    }
-}
-
 fn check_batch(len: usize, max: usize) -> Result<(), ApiError> {
     if len == 0 {
         return Err(ApiError::bad_request("the batch is empty"));
@@ -607,7 +597,15 @@ async fn tokenize<S: Store>(
     }
     check_batch(req.items.len(), vault.settings().max_batch)?;
     rate_limit(&vault, &caller, Operation::Tokenize, req.items.len()).await?;
-    let formats: Vec<&'static str> = req.items.iter().map(|i| format_label(i.format)).collect();
+    let formats: Vec<&'static str> = req
+        .items
+        .iter()
+        .map(|i| {
+            i.format
+                .unwrap_or(crate::values::TokenFormat::Random)
+                .as_str()
+        })
+        .collect();
     let results = if req.atomic {
         vault.tokenize_atomic(&caller, req.items).await?
     } else {

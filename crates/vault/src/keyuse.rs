@@ -49,37 +49,30 @@ impl KeyUses {
     pub async fn flush<S: Store>(&self, store: &S) -> Result<(), StoreError> {
         let taken = std::mem::take(&mut *self.lock());
         let uses: Vec<KeyUse> = taken
-            .into_iter()
+            .iter()
             .flat_map(|(kind, ids)| {
-                ids.into_iter()
-                    .map(move |(id, (uses, last_used_at))| KeyUse {
-                        kind: kind.to_owned(),
-                        id,
-                        uses,
-                        last_used_at,
-                    })
+                ids.iter().map(|(id, &(uses, last_used_at))| KeyUse {
+                    kind: (*kind).to_owned(),
+                    id: id.clone(),
+                    uses,
+                    last_used_at,
+                })
             })
             .collect();
         if uses.is_empty() {
             return Ok(());
         }
-        if let Err(e) = store.record_key_uses(uses.clone()).await {
-            for u in uses {
-                let kind = KINDS
-                    .iter()
-                    .find(|k| **k == u.kind)
-                    .copied()
-                    .unwrap_or("other");
-                self.add(kind, &u.id, u.uses, u.last_used_at);
+        if let Err(e) = store.record_key_uses(uses).await {
+            for (kind, ids) in taken {
+                for (id, (n, t)) in ids {
+                    self.add(kind, &id, n, t);
+                }
             }
             return Err(e);
         }
         Ok(())
     }
 }
-
-/// The kinds of keys whose uses are counted.
-pub const KINDS: [&str; 4] = ["hpke", "data", "fingerprint", "deterministic"];
 
 #[cfg(test)]
 mod tests {

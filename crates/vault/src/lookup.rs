@@ -56,6 +56,8 @@ pub struct LookupVersion {
     pub version: u32,
     fingerprint: SymmetricKey,
     deterministic: SymmetricKey,
+    /// Its secrets' names ([`secret_names`]), for counting uses without formatting them each time.
+    names: (String, String),
 }
 
 impl LookupVersion {
@@ -65,7 +67,18 @@ impl LookupVersion {
             version,
             fingerprint,
             deterministic,
+            names: secret_names(version),
         }
+    }
+
+    /// The name of its fingerprint key's secret.
+    pub fn fingerprint_name(&self) -> &str {
+        &self.names.0
+    }
+
+    /// The name of its deterministic-token key's secret.
+    pub fn deterministic_name(&self) -> &str {
+        &self.names.1
     }
 
     /// The keyed fingerprint of a value: equal values of a kind share it within a version;

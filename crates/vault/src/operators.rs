@@ -319,15 +319,13 @@ impl<S: Store> Vault<S> {
                 Outcome::Denied,
             )
             .detail(match lock {
-                false => {
-                    format!("wrong password or code (failure {attempts} of {limit}); from {client}")
-                }
+                false => format!("wrong password or code (failure {attempts} of {limit})"),
                 true => format!(
-                    "wrong password or code (failure {attempts} of {limit}: locked until {}); \
-                     from {client}",
+                    "wrong password or code (failure {attempts} of {limit}: locked until {})",
                     t.saturating_add(secs(s.operator_lockout_secs).max(1))
                 ),
-            }),
+            })
+            .from(client),
         ];
         let locked_until = lock.then(|| t.saturating_add(secs(s.operator_lockout_secs).max(1)));
         if let Some(until) = locked_until {
@@ -475,7 +473,8 @@ impl<S: Store> Vault<S> {
                         Action::OperatorSignIn,
                         Outcome::Denied,
                     )
-                    .detail(format!("{reason}; from {client}")),
+                    .detail(reason)
+                    .from(client),
                 )
                 .await?;
         }
@@ -508,11 +507,8 @@ impl<S: Store> Vault<S> {
             Action::OperatorSignIn,
             Outcome::Ok,
         )
-        .detail(format!(
-            "role {}; session {}; from {client}",
-            row.role,
-            &id[..12]
-        ));
+        .detail(format!("role {}; session {}", row.role, &id[..12]))
+        .from(client);
         self.store().insert_session(session, audit).await?;
         Ok(NewSession {
             token,
@@ -642,10 +638,9 @@ impl<S: Store> Vault<S> {
             // may touch it meanwhile (its last use): read it again, checked as authentication
             // checks it (a row is only ever sealed again once verified), without using the code
             // a second time.
-            let audit =
-                AuditDraft::new(t, caller.actor(), Action::OperatorStepUp, Outcome::Ok).detail(
-                    format!("session {}; from {}", &op.session_id[..12], caller.client),
-                );
+            let audit = caller
+                .draft(t, Action::OperatorStepUp, Outcome::Ok)
+                .detail(format!("session {}", &op.session_id[..12]));
             for _attempt in 0..8 {
                 let Some(session) = self.store().session(&op.session_id).await? else {
                     return Err(SignInError::Failed);
@@ -679,10 +674,9 @@ impl<S: Store> Vault<S> {
         let Some(op) = &caller.operator else {
             return Ok(false);
         };
-        let audit =
-            AuditDraft::new(now(), caller.actor(), Action::OperatorSignOut, Outcome::Ok).detail(
-                format!("session {}; from {}", &op.session_id[..12], caller.client),
-            );
+        let audit = caller
+            .draft(now(), Action::OperatorSignOut, Outcome::Ok)
+            .detail(format!("session {}", &op.session_id[..12]));
         self.store()
             .delete_session(&op.session_id, Some(audit))
             .await

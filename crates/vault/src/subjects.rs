@@ -25,6 +25,7 @@ use fieldseal_vault_store::{Store, StoreError, SubjectKeyRecord, TokenRecord};
 use serde::Serialize;
 
 use crate::keys::Secrets;
+use crate::lookup::LookupVersion;
 use crate::policy::Reveal;
 use crate::refusal::Refusal;
 use crate::values;
@@ -56,12 +57,15 @@ pub fn check_id(id: &str) -> Result<(), Refusal> {
 
 /// The stored forms a subject id may have: its keyed hash under each lookup key version, newest
 /// first (the first for a new subject), with the version.
-pub fn subject_hashes(secrets: &Secrets, id: &str) -> Vec<(u32, String)> {
+pub fn subject_hashes(secrets: &Secrets, id: &str) -> Vec<(Arc<LookupVersion>, String)> {
     secrets
         .lookup
         .newest_first()
-        .iter()
-        .map(|v| (v.version, v.subject_hash(id)))
+        .into_iter()
+        .map(|v| {
+            let hash = v.subject_hash(id);
+            (v, hash)
+        })
         .collect()
 }
 
@@ -166,7 +170,7 @@ impl<S: Store> Vault<S> {
         let mut found = None;
         for (version, hash) in &hashes {
             if let Some(k) = self.store().subject_key(hash).await? {
-                found = Some((*version, k));
+                found = Some((Arc::clone(version), k));
                 break;
             }
         }
@@ -183,10 +187,13 @@ impl<S: Store> Vault<S> {
                 let audit = caller
                     .draft(t, Action::SubjectKey, Outcome::Ok)
                     .detail(subject);
-                (*version, self.store().put_subject_key(record, audit).await?)
+                (
+                    Arc::clone(version),
+                    self.store().put_subject_key(record, audit).await?,
+                )
             }
         };
-        self.count_subject_lookup(version);
+        self.count_subject_lookup(&version);
         Ok(self
             .unwrap_checked(&stored)
             .await?
@@ -228,7 +235,7 @@ impl<S: Store> Vault<S> {
         &self,
         id: &str,
         base: &AuditDraft,
-    ) -> Result<Option<Vec<(u32, String)>>, VaultError> {
+    ) -> Result<Option<Vec<(Arc<LookupVersion>, String)>>, VaultError> {
         if check_id(id).is_err() {
             self.store()
                 .append_audit(base.clone().detail("not a subject id"))
@@ -240,8 +247,8 @@ impl<S: Store> Vault<S> {
     }
 
     /// Counts a use of the lookup key version whose subject hash matched (`keys status`).
-    fn count_subject_lookup(&self, version: u32) {
-        self.count_key_use("fingerprint", &crate::lookup::secret_names(version).0);
+    fn count_subject_lookup(&self, version: &LookupVersion) {
+        self.count_key_use("fingerprint", version.fingerprint_name());
     }
 
     /// Erases a data subject for a role with `erase` (the caller checks it): its key destroyed
@@ -278,7 +285,7 @@ impl<S: Store> Vault<S> {
                 .draft(t, Action::Delete, Outcome::Ok)
                 .detail(format!("{subject} erased"));
             let n = self.store().erase_subject(subject, audit, deleted).await?;
-            self.count_subject_lookup(*version);
+            self.count_subject_lookup(version);
             erased = Some(erased.unwrap_or(0) + n);
         }
         let Some(n) = erased else {
@@ -311,7 +318,7 @@ impl<S: Store> Vault<S> {
                 continue;
             }
             if let Some(key) = self.stored_subject_key(hash).await? {
-                self.count_subject_lookup(*version);
+                self.count_subject_lookup(version);
                 found.push((hash.clone(), records, key));
             }
         }

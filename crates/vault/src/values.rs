@@ -144,6 +144,17 @@ pub enum TokenFormat {
     Deterministic,
 }
 
+impl TokenFormat {
+    /// Its name in the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Random => "random",
+            Self::FormatPreserving => "format_preserving",
+            Self::Deterministic => "deterministic",
+        }
+    }
+}
+
 /// A random opaque token.
 pub fn random_token() -> Option<String> {
     let r: [u8; 16] = random_bytes().ok()?;

@@ -629,7 +629,8 @@ impl<S: Store> Vault<S> {
             {
                 let actor = name.map_or(Actor::Anonymous, Actor::Operator);
                 let audit = AuditDraft::new(t, actor, Action::Auth, Outcome::Denied)
-                    .detail(format!("{reason}; from {client}"));
+                    .detail(reason)
+                    .from(client);
                 self.store
                     .append_audit(audit)
                     .await
@@ -713,7 +714,8 @@ impl<S: Store> Vault<S> {
         if self.auth_failures.record(client.ip(), key_id, reason, t) == Record::AuditNow {
             let actor = key_id.map_or(Actor::Anonymous, |id| Actor::ApiKey(id.to_owned()));
             let audit = AuditDraft::new(t, actor, Action::Auth, Outcome::Denied)
-                .detail(format!("{reason}; from {client}"));
+                .detail(reason)
+                .from(client);
             self.store
                 .append_audit(audit)
                 .await
@@ -773,10 +775,9 @@ impl<S: Store> Vault<S> {
     ) -> Result<(), StoreError> {
         self.store
             .append_audit(
-                AuditDraft::new(now(), caller.actor(), action, Outcome::Denied).detail(format!(
-                    "role {}: {why}; from {}",
-                    caller.role_name, caller.client
-                )),
+                caller
+                    .draft(now(), action, Outcome::Denied)
+                    .detail(format!("role {}: {why}", caller.role_name)),
             )
             .await
     }
@@ -1103,11 +1104,8 @@ impl<S: Store> Vault<S> {
             let shown = if lookup.version == newest.version {
                 stored.clone()
             } else {
-                self.key_uses.record(
-                    "fingerprint",
-                    &crate::lookup::secret_names(newest.version).0,
-                    now,
-                );
+                self.key_uses
+                    .record("fingerprint", newest.fingerprint_name(), now);
                 newest.fingerprint(kind, &normalized.value)
             };
             (Some(stored), Some(shown))
@@ -1168,12 +1166,11 @@ impl<S: Store> Vault<S> {
             .ok_or_else(|| StoreError::Database("no data key loaded".into()))?;
         let uses = &self.key_uses;
         uses.record("data", &crate::datakeys::secret_name(data_key_id), p.now);
-        let (fp_name, det_name) = crate::lookup::secret_names(p.lookup.version);
         if p.fingerprint.is_some() {
-            uses.record("fingerprint", &fp_name, p.now);
+            uses.record("fingerprint", p.lookup.fingerprint_name(), p.now);
         }
         if p.format == TokenFormat::Deterministic {
-            uses.record("deterministic", &det_name, p.now);
+            uses.record("deterministic", p.lookup.deterministic_name(), p.now);
         }
         let mut record = TokenRecord {
             token: token.clone(),
