@@ -10,7 +10,9 @@
 // says why otherwise. The audit trail: an operator whose role may read the audit log sees the whole
 // log, read with their own session; any other operator sees only their own entries, which the demo
 // reads with its auditor key. Both views carry the whole chain's verification. The newest
-// AUDIT_SHOWN entries are shown.
+// AUDIT_SHOWN entries are shown. Operators whose role reads the audit log or unlocks callers see
+// every API key's and operator's state and reveal lock (the vault's `GET /v1/locks`); a role with
+// `unlock` (security) lifts a lock, with a fresh code.
 
 const AUDIT_SHOWN = 500;
 
@@ -116,6 +118,17 @@ export function consoleApi({ vaultUrl, keys, operators = {}, orders, fetchImpl =
       }
       case 'GET /console/api/audit':
         return auditTrail(me.body, session);
+      case 'GET /console/api/locks':
+        // Every API key and operator with its state and reveal lock (roles with audit or unlock).
+        return vault('/v1/locks', { key: session });
+      case 'POST /console/api/unlock': {
+        const body = await readJson();
+        if (!body || typeof body.caller !== 'string') {
+          return { status: 400, body: { error: { code: 'bad_request', message: 'expected {"caller": "apikey:ID"}' } } };
+        }
+        // The vault decides: an operator of a role with unlock, with a fresh second factor.
+        return vault('/v1/locks/unlock', { key: session, method: 'POST', body: { caller: body.caller } });
+      }
       default: {
         // A customer's data: export or erasure, as the signed-in key's role allows.
         const subject = /^\/console\/api\/subjects\/(cus_[0-9a-f]{16})\/(export|erase)$/.exec(path);

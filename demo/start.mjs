@@ -126,7 +126,9 @@ app (add the otpauth:// URI to it, e.g. as a QR code, or compute codes with \`oa
 and the URI's secret).
 ${Object.entries(vault.operators).map(([r, o]) => `  ${pad(o.name)} role ${pad(r)} password ${o.password}\n${' '.repeat(12)}${o.totp}`).join('\n')}
   (support sees masked values; payments card numbers in the clear, with a code entered in the
-   last 5 minutes; auditor the whole audit log; privacy exports and erases a customer's data)
+   last 5 minutes; auditor the whole audit log; privacy exports and erases a customer's data;
+   security sees every key's and operator's lock state and unlocks callers locked for a reveal
+   anomaly, with a fresh code)
 
 Demo API keys (services, not people):
 ${DEMO_ROLES.map((r) => `  ${pad(r)} ${vault.keys[r]}`).join('\n')}

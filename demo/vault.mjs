@@ -33,7 +33,7 @@ export function buildVault({ quiet = false } = {}) {
 export const DEMO_ROLES = ['checkout', 'auditor'];
 
 /** The demo's operators (people, who sign in to the console with password and TOTP), by role. */
-export const DEMO_OPERATORS = { support: 'sasha', payments: 'pat', auditor: 'avery', privacy: 'priya' };
+export const DEMO_OPERATORS = { support: 'sasha', payments: 'pat', auditor: 'avery', privacy: 'priya', security: 'sam' };
 
 function vaultEnv(dataDir) {
   // The demo's vault is its own: no settings file, key file, policy or database from the caller's
@@ -116,6 +116,8 @@ export async function startVault({ bin, dataDir, fieldsOrigins = [], fieldsFonts
     operators,
     /** Enrols one more operator; resolves with { name, role, password, totp }. */
     addOperator: (name, role) => enrol(bin, env, name, role),
+    /** Runs a `fieldseal-vault` command on this vault; resolves with its standard output. */
+    cli: async (args) => (await run(bin, args, { env })).stdout,
     log: join(dataDir, 'vault.log'),
     /** Resolves with { code, signal } when the process exits. */
     exited,

@@ -4,7 +4,8 @@
 # Node.js, the wasm-bindgen CLI at exactly the crate's pinned version, Debian's Chromium and
 # ChromeDriver (browser tests; never a downloaded browser), Debian's ripgrep (the discovery
 # scanner's throughput reference in scripts/bench-scan.sh), Debian's SoftHSM2 (a real PKCS#11 token
-# for the key-management tests and the `pkcs11` KEK provider), schemathesis in .venv-schemathesis
+# for the key-management tests and the `pkcs11` KEK provider), Debian's rsyslog (a real syslog
+# receiver for the SIEM forwarding test; the test starts its own on a loopback port), schemathesis in .venv-schemathesis
 # (scripts/api-fuzz.sh), and the npm devDependencies (npm ci).
 # `--no-browser` leaves Chromium out (the demo does not need it).
 set -euo pipefail
@@ -39,6 +40,10 @@ fi
 if ! command -v softhsm2-util >/dev/null 2>&1; then
   echo "setup: installing Debian's softhsm2"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2
+fi
+if ! command -v rsyslogd >/dev/null 2>&1; then
+  echo "setup: installing Debian's rsyslog"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog
 fi
 
 # The wasm-bindgen CLI must be the exact version Cargo.lock pins for the wasm-bindgen crate.

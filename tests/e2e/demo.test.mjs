@@ -405,6 +405,41 @@ test('the operator console: masked for support, plain for payments, refused with
   await page.close();
 });
 
+test('the console shows every key\'s and operator\'s lock state; a locked operator reveals nothing; security unlocks with a code', async () => {
+  const visa = orders.find((o) => o.card === CARDS.visa);
+  // sasha's reveals locked by hand, as the vault locks a caller after an anomaly in its reveals.
+  assert.match(await vault.cli(['locks', 'lock', 'operator:sasha', '--reason', 'console drill']), /locked operator:sasha/);
+  const auditor = await console_(vault.operators.auditor);
+  const sasha = '#callers tr[data-caller="operator:sasha"]';
+  await auditor.waitForSelector(`${sasha}[data-locked="true"]`);
+  assert.match(await auditor.textContent(sasha), /locked since .*by hand: console drill/);
+  assert.equal(await auditor.locator(`${sasha} button`).count(), 0, 'the auditor may not unlock');
+  assert.equal(await auditor.getAttribute('#callers tr[data-caller="operator:pat"]', 'data-locked'), 'false');
+  assert.ok(await auditor.locator(`#callers tr[data-caller^="apikey:"]`).count() >= 2, 'the API keys are listed');
+  await noCspViolation(auditor);
+  await auditor.close();
+
+  const support = await console_(vault.operators.support);
+  assert.equal(await support.locator('#callers-section').isHidden(), true, 'support sees no lock states');
+  const order = await reveal(support, visa.id, ['email'], 'customer call 6642');
+  assert.match(await order.locator('.form-error').textContent(), /reveals are locked/);
+  await support.close();
+
+  const security = await console_(vault.operators.security);
+  await security.waitForSelector(`${sasha}[data-locked="true"] button`);
+  const renders = Number(await security.getAttribute('#callers-section', 'data-renders'));
+  await security.click(`${sasha} button`);
+  await doneOrStepUp(security, `#callers-section[data-renders="${renders + 1}"]`, { op: vault.operators.security });
+  assert.equal(await security.getAttribute(sasha, 'data-locked'), 'false');
+  await noCspViolation(security);
+  await security.close();
+
+  const again = await console_(vault.operators.support);
+  const revealed = await reveal(again, visa.id, ['email'], 'customer call 6642');
+  assert.equal(await revealed.locator('dd[data-field="email"]').textContent(), 'j***@example.com');
+  await again.close();
+});
+
 test('a plain reveal past the step-up window asks for a code; the session is in page memory only; sign-out ends it', async () => {
   const visa = orders.find((o) => o.card === CARDS.visa);
   const op = await vault.addOperator('pat.stepup', 'payments');

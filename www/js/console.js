@@ -1,7 +1,9 @@
 // The operator console: sign in as one of the vault's operators (name, password, TOTP code; the
 // vault's session token stays in this page's memory and goes with each call), list the
 // shop's orders, reveal their tokens for a stated purpose, and show the vault's audit trail with
-// the chain's verification. What a reveal shows is the vault's decision for the operator's role;
+// the chain's verification, and (for roles that read the audit log or unlock callers) every API
+// key's and operator's state and reveal lock, with an Unlock button for the security role. What a
+// reveal shows is the vault's decision for the operator's role;
 // a reveal in the clear more than the vault's step-up window after the last code asks for a new
 // code first, then runs again.
 import { brandName } from './brands.js';
@@ -53,6 +55,7 @@ function describePermissions(p) {
   if (p.audit) parts.push('reads the audit log');
   if (p.export) parts.push("exports a customer's data");
   if (p.erase) parts.push("erases a customer's data");
+  if (p.unlock) parts.push('unlocks callers locked for a reveal anomaly');
   return parts.length ? `This role ${parts.join('; ')}.` : 'This role may not reveal anything.';
 }
 
@@ -66,7 +69,7 @@ async function showSession(me) {
   showStepUpUntil(me.operator?.step_up_until);
   $('permissions').textContent = describePermissions(me.permissions);
   document.body.dataset.role = me.role;
-  await Promise.all([showOrders(), showAudit()]);
+  await Promise.all([showOrders(), showAudit(), showCallers()]);
 }
 
 function showStepUpUntil(until) {
@@ -248,6 +251,45 @@ function customerData(order) {
   return box;
 }
 
+let callerRenders = 0;
+
+/** Every API key and operator with its state and reveal lock, for roles that read the audit log or unlock callers. */
+async function showCallers() {
+  const section = $('callers-section');
+  section.hidden = !(permissions?.audit || permissions?.unlock);
+  if (section.hidden) return;
+  const r = await api('locks');
+  const rows = r.status !== 200
+    ? [el('tr', {}, el('td', { colSpan: 5, textContent: `unavailable: ${why(r)}` }))]
+    : r.body.callers.map((c) => {
+      const lock = c.reveal_lock;
+      const cell = el('td', {});
+      if (lock && permissions.unlock) {
+        const b = el('button', { className: 'button secondary small', type: 'button', textContent: 'Unlock' });
+        b.addEventListener('click', async () => {
+          const u = await withStepUp(() => api('unlock', { caller: c.caller }));
+          await Promise.all([showCallers(), showAudit()]);
+          if (u.status !== 200) {
+            document.querySelector(`#callers tr[data-caller="${c.caller}"] td:last-child`)
+              ?.append(el('span', { className: 'form-error', textContent: ` Refused: ${why(u)}` }));
+          }
+        });
+        cell.append(b);
+      }
+      const tr = el('tr', {},
+        el('td', {}, el('code', { textContent: c.caller })),
+        el('td', { textContent: c.role }),
+        el('td', { textContent: c.state }),
+        el('td', { textContent: lock ? `locked since ${new Date(lock.since * 1000).toLocaleTimeString()}: ${lock.reason}` : 'open' }),
+        cell);
+      tr.dataset.caller = c.caller;
+      tr.dataset.locked = String(Boolean(lock));
+      return tr;
+    });
+  document.querySelector('#callers tbody').replaceChildren(...rows);
+  section.dataset.renders = String(++callerRenders);
+}
+
 let auditRenders = 0;
 
 async function showAudit() {
@@ -292,6 +334,6 @@ $('signin').addEventListener('submit', (e) => signIn(e).catch((err) => {
   $('signin-error').hidden = false;
 }));
 $('signout').addEventListener('click', signOut);
-$('refresh').addEventListener('click', () => Promise.all([showOrders(), showAudit()]));
+$('refresh').addEventListener('click', () => Promise.all([showOrders(), showAudit(), showCallers()]));
 showSignIn();
 document.body.dataset.ready = '1';

@@ -65,6 +65,12 @@ struct Args {
     /// a P-256 certificate for 127.0.0.1 made for the run with `openssl`).
     #[arg(long)]
     tls: bool,
+    /// Also measure every scenario with monitoring on, after all of it off, on the same vault
+    /// (restarted): the metrics listener scraped every second, reveal anomaly detection (ceilings
+    /// the run never reaches), and the audit trail forwarded to a syslog receiver on 127.0.0.1
+    /// (a TCP sink of the run's own).
+    #[arg(long)]
+    monitoring: bool,
 }
 
 /// How the load generator talks to the nodes.
@@ -200,6 +206,38 @@ delete = ["*"]
 rate.reveal = { unlimited = true }
 "#;
 
+/// With `--monitoring`: reveal anomaly detection off.
+const ANOMALY_OFF: &str = "\n[anomaly]\nenabled = false\n";
+
+/// With `--monitoring`: detection on, with ceilings the run never reaches (it measures the cost
+/// of watching, not of refusing).
+const ANOMALY_ON: &str = "\n[anomaly]\nper_minute = 4000000000\nplain_per_hour = 4000000000\n\
+     new_tokens_per_hour = 4000000000\n";
+
+/// A syslog receiver that reads and discards (counting bytes): the far end of forwarding.
+fn syslog_sink() -> Result<(String, Arc<std::sync::atomic::AtomicU64>), Error> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?.to_string();
+    let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Arc::clone(&bytes);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let counted = Arc::clone(&counted);
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = std::io::Read::read(&mut conn, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    counted.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    Ok((addr, bytes))
+}
+
 /// Where the vault under test keeps its data.
 struct Target {
     dir: PathBuf,
@@ -240,6 +278,8 @@ fn cli(vault: &Path, target: &Target, args: &[&str]) -> Result<String, Error> {
 struct Server {
     child: Child,
     base: String,
+    /// The metrics listener's URL, when the settings open one.
+    metrics: Option<String>,
 }
 
 impl Server {
@@ -262,13 +302,30 @@ impl Server {
             .spawn()?;
         let mut line = String::new();
         let stdout = child.stdout.take().ok_or("no stdout")?;
-        BufReader::new(stdout).read_line(&mut line)?;
+        let mut stdout = BufReader::new(stdout);
+        stdout.read_line(&mut line)?;
         let base = line
             .trim()
             .strip_prefix("fieldseal-vault listening on ")
             .ok_or_else(|| format!("unexpected output from serve: {line:?}"))?
             .to_owned();
-        Ok(Self { child, base })
+        let metrics = if env.iter().any(|(k, _)| k == "FIELDSEAL_METRICS_LISTEN") {
+            line.clear();
+            stdout.read_line(&mut line)?;
+            Some(
+                line.trim()
+                    .strip_prefix("fieldseal-vault metrics on ")
+                    .ok_or_else(|| format!("unexpected output from serve: {line:?}"))?
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            child,
+            base,
+            metrics,
+        })
     }
 
     /// Peak resident set size of the server process, in MiB (Linux).
@@ -650,7 +707,12 @@ async fn main() -> Result<(), Error> {
         "postgres" => Some(Schema::create(&args.postgres_url).await?),
         _ => None,
     };
-    std::fs::write(dir.0.join(POLICY_FILE), POLICY)?;
+    let policy = if args.monitoring {
+        format!("{POLICY}{ANOMALY_OFF}")
+    } else {
+        POLICY.to_owned()
+    };
+    std::fs::write(dir.0.join(POLICY_FILE), policy)?;
     let kek_env = match args.kek.as_str() {
         "pkcs11" => softhsm_token(&dir.0, &args.pkcs11_module)?,
         _ => Vec::new(),
@@ -727,11 +789,37 @@ async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> 
         target,
         &["apikey", "create", "--role", "payments"],
     )?;
-    let mut transports = vec![(Transport::Plain, Vec::new())];
+    // Passes over the same vault: (name, transport, settings, policy).
+    let mut transports = vec![(
+        if args.monitoring {
+            "monitoring off"
+        } else {
+            "plain HTTP"
+        },
+        Transport::Plain,
+        Vec::new(),
+        None,
+    )];
     if args.tls {
         let (env, ca) = tls_certificate(&target.dir)?;
-        transports.push((Transport::Tls(ca), env));
+        transports.push(("TLS", Transport::Tls(ca), env, None));
     }
+    let sink = if args.monitoring {
+        let (addr, bytes) = syslog_sink()?;
+        let env = vec![
+            ("FIELDSEAL_METRICS_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+            ("FIELDSEAL_SYSLOG_FORWARD".to_owned(), format!("tcp://{addr}")),
+        ];
+        transports.push((
+            "monitoring on",
+            Transport::Plain,
+            env,
+            Some(format!("{POLICY}{ANOMALY_ON}")),
+        ));
+        Some(bytes)
+    } else {
+        None
+    };
     let start_nodes = |env: &[(String, String)]| {
         (0..args.nodes)
             .map(|i| Server::start(&args.vault, target, &format!("node{i}"), env))
@@ -793,14 +881,16 @@ async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> 
     // Per transport: the scenarios' steps and the nodes' peak memory.
     let mut results = Vec::new();
     let mut peaks = Vec::new();
-    for (i, (transport, env)) in transports.iter().enumerate() {
+    for (i, (name, transport, env, policy)) in transports.iter().enumerate() {
         if i > 0 {
-            // The same vault (data, keys, tokens), restarted with this transport's settings.
+            // The same vault (data, keys, tokens), restarted with this pass's settings.
             drop(std::mem::take(&mut servers));
+            if let Some(p) = policy {
+                std::fs::write(target.dir.join(POLICY_FILE), p)?;
+            }
             servers = start_nodes(env)?;
             println!(
-                "\nvault restarted over {}: {}",
-                transport.name(),
+                "\nvault restarted, {name}: {}",
                 servers
                     .iter()
                     .map(|s| s.base.as_str())
@@ -816,6 +906,23 @@ async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> 
             tokens: tokens.clone(),
             next_token: AtomicUsize::new(0),
         });
+        // Prometheus scraping every node's metrics every second while the pass runs.
+        let scraper = {
+            let urls: Vec<String> = servers.iter().filter_map(|s| s.metrics.clone()).collect();
+            (!urls.is_empty()).then(|| {
+                tokio::spawn(async move {
+                    let client = reqwest::Client::new();
+                    loop {
+                        for url in &urls {
+                            if let Ok(r) = client.get(url).send().await {
+                                let _ = r.bytes().await;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                })
+            })
+        };
         for scenario in [
             Scenario::Tokenize(1),
             Scenario::Tokenize(6),
@@ -823,10 +930,13 @@ async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> 
             Scenario::Detokenize,
         ] {
             let steps = sweep(transport, &bases, scenario, args, &work, &keys).await?;
-            results.push((transport.name(), scenario, steps));
+            results.push((*name, scenario, steps));
+        }
+        if let Some(task) = scraper {
+            task.abort();
         }
         peaks.push((
-            transport.name(),
+            *name,
             servers
                 .iter()
                 .filter_map(Server::peak_rss_mib)
@@ -865,6 +975,12 @@ async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> 
             "steps": steps.iter().map(step_json).collect::<Vec<_>>(),
         }));
     }
+    if let Some(bytes) = &sink {
+        println!(
+            "syslog receiver: {} bytes of audit trail forwarded",
+            bytes.load(Ordering::Relaxed)
+        );
+    }
     let peak = peaks.iter().filter_map(|(_, p)| *p).reduce(f64::max);
     println!(
         "\nKEK: {}; reference: raw ECDH {ecdh:.0}/s on {threads} cores; server peak RSS {}",
@@ -884,6 +1000,7 @@ async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> 
         "nodes": args.nodes,
         "kek": args.kek,
         "tls": args.tls,
+        "monitoring": args.monitoring,
         "reference": { "raw_ecdh_aws_lc_per_sec": ecdh, "threads": threads },
         "server_peak_rss_mib": peak,
         "scenarios": json_scenarios,

@@ -66,6 +66,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_operators.sql"),
     include_str!("../migrations/0009_operator_log.sql"),
     include_str!("../migrations/0010_key_uses.sql"),
+    include_str!("../migrations/0011_reveal_locks.sql"),
 ];
 
 const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version integer \
@@ -1718,6 +1719,18 @@ impl Store for PgStore {
             )
             .await?
             .pop())
+    }
+
+    async fn reveal_lock_entries(&self, after: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        self.read(
+            &format!(
+                "SELECT {AUDIT_COLUMNS} FROM $S.audit WHERE action IN ('reveal.lock', \
+                 'reveal.unlock') AND seq > $1 ORDER BY seq"
+            ),
+            &[&after],
+            audit_row,
+        )
+        .await
     }
 
     async fn audit_head(&self) -> Result<Option<Head>, StoreError> {

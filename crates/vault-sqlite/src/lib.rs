@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_operators.sql"),
     include_str!("../migrations/0009_operator_log.sql"),
     include_str!("../migrations/0010_key_uses.sql"),
+    include_str!("../migrations/0011_reveal_locks.sql"),
 ];
 
 /// The first migration whose rows carry MACs: a database with audit entries from before it cannot
@@ -1486,6 +1487,22 @@ impl Store for SqliteStore {
                 "SELECT {AUDIT_COLUMNS} FROM audit WHERE action = ?1 ORDER BY seq DESC LIMIT 1"
             ))
             .and_then(|mut st| st.query_row([action], audit_row).optional())
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn reveal_lock_entries(&self, after: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        self.run(move |c, _| {
+            // The condition is the partial index's, word for word (migration 0011).
+            c.prepare_cached(&format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE action IN ('reveal.lock', \
+                 'reveal.unlock') AND seq > ?1 ORDER BY seq"
+            ))
+            .and_then(|mut st| {
+                st.query_map([after], audit_row)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
             .map_err(db_error)
         })
         .await

@@ -147,6 +147,11 @@ vocabulary! {
         OperatorSignOut => "operator.sign_out",
         /// A second factor entered in a session (step-up), or refused.
         OperatorStepUp => "operator.step_up",
+        /// A caller locked for a reveal anomaly: its reveals refused until unlocked (the detail
+        /// begins with the caller, `apikey:ID` or `operator:NAME`, then the reason).
+        RevealLock => "reveal.lock",
+        /// A caller's reveal lock lifted (the detail begins with the caller).
+        RevealUnlock => "reveal.unlock",
         /// An incident report drawn from the audit log (`incident report`).
         IncidentReport => "incident.report",
         /// A snapshot of the database taken (`backup`).

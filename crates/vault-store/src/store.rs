@@ -209,6 +209,13 @@ pub trait Store: Send + Sync + 'static {
         action: &str,
     ) -> impl Future<Output = Result<Option<AuditRecord>, StoreError>> + Send;
 
+    /// The `reveal.lock` and `reveal.unlock` entries with `seq > after`, in order (few: each node
+    /// asks for the new ones before each reveal).
+    fn reveal_lock_entries(
+        &self,
+        after: i64,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+
     /// The anchored head, if any.
     fn audit_head(&self) -> impl Future<Output = Result<Option<Head>, StoreError>> + Send;
 

@@ -70,6 +70,9 @@ pub enum AdminError {
     /// No live API key with this id.
     #[error("no active API key with id {0}")]
     NoSuchApiKey(String),
+    /// No HPKE key with this id.
+    #[error("no HPKE key with id {0}")]
+    NoSuchKey(String),
     /// No operator with this name (or its row failed its integrity check).
     #[error("no operator named {0}")]
     NoSuchOperator(String),
@@ -386,6 +389,40 @@ pub struct OperatorStatus {
     pub status: &'static str,
 }
 
+/// What `keys check-retired` found.
+#[derive(Debug, Serialize)]
+pub struct RetiredCheck {
+    /// The key.
+    pub kid: String,
+    /// Its status now (`retired` once it opens nothing).
+    pub status: &'static str,
+    /// When it was last retired, per the audit log.
+    pub retired_at: Option<i64>,
+    /// Envelopes sealed to it that arrived after that.
+    pub sealed_since: Vec<SealedToRetired>,
+}
+
+impl RetiredCheck {
+    /// Whether no page is left sealing to the key: retired, unpublished, and no envelope to it
+    /// since.
+    pub fn clear(&self) -> bool {
+        self.retired_at.is_some() && self.status == "retired" && self.sealed_since.is_empty()
+    }
+}
+
+/// An envelope sealed to a retired key, refused.
+#[derive(Debug, Serialize)]
+pub struct SealedToRetired {
+    /// Its audit entry.
+    pub seq: i64,
+    /// When.
+    pub at: i64,
+    /// Who sent it (the API key or operator).
+    pub actor: String,
+    /// From where.
+    pub from: String,
+}
+
 /// An initialized vault opened for operator actions.
 pub struct Admin<S: Store> {
     store: S,
@@ -433,6 +470,46 @@ impl<S: Store> Admin<S> {
     /// Who the audit entries of changes name.
     pub fn actor(&self) -> Actor {
         self.actor.clone()
+    }
+
+    /// The reveal locks in force (`locks list`), by caller.
+    pub async fn reveal_locks(
+        &self,
+    ) -> Result<BTreeMap<String, crate::locks::Lock>, AdminError> {
+        let mut book = crate::locks::LockBook::default();
+        book.refresh(&self.store, &self.secrets.audit_key).await?;
+        Ok(book.locks().clone())
+    }
+
+    /// Locks a caller's reveals by hand (`locks lock`; audited `reveal.lock`): what the anomaly
+    /// detector does by itself, for a caller suspected otherwise. `false` if it is locked already.
+    pub async fn lock(&self, caller: &str, reason: &str) -> Result<bool, AdminError> {
+        if self.reveal_locks().await?.contains_key(caller) {
+            return Ok(false);
+        }
+        let reason: String = reason.chars().filter(|c| !c.is_control()).take(200).collect();
+        self.store
+            .append_audit(
+                AuditDraft::new(now(), self.actor(), Action::RevealLock, Outcome::Ok)
+                    .detail(format!("{caller} by hand: {reason}")),
+            )
+            .await?;
+        Ok(true)
+    }
+
+    /// Lifts a caller's reveal lock (`locks unlock`; audited `reveal.unlock`); `false` if it is
+    /// not locked. Every node takes it up before its next reveal.
+    pub async fn unlock(&self, caller: &str) -> Result<bool, AdminError> {
+        if !self.reveal_locks().await?.contains_key(caller) {
+            return Ok(false);
+        }
+        self.store
+            .append_audit(
+                AuditDraft::new(now(), self.actor(), Action::RevealUnlock, Outcome::Ok)
+                    .detail(caller),
+            )
+            .await?;
+        Ok(true)
     }
 
     /// Enrols an operator with a role of the policy: a new random password and TOTP secret,
@@ -999,6 +1076,56 @@ impl<S: Store> Admin<S> {
             self.actor(),
         )
         .await?)
+    }
+
+    /// After retiring `kid`: whether any page is still sealing to it. Reads the whole audit log
+    /// for envelopes refused as `unknown_key` to that key since its (last) retirement, and checks
+    /// that it is out of the published key set. Envelopes before `since` (Unix seconds) are left
+    /// out.
+    pub async fn check_retired(&self, kid: &str, since: i64) -> Result<RetiredCheck, AdminError> {
+        let status = self
+            .keys()
+            .await?
+            .into_iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| AdminError::NoSuchKey(kid.into()))?;
+        let mut retired_at = None;
+        let mut sealed = Vec::new();
+        let needle = format!(" to key {kid}");
+        let mut after = 0;
+        loop {
+            let page = self.store.audit_log(after, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in page {
+                if e.action == Action::KeyRetire.as_str() && e.detail == kid {
+                    retired_at = Some(e.at);
+                    sealed.clear();
+                } else if retired_at.is_some()
+                    && e.at >= since
+                    && e.action == Action::Tokenize.as_str()
+                    && e.detail.starts_with("unknown_key;")
+                    && e.detail.contains(&needle)
+                {
+                    sealed.push(SealedToRetired {
+                        seq: e.seq,
+                        at: e.at,
+                        actor: e.actor,
+                        from: e
+                            .detail
+                            .rsplit_once("; from ")
+                            .map(|(_, f)| f.to_owned())
+                            .unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        Ok(RetiredCheck {
+            kid: kid.into(),
+            status: status.status,
+            retired_at,
+            sealed_since: sealed,
+        })
     }
 
     /// Makes a new data key version for new values; serving nodes take it up and move the stored

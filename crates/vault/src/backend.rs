@@ -218,6 +218,10 @@ impl Store for AnyStore {
         dispatch!(self.last_audit_entry_of(action))
     }
 
+    async fn reveal_lock_entries(&self, after: i64) -> Result<Vec<AuditRecord>, StoreError> {
+        dispatch!(self.reveal_lock_entries(after))
+    }
+
     async fn audit_head(&self) -> Result<Option<Head>, StoreError> {
         dispatch!(self.audit_head())
     }

@@ -45,6 +45,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/operators/step-up"),
     ("GET", "/v1/audit"),
     ("GET", "/v1/audit/verify"),
+    ("GET", "/v1/locks"),
+    ("POST", "/v1/locks/unlock"),
     ("GET", "/v1/openapi.json"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
@@ -165,6 +167,13 @@ impl From<VaultError> for ApiError {
                 "step_up_required",
                 "a plain reveal by an operator needs a TOTP code entered within the last \
                  step_up_secs: POST /v1/operators/step-up, then retry",
+            ),
+            VaultError::Locked => Self::new(
+                StatusCode::LOCKED,
+                "locked",
+                "this caller's reveals are locked after an anomaly in them (a burst, a sweep, \
+                 off-hours plain reveals); tokenizing goes on; an operator with the unlock \
+                 permission and a fresh second factor, or `fieldseal-vault locks unlock`, lifts it",
             ),
             VaultError::Key(KeyError::KekUnavailable(why)) => {
                 tracing::error!(error = %why, "key-encryption key unavailable");
@@ -383,7 +392,7 @@ fn sign_in_error(e: crate::operators::SignInError) -> ApiError {
         SignInError::NotOperator => ApiError::new(
             StatusCode::FORBIDDEN,
             "not_an_operator",
-            "only an operator's session can step up; API keys have no second factor",
+            "only an operator's session can do this (sign in with name, password and TOTP code); API keys have no second factor",
         ),
         SignInError::Store(e) => e.into(),
     }
@@ -698,6 +707,7 @@ async fn me<S: Store>(State(vault): State<AppState<S>>, caller: Caller) -> Respo
                 "hints": r.hints.names(),
                 "audit": r.audit,
                 "erase": r.erase,
+                "unlock": r.unlock,
                 "export": r.export,
             }
         }))
@@ -743,6 +753,67 @@ async fn audit_log<S: Store>(
     let next_after = entries.last().map_or(q.after, |e| e.seq);
     Ok(no_store(
         Json(json!({ "entries": entries, "next_after": next_after })).into_response(),
+    ))
+}
+
+/// Every API key's and operator's state and reveal lock, for consoles (roles with `audit` or
+/// `unlock`).
+async fn locks<S: Store>(
+    State(vault): State<AppState<S>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    if !(caller.role.audit || caller.role.unlock) {
+        return Err(forbidden(&vault, &caller, Action::AuditRead, "read lock states").await);
+    }
+    let callers = vault.caller_states().await?;
+    Ok(no_store(Json(json!({ "callers": callers })).into_response()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnlockRequest {
+    caller: String,
+}
+
+/// Lifts a caller's reveal lock: an operator of a role with `unlock`, with a fresh second factor,
+/// and not its own lock.
+async fn unlock<S: Store>(
+    State(vault): State<AppState<S>>,
+    caller: Caller,
+    ApiJson(req): ApiJson<UnlockRequest>,
+) -> Result<Response, ApiError> {
+    if caller.operator.is_none() {
+        return Err(not_an_operator(&vault, &caller, Action::RevealUnlock, "unlock a caller").await);
+    }
+    if !caller.role.unlock {
+        return Err(forbidden(&vault, &caller, Action::RevealUnlock, "unlock callers").await);
+    }
+    if !crate::locks::valid_caller(&req.caller) {
+        return Err(ApiError::bad_request(
+            "caller must be apikey:ID or operator:NAME",
+        ));
+    }
+    if req.caller == caller.actor().to_string() {
+        return Err(forbidden(&vault, &caller, Action::RevealUnlock, "unlock itself").await);
+    }
+    if caller.needs_step_up(crate::vault::now(), vault.settings().step_up_secs) {
+        vault
+            .audit_denial(&caller, Action::RevealUnlock, &format!("unlock {}: step-up required", req.caller))
+            .await?;
+        return Err(VaultError::StepUpRequired.into());
+    }
+    if !vault
+        .unlock(caller.actor(), Some(caller.client), &req.caller)
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_locked",
+            format!("{} is not locked", req.caller),
+        ));
+    }
+    Ok(no_store(
+        Json(json!({ "unlocked": req.caller })).into_response(),
     ))
 }
 
@@ -1023,6 +1094,8 @@ pub fn router<S: Store>(vault: AppState<S>) -> Router {
         .route("/v1/operators/step-up", post(step_up::<S>))
         .route("/v1/audit", get(audit_log::<S>))
         .route("/v1/audit/verify", get(audit_verify::<S>))
+        .route("/v1/locks", get(locks::<S>))
+        .route("/v1/locks/unlock", post(unlock::<S>))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))

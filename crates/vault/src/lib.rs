@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod anomaly;
 pub mod apikeys;
 pub mod backend;
 pub mod backup;
@@ -41,6 +42,7 @@ pub mod kek;
 pub mod keys;
 pub mod keyuse;
 pub mod listener;
+pub mod locks;
 pub mod lookup;
 pub mod metrics;
 pub mod openapi;

@@ -69,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Callers locked for an anomaly in their reveals.
+    Locks {
+        #[command(subcommand)]
+        command: LocksCommand,
+    },
     /// Incident response.
     Incident {
         #[command(subcommand)]
@@ -137,6 +142,17 @@ enum KeysCommand {
     /// Retire a key, expired or not: it leaves the key set at once and stops opening envelopes
     /// after the freshness window (at once with --now). Refused when it is valid now and no other
     /// key is (a next key made ahead does not count before its not-before time): rotate first.
+    /// After `retire --now`: check that no page is left sealing to the key. Exits 1, listing
+    /// them, if envelopes sealed to it arrived after its retirement (pages with an old key set or
+    /// pin: reload them), or if it is not retired yet.
+    CheckRetired {
+        /// Key id.
+        kid: String,
+        /// Count only envelopes that arrived from this time on (Unix seconds; e.g. once the
+        /// pages were reloaded); default: since the retirement.
+        #[arg(long)]
+        since: Option<i64>,
+    },
     Retire {
         /// Key id.
         kid: String,
@@ -271,6 +287,30 @@ enum IncidentCommand {
 }
 
 #[derive(Subcommand)]
+enum LocksCommand {
+    /// The callers whose reveals are locked, since when and why.
+    List {
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lock a caller's reveals by hand (audited), as the anomaly detector does: `423 locked`
+    /// until unlocked; it still tokenizes.
+    Lock {
+        /// `apikey:ID` or `operator:NAME`.
+        caller: String,
+        /// Why (in the audit log and `locks list`).
+        #[arg(long, default_value = "suspected")]
+        reason: String,
+    },
+    /// Lift a caller's reveal lock (audited): `apikey:ID` or `operator:NAME`.
+    Unlock {
+        /// The caller, as `locks list` and the audit log name it.
+        caller: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Check every entry's hash and MAC and the anchored head; name the first broken entry.
     Verify {
@@ -387,6 +427,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Apikey { command } => apikey_cmd(settings, command).await,
         Command::Operator { command } => operator_cmd(settings, command).await,
         Command::Audit { command } => audit_cmd(settings, command).await,
+        Command::Locks { command } => locks_cmd(settings, command).await,
         Command::Incident { command } => incident_cmd(settings, command).await,
         Command::Policy { command } => policy_cmd(settings, command).await,
         Command::Backup { path } => {
@@ -493,6 +534,52 @@ async fn serve(settings: Settings) -> Result<ExitCode> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+async fn locks_cmd(settings: Settings, command: LocksCommand) -> Result<ExitCode> {
+    let admin = Admin::open(&settings).await?;
+    match command {
+        LocksCommand::List { json } => {
+            let locks = admin.reveal_locks().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&locks)?);
+            } else if locks.is_empty() {
+                println!("no caller is locked");
+            } else {
+                println!("{:<40} {:>12} {:>8}  REASON", "CALLER", "SINCE", "ENTRY");
+                for (caller, lock) in &locks {
+                    println!(
+                        "{caller:<40} {:>12} {:>8}  {}",
+                        lock.since, lock.seq, lock.reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LocksCommand::Lock { caller, reason } => {
+            if !fieldseal_vault::locks::valid_caller(&caller) {
+                return Err(format!("{caller:?} is not a caller: apikey:ID or operator:NAME").into());
+            }
+            if admin.lock(&caller, &reason).await? {
+                println!("locked {caller}: its reveals are refused until `locks unlock {caller}`");
+            } else {
+                println!("{caller} is locked already");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LocksCommand::Unlock { caller } => {
+            if !fieldseal_vault::locks::valid_caller(&caller) {
+                return Err(format!("{caller:?} is not a caller: apikey:ID or operator:NAME").into());
+            }
+            if admin.unlock(&caller).await? {
+                println!("unlocked {caller}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{caller} is not locked");
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
 }
 
 async fn incident_cmd(settings: Settings, command: IncidentCommand) -> Result<ExitCode> {
@@ -628,6 +715,23 @@ async fn keys_cmd(settings: Settings, command: KeysCommand) -> Result<ExitCode> 
             }
             let pins: Vec<&str> = keys.iter().map(|k| k.thumbprint.as_str()).collect();
             println!("{}", serde_json::to_string(&pins)?);
+        }
+        KeysCommand::CheckRetired { kid, since } => {
+            let check = admin.check_retired(&kid, since.unwrap_or(i64::MIN)).await?;
+            match check.retired_at {
+                None => println!("{kid} has not been retired (status {})", check.status),
+                Some(at) => println!("{kid}: {}, retired at {at}", check.status),
+            }
+            for s in &check.sealed_since {
+                println!(
+                    "  sealed to it at {} by {} from {} (audit entry {})",
+                    s.at, s.actor, s.from, s.seq
+                );
+            }
+            if !check.clear() {
+                return Ok(ExitCode::from(1));
+            }
+            println!("no page has sealed to {kid} since its retirement; it opens nothing");
         }
         KeysCommand::Retire { kid, now } => {
             if now {

@@ -37,6 +37,8 @@ pub struct Metrics {
     key_age: Family<Labels, Gauge>,
     data_key_encryptions: Family<Labels, Gauge>,
     operators_locked: Gauge,
+    lockouts: Family<Labels, Counter>,
+    reveal_locks: Gauge,
 }
 
 impl Default for Metrics {
@@ -101,6 +103,18 @@ impl Default for Metrics {
             "Operators locked now (after failed sign-ins, or by `operator lock`)",
             operators_locked.clone(),
         );
+        let lockouts = Family::<Labels, Counter>::default();
+        registry.register(
+            "reveal_lockouts",
+            "Callers locked by the reveal anomaly detector on this node, by role",
+            lockouts.clone(),
+        );
+        let reveal_locks = Gauge::default();
+        registry.register(
+            "reveal_locks",
+            "Callers (API keys and operators) whose reveals are locked now",
+            reveal_locks.clone(),
+        );
         Self {
             registry,
             requests,
@@ -112,6 +126,8 @@ impl Default for Metrics {
             key_age,
             data_key_encryptions,
             operators_locked,
+            lockouts,
+            reveal_locks,
         }
     }
 }
@@ -166,6 +182,13 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a caller locked for a reveal anomaly.
+    pub fn lockout(&self, role: &str) {
+        self.lockouts
+            .get_or_create(&vec![("role", role.to_owned())])
+            .inc();
+    }
+
     /// Sets what is read at a scrape: the audit head, key ages and counts, locked operators.
     pub fn set_state(&self, state: &State) {
         self.audit_head.set(state.audit_head);
@@ -182,6 +205,7 @@ impl Metrics {
                 .set(*n);
         }
         self.operators_locked.set(state.operators_locked);
+        self.reveal_locks.set(state.reveal_locks);
     }
 
     /// The text a scrape gets.
@@ -203,6 +227,8 @@ pub struct State {
     pub data_key_encryptions: Vec<(String, i64)>,
     /// Operators locked now.
     pub operators_locked: i64,
+    /// Callers whose reveals are locked now.
+    pub reveal_locks: i64,
 }
 
 /// The content type of [`Metrics::encode`]'s text.
@@ -231,7 +257,9 @@ mod tests {
             key_ages: vec![("hpke", "k1".into(), 10)],
             data_key_encryptions: vec![("data-key:1".into(), 7)],
             operators_locked: 1,
+            reveal_locks: 2,
         });
+        m.lockout("support");
         let text = m.encode().unwrap();
         for line in [
             "fieldseal_http_requests_total{route=\"/v1/tokens/{token}\",method=\"DELETE\",status=\"204\"} 1",
@@ -243,6 +271,8 @@ mod tests {
             "fieldseal_key_age_seconds{kind=\"hpke\",id=\"k1\"} 10",
             "fieldseal_data_key_encryptions{id=\"data-key:1\"} 7",
             "fieldseal_operators_locked 1",
+            "fieldseal_reveal_locks 2",
+            "fieldseal_reveal_lockouts_total{role=\"support\"} 1",
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-fn error_response(description: &str) -> Value {
+pub(crate) fn error_response(description: &str) -> Value {
     json!({
         "description": description,
         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
@@ -11,7 +11,7 @@ fn error_response(description: &str) -> Value {
 }
 
 /// `429`: with the seconds to wait in `Retry-After`.
-fn rate_limited_response(description: &str) -> Value {
+pub(crate) fn rate_limited_response(description: &str) -> Value {
     json!({
         "description": description,
         "headers": { "Retry-After": { "description": "Seconds to wait before retrying", "schema": { "type": "integer", "minimum": 1 } } },
@@ -207,6 +207,7 @@ pub fn document() -> Value {
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
                         "403": error_response("The role may not reveal anything; `step_up_required`: an operator's session asked for a plain reveal more than `step_up_secs` (default 300) after its last TOTP code (nothing is revealed; step up, then retry)"),
                         "413": error_response("Body or batch too large (also a batch larger than the role's reveal burst)"),
+                        "423": error_response("`locked`: the caller's reveals are locked after an anomaly in them (a burst, a sweep over tokens never revealed before, off-hours plain reveals); nothing of the request is revealed, tokenizing goes on; an operator with the unlock permission and a fresh second factor (`POST /v1/locks/unlock`), or `fieldseal-vault locks unlock`, lifts it"),
                         "408": error_response("`request_timeout`: the body did not arrive in time"),
                         "415": error_response("`unsupported_media_type`: the body is not `application/json`"),
                         "429": rate_limited_response("`rate_limited`: the API key is over its role's reveal rate; `too_many_failures`: too many failed authentications from this address this minute")
@@ -234,7 +235,7 @@ pub fn document() -> Value {
                     "security": [{ "apiKey": [] }],
                     "responses": {
                         "200": { "description": "Who the key is", "content": { "application/json": {
-                            "example": { "key_id": "3f9a0c71d2e4", "role": "support", "permissions": { "tokenize": [], "reveal_plain": [], "reveal_masked": ["pan", "email", "phone", "name"], "delete": [], "fingerprint": [], "deterministic": [], "hints": [], "audit": false, "erase": false, "export": false } }
+                            "example": { "key_id": "3f9a0c71d2e4", "role": "support", "permissions": { "tokenize": [], "reveal_plain": [], "reveal_masked": ["pan", "email", "phone", "name"], "delete": [], "fingerprint": [], "deterministic": [], "hints": [], "audit": false, "erase": false, "unlock": false, "export": false } }
                         } } },
                         "401": error_response("Missing, unknown or revoked API key"),
                         "503": error_response("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)"),
@@ -359,6 +360,7 @@ pub fn document() -> Value {
     });
     if let Some(paths) = doc["paths"].as_object_mut() {
         paths.extend(crate::subjects::openapi_paths());
+        paths.extend(crate::locks::openapi_paths());
         // Every secured operation takes an operator's session cookie as well as a bearer token.
         for op in paths.values_mut().filter_map(Value::as_object_mut) {
             for operation in op.values_mut() {

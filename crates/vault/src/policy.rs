@@ -16,9 +16,14 @@
 //! reveal_masked = ["*"]
 //! delete = ["*"]
 //! rate.reveal = { per_minute = 600, burst = 100 }
+//! anomaly = { per_minute = 600, plain_per_hour = 36000, new_tokens_per_hour = 36000 }
 //!
 //! [roles.auditor]           # compliance: reads and verifies the audit log, sees no value
 //! audit = true
+//!
+//! [roles.security]          # security officers: the audit log, and unlocking locked callers
+//! audit = true
+//! unlock = true
 //!
 //! [roles.privacy]           # data protection: erasure and export requests of customers
 //! reveal_plain = ["name", "email", "phone", "address", "postal-code", "birth-date"]
@@ -26,6 +31,10 @@
 //! erase = true
 //! export = true
 //! ```
+//!
+//! `anomaly` sets a role's reveal anomaly limits (a top-level `[anomaly]` table sets them for
+//! every role): a caller whose reveals leave them is locked ([`crate::anomaly`]). `unlock = true`
+//! lets a role's operators lift such a lock, with a fresh second factor.
 //!
 //! `"*"` stands for every kind. A kind listed under `reveal_plain` is revealed in the clear, one
 //! under `reveal_masked` only masked; a kind under neither is refused. `audit = true` lets a role
@@ -67,9 +76,14 @@ reveal_plain = ["pan", "exp", "cvc", "name"]
 reveal_masked = ["*"]
 delete = ["*"]
 rate.reveal = { per_minute = 600, burst = 100 }
+anomaly = { per_minute = 600, plain_per_hour = 36000, new_tokens_per_hour = 36000 }
 
 [roles.auditor]
 audit = true
+
+[roles.security]
+audit = true
+unlock = true
 
 [roles.privacy]
 reveal_plain = ["name", "email", "phone", "address", "postal-code", "birth-date"]
@@ -111,6 +125,9 @@ pub enum PolicyError {
     /// A role name outside `a-z 0-9 _ -` or longer than 64.
     #[error("invalid policy: bad role name {0:?}")]
     BadRoleName(String),
+    /// An `anomaly` table out of range.
+    #[error("invalid policy: {0}")]
+    Anomaly(String),
     /// The newest stored policy's audit entry does not verify.
     #[error("the stored policy (audit entry {0}) failed its integrity check")]
     Tampered(i64),
@@ -146,6 +163,9 @@ struct PolicyDoc {
     /// Retention period per kind ([`crate::retention`]).
     #[serde(default)]
     retention_days: BTreeMap<String, u32>,
+    /// Reveal anomaly limits of every role ([`crate::anomaly`]).
+    #[serde(default)]
+    anomaly: crate::anomaly::AnomalyDoc,
 }
 
 #[derive(Deserialize, Default)]
@@ -161,7 +181,9 @@ struct RoleDoc {
     audit: bool,
     erase: bool,
     export: bool,
+    unlock: bool,
     rate: RatesDoc,
+    anomaly: Option<crate::anomaly::AnomalyDoc>,
 }
 
 #[derive(Deserialize, Default)]
@@ -334,6 +356,11 @@ pub struct Role {
     pub erase: bool,
     /// Whether the role may export a data subject's values, as it may see them.
     pub export: bool,
+    /// Whether the role's operators may unlock a caller locked for a reveal anomaly (with a
+    /// fresh second factor); the role also sees every caller's lock state.
+    pub unlock: bool,
+    /// The limits its reveals are watched against ([`crate::anomaly`]).
+    pub anomaly: crate::anomaly::AnomalyPolicy,
 }
 
 impl Role {
@@ -381,6 +408,10 @@ impl Policy {
     /// Parses a policy document.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
         let doc: PolicyDoc = toml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
+        let anomaly = doc
+            .anomaly
+            .apply(&crate::anomaly::AnomalyPolicy::default(), "anomaly")
+            .map_err(PolicyError::Anomaly)?;
         let mut roles = BTreeMap::new();
         for (name, r) in doc.roles {
             if !valid_role_name(&name) {
@@ -409,6 +440,13 @@ impl Policy {
                 )?,
                 erase: r.erase,
                 export: r.export,
+                unlock: r.unlock,
+                anomaly: match &r.anomaly {
+                    Some(own) => own
+                        .apply(&anomaly, &format!("roles.{name}.anomaly"))
+                        .map_err(PolicyError::Anomaly)?,
+                    None => anomaly.clone(),
+                },
             };
             roles.insert(name, role);
         }

@@ -307,6 +307,14 @@ impl<S: Store> Vault<S> {
     ) -> Result<SubjectOutcome<Vec<Exported>>, VaultError> {
         let t = now();
         let base = caller.draft(t, Action::SubjectExport, Outcome::NotFound);
+        // A caller locked for an anomaly in its reveals exports nothing either.
+        self.refuse_if_locked(caller, |why| {
+            vec![AuditDraft {
+                outcome: Outcome::Denied,
+                ..base.clone().detail(why)
+            }]
+        })
+        .await?;
         let Some(hashes) = self.subject_of(id, &base).await? else {
             return Ok(SubjectOutcome::BadId);
         };
@@ -411,6 +419,7 @@ pub fn openapi_paths() -> serde_json::Map<String, serde_json::Value> {
                         "401": error("Missing, unknown or revoked API key"),
                         "403": error("The role may not erase subjects"),
                         "404": error("The vault holds nothing of this subject"),
+                        "423": error("`locked`: the caller's reveals are locked after an anomaly in them (nothing is exported)"),
                         "503": error("`audit_broken`: the audit log failed its check; audited operations are refused (also `storage_busy`)")
                     }
                 }

@@ -56,6 +56,9 @@ pub enum VaultError {
     /// A plain reveal by an operator whose last second factor is too old (audited).
     #[error("a plain reveal needs a step-up (a TOTP code entered recently)")]
     StepUpRequired,
+    /// The caller's reveals are locked after an anomaly in them (audited).
+    #[error("the caller's reveals are locked")]
+    Locked,
 }
 
 /// An authenticated caller.
@@ -240,6 +243,8 @@ pub struct Vault<S: Store> {
     key_uses: crate::keyuse::KeyUses,
     /// What `GET /metrics` shows.
     metrics: crate::metrics::Shared,
+    /// Reveal anomaly detection and the locks in force.
+    reveal_watch: crate::locks::RevealWatch,
 }
 
 /// The KEK the settings name (see [`crate::kek::from_settings`]); the master key text is taken
@@ -352,6 +357,7 @@ impl<S: Store> Vault<S> {
             limiter: RateLimiter::default(),
             key_uses: crate::keyuse::KeyUses::default(),
             metrics: Arc::default(),
+            reveal_watch: crate::locks::RevealWatch::default(),
             auth_failures: DenialCounter::new(
                 denials::Limits {
                     throttle_after: settings.auth_failures_before_throttle,
@@ -961,9 +967,19 @@ impl<S: Store> Vault<S> {
         let opened = match result {
             Ok(o) => o,
             Err(e) => {
-                // Only the parsed header's public id is logged, and only for parsed envelopes.
+                // Only the parsed header's public id is logged, and only for parsed envelopes; a
+                // refusal for its key names the key (`keys check-retired` finds pages still
+                // sealing to a retired one).
                 let id = Envelope::parse(&item.envelope)
-                    .map(|env| format!("envelope {}", env.header().id.to_hex()))
+                    .map(|env| {
+                        let h = env.header();
+                        match e {
+                            OpenError::UnknownKey => {
+                                format!("envelope {} to key {}", h.id.to_hex(), h.key_id)
+                            }
+                            _ => format!("envelope {}", h.id.to_hex()),
+                        }
+                    })
                     .unwrap_or_else(|_| "unparsed envelope".into());
                 return self.refuse(caller, None, id, Refusal::from_open(&e)).await;
             }
@@ -1350,6 +1366,21 @@ impl<S: Store> Vault<S> {
         &self.metrics
     }
 
+    /// Reveal anomaly detection and the locks in force ([`crate::locks`]).
+    pub(crate) fn reveal_watch(&self) -> &crate::locks::RevealWatch {
+        &self.reveal_watch
+    }
+
+    /// The key of stored rows' MACs.
+    pub(crate) fn row_key(&self) -> &fieldseal_vault_store::rows::RowKey {
+        &self.secrets.row_key
+    }
+
+    /// The key of the audit log's MACs.
+    pub(crate) fn audit_key(&self) -> &fieldseal_core::at_rest::SymmetricKey {
+        &self.secrets.audit_key
+    }
+
     /// The metrics text of a scrape: the counters, and what is read from the database now (the
     /// audit head, key ages and counts, locked operators).
     pub async fn metrics_text(&self) -> Result<String, VaultError> {
@@ -1377,6 +1408,12 @@ impl<S: Store> Vault<S> {
             .iter()
             .filter(|o| o.locked_until.is_some_and(|u| u > t))
             .count()
+            .try_into()
+            .unwrap_or(i64::MAX);
+        state.reveal_locks = self
+            .reveal_locks()
+            .await?
+            .len()
             .try_into()
             .unwrap_or(i64::MAX);
         self.metrics.set_state(&state);
@@ -1542,9 +1579,27 @@ impl<S: Store> Vault<S> {
         purpose: &str,
     ) -> Result<Vec<Result<Revealed, ItemError>>, VaultError> {
         let now = now();
+        self.refuse_if_locked(caller, |why| {
+            tokens
+                .iter()
+                .map(|token| {
+                    let d = audit_token(caller.draft(now, Action::Reveal, Outcome::Denied), token)
+                        .purpose(purpose);
+                    let detail = if d.detail.is_empty() {
+                        why.to_owned()
+                    } else {
+                        format!("{}: {why}", d.detail)
+                    };
+                    d.detail(detail)
+                })
+                .collect()
+        })
+        .await?;
         let mut results = Vec::with_capacity(tokens.len());
         let mut audit = Vec::with_capacity(tokens.len());
         let mut consume = Vec::new();
+        // What the caller is about to see, for the anomaly detector.
+        let mut watched = Vec::with_capacity(tokens.len());
         let needs_step_up = caller.needs_step_up(now, self.settings.step_up_secs);
         let mut step_up_denied = Vec::new();
         for token in tokens {
@@ -1588,6 +1643,11 @@ impl<S: Store> Vault<S> {
                 // A card security code is used once and never kept past its use.
                 consume.push((audit.len(), token.clone()));
             }
+            watched.push(crate::anomaly::Seen {
+                kind,
+                plain: reveal == Reveal::Plain,
+                token: token.as_str(),
+            });
             audit.push(AuditDraft { outcome, ..base });
             results.push(Ok(Revealed {
                 token: token.clone(),
@@ -1602,6 +1662,20 @@ impl<S: Store> Vault<S> {
                 .record_reveals(step_up_denied, Vec::new())
                 .await?;
             return Err(VaultError::StepUpRequired);
+        }
+        if let Some(trip) = self.watch_reveals(caller, &watched, now) {
+            // Nothing of the request is revealed: its reveals are recorded as refused, with the
+            // reason, and the caller's lock in the same transaction.
+            for entry in &mut audit {
+                if matches!(entry.outcome, Outcome::Plain | Outcome::Masked) {
+                    entry.outcome = Outcome::Denied;
+                    entry.detail = format!("anomaly: {trip}");
+                }
+            }
+            audit.push(Self::lock_entry(caller, &trip, now));
+            self.store.record_reveals(audit, Vec::new()).await?;
+            self.report_lock(caller, &trip);
+            return Err(VaultError::Locked);
         }
         let consumed = self.store.record_reveals(audit, consume.clone()).await?;
         for ((index, _), won) in consume.iter().zip(consumed) {

@@ -102,7 +102,7 @@ async fn tokenize_then_reveal_by_role() {
 
 /// The endpoints of the authorization matrix, in its columns' order: every operation of the
 /// OpenAPI document (`authorization_matrix` checks that none is missing).
-const ENDPOINTS: [&str; 15] = [
+const ENDPOINTS: [&str; 17] = [
     "GET /v1/keys",
     "POST /v1/tokenize",
     "POST /v1/detokenize",
@@ -118,6 +118,8 @@ const ENDPOINTS: [&str; 15] = [
     "POST /v1/operators/sign-in",
     "POST /v1/operators/step-up",
     "POST /v1/operators/sign-out",
+    "GET /v1/locks",
+    "POST /v1/locks/unlock",
 ];
 
 /// The authorization matrix: per caller, the status each endpoint answers a well-formed request
@@ -133,30 +135,32 @@ const ENDPOINTS: [&str; 15] = [
 /// column signs in an unknown operator (the same for every caller); the step-up column sends a
 /// fresh code for operators; the sign-out column ends the row's session.
 #[rustfmt::skip]
-const MATRIX: &[(&str, [u16; 15])] = &[
-    //                     keys  tokenize detok  delete  me   audit verify  openapi healthz readyz erase export  sign-in step-up sign-out
-    ("anonymous",         [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
-    ("malformed",         [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
-    ("unknown",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
-    ("wrong-secret",      [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
-    ("revoked",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
-    ("expired",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
-    ("idle",              [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
-    ("rotated-out",       [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
-    ("checkout",          [200,  200,     403,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403]),
-    ("support",           [200,  403,     200,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403]),
-    ("payments",          [200,  403,     200,   204,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403]),
-    ("auditor",           [200,  403,     403,   403,    200, 200,  200,    200,    200,    200,   403,  403,  401,    403,    403]),
-    ("privacy",           [200,  403,     200,   403,    200, 403,  403,    200,    200,    200,   200,  200,  401,    403,    403]),
-    ("checkout-limited",  [200,  429,     403,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403]),
-    ("support-limited",   [200,  403,     429,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403]),
-    ("payments-limited",  [200,  403,     429,   204,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403]),
-    ("throttled-address", [200,  429,     429,   429,    429, 429,  429,    200,    200,    200,   429,  429,  429,    429,    429]),
-    ("operator-support",  [200,  403,     200,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    200,    204]),
-    ("operator-payments", [200,  403,     200,   204,    200, 403,  403,    200,    200,    200,   403,  403,  401,    200,    204]),
-    ("operator-stale",    [200,  403,     403,   204,    200, 403,  403,    200,    200,    200,   403,  403,  401,    200,    204]),
-    ("operator-locked",   [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
-    ("operator-signed-out",[200, 401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401]),
+const MATRIX: &[(&str, [u16; 17])] = &[
+    //                     keys  tokenize detok  delete  me   audit verify  openapi healthz readyz erase export  sign-in step-up sign-out locks unlock
+    ("anonymous",         [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401,   401,  401]),
+    ("malformed",         [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401,   401,  401]),
+    ("unknown",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401,   401,  401]),
+    ("wrong-secret",      [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401,   401,  401]),
+    ("revoked",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401,   401,  401]),
+    ("expired",           [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401,   401,  401]),
+    ("idle",              [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401,   401,  401]),
+    ("rotated-out",       [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401,   401,  401]),
+    ("checkout",          [200,  200,     403,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403,   403,  403]),
+    ("support",           [200,  403,     200,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403,   403,  403]),
+    ("payments",          [200,  403,     200,   204,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403,   403,  403]),
+    ("auditor",           [200,  403,     403,   403,    200, 200,  200,    200,    200,    200,   403,  403,  401,    403,    403,   200,  403]),
+    ("security",          [200,  403,     403,   403,    200, 200,  200,    200,    200,    200,   403,  403,  401,    403,    403,   200,  403]),
+    ("privacy",           [200,  403,     200,   403,    200, 403,  403,    200,    200,    200,   200,  200,  401,    403,    403,   403,  403]),
+    ("checkout-limited",  [200,  429,     403,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403,   403,  403]),
+    ("support-limited",   [200,  403,     429,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403,   403,  403]),
+    ("payments-limited",  [200,  403,     429,   204,    200, 403,  403,    200,    200,    200,   403,  403,  401,    403,    403,   403,  403]),
+    ("throttled-address", [200,  429,     429,   429,    429, 429,  429,    200,    200,    200,   429,  429,  429,    429,    429,   429,  429]),
+    ("operator-support",  [200,  403,     200,   403,    200, 403,  403,    200,    200,    200,   403,  403,  401,    200,    204,   403,  403]),
+    ("operator-payments", [200,  403,     200,   204,    200, 403,  403,    200,    200,    200,   403,  403,  401,    200,    204,   403,  403]),
+    ("operator-security", [200,  403,     403,   403,    200, 200,  200,    200,    200,    200,   403,  403,  401,    200,    204,   200,  404]),
+    ("operator-stale",    [200,  403,     403,   204,    200, 403,  403,    200,    200,    200,   403,  403,  401,    200,    204,   403,  403]),
+    ("operator-locked",   [200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401,   401,  401]),
+    ("operator-signed-out",[200,  401,     401,   401,    401, 401,  401,    200,    200,    200,   401,  401,  401,    401,    401,   401,  401]),
 ];
 
 /// The audit action a denial at an endpoint is recorded under (failed authentications: `auth`).
@@ -177,6 +181,8 @@ fn denied_action(endpoint: &str, status: u16) -> &'static str {
         "GET /v1/subjects/{id}/export" => "subject.export",
         "POST /v1/operators/step-up" => "operator.step_up",
         "POST /v1/operators/sign-out" => "operator.sign_out",
+        "GET /v1/locks" => "audit.read",
+        "POST /v1/locks/unlock" => "reveal.unlock",
         other => panic!("no denial expected at {other}"),
     }
 }
@@ -211,7 +217,7 @@ async fn authorization_matrix_on(
     let policy = fieldseal_vault::policy::DEFAULT_POLICY
         .lines()
         .map(|l| match l.split_once("per_minute = ") {
-            Some((head, tail)) => {
+            Some((head, tail)) if head.starts_with("rate.") => {
                 let rest = tail.split_once(',').map_or("", |(_, r)| r);
                 format!("{head}per_minute = 1,{rest}")
             }
@@ -239,6 +245,7 @@ async fn authorization_matrix_on(
     let support_limited = key("support", "limited", None).await;
     let payments_limited = key("payments", "limited", None).await;
     let privacy = key("privacy", "privacy", None).await;
+    let security = key("security", "security", None).await;
     // A secret replaced by a rotation with no overlap.
     let rotated_out = key("payments", "rotated", None).await;
     admin.rotate_api_key(&rotated_out[4..16], 0).await.unwrap();
@@ -247,6 +254,7 @@ async fn authorization_matrix_on(
     for (who, name, role) in [
         ("operator-support", "m-support", "support"),
         ("operator-payments", "m-payments", "payments"),
+        ("operator-security", "m-security", "security"),
         ("operator-stale", "m-stale", "payments"),
         ("operator-locked", "m-locked", "payments"),
         ("operator-signed-out", "m-out", "support"),
@@ -319,6 +327,7 @@ async fn authorization_matrix_on(
             "payments" | "throttled-address" => keys.payments.clone(),
             "auditor" => keys.auditor.clone(),
             "privacy" => privacy.clone(),
+            "security" => security.clone(),
             "checkout-limited" => checkout_limited.clone(),
             "support-limited" => support_limited.clone(),
             "payments-limited" => payments_limited.clone(),
@@ -492,6 +501,8 @@ async fn authorization_matrix_on(
                     req.json(&json!({ "items": [{ "envelope": env }] }))
                 }
                 "/v1/detokenize" => req.json(&json!({ "tokens": [token], "purpose": "matrix" })),
+                // Nobody is locked: an operator who may unlock hears so (404).
+                "/v1/locks/unlock" => req.json(&json!({ "caller": "apikey:0123456789ab" })),
                 "/v1/operators/sign-in" => {
                     req.json(&json!({ "name": "nobody", "password": "not it", "totp": "000000" }))
                 }

@@ -668,3 +668,230 @@ fn audit_export_follows_the_log_from_a_sequence_number() {
         "the two before, then the three new ones, each once"
     );
 }
+
+/// Seals `value` to the key set `ks` and tokenizes it with `key`: the answer's first result.
+async fn tokenize_sealed(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    ks: &fieldseal_core::keyset::KeySet,
+    value: &str,
+) -> Value {
+    let items =
+        json!({ "items": [{ "envelope": seal_to(ks, FieldKind::Pan, value, ks.server_time()) }] });
+    post(http, &format!("{base}/v1/tokenize"), key, &items).await["results"][0].clone()
+}
+
+/// docs/incident-response.md, drill 1: the vault's HPKE private key may have leaked. A new key
+/// becomes the primary, the old one is retired at once, a page still sealing to it is found by
+/// `keys check-retired` (its envelope refused), the pages are reloaded, and the check then finds
+/// none; the report covers the window and the log verifies.
+#[tokio::test]
+async fn drill_a_suspected_hpke_key_leak() {
+    let tmp = TempDir::new("drill-key-leak");
+    let dir = tmp.0.join("data");
+    let keys = common::bin::init_with_keys(&dir, &["checkout"]);
+    let checkout = &keys[0];
+    let from = fieldseal_vault::vault::now() - 1;
+    let (mut child, base) = start(&dir, &tmp.0.join("serve.log"));
+    let http = reqwest::Client::new();
+    let stale = key_set(&http, &base).await;
+    let old = stale.primary().kid.as_str().to_owned();
+    let r = tokenize_sealed(&http, &base, checkout, &stale, VISA).await;
+    assert_eq!(r["ok"], true, "{r}");
+
+    // Step 1: a new primary; step 2: the suspected key retired at once.
+    ok(&vault(&dir, &["keys", "rotate"]));
+    let out = ok(&vault(&dir, &["keys", "retire", &old, "--now"]));
+    assert!(out.contains("opens nothing from now on"), "{out}");
+    // A page that kept the old key set: its envelopes are refused (the node takes the
+    // retirement up within its key upkeep, every few seconds).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = tokenize_sealed(&http, &base, checkout, &stale, MC2).await;
+        if r["error"]["code"] == "unknown_key" {
+            break;
+        }
+        assert_eq!(r["ok"], true, "{r}");
+        assert!(std::time::Instant::now() < deadline, "still opening {old}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    // Step 3: the check names the page still sealing to it.
+    let out = vault(&dir, &["keys", "check-retired", &old]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("sealed to it at") && text.contains("by apikey:"), "{text}");
+    // Step 4: pages reloaded: the published set no longer holds the key, and envelopes sealed
+    // to the new one are stored.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let reloaded_at = fieldseal_vault::vault::now();
+    let fresh = key_set(&http, &base).await;
+    let published = http
+        .get(format!("{base}/v1/keys"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!published.contains(&old), "{published}");
+    let r = tokenize_sealed(&http, &base, checkout, &fresh, VISA).await;
+    assert_eq!(r["ok"], true, "{r}");
+    let since = reloaded_at.to_string();
+    let out = ok(&vault(&dir, &["keys", "check-retired", &old, "--since", &since]));
+    assert!(out.contains("no page has sealed to"), "{out}");
+    // Step 5: the report of the window, and the log.
+    let to = (fieldseal_vault::vault::now() + 1).to_string();
+    let report: Value = serde_json::from_str(&ok(&vault(
+        &dir,
+        &["incident", "report", "--from", &from.to_string(), "--to", &to, "--json"],
+    )))
+    .unwrap();
+    assert_eq!(report["log_intact"], true, "{report}");
+    ok(&vault(&dir, &["audit", "verify"]));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// docs/incident-response.md, drill 2: an insider sweeps customers' data through a support
+/// operator's session. The vault locks the operator's reveals by itself (`423`); the on-call
+/// operator finds the lock (`locks list`), reads who revealed what (`incident report`), locks the
+/// operator's sign-in and revokes the role's API keys; the log verifies; after the
+/// investigation, `locks unlock` and `operator reset`.
+#[tokio::test]
+async fn drill_a_suspected_insider() {
+    let tmp = TempDir::new("drill-insider");
+    let dir = tmp.0.join("data");
+    std::fs::create_dir_all(&tmp.0).unwrap();
+    let policy = tmp.0.join("policy.toml");
+    std::fs::write(
+        &policy,
+        fieldseal_vault::policy::DEFAULT_POLICY.replace(
+            "[roles.support]\n",
+            "[roles.support]\nanomaly = { per_minute = 10, floor = 10 }\n",
+        ),
+    )
+    .unwrap();
+    let policy = policy.to_str().unwrap();
+    let env = [("FIELDSEAL_POLICY_FILE", policy)];
+    ok(&vault_with(&dir, &env, &["init"]));
+    let create = |role: &str| {
+        ok(&vault_with(&dir, &env, &["apikey", "create", "--role", role]))
+            .trim()
+            .to_owned()
+    };
+    let (checkout, support) = (create("checkout"), create("support"));
+    let enrolled = ok(&vault_with(&dir, &env, &["operator", "add", "mal", "--role", "support"]));
+    let field = |out: &str, p: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(p))
+            .unwrap()
+            .to_owned()
+    };
+    let (password, uri) = (field(&enrolled, "password: "), field(&enrolled, "totp: "));
+    let from = fieldseal_vault::vault::now() - 1;
+    let (mut child, base) = common::bin::start_with(&dir, &tmp.0.join("serve.log"), &env);
+    let http = reqwest::Client::new();
+    let ks = key_set(&http, &base).await;
+    let mut tokens = Vec::new();
+    for i in 0..15 {
+        let items = json!({ "items": [{ "envelope": seal_to(&ks, FieldKind::Email, &format!("c{i}@example.com"), ks.server_time()) }] });
+        let r = post(&http, &format!("{base}/v1/tokenize"), &checkout, &items).await;
+        tokens.push(r["results"][0]["token"].as_str().unwrap().to_owned());
+    }
+    let t = u64::try_from(fieldseal_vault::vault::now()).unwrap();
+    let code = fieldseal_vault::operators::code_from_uri(&uri, t).unwrap();
+    let session = post(
+        &http,
+        &format!("{base}/v1/operators/sign-in"),
+        "-",
+        &json!({ "name": "mal", "password": password, "totp": code }),
+    )
+    .await["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The sweep: one token after another, each never revealed before.
+    let mut statuses = Vec::new();
+    for token in &tokens {
+        let r = http
+            .post(format!("{base}/v1/detokenize"))
+            .bearer_auth(&session)
+            .json(&json!({ "tokens": [token], "purpose": "ticket 1" }))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    // Locked at the 11th, by the vault itself; the support API key (another caller) is not.
+    assert_eq!(&statuses[..11], &[200; 10].iter().copied().chain([423]).collect::<Vec<_>>()[..]);
+    assert!(statuses[11..].iter().all(|&s| s == 423), "{statuses:?}");
+    let r = post(
+        &http,
+        &format!("{base}/v1/detokenize"),
+        &support,
+        &json!({ "tokens": [tokens[0]], "purpose": "ticket 2" }),
+    )
+    .await;
+    assert_eq!(r["results"][0]["reveal"], "masked", "{r}");
+
+    // Step 1: what is locked, and why.
+    let out = ok(&vault_with(&dir, &env, &["locks", "list"]));
+    assert!(out.contains("operator:mal") && out.contains("sweep: 11 tokens never revealed before"), "{out}");
+    // Step 2: who revealed what, from where.
+    let to = (fieldseal_vault::vault::now() + 1).to_string();
+    let report: Value = serde_json::from_str(&ok(&vault_with(
+        &dir,
+        &env,
+        &["incident", "report", "--from", &from.to_string(), "--to", &to, "--json"],
+    )))
+    .unwrap();
+    let by_mal: Vec<&Value> = report["reveals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["actor"] == "operator:mal")
+        .collect();
+    assert_eq!(
+        by_mal.iter().filter(|r| r["outcome"] == "masked").count(),
+        10,
+        "{report}"
+    );
+    assert!(by_mal.iter().any(|r| r["outcome"] == "denied"), "{report}");
+    // Step 3: stop the person and the role's shared keys.
+    ok(&vault_with(&dir, &env, &["operator", "lock", "mal"]));
+    let r = post(
+        &http,
+        &format!("{base}/v1/operators/sign-in"),
+        "-",
+        &json!({ "name": "mal", "password": "whatever", "totp": "000000" }),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], "operator_locked", "{r}");
+    ok(&vault_with(&dir, &env, &["apikey", "revoke", "--role", "support"]));
+    let status = http
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(&support)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 401);
+    // Step 4: the log is whole.
+    ok(&vault_with(&dir, &env, &["audit", "verify"]));
+    // Step 5, after the investigation: the reveal lock lifted, new credentials.
+    assert!(ok(&vault_with(&dir, &env, &["locks", "unlock", "operator:mal"])).contains("unlocked"));
+    assert!(ok(&vault_with(&dir, &env, &["locks", "list"])).contains("no caller is locked"));
+    ok(&vault_with(&dir, &env, &["operator", "reset", "mal"]));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The binary with extra environment variables (settings).
+fn vault_with(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    common::bin::command(dir)
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap()
+}

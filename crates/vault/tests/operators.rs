@@ -574,3 +574,176 @@ fn operator_commands_through_the_binary() {
         }
     }
 }
+
+/// Reveal anomaly lockout over HTTP: a key that sweeps tokens it never revealed is locked at the
+/// first token past its role's limit (`423 locked`, nothing of that request revealed), stays
+/// locked for every token and for subject export while it still tokenizes; the lock is in the
+/// audit log with its reason; an API key cannot unlock, nor an operator without the permission or
+/// with a stale second factor; an operator of `security` with a fresh one can; then the CLI's
+/// `locks unlock` lifts a second lock. An operator's own reveals are watched the same way.
+#[tokio::test]
+async fn reveal_anomalies_lock_the_caller_until_an_operator_with_a_fresh_factor_unlocks() {
+    let dir = TempDir::new("lockout");
+    let policy = format!(
+        "{}\n[roles.agent]\ntokenize = [\"*\"]\nreveal_masked = [\"*\"]\nexport = true\n\
+         anomaly = {{ per_minute = 5, floor = 5 }}\n",
+        fieldseal_vault::policy::DEFAULT_POLICY
+    );
+    let mut settings = common::settings_with_policy(&dir.0, &policy);
+    let keys = common::init_with(&settings).await;
+    settings.step_up_secs = 2;
+    let agent = common::add_key(&settings, "agent").await;
+    let auditor = common::add_key(&settings, "auditor").await;
+    let security_key = common::add_key(&settings, "security").await;
+    let admin = Admin::open(&settings).await.unwrap();
+    let sec = admin.add_operator("sec", "security").await.unwrap();
+    let aud = admin.add_operator("aud", "auditor").await.unwrap();
+    let ann = admin.add_operator("ann", "agent").await.unwrap();
+    drop(admin);
+    let s = Server::start_with(settings).await;
+    let mut tokens = Vec::new();
+    for i in 0..12 {
+        let env = s.seal(FieldKind::Email, &format!("user{i}@example.com")).await;
+        let (status, body) = s
+            .tokenize(&keys.checkout, json!([{ "envelope": env, "subject": "cust-1" }]))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        tokens.push(body["results"][0]["token"].as_str().unwrap().to_owned());
+    }
+    let agent_id = agent.split('.').next().unwrap().to_owned();
+    let caller = format!("apikey:{}", agent_id.trim_start_matches("fsk_"));
+    // Five tokens never revealed before: within the limit.
+    for t in &tokens[..5] {
+        let (status, body) = s.detokenize(&agent, &[t], "support case").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The sixth is past it: locked, and nothing of the request is shown.
+    let (status, body) = s.detokenize(&agent, &[&tokens[5]], "support case").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (423, Some("locked")), "{body}");
+    assert!(!body.to_string().contains("example.com"), "{body}");
+    // Every reveal is refused now, a token seen before too, and the subject's export.
+    let (status, _) = s.detokenize(&agent, &[&tokens[0]], "support case").await;
+    assert_eq!(status, 423);
+    let (status, body) = s.get(&agent, "/v1/subjects/cust-1/export").await;
+    assert_eq!(status, 423, "{body}");
+    // It still tokenizes.
+    let env = s.seal(FieldKind::Email, "new@example.com").await;
+    let (status, body) = s.tokenize(&agent, json!([{ "envelope": env }])).await;
+    assert_eq!(status, 200, "{body}");
+    // The log: the lock with its reason, and the refused reveals.
+    let entries = log(&s).await;
+    let lock = entries
+        .iter()
+        .find(|e| e.action == "reveal.lock")
+        .expect("a lock entry");
+    let key_id = lock.detail.split(' ').next().unwrap().to_owned();
+    assert!(key_id.starts_with("apikey:"), "{}", lock.detail);
+    assert!(lock.detail.contains("within a minute (limit 5"), "{}", lock.detail);
+    assert!(
+        entries.iter().any(|e| e.action == "reveal"
+            && e.outcome == "denied"
+            && e.token.as_deref() == Some(tokens[5].as_str())
+            && e.detail.starts_with("anomaly: ")),
+        "the refused reveal is audited with the reason"
+    );
+    let _ = caller;
+    // Consoles see it (audit or unlock permission).
+    let (status, body) = s.get(&auditor, "/v1/locks").await;
+    assert_eq!(status, 200, "{body}");
+    let state = body["callers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["caller"] == key_id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(state["role"], "agent");
+    assert!(state["reveal_lock"]["reason"].as_str().unwrap().contains("limit 5"));
+    let (status, _) = s.get(&agent, "/v1/locks").await;
+    assert_eq!(status, 403);
+
+    let unlock = |bearer: String| {
+        let (s, key_id) = (&s, key_id.clone());
+        async move {
+            send(
+                s.client
+                    .post(s.url("/v1/locks/unlock"))
+                    .bearer_auth(bearer)
+                    .json(&json!({ "caller": key_id })),
+            )
+            .await
+        }
+    };
+    // An API key, even of the security role, cannot unlock; nor an auditor operator.
+    assert_eq!(unlock(security_key.clone()).await.status, 403);
+    let aud_session = signed_in(&s, &aud, &code(&aud, 0)).await;
+    assert_eq!(unlock(aud_session).await.status, 403);
+    // A security operator whose second factor is older than step_up_secs must step up first.
+    let sec_session = signed_in(&s, &sec, &code(&sec, 0)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let a = unlock(sec_session.clone()).await;
+    assert_eq!((a.status, err(&a)), (403, "step_up_required"), "{}", a.body);
+    let (status, _) = s.detokenize(&agent, &[&tokens[0]], "support case").await;
+    assert_eq!(status, 423, "still locked");
+    let a = send(
+        s.client
+            .post(s.url("/v1/operators/step-up"))
+            .bearer_auth(&sec_session)
+            .json(&json!({ "totp": code(&sec, 1) })),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = unlock(sec_session.clone()).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(unlock(sec_session.clone()).await.status, 404, "no longer locked");
+    // Unlocked: it reveals again, and starts learning anew.
+    let (status, body) = s.detokenize(&agent, &[&tokens[5]], "support case").await;
+    assert_eq!(status, 200, "{body}");
+    let entries = log(&s).await;
+    let unlocked = entries
+        .iter()
+        .find(|e| e.action == "reveal.unlock" && e.outcome == "ok")
+        .expect("an unlock entry");
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e.action == "reveal.unlock" && e.outcome == "denied")
+            .count()
+            >= 3,
+        "the refused unlocks are audited"
+    );
+    assert_eq!(unlocked.actor, "operator:sec");
+    assert!(unlocked.detail.starts_with(&format!("{key_id}; from ")), "{}", unlocked.detail);
+
+    // Locked again by a second sweep; the CLI lifts it.
+    let batch: Vec<&str> = tokens[6..12].iter().map(String::as_str).collect();
+    let (status, _) = s.detokenize(&agent, &batch, "support case").await;
+    assert_eq!(status, 423);
+    let admin = common::admin_of(&s).await;
+    assert!(admin.reveal_locks().await.unwrap().contains_key(&key_id));
+    assert!(admin.unlock(&key_id).await.unwrap());
+    assert!(!admin.unlock(&key_id).await.unwrap());
+    let (status, body) = s.detokenize(&agent, &[&tokens[6]], "support case").await;
+    assert_eq!(status, 200, "{body}");
+
+    // An operator is watched as itself: locked, while the role's API key is not.
+    let ann_session = signed_in(&s, &ann, &code(&ann, 0)).await;
+    let reveal_as_ann = |t: &str| {
+        send(
+            s.client
+                .post(s.url("/v1/detokenize"))
+                .bearer_auth(&ann_session)
+                .json(&json!({ "tokens": [t], "purpose": "operator sweep" })),
+        )
+    };
+    let mut statuses = Vec::new();
+    for t in &tokens[..6] {
+        statuses.push(reveal_as_ann(t).await.status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 423]);
+    let (status, _) = s.detokenize(&agent, &[&tokens[7]], "support case").await;
+    assert_eq!(status, 200);
+    let admin = common::admin_of(&s).await;
+    assert!(admin.reveal_locks().await.unwrap().contains_key("operator:ann"));
+    s.stop().await;
+}
