@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod alerts;
 pub mod apikeys;
 pub mod backend;
 pub mod backup;

@@ -1,8 +1,9 @@
 //! Metrics in the Prometheus text format (OpenMetrics 1.0, which Prometheus scrapes), on a
 //! listener of their own (`metrics_listen`; none by default): requests by route template, method
 //! and status, latency histograms by route template, tokenizations and reveals by role, kind,
-//! format and outcome, refusals by code, and, read at each scrape, the audit chain head's
-//! sequence, key ages, data key encryption counts and locked operators.
+//! format and outcome, refusals by code, alerts sent, failed and dropped by kind, and, read at
+//! each scrape, the audit chain head's sequence, key ages, data key encryption counts and locked
+//! operators.
 //!
 //! No label holds a value, a token or a key's secret: routes are templates (`/v1/tokens/{token}`,
 //! never the path asked for), kinds, formats, roles and codes come from fixed vocabularies or the
@@ -37,6 +38,7 @@ pub struct Metrics {
     key_age: Family<Labels, Gauge>,
     data_key_encryptions: Family<Labels, Gauge>,
     operators_locked: Gauge,
+    alerts: [Family<Labels, Counter>; 3],
 }
 
 impl Default for Metrics {
@@ -101,8 +103,28 @@ impl Default for Metrics {
             "Operators locked now (after failed sign-ins, or by `operator lock`)",
             operators_locked.clone(),
         );
+        let alerts = [
+            (
+                "alerts_sent",
+                "Alerts the webhook accepted (a 2xx answer), by kind",
+            ),
+            (
+                "alerts_failed",
+                "Alerts given up after alert_max_attempts failed posts, by kind",
+            ),
+            (
+                "alerts_dropped",
+                "Alerts dropped because the alert queue was full, by kind",
+            ),
+        ]
+        .map(|(name, help)| {
+            let family = Family::<Labels, Counter>::default();
+            registry.register(name, help, family.clone());
+            family
+        });
         Self {
             registry,
+            alerts,
             requests,
             latency,
             tokenized,
@@ -166,6 +188,13 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts an alert of `kind` that ended as `outcome`.
+    pub fn alert(&self, kind: &'static str, outcome: AlertOutcome) {
+        self.alerts[outcome as usize]
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .inc();
+    }
+
     /// Sets what is read at a scrape: the audit head, key ages and counts, locked operators.
     pub fn set_state(&self, state: &State) {
         self.audit_head.set(state.audit_head);
@@ -190,6 +219,17 @@ impl Metrics {
         encode(&mut out, &self.registry)?;
         Ok(out)
     }
+}
+
+/// How an alert ended, for [`Metrics::alert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOutcome {
+    /// Posted: the webhook answered 2xx.
+    Sent = 0,
+    /// Given up after its last attempt.
+    Failed = 1,
+    /// Dropped: the queue was full.
+    Dropped = 2,
 }
 
 /// What a scrape reads from the database.
@@ -226,6 +266,9 @@ mod tests {
         m.tokenized("checkout", "pan", "random", "ok");
         m.revealed("payments", "pan", "plain");
         m.refusal("unauthorized");
+        m.alert("lockout", AlertOutcome::Dropped);
+        m.alert("lockout", AlertOutcome::Sent);
+        m.alert("lockout", AlertOutcome::Sent);
         m.set_state(&State {
             audit_head: 42,
             key_ages: vec![("hpke", "k1".into(), 10)],
@@ -243,6 +286,8 @@ mod tests {
             "fieldseal_key_age_seconds{kind=\"hpke\",id=\"k1\"} 10",
             "fieldseal_data_key_encryptions{id=\"data-key:1\"} 7",
             "fieldseal_operators_locked 1",
+            "fieldseal_alerts_sent_total{kind=\"lockout\"} 2",
+            "fieldseal_alerts_dropped_total{kind=\"lockout\"} 1",
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }

@@ -56,6 +56,9 @@ pub enum VaultError {
     /// A plain reveal by an operator whose last second factor is too old (audited).
     #[error("a plain reveal needs a step-up (a TOTP code entered recently)")]
     StepUpRequired,
+    /// The alert webhook's settings.
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::WebhookError),
 }
 
 /// An authenticated caller.
@@ -240,6 +243,8 @@ pub struct Vault<S: Store> {
     key_uses: crate::keyuse::KeyUses,
     /// What `GET /metrics` shows.
     metrics: crate::metrics::Shared,
+    /// Security alerts: the webhook's queue and what the upkeep checks remember.
+    alerts: crate::alerts::Alerter,
 }
 
 /// The KEK the settings name (see [`crate::kek::from_settings`]); the master key text is taken
@@ -340,8 +345,11 @@ impl<S: Store> Vault<S> {
             }
             None => (Arc::new(policy), None),
         };
+        let metrics = crate::metrics::Shared::default();
+        let alerts = crate::alerts::Alerter::start(&settings, Arc::clone(&metrics))?;
         let vault = Self {
             store,
+            alerts,
             policy: RwLock::new(policy),
             kek,
             secrets,
@@ -351,7 +359,7 @@ impl<S: Store> Vault<S> {
             reported: Mutex::new(HashSet::new()),
             limiter: RateLimiter::default(),
             key_uses: crate::keyuse::KeyUses::default(),
-            metrics: Arc::default(),
+            metrics,
             auth_failures: DenialCounter::new(
                 denials::Limits {
                     throttle_after: settings.auth_failures_before_throttle,
@@ -440,6 +448,11 @@ impl<S: Store> Vault<S> {
         &self.secrets
     }
 
+    /// The alerts' queue and state.
+    pub(crate) fn alerts(&self) -> &crate::alerts::Alerter {
+        &self.alerts
+    }
+
     fn ring(&self) -> Arc<KeyRing> {
         match self.ring.read() {
             Ok(r) => Arc::clone(&r),
@@ -473,7 +486,8 @@ impl<S: Store> Vault<S> {
         Ok(())
     }
 
-    /// Logs an alert and audits a stored row that failed its integrity check.
+    /// Logs an alert, raises an `integrity_failure` alert (once per row) and audits a stored
+    /// row that failed its integrity check.
     pub(crate) async fn report_tampered(
         &self,
         token: Option<&str>,
@@ -484,6 +498,7 @@ impl<S: Store> Vault<S> {
             row = %what,
             "a stored row failed its integrity check and is treated as absent"
         );
+        self.alert_tampered(token, what);
         let mut d = AuditDraft::new(now(), Actor::Vault, Action::Integrity, Outcome::Tampered)
             .detail(format!("{what} failed its integrity check"));
         if let Some(t) = token {
@@ -506,6 +521,7 @@ impl<S: Store> Vault<S> {
                         error = %e,
                         "the key-encryption key cannot be reached: requests that need it answer 503 kek_unavailable until it is back"
                     );
+                    self.alert_kek(true, Some(&e.to_string()));
                 }
                 return Err(e.into());
             }
@@ -516,6 +532,7 @@ impl<S: Store> Vault<S> {
                 alert = "kek_available",
                 "the key-encryption key is reachable again"
             );
+            self.alert_kek(false, None);
         }
         self.install(ring).await?;
         Ok(())
