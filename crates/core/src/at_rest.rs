@@ -115,6 +115,16 @@ impl SymmetricKey {
     }
 }
 
+/// Plain HMAC-SHA256 (RFC 2104) of `message` under `key`, for MACs other systems check with
+/// their own HMAC (the vault's signed alert webhooks): no domain label, no length prefixes.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        unreachable!("HMAC accepts keys of any length")
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
 /// The digest under which an API key secret is stored.
 pub fn api_key_digest(secret: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -146,6 +156,14 @@ pub fn chain_hash(previous: &[u8; 32], entry: &[u8]) -> [u8; 32] {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn hmac_sha256_matches_rfc_4231_test_case_2() {
+        assert_eq!(
+            crate::encoding::hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
 
     #[test]
     fn encrypt_binds_key_and_aad() {

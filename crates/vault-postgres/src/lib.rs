@@ -236,6 +236,17 @@ impl PgStore {
         Ok(Held(held))
     }
 
+    /// The pool's connections now (for [`Store::pool_use`]).
+    fn pool_now(&self) -> fieldseal_vault_store::PoolUse {
+        let s = self.inner.pool.status();
+        fieldseal_vault_store::PoolUse {
+            in_use: s.size.saturating_sub(s.available),
+            open: s.size,
+            max: s.max_size,
+            waiting: s.waiting,
+        }
+    }
+
     /// Connections open and idle in the pool, and the pool's size.
     pub fn pool_status(&self) -> (usize, usize) {
         let s = self.inner.pool.status();
@@ -1160,6 +1171,10 @@ fn text_set(rows: &[Row]) -> Result<HashSet<String>, StoreError> {
 }
 
 impl Store for PgStore {
+    fn pool_use(&self) -> Option<fieldseal_vault_store::PoolUse> {
+        Some(self.pool_now())
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         self.bounded(async {
             let mut client = self.client().await?;

@@ -944,6 +944,18 @@ fn insert_all_or_none(
 }
 
 impl Store for SqliteStore {
+    fn pool_use(&self) -> Option<fieldseal_vault_store::PoolUse> {
+        // One connection, taken by one call at a time (writes of requests go through the group
+        // writer, which takes it too).
+        let busy = usize::from(self.conn.try_lock().is_err());
+        Some(fieldseal_vault_store::PoolUse {
+            in_use: busy,
+            open: 1,
+            max: 1,
+            waiting: 0,
+        })
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         self.run(|c, _| {
             c.execute_batch(MIGRATION_TABLE).map_err(db_error)?;

@@ -729,6 +729,24 @@ impl<'k> Verifier<'k> {
         }
     }
 
+    /// A verifier that continues after an entry already verified: its position and hash (hex),
+    /// as [`Verifier::verified`] and [`Verifier::last_hash`] gave them. `None` if the hash is not
+    /// a hash.
+    pub fn resume(key: &'k SymmetricKey, seq: i64, hash: &str) -> Option<Self> {
+        Some(Self {
+            key,
+            prev_hash: from_hex::<32>(hash)?,
+            next_seq: seq.checked_add(1)?,
+            expect: None,
+            expect_seen: false,
+        })
+    }
+
+    /// The hash (hex) of the last entry that verified (32 zero bytes before the first).
+    pub fn last_hash(&self) -> String {
+        hex(&self.prev_hash)
+    }
+
     /// Checks the next entry.
     pub fn check(&mut self, r: &AuditRecord) -> Result<(), Broken> {
         if r.seq != self.next_seq {

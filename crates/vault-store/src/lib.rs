@@ -37,4 +37,4 @@ pub use records::{
     ApiKeyRecord, DataKeyRecord, HpkeKeyRecord, InsertOutcome, KeyUse, NewToken, OperatorLog,
     OperatorRecord, Reencrypted, SessionRecord, SubjectKeyRecord, TokenRecord,
 };
-pub use store::Store;
+pub use store::{PoolUse, Store};

@@ -22,6 +22,11 @@ pub trait Store: Send + Sync + 'static {
     /// Checks the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// How busy its connections are now, for the metrics (`None`: the backend does not say).
+    fn pool_use(&self) -> Option<PoolUse> {
+        None
+    }
+
     /// Sets the key that authenticates the audit chain. Appends fail until it is set.
     fn set_audit_key(&self, key: SymmetricKey);
 
@@ -368,4 +373,17 @@ pub trait Store: Send + Sync + 'static {
         idle_before: i64,
         created_before: i64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// A backend's connections at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Connections serving a call now.
+    pub in_use: usize,
+    /// Connections open (in use or idle).
+    pub open: usize,
+    /// The most connections the backend opens.
+    pub max: usize,
+    /// Calls waiting for a connection.
+    pub waiting: usize,
 }

@@ -57,6 +57,13 @@ impl Store for AnyStore {
         dispatch!(self.ping())
     }
 
+    fn pool_use(&self) -> Option<fieldseal_vault_store::PoolUse> {
+        match self {
+            AnyStore::Sqlite(s) => s.pool_use(),
+            AnyStore::Postgres(s) => s.pool_use(),
+        }
+    }
+
     fn set_audit_key(&self, key: SymmetricKey) {
         match self {
             Self::Sqlite(s) => s.set_audit_key(key),

@@ -146,6 +146,31 @@ pub struct Settings {
     pub session_max_secs: u64,
     /// A plain reveal by an operator needs a second factor entered within this many seconds.
     pub step_up_secs: u64,
+    /// Where security alerts are posted (docs/monitoring.md): an `https://` URL, or `http://` to
+    /// a loopback address (any address with `allow_plain_http`). None: alerts are only logged.
+    pub alert_webhook_url: Option<String>,
+    /// File holding the secret alerts are signed with (HMAC-SHA256); or `FIELDSEAL_ALERT_WEBHOOK_SECRET`.
+    pub alert_webhook_secret_file: Option<PathBuf>,
+    /// The webhook secret from `FIELDSEAL_ALERT_WEBHOOK_SECRET`; only the environment sets it.
+    #[serde(skip)]
+    pub alert_webhook_secret: Option<SecretText>,
+    /// Certificate authorities (PEM) an `https://` webhook's certificate must chain to. Default:
+    /// the system's.
+    pub alert_webhook_ca_file: Option<PathBuf>,
+    /// Alerts waiting to be posted at most; past it new alerts are dropped (and counted).
+    pub alert_queue_size: usize,
+    /// The first wait before a failed post is tried again, in milliseconds; doubled after each
+    /// failure (with jitter) up to `alert_retry_max_secs`.
+    pub alert_retry_initial_ms: u64,
+    /// The longest wait between two attempts to post an alert, in seconds.
+    pub alert_retry_max_secs: u64,
+    /// Attempts to post one alert before it is given up (and counted as failed).
+    pub alert_max_attempts: u32,
+    /// An HPKE key expiring within this many days with no successor, or an API key expiring
+    /// within it, raises a `key_expiring` alert (0: never).
+    pub alert_key_expiry_days: u64,
+    /// The node name alerts carry. Default: the host name.
+    pub alert_node_name: Option<String>,
 }
 
 impl Default for Settings {
@@ -195,6 +220,16 @@ impl Default for Settings {
             session_idle_secs: 900,
             session_max_secs: 8 * 3600,
             step_up_secs: 300,
+            alert_webhook_url: None,
+            alert_webhook_secret_file: None,
+            alert_webhook_secret: None,
+            alert_webhook_ca_file: None,
+            alert_queue_size: 1000,
+            alert_retry_initial_ms: 1000,
+            alert_retry_max_secs: 300,
+            alert_max_attempts: 10,
+            alert_key_expiry_days: 14,
+            alert_node_name: None,
         }
     }
 }
@@ -252,6 +287,19 @@ impl std::fmt::Debug for Settings {
             .field("session_idle_secs", &self.session_idle_secs)
             .field("session_max_secs", &self.session_max_secs)
             .field("step_up_secs", &self.step_up_secs)
+            .field(
+                "alert_webhook_url",
+                &self.alert_webhook_url.as_deref().map(mask_webhook_url),
+            )
+            .field("alert_webhook_secret_file", &self.alert_webhook_secret_file)
+            .field("alert_webhook_secret", &self.alert_webhook_secret)
+            .field("alert_webhook_ca_file", &self.alert_webhook_ca_file)
+            .field("alert_queue_size", &self.alert_queue_size)
+            .field("alert_retry_initial_ms", &self.alert_retry_initial_ms)
+            .field("alert_retry_max_secs", &self.alert_retry_max_secs)
+            .field("alert_max_attempts", &self.alert_max_attempts)
+            .field("alert_key_expiry_days", &self.alert_key_expiry_days)
+            .field("alert_node_name", &self.alert_node_name)
             .finish()
     }
 }
@@ -285,6 +333,22 @@ pub(crate) fn mask_url_password(url: &str) -> String {
             format!("{scheme}://{user}:[REDACTED]@{host}")
         }
         _ => url.to_owned(),
+    }
+}
+
+/// A webhook URL as logs and `Debug` show it: scheme, host and port; its path and query (which
+/// often hold a receiver's own token) are hidden.
+pub fn mask_webhook_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "[REDACTED]".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Credentials before the host are hidden too.
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if rest.len() > authority.len() {
+        format!("{scheme}://{host}/[REDACTED]")
+    } else {
+        format!("{scheme}://{host}")
     }
 }
 
@@ -349,6 +413,28 @@ impl From<String> for MasterKeyText {
 }
 
 impl std::fmt::Debug for MasterKeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+/// A secret's text while the settings hold it (the alert webhook's): wiped on drop, never printed.
+#[derive(Clone)]
+pub struct SecretText(zeroize::Zeroizing<String>);
+
+impl SecretText {
+    /// Wraps the text.
+    pub fn new(text: String) -> Self {
+        Self(zeroize::Zeroizing::new(text))
+    }
+
+    /// The text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[REDACTED]")
     }
@@ -534,6 +620,35 @@ impl Settings {
         env_parse("FIELDSEAL_SESSION_IDLE_SECS", &mut self.session_idle_secs)?;
         env_parse("FIELDSEAL_SESSION_MAX_SECS", &mut self.session_max_secs)?;
         env_parse("FIELDSEAL_STEP_UP_SECS", &mut self.step_up_secs)?;
+        if let Some(v) = env_var("FIELDSEAL_ALERT_WEBHOOK_URL") {
+            self.alert_webhook_url = Some(v);
+        }
+        if let Some(v) = env_var("FIELDSEAL_ALERT_WEBHOOK_SECRET_FILE") {
+            self.alert_webhook_secret_file = Some(v.into());
+        }
+        if let Some(v) = env_var("FIELDSEAL_ALERT_WEBHOOK_SECRET") {
+            self.alert_webhook_secret = Some(SecretText::new(v));
+        }
+        if let Some(v) = env_var("FIELDSEAL_ALERT_WEBHOOK_CA_FILE") {
+            self.alert_webhook_ca_file = Some(v.into());
+        }
+        env_parse("FIELDSEAL_ALERT_QUEUE_SIZE", &mut self.alert_queue_size)?;
+        env_parse(
+            "FIELDSEAL_ALERT_RETRY_INITIAL_MS",
+            &mut self.alert_retry_initial_ms,
+        )?;
+        env_parse(
+            "FIELDSEAL_ALERT_RETRY_MAX_SECS",
+            &mut self.alert_retry_max_secs,
+        )?;
+        env_parse("FIELDSEAL_ALERT_MAX_ATTEMPTS", &mut self.alert_max_attempts)?;
+        env_parse(
+            "FIELDSEAL_ALERT_KEY_EXPIRY_DAYS",
+            &mut self.alert_key_expiry_days,
+        )?;
+        if let Some(v) = env_var("FIELDSEAL_ALERT_NODE_NAME") {
+            self.alert_node_name = Some(v);
+        }
         Ok(())
     }
 
@@ -628,6 +743,20 @@ mod tests {
         assert_eq!(at, "postgres://vault:[REDACTED]@db/vault");
         let encoded = mask_url_password("postgres://db/vault?pass%77ord=hunter2");
         assert!(!encoded.contains("hunter2"), "{encoded}");
+        let alerts = Settings {
+            alert_webhook_url: Some("https://u:pw@hooks.example/T0/hunter2?k=v".into()),
+            alert_webhook_secret: Some(SecretText::new("whsec-hunter3".into())),
+            ..Settings::default()
+        };
+        let shown = format!("{alerts:?}");
+        assert!(
+            !shown.contains("hunter") && !shown.contains("pw@") && !shown.contains("whsec"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("https://hooks.example/[REDACTED]"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -1144,9 +1144,10 @@ pub async fn serve_metrics<S: Store>(
     .await
 }
 
-/// Serves until `shutdown` resolves, then finishes in-flight requests. Also runs the purge of
-/// expired card security codes, audits the failed authentications counted in the last minute,
-/// and takes up keys rotated and policies stored by other processes, every 5 seconds.
+/// Serves until `shutdown` resolves, then finishes in-flight requests. Also runs the alert checks
+/// ([`Vault::watch`]: the database's reachability, the new audit entries, keys about to expire),
+/// the purge of expired card security codes, audits the failed authentications counted in the
+/// last minute, and takes up keys rotated and policies stored by other processes, every 5 seconds.
 pub async fn serve<S: Store>(
     listener: TcpListener,
     vault: AppState<S>,
@@ -1180,12 +1181,16 @@ pub async fn serve<S: Store>(
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
             loop {
                 tick.tick().await;
+                vault.watch().await;
                 match vault.purge().await {
                     Ok(t) if t > 0 => {
                         tracing::info!(expired_tokens = t, "purged");
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "purge failed"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "purge failed");
+                        vault.note_store_error(&e);
+                    }
                 }
                 if let Err(e) = vault.reload_keys().await {
                     tracing::warn!(error = %e, "key reload failed");

@@ -28,6 +28,7 @@
 
 pub mod admin;
 pub mod anomaly;
+pub mod alerts;
 pub mod apikeys;
 pub mod backend;
 pub mod backup;

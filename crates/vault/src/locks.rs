@@ -169,6 +169,14 @@ impl<S: Store> Vault<S> {
         let who = caller.actor().to_string();
         tracing::error!(alert = "reveal_lockout", caller = %who, role = %caller.role_name, reason = %trip, "caller locked: its reveals are refused until unlocked");
         self.metrics().lockout(&caller.role_name);
+        self.alert(crate::alerts::Alert::new(
+            crate::alerts::AlertKind::Lockout,
+            who,
+            format!(
+                "reveals of role {} locked: {trip}; `fieldseal-vault locks unlock` lifts it",
+                caller.role_name
+            ),
+        ));
     }
 
     /// Lifts the lock on `caller` (as the audit log names it), by `actor`; `false` if it is not

@@ -1,8 +1,9 @@
 //! Metrics in the Prometheus text format (OpenMetrics 1.0, which Prometheus scrapes), on a
 //! listener of their own (`metrics_listen`; none by default): requests by route template, method
 //! and status, latency histograms by route template, tokenizations and reveals by role, kind,
-//! format and outcome, refusals by code, and, read at each scrape, the audit chain head's
-//! sequence, key ages, data key encryption counts and locked operators.
+//! format and outcome, refusals by code, alerts sent, failed and dropped by kind, and, read at
+//! each scrape, the audit chain head's sequence, key ages, data key encryption counts and locked
+//! operators.
 //!
 //! No label holds a value, a token or a key's secret: routes are templates (`/v1/tokens/{token}`,
 //! never the path asked for), kinds, formats, roles and codes come from fixed vocabularies or the
@@ -39,6 +40,8 @@ pub struct Metrics {
     operators_locked: Gauge,
     lockouts: Family<Labels, Counter>,
     reveal_locks: Gauge,
+    database_connections: Family<Labels, Gauge>,
+    alerts: [Family<Labels, Counter>; 3],
 }
 
 impl Default for Metrics {
@@ -103,6 +106,13 @@ impl Default for Metrics {
             "Operators locked now (after failed sign-ins, or by `operator lock`)",
             operators_locked.clone(),
         );
+        let database_connections = Family::<Labels, Gauge>::default();
+        registry.register(
+            "database_connections",
+            "The database connections of this node at the scrape: in_use, open, max (the pool's \
+             size) and waiting (calls waiting for one)",
+            database_connections.clone(),
+        );
         let lockouts = Family::<Labels, Counter>::default();
         registry.register(
             "reveal_lockouts",
@@ -115,8 +125,28 @@ impl Default for Metrics {
             "Callers (API keys and operators) whose reveals are locked now",
             reveal_locks.clone(),
         );
+        let alerts = [
+            (
+                "alerts_sent",
+                "Alerts the webhook accepted (a 2xx answer), by kind",
+            ),
+            (
+                "alerts_failed",
+                "Alerts given up after alert_max_attempts failed posts, by kind",
+            ),
+            (
+                "alerts_dropped",
+                "Alerts dropped because the alert queue was full, by kind",
+            ),
+        ]
+        .map(|(name, help)| {
+            let family = Family::<Labels, Counter>::default();
+            registry.register(name, help, family.clone());
+            family
+        });
         Self {
             registry,
+            alerts,
             requests,
             latency,
             tokenized,
@@ -128,6 +158,7 @@ impl Default for Metrics {
             operators_locked,
             lockouts,
             reveal_locks,
+            database_connections,
         }
     }
 }
@@ -189,6 +220,13 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts an alert of `kind` that ended as `outcome`.
+    pub fn alert(&self, kind: &'static str, outcome: AlertOutcome) {
+        self.alerts[outcome as usize]
+            .get_or_create(&vec![("kind", kind.to_owned())])
+            .inc();
+    }
+
     /// Sets what is read at a scrape: the audit head, key ages and counts, locked operators.
     pub fn set_state(&self, state: &State) {
         self.audit_head.set(state.audit_head);
@@ -206,6 +244,18 @@ impl Metrics {
         }
         self.operators_locked.set(state.operators_locked);
         self.reveal_locks.set(state.reveal_locks);
+        if let Some(p) = state.pool {
+            for (name, n) in [
+                ("in_use", p.in_use),
+                ("open", p.open),
+                ("max", p.max),
+                ("waiting", p.waiting),
+            ] {
+                self.database_connections
+                    .get_or_create(&vec![("state", name.to_owned())])
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     /// The text a scrape gets.
@@ -214,6 +264,17 @@ impl Metrics {
         encode(&mut out, &self.registry)?;
         Ok(out)
     }
+}
+
+/// How an alert ended, for [`Metrics::alert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOutcome {
+    /// Posted: the webhook answered 2xx.
+    Sent = 0,
+    /// Given up after its last attempt.
+    Failed = 1,
+    /// Dropped: the queue was full.
+    Dropped = 2,
 }
 
 /// What a scrape reads from the database.
@@ -229,6 +290,8 @@ pub struct State {
     pub operators_locked: i64,
     /// Callers whose reveals are locked now.
     pub reveal_locks: i64,
+    /// The database connections now.
+    pub pool: Option<fieldseal_vault_store::PoolUse>,
 }
 
 /// The content type of [`Metrics::encode`]'s text.
@@ -252,12 +315,21 @@ mod tests {
         m.tokenized("checkout", "pan", "random", "ok");
         m.revealed("payments", "pan", "plain");
         m.refusal("unauthorized");
+        m.alert("lockout", AlertOutcome::Dropped);
+        m.alert("lockout", AlertOutcome::Sent);
+        m.alert("lockout", AlertOutcome::Sent);
         m.set_state(&State {
             audit_head: 42,
             key_ages: vec![("hpke", "k1".into(), 10)],
             data_key_encryptions: vec![("data-key:1".into(), 7)],
             operators_locked: 1,
             reveal_locks: 2,
+            pool: Some(fieldseal_vault_store::PoolUse {
+                in_use: 3,
+                open: 5,
+                max: 16,
+                waiting: 0,
+            }),
         });
         m.lockout("support");
         let text = m.encode().unwrap();
@@ -272,7 +344,11 @@ mod tests {
             "fieldseal_data_key_encryptions{id=\"data-key:1\"} 7",
             "fieldseal_operators_locked 1",
             "fieldseal_reveal_locks 2",
+            "fieldseal_database_connections{state=\"in_use\"} 3",
+            "fieldseal_database_connections{state=\"max\"} 16",
             "fieldseal_reveal_lockouts_total{role=\"support\"} 1",
+            "fieldseal_alerts_sent_total{kind=\"lockout\"} 2",
+            "fieldseal_alerts_dropped_total{kind=\"lockout\"} 1",
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }

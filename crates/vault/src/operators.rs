@@ -336,6 +336,14 @@ impl<S: Store> Vault<S> {
                     .detail(format!("operator {}", row.name)),
             );
             tracing::warn!(alert = "operator_locked", operator = %row.name, until, "operator locked after failed sign-ins");
+            self.alert(crate::alerts::Alert::new(
+                crate::alerts::AlertKind::Lockout,
+                format!("operator:{}", row.name),
+                format!(
+                    "operator {} locked until {until} after {attempts} failed sign-ins",
+                    row.name
+                ),
+            ));
         }
         let updated = self.secrets().row_key.seal_operator(OperatorRecord {
             failed_attempts: if lock { 0 } else { attempts },

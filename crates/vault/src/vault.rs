@@ -59,6 +59,9 @@ pub enum VaultError {
     /// The caller's reveals are locked after an anomaly in them (audited).
     #[error("the caller's reveals are locked")]
     Locked,
+    /// The alert webhook's settings.
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::WebhookError),
 }
 
 /// An authenticated caller.
@@ -245,6 +248,8 @@ pub struct Vault<S: Store> {
     metrics: crate::metrics::Shared,
     /// Reveal anomaly detection and the locks in force.
     reveal_watch: crate::locks::RevealWatch,
+    /// Security alerts: the webhook's queue and what the upkeep checks remember.
+    alerts: crate::alerts::Alerter,
 }
 
 /// The KEK the settings name (see [`crate::kek::from_settings`]); the master key text is taken
@@ -345,8 +350,11 @@ impl<S: Store> Vault<S> {
             }
             None => (Arc::new(policy), None),
         };
+        let metrics = crate::metrics::Shared::default();
+        let alerts = crate::alerts::Alerter::start(&settings, Arc::clone(&metrics))?;
         let vault = Self {
             store,
+            alerts,
             policy: RwLock::new(policy),
             kek,
             secrets,
@@ -356,7 +364,7 @@ impl<S: Store> Vault<S> {
             reported: Mutex::new(HashSet::new()),
             limiter: RateLimiter::default(),
             key_uses: crate::keyuse::KeyUses::default(),
-            metrics: Arc::default(),
+            metrics,
             reveal_watch: crate::locks::RevealWatch::default(),
             auth_failures: DenialCounter::new(
                 denials::Limits {
@@ -446,6 +454,11 @@ impl<S: Store> Vault<S> {
         &self.secrets
     }
 
+    /// The alerts' queue and state.
+    pub(crate) fn alerts(&self) -> &crate::alerts::Alerter {
+        &self.alerts
+    }
+
     fn ring(&self) -> Arc<KeyRing> {
         match self.ring.read() {
             Ok(r) => Arc::clone(&r),
@@ -479,7 +492,8 @@ impl<S: Store> Vault<S> {
         Ok(())
     }
 
-    /// Logs an alert and audits a stored row that failed its integrity check.
+    /// Logs an alert, raises an `integrity_failure` alert (once per row) and audits a stored
+    /// row that failed its integrity check.
     pub(crate) async fn report_tampered(
         &self,
         token: Option<&str>,
@@ -490,6 +504,7 @@ impl<S: Store> Vault<S> {
             row = %what,
             "a stored row failed its integrity check and is treated as absent"
         );
+        self.alert_tampered(token, what);
         let mut d = AuditDraft::new(now(), Actor::Vault, Action::Integrity, Outcome::Tampered)
             .detail(format!("{what} failed its integrity check"));
         if let Some(t) = token {
@@ -512,6 +527,7 @@ impl<S: Store> Vault<S> {
                         error = %e,
                         "the key-encryption key cannot be reached: requests that need it answer 503 kek_unavailable until it is back"
                     );
+                    self.alert_kek(true, Some(&e.to_string()));
                 }
                 return Err(e.into());
             }
@@ -522,6 +538,7 @@ impl<S: Store> Vault<S> {
                 alert = "kek_available",
                 "the key-encryption key is reachable again"
             );
+            self.alert_kek(false, None);
         }
         self.install(ring).await?;
         Ok(())
@@ -1387,6 +1404,7 @@ impl<S: Store> Vault<S> {
         let t = now();
         let mut state = crate::metrics::State {
             audit_head: self.store.audit_head().await?.map_or(0, |h| h.seq),
+            pool: self.store.pool_use(),
             ..crate::metrics::State::default()
         };
         for k in self.store.hpke_keys().await? {
