@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_operators.sql"),
     include_str!("../migrations/0009_operator_log.sql"),
     include_str!("../migrations/0010_key_uses.sql"),
+    include_str!("../migrations/0011_forward_cursors.sql"),
 ];
 
 /// The first migration whose rows carry MACs: a database with audit entries from before it cannot
@@ -1212,6 +1213,31 @@ impl Store for SqliteStore {
                 })
                 .map_err(db_error)?;
             rows.collect::<Result<_, _>>().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn forward_cursor(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c, _| {
+            c.prepare_cached("SELECT seq FROM forward_cursors WHERE name = ?1")
+                .and_then(|mut st| st.query_row([&name], |r| r.get(0)).optional())
+                .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn set_forward_cursor(&self, name: &str, seq: i64, at: i64) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.run(move |c, _| {
+            c.prepare_cached(
+                "INSERT INTO forward_cursors (name, seq, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, \
+                 updated_at = excluded.updated_at",
+            )
+            .and_then(|mut st| st.execute(params![name, seq, at]))
+            .map(drop)
+            .map_err(db_error)
         })
         .await
     }

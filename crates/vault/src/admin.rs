@@ -1168,7 +1168,7 @@ impl<S: Store> Admin<S> {
             let Some(last) = page.last() else { break };
             after = last.seq;
             for entry in &page {
-                serde_json::to_writer(&mut *out, entry).map_err(std::io::Error::from)?;
+                out.write_all(entry.to_json().map_err(std::io::Error::from)?.as_bytes())?;
                 out.write_all(b"\n")?;
                 count += 1;
             }

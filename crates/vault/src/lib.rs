@@ -36,6 +36,7 @@ pub mod config;
 pub mod datakeys;
 pub mod denials;
 pub mod fields;
+pub mod forward;
 pub mod http;
 pub mod kek;
 pub mod keys;

@@ -2,7 +2,8 @@
 //! listener of their own (`metrics_listen`; none by default): requests by route template, method
 //! and status, latency histograms by route template, tokenizations and reveals by role, kind,
 //! format and outcome, refusals by code, and, read at each scrape, the audit chain head's
-//! sequence, key ages, data key encryption counts and locked operators.
+//! sequence, key ages, data key encryption counts and locked operators; the syslog forwarder's
+//! entries sent and its cursor.
 //!
 //! No label holds a value, a token or a key's secret: routes are templates (`/v1/tokens/{token}`,
 //! never the path asked for), kinds, formats, roles and codes come from fixed vocabularies or the
@@ -37,6 +38,8 @@ pub struct Metrics {
     key_age: Family<Labels, Gauge>,
     data_key_encryptions: Family<Labels, Gauge>,
     operators_locked: Gauge,
+    forwarded: Counter,
+    forward_cursor: Gauge,
 }
 
 impl Default for Metrics {
@@ -101,6 +104,20 @@ impl Default for Metrics {
             "Operators locked now (after failed sign-ins, or by `operator lock`)",
             operators_locked.clone(),
         );
+        let forwarded = Counter::default();
+        registry.register(
+            "syslog_forwarded_entries",
+            "Audit entries the syslog forwarder sent and committed its cursor past (an entry sent \
+             again after a failed connection counts again)",
+            forwarded.clone(),
+        );
+        let forward_cursor = Gauge::default();
+        registry.register(
+            "syslog_forward_cursor_seq",
+            "The syslog forwarder's committed cursor: the last audit entry the receiver holds \
+             (compare with audit_head_seq)",
+            forward_cursor.clone(),
+        );
         Self {
             registry,
             requests,
@@ -112,6 +129,8 @@ impl Default for Metrics {
             key_age,
             data_key_encryptions,
             operators_locked,
+            forwarded,
+            forward_cursor,
         }
     }
 }
@@ -164,6 +183,12 @@ impl Metrics {
                 ("outcome", outcome.to_owned()),
             ])
             .inc();
+    }
+
+    /// Counts `entries` forwarded to syslog and committed, the cursor now at `cursor`.
+    pub fn forwarded(&self, entries: u64, cursor: i64) {
+        self.forwarded.inc_by(entries);
+        self.forward_cursor.set(cursor);
     }
 
     /// Sets what is read at a scrape: the audit head, key ages and counts, locked operators.
@@ -226,6 +251,7 @@ mod tests {
         m.tokenized("checkout", "pan", "random", "ok");
         m.revealed("payments", "pan", "plain");
         m.refusal("unauthorized");
+        m.forwarded(3, 12);
         m.set_state(&State {
             audit_head: 42,
             key_ages: vec![("hpke", "k1".into(), 10)],
@@ -243,6 +269,8 @@ mod tests {
             "fieldseal_key_age_seconds{kind=\"hpke\",id=\"k1\"} 10",
             "fieldseal_data_key_encryptions{id=\"data-key:1\"} 7",
             "fieldseal_operators_locked 1",
+            "fieldseal_syslog_forwarded_entries_total 3",
+            "fieldseal_syslog_forward_cursor_seq 12",
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }
