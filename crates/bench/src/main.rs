@@ -807,8 +807,14 @@ async fn run(args: &Args, target: &Target, threads: usize) -> Result<(), Error> 
     let sink = if args.monitoring {
         let (addr, bytes) = syslog_sink()?;
         let env = vec![
-            ("FIELDSEAL_METRICS_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-            ("FIELDSEAL_SYSLOG_FORWARD".to_owned(), format!("tcp://{addr}")),
+            (
+                "FIELDSEAL_METRICS_LISTEN".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
+            (
+                "FIELDSEAL_SYSLOG_FORWARD".to_owned(),
+                format!("tcp://{addr}"),
+            ),
         ];
         transports.push((
             "monitoring on",

@@ -66,7 +66,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_operators.sql"),
     include_str!("../migrations/0009_operator_log.sql"),
     include_str!("../migrations/0010_key_uses.sql"),
-    include_str!("../migrations/0011_reveal_locks.sql"),
+    include_str!("../migrations/0011_forward_cursors.sql"),
+    include_str!("../migrations/0012_reveal_locks.sql"),
 ];
 
 const MIGRATION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version integer \
@@ -1456,6 +1457,38 @@ impl Store for PgStore {
                 })
             },
         )
+        .await
+    }
+
+    async fn forward_cursor(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .read(
+                "SELECT seq FROM $S.forward_cursors WHERE name = $1",
+                &[&name],
+                |r| r.try_get(0),
+            )
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn set_forward_cursor(&self, name: &str, seq: i64, at: i64) -> Result<(), StoreError> {
+        self.bounded(async {
+            let client = self.client().await?;
+            let st = client
+                .prepare_cached(&self.inner.sql(
+                    "INSERT INTO $S.forward_cursors (name, seq, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, \
+                     updated_at = excluded.updated_at",
+                ))
+                .await
+                .map_err(db_error)?;
+            client
+                .execute(&st, &[&name, &seq, &at])
+                .await
+                .map_err(db_error)?;
+            Ok(())
+        })
         .await
     }
 

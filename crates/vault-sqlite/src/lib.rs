@@ -39,7 +39,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_operators.sql"),
     include_str!("../migrations/0009_operator_log.sql"),
     include_str!("../migrations/0010_key_uses.sql"),
-    include_str!("../migrations/0011_reveal_locks.sql"),
+    include_str!("../migrations/0011_forward_cursors.sql"),
+    include_str!("../migrations/0012_reveal_locks.sql"),
 ];
 
 /// The first migration whose rows carry MACs: a database with audit entries from before it cannot
@@ -1229,6 +1230,31 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn forward_cursor(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let name = name.to_owned();
+        self.run(move |c, _| {
+            c.prepare_cached("SELECT seq FROM forward_cursors WHERE name = ?1")
+                .and_then(|mut st| st.query_row([&name], |r| r.get(0)).optional())
+                .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn set_forward_cursor(&self, name: &str, seq: i64, at: i64) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.run(move |c, _| {
+            c.prepare_cached(
+                "INSERT INTO forward_cursors (name, seq, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, \
+                 updated_at = excluded.updated_at",
+            )
+            .and_then(|mut st| st.execute(params![name, seq, at]))
+            .map(drop)
+            .map_err(db_error)
+        })
+        .await
+    }
+
     async fn tokens_to_reencrypt(
         &self,
         below: i64,
@@ -1506,7 +1532,7 @@ impl Store for SqliteStore {
 
     async fn reveal_lock_entries(&self, after: i64) -> Result<Vec<AuditRecord>, StoreError> {
         self.run(move |c, _| {
-            // The condition is the partial index's, word for word (migration 0011).
+            // The condition is the partial index's, word for word (migration 0012).
             c.prepare_cached(&format!(
                 "SELECT {AUDIT_COLUMNS} FROM audit WHERE action IN ('reveal.lock', \
                  'reveal.unlock') AND seq > ?1 ORDER BY seq"

@@ -357,6 +357,14 @@ pub struct AuditRecord {
     pub mac: String,
 }
 
+impl AuditRecord {
+    /// The entry as `audit export` writes it and the syslog forwarder sends it: every field, as
+    /// stored, in one line of compact JSON (no newline).
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(self)
+    }
+}
+
 /// The anchored head: the last entry's position and hash, with a MAC under the audit key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Head {

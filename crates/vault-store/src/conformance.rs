@@ -881,6 +881,23 @@ pub async fn key_uses_add_up<B: Backend>(b: &B) {
     intact(&s).await;
 }
 
+/// A forwarder's cursor is absent until committed, then holds the last commit (forward, or back
+/// when an operator resets it), per name; a cursor commit leaves the audit chain alone.
+pub async fn forward_cursors_are_kept_per_name<B: Backend>(b: &B) {
+    let s = started(b).await;
+    assert_eq!(s.forward_cursor("syslog").await.unwrap(), None);
+    s.set_forward_cursor("syslog", 7, 100).await.unwrap();
+    s.set_forward_cursor("archive", 2, 100).await.unwrap();
+    s.set_forward_cursor("syslog", 12, 101).await.unwrap();
+    assert_eq!(s.forward_cursor("syslog").await.unwrap(), Some(12));
+    assert_eq!(s.forward_cursor("archive").await.unwrap(), Some(2));
+    s.set_forward_cursor("archive", 0, 102).await.unwrap();
+    assert_eq!(s.forward_cursor("archive").await.unwrap(), Some(0));
+    assert_eq!(s.forward_cursor("syslog").await.unwrap(), Some(12));
+    assert_eq!(s.forward_cursor("sys").await.unwrap(), None);
+    assert_eq!(intact(&s).await, 1, "no audit entry for a cursor commit");
+}
+
 async fn operator_log<S: Store>(s: &S, name: &str) -> crate::OperatorLog {
     s.operator(name).await.unwrap().unwrap().log
 }
@@ -982,6 +999,7 @@ macro_rules! conformance_tests {
             an_erased_subject_is_gone,
             key_uses_add_up,
             an_operator_is_read_with_its_log,
+            forward_cursors_are_kept_per_name,
         );
     };
     (@cases $backend:expr; $($case:ident,)*) => {

@@ -86,6 +86,23 @@ pub trait Store: Send + Sync + 'static {
     /// Every key's counted uses.
     fn key_uses(&self) -> impl Future<Output = Result<Vec<KeyUse>, StoreError>> + Send;
 
+    /// The last audit entry (`seq`) the forwarder named `name` knows its receiver holds, if it
+    /// has committed one. Bookkeeping, not authenticated: moving it forward makes a gap in the
+    /// sequence the receiver sees, moving it back repeats entries.
+    fn forward_cursor(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
+
+    /// Commits the forwarder `name`'s cursor at `seq` (made at `at`, Unix seconds), replacing
+    /// the one stored.
+    fn set_forward_cursor(
+        &self,
+        name: &str,
+        seq: i64,
+        at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Up to `limit` token rows under a data key older than `below`, with tokens after `after`,
     /// in token order (`ended_in_log` is not read: always `false`).
     fn tokens_to_reencrypt(

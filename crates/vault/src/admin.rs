@@ -473,9 +473,7 @@ impl<S: Store> Admin<S> {
     }
 
     /// The reveal locks in force (`locks list`), by caller.
-    pub async fn reveal_locks(
-        &self,
-    ) -> Result<BTreeMap<String, crate::locks::Lock>, AdminError> {
+    pub async fn reveal_locks(&self) -> Result<BTreeMap<String, crate::locks::Lock>, AdminError> {
         let mut book = crate::locks::LockBook::default();
         book.refresh(&self.store, &self.secrets.audit_key).await?;
         Ok(book.locks().clone())
@@ -487,7 +485,11 @@ impl<S: Store> Admin<S> {
         if self.reveal_locks().await?.contains_key(caller) {
             return Ok(false);
         }
-        let reason: String = reason.chars().filter(|c| !c.is_control()).take(200).collect();
+        let reason: String = reason
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
         self.store
             .append_audit(
                 AuditDraft::new(now(), self.actor(), Action::RevealLock, Outcome::Ok)
@@ -1295,7 +1297,7 @@ impl<S: Store> Admin<S> {
             let Some(last) = page.last() else { break };
             after = last.seq;
             for entry in &page {
-                serde_json::to_writer(&mut *out, entry).map_err(std::io::Error::from)?;
+                out.write_all(entry.to_json().map_err(std::io::Error::from)?.as_bytes())?;
                 out.write_all(b"\n")?;
                 count += 1;
             }

@@ -146,7 +146,9 @@ impl AnomalyDoc {
         }
         if let Some(text) = &self.off_hours {
             p.off_hours = Some(parse_hours(text).ok_or_else(|| {
-                format!("{scope}.off_hours must be \"HH-HH\" (UTC hours 0 to 23, start and end differ)")
+                format!(
+                    "{scope}.off_hours must be \"HH-HH\" (UTC hours 0 to 23, start and end differ)"
+                )
             })?);
         }
         if p.floor > p.per_minute {
@@ -425,12 +427,7 @@ impl Detector {
 }
 
 /// The rule `counts` breaks at `t`, if any.
-fn check(
-    series: Series,
-    counts: &Counts,
-    policy: &AnomalyPolicy,
-    t: i64,
-) -> Option<Trip> {
+fn check(series: Series, counts: &Counts, policy: &AnomalyPolicy, t: i64) -> Option<Trip> {
     let learned = counts.minutes >= policy.learn_minutes;
     match series {
         Series::Plain => {
@@ -461,7 +458,11 @@ fn check(
             };
             (minute > limit).then(|| {
                 let basis = if learned {
-                    format!("{} x a baseline of {:.1}/min", policy.factor, counts.baseline())
+                    format!(
+                        "{} x a baseline of {:.1}/min",
+                        policy.factor,
+                        counts.baseline()
+                    )
                 } else {
                     "not learned yet".to_owned()
                 };
@@ -577,11 +578,16 @@ mod tests {
         let mut n = 0;
         for minute in 0..(7 * 24 * 60) {
             let t = start + minute * 60;
-            let mut tokens: Vec<String> = (0..10).map(|i| format!("old_{}", (minute + i) % 50)).collect();
+            let mut tokens: Vec<String> = (0..10)
+                .map(|i| format!("old_{}", (minute + i) % 50))
+                .collect();
             tokens.push(format!("new_{n}"));
             tokens.push(format!("new_{}", n + 1));
             n += 2;
-            let items: Vec<Seen<'_>> = tokens.iter().map(|tok| seen(FieldKind::Email, false, tok)).collect();
+            let items: Vec<Seen<'_>> = tokens
+                .iter()
+                .map(|tok| seen(FieldKind::Email, false, tok))
+                .collect();
             assert_eq!(detector.observe("apikey:support", &policy, &items, t), None);
         }
         // The baseline of first-time tokens is 2 a minute: the limit is the floor, 30.
@@ -618,7 +624,12 @@ mod tests {
             .iter()
             .position(|tok| {
                 detector
-                    .observe("apikey:fast", &policy, &[seen(FieldKind::Pan, false, tok)], t)
+                    .observe(
+                        "apikey:fast",
+                        &policy,
+                        &[seen(FieldKind::Pan, false, tok)],
+                        t,
+                    )
                     .is_some()
             })
             .unwrap();
@@ -636,7 +647,12 @@ mod tests {
                     count += 1;
                     let tok = format!("s{count}");
                     let when = t + minute * 60 + j;
-                    if let Some(trip) = detector.observe("apikey:slow", &slow, &[seen(FieldKind::Pan, false, &tok)], when) {
+                    if let Some(trip) = detector.observe(
+                        "apikey:slow",
+                        &slow,
+                        &[seen(FieldKind::Pan, false, &tok)],
+                        when,
+                    ) {
                         break 'outer trip;
                     }
                 }
@@ -659,14 +675,20 @@ mod tests {
         let tokens = ["a", "b", "c", "d", "e"];
         let mut n = 0;
         let trip = loop {
-            let items: Vec<Seen<'_>> = tokens.iter().map(|tok| seen(FieldKind::Pan, true, tok)).collect();
+            let items: Vec<Seen<'_>> = tokens
+                .iter()
+                .map(|tok| seen(FieldKind::Pan, true, tok))
+                .collect();
             n += items.len();
             if let Some(trip) = detector.observe("operator:sam", &policy, &items, t) {
                 break trip;
             }
         };
         assert_eq!(n, 35);
-        assert!(trip.0.starts_with("burst: 31 plain reveals of pan"), "{trip}");
+        assert!(
+            trip.0.starts_with("burst: 31 plain reveals of pan"),
+            "{trip}"
+        );
     }
 
     #[test]
@@ -678,11 +700,28 @@ mod tests {
         let mut detector = Detector::new();
         let midnight = 1_800_000_000_i64 / 86_400 * 86_400;
         let at = |h: i64| midnight + h * 3600 + 5;
-        assert_eq!(detector.observe("k", &policy, &[seen(FieldKind::Pan, true, "a")], at(12)), None);
-        assert_eq!(detector.observe("k", &policy, &[seen(FieldKind::Pan, false, "a")], at(23)), None);
-        assert!(detector.observe("k", &policy, &[seen(FieldKind::Pan, true, "a")], at(23)).is_some());
-        assert!(detector.observe("k", &policy, &[seen(FieldKind::Pan, true, "a")], at(3)).is_some());
-        assert_eq!(detector.observe("k", &policy, &[seen(FieldKind::Pan, true, "a")], at(6)), None);
+        assert_eq!(
+            detector.observe("k", &policy, &[seen(FieldKind::Pan, true, "a")], at(12)),
+            None
+        );
+        assert_eq!(
+            detector.observe("k", &policy, &[seen(FieldKind::Pan, false, "a")], at(23)),
+            None
+        );
+        assert!(
+            detector
+                .observe("k", &policy, &[seen(FieldKind::Pan, true, "a")], at(23))
+                .is_some()
+        );
+        assert!(
+            detector
+                .observe("k", &policy, &[seen(FieldKind::Pan, true, "a")], at(3))
+                .is_some()
+        );
+        assert_eq!(
+            detector.observe("k", &policy, &[seen(FieldKind::Pan, true, "a")], at(6)),
+            None
+        );
     }
 
     #[test]
@@ -708,13 +747,21 @@ mod tests {
             }
         }
         // Learned from the start (the correction), and steady.
-        assert!((counts.baseline() - 10.0).abs() < 1e-6, "{}", counts.baseline());
+        assert!(
+            (counts.baseline() - 10.0).abs() < 1e-6,
+            "{}",
+            counts.baseline()
+        );
         assert_eq!(counts.minutes, 599);
         // Half an hour idle: the last busy half hour is still in the hour.
         counts.advance(599 + 30);
         assert_eq!(counts.last_hour(), 300);
         counts.advance(599 + 60);
-        assert!((counts.baseline() - 5.0).abs() < 0.1, "{}", counts.baseline());
+        assert!(
+            (counts.baseline() - 5.0).abs() < 0.1,
+            "{}",
+            counts.baseline()
+        );
         assert_eq!(counts.last_hour(), 0);
         counts.advance(599 + 24 * 60);
         assert!(counts.baseline() < 0.01);
@@ -725,8 +772,17 @@ mod tests {
         let base = AnomalyPolicy::default();
         let doc: AnomalyDoc = toml::from_str("per_minute = 50\noff_hours = \"22-6\"").unwrap();
         let p = doc.apply(&base, "anomaly").unwrap();
-        assert_eq!((p.per_minute, p.off_hours, p.floor), (50, Some((22, 6)), 30));
-        for bad in ["per_minute = 0", "factor = 0.5", "off_hours = \"7-7\"", "off_hours = \"25-3\"", "floor = 500"] {
+        assert_eq!(
+            (p.per_minute, p.off_hours, p.floor),
+            (50, Some((22, 6)), 30)
+        );
+        for bad in [
+            "per_minute = 0",
+            "factor = 0.5",
+            "off_hours = \"7-7\"",
+            "off_hours = \"25-3\"",
+            "floor = 500",
+        ] {
             let doc: AnomalyDoc = toml::from_str(bad).unwrap();
             assert!(doc.apply(&base, "anomaly").is_err(), "{bad}");
         }

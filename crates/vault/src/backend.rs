@@ -134,6 +134,14 @@ impl Store for AnyStore {
         dispatch!(self.key_uses())
     }
 
+    async fn forward_cursor(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        dispatch!(self.forward_cursor(name))
+    }
+
+    async fn set_forward_cursor(&self, name: &str, seq: i64, at: i64) -> Result<(), StoreError> {
+        dispatch!(self.set_forward_cursor(name, seq, at))
+    }
+
     async fn tokens_to_reencrypt(
         &self,
         below: i64,

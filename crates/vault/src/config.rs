@@ -171,6 +171,25 @@ pub struct Settings {
     pub alert_key_expiry_days: u64,
     /// The node name alerts carry. Default: the host name.
     pub alert_node_name: Option<String>,
+    /// A syslog receiver (a SIEM) to stream the audit trail to as it is written:
+    /// `tcp://HOST:PORT` or `tls://HOST:PORT` (RFC 5424 messages, RFC 6587 octet counting; see
+    /// docs/monitoring.md). None by default.
+    pub syslog_forward: Option<String>,
+    /// `tls://`: the certificate authorities (PEM) the receiver's certificate must chain to; the
+    /// certificate must name the URL's host.
+    pub syslog_ca_file: Option<PathBuf>,
+    /// The messages' APP-NAME.
+    pub syslog_app_name: String,
+    /// The messages' HOSTNAME (default: this machine's name).
+    pub syslog_hostname: Option<String>,
+    /// Most audit entries written to the receiver before the forwarder checks the connection
+    /// and commits its cursor: the most a receiver can get twice after a failed connection.
+    pub syslog_batch: usize,
+    /// How long after a write the connection must still be open before the cursor moves past
+    /// what was written, in milliseconds (above the round trip to the receiver).
+    pub syslog_confirm_ms: u64,
+    /// The name the forwarder's cursor is stored under: one forwarder per name.
+    pub syslog_cursor: String,
 }
 
 impl Default for Settings {
@@ -230,6 +249,13 @@ impl Default for Settings {
             alert_max_attempts: 10,
             alert_key_expiry_days: 14,
             alert_node_name: None,
+            syslog_forward: None,
+            syslog_ca_file: None,
+            syslog_app_name: "fieldseal-vault".into(),
+            syslog_hostname: None,
+            syslog_batch: 500,
+            syslog_confirm_ms: 50,
+            syslog_cursor: "syslog".into(),
         }
     }
 }
@@ -300,6 +326,13 @@ impl std::fmt::Debug for Settings {
             .field("alert_max_attempts", &self.alert_max_attempts)
             .field("alert_key_expiry_days", &self.alert_key_expiry_days)
             .field("alert_node_name", &self.alert_node_name)
+            .field("syslog_forward", &self.syslog_forward)
+            .field("syslog_ca_file", &self.syslog_ca_file)
+            .field("syslog_app_name", &self.syslog_app_name)
+            .field("syslog_hostname", &self.syslog_hostname)
+            .field("syslog_batch", &self.syslog_batch)
+            .field("syslog_confirm_ms", &self.syslog_confirm_ms)
+            .field("syslog_cursor", &self.syslog_cursor)
             .finish()
     }
 }
@@ -648,6 +681,23 @@ impl Settings {
         )?;
         if let Some(v) = env_var("FIELDSEAL_ALERT_NODE_NAME") {
             self.alert_node_name = Some(v);
+        }
+        if let Some(v) = env_var("FIELDSEAL_SYSLOG_FORWARD") {
+            self.syslog_forward = Some(v);
+        }
+        if let Some(v) = env_var("FIELDSEAL_SYSLOG_CA_FILE") {
+            self.syslog_ca_file = Some(v.into());
+        }
+        if let Some(v) = env_var("FIELDSEAL_SYSLOG_APP_NAME") {
+            self.syslog_app_name = v;
+        }
+        if let Some(v) = env_var("FIELDSEAL_SYSLOG_HOSTNAME") {
+            self.syslog_hostname = Some(v);
+        }
+        env_parse("FIELDSEAL_SYSLOG_BATCH", &mut self.syslog_batch)?;
+        env_parse("FIELDSEAL_SYSLOG_CONFIRM_MS", &mut self.syslog_confirm_ms)?;
+        if let Some(v) = env_var("FIELDSEAL_SYSLOG_CURSOR") {
+            self.syslog_cursor = v;
         }
         Ok(())
     }

@@ -766,7 +766,9 @@ async fn locks<S: Store>(
         return Err(forbidden(&vault, &caller, Action::AuditRead, "read lock states").await);
     }
     let callers = vault.caller_states().await?;
-    Ok(no_store(Json(json!({ "callers": callers })).into_response()))
+    Ok(no_store(
+        Json(json!({ "callers": callers })).into_response(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -783,7 +785,9 @@ async fn unlock<S: Store>(
     ApiJson(req): ApiJson<UnlockRequest>,
 ) -> Result<Response, ApiError> {
     if caller.operator.is_none() {
-        return Err(not_an_operator(&vault, &caller, Action::RevealUnlock, "unlock a caller").await);
+        return Err(
+            not_an_operator(&vault, &caller, Action::RevealUnlock, "unlock a caller").await,
+        );
     }
     if !caller.role.unlock {
         return Err(forbidden(&vault, &caller, Action::RevealUnlock, "unlock callers").await);
@@ -798,7 +802,11 @@ async fn unlock<S: Store>(
     }
     if caller.needs_step_up(crate::vault::now(), vault.settings().step_up_secs) {
         vault
-            .audit_denial(&caller, Action::RevealUnlock, &format!("unlock {}: step-up required", req.caller))
+            .audit_denial(
+                &caller,
+                Action::RevealUnlock,
+                &format!("unlock {}: step-up required", req.caller),
+            )
             .await?;
         return Err(VaultError::StepUpRequired.into());
     }

@@ -27,8 +27,8 @@
 #![deny(missing_docs)]
 
 pub mod admin;
-pub mod anomaly;
 pub mod alerts;
+pub mod anomaly;
 pub mod apikeys;
 pub mod backend;
 pub mod backup;
@@ -38,6 +38,7 @@ pub mod config;
 pub mod datakeys;
 pub mod denials;
 pub mod fields;
+pub mod forward;
 pub mod http;
 pub mod kek;
 pub mod keys;

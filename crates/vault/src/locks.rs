@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use fieldseal_core::at_rest::SymmetricKey;
-use fieldseal_vault_store::audit::{Action, Actor, AuditDraft, AuditRecord, Outcome, entry_authentic};
+use fieldseal_vault_store::audit::{
+    Action, Actor, AuditDraft, AuditRecord, Outcome, entry_authentic,
+};
 use fieldseal_vault_store::{Store, StoreError};
 
 use crate::anomaly::{Detector, Seen, Trip};
@@ -142,7 +144,10 @@ impl<S: Store> Vault<S> {
         let Some(lock) = self.reveal_lock_of(&who).await? else {
             return Ok(());
         };
-        let drafts = refusals(&format!("locked since {} (audit entry {})", lock.since, lock.seq));
+        let drafts = refusals(&format!(
+            "locked since {} (audit entry {})",
+            lock.since, lock.seq
+        ));
         self.store().record_reveals(drafts, Vec::new()).await?;
         Err(VaultError::Locked)
     }
@@ -190,8 +195,13 @@ impl<S: Store> Vault<S> {
         if self.reveal_lock_of(caller).await?.is_none() {
             return Ok(false);
         }
-        let mut entry = AuditDraft::new(crate::vault::now(), actor, Action::RevealUnlock, Outcome::Ok)
-            .detail(caller);
+        let mut entry = AuditDraft::new(
+            crate::vault::now(),
+            actor,
+            Action::RevealUnlock,
+            Outcome::Ok,
+        )
+        .detail(caller);
         if let Some(from) = from {
             entry = entry.from(from);
         }
@@ -348,7 +358,10 @@ mod tests {
             parse_detail("apikey:k_1 sweep: 31 tokens; from 10.0.0.1"),
             ("apikey:k_1", "sweep: 31 tokens")
         );
-        assert_eq!(parse_detail("operator:sam; from 10.0.0.1 via 10.0.0.2"), ("operator:sam", ""));
+        assert_eq!(
+            parse_detail("operator:sam; from 10.0.0.1 via 10.0.0.2"),
+            ("operator:sam", "")
+        );
         assert_eq!(parse_detail("apikey:k_1"), ("apikey:k_1", ""));
     }
 
@@ -366,13 +379,19 @@ mod tests {
                 .from("10.0.0.1"),
         );
         let refused = log.append(
-            &AuditDraft::new(11, Actor::Operator("aud".into()), Action::RevealUnlock, Outcome::Denied)
-                .detail("role auditor: unlock callers"),
+            &AuditDraft::new(
+                11,
+                Actor::Operator("aud".into()),
+                Action::RevealUnlock,
+                Outcome::Denied,
+            )
+            .detail("role auditor: unlock callers"),
         );
         let mut book = LockBook::default();
         assert!(book.apply(&key, &[lock, refused.clone()]).is_empty());
         assert_eq!(
-            book.lock_of("apikey:k_1").map(|l| (l.seq, l.since, l.reason.as_str())),
+            book.lock_of("apikey:k_1")
+                .map(|l| (l.seq, l.since, l.reason.as_str())),
             Some((1, 10, "sweep: 31 tokens never revealed before"))
         );
         // Forged: a refused entry made to say "ok" for the locked key, and a new entry.
@@ -385,9 +404,14 @@ mod tests {
         assert!(book.lock_of("apikey:k_1").is_some());
         // The real unlock.
         let unlock = log.append(
-            &AuditDraft::new(12, Actor::Operator("sec".into()), Action::RevealUnlock, Outcome::Ok)
-                .detail("apikey:k_1")
-                .from("10.0.0.2"),
+            &AuditDraft::new(
+                12,
+                Actor::Operator("sec".into()),
+                Action::RevealUnlock,
+                Outcome::Ok,
+            )
+            .detail("apikey:k_1")
+            .from("10.0.0.2"),
         );
         assert_eq!(book.apply(&key, &[unlock]), ["apikey:k_1"]);
         assert!(book.locks().is_empty());

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use fieldseal_vault::admin::{self, Admin};
 use fieldseal_vault::config::Settings;
+use fieldseal_vault::forward::Forwarder;
 use fieldseal_vault::http;
 use fieldseal_vault::store::audit::ExpectedHead;
 use fieldseal_vault::vault::Vault;
@@ -509,6 +510,25 @@ async fn serve(settings: Settings) -> Result<ExitCode> {
             return Err(format!("refusing to start: {e}").into());
         }
     };
+    // The audit trail streamed to a syslog receiver, only if asked for; stopped after the
+    // listener (whose last entries it sends too).
+    let forwarder = match Forwarder::from_settings(
+        vault.store().clone(),
+        vault.settings(),
+        Arc::clone(vault.metrics()),
+    ) {
+        Ok(f) => f.map(|f| {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(f.run(async {
+                let _ = stopped.await;
+            }));
+            (stop, task)
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "refusing to start");
+            return Err(format!("refusing to start: {e}").into());
+        }
+    };
     let listener = http::bind(listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(address = %addr, "listening");
@@ -528,7 +548,14 @@ async fn serve(settings: Settings) -> Result<ExitCode> {
         None => None,
     };
     std::io::stdout().flush()?;
-    http::serve(listener, vault, http::shutdown_signal()).await?;
+    let served = http::serve(listener, vault, http::shutdown_signal()).await;
+    if let Some((stop, task)) = forwarder {
+        let _ = stop.send(());
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "the syslog forwarder failed");
+        }
+    }
+    served?;
     if let Some(task) = metrics {
         task.abort();
     }
@@ -558,7 +585,9 @@ async fn locks_cmd(settings: Settings, command: LocksCommand) -> Result<ExitCode
         }
         LocksCommand::Lock { caller, reason } => {
             if !fieldseal_vault::locks::valid_caller(&caller) {
-                return Err(format!("{caller:?} is not a caller: apikey:ID or operator:NAME").into());
+                return Err(
+                    format!("{caller:?} is not a caller: apikey:ID or operator:NAME").into(),
+                );
             }
             if admin.lock(&caller, &reason).await? {
                 println!("locked {caller}: its reveals are refused until `locks unlock {caller}`");
@@ -569,7 +598,9 @@ async fn locks_cmd(settings: Settings, command: LocksCommand) -> Result<ExitCode
         }
         LocksCommand::Unlock { caller } => {
             if !fieldseal_vault::locks::valid_caller(&caller) {
-                return Err(format!("{caller:?} is not a caller: apikey:ID or operator:NAME").into());
+                return Err(
+                    format!("{caller:?} is not a caller: apikey:ID or operator:NAME").into(),
+                );
             }
             if admin.unlock(&caller).await? {
                 println!("unlocked {caller}");

@@ -1,9 +1,10 @@
 //! Metrics in the Prometheus text format (OpenMetrics 1.0, which Prometheus scrapes), on a
 //! listener of their own (`metrics_listen`; none by default): requests by route template, method
 //! and status, latency histograms by route template, tokenizations and reveals by role, kind,
-//! format and outcome, refusals by code, alerts sent, failed and dropped by kind, and, read at
-//! each scrape, the audit chain head's sequence, key ages, data key encryption counts and locked
-//! operators.
+//! format and outcome, refusals by code, alerts sent, failed and dropped by kind, callers locked
+//! for reveal anomalies, the syslog forwarder's entries sent and its cursor, and, read at each
+//! scrape, the audit chain head's sequence, key ages, data key encryption counts, locked
+//! operators and callers, and database connections.
 //!
 //! No label holds a value, a token or a key's secret: routes are templates (`/v1/tokens/{token}`,
 //! never the path asked for), kinds, formats, roles and codes come from fixed vocabularies or the
@@ -42,6 +43,8 @@ pub struct Metrics {
     reveal_locks: Gauge,
     database_connections: Family<Labels, Gauge>,
     alerts: [Family<Labels, Counter>; 3],
+    forwarded: Counter,
+    forward_cursor: Gauge,
 }
 
 impl Default for Metrics {
@@ -144,6 +147,20 @@ impl Default for Metrics {
             registry.register(name, help, family.clone());
             family
         });
+        let forwarded = Counter::default();
+        registry.register(
+            "syslog_forwarded_entries",
+            "Audit entries the syslog forwarder sent and committed its cursor past (an entry sent \
+             again after a failed connection counts again)",
+            forwarded.clone(),
+        );
+        let forward_cursor = Gauge::default();
+        registry.register(
+            "syslog_forward_cursor_seq",
+            "The syslog forwarder's committed cursor: the last audit entry the receiver holds \
+             (compare with audit_head_seq)",
+            forward_cursor.clone(),
+        );
         Self {
             registry,
             alerts,
@@ -159,6 +176,8 @@ impl Default for Metrics {
             lockouts,
             reveal_locks,
             database_connections,
+            forwarded,
+            forward_cursor,
         }
     }
 }
@@ -225,6 +244,12 @@ impl Metrics {
         self.alerts[outcome as usize]
             .get_or_create(&vec![("kind", kind.to_owned())])
             .inc();
+    }
+
+    /// Counts `entries` forwarded to syslog and committed, the cursor now at `cursor`.
+    pub fn forwarded(&self, entries: u64, cursor: i64) {
+        self.forwarded.inc_by(entries);
+        self.forward_cursor.set(cursor);
     }
 
     /// Sets what is read at a scrape: the audit head, key ages and counts, locked operators.
@@ -318,6 +343,7 @@ mod tests {
         m.alert("lockout", AlertOutcome::Dropped);
         m.alert("lockout", AlertOutcome::Sent);
         m.alert("lockout", AlertOutcome::Sent);
+        m.forwarded(3, 12);
         m.set_state(&State {
             audit_head: 42,
             key_ages: vec![("hpke", "k1".into(), 10)],
@@ -349,6 +375,8 @@ mod tests {
             "fieldseal_reveal_lockouts_total{role=\"support\"} 1",
             "fieldseal_alerts_sent_total{kind=\"lockout\"} 2",
             "fieldseal_alerts_dropped_total{kind=\"lockout\"} 1",
+            "fieldseal_syslog_forwarded_entries_total 3",
+            "fieldseal_syslog_forward_cursor_seq 12",
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }

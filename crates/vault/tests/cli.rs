@@ -720,7 +720,10 @@ async fn drill_a_suspected_hpke_key_leak() {
     let out = vault(&dir, &["keys", "check-retired", &old]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("sealed to it at") && text.contains("by apikey:"), "{text}");
+    assert!(
+        text.contains("sealed to it at") && text.contains("by apikey:"),
+        "{text}"
+    );
     // Step 4: pages reloaded: the published set no longer holds the key, and envelopes sealed
     // to the new one are stored.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -738,13 +741,24 @@ async fn drill_a_suspected_hpke_key_leak() {
     let r = tokenize_sealed(&http, &base, checkout, &fresh, VISA).await;
     assert_eq!(r["ok"], true, "{r}");
     let since = reloaded_at.to_string();
-    let out = ok(&vault(&dir, &["keys", "check-retired", &old, "--since", &since]));
+    let out = ok(&vault(
+        &dir,
+        &["keys", "check-retired", &old, "--since", &since],
+    ));
     assert!(out.contains("no page has sealed to"), "{out}");
     // Step 5: the report of the window, and the log.
     let to = (fieldseal_vault::vault::now() + 1).to_string();
     let report: Value = serde_json::from_str(&ok(&vault(
         &dir,
-        &["incident", "report", "--from", &from.to_string(), "--to", &to, "--json"],
+        &[
+            "incident",
+            "report",
+            "--from",
+            &from.to_string(),
+            "--to",
+            &to,
+            "--json",
+        ],
     )))
     .unwrap();
     assert_eq!(report["log_intact"], true, "{report}");
@@ -776,12 +790,20 @@ async fn drill_a_suspected_insider() {
     let env = [("FIELDSEAL_POLICY_FILE", policy)];
     ok(&vault_with(&dir, &env, &["init"]));
     let create = |role: &str| {
-        ok(&vault_with(&dir, &env, &["apikey", "create", "--role", role]))
-            .trim()
-            .to_owned()
+        ok(&vault_with(
+            &dir,
+            &env,
+            &["apikey", "create", "--role", role],
+        ))
+        .trim()
+        .to_owned()
     };
     let (checkout, support) = (create("checkout"), create("support"));
-    let enrolled = ok(&vault_with(&dir, &env, &["operator", "add", "mal", "--role", "support"]));
+    let enrolled = ok(&vault_with(
+        &dir,
+        &env,
+        &["operator", "add", "mal", "--role", "support"],
+    ));
     let field = |out: &str, p: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(p))
@@ -824,7 +846,10 @@ async fn drill_a_suspected_insider() {
         statuses.push(r.status().as_u16());
     }
     // Locked at the 11th, by the vault itself; the support API key (another caller) is not.
-    assert_eq!(&statuses[..11], &[200; 10].iter().copied().chain([423]).collect::<Vec<_>>()[..]);
+    assert_eq!(
+        &statuses[..11],
+        &[200; 10].iter().copied().chain([423]).collect::<Vec<_>>()[..]
+    );
     assert!(statuses[11..].iter().all(|&s| s == 423), "{statuses:?}");
     let r = post(
         &http,
@@ -837,13 +862,24 @@ async fn drill_a_suspected_insider() {
 
     // Step 1: what is locked, and why.
     let out = ok(&vault_with(&dir, &env, &["locks", "list"]));
-    assert!(out.contains("operator:mal") && out.contains("sweep: 11 tokens never revealed before"), "{out}");
+    assert!(
+        out.contains("operator:mal") && out.contains("sweep: 11 tokens never revealed before"),
+        "{out}"
+    );
     // Step 2: who revealed what, from where.
     let to = (fieldseal_vault::vault::now() + 1).to_string();
     let report: Value = serde_json::from_str(&ok(&vault_with(
         &dir,
         &env,
-        &["incident", "report", "--from", &from.to_string(), "--to", &to, "--json"],
+        &[
+            "incident",
+            "report",
+            "--from",
+            &from.to_string(),
+            "--to",
+            &to,
+            "--json",
+        ],
     )))
     .unwrap();
     let by_mal: Vec<&Value> = report["reveals"]
@@ -868,7 +904,11 @@ async fn drill_a_suspected_insider() {
     )
     .await;
     assert_eq!(r["error"]["code"], "operator_locked", "{r}");
-    ok(&vault_with(&dir, &env, &["apikey", "revoke", "--role", "support"]));
+    ok(&vault_with(
+        &dir,
+        &env,
+        &["apikey", "revoke", "--role", "support"],
+    ));
     let status = http
         .get(format!("{base}/v1/me"))
         .bearer_auth(&support)
@@ -880,7 +920,14 @@ async fn drill_a_suspected_insider() {
     // Step 4: the log is whole.
     ok(&vault_with(&dir, &env, &["audit", "verify"]));
     // Step 5, after the investigation: the reveal lock lifted, new credentials.
-    assert!(ok(&vault_with(&dir, &env, &["locks", "unlock", "operator:mal"])).contains("unlocked"));
+    assert!(
+        ok(&vault_with(
+            &dir,
+            &env,
+            &["locks", "unlock", "operator:mal"]
+        ))
+        .contains("unlocked")
+    );
     assert!(ok(&vault_with(&dir, &env, &["locks", "list"])).contains("no caller is locked"));
     ok(&vault_with(&dir, &env, &["operator", "reset", "mal"]));
     child.kill().unwrap();

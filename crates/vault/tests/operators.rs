@@ -603,9 +603,14 @@ async fn reveal_anomalies_lock_the_caller_until_an_operator_with_a_fresh_factor_
     let s = Server::start_with(settings).await;
     let mut tokens = Vec::new();
     for i in 0..12 {
-        let env = s.seal(FieldKind::Email, &format!("user{i}@example.com")).await;
+        let env = s
+            .seal(FieldKind::Email, &format!("user{i}@example.com"))
+            .await;
         let (status, body) = s
-            .tokenize(&keys.checkout, json!([{ "envelope": env, "subject": "cust-1" }]))
+            .tokenize(
+                &keys.checkout,
+                json!([{ "envelope": env, "subject": "cust-1" }]),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         tokens.push(body["results"][0]["token"].as_str().unwrap().to_owned());
@@ -619,7 +624,11 @@ async fn reveal_anomalies_lock_the_caller_until_an_operator_with_a_fresh_factor_
     }
     // The sixth is past it: locked, and nothing of the request is shown.
     let (status, body) = s.detokenize(&agent, &[&tokens[5]], "support case").await;
-    assert_eq!((status, body["error"]["code"].as_str()), (423, Some("locked")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (423, Some("locked")),
+        "{body}"
+    );
     assert!(!body.to_string().contains("example.com"), "{body}");
     // Every reveal is refused now, a token seen before too, and the subject's export.
     let (status, _) = s.detokenize(&agent, &[&tokens[0]], "support case").await;
@@ -638,7 +647,11 @@ async fn reveal_anomalies_lock_the_caller_until_an_operator_with_a_fresh_factor_
         .expect("a lock entry");
     let key_id = lock.detail.split(' ').next().unwrap().to_owned();
     assert!(key_id.starts_with("apikey:"), "{}", lock.detail);
-    assert!(lock.detail.contains("within a minute (limit 5"), "{}", lock.detail);
+    assert!(
+        lock.detail.contains("within a minute (limit 5"),
+        "{}",
+        lock.detail
+    );
     assert!(
         entries.iter().any(|e| e.action == "reveal"
             && e.outcome == "denied"
@@ -658,7 +671,12 @@ async fn reveal_anomalies_lock_the_caller_until_an_operator_with_a_fresh_factor_
         .cloned()
         .unwrap();
     assert_eq!(state["role"], "agent");
-    assert!(state["reveal_lock"]["reason"].as_str().unwrap().contains("limit 5"));
+    assert!(
+        state["reveal_lock"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("limit 5")
+    );
     let (status, _) = s.get(&agent, "/v1/locks").await;
     assert_eq!(status, 403);
 
@@ -695,7 +713,11 @@ async fn reveal_anomalies_lock_the_caller_until_an_operator_with_a_fresh_factor_
     assert_eq!(a.status, 200, "{}", a.body);
     let a = unlock(sec_session.clone()).await;
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(unlock(sec_session.clone()).await.status, 404, "no longer locked");
+    assert_eq!(
+        unlock(sec_session.clone()).await.status,
+        404,
+        "no longer locked"
+    );
     // Unlocked: it reveals again, and starts learning anew.
     let (status, body) = s.detokenize(&agent, &[&tokens[5]], "support case").await;
     assert_eq!(status, 200, "{body}");
@@ -713,7 +735,11 @@ async fn reveal_anomalies_lock_the_caller_until_an_operator_with_a_fresh_factor_
         "the refused unlocks are audited"
     );
     assert_eq!(unlocked.actor, "operator:sec");
-    assert!(unlocked.detail.starts_with(&format!("{key_id}; from ")), "{}", unlocked.detail);
+    assert!(
+        unlocked.detail.starts_with(&format!("{key_id}; from ")),
+        "{}",
+        unlocked.detail
+    );
 
     // Locked again by a second sweep; the CLI lifts it.
     let batch: Vec<&str> = tokens[6..12].iter().map(String::as_str).collect();
@@ -744,6 +770,12 @@ async fn reveal_anomalies_lock_the_caller_until_an_operator_with_a_fresh_factor_
     let (status, _) = s.detokenize(&agent, &[&tokens[7]], "support case").await;
     assert_eq!(status, 200);
     let admin = common::admin_of(&s).await;
-    assert!(admin.reveal_locks().await.unwrap().contains_key("operator:ann"));
+    assert!(
+        admin
+            .reveal_locks()
+            .await
+            .unwrap()
+            .contains_key("operator:ann")
+    );
     s.stop().await;
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod bin;
+pub mod certs;
 pub mod hsm;
 
 use std::path::{Path, PathBuf};
