@@ -12,6 +12,9 @@
 //! latency, errors, and the server's peak resident memory, as a table and as JSON. With `--tls`,
 //! every scenario runs twice on the same vault: over plain HTTP, then over TLS (a certificate the
 //! run makes with `openssl`), each step with new connections, so both tables come from one run.
+//! With `--monitoring`, every scenario runs with monitoring off, then on (metrics scraped every
+//! second, reveal anomaly detection, the audit trail forwarded to a syslog receiver of the run's
+//! own), on the same vault. Reveal anomaly detection is off in every other pass.
 #![allow(clippy::print_stdout)]
 
 use std::io::{BufRead, BufReader};
@@ -82,13 +85,6 @@ enum Transport {
 }
 
 impl Transport {
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Plain => "plain HTTP",
-            Self::Tls(_) => "TLS",
-        }
-    }
-
     fn client(&self, idle_per_host: usize) -> Result<reqwest::Client, Error> {
         let b = reqwest::Client::builder().pool_max_idle_per_host(idle_per_host);
         Ok(match self {
@@ -206,7 +202,7 @@ delete = ["*"]
 rate.reveal = { unlimited = true }
 "#;
 
-/// With `--monitoring`: reveal anomaly detection off.
+/// Reveal anomaly detection off (every pass but `--monitoring`'s second).
 const ANOMALY_OFF: &str = "\n[anomaly]\nenabled = false\n";
 
 /// With `--monitoring`: detection on, with ceilings the run never reaches (it measures the cost
@@ -707,12 +703,9 @@ async fn main() -> Result<(), Error> {
         "postgres" => Some(Schema::create(&args.postgres_url).await?),
         _ => None,
     };
-    let policy = if args.monitoring {
-        format!("{POLICY}{ANOMALY_OFF}")
-    } else {
-        POLICY.to_owned()
-    };
-    std::fs::write(dir.0.join(POLICY_FILE), policy)?;
+    // Reveal anomaly detection off, but in the pass that measures it: the run's reveals of the
+    // same 2,000 tokens thousands of times a second are a burst by any measure.
+    std::fs::write(dir.0.join(POLICY_FILE), format!("{POLICY}{ANOMALY_OFF}"))?;
     let kek_env = match args.kek.as_str() {
         "pkcs11" => softhsm_token(&dir.0, &args.pkcs11_module)?,
         _ => Vec::new(),

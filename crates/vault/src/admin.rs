@@ -70,6 +70,9 @@ pub enum AdminError {
     /// No live API key with this id.
     #[error("no active API key with id {0}")]
     NoSuchApiKey(String),
+    /// Not a caller as the audit log names one.
+    #[error("{0:?} is not a caller: apikey:ID (12 hex digits) or operator:NAME")]
+    NotACaller(String),
     /// No HPKE key with this id.
     #[error("no HPKE key with id {0}")]
     NoSuchKey(String),
@@ -482,6 +485,9 @@ impl<S: Store> Admin<S> {
     /// Locks a caller's reveals by hand (`locks lock`; audited `reveal.lock`): what the anomaly
     /// detector does by itself, for a caller suspected otherwise. `false` if it is locked already.
     pub async fn lock(&self, caller: &str, reason: &str) -> Result<bool, AdminError> {
+        if !crate::locks::valid_caller(caller) {
+            return Err(AdminError::NotACaller(caller.into()));
+        }
         if self.reveal_locks().await?.contains_key(caller) {
             return Ok(false);
         }
@@ -502,13 +508,16 @@ impl<S: Store> Admin<S> {
     /// Lifts a caller's reveal lock (`locks unlock`; audited `reveal.unlock`); `false` if it is
     /// not locked. Every node takes it up before its next reveal.
     pub async fn unlock(&self, caller: &str) -> Result<bool, AdminError> {
-        if !self.reveal_locks().await?.contains_key(caller) {
-            return Ok(false);
+        if !crate::locks::valid_caller(caller) {
+            return Err(AdminError::NotACaller(caller.into()));
         }
+        let Some(lock) = self.reveal_locks().await?.remove(caller) else {
+            return Ok(false);
+        };
         self.store
             .append_audit(
                 AuditDraft::new(now(), self.actor(), Action::RevealUnlock, Outcome::Ok)
-                    .detail(caller),
+                    .detail(crate::locks::unlock_detail(caller, &lock)),
             )
             .await?;
         Ok(true)

@@ -10,7 +10,7 @@
 //! per_minute = 200                # most reveals of one kind and mode, or first-time tokens, in 60 s
 //! factor = 4.0                    # once learned: at most factor x the baseline per minute ...
 //! floor = 30                      # ... but never fewer than this
-//! learn_minutes = 60              # minutes of traffic before the baseline counts
+//! learn_minutes = 60              # minutes since a series' first reveal before it counts
 //! plain_per_hour = 5000           # most plain reveals in an hour
 //! new_tokens_per_hour = 2000      # most first-time tokens in an hour (a sweep)
 //! off_hours = "22-06"             # plain reveals between these UTC hours lock (unset: never)
@@ -21,19 +21,21 @@
 //!
 //! The rules, checked at every revealed token, in order:
 //! - off hours: a plain reveal within `off_hours` locks at once;
+//! - sweep: more first-time tokens (not among the up to 400,000 this caller revealed on this node
+//!   in its last one to two days of activity) than the minute limit of that series within 60
+//!   seconds, or more than `new_tokens_per_hour` within an hour;
 //! - burst: more than the minute limit of one kind and mode within the last 60 seconds. The
-//!   minute limit is `per_minute` until the series has `learn_minutes` of history on this node,
-//!   then `factor` times its baseline (an exponentially weighted per-minute rate, half-life one
-//!   hour), at least `floor` and at most `per_minute`;
-//! - sweep: more first-time tokens (never revealed by this caller on this node within the last
-//!   one to two days) than the minute limit of that series within 60 seconds, or more than
-//!   `new_tokens_per_hour` within an hour;
+//!   minute limit is `per_minute` until the series is `learn_minutes` old on this node, then the
+//!   larger of `factor` times its baseline (an exponentially weighted per-minute rate, half-life
+//!   one hour) and 1.5 times its busiest minute (fading, half-life a day), at least `floor` and at
+//!   most `per_minute`;
 //! - ceiling: more than `plain_per_hour` plain reveals within an hour.
 //!
-//! A sweep over tokens never revealed before is therefore locked at the latest at its
-//! `per_minute + 1`-th token within a minute (201 with the defaults), or at its
-//! `new_tokens_per_hour + 1`-th within an hour when slower; against a learned baseline, at
-//! `max(floor, factor x baseline) + 1` within a minute.
+//! "Within 60 seconds" is this minute's count plus the share of the previous minute's that the
+//! window still covers: a burst split across a minute boundary can reach about twice the limit.
+//! A sweep over tokens never revealed before is locked at the latest at its `per_minute + 1`-th
+//! token within a minute (201 with the defaults), or at its `new_tokens_per_hour + 1`-th within an
+//! hour when slower; against a learned baseline, at the first token past the learned limit.
 //!
 //! Everything here is pure: the time is an argument, so tests run days of traffic in
 //! milliseconds. Baselines live in each node's memory (a restart relearns them); locks live in the
@@ -228,6 +230,9 @@ struct Counts {
     weight: f64,
     /// Completed minutes folded in.
     minutes: u32,
+    /// The busiest completed minute, fading with a half-life of a day: a client that works in
+    /// batches (idle, then its rate limit for a few minutes) is held to its own bursts.
+    peak: f64,
 }
 
 /// Per-minute decay of the baseline: a half-life of one hour.
@@ -243,6 +248,7 @@ impl Counts {
             weighted: 0.0,
             weight: 0.0,
             minutes: 0,
+            peak: 0.0,
         }
     }
 
@@ -273,6 +279,8 @@ impl Counts {
         let fade = d.powi(idle);
         self.weighted = (self.weighted * d + count * (1.0 - d)) * fade;
         self.weight = 1.0 - (1.0 - self.weight) * d * fade;
+        let day = 0.5_f64.powf(1.0 / (24.0 * 60.0));
+        self.peak = (self.peak * day).max(count) * day.powi(idle);
         self.minutes = self
             .minutes
             .saturating_add(u32::try_from(steps).unwrap_or(u32::MAX));
@@ -301,6 +309,11 @@ impl Counts {
 
     fn last_hour(&self) -> u64 {
         self.buckets.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    /// Clears the counts of the last hour, keeping what was learned.
+    fn clear(&mut self) {
+        self.buckets = [0; HOUR_BUCKETS];
     }
 }
 
@@ -332,7 +345,13 @@ impl SeenTokens {
 struct CallerState {
     series: HashMap<Series, Counts>,
     seen: SeenTokens,
+    /// Its last reveal.
+    last: i64,
 }
+
+/// A caller with no reveal for this long is forgotten (its memory freed; a key revoked or an
+/// operator gone stays no longer).
+const IDLE_FORGOTTEN_SECS: i64 = 2 * 24 * 3600;
 
 /// Why a caller was locked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,6 +367,8 @@ impl std::fmt::Display for Trip {
 #[derive(Debug, Default)]
 pub struct Detector {
     callers: HashMap<String, CallerState>,
+    /// Observations since idle callers were last looked for.
+    since_sweep: u32,
     /// Keys the hash of remembered tokens (per process): the detector keeps no token itself.
     hasher: std::collections::hash_map::RandomState,
 }
@@ -358,9 +379,22 @@ impl Detector {
         Self::default()
     }
 
-    /// Forgets a caller's history (it was unlocked: it starts learning again).
+    /// Forgets a caller's history.
     pub fn forget(&mut self, caller: &str) {
         self.callers.remove(caller);
+    }
+
+    /// Clears a caller's counts of the last hour (it was unlocked), keeping its learned rates:
+    /// it does not start again from the ceilings.
+    pub fn pardon(&mut self, caller: &str) {
+        if let Some(state) = self.callers.get_mut(caller) {
+            state.series.values_mut().for_each(Counts::clear);
+        }
+    }
+
+    /// How many callers the detector remembers.
+    pub fn callers(&self) -> usize {
+        self.callers.len()
     }
 
     /// Counts the tokens a caller is about to be shown at `t`; the first rule they break, if any.
@@ -374,6 +408,12 @@ impl Detector {
         if !policy.enabled || revealed.is_empty() {
             return None;
         }
+        self.since_sweep += 1;
+        if self.since_sweep >= 10_000 {
+            self.since_sweep = 0;
+            self.callers
+                .retain(|_, state| t - state.last < IDLE_FORGOTTEN_SECS);
+        }
         let hasher = &self.hasher;
         let state = self
             .callers
@@ -384,7 +424,9 @@ impl Detector {
                     started: t,
                     ..SeenTokens::default()
                 },
+                last: t,
             });
+        state.last = state.last.max(t);
         let mut trip = None;
         for item in revealed {
             if let Some((start, end)) = policy.off_hours.filter(|_| item.plain)
@@ -459,9 +501,10 @@ fn check(series: Series, counts: &Counts, policy: &AnomalyPolicy, t: i64) -> Opt
             (minute > limit).then(|| {
                 let basis = if learned {
                     format!(
-                        "{} x a baseline of {:.1}/min",
+                        "{} x a baseline of {:.1}/min, {PEAK_MARGIN} x a peak of {:.0}",
                         policy.factor,
-                        counts.baseline()
+                        counts.baseline(),
+                        counts.peak
                     )
                 } else {
                     "not learned yet".to_owned()
@@ -475,11 +518,16 @@ fn check(series: Series, counts: &Counts, policy: &AnomalyPolicy, t: i64) -> Opt
     }
 }
 
+/// Once learned, a minute may hold this many times the caller's busiest recent minute.
+const PEAK_MARGIN: f64 = 1.5;
+
 /// The most of one series a minute may hold.
 fn minute_limit(counts: &Counts, policy: &AnomalyPolicy, learned: bool) -> f64 {
     let ceiling = f64::from(policy.per_minute);
     if learned {
-        (policy.factor * counts.baseline()).clamp(f64::from(policy.floor), ceiling)
+        (policy.factor * counts.baseline())
+            .max(PEAK_MARGIN * counts.peak)
+            .clamp(f64::from(policy.floor), ceiling)
     } else {
         ceiling
     }
@@ -691,6 +739,62 @@ mod tests {
         );
     }
 
+    /// A job that works in batches: idle most of the hour, then 100 plain card numbers a minute
+    /// (new ones) for 5 minutes, every hour for three days. Its mean is 8 a minute, but it is
+    /// held to its own bursts, not to factor x mean: never locked. The same key sweeping at 300 a
+    /// minute is.
+    #[test]
+    fn a_batch_job_is_held_to_its_own_bursts() {
+        let policy = AnomalyPolicy {
+            per_minute: 600,
+            plain_per_hour: 36_000,
+            new_tokens_per_hour: 36_000,
+            ..AnomalyPolicy::default()
+        };
+        let mut detector = Detector::new();
+        let start = 1_800_000_000_i64;
+        let mut n = 0u64;
+        for hour in 0..72 {
+            for minute in 0..5 {
+                for chunk in 0..10 {
+                    let t = start + hour * 3600 + minute * 60 + chunk * 6;
+                    let tokens: Vec<String> = (0..10)
+                        .map(|_| {
+                            n += 1;
+                            format!("b{n}")
+                        })
+                        .collect();
+                    let items: Vec<Seen<'_>> = tokens
+                        .iter()
+                        .map(|tok| seen(FieldKind::Pan, true, tok))
+                        .collect();
+                    let trip = detector.observe("apikey:job", &policy, &items, t);
+                    assert_eq!(trip, None, "hour {hour} minute {minute}");
+                }
+            }
+        }
+        let t0 = start + 72 * 3600 + 30 * 60;
+        let at = (0..600)
+            .position(|i| {
+                let tok = format!("s{i}");
+                detector
+                    .observe(
+                        "apikey:job",
+                        &policy,
+                        &[seen(FieldKind::Pan, true, &tok)],
+                        t0 + i / 5,
+                    )
+                    .is_some()
+            })
+            .unwrap();
+        // 1.5 x its busiest minute (100), faded over the 85 minutes since (half-life a day).
+        assert!(
+            (140..=151).contains(&(at + 1)),
+            "locked at the {}th",
+            at + 1
+        );
+    }
+
     #[test]
     fn off_hours_plain_reveals_lock_masked_ones_do_not() {
         let policy = AnomalyPolicy {
@@ -725,7 +829,7 @@ mod tests {
     }
 
     #[test]
-    fn forgetting_a_caller_restarts_its_history() {
+    fn forgetting_pardoning_and_idle_callers() {
         let policy = AnomalyPolicy {
             per_minute: 3,
             floor: 1,
@@ -736,6 +840,21 @@ mod tests {
         assert!(detector.observe("k", &policy, &items, 100).is_some());
         detector.forget("k");
         assert_eq!(detector.observe("k", &policy, &items[..3], 101), None);
+        // Pardoned: this hour's counts cleared, the rest kept.
+        assert!(detector.observe("k", &policy, &items[..1], 102).is_some());
+        detector.pardon("k");
+        assert_eq!(detector.observe("k", &policy, &items[..3], 103), None);
+        // Callers idle for two days are forgotten at the next sweep.
+        for i in 0..10_000 {
+            let caller = format!("busy{}", i % 2);
+            detector.observe(
+                &caller,
+                &policy,
+                &items[..1],
+                104 + 3 * 24 * 3600 + i64::from(i) * 60,
+            );
+        }
+        assert_eq!(detector.callers(), 2, "k forgotten");
     }
 
     #[test]

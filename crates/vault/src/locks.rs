@@ -40,43 +40,83 @@ fn parse_detail(detail: &str) -> (&str, &str) {
     }
 }
 
-/// The locks the log states, up to the last entry read.
+/// The locks the log states, up to the last authentic entry read.
 #[derive(Debug, Default)]
 pub struct LockBook {
-    /// The last lock entry read.
+    /// The last authentic lock entry read.
     after: i64,
     locked: BTreeMap<String, Lock>,
+    /// Entries that failed their MAC, already reported.
+    rejected: std::collections::BTreeSet<i64>,
+    /// When the entries were last read (a node reads them at most once a second).
+    read_at: Option<std::time::Instant>,
 }
 
+/// How long a node answers from the locks it read before reading the new entries again: a lock
+/// made on another node is in force here within this.
+pub const LOCKS_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl LockBook {
-    /// Reads the lock entries newer than the last read; returns the callers unlocked by them.
-    /// Entries that fail their MAC are left out, and reported as an integrity failure.
+    /// Reads the lock entries newer than the last authentic one read; returns the callers
+    /// unlocked by them.
     pub async fn refresh<S: Store>(
         &mut self,
         store: &S,
         audit_key: &SymmetricKey,
     ) -> Result<Vec<String>, StoreError> {
         let entries = store.reveal_lock_entries(self.after).await?;
+        self.read_at = Some(std::time::Instant::now());
         Ok(self.apply(audit_key, &entries))
     }
 
+    /// [`LockBook::refresh`], unless the entries were read within [`LOCKS_READ_EVERY`].
+    async fn refresh_if_stale<S: Store>(
+        &mut self,
+        store: &S,
+        audit_key: &SymmetricKey,
+    ) -> Result<Vec<String>, StoreError> {
+        match self.read_at {
+            Some(at) if at.elapsed() < LOCKS_READ_EVERY => Ok(Vec::new()),
+            _ => self.refresh(store, audit_key).await,
+        }
+    }
+
+    /// Applies entries in order. An entry that fails its MAC (written or edited by someone
+    /// without the audit key) fails closed: the caller its detail names is locked, and the entry
+    /// is reported once. Only authentic entries move the position read.
     fn apply(&mut self, audit_key: &SymmetricKey, entries: &[AuditRecord]) -> Vec<String> {
         let mut unlocked = Vec::new();
         for e in entries {
-            self.after = self.after.max(e.seq);
+            let (caller, rest) = parse_detail(&e.detail);
             if !entry_authentic(audit_key, e) {
-                tracing::error!(
-                    alert = "integrity",
-                    seq = e.seq,
-                    "a reveal lock entry failed its MAC: ignored (run `fieldseal-vault audit verify`)"
-                );
+                if self.rejected.insert(e.seq) {
+                    tracing::error!(
+                        alert = "integrity",
+                        seq = e.seq,
+                        "a reveal lock entry failed its MAC: the caller it names is locked (run \
+                         `fieldseal-vault audit verify`)"
+                    );
+                }
+                if valid_caller(caller) && !self.locked.contains_key(caller) {
+                    self.locked.insert(
+                        caller.to_owned(),
+                        Lock {
+                            seq: e.seq,
+                            since: e.at,
+                            reason: format!(
+                                "audit entry {} naming this caller failed its integrity check",
+                                e.seq
+                            ),
+                        },
+                    );
+                }
                 continue;
             }
+            self.after = self.after.max(e.seq);
             if e.outcome != Outcome::Ok.as_str() {
                 // A refused unlock (no permission, no fresh second factor).
                 continue;
             }
-            let (caller, rest) = parse_detail(&e.detail);
             if e.action == Action::RevealLock.as_str() {
                 self.locked.insert(
                     caller.to_owned(),
@@ -86,7 +126,15 @@ impl LockBook {
                         reason: rest.to_owned(),
                     },
                 );
-            } else if self.locked.remove(caller).is_some() {
+                continue;
+            }
+            // An unlock lifts the lock it names (`lock SEQ`): not one made since.
+            let lifts = match rest.strip_prefix("lock ").map(str::parse::<i64>) {
+                Some(Ok(seq)) => self.locked.get(caller).is_some_and(|l| l.seq == seq),
+                _ => self.locked.contains_key(caller),
+            };
+            if lifts {
+                self.locked.remove(caller);
                 unlocked.push(caller.to_owned());
             }
         }
@@ -104,6 +152,11 @@ impl LockBook {
     }
 }
 
+/// The detail of the entry that lifts `lock` on `caller`.
+pub fn unlock_detail(caller: &str, lock: &Lock) -> String {
+    format!("{caller} lock {}", lock.seq)
+}
+
 /// A node's reveal watch: the detector and the locks it knows of.
 #[derive(Debug, Default)]
 pub struct RevealWatch {
@@ -112,25 +165,39 @@ pub struct RevealWatch {
 }
 
 impl<S: Store> Vault<S> {
-    /// The locks in force, read up to the newest entry.
-    pub async fn reveal_locks(&self) -> Result<BTreeMap<String, Lock>, StoreError> {
+    /// Reads the lock entries (`force`, or if the last read is older than
+    /// [`LOCKS_READ_EVERY`]); callers unlocked since keep what the detector learned of them, with
+    /// their counts cleared.
+    async fn read_locks(
+        &self,
+        force: bool,
+    ) -> Result<tokio::sync::MutexGuard<'_, LockBook>, StoreError> {
         let watch = self.reveal_watch();
         let mut book = watch.book.lock().await;
-        let unlocked = book.refresh(self.store(), self.audit_key()).await?;
-        let locks = book.locks().clone();
-        drop(book);
+        let unlocked = if force {
+            book.refresh(self.store(), self.audit_key()).await?
+        } else {
+            book.refresh_if_stale(self.store(), self.audit_key())
+                .await?
+        };
         if !unlocked.is_empty() {
             let mut detector = watch.detector.lock().unwrap_or_else(|p| p.into_inner());
             for caller in &unlocked {
-                detector.forget(caller);
+                detector.pardon(caller);
             }
         }
-        Ok(locks)
+        Ok(book)
     }
 
-    /// The lock on a caller (the audit log's name of it), read up to the newest entry.
+    /// The locks in force, read up to the newest entry.
+    pub async fn reveal_locks(&self) -> Result<BTreeMap<String, Lock>, StoreError> {
+        Ok(self.read_locks(true).await?.locks().clone())
+    }
+
+    /// The lock on a caller (the audit log's name of it), as this node knows it (read at most
+    /// [`LOCKS_READ_EVERY`] ago).
     pub async fn reveal_lock_of(&self, caller: &str) -> Result<Option<Lock>, StoreError> {
-        Ok(self.reveal_locks().await?.remove(caller))
+        Ok(self.read_locks(false).await?.lock_of(caller).cloned())
     }
 
     /// Refuses a locked caller's reveal or export: each token's (or the export's) refusal
@@ -169,8 +236,10 @@ impl<S: Store> Vault<S> {
             .from(caller.client)
     }
 
-    /// Reports a lock just written: the log (an alert), the metrics, the webhook.
-    pub fn report_lock(&self, caller: &Caller, trip: &Trip) {
+    /// Takes up a lock just written (this node refuses the caller from now on) and reports it:
+    /// the log (an alert), the metrics, the webhook.
+    pub async fn report_lock(&self, caller: &Caller, trip: &Trip) -> Result<(), StoreError> {
+        drop(self.read_locks(true).await?);
         let who = caller.actor().to_string();
         tracing::error!(alert = "reveal_lockout", caller = %who, role = %caller.role_name, reason = %trip, "caller locked: its reveals are refused until unlocked");
         self.metrics().lockout(&caller.role_name);
@@ -182,51 +251,55 @@ impl<S: Store> Vault<S> {
                 caller.role_name
             ),
         ));
+        Ok(())
     }
 
     /// Lifts the lock on `caller` (as the audit log names it), by `actor`; `false` if it is not
-    /// locked. Audited (`reveal.unlock`).
+    /// locked. Audited (`reveal.unlock`, naming the lock it lifts).
     pub async fn unlock(
         &self,
         actor: Actor,
         from: Option<crate::client::ClientAddr>,
         caller: &str,
     ) -> Result<bool, VaultError> {
-        if self.reveal_lock_of(caller).await?.is_none() {
+        let Some(lock) = self.read_locks(true).await?.lock_of(caller).cloned() else {
             return Ok(false);
-        }
+        };
         let mut entry = AuditDraft::new(
             crate::vault::now(),
             actor,
             Action::RevealUnlock,
             Outcome::Ok,
         )
-        .detail(caller);
+        .detail(unlock_detail(caller, &lock));
         if let Some(from) = from {
             entry = entry.from(from);
         }
         self.store().append_audit(entry).await?;
-        // Read back: this node forgets the caller's history (it learns again).
-        self.reveal_locks().await?;
+        // Read back: this node clears the caller's counts.
+        drop(self.read_locks(true).await?);
         Ok(true)
     }
 }
 
-/// Whether `text` is a caller as the audit log names one: `apikey:ID` or `operator:NAME`.
+/// Whether `text` is a caller as the audit log names one: `apikey:ID` (12 hex digits) or
+/// `operator:NAME` (an operator name).
 pub fn valid_caller(text: &str) -> bool {
-    let Some((kind, id)) = text.split_once(':') else {
-        return false;
-    };
-    matches!(kind, "apikey" | "operator")
-        && (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    match text.split_once(':') {
+        Some(("apikey", id)) => {
+            id.len() == 12
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        }
+        Some(("operator", name)) => crate::operators::valid_name(name),
+        _ => false,
+    }
 }
 
 /// One caller's states, for consoles (`GET /v1/locks`).
 #[derive(Debug, serde::Serialize)]
-pub struct CallerState {
+pub struct CallerLockState {
     /// `apikey:ID` or `operator:NAME`.
     pub caller: String,
     /// Its role.
@@ -241,7 +314,7 @@ pub struct CallerState {
 impl<S: Store> Vault<S> {
     /// Every API key and operator with its state and reveal lock; then the locks of callers no
     /// longer on record.
-    pub async fn caller_states(&self) -> Result<Vec<CallerState>, StoreError> {
+    pub async fn caller_states(&self) -> Result<Vec<CallerLockState>, StoreError> {
         let mut locks = self.reveal_locks().await?;
         let t = crate::vault::now();
         let rows = self.row_key();
@@ -257,7 +330,7 @@ impl<S: Store> Vault<S> {
             } else {
                 "active"
             };
-            out.push(CallerState {
+            out.push(CallerLockState {
                 reveal_lock: locks.remove(&caller),
                 caller,
                 role: k.role,
@@ -275,14 +348,14 @@ impl<S: Store> Vault<S> {
             } else {
                 "active"
             };
-            out.push(CallerState {
+            out.push(CallerLockState {
                 reveal_lock: locks.remove(&caller),
                 caller,
                 role: o.role,
                 state,
             });
         }
-        out.extend(locks.into_iter().map(|(caller, lock)| CallerState {
+        out.extend(locks.into_iter().map(|(caller, lock)| CallerLockState {
             caller,
             role: String::new(),
             state: "unknown",
@@ -365,17 +438,20 @@ mod tests {
         assert_eq!(parse_detail("apikey:k_1"), ("apikey:k_1", ""));
     }
 
-    /// Someone who can write the database adds an unlock entry, or an "ok" one over a refused
-    /// one: without the audit key its MAC fails, and the lock stays.
+    /// Someone who can write the database (without the audit key) adds an unlock entry, turns a
+    /// refused one into "ok", edits the lock away, or adds a row far past the end: each entry that
+    /// fails its MAC locks the caller it names (fail closed) and moves nothing. An unlock lifts
+    /// only the lock it names.
     #[test]
-    fn only_authentic_successful_entries_lock_and_unlock() {
+    fn forged_entries_fail_closed_and_unlocks_name_their_lock() {
         use fieldseal_vault_store::audit::AuditChain;
+        const K: &str = "apikey:0123456789ab";
         let key = SymmetricKey::from_bytes(&[7; 32]).unwrap();
         let chain = AuditChain::new(SymmetricKey::from_bytes(&[7; 32]).unwrap());
         let mut log = chain.begin(None, None, None, true).unwrap();
         let lock = log.append(
             &AuditDraft::new(10, Actor::Vault, Action::RevealLock, Outcome::Ok)
-                .detail("apikey:k_1 sweep: 31 tokens never revealed before")
+                .detail(format!("{K} sweep: 31 tokens never revealed before"))
                 .from("10.0.0.1"),
         );
         let refused = log.append(
@@ -388,32 +464,72 @@ mod tests {
             .detail("role auditor: unlock callers"),
         );
         let mut book = LockBook::default();
-        assert!(book.apply(&key, &[lock, refused.clone()]).is_empty());
+        assert!(
+            book.apply(&key, &[lock.clone(), refused.clone()])
+                .is_empty()
+        );
         assert_eq!(
-            book.lock_of("apikey:k_1")
-                .map(|l| (l.seq, l.since, l.reason.as_str())),
+            book.lock_of(K).map(|l| (l.seq, l.since, l.reason.as_str())),
             Some((1, 10, "sweep: 31 tokens never revealed before"))
         );
-        // Forged: a refused entry made to say "ok" for the locked key, and a new entry.
+        assert_eq!(book.after, 2);
+        // Forged: the refused entry made to say "ok" for the locked key; a new unlock far past
+        // the end; the lock itself turned into an unlock.
         let mut forged = refused.clone();
         forged.outcome = "ok".into();
-        forged.detail = "apikey:k_1".into();
-        let mut added = forged.clone();
-        added.seq = 3;
-        assert!(book.apply(&key, &[forged, added]).is_empty());
-        assert!(book.lock_of("apikey:k_1").is_some());
-        // The real unlock.
+        forged.detail = format!("{K} lock 1");
+        let mut far = forged.clone();
+        far.seq = 1_000_000;
+        let mut turned = lock.clone();
+        turned.action = "reveal.unlock".into();
+        assert!(book.apply(&key, &[forged, far, turned]).is_empty());
+        assert_eq!(book.lock_of(K).map(|l| l.seq), Some(1), "still locked");
+        assert_eq!(book.after, 2, "a forged entry moves nothing");
+        // A fresh book that never saw the genuine lock: the edited lock entry locks by itself.
+        let mut edited = lock.clone();
+        edited.detail = format!("{K} (nothing to see)");
+        let mut other = LockBook::default();
+        other.apply(&key, &[edited]);
+        assert!(
+            other
+                .lock_of(K)
+                .unwrap()
+                .reason
+                .contains("failed its integrity check")
+        );
+        // An unlock naming another lock lifts nothing; the one naming this lock does.
+        let stale = log.append(
+            &AuditDraft::new(12, Actor::Cli, Action::RevealUnlock, Outcome::Ok)
+                .detail(format!("{K} lock 99")),
+        );
+        assert!(book.apply(&key, &[stale]).is_empty());
+        assert!(book.lock_of(K).is_some());
         let unlock = log.append(
             &AuditDraft::new(
-                12,
+                13,
                 Actor::Operator("sec".into()),
                 Action::RevealUnlock,
                 Outcome::Ok,
             )
-            .detail("apikey:k_1")
+            .detail(unlock_detail(K, &book.lock_of(K).unwrap().clone()))
             .from("10.0.0.2"),
         );
-        assert_eq!(book.apply(&key, &[unlock]), ["apikey:k_1"]);
+        assert_eq!(book.apply(&key, &[unlock]), [K]);
         assert!(book.locks().is_empty());
+    }
+
+    #[test]
+    fn callers_are_api_key_ids_or_operator_names() {
+        assert!(valid_caller("apikey:0123456789ab") && valid_caller("operator:sam.k"));
+        for bad in [
+            "apikey:0123456789AB",
+            "apikey:k_1",
+            "operator:Sam",
+            "operator:-x",
+            "root:x",
+            "operator:a b",
+        ] {
+            assert!(!valid_caller(bad), "{bad}");
+        }
     }
 }

@@ -140,9 +140,6 @@ enum KeysCommand {
     /// Print the pins for `load({ pins })`: the RFC 7638 thumbprints of the published keys, as a
     /// JSON array (the keys, one a line, on standard error).
     Pins,
-    /// Retire a key, expired or not: it leaves the key set at once and stops opening envelopes
-    /// after the freshness window (at once with --now). Refused when it is valid now and no other
-    /// key is (a next key made ahead does not count before its not-before time): rotate first.
     /// After `retire --now`: check that no page is left sealing to the key. Exits 1, listing
     /// them, if envelopes sealed to it arrived after its retirement (pages with an old key set or
     /// pin: reload them), or if it is not retired yet.
@@ -154,6 +151,9 @@ enum KeysCommand {
         #[arg(long)]
         since: Option<i64>,
     },
+    /// Retire a key, expired or not: it leaves the key set at once and stops opening envelopes
+    /// after the freshness window (at once with --now). Refused when it is valid now and no other
+    /// key is (a next key made ahead does not count before its not-before time): rotate first.
     Retire {
         /// Key id.
         kid: String,

@@ -390,6 +390,35 @@ impl<S: Store> Vault<S> {
                 value: shown,
             });
         }
+        // What is about to be shown is watched as any reveal is: an export after export is a
+        // sweep like any other.
+        let watched: Vec<crate::anomaly::Seen<'_>> = out
+            .iter()
+            .filter(|e| e.value.is_some())
+            .filter_map(|e| {
+                Some(crate::anomaly::Seen {
+                    kind: e.kind.parse::<FieldKind>().ok()?,
+                    plain: e.reveal == "plain",
+                    token: e.token.as_str(),
+                })
+            })
+            .collect();
+        if let Some(trip) = self.watch_reveals(caller, &watched, t) {
+            for entry in &mut audit {
+                if matches!(entry.outcome, Outcome::Plain | Outcome::Masked) {
+                    entry.outcome = Outcome::Denied;
+                    entry.detail = format!("anomaly: {trip}");
+                }
+            }
+            audit.push(AuditDraft {
+                outcome: Outcome::Denied,
+                ..base.detail(format!("{subject}: anomaly: {trip}"))
+            });
+            audit.push(Self::lock_entry(caller, &trip, t));
+            self.store().record_reveals(audit, Vec::new()).await?;
+            self.report_lock(caller, &trip).await?;
+            return Err(VaultError::Locked);
+        }
         audit.push(AuditDraft {
             outcome: Outcome::Ok,
             ..base.detail(format!("{subject}: {} values", out.len()))

@@ -1597,20 +1597,15 @@ impl<S: Store> Vault<S> {
         purpose: &str,
     ) -> Result<Vec<Result<Revealed, ItemError>>, VaultError> {
         let now = now();
+        // One entry for the whole refused request: a locked caller's flood does not multiply the
+        // log by its batch size.
         self.refuse_if_locked(caller, |why| {
-            tokens
-                .iter()
-                .map(|token| {
-                    let d = audit_token(caller.draft(now, Action::Reveal, Outcome::Denied), token)
-                        .purpose(purpose);
-                    let detail = if d.detail.is_empty() {
-                        why.to_owned()
-                    } else {
-                        format!("{}: {why}", d.detail)
-                    };
-                    d.detail(detail)
-                })
-                .collect()
+            vec![
+                caller
+                    .draft(now, Action::Reveal, Outcome::Denied)
+                    .purpose(purpose)
+                    .detail(format!("{} tokens: {why}", tokens.len())),
+            ]
         })
         .await?;
         let mut results = Vec::with_capacity(tokens.len());
@@ -1692,7 +1687,7 @@ impl<S: Store> Vault<S> {
             }
             audit.push(Self::lock_entry(caller, &trip, now));
             self.store.record_reveals(audit, Vec::new()).await?;
-            self.report_lock(caller, &trip);
+            self.report_lock(caller, &trip).await?;
             return Err(VaultError::Locked);
         }
         let consumed = self.store.record_reveals(audit, consume.clone()).await?;

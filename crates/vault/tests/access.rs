@@ -803,6 +803,12 @@ async fn metrics_count_the_traffic_on_their_own_listener_and_name_no_secret() {
     assert!(after.contains("fieldseal_key_age_seconds{kind=\"hpke\",id=\""));
     assert!(value(&after, "fieldseal_data_key_encryptions{id=\"data-key:1\"}") >= 2.0);
     assert_eq!(value(&after, "fieldseal_operators_locked"), 0.0);
+    assert_eq!(value(&after, "fieldseal_reveal_locks"), 0.0);
+    // SQLite: one connection.
+    assert_eq!(
+        value(&after, r#"fieldseal_database_connections{state="max"}"#),
+        1.0
+    );
     assert!(after.contains("method=\"OTHER\""), "{after}");
     // Never a value, a token, a key's secret, or a caller's made-up text.
     for secret in [
