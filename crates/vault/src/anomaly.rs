@@ -689,24 +689,19 @@ mod tests {
             ..AnomalyPolicy::default()
         };
         let mut count = 0;
-        let trip = 'outer: loop {
-            for minute in 0..60 {
-                for j in 0..40 {
-                    count += 1;
-                    let tok = format!("s{count}");
-                    let when = t + minute * 60 + j;
-                    if let Some(trip) = detector.observe(
-                        "apikey:slow",
-                        &slow,
-                        &[seen(FieldKind::Pan, false, &tok)],
-                        when,
-                    ) {
-                        break 'outer trip;
-                    }
-                }
-            }
-            panic!("never locked");
-        };
+        let trip = (0..60)
+            .flat_map(|minute| (0..40).map(move |j| t + minute * 60 + j))
+            .find_map(|when| {
+                count += 1;
+                let tok = format!("s{count}");
+                detector.observe(
+                    "apikey:slow",
+                    &slow,
+                    &[seen(FieldKind::Pan, false, &tok)],
+                    when,
+                )
+            })
+            .unwrap();
         assert_eq!(count, 2001, "{trip}");
         assert!(trip.0.contains("within an hour"), "{trip}");
     }
