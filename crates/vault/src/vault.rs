@@ -248,6 +248,9 @@ pub struct Vault<S: Store> {
     metrics: crate::metrics::Shared,
     /// Reveal anomaly detection and the locks in force.
     reveal_watch: crate::locks::RevealWatch,
+    /// The data keys as the last key upkeep read them, for the metrics: reading them counts the
+    /// values under each key, which a scrape every few seconds should not pay for.
+    data_key_records: Mutex<Vec<fieldseal_vault_store::DataKeyRecord>>,
     /// Security alerts: the webhook's queue and what the upkeep checks remember.
     alerts: crate::alerts::Alerter,
 }
@@ -366,6 +369,7 @@ impl<S: Store> Vault<S> {
             key_uses: crate::keyuse::KeyUses::default(),
             metrics,
             reveal_watch: crate::locks::RevealWatch::default(),
+            data_key_records: Mutex::new(Vec::new()),
             auth_failures: DenialCounter::new(
                 denials::Limits {
                     throttle_after: settings.auth_failures_before_throttle,
@@ -1412,7 +1416,17 @@ impl<S: Store> Vault<S> {
                 .key_ages
                 .push(("hpke", k.kid.clone(), t.saturating_sub(k.created_at)));
         }
-        for d in self.store.data_keys().await? {
+        let cached = self
+            .data_key_records
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        let data_keys = if cached.is_empty() {
+            self.store.data_keys().await?
+        } else {
+            cached
+        };
+        for d in data_keys {
             let id = crate::datakeys::secret_name(d.id);
             state
                 .key_ages
@@ -1504,6 +1518,9 @@ impl<S: Store> Vault<S> {
             .await?;
             tracing::info!(data_key = id, reason = %why, "data key rotated");
             records = keys.load_new(&self.store, self.kek.as_ref()).await?;
+        }
+        if let Ok(mut cached) = self.data_key_records.lock() {
+            cached.clone_from(&records);
         }
         let mut progress = DataKeyProgress {
             current: keys.current().unwrap_or(0),
