@@ -28,7 +28,8 @@ async fn nodes_starting_together_apply_the_migrations_once() {
         s.await.unwrap().unwrap();
     }
     let versions = admin_rows(&format!(
-        "SELECT version::text FROM {}.schema_migrations ORDER BY version",
+        // The table's integer column, not the text output column of the same name.
+        "SELECT version::text FROM {}.schema_migrations m ORDER BY m.version",
         schema.name()
     ))
     .unwrap();
