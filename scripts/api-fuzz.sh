@@ -66,7 +66,7 @@ export FIELDSEAL_AUTH_FAILURES_BEFORE_THROTTLE=1000000
 mkdir -p "$FIELDSEAL_DATA_DIR"
 "$bin" init >/dev/null
 declare -A keys
-for role in checkout support payments auditor privacy; do
+for role in checkout support payments auditor privacy security; do
   keys[$role]=$("$bin" apikey create --role "$role" --label "api-fuzz $role" 2>/dev/null)
 done
 
@@ -81,7 +81,7 @@ fi
 echo "api-fuzz: vault at $base, $max_examples cases per operation and caller"
 
 failed=0
-for caller in checkout support payments auditor privacy anonymous; do
+for caller in checkout support payments auditor privacy security anonymous; do
   auth=()
   [ "$caller" != anonymous ] && auth=(-H "Authorization: Bearer ${keys[$caller]}")
   echo "==> schemathesis as $caller"
