@@ -154,6 +154,9 @@ vocabulary! {
         RevealUnlock => "reveal.unlock",
         /// An incident report drawn from the audit log (`incident report`).
         IncidentReport => "incident.report",
+        /// The audit log searched for envelopes sealed to a retired HPKE key
+        /// (`keys check-retired`; the key and what was found in the detail).
+        KeyCheckRetired => "key.check_retired",
         /// A snapshot of the database taken (`backup`).
         Backup => "vault.backup",
         /// The database replaced by a snapshot (`restore`).

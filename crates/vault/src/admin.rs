@@ -403,13 +403,19 @@ pub struct RetiredCheck {
     pub retired_at: Option<i64>,
     /// Envelopes sealed to it that arrived after that.
     pub sealed_since: Vec<SealedToRetired>,
+    /// The first entry at which the audit log failed verification, if it did: the search is
+    /// then not to be trusted (a deleted refusal would hide a page still sealing to the key).
+    pub log_broken_at: Option<i64>,
 }
 
 impl RetiredCheck {
     /// Whether no page is left sealing to the key: retired, unpublished, and no envelope to it
     /// since.
     pub fn clear(&self) -> bool {
-        self.retired_at.is_some() && self.status == "retired" && self.sealed_since.is_empty()
+        self.log_broken_at.is_none()
+            && self.retired_at.is_some()
+            && self.status == "retired"
+            && self.sealed_since.is_empty()
     }
 }
 
@@ -1100,6 +1106,8 @@ impl<S: Store> Admin<S> {
             .into_iter()
             .find(|k| k.kid == kid)
             .ok_or_else(|| AdminError::NoSuchKey(kid.into()))?;
+        // The log is checked first: with a refusal deleted, the search would come back clear.
+        let verification = self.verify_audit(None).await?;
         let mut retired_at = None;
         let mut sealed = Vec::new();
         let needle = format!(" to key {kid}");
@@ -1131,12 +1139,29 @@ impl<S: Store> Admin<S> {
                 }
             }
         }
-        Ok(RetiredCheck {
+        let check = RetiredCheck {
             kid: kid.into(),
             status: status.status,
             retired_at,
             sealed_since: sealed,
-        })
+            log_broken_at: verification.broken.as_ref().map(|b| b.seq),
+        };
+        let found = match (check.log_broken_at, check.retired_at) {
+            (Some(seq), _) => format!("audit log broken at entry {seq}"),
+            (None, None) => "not retired".to_owned(),
+            (None, Some(at)) => format!(
+                "{} envelopes sealed to it since {}",
+                check.sealed_since.len(),
+                since.max(at)
+            ),
+        };
+        self.store
+            .append_audit(
+                AuditDraft::new(now(), self.actor(), Action::KeyCheckRetired, Outcome::Ok)
+                    .detail(format!("{kid}: {found}")),
+            )
+            .await?;
+        Ok(check)
     }
 
     /// Makes a new data key version for new values; serving nodes take it up and move the stored

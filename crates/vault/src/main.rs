@@ -749,6 +749,12 @@ async fn keys_cmd(settings: Settings, command: KeysCommand) -> Result<ExitCode> 
         }
         KeysCommand::CheckRetired { kid, since } => {
             let check = admin.check_retired(&kid, since.unwrap_or(i64::MIN)).await?;
+            if let Some(seq) = check.log_broken_at {
+                eprintln!(
+                    "THE AUDIT LOG IS BROKEN at entry {seq}: entries may have been edited or \
+                     deleted, this check cannot be trusted (`audit verify`)"
+                );
+            }
             match check.retired_at {
                 None => println!("{kid} has not been retired (status {})", check.status),
                 Some(at) => println!("{kid}: {}, retired at {at}", check.status),

@@ -765,6 +765,22 @@ async fn drill_a_suspected_hpke_key_leak() {
     ok(&vault(&dir, &["audit", "verify"]));
     child.kill().unwrap();
     child.wait().unwrap();
+    let log = ok(&vault(&dir, &["audit", "export"]));
+    assert!(log.contains("\"key.check_retired\""), "{log}");
+    // Someone with database access deletes the refusals to hide the page still sealing to the
+    // key: the check says the log is broken and does not come back clear.
+    let deleted = rusqlite::Connection::open(dir.join("vault.db"))
+        .unwrap()
+        .execute(
+            "DELETE FROM audit WHERE action = 'tokenize' AND detail LIKE 'unknown_key;%'",
+            [],
+        )
+        .unwrap();
+    assert!(deleted > 0);
+    let out = vault(&dir, &["keys", "check-retired", &old]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("THE AUDIT LOG IS BROKEN at entry"), "{err}");
 }
 
 /// docs/incident-response.md, drill 2: an insider sweeps customers' data through a support
