@@ -5,8 +5,16 @@
 # fails. Tests named `postgres::...` and the PostgreSQL conformance suite need the test PostgreSQL
 # (scripts/postgres.sh starts it).
 #   scripts/compliance.sh            run and print the table
+#   scripts/compliance.sh --check    only check that every test the table names exists (from each
+#                                    target's `--list`; scripts/test.sh runs this after its tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+check_only=false
+case "${1:-}" in
+  --check) check_only=true ;;
+  "") ;;
+  *) echo "usage: scripts/compliance.sh [--check]" >&2; exit 2 ;;
+esac
 
 doc=docs/compliance.md
 out=$(mktemp -d)
@@ -15,6 +23,28 @@ trap 'rm -rf "$out"' EXIT
 # Every `package/target/test` reference of the table, one per line.
 grep '^| [a-z]' "$doc" | grep -v '^| id ' | grep -o '`[a-z0-9-]*/[a-z0-9_]*/[A-Za-z0-9_:]*`' \
   | tr -d '`' | sort -u > "$out/refs"
+
+if $check_only; then
+  missing=0
+  for group in $(cut -d/ -f1,2 "$out/refs" | sort -u); do
+    pkg=${group%%/*}
+    target=${group#*/}
+    if [ "$target" = lib ]; then sel=(--lib); else sel=(--test "$target"); fi
+    if ! cargo test -q -p "$pkg" "${sel[@]}" -- --list > "$out/list" 2> "$out/list.err"; then
+      echo "compliance: cannot list the tests of $pkg $target:" >&2
+      cat "$out/list.err" >&2
+      exit 1
+    fi
+    for name in $(grep "^$group/" "$out/refs" | cut -d/ -f3-); do
+      if ! grep -qx "$name: test" "$out/list"; then
+        echo "compliance: docs/compliance.md names $group/$name, which is not a test" >&2
+        missing=1
+      fi
+    done
+  done
+  [ "$missing" = 0 ] && echo "compliance: the $(wc -l < "$out/refs") tests docs/compliance.md names all exist"
+  exit "$missing"
+fi
 
 # One cargo test per package and target, with every test of it as an exact filter.
 results="$out/results"

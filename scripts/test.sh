@@ -4,6 +4,7 @@
 #   2. cargo test --workspace: unit tests, the RFC 9180 / Wycheproof / envelope v1 vector suites
 #      (../shared/vectors is required when CI is set), doc tests, the vault on SQLite and on the
 #      local PostgreSQL (started here if it is down; FIELDSEAL_TEST_POSTGRES names another);
+#      then every test docs/compliance.md names is checked to exist;
 #   3. schemathesis against the real vault binary's served OpenAPI document, with each built-in
 #      role's API key and with none (scripts/api-fuzz.sh), zero failures;
 #   4. the browser build: wasm32 release build, checked to hold no recipient-side code;
@@ -31,6 +32,9 @@ scripts/postgres.sh
 
 step "cargo test --workspace"
 cargo test --workspace
+
+step "docs/compliance.md names only tests that exist"
+scripts/compliance.sh --check
 
 step "OpenAPI document against the running vault: schemathesis, each role's key and none"
 scripts/api-fuzz.sh
