@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::relay::Relay;
 use common::{Server, TempDir};
 use fieldseal_core::at_rest::hmac_sha256;
 use fieldseal_core::encoding::hex;
@@ -577,67 +578,6 @@ async fn the_kek_lost_and_back_raises_one_alert_each() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(hook.of("kek_unreachable").len(), 1);
     assert_eq!(hook.of("kek_recovered").len(), 1);
-}
-
-/// A TCP relay to PostgreSQL that can be cut (every connection closed, new ones refused) and
-/// restored.
-struct Relay {
-    port: u16,
-    cut: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    task: JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(to: &'static str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let task = {
-            let (cut, conns) = (Arc::clone(&cut), Arc::clone(&conns));
-            tokio::spawn(async move {
-                loop {
-                    let Ok((mut client, _)) = listener.accept().await else {
-                        return;
-                    };
-                    if cut.load(Ordering::SeqCst) {
-                        drop(client);
-                        continue;
-                    }
-                    conns.lock().unwrap().push(tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(to).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
-                    }));
-                }
-            })
-        };
-        Self {
-            port,
-            cut,
-            conns,
-            task,
-        }
-    }
-
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
-            c.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.cut();
-        self.task.abort();
-    }
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 //! a free loopback port, writing each message as received to a file) stopped and restarted under
 //! a tokenize load, the cursor kept across a vault restart, and TLS against a rustls receiver in
 //! the test (rsyslog's TLS driver is the separate package rsyslog-gnutls, which the setup does
-//! not install). Every wait polls against a deadline.
+//! not install). The forwarder in-process on PostgreSQL through a relay that a test cuts: the
+//! database going away under appends. Every wait polls against a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -559,7 +560,6 @@ async fn tls_receiver(
 ) {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    use tokio::io::AsyncReadExt;
 
     let chain = vec![CertificateDer::from_pem_file(dir.join(format!("{name}.pem"))).unwrap()];
     let key = PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).unwrap();
@@ -580,23 +580,30 @@ async fn tls_receiver(
             continue;
         };
         inbox.lock().unwrap().handshakes += 1;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while let Ok(n) = tls.read(&mut chunk).await {
-            if n == 0 {
+        read_frames(&mut tls, &inbox).await;
+    }
+}
+
+/// Reads octet-counted frames (RFC 6587 §3.4.1: LEN SP MSG) from `stream` until it ends, keeping
+/// each message in `inbox`.
+async fn read_frames(stream: &mut (impl tokio::io::AsyncRead + Unpin), inbox: &Mutex<Inbox>) {
+    use tokio::io::AsyncReadExt;
+
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(sp) = buf.iter().position(|&b| b == b' ') {
+            let len: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().unwrap();
+            if buf.len() < sp + 1 + len {
                 break;
             }
-            buf.extend_from_slice(&chunk[..n]);
-            // Octet counting (RFC 6587 §3.4.1): LEN SP MSG.
-            while let Some(sp) = buf.iter().position(|&b| b == b' ') {
-                let len: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().unwrap();
-                if buf.len() < sp + 1 + len {
-                    break;
-                }
-                let msg = String::from_utf8(buf[sp + 1..sp + 1 + len].to_vec()).unwrap();
-                buf.drain(..sp + 1 + len);
-                inbox.lock().unwrap().messages.push(msg);
-            }
+            let msg = String::from_utf8(buf[sp + 1..sp + 1 + len].to_vec()).unwrap();
+            buf.drain(..sp + 1 + len);
+            inbox.lock().unwrap().messages.push(msg);
         }
     }
 }
@@ -663,5 +670,122 @@ async fn entries_reach_a_tls_receiver_that_the_ca_file_vouches_for() {
     assert_eq!(order, (1..=head).collect::<Vec<_>>());
     term(child.id());
     assert!(reap(&mut child, Duration::from_secs(15)), "serve stopped");
+    receiver.abort();
+}
+
+/// The seqs `inbox` holds, in the order they arrived.
+fn seqs(inbox: &Mutex<Inbox>) -> Vec<i64> {
+    inbox
+        .lock()
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| parse(m).seq)
+        .collect()
+}
+
+/// The database goes away under a forwarding vault on PostgreSQL (the network to it cut while
+/// entries are being appended) and comes back: the forwarder neither stops nor skips. Once the
+/// database is back, every entry from 1 to the head reaches the receiver, and entries come twice
+/// only within the window (the batch whose cursor could not be stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_entry_arrives_across_a_database_outage() {
+    use fieldseal_vault::forward::Forwarder;
+    use fieldseal_vault::store::Store;
+    use fieldseal_vault::store::audit::{Action, Actor, AuditDraft, Outcome};
+
+    let tmp = TempDir::new("fwd-db");
+    let schema = fieldseal_vault_postgres::testing::TestSchema::new();
+    let relay = common::relay::Relay::start("127.0.0.1:5432").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let to = format!("tcp://{}", listener.local_addr().unwrap());
+    let inbox = Arc::new(Mutex::new(Inbox::default()));
+    let receiver = tokio::spawn({
+        let inbox = Arc::clone(&inbox);
+        async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                read_frames(&mut tcp, &inbox).await;
+            }
+        }
+    });
+    let s = fieldseal_vault::config::Settings {
+        database_url: Some(fieldseal_vault_postgres::testing::url_with_schema(
+            &format!("postgres://postgres@127.0.0.1:{}/test", relay.port),
+            schema.name(),
+        )),
+        database_timeout_ms: 1000,
+        syslog_forward: Some(to),
+        syslog_batch: 20,
+        ..common::settings(&tmp.0)
+    };
+    common::init_with(&s).await;
+    let vault = fieldseal_vault::vault::Vault::open(s.clone())
+        .await
+        .unwrap();
+    let store = vault.store().clone();
+    let forwarder = Forwarder::from_settings(store.clone(), &s, Arc::clone(vault.metrics()))
+        .unwrap()
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let forwarding = tokio::spawn(forwarder.run(async {
+        let _ = stop_rx.await;
+    }));
+    // A writer appends an entry every 10 ms; while the database is away its appends fail.
+    let writing = Arc::new(AtomicBool::new(true));
+    let failed = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn({
+        let (store, writing, failed) = (store.clone(), Arc::clone(&writing), Arc::clone(&failed));
+        async move {
+            while writing.load(Ordering::Relaxed) {
+                let draft = AuditDraft::new(
+                    fieldseal_vault::vault::now(),
+                    Actor::Cli,
+                    Action::SecretCreate,
+                    Outcome::Ok,
+                );
+                if store.append_audit(draft).await.is_err() {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seqs(&inbox).len() < 60 {
+        assert!(Instant::now() < deadline, "forwarded entries");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.cut();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        failed.load(Ordering::Relaxed) > 0,
+        "appends failed: the database was away"
+    );
+    let during = seqs(&inbox).len();
+    relay.restore();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    writing.store(false, Ordering::Relaxed);
+    writer.await.unwrap();
+
+    let head = store.audit_head().await.unwrap().unwrap().seq;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seqs(&inbox).contains(&head) {
+        assert!(
+            Instant::now() < deadline,
+            "entries up to {head} after the database came back ({during} before)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let order = seqs(&inbox);
+    let distinct: BTreeSet<i64> = order.iter().copied().collect();
+    let missing: Vec<i64> = (1..=head).filter(|s| !distinct.contains(s)).collect();
+    assert!(missing.is_empty(), "missing entries: {missing:?}");
+    let (_, repeated) = check_delivery(&order, 1);
+    assert!(
+        repeated <= 20,
+        "at most one batch came again ({repeated} entries twice)"
+    );
+    stop_tx.send(()).unwrap();
+    forwarding.await.unwrap();
     receiver.abort();
 }

@@ -5,6 +5,7 @@
 pub mod bin;
 pub mod certs;
 pub mod hsm;
+pub mod relay;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
