@@ -828,7 +828,15 @@ async fn drill_a_suspected_insider() {
     };
     let (password, uri) = (field(&enrolled, "password: "), field(&enrolled, "totp: "));
     let from = fieldseal_vault::vault::now() - 1;
-    let (mut child, base) = common::bin::start_with(&dir, &tmp.0.join("serve.log"), &env);
+    // The vault pages the on-call operator through a signed webhook.
+    let hook = common::webhook::Receiver::start(&[]).await;
+    let hook_secret = "whsec-drill-0123456789abcdef";
+    let serve_env = [
+        env[0],
+        ("FIELDSEAL_ALERT_WEBHOOK_URL", hook.url.as_str()),
+        ("FIELDSEAL_ALERT_WEBHOOK_SECRET", hook_secret),
+    ];
+    let (mut child, base) = common::bin::start_with(&dir, &tmp.0.join("serve.log"), &serve_env);
     let http = reqwest::Client::new();
     let ks = key_set(&http, &base).await;
     let mut tokens = Vec::new();
@@ -875,6 +883,22 @@ async fn drill_a_suspected_insider() {
     )
     .await;
     assert_eq!(r["results"][0]["reveal"], "masked", "{r}");
+    // The page: one lockout alert naming the operator, signed with the shared secret.
+    let alert = hook.wait("lockout", 1, 10).await.remove(0);
+    assert_eq!(
+        alert.header("X-Fieldseal-Signature"),
+        common::webhook::expected_signature(hook_secret, &alert)
+    );
+    assert_eq!(alert.json()["subject"], "operator:mal", "{}", alert.json());
+    assert!(
+        alert.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("sweep: 11 tokens never revealed before"),
+        "{}",
+        alert.json()
+    );
+    assert_eq!(hook.of("lockout").len(), 1, "one alert per lockout");
 
     // Step 1: what is locked, and why.
     let out = ok(&vault_with(&dir, &env, &["locks", "list"]));

@@ -6,6 +6,7 @@ pub mod bin;
 pub mod certs;
 pub mod hsm;
 pub mod relay;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
