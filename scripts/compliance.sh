@@ -26,6 +26,14 @@ grep '^| [a-z]' "$doc" | grep -v '^| id ' | grep -o '`[a-z0-9-]*/[a-z0-9_]*/[A-Z
 
 if $check_only; then
   missing=0
+  # Anything in the tests column that is not a `package/target/test` reference (a typo the
+  # extraction above would drop silently).
+  bad=$(grep '^| [a-z]' "$doc" | grep -v '^| id ' | awk -F'|' '{ print $(NF-1) }' \
+    | grep -o '`[^`]*`' | grep -vx '`[a-z0-9-]*/[a-z0-9_]*/[A-Za-z0-9_:]*`' || true)
+  if [ -n "$bad" ]; then
+    printf 'compliance: not a package/target/test reference: %s\n' $bad >&2
+    missing=1
+  fi
   for group in $(cut -d/ -f1,2 "$out/refs" | sort -u); do
     pkg=${group%%/*}
     target=${group#*/}

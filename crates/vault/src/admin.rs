@@ -408,6 +408,13 @@ pub struct RetiredCheck {
     pub log_broken_at: Option<i64>,
 }
 
+/// The last entry a verification vouched for: the anchored head it ended at (0 with none). The
+/// searches over the log stop there: an entry appended after the walk read the head, or slipped
+/// in after it, was not verified.
+fn verified_end(v: &Verification) -> i64 {
+    v.head.as_ref().map_or(0, |h| h.seq)
+}
+
 impl RetiredCheck {
     /// Whether no page is left sealing to the key: retired, unpublished, and no envelope to it
     /// since.
@@ -900,9 +907,15 @@ impl<S: Store> Admin<S> {
     /// reveal and export (who, which token and kind, plain or masked or refused, the purpose,
     /// from where), and every actor active (its first and last entry, its entries by action).
     /// Drawing it is audited (`incident.report`), before it is returned.
-    pub async fn incident_report(&self, from: i64, to: i64) -> Result<IncidentReport, AdminError> {
+    pub async fn incident_report(
+        &self,
+        from: i64,
+        to: i64,
+        expect: Option<ExpectedHead>,
+    ) -> Result<IncidentReport, AdminError> {
         // The log is checked first: a report drawn from a log someone edited would be clean.
-        let verification = self.verify_audit(None).await?;
+        let verification = self.verify_audit(expect).await?;
+        let end = verified_end(&verification);
         let mut report = IncidentReport {
             from,
             to,
@@ -912,11 +925,14 @@ impl<S: Store> Admin<S> {
             ..IncidentReport::default()
         };
         let mut after = 0;
-        loop {
+        while after < end {
             let page = self.store.audit_log(after, 1000).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            for e in page.iter().filter(|e| (from..=to).contains(&e.at)) {
+            for e in page
+                .iter()
+                .filter(|e| e.seq <= end && (from..=to).contains(&e.at))
+            {
                 let actor = report
                     .actors
                     .entry(e.actor.clone())
@@ -1099,7 +1115,12 @@ impl<S: Store> Admin<S> {
     /// for envelopes refused as `unknown_key` to that key since its (last) retirement, and checks
     /// that it is out of the published key set. Envelopes before `since` (Unix seconds) are left
     /// out.
-    pub async fn check_retired(&self, kid: &str, since: i64) -> Result<RetiredCheck, AdminError> {
+    pub async fn check_retired(
+        &self,
+        kid: &str,
+        since: i64,
+        expect: Option<ExpectedHead>,
+    ) -> Result<RetiredCheck, AdminError> {
         let status = self
             .keys()
             .await?
@@ -1107,16 +1128,17 @@ impl<S: Store> Admin<S> {
             .find(|k| k.kid == kid)
             .ok_or_else(|| AdminError::NoSuchKey(kid.into()))?;
         // The log is checked first: with a refusal deleted, the search would come back clear.
-        let verification = self.verify_audit(None).await?;
+        let verification = self.verify_audit(expect).await?;
+        let end = verified_end(&verification);
         let mut retired_at = None;
         let mut sealed = Vec::new();
         let needle = format!(" to key {kid}");
         let mut after = 0;
-        loop {
+        while after < end {
             let page = self.store.audit_log(after, 1000).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
-            for e in page {
+            for e in page.into_iter().filter(|e| e.seq <= end) {
                 if e.action == Action::KeyRetire.as_str() && e.detail == kid {
                     retired_at = Some(e.at);
                     sealed.clear();
@@ -1155,9 +1177,15 @@ impl<S: Store> Admin<S> {
                 since.max(at)
             ),
         };
+        // Refused: the check did not come back clear (a SIEM can filter on it).
+        let outcome = if check.clear() {
+            Outcome::Ok
+        } else {
+            Outcome::Refused
+        };
         self.store
             .append_audit(
-                AuditDraft::new(now(), self.actor(), Action::KeyCheckRetired, Outcome::Ok)
+                AuditDraft::new(now(), self.actor(), Action::KeyCheckRetired, outcome)
                     .detail(format!("{kid}: {found}")),
             )
             .await?;

@@ -150,6 +150,11 @@ enum KeysCommand {
         /// pages were reloaded); default: since the retirement.
         #[arg(long)]
         since: Option<i64>,
+        /// A head recorded earlier with `audit head` (SEQ:HASH): fail unless it is still in the
+        /// chain (an older copy of the database, or a log cut back to an earlier head, would
+        /// otherwise verify and come back clean).
+        #[arg(long)]
+        expect_head: Option<ExpectedHead>,
     },
     /// Retire a key, expired or not: it leaves the key set at once and stops opening envelopes
     /// after the freshness window (at once with --now). Refused when it is valid now and no other
@@ -284,6 +289,11 @@ enum IncidentCommand {
         /// JSON instead of a readable summary.
         #[arg(long)]
         json: bool,
+        /// A head recorded earlier with `audit head` (SEQ:HASH): fail unless it is still in the
+        /// chain (an older copy of the database, or a log cut back to an earlier head, would
+        /// otherwise verify and come back clean).
+        #[arg(long)]
+        expect_head: Option<ExpectedHead>,
     },
 }
 
@@ -616,11 +626,16 @@ async fn locks_cmd(settings: Settings, command: LocksCommand) -> Result<ExitCode
 async fn incident_cmd(settings: Settings, command: IncidentCommand) -> Result<ExitCode> {
     let admin = Admin::open(&settings).await?;
     match command {
-        IncidentCommand::Report { from, to, json } => {
+        IncidentCommand::Report {
+            from,
+            to,
+            json,
+            expect_head,
+        } => {
             if from > to {
                 return Err("--from is after --to".into());
             }
-            let report = admin.incident_report(from, to).await?;
+            let report = admin.incident_report(from, to, expect_head).await?;
             let broken = match report.log_broken_at {
                 Some(seq) => format!(
                     "THE AUDIT LOG IS BROKEN at entry {seq}: entries may have been edited or \
@@ -747,8 +762,14 @@ async fn keys_cmd(settings: Settings, command: KeysCommand) -> Result<ExitCode> 
             let pins: Vec<&str> = keys.iter().map(|k| k.thumbprint.as_str()).collect();
             println!("{}", serde_json::to_string(&pins)?);
         }
-        KeysCommand::CheckRetired { kid, since } => {
-            let check = admin.check_retired(&kid, since.unwrap_or(i64::MIN)).await?;
+        KeysCommand::CheckRetired {
+            kid,
+            since,
+            expect_head,
+        } => {
+            let check = admin
+                .check_retired(&kid, since.unwrap_or(i64::MIN), expect_head)
+                .await?;
             if let Some(seq) = check.log_broken_at {
                 eprintln!(
                     "THE AUDIT LOG IS BROKEN at entry {seq}: entries may have been edited or \

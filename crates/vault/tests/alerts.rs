@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::relay::Relay;
 use common::webhook::{Receiver, expected_signature};
 use common::{Server, TempDir};
 use fieldseal_core::envelope::FieldKind;
@@ -428,11 +427,8 @@ async fn the_database_lost_and_back_raises_one_alert_each() {
     let hook = Receiver::start(&[]).await;
     let tmp = TempDir::new("alerts-db");
     let schema = fieldseal_vault_postgres::testing::TestSchema::new();
-    let relay = Relay::start("127.0.0.1:5432").await;
-    let url = fieldseal_vault_postgres::testing::url_with_schema(
-        &format!("postgres://postgres@127.0.0.1:{}/test", relay.port),
-        schema.name(),
-    );
+    let (relay, through) = common::relay::to_test_postgres().await;
+    let url = fieldseal_vault_postgres::testing::url_with_schema(&through, schema.name());
     let s = Settings {
         database_url: Some(url),
         database_timeout_ms: 1000,

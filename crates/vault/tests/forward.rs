@@ -696,7 +696,7 @@ async fn every_entry_arrives_across_a_database_outage() {
 
     let tmp = TempDir::new("fwd-db");
     let schema = fieldseal_vault_postgres::testing::TestSchema::new();
-    let relay = common::relay::Relay::start("127.0.0.1:5432").await;
+    let (relay, through) = common::relay::to_test_postgres().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let to = format!("tcp://{}", listener.local_addr().unwrap());
     let inbox = Arc::new(Mutex::new(Inbox::default()));
@@ -710,7 +710,7 @@ async fn every_entry_arrives_across_a_database_outage() {
     });
     let s = fieldseal_vault::config::Settings {
         database_url: Some(fieldseal_vault_postgres::testing::url_with_schema(
-            &format!("postgres://postgres@127.0.0.1:{}/test", relay.port),
+            &through,
             schema.name(),
         )),
         database_timeout_ms: 1000,

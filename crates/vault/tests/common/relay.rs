@@ -17,7 +17,7 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub async fn start(to: &'static str) -> Self {
+    pub async fn start(to: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
@@ -29,11 +29,14 @@ impl Relay {
                     let Ok((mut client, _)) = listener.accept().await else {
                         return;
                     };
+                    let to = to.clone();
+                    // Checked under the lock `cut` drains: a connection accepted while the
+                    // relay was being cut does not survive the cut.
+                    let mut conns = conns.lock().unwrap();
                     if cut.load(Ordering::SeqCst) {
-                        drop(client);
                         continue;
                     }
-                    conns.lock().unwrap().push(tokio::spawn(async move {
+                    conns.push(tokio::spawn(async move {
                         if let Ok(mut server) = TcpStream::connect(to).await {
                             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                         }
@@ -50,8 +53,9 @@ impl Relay {
     }
 
     pub fn cut(&self) {
+        let mut conns = self.conns.lock().unwrap();
         self.cut.store(true, Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
+        for c in conns.drain(..) {
             c.abort();
         }
     }
@@ -66,4 +70,22 @@ impl Drop for Relay {
         self.cut();
         self.task.abort();
     }
+}
+
+/// A relay to the test PostgreSQL server (`FIELDSEAL_TEST_POSTGRES`), and the server's URL with
+/// the relay's address in place of the server's.
+pub async fn to_test_postgres() -> (Relay, String) {
+    let url = fieldseal_vault_postgres::testing::server_url();
+    let (user, rest) = url
+        .split_once('@')
+        .expect("FIELDSEAL_TEST_POSTGRES as postgres://USER@HOST:PORT/DB");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    let relay = Relay::start(host).await;
+    let through = format!("{user}@127.0.0.1:{}/{path}", relay.port);
+    (relay, through)
 }
