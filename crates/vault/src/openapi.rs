@@ -359,8 +359,14 @@ pub fn document() -> Value {
         }
     });
     if let Some(paths) = doc["paths"].as_object_mut() {
-        paths.extend(crate::subjects::openapi_paths());
-        paths.extend(crate::locks::openapi_paths());
+        for more in [
+            crate::subjects::openapi_paths(),
+            crate::locks::openapi_paths(),
+        ] {
+            if let Value::Object(more) = more {
+                paths.extend(more);
+            }
+        }
         // Every secured operation takes an operator's session cookie as well as a bearer token.
         for op in paths.values_mut().filter_map(Value::as_object_mut) {
             for operation in op.values_mut() {

@@ -152,12 +152,7 @@ async fn a_refused_post_is_retried_with_backoff_until_accepted() {
 #[tokio::test]
 async fn a_receiver_down_then_up_gets_the_alert() {
     // A port nothing listens on, for now.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}/hooks/fieldseal");
     let tmp = TempDir::new("alerts-down");
     common::init(&tmp.0).await;
@@ -186,12 +181,7 @@ async fn a_receiver_down_then_up_gets_the_alert() {
 
 #[tokio::test]
 async fn a_full_queue_drops_and_counts_and_requests_go_on() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let tmp = TempDir::new("alerts-full");
     let keys = common::init(&tmp.0).await;
     let s = Settings {

@@ -732,14 +732,7 @@ async fn drill_a_suspected_hpke_key_leak() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let reloaded_at = fieldseal_vault::vault::now();
     let fresh = key_set(&http, &base).await;
-    let published = http
-        .get(format!("{base}/v1/keys"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let published = common::key_set_text(&http, &base).await;
     assert!(!published.contains(&old), "{published}");
     let r = tokenize_sealed(&http, &base, checkout, &fresh, VISA).await;
     assert_eq!(r["ok"], true, "{r}");
@@ -751,19 +744,7 @@ async fn drill_a_suspected_hpke_key_leak() {
     assert!(out.contains("no page has sealed to"), "{out}");
     // Step 5: the report of the window, and the log.
     let to = (fieldseal_vault::vault::now() + 1).to_string();
-    let report: Value = serde_json::from_str(&ok(&vault(
-        &dir,
-        &[
-            "incident",
-            "report",
-            "--from",
-            &from.to_string(),
-            "--to",
-            &to,
-            "--json",
-        ],
-    )))
-    .unwrap();
+    let report = incident_json(&dir, &[], from, &to);
     assert_eq!(report["log_intact"], true, "{report}");
     ok(&vault(&dir, &["audit", "verify"]));
     child.kill().unwrap();
@@ -940,20 +921,7 @@ async fn drill_a_suspected_insider() {
     );
     // Step 2: who revealed what, from where.
     let to = (fieldseal_vault::vault::now() + 1).to_string();
-    let report: Value = serde_json::from_str(&ok(&vault_with(
-        &dir,
-        &env,
-        &[
-            "incident",
-            "report",
-            "--from",
-            &from.to_string(),
-            "--to",
-            &to,
-            "--json",
-        ],
-    )))
-    .unwrap();
+    let report = incident_json(&dir, &env, from, &to);
     let by_mal: Vec<&Value> = report["reveals"]
         .as_array()
         .unwrap()
@@ -1007,6 +975,13 @@ async fn drill_a_suspected_insider() {
     assert_eq!(hook.of("lockout").len(), 1, "one alert per lockout");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// `incident report --from FROM --to TO --json`, which must succeed, parsed.
+fn incident_json(dir: &std::path::Path, env: &[(&str, &str)], from: i64, to: &str) -> Value {
+    let from = from.to_string();
+    let args = ["incident", "report", "--from", &from, "--to", to, "--json"];
+    serde_json::from_str(&ok(&vault_with(dir, env, &args))).unwrap()
 }
 
 /// The binary with extra environment variables (settings).

@@ -54,27 +54,19 @@ async fn fill(s: &Server, keys: &Keys, tag: u32, n: usize) -> Vec<(String, Strin
     out
 }
 
+/// `token`'s stored row.
+async fn stored(s: &Server, token: &str) -> fieldseal_vault::store::TokenRecord {
+    s.vault.store().token(token, 0).await.unwrap().unwrap()
+}
+
 /// The stored subject hash of `token`'s value.
 async fn subject_of(s: &Server, token: &str) -> String {
-    s.vault
-        .store()
-        .token(token, 0)
-        .await
-        .unwrap()
-        .unwrap()
-        .subject
-        .unwrap()
+    stored(s, token).await.subject.unwrap()
 }
 
 /// The data key version the value of `token` is stored under.
 async fn data_key_of(s: &Server, token: &str) -> i64 {
-    s.vault
-        .store()
-        .token(token, 0)
-        .await
-        .unwrap()
-        .unwrap()
-        .data_key_id
+    stored(s, token).await.data_key_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

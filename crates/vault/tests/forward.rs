@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::bin::{init_with_keys, ok, start_with, vault};
-use common::{TempDir, key_set, seal_to};
+use common::{TempDir, free_port, key_set, seal_to};
 use fieldseal_core::envelope::FieldKind;
 use regex::Regex;
 use serde_json::{Value, json};
@@ -26,15 +26,6 @@ use serde_json::{Value, json};
 /// during the pause gets the next batch written into a connection it already closed (which only
 /// the resend from the cursor repairs). Also the window: the most entries one failure repeats.
 const BATCH: usize = 100;
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Polls `f` every 50 ms until it holds, for at most `limit`; panics with `what` otherwise.
 fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {

@@ -100,17 +100,29 @@ pub struct Keys {
     pub revoked: String,
 }
 
-/// The key set a server at `base` publishes.
-pub async fn key_set(http: &reqwest::Client, base: &str) -> KeySet {
-    let text = http
-        .get(format!("{base}/v1/keys"))
+/// The key set a server at `base` publishes, as served.
+pub async fn key_set_text(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/v1/keys"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    KeySet::parse(&text).unwrap()
+        .unwrap()
+}
+
+/// The key set a server at `base` publishes.
+pub async fn key_set(http: &reqwest::Client, base: &str) -> KeySet {
+    KeySet::parse(&key_set_text(http, base).await).unwrap()
+}
+
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running server.
